@@ -1,0 +1,212 @@
+"""The `latentvla` command: run the graph, replay/record bags, generate data, train,
+label, evaluate, benchmark, and the end-to-end demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _env_defaults() -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from latentvla_ros.ros.graph import apply_transport_env  # noqa: PLC0415 - no rclpy import
+
+    apply_transport_env()
+
+
+def _parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
+    """NODE.PARAM=VALUE (YAML value) -> {node: {param: value}}."""
+    import yaml
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"bad --set {item!r}: use NODE.PARAM=VALUE")
+        out.setdefault(node, {})[param] = yaml.safe_load(raw)
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.graph import GraphOptions, run_composed, run_processes
+    from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, SENSOR_TOPICS, carla_controller_spec, graph_nodes
+
+    topics = CARLA_SENSOR_TOPICS if args.profile == "carla" else SENSOR_TOPICS
+    specs = graph_nodes(args.cameras.split(","), topics, with_teacher=args.with_teacher)
+    if args.profile == "carla":
+        specs.append(carla_controller_spec(topics))
+    if args.nodes:
+        wanted = set(args.nodes.split(","))
+        specs = [s for s in specs if s.name in wanted]
+    files: dict[str, list[str]] = {}
+    for path in args.param_file or []:
+        for spec in specs:
+            files.setdefault(spec.name, []).append(path)
+    if args.profile == "carla":
+        from latentvla_ros.core.resources import share_path
+
+        for spec in specs:
+            extra = share_path("config", "carla", f"{spec.name}.param.yaml")
+            if extra.exists():
+                files.setdefault(spec.name, []).insert(0, str(extra))
+    overrides = _parse_overrides(args.set or [])
+    if "sensor_sync" in [s.name for s in specs]:
+        overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
+    options = GraphOptions(nodes=specs, param_files=files, overrides=overrides, namespace=args.namespace,
+                           use_sim_time=args.use_sim_time or args.profile == "carla", log_level=args.log_level)
+    try:
+        options.validate()
+    except ParameterError as exc:
+        print(f"latentvla run: {exc}", file=sys.stderr)
+        return 2
+    return run_composed(options) if args.mode == "composed" else run_processes(options)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from latentvla_ros.ros.bag_player import play_bag
+
+    stats = play_bag(args.bag, rate=args.rate, loop=args.loop, start_offset_s=args.start_offset,
+                     publish_clock=not args.no_clock, topics=args.topics.split(",") if args.topics else None)
+    print(stats)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from latentvla_ros.ros.bag_recorder import record_bag
+
+    record_bag(args.output, args.topics, storage=args.storage, duration_s=args.duration)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from latentvla_ros.demo import run_demo
+
+    return run_demo(Path(args.out), num_frames=args.frames, scenario=args.scenario, seed=args.seed,
+                    checkpoints=args.checkpoints, rate=args.rate, mode=args.mode)
+
+
+def cmd_generate_data(args: argparse.Namespace) -> int:
+    from latentvla_ros.data.highway import generate_dataset
+
+    generate_dataset(args.out, scenarios=args.scenarios.split(","), seeds=list(range(args.seed, args.seed + args.num_seeds)),
+                     densities=[float(d) for d in args.densities.split(",")], frames_per_log=args.frames, workers=args.workers)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from latentvla_ros.training.pipeline import main as train_main
+
+    return train_main(args)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from latentvla_ros.training.teacher import label_logs
+    from latentvla_ros.data.log_format import list_logs
+
+    label_logs(args.teacher, list_logs(args.data), batch_size=args.batch_size)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from latentvla_ros.evaluation.run import main as eval_main
+
+    return eval_main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from latentvla_ros.benchmarking import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentvla", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the node graph (composed in one process or as processes)")
+    run.add_argument("--mode", choices=["composed", "processes"], default="composed")
+    run.add_argument("--profile", choices=["default", "carla"], default="default")
+    run.add_argument("--nodes", default="", help="comma-separated subset of nodes to start")
+    run.add_argument("--cameras", default="front", help="comma-separated camera names, left to right")
+    run.add_argument("--param-file", action="append", help="extra ROS 2 param file applied to every node (repeatable)")
+    run.add_argument("--set", action="append", help="NODE.PARAM=VALUE override (repeatable)")
+    run.add_argument("--namespace", default="")
+    run.add_argument("--use-sim-time", action="store_true")
+    run.add_argument("--with-teacher", action="store_true", help="also start the offline teacher_labeler")
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="publish a rosbag2 (MCAP or sqlite3) with its original timing")
+    replay.add_argument("bag")
+    replay.add_argument("--rate", type=float, default=1.0)
+    replay.add_argument("--loop", action="store_true")
+    replay.add_argument("--start-offset", type=float, default=0.0, help="skip the first seconds of the bag")
+    replay.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    replay.add_argument("--topics", default="", help="comma-separated subset of topics")
+    replay.set_defaults(func=cmd_replay)
+
+    record = sub.add_parser("record", help="record topics to a rosbag2 MCAP")
+    record.add_argument("topics", nargs="+")
+    record.add_argument("-o", "--output", required=True)
+    record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    record.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    record.set_defaults(func=cmd_record)
+
+    demo = sub.add_parser("demo", help="generate a driving log, replay it through the graph, summarise")
+    demo.add_argument("--out", default="artifacts/demo")
+    demo.add_argument("--frames", type=int, default=200)
+    demo.add_argument("--scenario", default="highway")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--checkpoints", default="checkpoints/edge")
+    demo.add_argument("--rate", type=float, default=1.0)
+    demo.add_argument("--mode", choices=["composed", "processes"], default="composed")
+    demo.set_defaults(func=cmd_demo)
+
+    gen = sub.add_parser("generate-data", help="driving logs from highway-env")
+    gen.add_argument("--out", default="data/highway")
+    gen.add_argument("--scenarios", default="highway,merge,roundabout,intersection")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--num-seeds", type=int, default=4)
+    gen.add_argument("--densities", default="1.0")
+    gen.add_argument("--frames", type=int, default=300)
+    gen.add_argument("--workers", type=int, default=1)
+    gen.set_defaults(func=cmd_generate_data)
+
+    from latentvla_ros.training.cli_args import add_train_parser
+
+    add_train_parser(sub, cmd_train)
+
+    label = sub.add_parser("label", help="label logs with the teacher's latent action distributions")
+    label.add_argument("--teacher", required=True)
+    label.add_argument("--data", required=True)
+    label.add_argument("--batch-size", type=int, default=16)
+    label.set_defaults(func=cmd_label)
+
+    ev = sub.add_parser("evaluate", help="open-loop PDMS and closed-loop driving for every method")
+    ev.add_argument("--out", default="artifacts/eval")
+    ev.add_argument("--checkpoints", default="checkpoints/edge")
+    ev.add_argument("--quick", action="store_true", help="a few scenes only (smoke test)")
+    ev.add_argument("--workers", type=int, default=2)
+    ev.set_defaults(func=cmd_evaluate)
+
+    bench = sub.add_parser("bench", help="latency of the graph vs. the bare model chain")
+    bench.add_argument("--out", default="artifacts/bench")
+    bench.add_argument("--frames", type=int, default=100)
+    bench.add_argument("--quick", action="store_true")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _env_defaults()
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

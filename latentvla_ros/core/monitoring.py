@@ -1,0 +1,69 @@
+"""Per-node counters and timings (pure): what diagnostics and summaries report."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+
+def percentile_summary(values_ms) -> dict[str, float]:
+    arr = np.asarray(list(values_ms), dtype=np.float64)
+    if arr.size == 0:
+        return {"count": 0}
+    return {"count": int(arr.size), "median_ms": float(np.median(arr)), "p99_ms": float(np.percentile(arr, 99)),
+            "max_ms": float(arr.max()), "mean_ms": float(arr.mean())}
+
+
+class NodeStats:
+    """Thread-safe counters: messages in/out, drops by reason, processing time, latency, input rates."""
+
+    def __init__(self, window: int = 2000):
+        self._lock = threading.Lock()
+        self.received: Counter[str] = Counter()
+        self.published: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.processing_ms: deque[float] = deque(maxlen=window)
+        self.latency_ms: deque[float] = deque(maxlen=window)
+        self._arrivals: dict[str, deque[float]] = {}
+
+    def on_receive(self, name: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.received[name] += 1
+            self._arrivals.setdefault(name, deque(maxlen=50)).append(now)
+
+    def on_publish(self, name: str) -> None:
+        with self._lock:
+            self.published[name] += 1
+
+    def on_drop(self, reason: str) -> int:
+        with self._lock:
+            self.dropped[reason] += 1
+            return self.dropped[reason]
+
+    def on_processed(self, processing_ms: float, latency_ms: float | None = None) -> None:
+        with self._lock:
+            self.processing_ms.append(processing_ms)
+            if latency_ms is not None:
+                self.latency_ms.append(latency_ms)
+
+    def input_rate_hz(self, name: str, now: float | None = None, stale_after_s: float = 2.0) -> float:
+        with self._lock:
+            times = list(self._arrivals.get(name, ()))
+        now = time.monotonic() if now is None else now
+        if len(times) < 2 or now - times[-1] > stale_after_s:
+            return 0.0
+        return (len(times) - 1) / max(1e-9, times[-1] - times[0])
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "received": dict(self.received),
+                "published": dict(self.published),
+                "dropped": dict(self.dropped),
+                "dropped_total": int(sum(self.dropped.values())),
+                "processing": percentile_summary(self.processing_ms),
+                "latency": percentile_summary(self.latency_ms),
+            }

@@ -1,0 +1,371 @@
+"""Play a rosbag2 recording into a live ROS 2 graph (rclpy shell over ``bags.replay``).
+
+Messages are published as the raw CDR bytes stored in the bag
+(``Publisher.publish(bytes)`` -> ``publish_raw`` in rclpy), so nothing is
+deserialized; the message class is only needed to create the publisher and is
+resolved from the type string (``sensor_msgs/msg/Image`` ->
+``sensor_msgs.msg.Image``). Topics whose type cannot be imported here are
+skipped with a warning and counted.
+
+Timing: absolute schedule ``wall0 + (t - t0) / rate`` (``PlaybackSchedule``);
+a message whose deadline has already passed by more than ``late_threshold_s``
+is published immediately and counted in ``late_messages``; later messages keep
+their original deadlines, so lateness never accumulates as drift.
+
+``/clock`` (``rosgraph_msgs/Clock``) carries the bag time of each message just
+before the message is published, and the interpolated bag time at
+``clock_hz`` while waiting, so ``use_sim_time`` nodes see a continuous clock.
+With ``loop=True`` playback restarts from the beginning (plus
+``start_offset_s``): bag time and ``/clock`` jump backwards, and downstream
+must handle that (``ApproximateTimeSync`` resets on such jumps).
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from latentvla_ros.bags.replay import BagReader, BagTopic, PlaybackSchedule
+
+__all__ = ["BagPlayer", "play_bag", "resolve_message_class", "publisher_qos_for"]
+
+
+def resolve_message_class(msgtype: str):
+    """``'pkg/msg/Name'`` (or ``'pkg/Name'``) -> the rclpy message class, or ``None``."""
+    parts = msgtype.split("/")
+    if len(parts) == 3:
+        pkg, sub, name = parts
+    elif len(parts) == 2:
+        pkg, name = parts
+        sub = "msg"
+    else:
+        return None
+    try:
+        module = importlib.import_module(f"{pkg}.{sub}")
+        cls = getattr(module, name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+    # rosidl-generated classes carry their type support hook on the metaclass.
+    return cls if isinstance(cls, type) and hasattr(type(cls), "__import_type_support__") else None
+
+
+def publisher_qos_for(topic: BagTopic, default_depth: int = 10):
+    """Publisher QoS from the recorded offered profiles: always RELIABLE (compatible with
+    reliable and best-effort subscribers), TRANSIENT_LOCAL if any recorder saw a
+    transient-local publisher (e.g. /tf_static, maps), KEEP_LAST with the recorded depth."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    depth = max([default_depth] + [int(q.get("depth") or 0) for q in topic.qos])
+    transient = any(q.get("durability") == "transient_local" for q in topic.qos)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if transient else DurabilityPolicy.VOLATILE,
+    )
+
+
+class BagPlayer:
+    """Publish a bag's messages from a background thread (``start``) or the caller (``run``).
+
+    Args:
+        node: rclpy node that owns the publishers.
+        bag_path: rosbag2 directory or ``.mcap`` / ``.db3`` file.
+        rate: playback speed factor (> 0).
+        loop: restart from the beginning when the end is reached, until ``stop()``.
+        start_offset_s: skip this many seconds from the start of the bag.
+        publish_clock: publish ``/clock`` with the bag time.
+        topics: only these bag topics (``None``: all).
+        remap: ``{bag_topic: published_topic}``.
+        qos_overrides: ``{topic: QoSProfile}`` keyed by bag or published topic name.
+        clock_topic, clock_hz: clock topic and interpolation rate while waiting (0: only
+            with messages).
+        late_threshold_s: lateness beyond which a message counts as late.
+        wait_for_subscribers_s: before playing, wait up to this long until every
+            publisher has at least one matched subscription (0: don't wait).
+        max_loops: with ``loop``, stop after this many passes (``None``: until ``stop()``).
+    """
+
+    def __init__(
+        self,
+        node,
+        bag_path: str | Path,
+        rate: float = 1.0,
+        loop: bool = False,
+        start_offset_s: float = 0.0,
+        publish_clock: bool = True,
+        topics: Iterable[str] | None = None,
+        remap: Mapping[str, str] | None = None,
+        qos_overrides: Mapping[str, Any] | None = None,
+        *,
+        clock_topic: str = "/clock",
+        clock_hz: float = 40.0,
+        late_threshold_s: float = 0.005,
+        wait_for_subscribers_s: float = 0.0,
+        max_loops: int | None = None,
+    ) -> None:
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate!r}")
+        if start_offset_s < 0:
+            raise ValueError(f"start_offset_s must be >= 0, got {start_offset_s!r}")
+        self.node = node
+        self.bag_path = Path(bag_path)
+        self.rate = float(rate)
+        self.loop = bool(loop)
+        self.start_offset_s = float(start_offset_s)
+        self.publish_clock = bool(publish_clock)
+        self.topic_filter = list(topics) if topics is not None else None
+        self.remap = dict(remap or {})
+        self.qos_overrides = dict(qos_overrides or {})
+        self.clock_hz = float(clock_hz)
+        self.late_threshold_ns = int(late_threshold_s * 1e9)
+        self.wait_for_subscribers_s = float(wait_for_subscribers_s)
+        self.max_loops = None if max_loops is None else int(max_loops)
+        self._log = node.get_logger()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._published: dict[str, int] = {}
+        self._late = 0
+        self._publish_errors = 0
+        self._skipped = 0
+        self._clock_published = 0
+        self._passes_completed = 0
+        self._read_errors: list[str] = []
+        self.unknown_type_topics: dict[str, str] = {}
+        self._publishers: dict[str, Any] = {}  # bag topic -> publisher
+
+        # Open once to learn topics/types and create publishers up front (discovery takes time).
+        with BagReader(self.bag_path, self.topic_filter) as reader:
+            self._read_errors.extend(reader.report.errors)
+            for name in reader.selected_topics:
+                info = reader.topics[name]
+                cls = resolve_message_class(info.msgtype)
+                if cls is None:
+                    self.unknown_type_topics[name] = info.msgtype
+                    self._log.warning(f"bag topic {name}: type {info.msgtype!r} not importable "
+                                      "here; skipping it")
+                    continue
+                out = self.remap.get(name, name)
+                qos = self.qos_overrides.get(name, self.qos_overrides.get(out))
+                if qos is None:
+                    qos = publisher_qos_for(info)
+                self._publishers[name] = node.create_publisher(cls, out, qos)
+                self._published[out] = 0
+        self._clock_pub = None
+        if self.publish_clock:
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+            from rosgraph_msgs.msg import Clock
+
+            self._clock_cls = Clock
+            self._clock_pub = node.create_publisher(
+                Clock, clock_topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+
+    # ---------------------------------------------------------------- control
+    def start(self) -> None:
+        """Play in a background thread."""
+        if self._thread is not None:
+            raise RuntimeError("BagPlayer already started")
+        self._thread = threading.Thread(target=self._run_safe, name="bag_player", daemon=True)
+        self._thread.start()
+
+    def run(self) -> dict[str, Any]:
+        """Play in the calling thread until the end (or ``stop()``); returns ``stats()``."""
+        self._run_safe()
+        return self.stats()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until playback finished; True if it did."""
+        return self._done.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def destroy(self) -> None:
+        """Stop, join the thread and destroy the publishers."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        for pub in list(self._publishers.values()) + ([self._clock_pub] if self._clock_pub else []):
+            try:
+                self.node.destroy_publisher(pub)
+            except Exception:  # noqa: BLE001
+                pass
+        self._publishers.clear()
+        self._clock_pub = None
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "published": dict(self._published),
+                "published_total": sum(self._published.values()),
+                "late_messages": self._late,
+                "publish_errors": self._publish_errors,
+                "skipped_messages": self._skipped,
+                "unknown_type_topics": dict(self.unknown_type_topics),
+                "clock_published": self._clock_published,
+                "passes_completed": self._passes_completed,
+                "read_errors": list(self._read_errors),
+                "finished": self._done.is_set(),
+            }
+
+    # --------------------------------------------------------------- playback
+    def _run_safe(self) -> None:
+        try:
+            self._wait_for_subscribers()
+            while not self._stop.is_set():
+                played = self._play_once()
+                if self._stop.is_set():
+                    break
+                with self._lock:
+                    self._passes_completed += 1
+                    passes = self._passes_completed
+                if not self.loop or played == 0:  # (an empty pass would make a loop spin)
+                    break
+                if self.max_loops is not None and passes >= self.max_loops:
+                    break
+        except Exception as err:  # noqa: BLE001 - never kill the host process
+            with self._lock:
+                self._read_errors.append(f"playback aborted: {type(err).__name__}: {err}")
+            self._log.error(f"bag playback aborted: {err}")
+        finally:
+            self._done.set()
+
+    def _wait_for_subscribers(self) -> None:
+        if self.wait_for_subscribers_s <= 0:
+            return
+        deadline = time.monotonic() + self.wait_for_subscribers_s
+        pubs = list(self._publishers.values())
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if all(p.get_subscription_count() > 0 for p in pubs):
+                return
+            self._stop.wait(0.01)
+
+    def _publish_clock(self, bag_ns: int) -> None:
+        if self._clock_pub is None:
+            return
+        msg = self._clock_cls()
+        msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
+        try:
+            self._clock_pub.publish(msg)
+        except Exception:  # noqa: BLE001 - context shutting down
+            return
+        with self._lock:
+            self._clock_published += 1
+
+    def _sleep_until(self, schedule: PlaybackSchedule, deadline_ns: int, bag_ns: int) -> None:
+        """Wait for ``deadline_ns`` (monotonic), publishing the interpolated bag time (capped
+        at the next message's ``bag_ns`` so /clock never goes backwards within a pass)."""
+        period_ns = int(1e9 / self.clock_hz) if self.clock_hz > 0 and self._clock_pub else 0
+        while not self._stop.is_set():
+            now = time.monotonic_ns()
+            remaining = deadline_ns - now
+            if remaining <= 0:
+                return
+            if period_ns and remaining > period_ns:
+                self._stop.wait(period_ns / 1e9)
+                self._publish_clock(min(schedule.bag_time_ns(time.monotonic_ns()), bag_ns))
+            else:
+                self._stop.wait(remaining / 1e9)
+
+    def _play_once(self) -> int:
+        """One pass over the bag; returns the number of messages handled."""
+        handled = 0
+        with BagReader(self.bag_path, self.topic_filter) as reader:
+            if reader.start_time_ns is None:
+                with self._lock:
+                    self._read_errors.extend(e for e in reader.report.errors
+                                             if e not in self._read_errors)
+                return 0
+            start_ns = reader.start_time_ns + int(round(self.start_offset_s * 1e9))
+            schedule: PlaybackSchedule | None = None
+            for m in reader.messages(start_ns=start_ns):
+                if self._stop.is_set():
+                    break
+                handled += 1
+                pub = self._publishers.get(m.topic)
+                if pub is None:
+                    with self._lock:
+                        self._skipped += 1
+                    continue
+                if schedule is None:
+                    schedule = PlaybackSchedule(self.rate, m.log_time_ns, time.monotonic_ns())
+                deadline = schedule.deadline_ns(m.log_time_ns)
+                self._sleep_until(schedule, deadline, m.log_time_ns)
+                if self._stop.is_set():
+                    break
+                late = time.monotonic_ns() - deadline > self.late_threshold_ns
+                self._publish_clock(m.log_time_ns)
+                out = self.remap.get(m.topic, m.topic)
+                try:
+                    pub.publish(m.data)
+                except Exception as err:  # noqa: BLE001
+                    with self._lock:
+                        self._publish_errors += 1
+                    self._log.warning(f"publish on {out} failed: {err}",
+                                      throttle_duration_sec=5.0)
+                    continue
+                with self._lock:
+                    self._published[out] += 1
+                    if late:
+                        self._late += 1
+            with self._lock:
+                for e in reader.report.errors:
+                    if e not in self._read_errors:
+                        self._read_errors.append(e)
+        return handled
+
+
+def play_bag(
+    bag_path: str | Path,
+    rate: float = 1.0,
+    loop: bool = False,
+    start_offset_s: float = 0.0,
+    publish_clock: bool = True,
+    topics: Iterable[str] | None = None,
+    remap: Mapping[str, str] | None = None,
+    qos_overrides: Mapping[str, Any] | None = None,
+    *,
+    node_name: str = "bag_player",
+    context=None,
+    args: list[str] | None = None,
+    wait_for_subscribers_s: float = 0.0,
+    **player_kwargs: Any,
+) -> dict[str, Any]:
+    """Blocking convenience: own node (and context unless given), play, clean up; returns stats.
+
+    Ctrl-C stops playback and still cleans up. With ``loop=True`` it runs until interrupted.
+    """
+    import rclpy
+    from rclpy.context import Context
+
+    own_context = context is None
+    if own_context:
+        context = Context()
+        rclpy.init(args=args, context=context)
+    node = rclpy.create_node(node_name, context=context)
+    player = None
+    try:
+        player = BagPlayer(node, bag_path, rate, loop, start_offset_s, publish_clock, topics, remap,
+                           qos_overrides, wait_for_subscribers_s=wait_for_subscribers_s,
+                           **player_kwargs)
+        player.start()
+        try:
+            while not player.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            player.stop()
+        return player.stats()
+    finally:
+        if player is not None:
+            player.destroy()
+        node.destroy_node()
+        if own_context:
+            rclpy.try_shutdown(context=context)

@@ -1,0 +1,326 @@
+"""Message <-> core-type conversions, without needless copies.
+
+Arrays are filled through ``array.array.frombytes`` (a memcpy) and read with
+``np.frombuffer`` (no copy). Every malformed input raises ``ConversionError``
+with a reason the node counts and logs; nothing is silently "fixed".
+"""
+from __future__ import annotations
+
+import array
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from nav_msgs.msg import Odometry, Path
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from latentvla_ros.core.types import (
+    BevTokens,
+    CameraImage,
+    DrivingCommand,
+    EgoState,
+    LatentPlan,
+    Trajectory,
+)
+from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame, TrajectoryPoint
+
+
+class ConversionError(ValueError):
+    """A message that cannot be converted; the text says why."""
+
+
+# ---------------------------------------------------------------- time
+def stamp_to_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def make_header(stamp_ns: int, frame_id: str) -> Header:
+    return Header(stamp=ns_to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def _float_array(values: np.ndarray) -> array.array:
+    out = array.array("f")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    return out
+
+
+def _byte_array(values: np.ndarray) -> array.array:
+    out = array.array("B")
+    flat = np.ascontiguousarray(values, dtype=np.uint8).reshape(-1)
+    if flat.size:
+        out.frombytes(flat.data)
+    return out
+
+
+# ---------------------------------------------------------------- images
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> HxWx3 uint8 RGB (copy only when a conversion is needed)."""
+    encoding = msg.encoding.lower()
+    if encoding not in _CHANNELS:
+        raise ConversionError(f"unsupported image encoding {msg.encoding!r} (supported: {sorted(_CHANNELS)})")
+    channels = _CHANNELS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ConversionError("empty image (zero width or height)")
+    if step < width * channels:
+        raise ConversionError(f"step {step} < width {width} x {channels} channels")
+    if len(msg.data) != step * height:
+        raise ConversionError(f"data has {len(msg.data)} bytes, expected step*height = {step * height}")
+    flat = np.frombuffer(msg.data, dtype=np.uint8)
+    rows = flat.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
+    if encoding == "rgb8":
+        return rows
+    if encoding == "bgr8":
+        return rows[:, :, ::-1]
+    if encoding == "rgba8":
+        return rows[:, :, :3]
+    if encoding == "bgra8":
+        return rows[:, :, 2::-1]
+    return np.repeat(rows, 3, axis=2)  # mono8
+
+
+def numpy_to_image(image: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConversionError(f"expected HxWx3 uint8, got {image.shape} {image.dtype}")
+    msg = Image(header=make_header(stamp_ns, frame_id), height=image.shape[0], width=image.shape[1],
+                encoding="rgb8", is_bigendian=0, step=image.shape[1] * 3)
+    msg.data = _byte_array(image)
+    return msg
+
+
+def camera_info_intrinsics(info: CameraInfo | None) -> np.ndarray | None:
+    if info is None:
+        return None
+    k = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    return k if np.all(np.isfinite(k)) and k[2, 2] != 0 else None
+
+
+# ---------------------------------------------------------------- point clouds
+_PF_DTYPES = {
+    PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2", PointField.UINT16: "u2",
+    PointField.INT32: "i4", PointField.UINT32: "u4", PointField.FLOAT32: "f4", PointField.FLOAT64: "f8",
+}
+
+
+def pointcloud2_to_xyzi(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 with x, y, z (+ optional intensity) -> (N, 4) float32; intensity 0 if absent."""
+    fields = {f.name: f for f in msg.fields}
+    for name in ("x", "y", "z"):
+        if name not in fields:
+            raise ConversionError(f"point cloud lacks field {name!r}")
+    n_points = int(msg.width) * int(msg.height)
+    if n_points == 0:
+        raise ConversionError("empty point cloud")
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    if point_step <= 0 or row_step < point_step * int(msg.width):
+        raise ConversionError(f"inconsistent point_step {point_step} / row_step {row_step} for width {msg.width}")
+    if len(msg.data) < row_step * int(msg.height):
+        raise ConversionError(f"data has {len(msg.data)} bytes, expected {row_step * int(msg.height)}")
+    endian = ">" if msg.is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    for name in ("x", "y", "z", "intensity"):
+        if name not in fields:
+            continue
+        f = fields[name]
+        if f.datatype not in _PF_DTYPES:
+            raise ConversionError(f"field {name!r} has unknown datatype {f.datatype}")
+        if f.offset + np.dtype(_PF_DTYPES[f.datatype]).itemsize > point_step:
+            raise ConversionError(f"field {name!r} offset {f.offset} outside point_step {point_step}")
+        names.append(name)
+        formats.append(endian + _PF_DTYPES[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    raw = np.frombuffer(msg.data, dtype=np.uint8, count=row_step * int(msg.height))
+    rows = raw.reshape(int(msg.height), row_step)[:, : point_step * int(msg.width)]
+    points = np.ascontiguousarray(rows).view(dtype).reshape(-1)
+    out = np.zeros((points.shape[0], 4), dtype=np.float32)
+    for i, name in enumerate(("x", "y", "z", "intensity")):
+        if name in names:
+            out[:, i] = points[name]
+    return out
+
+
+def xyzi_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str) -> PointCloud2:
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 4:
+        raise ConversionError(f"expected (N, 4) points, got {points.shape}")
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+              for i, n in enumerate(("x", "y", "z", "intensity"))]
+    msg = PointCloud2(header=make_header(stamp_ns, frame_id), height=1, width=points.shape[0], fields=fields,
+                      is_bigendian=False, point_step=16, row_step=16 * points.shape[0], is_dense=True)
+    msg.data = _byte_array(points.view(np.uint8))
+    return msg
+
+
+# ---------------------------------------------------------------- odometry / ego
+def yaw_from_quaternion(q: Quaternion) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def quaternion_from_yaw(yaw: float) -> Quaternion:
+    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
+
+
+def odometry_velocity(msg: Odometry) -> tuple[np.ndarray, float]:
+    """Ego-frame velocity (vx, vy) and yaw rate; raises on non-finite values."""
+    tw = msg.twist.twist
+    values = (tw.linear.x, tw.linear.y, tw.angular.z, msg.pose.pose.position.x, msg.pose.pose.position.y,
+              msg.pose.pose.orientation.z, msg.pose.pose.orientation.w)
+    if not all(math.isfinite(v) for v in values):
+        raise ConversionError("odometry contains NaN/inf")
+    return np.array([tw.linear.x, tw.linear.y], dtype=np.float32), float(tw.angular.z)
+
+
+def sensor_frame_to_core(msg: SensorFrame):
+    """SensorFrame message -> core SensorFrame (images as views into the message)."""
+    from latentvla_ros.core.types import SensorFrame as CoreFrame
+
+    if not msg.images:
+        raise ConversionError("sensor frame without images")
+    cameras = []
+    for i, img in enumerate(msg.images):
+        info = msg.camera_infos[i] if i < len(msg.camera_infos) else None
+        cameras.append(CameraImage(image=image_to_numpy(img), name=img.header.frame_id or f"camera{i}",
+                                   intrinsics=camera_info_intrinsics(info)))
+    points = pointcloud2_to_xyzi(msg.lidar)
+    velocity, yaw_rate = odometry_velocity(msg.odometry)
+    acc = msg.ego_acceleration
+    acceleration = np.array([acc.x, acc.y], dtype=np.float32)
+    if not np.all(np.isfinite(acceleration)):
+        raise ConversionError("ego acceleration contains NaN/inf")
+    command = DrivingCommand(msg.driving_command) if msg.driving_command <= 3 else DrivingCommand.UNKNOWN
+    ego = EgoState(velocity=velocity, acceleration=acceleration, yaw_rate=yaw_rate, command=command)
+    return CoreFrame(stamp_ns=stamp_to_ns(msg.header.stamp), cameras=cameras, lidar_points=points, ego=ego)
+
+
+# ---------------------------------------------------------------- BEV tokens
+def bev_to_msg(bev: BevTokens, frame_id: str) -> BevFeatures:
+    tokens = np.asarray(bev.tokens, dtype=np.float32)
+    msg = BevFeatures(header=make_header(bev.stamp_ns, frame_id), num_tokens=tokens.shape[0], channels=tokens.shape[1],
+                      grid_rows=bev.grid_rows, grid_cols=bev.grid_cols, cell_size_m=float(bev.cell_size_m),
+                      origin_x_m=float(bev.origin_x_m), origin_y_m=float(bev.origin_y_m), model_id=bev.model_id)
+    msg.tokens = _float_array(tokens)
+    msg.ego_status = _float_array(bev.ego_status)
+    return msg
+
+
+def msg_to_bev(msg: BevFeatures) -> BevTokens:
+    n, c = int(msg.num_tokens), int(msg.channels)
+    if n == 0 or c == 0 or len(msg.tokens) != n * c:
+        raise ConversionError(f"BEV tokens: {len(msg.tokens)} values for {n} x {c}")
+    if n != int(msg.grid_rows) * int(msg.grid_cols):
+        raise ConversionError(f"BEV tokens: {n} tokens for a {msg.grid_rows} x {msg.grid_cols} grid")
+    tokens = np.frombuffer(msg.tokens, dtype=np.float32).reshape(n, c)
+    status = np.frombuffer(msg.ego_status, dtype=np.float32)
+    if not (np.all(np.isfinite(tokens)) and np.all(np.isfinite(status))):
+        raise ConversionError("BEV tokens contain NaN/inf")
+    return BevTokens(stamp_ns=stamp_to_ns(msg.header.stamp), tokens=tokens, grid_rows=int(msg.grid_rows),
+                     grid_cols=int(msg.grid_cols), cell_size_m=float(msg.cell_size_m), origin_x_m=float(msg.origin_x_m),
+                     origin_y_m=float(msg.origin_y_m), ego_status=status, model_id=msg.model_id)
+
+
+# ---------------------------------------------------------------- latent plan
+def plan_to_msg(plan: LatentPlan, frame_id: str) -> LatentActionPlan:
+    probs = np.asarray(plan.token_probabilities, dtype=np.float32)
+    actions = np.asarray(plan.action_embeddings, dtype=np.float32)
+    visual = np.asarray(plan.visual_embeddings, dtype=np.float32)
+    msg = LatentActionPlan(header=make_header(plan.stamp_ns, frame_id), num_tokens=probs.shape[0],
+                           codebook_size=probs.shape[1], embedding_dim=actions.shape[1],
+                           num_visual_tokens=visual.shape[0], model_id=plan.model_id)
+    msg.token_ids = _byte_array(np.asarray(plan.token_ids))
+    msg.token_probabilities = _float_array(probs)
+    msg.action_embeddings = _float_array(actions)
+    msg.visual_embeddings = _float_array(visual)
+    return msg
+
+
+def msg_to_plan(msg: LatentActionPlan) -> LatentPlan:
+    n, k, d, v = int(msg.num_tokens), int(msg.codebook_size), int(msg.embedding_dim), int(msg.num_visual_tokens)
+    if len(msg.token_ids) != n or len(msg.token_probabilities) != n * k:
+        raise ConversionError("latent plan: token arrays do not match num_tokens x codebook_size")
+    if len(msg.action_embeddings) != n * d or len(msg.visual_embeddings) != v * d:
+        raise ConversionError("latent plan: embedding arrays do not match their shape fields")
+    ids = np.frombuffer(bytes(msg.token_ids), dtype=np.uint8).astype(np.int64)
+    if n and ids.max() >= k:
+        raise ConversionError(f"latent plan: token id {ids.max()} outside codebook of {k}")
+    probs = np.frombuffer(msg.token_probabilities, dtype=np.float32).reshape(n, k)
+    actions = np.frombuffer(msg.action_embeddings, dtype=np.float32).reshape(n, d)
+    visual = np.frombuffer(msg.visual_embeddings, dtype=np.float32).reshape(v, d)
+    if not all(np.all(np.isfinite(a)) for a in (probs, actions, visual)):
+        raise ConversionError("latent plan contains NaN/inf")
+    return LatentPlan(stamp_ns=stamp_to_ns(msg.header.stamp), token_ids=ids, token_probabilities=probs,
+                      action_embeddings=actions, visual_embeddings=visual, model_id=msg.model_id)
+
+
+# ---------------------------------------------------------------- trajectory
+def trajectory_kinematics(traj: Trajectory, initial_speed: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-point longitudinal velocity, acceleration and heading rate by finite differences."""
+    poses = np.vstack([np.zeros((1, 3)), np.asarray(traj.poses, dtype=np.float64)])
+    dt = traj.interval_s
+    seg = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) / dt
+    speeds = seg
+    acc = np.diff(np.concatenate([[initial_speed], speeds])) / dt
+    dyaw = np.diff(np.unwrap(poses[:, 2])) / dt
+    return speeds, acc, dyaw
+
+
+def trajectory_to_msg(traj: Trajectory, frame_id: str, initial_speed: float = 0.0) -> PlannedTrajectory:
+    speeds, acc, yaw_rate = trajectory_kinematics(traj, initial_speed)
+    points = []
+    for i, (x, y, yaw) in enumerate(np.asarray(traj.poses, dtype=np.float64)):
+        t_ns = int(round(traj.times_s[i] * 1e9))
+        points.append(TrajectoryPoint(
+            time_from_start=Duration(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000),
+            pose=Pose(position=Point(x=float(x), y=float(y), z=0.0), orientation=quaternion_from_yaw(float(yaw))),
+            longitudinal_velocity_mps=float(speeds[i]), acceleration_mps2=float(acc[i]), heading_rate_rps=float(yaw_rate[i])))
+    return PlannedTrajectory(header=make_header(traj.stamp_ns, frame_id), points=points, is_fallback=traj.is_fallback,
+                             fallback_reason=traj.fallback_reason, model_id=traj.model_id)
+
+
+def msg_to_trajectory(msg: PlannedTrajectory) -> Trajectory:
+    poses = np.array([[p.pose.position.x, p.pose.position.y, yaw_from_quaternion(p.pose.orientation)] for p in msg.points],
+                     dtype=np.float64).reshape(-1, 3)
+    if len(msg.points) >= 2:
+        t0 = msg.points[0].time_from_start
+        interval = t0.sec + t0.nanosec * 1e-9
+    else:
+        interval = 0.5
+    return Trajectory(poses=poses, interval_s=interval, stamp_ns=stamp_to_ns(msg.header.stamp),
+                      is_fallback=msg.is_fallback, fallback_reason=msg.fallback_reason, model_id=msg.model_id)
+
+
+def trajectory_to_path(traj: Trajectory, frame_id: str) -> Path:
+    header = make_header(traj.stamp_ns, frame_id)
+    poses = [PoseStamped(header=header, pose=Pose(position=Point(x=0.0, y=0.0, z=0.0), orientation=quaternion_from_yaw(0.0)))]
+    for x, y, yaw in np.asarray(traj.poses, dtype=np.float64):
+        poses.append(PoseStamped(header=header, pose=Pose(position=Point(x=float(x), y=float(y), z=0.0),
+                                                          orientation=quaternion_from_yaw(float(yaw)))))
+    return Path(header=header, poses=poses)
+
+
+def trajectory_markers(traj: Trajectory, frame_id: str, plan: LatentPlan | None = None, namespace: str = "latentvla") -> MarkerArray:
+    """RViz markers: the planned poses (red when fallback), a text with state and latent tokens."""
+    header = make_header(traj.stamp_ns, frame_id)
+    color = ColorRGBA(r=0.95, g=0.2, b=0.2, a=1.0) if traj.is_fallback else ColorRGBA(r=0.1, g=0.8, b=0.3, a=1.0)
+    spheres = Marker(header=header, ns=f"{namespace}/poses", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
+                     scale=Vector3(x=0.6, y=0.6, z=0.6), color=color)
+    spheres.pose.orientation.w = 1.0
+    spheres.points = [Point(x=float(x), y=float(y), z=0.2) for x, y, _ in np.asarray(traj.poses)]
+    state = f"FALLBACK: {traj.fallback_reason}" if traj.is_fallback else "model"
+    tokens = " ".join(str(int(t)) for t in plan.token_ids) if plan is not None else "-"
+    text = Marker(header=header, ns=f"{namespace}/state", id=1, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                  scale=Vector3(x=0.0, y=0.0, z=1.0), color=color, text=f"{state}\nlatent: {tokens}")
+    text.pose.position.z = 3.0
+    text.pose.orientation.w = 1.0
+    return MarkerArray(markers=[spheres, text])

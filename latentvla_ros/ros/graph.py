@@ -1,0 +1,162 @@
+"""Start the latentvla node graph: composed in one process, or as separate processes.
+
+Both modes use the same NodeSpecs (ros/topology.py) and the same param files as the
+launch files, so `latentvla run` and `ros2 launch latentvla_ros latentvla.launch.py`
+start the same graph.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from latentvla_ros.core.parameters import load_param_file, validate_parameters, load_schema
+from latentvla_ros.core.resources import share_path
+from latentvla_ros.ros.topology import NodeSpec
+
+# Fast DDS large-data transport (shared memory + TCP for big samples): it must be
+# configured identically in every process of the graph, so it is set here for the
+# process and inherited by children, and by the launch files for theirs.
+TRANSPORT_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+
+
+def apply_transport_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    target = os.environ if env is None else env
+    for key, value in TRANSPORT_ENV.items():
+        target.setdefault(key, value)
+    return target
+
+
+@dataclass
+class GraphOptions:
+    nodes: list[NodeSpec]
+    param_files: dict[str, list[str]] = field(default_factory=dict)  # node -> extra param files
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)  # node -> {param: value}
+    namespace: str = ""
+    use_sim_time: bool = False
+    log_level: str = "info"
+
+    def files_for(self, spec: NodeSpec) -> list[str]:
+        return [str(share_path(spec.param_file)), *self.param_files.get(spec.name, [])]
+
+    def ros_args(self, spec: NodeSpec) -> list[str]:
+        args = ["--ros-args", "--log-level", self.log_level]
+        for path in self.files_for(spec):
+            args += ["--params-file", path]
+        for src, dst in spec.remaps:
+            args += ["-r", f"{src}:={dst}"]
+        for key, value in self.overrides.get(spec.name, {}).items():
+            args += ["-p", f"{key}:={_param_literal(value)}"]
+        if self.use_sim_time:
+            args += ["-p", "use_sim_time:=true"]
+        return args
+
+    def validate(self) -> None:
+        """Check every node's parameters against its schema before anything starts."""
+        for spec in self.nodes:
+            merged: dict[str, object] = {}
+            for path in self.files_for(spec):
+                merged.update(load_param_file(path, spec.name, self.namespace))
+            merged.update(self.overrides.get(spec.name, {}))
+            validate_parameters(load_schema(spec.name), spec.name, merged)
+
+
+def _param_literal(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_param_literal(v) for v in value) + "]"
+    return str(value)
+
+
+def node_class(spec: NodeSpec):
+    module = importlib.import_module(spec.module)
+    for value in vars(module).values():
+        if isinstance(value, type) and getattr(value, "schema_name", None) == spec.name:
+            return value
+    raise LookupError(f"no node class for {spec.name} in {spec.module}")
+
+
+def create_composed_nodes(options: GraphOptions, context=None) -> list:
+    """Instantiate every node of the graph in this process (rclpy must be initialised)."""
+    options.validate()
+    nodes = []
+    for spec in options.nodes:
+        cls = node_class(spec)
+        nodes.append(cls(cli_args=options.ros_args(spec), namespace=options.namespace or None, context=context))
+    return nodes
+
+
+def spawn_processes(options: GraphOptions, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    options.validate()
+    env = apply_transport_env(dict(os.environ if env is None else env))
+    procs = []
+    for spec in options.nodes:
+        cmd = [sys.executable, "-m", spec.module, *options.ros_args(spec)]
+        if options.namespace:
+            cmd += ["-r", f"__ns:=/{options.namespace.strip('/')}"]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> list[int]:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    codes = []
+    for p in procs:
+        try:
+            codes.append(p.wait(timeout=timeout_s))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            codes.append(p.wait())
+    return codes
+
+
+def run_composed(options: GraphOptions, num_threads: int = 4) -> int:
+    """Spin the whole graph in this process until Ctrl-C."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    apply_transport_env()
+    rclpy.init(args=None)
+    nodes = []
+    try:
+        nodes = create_composed_nodes(options)
+        executor = MultiThreadedExecutor(num_threads=num_threads)
+        for node in nodes:
+            executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+def run_processes(options: GraphOptions) -> int:
+    procs = spawn_processes(options)
+    try:
+        while all(p.poll() is None for p in procs):
+            try:
+                procs[0].wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    codes = stop_processes(procs)
+    return max(codes) if codes else 0
+
+
+def default_param_dir() -> Path:
+    return share_path("config")

@@ -1,0 +1,82 @@
+"""Launch descriptions (used by launch/*.launch.py; needs the ROS 2 `launch` packages).
+
+Everything the launch files declare is built here from ros/topology.py, so the
+launch files and `latentvla run` start the same nodes with the same parameters.
+"""
+from __future__ import annotations
+
+from latentvla_ros.ros.graph import TRANSPORT_ENV
+from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, SENSOR_TOPICS, graph_nodes
+
+PROFILES = {
+    "default": {"sensor_topics": SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": ""},
+    "carla": {"sensor_topics": CARLA_SENSOR_TOPICS, "use_sim_time": "true", "extra_param_dir": "config/carla"},
+}
+
+
+def generate(profile: str = "default"):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+    from launch.substitutions import LaunchConfiguration
+
+    settings = PROFILES[profile]
+    args = [
+        DeclareLaunchArgument("param_dir", default_value="", description="Directory of <node>.param.yaml files (default: the package's config/)."),
+        DeclareLaunchArgument("use_sim_time", default_value=settings["use_sim_time"], description="Use /clock (bag replay, simulator)."),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace for every node."),
+        DeclareLaunchArgument("camera_names", default_value="front", description="Comma-separated camera names, left to right."),
+        DeclareLaunchArgument("log_level", default_value="info", description="Logging level of every node."),
+    ]
+    for key, value in settings["sensor_topics"].items():
+        args.append(DeclareLaunchArgument(f"{key}_topic", default_value=value,
+                                          description=f"Input topic for {key} ({{name}} = camera name)."))
+    for name in NODE_NAMES:
+        default = "false" if name == "teacher_labeler" else "true"
+        args.append(DeclareLaunchArgument(f"start_{name}", default_value=default, description=f"Start {name}."))
+    if profile == "carla":
+        args.append(DeclareLaunchArgument("start_twist_controller", default_value="true",
+                                          description="Publish geometry_msgs/Twist for carla_twist_to_control."))
+    env = [SetEnvironmentVariable(k, v) for k, v in TRANSPORT_ENV.items()]
+    return LaunchDescription([*args, *env, OpaqueFunction(function=_nodes, kwargs={"profile": profile})])
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _nodes(context, profile: str):
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from latentvla_ros.core.resources import share_path
+
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    settings = PROFILES[profile]
+    param_dir = value("param_dir") or str(share_path("config"))
+    cameras = [c.strip() for c in value("camera_names").split(",") if c.strip()]
+    topics = {key: value(f"{key}_topic") for key in settings["sensor_topics"]}
+    use_sim_time = _truthy(value("use_sim_time"))
+    specs = graph_nodes(cameras, topics, with_teacher=True)
+    actions = []
+    for spec in specs:
+        if not _truthy(value(f"start_{spec.name}")):
+            continue
+        params = [f"{param_dir}/{spec.name}.param.yaml"]
+        if settings["extra_param_dir"]:
+            params.append(str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")))
+        params.append({"use_sim_time": use_sim_time, "camera_names": cameras} if spec.name == "sensor_sync"
+                      else {"use_sim_time": use_sim_time})
+        actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
+                            parameters=params, remappings=spec.remaps, output="screen",
+                            arguments=["--ros-args", "--log-level", value("log_level")]))
+    if profile == "carla" and _truthy(value("start_twist_controller")):
+        from latentvla_ros.ros.topology import carla_controller_spec
+
+        spec = carla_controller_spec(topics)
+        actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
+                            parameters=[str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")),
+                                        {"use_sim_time": use_sim_time}],
+                            remappings=spec.remaps, output="screen"))
+    return actions

@@ -1,0 +1,46 @@
+"""latent_reasoner: SensorFrame -> LatentActionPlan (the distilled student)."""
+from __future__ import annotations
+
+import sys
+
+from latentvla_ros.core.features import FeatureError
+from latentvla_ros.core.pipeline import LatentReasoner
+from latentvla_ros.models.configuration_student import StudentConfig
+from latentvla_ros.msg import LatentActionPlan, SensorFrame
+from latentvla_ros.ros.conversions import ConversionError, plan_to_msg, sensor_frame_to_core
+from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
+from latentvla_ros.ros.node_main import run_node
+
+
+class LatentReasonerNode(LatentVlaNode):
+    schema_name = "latent_reasoner"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.reasoner = load_model_runtime(self, LatentReasoner, StudentConfig)
+        self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos())
+        self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
+
+    def _on_frame(self, msg: SensorFrame) -> None:
+        self.stats.on_receive("frame")
+        try:
+            frame = sensor_frame_to_core(msg)
+        except (ConversionError, FeatureError) as exc:
+            self.drop("bad_message", str(exc))
+            return
+        with self.processing(frame.stamp_ns):
+            try:
+                plan = self.reasoner.reason(frame)
+            except (FeatureError, ValueError, RuntimeError) as exc:
+                self.drop("model_error", str(exc))
+                return
+            self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
+            self.stats.on_publish("plan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(LatentReasonerNode, argv if argv is not None else sys.argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

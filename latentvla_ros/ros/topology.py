@@ -1,0 +1,84 @@
+"""The node graph in one place: executables, parameter files and topic remaps.
+
+Used by the launch files and by ``latentvla run`` so both start the same graph.
+Plain data (no rclpy import) so launch files and tests can read it anywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Topics between nodes (relative names: a namespace applies to them).
+SENSOR_FRAME = "latentvla/sensor_frame"
+BEV_FEATURES = "latentvla/bev_features"
+LATENT_PLAN = "latentvla/latent_plan"
+TRAJECTORY = "planning/latentvla/trajectory"
+PATH = "planning/latentvla/path"
+MARKERS = "planning/latentvla/markers"
+TEACHER_PLAN = "latentvla/teacher_plan"
+
+# Default sensor topics (a vehicle's sensing stack or the demo bag).
+SENSOR_TOPICS = {
+    "camera_image": "/sensing/camera/{name}/image_raw",
+    "camera_info": "/sensing/camera/{name}/camera_info",
+    "lidar": "/sensing/lidar/points",
+    "odometry": "/localization/odometry",
+    "driving_command": "/planning/driving_command",
+}
+
+# The CARLA ROS bridge's topics (profile `carla`).
+CARLA_SENSOR_TOPICS = {
+    "camera_image": "/carla/ego_vehicle/rgb_{name}/image",
+    "camera_info": "/carla/ego_vehicle/rgb_{name}/camera_info",
+    "lidar": "/carla/ego_vehicle/lidar",
+    "odometry": "/carla/ego_vehicle/odometry",
+    "driving_command": "/carla/ego_vehicle/driving_command",
+}
+
+
+@dataclass
+class NodeSpec:
+    name: str  # node name == executable == schema name
+    module: str
+    remaps: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def param_file(self) -> str:
+        return f"config/{self.name}.param.yaml"
+
+
+def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_topics: dict[str, str] | None = None,
+                with_teacher: bool = False) -> list[NodeSpec]:
+    topics = sensor_topics or SENSOR_TOPICS
+    sync_remaps = []
+    for name in camera_names:
+        sync_remaps.append((f"~/input/camera/{name}/image", topics["camera_image"].format(name=name)))
+        sync_remaps.append((f"~/input/camera/{name}/camera_info", topics["camera_info"].format(name=name)))
+    sync_remaps += [("~/input/lidar/points", topics["lidar"]), ("~/input/odometry", topics["odometry"]),
+                    ("~/input/driving_command", topics["driving_command"]), ("~/output/frame", SENSOR_FRAME)]
+    nodes = [
+        NodeSpec("sensor_sync", "latentvla_ros.ros.nodes.sensor_sync", sync_remaps),
+        NodeSpec("bev_features", "latentvla_ros.ros.nodes.bev_features",
+                 [("~/input/frame", SENSOR_FRAME), ("~/output/bev", BEV_FEATURES)]),
+        NodeSpec("latent_reasoner", "latentvla_ros.ros.nodes.latent_reasoner",
+                 [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN)]),
+        NodeSpec("trajectory_planner", "latentvla_ros.ros.nodes.trajectory_planner",
+                 [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/odometry", topics["odometry"]),
+                  ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),
+    ]
+    if with_teacher:
+        nodes.append(NodeSpec("teacher_labeler", "latentvla_ros.ros.nodes.teacher_labeler",
+                              [("~/input/frame", SENSOR_FRAME), ("~/output/plan", TEACHER_PLAN)]))
+    return nodes
+
+
+NODE_NAMES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner", "teacher_labeler")
+
+
+CARLA_TWIST_TOPIC = "/carla/ego_vehicle/twist"
+
+
+def carla_controller_spec(sensor_topics: dict[str, str] | None = None) -> NodeSpec:
+    topics = sensor_topics or CARLA_SENSOR_TOPICS
+    return NodeSpec("twist_controller", "latentvla_ros.ros.nodes.twist_controller",
+                    [("~/input/trajectory", TRAJECTORY), ("~/input/odometry", topics["odometry"]),
+                     ("~/output/twist", CARLA_TWIST_TOPIC)])

@@ -1,0 +1,25 @@
+"""Arguments of `latentvla train` (kept apart so the CLI starts without importing torch)."""
+from __future__ import annotations
+
+STAGES = ("data", "lam", "teacher", "student", "planner", "all")
+
+
+def add_train_parser(sub, func) -> None:
+    train = sub.add_parser("train", help="run a stage of the learning pipeline (or all of them)")
+    train.add_argument("stage", choices=STAGES)
+    train.add_argument("--data", default="artifacts/train/data", help="directory of driving logs (created by stage data/all)")
+    train.add_argument("--out", default="artifacts/train", help="output directory (checkpoints, metrics, reports)")
+    train.add_argument("--preset", choices=["edge", "paper"], default="edge")
+    train.add_argument("--teacher-preset", default="tiny", help="teacher size: tiny (CPU) or qwen2.5-vl-3b (GPU, local --teacher-model-path)")
+    train.add_argument("--teacher-model-path", default="", help="local folder with Qwen2.5-VL weights (never downloaded)")
+    train.add_argument("--fusion", default="all", help="planner variants: none, student, teacher or all")
+    train.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every stage's epochs (tests use < 1)")
+    train.add_argument("--max-steps", type=int, default=0, help="cap optimizer steps per stage (0: none)")
+    train.add_argument("--batch-size", type=int, default=0, help="override every stage's batch size (0: stage default)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=0, help="torch threads per process (0: default)")
+    train.add_argument("--no-resume", action="store_true", help="start from scratch even if train_state exists")
+    train.add_argument("--export-to", default="", help="copy the final edge checkpoints here (e.g. checkpoints/edge)")
+    train.add_argument("--data-seeds", type=int, default=0, help="stage data: seeds per scenario (0: preset default)")
+    train.add_argument("--data-frames", type=int, default=0, help="stage data: frames per log (0: preset default)")
+    train.set_defaults(func=func)

@@ -1,0 +1,10 @@
+"""ros2 launch latentvla_ros carla_bridge.launch.py
+
+The CARLA-ROS bridge profile: /carla/ego_vehicle/* inputs, use_sim_time, the bridge's
+QoS, and twist_controller publishing /carla/ego_vehicle/twist for carla_twist_to_control.
+"""
+from latentvla_ros.ros.launch_description import generate
+
+
+def generate_launch_description():
+    return generate("carla")

@@ -1,0 +1,103 @@
+"""Session-wide test environment.
+
+- ROS 2 traffic stays on this machine (localhost discovery) and on a domain id drawn
+  per session, so parallel runs and other graphs do not interfere.
+- The simulator renders off screen; no model hub is ever contacted.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import pytest
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture
+def ros_context():
+    """A fresh, initialised rclpy Context; shut down after the test."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+    try:
+        yield context
+    finally:
+        if context.ok():
+            rclpy.shutdown(context=context)
+
+
+class SpinningExecutor:
+    """A MultiThreadedExecutor spinning in a background thread."""
+
+    def __init__(self, context, num_threads: int = 4):
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._stop = False
+
+    def _spin(self):
+        while not self._stop and self.executor.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # executor shut down under us
+                break
+
+    def add(self, *nodes):
+        for node in nodes:
+            self.executor.add_node(node)
+        return self
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop = True
+        self._thread.join(timeout=5)
+        self.executor.shutdown(timeout_sec=1)
+
+
+@pytest.fixture
+def spin(ros_context):
+    """spin(*nodes) -> started SpinningExecutor; stopped and nodes destroyed after the test."""
+    executors, all_nodes = [], []
+
+    def start(*nodes):
+        all_nodes.extend(nodes)
+        ex = SpinningExecutor(ros_context).add(*nodes).start()
+        executors.append(ex)
+        return ex
+
+    yield start
+    for ex in executors:
+        ex.stop()
+    for node in all_nodes:
+        node.destroy_node()
+
+
+def wait_for(predicate, timeout_s: float = 10.0, period_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period_s)
+    return predicate()

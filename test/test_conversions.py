@@ -1,0 +1,147 @@
+"""Message <-> core conversions, including the malformed inputs nodes must reject."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Image, PointCloud2, PointField
+
+from latentvla_ros.core.fallback import comfortable_stop
+from latentvla_ros.core.types import BevTokens, LatentPlan, Trajectory
+from latentvla_ros.ros import conversions as conv
+
+
+def _image(h=4, w=5, encoding="rgb8", pad=0):
+    rng = np.random.default_rng(0)
+    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}[encoding]
+    data = rng.integers(0, 255, (h, w * ch + pad), dtype=np.uint8)
+    msg = Image(height=h, width=w, encoding=encoding, step=w * ch + pad)
+    msg.data = data.tobytes()
+    return msg, data[:, : w * ch].reshape(h, w, ch)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_image_encodings_give_rgb(encoding):
+    msg, raw = _image(encoding=encoding, pad=3)
+    rgb = conv.image_to_numpy(msg)
+    assert rgb.shape == (4, 5, 3)
+    expected = {"rgb8": raw, "bgr8": raw[:, :, ::-1], "rgba8": raw[:, :, :3], "bgra8": raw[:, :, 2::-1],
+                "mono8": np.repeat(raw, 3, axis=2)}[encoding]
+    np.testing.assert_array_equal(rgb, expected)
+
+
+def test_image_round_trip_is_exact():
+    img = np.random.default_rng(1).integers(0, 255, (6, 7, 3), dtype=np.uint8)
+    msg = conv.numpy_to_image(img, 123, "cam")
+    np.testing.assert_array_equal(conv.image_to_numpy(msg), img)
+    assert conv.stamp_to_ns(msg.header.stamp) == 123
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: setattr(m, "encoding", "16UC1"), "unsupported image encoding"),
+    (lambda m: setattr(m, "step", 5), "step"),
+    (lambda m: setattr(m, "height", 5), "expected step"),
+    (lambda m: setattr(m, "width", 0), "empty image"),
+])
+def test_bad_images_are_rejected(mutate, match):
+    msg, _ = _image()
+    mutate(msg)
+    with pytest.raises(conv.ConversionError, match=match):
+        conv.image_to_numpy(msg)
+
+
+def test_pointcloud_round_trip_and_layouts():
+    pts = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32)
+    msg = conv.xyzi_to_pointcloud2(pts, 5, "lidar")
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+    # CARLA-style padded layout without intensity, point_step 20
+    raw = np.zeros((10, 5), np.float32)
+    raw[:, :3] = pts[:10, :3]
+    cloud = PointCloud2(height=1, width=10, point_step=20, row_step=200, is_bigendian=False,
+                        fields=[PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")])
+    cloud.data = raw.tobytes()
+    out = conv.pointcloud2_to_xyzi(cloud)
+    np.testing.assert_array_equal(out[:, :3], pts[:10, :3])
+    assert np.all(out[:, 3] == 0)
+
+
+def test_bad_pointclouds_are_rejected():
+    empty = conv.xyzi_to_pointcloud2(np.zeros((0, 4), np.float32), 0, "lidar")
+    with pytest.raises(conv.ConversionError, match="empty"):
+        conv.pointcloud2_to_xyzi(empty)
+    msg = conv.xyzi_to_pointcloud2(np.ones((4, 4), np.float32), 0, "lidar")
+    msg.data = bytes(msg.data)[:-8]
+    with pytest.raises(conv.ConversionError, match="bytes"):
+        conv.pointcloud2_to_xyzi(msg)
+    msg = conv.xyzi_to_pointcloud2(np.ones((4, 4), np.float32), 0, "lidar")
+    msg.fields = msg.fields[1:]
+    with pytest.raises(conv.ConversionError, match="lacks field 'x'"):
+        conv.pointcloud2_to_xyzi(msg)
+
+
+def test_nan_odometry_is_rejected():
+    odom = Odometry()
+    odom.pose.pose.orientation.w = 1.0
+    odom.twist.twist.linear.x = 3.0
+    v, w = conv.odometry_velocity(odom)
+    assert v[0] == 3.0 and w == 0.0
+    odom.twist.twist.linear.x = float("nan")
+    with pytest.raises(conv.ConversionError, match="NaN"):
+        conv.odometry_velocity(odom)
+
+
+def test_bev_plan_trajectory_round_trips():
+    rng = np.random.default_rng(3)
+    bev = BevTokens(stamp_ns=10**18 + 7, tokens=rng.normal(size=(64, 32)).astype(np.float32), grid_rows=8, grid_cols=8,
+                    cell_size_m=8.0, origin_x_m=-32, origin_y_m=-32, ego_status=np.arange(8, dtype=np.float32), model_id="m")
+    back = conv.msg_to_bev(conv.bev_to_msg(bev, "base_link"))
+    np.testing.assert_array_equal(back.tokens, bev.tokens)
+    assert back.stamp_ns == bev.stamp_ns and back.model_id == "m"
+    probs = rng.dirichlet(np.ones(16), size=12).astype(np.float32)
+    plan = LatentPlan(stamp_ns=42, token_ids=probs.argmax(1), token_probabilities=probs,
+                      action_embeddings=rng.normal(size=(12, 16)).astype(np.float32),
+                      visual_embeddings=rng.normal(size=(4, 16)).astype(np.float32), model_id="s")
+    pback = conv.msg_to_plan(conv.plan_to_msg(plan, "base_link"))
+    np.testing.assert_array_equal(pback.token_ids, plan.token_ids)
+    np.testing.assert_array_equal(pback.visual_embeddings, plan.visual_embeddings)
+    traj = Trajectory(poses=np.stack([np.arange(1, 9) * 2.0, np.zeros(8), np.linspace(0, 0.3, 8)], 1), stamp_ns=99, model_id="p")
+    msg = conv.trajectory_to_msg(traj, "base_link", initial_speed=4.0)
+    assert msg.header.frame_id == "base_link" and len(msg.points) == 8
+    assert msg.points[-1].time_from_start.sec == 4
+    assert math.isclose(msg.points[0].longitudinal_velocity_mps, 4.0, rel_tol=1e-6)
+    tback = conv.msg_to_trajectory(msg)
+    np.testing.assert_allclose(tback.poses, traj.poses, atol=1e-6)
+    path = conv.trajectory_to_path(traj, "base_link")
+    assert len(path.poses) == 9 and path.header.frame_id == "base_link"
+
+
+def test_corrupt_bev_and_plan_messages_are_rejected():
+    bev = BevTokens(stamp_ns=1, tokens=np.zeros((64, 4), np.float32), grid_rows=8, grid_cols=8, cell_size_m=8,
+                    origin_x_m=0, origin_y_m=0, ego_status=np.zeros(8, np.float32))
+    msg = conv.bev_to_msg(bev, "base_link")
+    msg.num_tokens = 65
+    with pytest.raises(conv.ConversionError):
+        conv.msg_to_bev(msg)
+    msg = conv.bev_to_msg(bev, "base_link")
+    msg.tokens[3] = float("nan")
+    with pytest.raises(conv.ConversionError, match="NaN"):
+        conv.msg_to_bev(msg)
+    probs = np.full((12, 16), 1 / 16, np.float32)
+    plan = LatentPlan(stamp_ns=1, token_ids=np.full(12, 20), token_probabilities=probs,
+                      action_embeddings=np.zeros((12, 4), np.float32), visual_embeddings=np.zeros((2, 4), np.float32))
+    with pytest.raises(conv.ConversionError, match="outside codebook"):
+        conv.msg_to_plan(conv.plan_to_msg(plan, "base_link"))
+
+
+def test_comfortable_stop_is_comfortable_and_stops():
+    traj = comfortable_stop(8.0, 0.0, 2.0, stamp_ns=5, reason="test")
+    assert traj.is_fallback and traj.fallback_reason == "test" and traj.stamp_ns == 5
+    x = traj.poses[:, 0]
+    assert np.all(np.diff(x) >= -1e-9) and x[-1] == pytest.approx(16.0)  # v^2 / 2a, stopped at 4 s
+    assert np.allclose(traj.poses[:, 1], 0)
+    curved = comfortable_stop(10.0, 0.2, 2.0)
+    assert curved.poses[-1, 1] > 0 and curved.poses[-1, 2] > 0
+    still = comfortable_stop(float("nan"), float("nan"))
+    assert np.all(still.poses == 0)
