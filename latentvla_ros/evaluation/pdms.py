@@ -1,0 +1,802 @@
+"""NAVSIM v1.1 PDM score (PDMS) in plain numpy.
+
+``PDMS = NC * DAC * (5 * TTC + 5 * EP + 2 * C) / 12`` computed after a 4 s
+non-reactive simulation: the predicted trajectory (8 poses at 0.5 s in the
+ego frame) is tracked by an LQR controller on a kinematic bicycle model
+(``simulation.py``), the other agents replay the log.
+
+Sub-metrics (semantics of NAVSIM's ``PDMScorer``; see docs in each function):
+
+- NC  {0, 0.5, 1}: at-fault collision with an agent (0) or a static object
+  (0.5). At fault: the ego is moving (> 0.05 m/s) and the collision is with a
+  stopped track, or hits the ego's front bumper, or is lateral while the ego
+  spans multiple lanes or is off the drivable area. Collisions while the ego is
+  stopped or with a track behind the ego (rear-ended) are not at fault, and
+  that track is then ignored for the rest of the horizon.
+- DAC {0, 1}: 0 if any ego corner, at any of the 41 states, lies outside every
+  drivable polygon.
+- TTC {0, 1}: the ego box at each state is projected at constant velocity by
+  0, 0.3, 0.6, 0.9 s and checked against the agents at that future time;
+  a hit with an agent ahead (within 30 deg of the heading), or not behind
+  (> 150 deg) while in multiple lanes / off-road, sets TTC = 0; states with
+  ego speed < 5e-3 m/s are skipped.
+- EP [0, 1]: progress of the box centre along the route centreline (clipped
+  at 0) times NC * DAC, divided by the max of that and the reference planner's
+  equally multiplied progress; if that max is <= 5 m, EP = 1 (0 when NC * DAC
+  = 0).
+- C {0, 1}: Savitzky-Golay smoothed comfort bounds on the simulated states.
+
+Deviations from NAVSIM are listed in the ``Scene`` / ``PdmsConfig`` docs:
+lanes are centreline buffers (we store no lane polygons), no intersection
+layer, no red lights, no driving-direction metric (weight 0 in v1.1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import factorial
+from typing import Sequence
+
+import numpy as np
+
+from latentvla_ros.core.types import AgentBox, EgoState, MapGeometry, Trajectory
+from latentvla_ros.evaluation.geometry import (
+    FRONT_LEFT,
+    FRONT_RIGHT,
+    Polyline,
+    box_corners,
+    boxes_intersect,
+    chain_lane_centerline,
+    convex_polygons_intersect,
+    ego_box,
+    lanes_containing_points,
+    points_in_union,
+    unwrap_angles,
+    wrap_angle,
+)
+from latentvla_ros.evaluation.simulation import (
+    AX,
+    AY,
+    HEADING,
+    SIM_DT_S,
+    VX,
+    VY,
+    X,
+    Y,
+    YAW_RATE,
+    LQRSimulator,
+    SimulatedTrajectory,
+    TrackerConfig,
+    VehicleParams,
+    initial_state,
+    reference_from_ego_trajectory,
+)
+
+
+class InvalidTrajectoryError(ValueError):
+    """The trajectory to score is malformed (shape, NaN/inf)."""
+
+
+class InvalidSceneError(ValueError):
+    """The scene cannot be scored (e.g. no drivable area)."""
+
+
+# --------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class PdmsConfig:
+    """Scorer parameters; defaults are NAVSIM v1.1's."""
+
+    progress_weight: float = 5.0
+    ttc_weight: float = 5.0
+    comfort_weight: float = 2.0
+    ttc_stopped_speed_threshold: float = 5e-3  # [m/s] ego below: TTC skipped
+    collision_stopped_speed_threshold: float = 5e-2  # [m/s] ego/track "stopped"
+    progress_distance_threshold: float = 5.0  # [m] EP = 1 below
+    ttc_future_steps: tuple[int, ...] = (0, 3, 6, 9)  # x 0.1 s
+    agent_ahead_angle_deg: float = 30.0
+    agent_behind_angle_deg: float = 150.0
+    observation_horizon_s: float = 5.0  # 4 s + 1 s TTC lookahead
+    # comfort bounds
+    max_abs_mag_jerk: float = 8.37
+    max_abs_lat_accel: float = 4.89
+    max_lon_accel: float = 2.40
+    min_lon_accel: float = -4.05
+    max_abs_yaw_accel: float = 1.93
+    max_abs_lon_jerk: float = 4.13
+    max_abs_yaw_rate: float = 0.95
+    # NAVSIM reads lateral acceleration from the state array, which the
+    # kinematic bicycle model sets to 0 after t = 0 (the lateral-acceleration
+    # bound is then nearly always met). True uses v * yaw_rate instead.
+    lateral_accel_from_kinematics: bool = False
+
+
+COMFORT_METRICS = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_accel", "yaw_rate")
+
+
+# --------------------------------------------------------------------------- Savitzky-Golay
+def _savgol_weights(window: int, polyorder: int, deriv: int, positions: np.ndarray, delta: float) -> np.ndarray:
+    """Weights (P, window) evaluating the ``deriv``-th derivative of the least
+    squares polynomial through ``window`` unit-spaced samples at ``positions``
+    (relative to the first sample)."""
+    c = (window - 1) / 2.0
+    xs = np.arange(window, dtype=np.float64) - c
+    v = xs[:, None] ** np.arange(polyorder + 1)[None, :]
+    t = np.asarray(positions, dtype=np.float64) - c
+    d = np.zeros((len(t), polyorder + 1), dtype=np.float64)
+    for k in range(deriv, polyorder + 1):
+        d[:, k] = factorial(k) / factorial(k - deriv) * t ** (k - deriv)
+    w = np.linalg.solve(v.T @ v, d.T).T @ v.T
+    return w / delta**deriv
+
+
+def savgol_filter(
+    x: np.ndarray, window_length: int, polyorder: int, deriv: int = 0, delta: float = 1.0
+) -> np.ndarray:
+    """Savitzky-Golay filter along the last axis, ``mode='interp'``.
+
+    Matches ``scipy.signal.savgol_filter(x, window_length, polyorder, deriv,
+    delta, axis=-1, mode='interp')`` to rounding, including even windows (whose
+    interior outputs scipy evaluates half a sample after the window centre).
+    The first/last ``window_length // 2`` outputs come from the polynomial
+    fitted to the first/last window.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[-1]
+    if not (0 <= polyorder < window_length <= n):
+        raise ValueError(f"need 0 <= polyorder < window_length <= len(x), got {polyorder}, {window_length}, {n}")
+    if deriv > polyorder:
+        return np.zeros_like(x)
+    half = window_length // 2
+    out = np.empty_like(x)
+    if half > 0:
+        w_head = _savgol_weights(window_length, polyorder, deriv, np.arange(half), delta)
+        out[..., :half] = x[..., :window_length] @ w_head.T
+        w_tail = _savgol_weights(
+            window_length, polyorder, deriv, np.arange(window_length - half, window_length), delta
+        )
+        out[..., n - half:] = x[..., n - window_length:] @ w_tail.T
+    # interior: odd window -> centred; even -> window [i-half+1, i+half], evaluated at i + 0.5
+    pos = half if window_length % 2 else half - 0.5
+    start_off = half if window_length % 2 else half - 1
+    w_mid = _savgol_weights(window_length, polyorder, deriv, np.array([pos]), delta)[0]
+    n_mid = n - 2 * half
+    if n_mid > 0:
+        idx = np.arange(half, n - half)[:, None] - start_off + np.arange(window_length)[None, :]
+        out[..., half:n - half] = x[..., idx] @ w_mid
+    return out
+
+
+# --------------------------------------------------------------------------- comfort
+def comfort_checks(
+    states: np.ndarray, dt: float = SIM_DT_S, config: PdmsConfig = PdmsConfig()
+) -> np.ndarray:
+    """The six NAVSIM comfort checks for simulated states (B, T, STATE_SIZE) -> bool (B, 6).
+
+    Order: ``COMFORT_METRICS``. Bounds are strict (value must lie strictly
+    inside), values are rounded to 8 decimals, as in NAVSIM. Windows follow
+    NAVSIM exactly: accelerations use one quadratic over the whole horizon,
+    jerks differentiate a window-8 smoothed acceleration with a whole-horizon
+    quadratic, the yaw rate / yaw acceleration come from windows of 5 on the
+    unwrapped heading (poly 2 / poly 3).
+    """
+    states = np.asarray(states, dtype=np.float64)
+    n = states.shape[1]
+    ax = states[..., AX]
+    if config.lateral_accel_from_kinematics:
+        ay = states[..., VX] * states[..., YAW_RATE]
+        ay = np.concatenate([states[:, :1, AY], ay[:, 1:]], axis=1)
+    else:
+        ay = states[..., AY]
+    mag = np.hypot(ax, ay)
+
+    def smooth_acc(a: np.ndarray, window: int) -> np.ndarray:
+        return np.round(savgol_filter(a, min(window, n), 2), 8)
+
+    def jerk(a: np.ndarray) -> np.ndarray:
+        acc8 = smooth_acc(a, 8)
+        return np.round(savgol_filter(acc8, n, 2, deriv=1, delta=dt), 8)
+
+    heading = unwrap_angles(states[..., HEADING])
+    w5 = min(5, n)
+    yaw_rate = np.round(savgol_filter(heading, w5, 2, deriv=1, delta=dt), 8)
+    yaw_acc = np.round(savgol_filter(heading, w5, 3, deriv=2, delta=dt), 8) if w5 > 3 else np.zeros_like(heading)
+
+    def within(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
+        return np.all((v > lo) & (v < hi), axis=-1)
+
+    lon_acc = smooth_acc(ax, n)
+    lat_acc = smooth_acc(ay, n)
+    return np.stack(
+        [
+            within(lon_acc, config.min_lon_accel, config.max_lon_accel),
+            within(lat_acc, -config.max_abs_lat_accel, config.max_abs_lat_accel),
+            within(jerk(mag), -config.max_abs_mag_jerk, config.max_abs_mag_jerk),
+            within(jerk(ax), -config.max_abs_lon_jerk, config.max_abs_lon_jerk),
+            within(yaw_acc, -config.max_abs_yaw_accel, config.max_abs_yaw_accel),
+            within(yaw_rate, -config.max_abs_yaw_rate, config.max_abs_yaw_rate),
+        ],
+        axis=-1,
+    )
+
+
+# --------------------------------------------------------------------------- agents
+@dataclass
+class AgentReplay:
+    """Agents resampled at 0.1 s (index k <-> k * 0.1 s), sorted by track.
+
+    ``corners`` (T, N, 4, 2), ``centers`` (T, N, 2), ``valid`` (T, N);
+    ``initial_speed`` is the speed at the track's first appearance (NAVSIM
+    classifies "stopped tracks" by that); ``is_static`` marks static objects
+    (NC 0.5 instead of 0, always "stopped").
+    """
+
+    times_s: np.ndarray
+    track_keys: list[tuple]
+    track_ids: np.ndarray
+    is_static: np.ndarray
+    initial_speed: np.ndarray
+    boxes: np.ndarray  # (T, N, 5) x, y, heading, length, width
+    velocity: np.ndarray  # (T, N, 2)
+    valid: np.ndarray
+    corners: np.ndarray
+    centers: np.ndarray
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.track_keys)
+
+
+def _box_tuple(b: AgentBox) -> tuple:
+    return (
+        float(b.x), float(b.y), float(b.heading), float(b.length), float(b.width),
+        float(b.vx), float(b.vy), bool(b.is_static),
+    )
+
+
+def build_agent_replay(
+    frames: Sequence[Sequence[AgentBox]],
+    frame_dt_s: float,
+    num_samples: int = int(round(5.0 / SIM_DT_S)) + 1,
+    sample_dt_s: float = SIM_DT_S,
+) -> AgentReplay:
+    """Resample logged agent frames (frame k at ``k * frame_dt_s``) at ``sample_dt_s``.
+
+    Like NAVSIM's metric cache: a track is interpolated linearly (heading
+    unwrapped, velocity too) between its first and last appearance and is
+    absent outside. Deviations: a track seen in a single frame exists only
+    within half a frame interval of it (NAVSIM keeps it at all times); after
+    the last frame of the scene, tracks present in it move on at constant
+    velocity (static objects stay), so that short logs still cover the TTC
+    lookahead. Boxes with ``track_id < 0`` are single-frame tracks. Result is
+    independent of the order of boxes within a frame.
+    """
+    samples: dict[tuple, list[tuple[float, tuple]]] = {}
+    last_frame_t = (len(frames) - 1) * frame_dt_s if frames else 0.0
+    for k, frame in enumerate(frames):
+        t = k * frame_dt_s
+        named = sorted(
+            ((int(b.track_id), _box_tuple(b)) for b in frame if int(b.track_id) >= 0),
+        )
+        seen: set[int] = set()
+        for tid, tup in named:
+            if tid in seen:  # duplicate id in one frame: keep the first (sorted)
+                continue
+            seen.add(tid)
+            samples.setdefault((0, tid), []).append((t, tup))
+        anon = sorted(_box_tuple(b) for b in frame if int(b.track_id) < 0)
+        for j, tup in enumerate(anon):
+            samples[(1, k, j)] = [(t, tup)]
+
+    keys = sorted(samples)
+    n = len(keys)
+    t_s = sample_dt_s * np.arange(num_samples, dtype=np.float64)
+    boxes = np.zeros((num_samples, n, 5), dtype=np.float64)
+    vel = np.zeros((num_samples, n, 2), dtype=np.float64)
+    valid = np.zeros((num_samples, n), dtype=bool)
+    is_static = np.zeros(n, dtype=bool)
+    initial_speed = np.zeros(n, dtype=np.float64)
+    track_ids = np.array([k[1] if k[0] == 0 else -1 for k in keys], dtype=np.int64)
+    tol = 1e-9
+    for i, key in enumerate(keys):
+        data = samples[key]
+        times = np.array([d[0] for d in data], dtype=np.float64)
+        arr = np.array([d[1][:7] for d in data], dtype=np.float64)  # x y h l w vx vy
+        is_static[i] = any(d[1][7] for d in data)
+        initial_speed[i] = 0.0 if is_static[i] else float(np.hypot(arr[0, 5], arr[0, 6]))
+        if len(times) == 1:
+            m = np.abs(t_s - times[0]) <= 0.5 * frame_dt_s + tol
+            boxes[m, i] = arr[0, :5]
+            vel[m, i] = arr[0, 5:7]
+            valid[m, i] = True
+        else:
+            m = (t_s >= times[0] - tol) & (t_s <= times[-1] + tol)
+            q = np.clip(t_s[m], times[0], times[-1])
+            h = unwrap_angles(arr[:, 2])
+            boxes[m, i, 0] = np.interp(q, times, arr[:, 0])
+            boxes[m, i, 1] = np.interp(q, times, arr[:, 1])
+            boxes[m, i, 2] = wrap_angle(np.interp(q, times, h))
+            boxes[m, i, 3] = np.interp(q, times, arr[:, 3])
+            boxes[m, i, 4] = np.interp(q, times, arr[:, 4])
+            vel[m, i, 0] = np.interp(q, times, arr[:, 5])
+            vel[m, i, 1] = np.interp(q, times, arr[:, 6])
+            valid[m, i] = True
+        # constant-velocity continuation past the end of the recorded scene
+        if abs(times[-1] - last_frame_t) <= tol:
+            after = t_s > last_frame_t + tol
+            if np.any(after):
+                dt_after = t_s[after] - last_frame_t
+                v_last = np.zeros(2) if is_static[i] else arr[-1, 5:7]
+                boxes[after, i, 0] = arr[-1, 0] + v_last[0] * dt_after
+                boxes[after, i, 1] = arr[-1, 1] + v_last[1] * dt_after
+                boxes[after, i, 2:5] = arr[-1, 2:5]
+                vel[after, i] = v_last
+                valid[after, i] = True
+    corners = box_corners(boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3], boxes[..., 4])
+    return AgentReplay(
+        times_s=t_s,
+        track_keys=keys,
+        track_ids=track_ids,
+        is_static=is_static,
+        initial_speed=initial_speed,
+        boxes=boxes,
+        velocity=vel,
+        valid=valid,
+        corners=corners,
+        centers=boxes[..., :2].copy(),
+    )
+
+
+def constant_velocity_frames(
+    frame0: Sequence[AgentBox], num_frames: int, dt_s: float = SIM_DT_S
+) -> list[list[AgentBox]]:
+    """Forecast ``frame0`` at constant velocity (PDM-Closed's observation model)."""
+    out: list[list[AgentBox]] = []
+    for k in range(num_frames):
+        t = k * dt_s
+        frame = []
+        for b in frame0:
+            vx, vy = (0.0, 0.0) if b.is_static else (float(b.vx), float(b.vy))
+            frame.append(
+                AgentBox(
+                    x=float(b.x) + vx * t, y=float(b.y) + vy * t, heading=float(b.heading),
+                    length=float(b.length), width=float(b.width), vx=vx, vy=vy,
+                    track_id=int(b.track_id), is_static=bool(b.is_static),
+                )
+            )
+        out.append(frame)
+    return out
+
+
+# --------------------------------------------------------------------------- scene
+@dataclass(eq=False)
+class Scene:
+    """Everything the scorer needs for one scoring instant (world frame).
+
+    - ``ego_pose``: (x, y, yaw) of the ego reference point; ``ego``: its
+      ``EgoState`` (velocity / acceleration in the ego frame, yaw rate).
+    - ``agent_frames``: other agents replayed from the log (non-reactive);
+      frame k is at ``k * agent_dt_s`` after now (frame 0 = now). Provide at
+      least 5 s (4 s + TTC lookahead) when available; see
+      ``build_agent_replay`` for interpolation / extrapolation.
+    - ``map``: lane centrelines (lane membership = within ``lane_width_m / 2``
+      of a centreline) and drivable polygons (their union is the drivable
+      area; required).
+    - ``route_centerline``: (K, 2) polyline for progress; None -> the lane
+      chain through the ego's lane (``chain_lane_centerline``), or a straight
+      line along the ego heading when the map has no lanes.
+    - ``ego_length_m`` / ``ego_width_m`` / ``rear_axle_to_center_m`` /
+      ``wheel_base_m`` (None -> 0.6 * length): ego geometry. Poses are of the
+      reference point; the box centre is ``rear_axle_to_center_m`` ahead
+      (0 for logs whose poses are box centres, e.g. highway-env).
+    - ``speed_limit_mps``: for the reference planner (None -> fallback).
+    - ``expert_trajectory``: (8, 3) logged future in the ego frame, optional.
+
+    Treat a Scene as immutable once scored: derived data is cached on it.
+    """
+
+    ego_pose: np.ndarray
+    ego: EgoState
+    map: MapGeometry
+    agent_frames: list[list[AgentBox]] = field(default_factory=list)
+    agent_dt_s: float = SIM_DT_S
+    route_centerline: np.ndarray | None = None
+    ego_length_m: float = 5.0
+    ego_width_m: float = 2.0
+    rear_axle_to_center_m: float = 0.0
+    wheel_base_m: float | None = None
+    lane_width_m: float = 4.0
+    speed_limit_mps: float | None = None
+    expert_trajectory: np.ndarray | None = None
+    token: str = ""
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def vehicle(self) -> VehicleParams:
+        return VehicleParams(
+            length_m=float(self.ego_length_m),
+            width_m=float(self.ego_width_m),
+            rear_axle_to_center_m=float(self.rear_axle_to_center_m),
+            wheel_base_m=self.wheel_base_m,
+        )
+
+    def initial_state(self) -> np.ndarray:
+        return initial_state(
+            np.asarray(self.ego_pose, dtype=np.float64),
+            self.ego.velocity,
+            self.ego.acceleration,
+            float(self.ego.yaw_rate),
+            self.vehicle,
+        )
+
+    # cached derived data -------------------------------------------------
+    @property
+    def replay(self) -> AgentReplay:
+        if "replay" not in self._cache:
+            self._cache["replay"] = build_agent_replay(self.agent_frames, self.agent_dt_s)
+        return self._cache["replay"]
+
+    @property
+    def route(self) -> Polyline:
+        if "route" not in self._cache:
+            pts = self.route_centerline
+            if pts is None or len(np.asarray(pts)) < 2:
+                pts = chain_lane_centerline(self.map.lane_centerlines, self.ego_pose)
+            if pts is None:
+                x, y, yaw = (float(v) for v in np.asarray(self.ego_pose)[:3])
+                d = np.array([np.cos(yaw), np.sin(yaw)])
+                pts = np.array([[x, y] - 50.0 * d, [x, y] + 300.0 * d])
+            self._cache["route"] = Polyline(pts)
+        return self._cache["route"]
+
+    @property
+    def lanes(self) -> list[Polyline]:
+        if "lanes" not in self._cache:
+            self._cache["lanes"] = [
+                Polyline(c) for c in self.map.lane_centerlines if len(np.asarray(c).reshape(-1, 2)) >= 2
+            ]
+        return self._cache["lanes"]
+
+    @property
+    def drivable_polygons(self) -> list[np.ndarray]:
+        if "drivable" not in self._cache:
+            polys = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in self.map.drivable_polygons]
+            self._cache["drivable"] = [p for p in polys if len(p) >= 3]
+        return self._cache["drivable"]
+
+
+# --------------------------------------------------------------------------- batch scoring
+@dataclass
+class BatchScores:
+    """Per-proposal metrics before EP normalisation (arrays of length B)."""
+
+    no_at_fault_collisions: np.ndarray
+    drivable_area_compliance: np.ndarray
+    ttc: np.ndarray
+    comfort: np.ndarray
+    comfort_checks: np.ndarray  # (B, 6)
+    progress_m: np.ndarray
+    collision_time_s: np.ndarray
+    ttc_time_s: np.ndarray
+    multiple_lanes: np.ndarray  # (B, T)
+    off_road: np.ndarray  # (B, T)
+    collided_tracks: list[list[int]]
+
+    @property
+    def multiplicative(self) -> np.ndarray:
+        return self.no_at_fault_collisions * self.drivable_area_compliance
+
+
+def _relative_angle(ego_xyh: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Angle between the ego heading and the ego->point vector (NaN if coincident)."""
+    v = pts - ego_xyh[..., :2]
+    norm = np.hypot(v[..., 0], v[..., 1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dot = (np.cos(ego_xyh[..., 2]) * v[..., 0] + np.sin(ego_xyh[..., 2]) * v[..., 1]) / norm
+        ang = np.arccos(np.clip(dot, -1.0, 1.0))
+    return np.where(norm > 0.0, ang, np.nan)
+
+
+def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConfig()) -> BatchScores:
+    """NC, DAC, TTC, comfort and raw progress of simulated states (B, T, STATE_SIZE).
+
+    ``T`` = 41 (0 .. 4 s at 0.1 s). Agents are taken from ``scene.replay`` at
+    the same 0.1 s indices (plus the 0.9 s TTC lookahead).
+    """
+    states = np.asarray(states, dtype=np.float64)
+    bsz, n_t, _ = states.shape
+    drivable = scene.drivable_polygons
+    if not drivable:
+        raise InvalidSceneError("scene has no drivable polygons: DAC would silently be 0")
+    veh = scene.vehicle
+    replay = scene.replay
+    max_future = max(config.ttc_future_steps)
+    if replay.valid.shape[0] < n_t + max_future:
+        raise InvalidSceneError(
+            f"agent replay has {replay.valid.shape[0]} samples, need {n_t + max_future}"
+        )
+
+    corners, centers = ego_box(
+        states[..., X], states[..., Y], states[..., HEADING], veh.length_m, veh.width_m, veh.rear_axle_to_center_m
+    )  # (B, T, 4, 2), (B, T, 2)
+
+    # --- ego areas
+    in_drivable = points_in_union(corners, drivable)  # (B, T, 4)
+    off_road = ~np.all(in_drivable, axis=-1)
+    lanes = scene.lanes
+    if lanes:
+        in_lane = lanes_containing_points(corners, lanes, 0.5 * float(scene.lane_width_m))  # (B, T, 4, L)
+        corners_per_lane = in_lane.sum(axis=-2)  # (B, T, L)
+        multiple_lanes = ((corners_per_lane > 0).sum(axis=-1) > 1) & np.all(corners_per_lane != 4, axis=-1)
+    else:
+        multiple_lanes = np.zeros((bsz, n_t), dtype=bool)
+    lateral_ok_area = multiple_lanes | off_road  # "ego in multiple lanes or non-drivable area"
+
+    speeds = np.hypot(states[..., VX], states[..., VY])  # (B, T)
+    ego_xyh = states[..., :3]
+    n_agents = replay.num_agents
+    tol_ahead = np.deg2rad(config.agent_ahead_angle_deg)
+    tol_behind = np.deg2rad(config.agent_behind_angle_deg)
+
+    nc = np.ones(bsz, dtype=np.float64)
+    ttc = np.ones(bsz, dtype=np.float64)
+    collision_t = np.full(bsz, np.inf)
+    ttc_t = np.full(bsz, np.inf)
+    collided: list[list[int]] = [[] for _ in range(bsz)]
+
+    if n_agents > 0:
+        a_corners = replay.corners  # (Ta, N, 4, 2)
+        a_valid = replay.valid
+        a_centers = replay.centers
+        track_stopped = replay.is_static | (replay.initial_speed <= config.collision_stopped_speed_threshold)
+
+        # ---- no at-fault collisions
+        hits = boxes_intersect(corners[:, :, None], a_corners[None, :n_t]) & a_valid[None, :n_t]
+        front = np.stack([corners[..., FRONT_LEFT, :], corners[..., FRONT_RIGHT, :]], axis=-2)  # (B, T, 2, 2)
+        ignored: list[set[int]] = [set() for _ in range(bsz)]
+        t_idx, b_idx, a_idx = np.nonzero(np.transpose(hits, (1, 0, 2)))
+        for t, b, a in zip(t_idx.tolist(), b_idx.tolist(), a_idx.tolist()):
+            if a in ignored[b]:
+                continue
+            if speeds[b, t] <= config.collision_stopped_speed_threshold:
+                at_fault = False  # stopped ego
+            elif track_stopped[a]:
+                at_fault = True  # stopped track
+            elif _relative_angle(ego_xyh[b, t], a_centers[t, a]) > tol_behind:
+                at_fault = False  # rear collision
+            elif bool(convex_polygons_intersect(front[b, t], a_corners[t, a])):
+                at_fault = True  # front bumper
+            else:
+                at_fault = bool(lateral_ok_area[b, t])  # lateral
+            if at_fault:
+                score = 0.5 if replay.is_static[a] else 0.0
+                nc[b] = min(nc[b], score)
+                collision_t[b] = min(collision_t[b], t * SIM_DT_S)
+                if int(replay.track_ids[a]) not in collided[b]:
+                    collided[b].append(int(replay.track_ids[a]))
+            else:
+                ignored[b].add(a)
+
+        # ---- time to collision
+        dirs = np.stack([np.cos(states[..., HEADING]), np.sin(states[..., HEADING])], axis=-1) * speeds[..., None]
+        ttc_hits = []  # (t, f, b, a)
+        for f in config.ttc_future_steps:
+            shifted = corners + (dirs * (f * SIM_DT_S))[..., None, :]
+            h = boxes_intersect(shifted[:, :, None], a_corners[None, f:f + n_t]) & a_valid[None, f:f + n_t]
+            b_i, t_i, a_i = np.nonzero(h)
+            ttc_hits.extend(zip(t_i.tolist(), [f] * len(t_i), b_i.tolist(), a_i.tolist()))
+        f_rank = {f: i for i, f in enumerate(config.ttc_future_steps)}
+        ttc_hits.sort(key=lambda e: (e[0], f_rank[e[1]], e[2], e[3]))
+        ttc_ignored: list[set[int]] = [set() for _ in range(bsz)]
+        for t, f, b, a in ttc_hits:
+            if a in ttc_ignored[b] or speeds[b, t] < config.ttc_stopped_speed_threshold:
+                continue
+            ang = _relative_angle(ego_xyh[b, t], a_centers[t + f, a])
+            if ang < tol_ahead or (lateral_ok_area[b, t] and not ang > tol_behind):
+                ttc[b] = 0.0
+                ttc_t[b] = min(ttc_t[b], t * SIM_DT_S)
+            else:
+                ttc_ignored[b].add(a)
+
+    # --- drivable area compliance
+    dac = np.where(np.any(off_road, axis=-1), 0.0, 1.0)
+
+    # --- progress along the route centreline (box centre), clipped at 0
+    route = scene.route
+    s = route.project(centers[:, [0, -1]])  # (B, 2)
+    progress = np.maximum(s[:, 1] - s[:, 0], 0.0)
+
+    checks = comfort_checks(states, SIM_DT_S, config)
+    comfort = np.all(checks, axis=-1).astype(np.float64)
+    return BatchScores(
+        no_at_fault_collisions=nc,
+        drivable_area_compliance=dac,
+        ttc=ttc,
+        comfort=comfort,
+        comfort_checks=checks,
+        progress_m=progress,
+        collision_time_s=collision_t,
+        ttc_time_s=ttc_t,
+        multiple_lanes=multiple_lanes,
+        off_road=off_road,
+        collided_tracks=collided,
+    )
+
+
+def normalized_progress(raw_multiplied: np.ndarray, multiplicative: np.ndarray, threshold: float) -> np.ndarray:
+    """NAVSIM's EP normalisation over a set of proposals (each raw * NC * DAC)."""
+    raw_multiplied = np.asarray(raw_multiplied, dtype=np.float64)
+    mx = float(np.max(raw_multiplied)) if raw_multiplied.size else 0.0
+    if mx > threshold:
+        return raw_multiplied / mx
+    out = np.ones_like(raw_multiplied)
+    out[np.asarray(multiplicative) == 0.0] = 0.0
+    return out
+
+
+def weighted_score(
+    multiplicative: np.ndarray, ttc: np.ndarray, ep: np.ndarray, comfort: np.ndarray, config: PdmsConfig = PdmsConfig()
+) -> np.ndarray:
+    wsum = config.progress_weight + config.ttc_weight + config.comfort_weight
+    weighted = config.ttc_weight * ttc + config.progress_weight * ep + config.comfort_weight * comfort
+    return multiplicative * weighted / wsum
+
+
+# --------------------------------------------------------------------------- public API
+@dataclass
+class PdmsResult:
+    """Sub-scores of one trajectory (NAVSIM ``PDMResults`` names) + diagnostics."""
+
+    no_at_fault_collisions: float
+    drivable_area_compliance: float
+    time_to_collision_within_bound: float
+    ego_progress: float
+    comfort: float
+    score: float
+    progress_m: float  # raw centreline progress [m] (not multiplied)
+    reference_progress_m: float  # reference raw progress * its NC * DAC [m]
+    collision_time_s: float  # first at-fault collision (inf: none)
+    ttc_time_s: float  # first TTC infraction (inf: none)
+    comfort_checks: dict[str, bool]
+    collided_track_ids: list[int]
+    simulated: SimulatedTrajectory
+
+    @property
+    def nc(self) -> float:
+        return self.no_at_fault_collisions
+
+    @property
+    def dac(self) -> float:
+        return self.drivable_area_compliance
+
+    @property
+    def ttc(self) -> float:
+        return self.time_to_collision_within_bound
+
+    @property
+    def ep(self) -> float:
+        return self.ego_progress
+
+    @property
+    def c(self) -> float:
+        return self.comfort
+
+    @property
+    def pdms(self) -> float:
+        return self.score
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "nc": self.nc, "dac": self.dac, "ttc": self.ttc, "ep": self.ep, "c": self.c, "pdms": self.score,
+            "progress_m": self.progress_m, "reference_progress_m": self.reference_progress_m,
+        }
+
+
+def _as_poses(trajectory: Trajectory | np.ndarray) -> tuple[np.ndarray, float]:
+    if isinstance(trajectory, Trajectory):
+        poses, interval = np.asarray(trajectory.poses, dtype=np.float64), float(trajectory.interval_s)
+    else:
+        poses, interval = np.asarray(trajectory, dtype=np.float64), 0.5
+    if poses.ndim != 2 or poses.shape[1] != 3 or len(poses) < 1:
+        raise InvalidTrajectoryError(f"trajectory poses must be (N, 3), got {poses.shape}")
+    if not np.all(np.isfinite(poses)):
+        raise InvalidTrajectoryError("trajectory has non-finite values")
+    if not interval > 0:
+        raise InvalidTrajectoryError(f"bad trajectory interval {interval}")
+    return poses, interval
+
+
+def simulate_trajectories(
+    scene: Scene,
+    trajectories: Sequence[Trajectory | np.ndarray],
+    tracker: TrackerConfig = TrackerConfig(),
+) -> np.ndarray:
+    """Simulate ego-frame trajectories in ``scene`` -> states (B, 41, STATE_SIZE)."""
+    s0 = scene.initial_state()
+    refs = []
+    for traj in trajectories:
+        poses, interval = _as_poses(traj)
+        refs.append(reference_from_ego_trajectory(s0[:3], poses, interval, tracker.dt_s, tracker.num_steps))
+    return LQRSimulator(scene.vehicle, tracker).simulate(np.stack(refs), s0)
+
+
+def simulate_world_references(
+    scene: Scene, references: np.ndarray, tracker: TrackerConfig = TrackerConfig()
+) -> np.ndarray:
+    """Simulate world-frame 10 Hz reference poses (B, 41, 3) from the scene's ego state."""
+    refs = np.asarray(references, dtype=np.float64)
+    return LQRSimulator(scene.vehicle, tracker).simulate(refs, scene.initial_state())
+
+
+def compute_reference_progress(scene: Scene, config: PdmsConfig = PdmsConfig()) -> float:
+    """Raw progress * NC * DAC of the reference planner in ``scene`` (cached on the scene)."""
+    key = ("reference_progress", config)
+    if key not in scene._cache:
+        from latentvla_ros.evaluation.reference_planner import ReferencePlanner
+
+        scene._cache[key] = ReferencePlanner(pdms_config=config).reference_progress(scene)
+    return scene._cache[key]
+
+
+def score_trajectories(
+    scene: Scene,
+    trajectories: Sequence[Trajectory | np.ndarray],
+    reference_progress: float | None = None,
+    config: PdmsConfig = PdmsConfig(),
+) -> list[PdmsResult]:
+    """PDMS of each ego-frame trajectory (independently, each against the reference).
+
+    ``reference_progress``: the reference planner's raw progress multiplied by
+    its NC * DAC [m]; None -> computed with ``ReferencePlanner`` (cached on the
+    scene).
+    """
+    if len(trajectories) == 0:
+        return []
+    states = simulate_trajectories(scene, trajectories)
+    scores = score_states(scene, states, config)
+    if reference_progress is None:
+        reference_progress = compute_reference_progress(scene, config)
+    ref = max(float(reference_progress), 0.0)
+    mult = scores.multiplicative
+    raw = scores.progress_m * mult
+    results = []
+    for b in range(len(trajectories)):
+        ep = float(normalized_progress(np.array([raw[b], ref]), np.array([mult[b], 1.0]),
+                                       config.progress_distance_threshold)[0])
+        total = float(weighted_score(mult[b], scores.ttc[b], ep, scores.comfort[b], config))
+        results.append(
+            PdmsResult(
+                no_at_fault_collisions=float(scores.no_at_fault_collisions[b]),
+                drivable_area_compliance=float(scores.drivable_area_compliance[b]),
+                time_to_collision_within_bound=float(scores.ttc[b]),
+                ego_progress=ep,
+                comfort=float(scores.comfort[b]),
+                score=total,
+                progress_m=float(scores.progress_m[b]),
+                reference_progress_m=ref,
+                collision_time_s=float(scores.collision_time_s[b]),
+                ttc_time_s=float(scores.ttc_time_s[b]),
+                comfort_checks={k: bool(v) for k, v in zip(COMFORT_METRICS, scores.comfort_checks[b])},
+                collided_track_ids=list(scores.collided_tracks[b]),
+                simulated=SimulatedTrajectory(
+                    times_s=SIM_DT_S * np.arange(states.shape[1], dtype=np.float64), states=states[b]
+                ),
+            )
+        )
+    return results
+
+
+def score_trajectory(
+    scene: Scene,
+    trajectory: Trajectory | np.ndarray,
+    reference_progress: float | None = None,
+    config: PdmsConfig = PdmsConfig(),
+) -> PdmsResult:
+    """PDMS of one ego-frame trajectory (8 poses at 0.5 s) in ``scene``."""
+    return score_trajectories(scene, [trajectory], reference_progress, config)[0]
+
+
+def aggregate_results(results: Sequence[PdmsResult]) -> dict[str, float]:
+    """Mean of each sub-score over scenes (NAVSIM reports means)."""
+    if not results:
+        return {k: float("nan") for k in ("nc", "dac", "ttc", "ep", "c", "pdms")}
+    keys = ("nc", "dac", "ttc", "ep", "c", "pdms")
+    return {k: float(np.mean([r.as_dict()[k] for r in results])) for k in keys} | {"count": float(len(results))}

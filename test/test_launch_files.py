@@ -1,0 +1,122 @@
+"""Launch files declare the graph we expect (evaluated like `ros2 launch` would).
+
+Uses the real launch API where installed, otherwise test/launch_standin.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from launch_harness import evaluate
+from latentvla_ros.core.parameters import load_param_file, validate_parameters, load_schema
+from latentvla_ros.ros.topology import BEV_FEATURES, CARLA_TWIST_TOPIC, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch"
+
+
+def _executables() -> set[str]:
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    return set(re.findall(r'"(\w+):latentvla_ros\.', cmake))
+
+
+def _check_node(node, expected_name):
+    assert node.package == "latentvla_ros"
+    assert node.executable == expected_name == node.node_name
+    assert node.executable in _executables(), "launch file names an executable CMake does not install"
+    files = [p for p in node.parameters if isinstance(p, str)]
+    assert files, "every node gets a param file"
+    merged = {}
+    for f in files:
+        assert Path(f).is_file(), f
+        merged.update(load_param_file(f, expected_name))
+    inline = {k: v for p in node.parameters if isinstance(p, dict) for k, v in p.items()}
+    merged.update({k: v for k, v in inline.items() if k != "use_sim_time"})
+    return validate_parameters(load_schema(expected_name), expected_name, merged), inline
+
+
+def test_default_launch_starts_the_four_nodes_wired_together():
+    nodes, context = evaluate(LAUNCH / "latentvla.launch.py")
+    by_name = {n.node_name: n for n in nodes}
+    assert list(by_name) == ["sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner"]
+    for name, node in by_name.items():
+        params, inline = _check_node(node, name)
+        assert inline["use_sim_time"] is False
+    remaps = {n: dict(by_name[n].remappings) for n in by_name}
+    assert remaps["sensor_sync"]["~/output/frame"] == SENSOR_FRAME
+    assert remaps["sensor_sync"]["~/input/camera/front/image"] == "/sensing/camera/front/image_raw"
+    assert remaps["bev_features"]["~/input/frame"] == SENSOR_FRAME
+    assert remaps["bev_features"]["~/output/bev"] == BEV_FEATURES
+    assert remaps["latent_reasoner"]["~/output/plan"] == LATENT_PLAN
+    assert remaps["trajectory_planner"]["~/input/bev"] == BEV_FEATURES
+    assert remaps["trajectory_planner"]["~/input/plan"] == LATENT_PLAN
+    assert remaps["trajectory_planner"]["~/output/trajectory"] == TRAJECTORY
+    # the large-data transport is configured for every process the launch starts
+    assert context.environment["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+
+
+def test_launch_arguments_select_nodes_namespace_time_and_topics(tmp_path):
+    param_dir = tmp_path / "params"
+    param_dir.mkdir()
+    for f in (ROOT / "config").glob("*.param.yaml"):
+        (param_dir / f.name).write_text(f.read_text())
+    nodes, _ = evaluate(LAUNCH / "latentvla.launch.py", {
+        "use_sim_time": "true", "namespace": "car1", "start_latent_reasoner": "false", "start_teacher_labeler": "true",
+        "camera_names": "left,front,right", "lidar_topic": "/velodyne_points", "param_dir": str(param_dir)})
+    by_name = {n.node_name: n for n in nodes}
+    assert sorted(by_name) == ["bev_features", "sensor_sync", "teacher_labeler", "trajectory_planner"]
+    for node in nodes:
+        assert node.node_namespace == "car1"
+        params, inline = _check_node(node, node.node_name)
+        assert inline["use_sim_time"] is True
+        assert str(node.parameters[0]).startswith(str(param_dir))
+    sync = dict(by_name["sensor_sync"].remappings)
+    assert sync["~/input/lidar/points"] == "/velodyne_points"
+    assert {k for k in sync if k.startswith("~/input/camera/")} == {
+        f"~/input/camera/{c}/{kind}" for c in ("left", "front", "right") for kind in ("image", "camera_info")}
+    inline = {k: v for p in by_name["sensor_sync"].parameters if isinstance(p, dict) for k, v in p.items()}
+    assert inline["camera_names"] == ["left", "front", "right"]
+
+
+def test_carla_profile_uses_bridge_topics_sim_time_and_twist_output():
+    nodes, _ = evaluate(LAUNCH / "carla_bridge.launch.py")
+    by_name = {n.node_name: n for n in nodes}
+    assert sorted(by_name) == ["bev_features", "latent_reasoner", "sensor_sync", "trajectory_planner", "twist_controller"]
+    for node in nodes:
+        params, inline = _check_node(node, node.node_name)
+        assert inline["use_sim_time"] is True
+    sync = dict(by_name["sensor_sync"].remappings)
+    assert sync["~/input/camera/front/image"] == "/carla/ego_vehicle/rgb_front/image"
+    assert sync["~/input/camera/front/camera_info"] == "/carla/ego_vehicle/rgb_front/camera_info"
+    assert sync["~/input/lidar/points"] == "/carla/ego_vehicle/lidar"
+    assert sync["~/input/odometry"] == "/carla/ego_vehicle/odometry"
+    ctrl = dict(by_name["twist_controller"].remappings)
+    assert ctrl["~/output/twist"] == CARLA_TWIST_TOPIC and ctrl["~/input/trajectory"] == TRAJECTORY
+    sync_params, _ = _check_node(by_name["sensor_sync"], "sensor_sync")
+    assert sync_params["qos.input_reliability"] == "reliable"  # the bridge publishes reliable, depth 10
+
+
+def test_undeclared_argument_is_an_error():
+    with pytest.raises(ValueError, match="undeclared"):
+        evaluate(LAUNCH / "latentvla.launch.py", {"no_such_arg": "1"})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").rglob("*.param.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_param_file_validates_against_its_schema(path):
+    import json
+
+    import jsonschema
+
+    node = path.name.removesuffix(".param.yaml")
+    schema = load_schema(node)
+    data = yaml.safe_load(path.read_text())
+    if path.parent.name == "config":  # complete files validate against the whole schema
+        from latentvla_ros.core.parameters import flatten
+
+        flat = {"/**": {"ros__parameters": flatten(data["/**"]["ros__parameters"])}}
+        jsonschema.validate(flat, schema)
+    validate_parameters(schema, node, load_param_file(path, node))
+    json.dumps(schema)
