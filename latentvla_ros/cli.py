@@ -194,10 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, default=2)
     ev.set_defaults(func=cmd_evaluate)
 
-    bench = sub.add_parser("bench", help="latency of the graph vs. the bare model chain")
-    bench.add_argument("--out", default="artifacts/bench")
-    bench.add_argument("--frames", type=int, default=100)
-    bench.add_argument("--quick", action="store_true")
+    bench = sub.add_parser("bench", help="latency of the graph vs. the bare model chain, ONNX, teacher vs student")
+    from latentvla_ros.benchmarking import add_bench_arguments  # light module: numpy + stdlib at import
+
+    add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)
     return parser
 

@@ -15,7 +15,7 @@ from latentvla_ros.bags.replay import read_bag
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.bag_player import BagPlayer
 from latentvla_ros.ros.conversions import stamp_to_ns
-from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes
+from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
 from latentvla_ros.ros.topology import BEV_FEATURES, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY, graph_nodes
 
 NUM_FRAMES = 50
@@ -56,8 +56,7 @@ def _run_graph_on_bag(ros_context, spin, bag, mode_overrides=None):
     monitor = Monitor(ros_context)
     player_node = rclpy.create_node("bag_player", context=ros_context)
     spin(*nodes, monitor.node, player_node)
-    sync_node = nodes[0]
-    assert wait_for(lambda: sync_node.count_publishers("/sensing/lidar/points") >= 0, 1)
+    assert wait_for_graph_ready(player_node, options.nodes, timeout_s=20)
     player = BagPlayer(player_node, str(bag), rate=1.0, publish_clock=False, wait_for_subscribers_s=3.0)
     player.start()
     assert player.wait(timeout=60), "bag replay did not finish"

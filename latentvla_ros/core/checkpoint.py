@@ -23,6 +23,19 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
 
 
+def detached_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous copies safetensors accepts: tensors that share memory (tied
+    embeddings) are cloned, since safetensors refuses shared storage."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for key, value in state.items():
+        tensor = value.detach().cpu().contiguous()
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.clone() if ident in seen else tensor
+        seen.add(ident)
+    return out
+
+
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
@@ -32,7 +45,7 @@ def save_checkpoint(
 ) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = detached_state(model.state_dict())
     tmp = directory / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp))
     tmp.replace(directory / WEIGHTS_NAME)

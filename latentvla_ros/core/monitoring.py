@@ -67,3 +67,24 @@ class NodeStats:
                 "processing": percentile_summary(self.processing_ms),
                 "latency": percentile_summary(self.latency_ms),
             }
+
+
+class SequenceGapCounter:
+    """Counts sequence numbers that never arrived (a restart of the producer resets it)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.missing = 0
+        self.restarts = 0
+
+    def update(self, sequence: int) -> int:
+        """Returns how many sequence numbers were skipped before ``sequence``."""
+        gap = 0
+        if self.last is not None:
+            if sequence <= self.last:
+                self.restarts += 1
+            else:
+                gap = sequence - self.last - 1
+        self.last = sequence
+        self.missing += gap
+        return gap

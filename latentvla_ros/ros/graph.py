@@ -70,6 +70,8 @@ def _param_literal(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(_param_literal(v) for v in value) + "]"
+    if isinstance(value, str):  # YAML single-quoted: keeps '' and strings that look like numbers
+        return "'" + value.replace("'", "''") + "'"
     return str(value)
 
 
@@ -160,3 +162,31 @@ def run_processes(options: GraphOptions) -> int:
 
 def default_param_dir() -> Path:
     return share_path("config")
+
+
+def wait_for_graph_ready(node, specs: list[NodeSpec], timeout_s: float = 30.0, namespace: str = "") -> bool:
+    """Wait until every topic between the graph's nodes has its subscribers matched.
+
+    Pipeline topics are reliable but volatile: a frame published before discovery has
+    matched the consumer is never delivered, so replay must not start earlier.
+    """
+    import time
+
+    prefix = "/" + namespace.strip("/") + "/" if namespace.strip("/") else "/"
+    consumers: dict[str, int] = {}
+    producers = {dst for spec in specs for src, dst in spec.remaps if src.startswith("~/output/")}
+    for spec in specs:
+        for src, dst in spec.remaps:
+            if src.startswith("~/input/") and dst in producers:
+                consumers[dst] = consumers.get(dst, 0) + 1
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(node.count_subscribers(_absolute(t, prefix)) >= n and node.count_publishers(_absolute(t, prefix)) >= 1
+               for t, n in consumers.items()):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _absolute(topic: str, prefix: str) -> str:
+    return topic if topic.startswith("/") else prefix + topic

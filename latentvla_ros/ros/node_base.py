@@ -12,7 +12,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64
 
-from latentvla_ros.core.monitoring import NodeStats
+from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.core.parameters import ParameterError, load_schema, node_definition, validate_parameters
 from latentvla_ros.ros.qos import input_qos, output_qos
 
@@ -104,6 +104,17 @@ class LatentVlaNode(Node):
         if now - self._last_warn.get(reason, -1e9) >= throttle_s:
             self._last_warn[reason] = now
             self.get_logger().warning(f"dropped input ({reason}, {total} so far): {detail}")
+
+    def count_lost_frames(self, sequence: int) -> None:
+        """Count SensorFrames that never reached this node (e.g. a full input queue)."""
+        if not hasattr(self, "_frame_gaps"):
+            self._frame_gaps = SequenceGapCounter()
+        gap = self._frame_gaps.update(int(sequence))
+        if gap:
+            for _ in range(gap):
+                self.stats.on_drop("frame_lost_upstream")
+            self.drop("frame_lost_upstream", f"{gap} sensor frame(s) before #{sequence} never arrived (input queue full?)", 2.0)
+            self.stats.dropped["frame_lost_upstream"] -= 1  # drop() counted one of them again
 
     @contextlib.contextmanager
     def processing(self, stamp_ns: int | None = None):

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from latentvla_ros.core.checkpoint import detached_state
 from latentvla_ros.core.config_base import ConfigBase, require
 
 try:  # progress bars are optional at run time
@@ -190,7 +191,7 @@ def _restore_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, torc
 
 
 def save_train_state(out_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, progress: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in detached_state(model.state_dict()).items()}
     opt_tensors, opt_scalars = _flatten_optimizer_state(opt)
     tensors.update(opt_tensors)
     tmp = out_dir / "train_state.safetensors.tmp"

@@ -23,6 +23,7 @@ class LatentReasonerNode(LatentVlaNode):
 
     def _on_frame(self, msg: SensorFrame) -> None:
         self.stats.on_receive("frame")
+        self.count_lost_frames(msg.sequence)
         try:
             frame = sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:

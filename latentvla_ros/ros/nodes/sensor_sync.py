@@ -34,6 +34,7 @@ class SensorSyncNode(LatentVlaNode):
         self._command = SensorFrame.COMMAND_UNKNOWN
         self._accel = AccelerationEstimator(tau_s=p["acceleration_filter_tau_s"], max_gap_s=p["time_jump_reset_s"])
         self._last_stamp_ns: int | None = None
+        self._sequence = 0
         qos = self.input_qos()
         topics = [(f"~/input/camera/{name}/image", Image) for name in self.camera_names]
         topics += [("~/input/lidar/points", PointCloud2), ("~/input/odometry", Odometry)]
@@ -73,7 +74,8 @@ class SensorSyncNode(LatentVlaNode):
                                 camera_infos=[self._camera_infos.get(n, CameraInfo()) for n in self.camera_names],
                                 lidar=lidar, odometry=odom, driving_command=self._command,
                                 ego_acceleration=Vector3(x=float(acc[0]), y=float(acc[1]), z=0.0),
-                                sync_spread_s=(max(stamps) - min(stamps)) * 1e-9)
+                                sync_spread_s=(max(stamps) - min(stamps)) * 1e-9, sequence=self._sequence + 1)
+            self._sequence += 1
             self._pub.publish(frame)
             self.stats.on_publish("frame")
 

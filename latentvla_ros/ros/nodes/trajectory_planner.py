@@ -12,6 +12,7 @@ import threading
 import time
 
 from nav_msgs.msg import Odometry, Path
+from rclpy.clock import Clock, ClockType
 from visualization_msgs.msg import MarkerArray
 
 from latentvla_ros.core.fallback import comfortable_stop
@@ -53,7 +54,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if self.planner.needs_plan:
             self.create_subscription(LatentActionPlan, "~/input/plan", self._on_plan, in_qos)
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, in_qos)
-        self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._on_watchdog)
+        # steady clock: under use_sim_time a stalled /clock (dead simulator, ended bag)
+        # must not stop the watchdog that publishes the fallback
+        self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._on_watchdog,
+                                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params['plan_timeout_s']} s for plans")
 
     # ---------------------------------------------------------------- inputs
@@ -100,6 +104,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
             if not self._in_fallback:
                 self.get_logger().warning(f"entering fallback: {reason}")
             self._publish_fallback(self.get_clock().now().nanoseconds, reason)
+
 
     # ---------------------------------------------------------------- outputs
     def _handle(self, frames: list[MatchedFrame]) -> None:

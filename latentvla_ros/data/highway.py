@@ -1,0 +1,857 @@
+"""Driving logs from highway-env (synthetic expert data in the driving-log format).
+
+The ego is driven by an expert built on highway-env's own models: IDM (speed) +
+MOBIL (lane changes) + the lane-following steering controller, plus a small
+crossing-conflict rule for intersections and roundabouts (yield to a vehicle that
+reaches a point of our route first, unless we can no longer stop comfortably).
+Regulation of ``RegulatedRoad`` does not act on it. Other vehicles are highway-env's
+IDM vehicles. No action is ever passed to ``env.step`` (we step ``road`` ourselves at
+``sim_hz``), so the merge/roundabout ``_rewards`` that fail on array actions are never
+called; the subclasses below override them anyway.
+
+Frames (policy/log rate 10 Hz):
+
+- camera: highway-env's top-down render, rotated ego-up (ego heading = image up),
+  ``meters_per_pixel`` fixed, the ego at pixel ``camera_ego_pixel_xy`` (lower part of the
+  image so more road ahead is visible); both stored in ``meta.json``.
+- LiDAR: synthesized in the ego frame: ``num_azimuths`` 2-D rays cast against the
+  other vehicles' boxes (one point per height in ``vehicle_heights``, 0.3..1.5 m) and
+  ground rings (z ~ 0) where the ray reaches the drivable area unoccluded, with
+  small range/height noise from a per-log seeded generator.
+- ego status: vx, vy, ax, ay (ego frame) and yaw rate from finite differences of the
+  simulated state at the simulation rate.
+- command: from the ego route (LEFT/RIGHT when the route heading turns by more than
+  ``TURN_THRESHOLD_RAD`` within ``COMMAND_LOOKAHEAD_M``), STRAIGHT otherwise.
+- agents: every other vehicle and road object (world frame), stable track ids.
+- map: lane centerlines and per-lane drivable polygons, cropped to the region the ego visits.
+
+World frame: highway-env draws y downwards, so its (x, y, heading) is a mirrored
+frame; we store x, -y, -heading, which makes the world right-handed (x right, y up on
+the map, headings CCW) and keeps highway-env's right-hand traffic.
+
+Run ``python -m latentvla_ros.data.highway --help`` for a command line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentvla_ros.core.types import DrivingCommand, MapGeometry
+from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
+
+SCENARIOS = ("highway", "merge", "roundabout", "intersection")
+POLICY_HZ = 10
+COMMAND_LOOKAHEAD_M = 25.0
+TURN_THRESHOLD_RAD = 0.5
+# IDMVehicle class attributes that IntersectionEnv mutates process-wide; restored
+# before and after every log so logs do not depend on what ran before in the process.
+_IDM_CLASS_DEFAULTS = {"DISTANCE_WANTED": 10.0, "COMFORT_ACC_MAX": 3.0, "COMFORT_ACC_MIN": -5.0}
+
+
+@dataclass
+class CameraConfig:
+    """Ego-up top-down camera."""
+
+    height: int = 128
+    width: int = 128
+    meters_per_pixel: float = 0.5
+    ego_row_fraction: float = 0.75  # ego row / height: 0.75 -> 3x more road ahead than behind
+    background_rgb: tuple[int, int, int] = (100, 100, 100)  # highway-env's grass/background grey
+
+    @property
+    def ego_pixel_xy(self) -> tuple[float, float]:
+        """Continuous pixel coordinates (col, row) of the ego reference point."""
+        return ((self.width - 1) / 2.0, float(round(self.height * self.ego_row_fraction)))
+
+
+@dataclass
+class LidarConfig:
+    """Synthetic LiDAR in the ego frame (sensor at the ego reference point)."""
+
+    num_azimuths: int = 360
+    max_range_m: float = 50.0
+    vehicle_heights: tuple[float, ...] = (0.3, 0.6, 0.9, 1.2, 1.5)
+    ground_ranges_m: tuple[float, ...] = (4.0, 6.0, 9.0, 13.0, 18.0, 25.0)
+    range_noise_m: float = 0.02
+    height_noise_m: float = 0.02
+    vehicle_intensity: float = 0.6
+    ground_intensity: float = 0.1
+    drivable_resolution_m: float = 0.25
+
+
+@dataclass
+class GenerationStats:
+    path: str
+    scenario: str
+    seed: int
+    density: float
+    frames: int
+    terminated_reason: str
+    wall_s: float
+    steps_per_s: float
+    render_s: float
+    lidar_s: float
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- highway-env setup
+
+
+def _prepare_sdl() -> None:
+    driver = os.environ.get("SDL_VIDEODRIVER", "")
+    if driver == "dummy":
+        warnings.warn("SDL_VIDEODRIVER=dummy renders black frames; using offscreen", stacklevel=3)
+    if driver in ("", "dummy"):
+        os.environ["SDL_VIDEODRIVER"] = "offscreen"
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+
+def _reset_idm_class() -> None:
+    from highway_env.vehicle.behavior import IDMVehicle
+
+    for key, value in _IDM_CLASS_DEFAULTS.items():
+        setattr(IDMVehicle, key, value)
+
+
+_CLASSES: dict[str, Any] = {}
+
+
+def _env_classes() -> dict[str, Any]:
+    """Scenario -> env class (built lazily so importing this module stays light)."""
+    if _CLASSES:
+        return _CLASSES
+    _prepare_sdl()
+    from highway_env.envs.highway_env import HighwayEnvFast
+    from highway_env.envs.intersection_env import IntersectionEnv
+    from highway_env.envs.merge_env import MergeGenericEnv
+    from highway_env.envs.roundabout_env import RoundaboutGenericEnv
+
+    class LogMergeEnv(MergeGenericEnv):
+        """Merge whose rewards accept any action (array actions break the parent)."""
+
+        def _rewards(self, action: Any) -> dict[str, float]:
+            return {"collision_reward": float(self.vehicle.crashed), "on_road_reward": float(self.vehicle.on_road)}
+
+        def _reward(self, action: Any) -> float:
+            return 0.0
+
+    class LogRoundaboutEnv(RoundaboutGenericEnv):
+        """Roundabout whose rewards accept any action."""
+
+        def _rewards(self, action: Any) -> dict[str, float]:
+            return {"collision_reward": float(self.vehicle.crashed), "on_road_reward": float(self.vehicle.on_road)}
+
+        def _reward(self, action: Any) -> float:
+            return 0.0
+
+    _CLASSES.update(highway=HighwayEnvFast, merge=LogMergeEnv, roundabout=LogRoundaboutEnv, intersection=IntersectionEnv)
+    return _CLASSES
+
+
+def _expert_class():
+    if "expert" in _CLASSES:
+        return _CLASSES["expert"]
+    from highway_env.vehicle.behavior import IDMVehicle
+    from highway_env.vehicle.controller import ControlledVehicle
+    from highway_env.vehicle.graphics import VehicleGraphics
+    from highway_env.vehicle.kinematics import Vehicle
+
+    class ExpertVehicle(IDMVehicle):
+        """IDM + MOBIL ego with a crossing-conflict yield rule; ignores RegulatedRoad."""
+
+        ACC_MAX = 6.0
+        COMFORT_ACC_MAX = 3.0
+        COMFORT_ACC_MIN = -5.0
+        DISTANCE_WANTED = 10.0
+        TIME_WANTED = 1.5
+        DELTA = 4.0
+        CONFLICT_RADIUS_M = 3.0
+        PREDICTION_TIMES = np.arange(0.0, 4.01, 0.25)
+        YIELD_MARGIN_S = 1.5
+        STOP_BEFORE_CONFLICT_M = 2.5
+        CONFLICT_PERIOD_S = 1.0 / POLICY_HZ
+
+        yield_to_crossing = False
+
+        # RegulatedRoad sets target_speed/color on yielding vehicles: keep our own.
+        @property
+        def target_speed(self) -> float:
+            return self._cruise_speed
+
+        @target_speed.setter
+        def target_speed(self, value: float) -> None:
+            if not getattr(self, "_cruise_locked", False):
+                self._cruise_speed = float(value)
+
+        @property
+        def color(self):
+            return VehicleGraphics.EGO_COLOR
+
+        @color.setter
+        def color(self, value) -> None:
+            pass
+
+        @color.deleter
+        def color(self) -> None:
+            pass
+
+        def lock_cruise_speed(self, speed: float) -> None:
+            self._cruise_locked = False
+            self.target_speed = speed
+            self._cruise_locked = True
+
+        def act(self, action: Any = None) -> None:
+            if self.crashed:
+                return
+            self.follow_road()
+            if self.enable_lane_change:
+                self.change_lane_policy()
+            steering = float(np.clip(self.steering_control(self.target_lane_index), -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE))
+            front, rear = self.road.neighbour_vehicles(self, self.lane_index)
+            acc = self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear)
+            if self.lane_index != self.target_lane_index:
+                front, rear = self.road.neighbour_vehicles(self, self.target_lane_index)
+                acc = min(acc, self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear))
+            if self.yield_to_crossing:
+                # re-evaluated at the policy rate (every CONFLICT_PERIOD_S), held in between
+                now = getattr(self, "_clock", 0.0)
+                if getattr(self, "_conflict_time", None) is None or now - self._conflict_time >= self.CONFLICT_PERIOD_S - 1e-6:
+                    self._conflict_time = now
+                    self._conflict_acc = self._conflict_acceleration()
+                acc = min(acc, self._conflict_acc)
+            acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
+            Vehicle.act(self, {"steering": steering, "acceleration": acc})
+
+        def step(self, dt: float) -> None:
+            super().step(dt)
+            self._clock = getattr(self, "_clock", 0.0) + dt
+            if self.speed < 0.0:  # IDM may brake below zero: we never reverse
+                self.speed = 0.0
+
+        # -- crossing conflicts
+        def _conflict_acceleration(self) -> float:
+            v = max(self.speed, 0.0)
+            horizon = float(np.clip(v * 4.0 + 10.0, 15.0, 45.0))
+            arcs = np.arange(0.0, horizon + 1e-9, 1.0)
+            path, _ = _path_samples(self, arcs)
+            heading = self.heading
+            c, s = math.cos(heading), math.sin(heading)
+            own_priority = getattr(self.lane, "priority", 0)
+            best = self.ACC_MAX
+            a_min = self.LENGTH / 2.0
+            for other in self.road.vehicles:
+                if other is self:
+                    continue
+                rel = other.position - self.position
+                dist = float(np.hypot(rel[0], rel[1]))
+                if dist > horizon + 40.0:
+                    continue
+                if other.lane_index == self.lane_index:
+                    continue  # IDM follows vehicles on our lane
+                rel_x = c * rel[0] + s * rel[1]
+                rel_y = -s * rel[0] + c * rel[1]
+                if rel_x < -self.LENGTH and abs(rel_y) < 2.0 and abs(wrap_angle(other.heading - heading)) < 1.0:
+                    continue  # following us in our lane
+                speed_o = max(float(getattr(other, "speed", 0.0)), 0.0)
+                if isinstance(other, ControlledVehicle):
+                    pred, _ = _path_samples(other, speed_o * self.PREDICTION_TIMES)
+                else:
+                    pred = other.position[None, :] + other.velocity[None, :] * self.PREDICTION_TIMES[:, None]
+                d2 = ((pred[:, None, :] - path[None, :, :]) ** 2).sum(-1)
+                hits = (d2 < self.CONFLICT_RADIUS_M ** 2) & (arcs[None, :] >= a_min)
+                rows = np.flatnonzero(hits.any(axis=1))
+                if rows.size == 0:
+                    continue
+                j = int(rows[0])
+                k = int(np.flatnonzero(hits[j])[0])
+                tau_other = float(self.PREDICTION_TIMES[j])
+                a_conflict = float(arcs[k])
+                gap = a_conflict - self.LENGTH / 2.0 - self.STOP_BEFORE_CONFLICT_M
+                t_ego = (-v + math.sqrt(v * v + 4.0 * max(a_conflict - a_min, 0.0))) / 2.0  # accelerating at 2 m/s^2
+                committed = gap < v * v / (2.0 * 4.0) + 0.5  # cannot stop comfortably any more
+                if committed:
+                    clear_time = (self.LENGTH + 2.0) / max(v, 1.0)
+                    if t_ego + clear_time <= tau_other or rel_x < -self.LENGTH / 2.0:
+                        continue  # through before it arrives, or it comes from behind: braking would not help
+                else:
+                    other_priority = getattr(getattr(other, "lane", None), "priority", 0)
+                    must_yield = tau_other < t_ego + self.YIELD_MARGIN_S or (other_priority > own_priority and tau_other < 5.0)
+                    if not must_yield:
+                        continue
+                ab = -self.COMFORT_ACC_MAX * self.COMFORT_ACC_MIN
+                s_star = 1.0 + v * 1.0 + v * v / (2.0 * math.sqrt(ab))
+                free = 1.0 - (v / max(self.target_speed, 0.1)) ** self.DELTA
+                acc = self.COMFORT_ACC_MAX * (free - (s_star / max(gap, 0.5)) ** 2)
+                best = min(best, acc)
+            return best
+
+    _CLASSES["expert"] = ExpertVehicle
+    return ExpertVehicle
+
+
+def _route_lanes(vehicle) -> list:
+    """Current lane followed by the rest of the planned route (when consistent)."""
+    li = vehicle.lane_index
+    route = list(vehicle.route or [])
+    if route and route[0][:2] == li[:2]:
+        route = route[1:]
+    if route and route[0][0] != li[1]:
+        route = []
+    return [li] + route
+
+
+def _path_samples(vehicle, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions/headings (highway-env frame) at ``distances`` ahead along the route."""
+    net = vehicle.road.network
+    li = vehicle.lane_index
+    s0 = float(vehicle.lane.local_coordinates(vehicle.position)[0])
+    lanes = []
+    lane_id = li[2]
+    for index in _route_lanes(vehicle):
+        count = len(net.graph[index[0]][index[1]])
+        lane_id = index[2] if index[2] is not None else lane_id
+        lane_id = min(int(lane_id), count - 1)
+        lanes.append(net.get_lane((index[0], index[1], lane_id)))
+    starts = np.cumsum([0.0] + [lane.length for lane in lanes[:-1]])
+    pos = np.empty((len(distances), 2))
+    head = np.empty(len(distances))
+    for i, d in enumerate(distances):
+        s = s0 + float(d)
+        k = max(int(np.searchsorted(starts, s, side="right")) - 1, 0)
+        lane = lanes[k]
+        pos[i] = lane.position(s - starts[k], 0.0)
+        head[i] = lane.heading_at(s - starts[k])
+    return pos, head
+
+
+def route_command(vehicle) -> DrivingCommand:
+    """LEFT/RIGHT when the route turns within the look-ahead, else STRAIGHT (our frame)."""
+    try:
+        _, head = _path_samples(vehicle, np.arange(0.0, COMMAND_LOOKAHEAD_M + 1e-9, 2.5))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return DrivingCommand.UNKNOWN
+    # highway-env headings are clockwise in our (y-flipped) world frame
+    delta = -wrap_angle(head - head[0])
+    k = int(np.argmax(np.abs(delta)))
+    if abs(delta[k]) < TURN_THRESHOLD_RAD:
+        return DrivingCommand.STRAIGHT
+    return DrivingCommand.LEFT if delta[k] > 0 else DrivingCommand.RIGHT
+
+
+def _scenario_config(scenario: str, density: float, num_frames: int, render_px: int, scaling: float, sim_hz: int) -> dict:
+    base = {
+        "simulation_frequency": sim_hz,
+        "policy_frequency": POLICY_HZ,
+        "screen_width": render_px,
+        "screen_height": render_px,
+        "scaling": scaling,
+        "centering_position": [0.5, 0.5],
+        "offscreen_rendering": True,
+        "show_trajectories": False,
+        "duration": 10_000,
+    }
+    if scenario == "highway":
+        base.update(vehicles_count=max(1, round(20 * density)), vehicles_density=max(density, 0.1))
+    elif scenario == "merge":
+        # long enough road after the merge for the whole log at up to 32 m/s
+        after = max(150.0, 32.0 * num_frames / POLICY_HZ + 60.0)
+        base.update(vehicles_count=max(1, round(6 * density)), after_merge_length=after)
+    elif scenario == "roundabout":
+        base.update(vehicles_count=max(1, round(8 * density)))
+    elif scenario == "intersection":
+        base.update(
+            initial_vehicle_count=max(2, round(10 * density)),
+            spawn_probability=float(min(1.0, 0.6 * density)),
+            destination=None,
+        )
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    return base
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def _flip_pose(x: float, y: float, heading: float) -> tuple[float, float, float]:
+    """highway-env (y down) -> our right-handed world frame."""
+    return float(x), float(-y), float(wrap_angle(-heading))
+
+
+def _object_row(obj, track_id: int) -> tuple:
+    x, y, h = _flip_pose(obj.position[0], obj.position[1], getattr(obj, "heading", 0.0))
+    vel = np.asarray(getattr(obj, "velocity", (0.0, 0.0)), dtype=np.float64)
+    if not getattr(obj, "speed", 0.0):
+        vel = np.zeros(2)
+    return (x, y, h, float(obj.LENGTH), float(obj.WIDTH), float(vel[0]), float(-vel[1]), float(track_id))
+
+
+def extract_map(road, bbox: tuple[float, float, float, float] | None = None, straight_step_m: float = 5.0,
+                curved_step_m: float = 1.0) -> MapGeometry:
+    """Lane centerlines + one drivable polygon per lane (run), in our world frame.
+
+    ``bbox`` = (xmin, ymin, xmax, ymax) in our frame crops long lanes to that region.
+    """
+    from highway_env.road.lane import SineLane, StraightLane
+
+    centerlines: list[np.ndarray] = []
+    polygons: list[np.ndarray] = []
+    for _from, tos in road.network.graph.items():
+        for _to, lanes in tos.items():
+            for lane in lanes:
+                length = float(lane.length)
+                straight = isinstance(lane, StraightLane) and not isinstance(lane, SineLane)
+                step = straight_step_m if straight else curved_step_m
+                n = max(2, int(math.ceil(length / step)) + 1)
+                s = np.linspace(0.0, length, n)
+                center = np.array([lane.position(si, 0.0) for si in s])
+                center[:, 1] *= -1.0
+                keep = np.ones(n, dtype=bool)
+                if bbox is not None:
+                    keep = (center[:, 0] >= bbox[0]) & (center[:, 0] <= bbox[2]) & (center[:, 1] >= bbox[1]) & (center[:, 1] <= bbox[3])
+                    # keep one sample either side so cropped runs reach the box edge
+                    keep = keep | np.r_[keep[1:], False] | np.r_[False, keep[:-1]]
+                idx = np.flatnonzero(keep)
+                if idx.size < 2:
+                    continue
+                runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+                for run in runs:
+                    if run.size < 2:
+                        continue
+                    centerlines.append(center[run])
+                    s_run = s[run].copy()
+                    s_run[0] -= 0.5  # small overlap between consecutive lanes
+                    s_run[-1] += 0.5
+                    half = np.array([lane.width_at(si) / 2.0 for si in s_run])
+                    left = np.array([lane.position(si, hw) for si, hw in zip(s_run, half)])
+                    right = np.array([lane.position(si, -hw) for si, hw in zip(s_run, half)])
+                    poly = np.concatenate([left, right[::-1]])
+                    poly[:, 1] *= -1.0
+                    polygons.append(poly)
+    return MapGeometry(lane_centerlines=centerlines, drivable_polygons=polygons)
+
+
+class DrivableRaster:
+    """Rasterised union of drivable polygons for fast point queries."""
+
+    def __init__(self, polygons: Sequence[np.ndarray], resolution_m: float = 0.25, margin_m: float = 5.0) -> None:
+        import cv2
+
+        self.res = float(resolution_m)
+        if not polygons:
+            self.origin = np.zeros(2)
+            self.mask = np.zeros((1, 1), dtype=bool)
+            return
+        allp = np.concatenate(polygons)
+        self.origin = allp.min(axis=0) - margin_m
+        size = np.ceil((allp.max(axis=0) + margin_m - self.origin) / self.res).astype(int) + 1
+        mask = np.zeros((int(size[1]), int(size[0])), dtype=np.uint8)
+        pts = [np.round((p - self.origin) / self.res * 4.0).astype(np.int32) for p in polygons]
+        cv2.fillPoly(mask, pts, 1, lineType=cv2.LINE_8, shift=2)
+        self.mask = mask.astype(bool)
+
+    def contains(self, xy: np.ndarray) -> np.ndarray:
+        ij = np.floor((np.asarray(xy) - self.origin) / self.res + 0.5).astype(np.int64)
+        h, w = self.mask.shape
+        inside = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+        out = np.zeros(len(ij), dtype=bool)
+        out[inside] = self.mask[ij[inside, 1], ij[inside, 0]]
+        return out
+
+
+def ray_box_distances(azimuths: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Nearest hit distance of rays from the origin against oriented boxes.
+
+    ``boxes`` (A, 5): cx, cy, heading, length, width in the sensor frame. Returns (R,)
+    distances (inf where no box is hit; boxes containing the origin are ignored).
+    """
+    dist = np.full(len(azimuths), np.inf)
+    if len(boxes) == 0:
+        return dist
+    dx, dy = np.cos(azimuths)[None, :], np.sin(azimuths)[None, :]
+    cx, cy, h = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3]
+    hl, hw = boxes[:, 3:4] / 2.0, boxes[:, 4:5] / 2.0
+    ch, sh = np.cos(h), np.sin(h)
+    # ray origin (0, 0) and direction in each box's frame
+    ox, oy = -(ch * cx + sh * cy), -(-sh * cx + ch * cy)
+    ddx, ddy = ch * dx + sh * dy, -sh * dx + ch * dy
+    eps = 1e-12
+    ddx = np.where(np.abs(ddx) < eps, eps, ddx)
+    ddy = np.where(np.abs(ddy) < eps, eps, ddy)
+    tx1, tx2 = (-hl - ox) / ddx, (hl - ox) / ddx
+    ty1, ty2 = (-hw - oy) / ddy, (hw - oy) / ddy
+    tmin = np.maximum(np.minimum(tx1, tx2), np.minimum(ty1, ty2))
+    tmax = np.minimum(np.maximum(tx1, tx2), np.maximum(ty1, ty2))
+    hit = (tmax >= tmin) & (tmin > 0.0)
+    t = np.where(hit, tmin, np.inf)
+    return t.min(axis=0)
+
+
+def synthesize_lidar(
+    ego_pose: np.ndarray,
+    agents: np.ndarray,
+    drivable: DrivableRaster | None,
+    config: LidarConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(N, 4) float32 x, y, z, intensity in the ego frame from world agent boxes (A, 8)."""
+    az = np.linspace(-np.pi, np.pi, config.num_azimuths, endpoint=False)
+    x0, y0, yaw = ego_pose
+    c, s = math.cos(yaw), math.sin(yaw)
+    boxes = np.zeros((0, 5))
+    if len(agents):
+        d = agents[:, :2].astype(np.float64) - (x0, y0)
+        lx, ly = c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]
+        near = np.hypot(lx, ly) < config.max_range_m + 10.0
+        boxes = np.stack([lx, ly, agents[:, 2] - yaw, agents[:, 3], agents[:, 4]], axis=1)[near]
+    dist = ray_box_distances(az, boxes)
+    dist[dist > config.max_range_m] = np.inf
+    parts = []
+    hit = np.flatnonzero(np.isfinite(dist))
+    if hit.size:
+        nh = len(config.vehicle_heights)
+        r = np.repeat(dist[hit], nh) + rng.normal(0.0, config.range_noise_m, hit.size * nh)
+        a = np.repeat(az[hit], nh)
+        z = np.tile(np.asarray(config.vehicle_heights), hit.size) + rng.normal(0.0, config.height_noise_m, hit.size * nh)
+        inten = np.clip(config.vehicle_intensity + rng.normal(0.0, 0.05, r.size), 0.0, 1.0)
+        parts.append(np.stack([r * np.cos(a), r * np.sin(a), z, inten], axis=1))
+    if config.ground_ranges_m:
+        rg = np.asarray(config.ground_ranges_m, dtype=np.float64)
+        rr, aa = np.meshgrid(rg, az, indexing="ij")
+        rr, aa = rr.ravel(), aa.ravel()
+        visible = rr < np.tile(dist, len(rg))
+        gx, gy = rr * np.cos(aa), rr * np.sin(aa)
+        if drivable is not None:
+            world = np.stack([x0 + c * gx - s * gy, y0 + s * gx + c * gy], axis=1)
+            visible &= drivable.contains(world)
+        k = int(visible.sum())
+        if k:
+            rn = rr[visible] + rng.normal(0.0, config.range_noise_m, k)
+            an = aa[visible]
+            z = rng.normal(0.0, config.height_noise_m, k)
+            inten = np.clip(config.ground_intensity + rng.normal(0.0, 0.02, k), 0.0, 1.0)
+            parts.append(np.stack([rn * np.cos(an), rn * np.sin(an), z, inten], axis=1))
+    if not parts:
+        return np.zeros((0, 4), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _camera_affine(ego_xy: np.ndarray, yaw: float, origin_hw: np.ndarray, scaling: float, cam: CameraConfig) -> np.ndarray:
+    """2x3 map from output pixel (col, row) to render pixel (u, v) (for WARP_INVERSE_MAP)."""
+    c0, r0 = cam.ego_pixel_xy
+    mpp = cam.meters_per_pixel
+    cy, sy = math.cos(yaw), math.sin(yaw)
+
+    def src(col: float, row: float) -> np.ndarray:
+        ex, ey = (r0 - row) * mpp, (c0 - col) * mpp
+        px, py = ego_xy[0] + cy * ex - sy * ey, ego_xy[1] + sy * ex + cy * ey
+        return np.array([(px - origin_hw[0]) * scaling - 0.5, (-py - origin_hw[1]) * scaling - 0.5])
+
+    o = src(0.0, 0.0)
+    return np.stack([src(1.0, 0.0) - o, src(0.0, 1.0) - o, o], axis=1)
+
+
+def render_ego_camera(env, ego_pose: np.ndarray, cam: CameraConfig) -> np.ndarray:
+    """Render highway-env top-down and warp it into the ego-up camera (H, W, 3) uint8."""
+    import cv2
+
+    frame = env.render()
+    env.enable_auto_render = False
+    surface = env.viewer.sim_surface
+    m = _camera_affine(ego_pose[:2], float(ego_pose[2]), np.asarray(surface.origin, dtype=np.float64), float(surface.scaling), cam)
+    return cv2.warpAffine(
+        frame, m, (cam.width, cam.height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=cam.background_rgb,
+    )
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def _rng_for(seed: int, scenario: str, density: float) -> np.random.Generator:
+    return np.random.default_rng([int(seed), SCENARIOS.index(scenario), int(round(density * 1000))])
+
+
+def log_name(scenario: str, seed: int, density: float) -> str:
+    return f"{scenario}_d{density:g}_s{int(seed):05d}"
+
+
+def generate_log(
+    out_dir: str | Path,
+    scenario: str = "highway",
+    seed: int = 0,
+    density: float = 1.0,
+    num_frames: int = 200,
+    *,
+    camera: CameraConfig | None = None,
+    lidar: LidarConfig | None = None,
+    sim_hz: int = 20,
+    stop_on_crash: bool = True,
+    stop_off_road: bool = True,
+    overwrite: bool = False,
+    verbose: bool = False,
+) -> GenerationStats:
+    """Roll out one expert episode and write it as a driving log at ``out_dir``.
+
+    ``density`` scales the scenario's default traffic. The log has ``num_frames`` frames
+    unless the ego crashes or leaves the mapped road first (recorded as
+    ``meta["terminated_reason"]``; the crash frame itself is not logged). The same
+    arguments give byte-identical arrays.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+    if num_frames < 1:
+        raise ValueError("num_frames must be >= 1")
+    if sim_hz % POLICY_HZ:
+        raise ValueError(f"sim_hz must be a multiple of {POLICY_HZ}")
+    cam = camera or CameraConfig()
+    lid = lidar or LidarConfig()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} exists (pass overwrite=True)")
+    classes = _env_classes()
+    expert_cls = _expert_class()
+    import highway_env
+
+    c0, r0 = cam.ego_pixel_xy
+    reach = math.hypot(max(r0, cam.height - r0), max(c0, cam.width - c0)) * cam.meters_per_pixel
+    scaling = 1.0 / cam.meters_per_pixel
+    render_px = int(math.ceil(2.0 * reach * scaling)) + 4
+    rng = _rng_for(seed, scenario, density)
+    t_start = time.perf_counter()
+    _reset_idm_class()
+    env = classes[scenario](config=_scenario_config(scenario, density, num_frames, render_px, scaling, sim_hz), render_mode="rgb_array")
+    try:
+        env.reset(seed=int(seed))
+        road = env.road
+        old = env.vehicle
+        ego = expert_cls.create_from(old)
+        if scenario == "roundabout":
+            ego.plan_route_to(["exr", "nxr", "wxr"][int(rng.integers(3))])
+        cruise = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}[scenario]
+        ego.lock_cruise_speed(cruise * float(rng.uniform(0.9, 1.1)))
+        ego.yield_to_crossing = scenario in ("roundabout", "intersection")
+        road.vehicles[road.vehicles.index(old)] = ego
+        env.vehicle = ego
+        substeps = sim_hz // POLICY_HZ
+        dt_sim = 1.0 / sim_hz
+
+        tracks: dict[int, tuple[Any, int]] = {}
+
+        def track_id(obj) -> int:
+            entry = tracks.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                entry = (obj, len(tracks))
+                tracks[id(obj)] = entry
+            return entry[1]
+
+        def policy_step() -> list[tuple[float, float, float]]:
+            states = []
+            for _ in range(substeps):
+                road.act()
+                road.step(dt_sim)
+                states.append(_flip_pose(ego.position[0], ego.position[1], ego.heading))
+            if scenario == "intersection":
+                env._clear_vehicles()
+                env._spawn_vehicle(spawn_probability=env.config["spawn_probability"])
+            return states
+
+        history = [_flip_pose(ego.position[0], ego.position[1], ego.heading)]
+        history += policy_step()  # warm-up step: frame 0 has a motion history
+        cams, poses, fine_index, commands, agents = [], [], [], [], []
+        reason = "max_frames"
+        render_s = 0.0
+        for t in range(num_frames):
+            if t > 0:
+                history += policy_step()
+            if stop_on_crash and ego.crashed:
+                reason = "crashed"
+                break
+            if stop_off_road and not ego.on_road:
+                reason = "off_road"
+                break
+            pose = np.asarray(history[-1])
+            t0 = time.perf_counter()
+            cams.append(render_ego_camera(env, pose, cam))
+            render_s += time.perf_counter() - t0
+            poses.append(pose)
+            fine_index.append(len(history) - 1)
+            commands.append(route_command(ego))
+            rows = [_object_row(v, track_id(v)) for v in road.vehicles if v is not ego]
+            rows += [_object_row(o, track_id(o)) for o in road.objects]
+            agents.append(np.asarray(rows, dtype=np.float32).reshape(-1, 8))
+        sim_wall = time.perf_counter() - t_start
+        n = len(poses)
+        if n == 0:
+            raise RuntimeError(f"{scenario} seed {seed}: episode ended before the first frame ({reason})")
+        # ---- ego status from finite differences at the simulation rate
+        hist = np.asarray(history)
+        fine = np.asarray(fine_index)
+        vel_w = (hist[fine] - hist[fine - 1])[:, :2] / dt_sim
+        vel_prev = (hist[fine - 1] - hist[fine - 2])[:, :2] / dt_sim
+        acc_w = (vel_w - vel_prev) / dt_sim
+        yaw_rate = wrap_angle(hist[fine, 2] - hist[fine - 1, 2]) / dt_sim
+        yaw = hist[fine, 2]
+        cyw, syw = np.cos(yaw), np.sin(yaw)
+
+        def to_ego(v):
+            return np.stack([cyw * v[:, 0] + syw * v[:, 1], -syw * v[:, 0] + cyw * v[:, 1]], axis=1)
+
+        status = np.concatenate([to_ego(vel_w), to_ego(acc_w), yaw_rate[:, None]], axis=1).astype(np.float32)
+        # ---- map (cropped to where the ego went) and LiDAR
+        pose_arr = np.asarray(poses)
+        margin = 90.0
+        bbox = (pose_arr[:, 0].min() - margin, pose_arr[:, 1].min() - margin, pose_arr[:, 0].max() + margin, pose_arr[:, 1].max() + margin)
+        map_geometry = extract_map(road, bbox)
+        t0 = time.perf_counter()
+        drivable = DrivableRaster(map_geometry.drivable_polygons, lid.drivable_resolution_m)
+        lidar_rng = np.random.default_rng(rng.integers(2**63))
+        clouds = [synthesize_lidar(poses[t], agents[t], drivable, lid, lidar_rng) for t in range(n)]
+        lidar_s = time.perf_counter() - t0
+    finally:
+        env.close()
+        _reset_idm_class()
+    meta = {
+        "source": "highway-env",
+        "scenario": scenario,
+        "seed": int(seed),
+        "density": float(density),
+        "highway_env_version": highway_env.__version__,
+        "env_class": type(env).__mro__[0].__name__,
+        "sim_hz": sim_hz,
+        "policy_hz": POLICY_HZ,
+        "requested_frames": int(num_frames),
+        "terminated_reason": reason,
+        "camera_view": "topdown_ego_up",
+        "camera_meters_per_pixel": cam.meters_per_pixel,
+        "camera_ego_pixel_xy": [c0, r0],
+        "ego_length_m": float(ego.LENGTH),
+        "ego_width_m": float(ego.WIDTH),
+        "ego_reference": "vehicle_center",
+        "ego_cruise_speed_mps": float(ego.target_speed),
+        "lidar": asdict(lid),
+        "world_frame": "highway-env x, -y (right-handed, y up), heading CCW",
+    }
+    writer = LogWriter(out_dir, meta, dt_s=1.0 / POLICY_HZ, camera_names=("front",), overwrite=overwrite)
+    for t in range(n):
+        writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t], agents=agents[t])
+    writer.set_map(map_geometry)
+    writer.close()
+    wall = time.perf_counter() - t_start
+    stats = GenerationStats(
+        path=str(out_dir), scenario=scenario, seed=int(seed), density=float(density), frames=n,
+        terminated_reason=reason, wall_s=wall, steps_per_s=n / max(sim_wall, 1e-9), render_s=render_s, lidar_s=lidar_s,
+    )
+    if verbose:
+        print(f"{out_dir.name}: {n} frames ({reason}), sim+render {stats.steps_per_s:.1f} steps/s, "
+              f"render {render_s:.2f} s, lidar {lidar_s:.2f} s, total {wall:.2f} s ({n / wall:.1f} frames/s)")
+    return stats
+
+
+def _generate_job(kwargs: dict) -> GenerationStats:
+    return generate_log(**kwargs)
+
+
+def generate_dataset(
+    root: str | Path,
+    scenarios: Sequence[str] = SCENARIOS,
+    seeds: Sequence[int] = range(4),
+    densities: Sequence[float] = (1.0,),
+    frames_per_log: int = 200,
+    workers: int = 1,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    **log_kwargs: Any,
+) -> list[GenerationStats]:
+    """One log per (scenario, seed, density) under ``root`` (``<scenario>_d<density>_s<seed>``).
+
+    Existing logs are kept (resume) unless ``overwrite``. ``workers`` > 1 uses separate
+    processes (spawned, each with its own SDL). Prints overall frames/s at the end.
+    """
+    from tqdm import tqdm
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    skipped = 0
+    for scenario in scenarios:
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}")
+        for density in densities:
+            for seed in seeds:
+                out = root / log_name(scenario, seed, density)
+                if is_log_dir(out) and not overwrite:
+                    skipped += 1
+                    continue
+                jobs.append(dict(out_dir=out, scenario=scenario, seed=int(seed), density=float(density),
+                                 num_frames=frames_per_log, overwrite=overwrite, **log_kwargs))
+    results: list[GenerationStats] = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), desc="highway-env logs", unit="log", disable=not progress)
+    failures = []
+    if workers <= 1:
+        for job in jobs:
+            try:
+                results.append(generate_log(**job))
+            except Exception as exc:  # keep going: one bad episode should not stop a dataset
+                failures.append((job["out_dir"], repr(exc)))
+            bar.update(1)
+            if results:
+                bar.set_postfix(frames=sum(r.frames for r in results))
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_generate_job, job): job for job in jobs}
+            for fut in as_completed(futures):
+                try:
+                    results.append(fut.result())
+                except Exception as exc:
+                    failures.append((futures[fut]["out_dir"], repr(exc)))
+                bar.update(1)
+                bar.set_postfix(frames=sum(r.frames for r in results))
+    bar.close()
+    wall = time.perf_counter() - t0
+    frames = sum(r.frames for r in results)
+    if progress:
+        per_log = np.mean([r.steps_per_s for r in results]) if results else 0.0
+        print(f"generated {len(results)} logs ({skipped} existing kept, {len(failures)} failed), "
+              f"{frames} frames in {wall:.1f} s = {frames / max(wall, 1e-9):.1f} frames/s with {max(workers, 1)} worker(s); "
+              f"simulation+render {per_log:.1f} steps/s per worker")
+        crashed = [r for r in results if r.terminated_reason != "max_frames"]
+        if crashed:
+            print(f"  {len(crashed)} log(s) ended early: " + ", ".join(f"{Path(r.path).name} ({r.terminated_reason} at {r.frames})" for r in crashed))
+        for path, err in failures:
+            print(f"  failed {path}: {err}", file=sys.stderr)
+    results.sort(key=lambda r: r.path)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Generate highway-env driving logs")
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--seeds", type=int, nargs=2, default=(0, 4), metavar=("START", "STOP"))
+    parser.add_argument("--densities", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    stats = generate_dataset(args.root, args.scenarios, range(*args.seeds), args.densities, args.frames, args.workers,
+                             overwrite=args.overwrite)
+    return 0 if stats or not args.scenarios else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Configuration of the fused trajectory planner (fusion module + trajectory decoder).
+
+``fusion`` selects what the BEV queries cross-attend to before decoding:
+
+- ``'none'``: no fusion, a plain TransFuser-style planner (the E2E baseline);
+- ``'student'``: the student's ``concat(visual_embeddings, action_embeddings)``
+  (``context_dim`` = student ``d_model``, ``num_context_tokens`` = its
+  ``num_visual_embeddings + 12``);
+- ``'teacher'``: the VLM teacher's visual + action embeddings (``teacher_context``
+  in the driving logs).
+
+Presets: ``paper`` is NAVSIM TransFuser's decoder (d 256, FFN 1024, 3 layers, 8
+heads) with a context of the paper student (768-d, 16 + 12 tokens); ``edge`` is
+a 2-layer, 128-d version matched to the edge backbone and student.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from latentvla_ros.core.config_base import ConfigBase, ConfigError, require
+from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES
+from latentvla_ros.models.configuration_bev import BevBackboneConfig
+from latentvla_ros.models.configuration_student import StudentConfig
+
+FUSION_MODES = ("none", "student", "teacher")
+
+
+@dataclasses.dataclass
+class PlannerConfig(ConfigBase):
+    """Fusion module + TransFuser-style trajectory query decoder."""
+
+    fusion: str = "student"
+    """What the BEV tokens attend to: 'none', 'student' or 'teacher' embeddings."""
+    bev_token_dim: int = 64
+    """Channels of the incoming BEV tokens (the backbone's ``token_dim``)."""
+    num_bev_tokens: int = 64
+    """Number of incoming BEV tokens (grid_rows * grid_cols of the backbone)."""
+    context_dim: int = 192
+    """Width of the fused context embeddings (student d_model, or the teacher's)."""
+    num_context_tokens: int = 28
+    """Number of context embeddings (student: num_visual_embeddings + 12)."""
+    d_model: int = 128
+    """Width of the fusion module and the trajectory decoder."""
+    num_heads: int = 4
+    """Attention heads (must divide d_model)."""
+    ffn_dim: int = 256
+    """Hidden size of the feed-forward layers."""
+    num_layers: int = 2
+    """Trajectory decoder layers (self-attention, cross-attention, FFN)."""
+    fusion_layers: int = 1
+    """Fusion blocks (BEV queries cross-attend to the context); unused for fusion='none'."""
+    dropout: float = 0.0
+    """Dropout in attention and feed-forward layers."""
+    num_poses: int = NUM_POSES
+    """Poses of the output trajectory (8 at 0.5 s)."""
+    ego_status_dim: int = EGO_STATUS_DIM
+    """Size of the ego-status vector fed as the status token."""
+    xy_scale_m: float = 10.0
+    """The trajectory MLP predicts x, y in units of this many metres (helps the
+    output reach highway distances early in training); heading is tanh * pi."""
+
+    @property
+    def uses_context(self) -> bool:
+        return self.fusion != "none"
+
+    def validate(self) -> None:
+        require(self.fusion in FUSION_MODES, "fusion", f"must be one of {FUSION_MODES}, got {self.fusion!r}")
+        require(self.bev_token_dim >= 1, "bev_token_dim", "must be >= 1")
+        require(self.num_bev_tokens >= 1, "num_bev_tokens", "must be >= 1")
+        require(self.context_dim >= 1, "context_dim", "must be >= 1")
+        require(self.num_context_tokens >= 1, "num_context_tokens", "must be >= 1")
+        require(self.d_model >= 1, "d_model", "must be >= 1")
+        require(self.num_heads >= 1 and self.d_model % self.num_heads == 0, "num_heads", "must divide d_model")
+        require(self.ffn_dim >= 1, "ffn_dim", "must be >= 1")
+        require(self.num_layers >= 1, "num_layers", "must be >= 1")
+        require(self.fusion_layers >= 1, "fusion_layers", "must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        require(self.num_poses >= 1, "num_poses", "must be >= 1")
+        require(self.ego_status_dim >= 1, "ego_status_dim", "must be >= 1")
+        require(self.xy_scale_m > 0, "xy_scale_m", "must be > 0")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> PlannerConfig:
+        """``'edge'`` or ``'paper'``; matched to the same-named backbone/student presets."""
+        if name not in ("edge", "paper"):
+            raise ConfigError(f"preset: unknown {name!r}, expected one of ['edge', 'paper']")
+        bev = BevBackboneConfig.preset(name)
+        student = StudentConfig.preset(name)
+        base: dict[str, Any] = dict(
+            bev_token_dim=bev.token_dim,
+            num_bev_tokens=bev.num_tokens,
+            context_dim=student.d_model,
+            num_context_tokens=student.context_tokens,
+        )
+        if name == "paper":
+            base.update(d_model=256, num_heads=8, ffn_dim=1024, num_layers=3, fusion_layers=1, dropout=0.1)
+        return cls(**{**base, **overrides})

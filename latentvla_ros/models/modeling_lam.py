@@ -1,0 +1,582 @@
+"""Latent action model (LAPO-style IDM + FDM, two VQ stages as in LatentVLA).
+
+Modules:
+
+- ``EmaVectorQuantizer``: EMA codebook, straight-through estimator, commitment
+  loss, per-epoch code usage counts, perplexity and dead-code restart from a
+  ring buffer of recent encoder outputs (DDP aware: statistics are all-reduced
+  and restarted codes broadcast from rank 0).
+- ``ImpalaEncoder``: IMPALA CNN over the three stacked frames (9 channels).
+- ``ForwardDynamicsModel``: small UNet from (current, previous) frame to the
+  next frame; the action embedding is tiled onto the input, tiled and
+  concatenated at the bottleneck and added per decoder level; it predicts the
+  change over the current frame (residual).
+- ``LatentActionModel``: stage 1 trains ``idm_env`` + ``vq_env`` + FDM with
+  ground-truth conditioning; ``set_stage(2)`` freezes ``idm_env``/``vq_env``
+  (``requires_grad_(False)``, no EMA updates, no restarts) and trains
+  ``idm_ego`` + ``vq_ego`` + FDM from both codes without ground truth.
+
+Frames go in as uint8 (B, 3, H, W) tensors (scaled to [-0.5, 0.5] inside) or as
+floats already in [-0.5, 0.5].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES
+from latentvla_ros.models.configuration_lam import LamConfig
+
+MODEL_TYPE = "lam"
+
+
+def _dist_active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def perplexity_from_counts(counts: torch.Tensor) -> float:
+    """exp(entropy) of a code histogram: 1 = one code used, K = uniform use of K codes."""
+    total = float(counts.sum())
+    if total <= 0:
+        return 0.0
+    p = counts.double() / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@dataclass
+class VQOutput:
+    quantized: torch.Tensor  # (B, D) straight-through quantised latents
+    codes: torch.Tensor  # (B,) long
+    commitment_loss: torch.Tensor  # scalar
+    perplexity: torch.Tensor  # scalar, of this batch
+    latents: torch.Tensor  # (B, D) continuous encoder outputs
+
+
+class EmaVectorQuantizer(nn.Module):
+    """Vector quantiser with an EMA-updated codebook and dead-code restart.
+
+    Persistent buffers (in checkpoints): ``codebook``, ``ema_count``, ``ema_sum``,
+    ``initialized``. The usage histogram of the running epoch and the ring
+    buffer of recent encoder outputs are plain attributes (not in checkpoints,
+    not broadcast by DDP); both are reset by ``reset_usage``/restart.
+    """
+
+    def __init__(self, num_codes: int, dim: int, decay: float, commitment: float, eps: float = 1e-5,
+                 buffer_size: int = 2048, restart_noise: float = 0.01):
+        super().__init__()
+        self.num_codes = num_codes
+        self.dim = dim
+        self.decay = decay
+        self.commitment = commitment
+        self.eps = eps
+        self.buffer_size = buffer_size
+        self.restart_noise = restart_noise
+        codebook = torch.randn(num_codes, dim) * 0.1
+        self.register_buffer("codebook", codebook)
+        self.register_buffer("ema_count", torch.ones(num_codes))
+        self.register_buffer("ema_sum", codebook.clone())
+        self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self.frozen = False
+        self._usage: torch.Tensor | None = None
+        self._recent: torch.Tensor | None = None
+        self._recent_pos = 0
+        self._recent_filled = 0
+
+    # ---- usage bookkeeping --------------------------------------------------
+    def usage_counts(self) -> torch.Tensor:
+        """Codes picked (in training mode) since the last reset, summed over DDP ranks."""
+        usage = self._usage.clone() if self._usage is not None else torch.zeros(self.num_codes, device=self.codebook.device)
+        if _dist_active():
+            usage = usage.to(self.codebook.device)
+            dist.all_reduce(usage)
+        return usage.cpu()
+
+    def reset_usage(self) -> None:
+        self._usage = None
+
+    def _push_recent(self, z: torch.Tensor) -> None:
+        if self._recent is None or self._recent.device != z.device:
+            self._recent = torch.zeros(self.buffer_size, self.dim, device=z.device)
+            self._recent_pos = 0
+            self._recent_filled = 0
+        z = z[-self.buffer_size:]
+        n = z.shape[0]
+        end = self._recent_pos + n
+        if end <= self.buffer_size:
+            self._recent[self._recent_pos:end] = z
+        else:
+            first = self.buffer_size - self._recent_pos
+            self._recent[self._recent_pos:] = z[:first]
+            self._recent[: n - first] = z[first:]
+        self._recent_pos = end % self.buffer_size
+        self._recent_filled = min(self.buffer_size, self._recent_filled + n)
+
+    @torch.no_grad()
+    def _init_from(self, z: torch.Tensor) -> None:
+        """Data-dependent initialisation: codes = random encoder outputs of the first batch."""
+        idx = torch.randint(0, z.shape[0], (self.num_codes,), device=z.device)
+        if z.shape[0] >= self.num_codes:
+            idx = torch.randperm(z.shape[0], device=z.device)[: self.num_codes]
+        init = z[idx].detach().clone()
+        init = init + torch.randn_like(init) * (z.std() * 0.01 + 1e-6)
+        if _dist_active():
+            dist.broadcast(init, src=0)
+        self.codebook.copy_(init)
+        self.ema_sum.copy_(init)
+        self.ema_count.fill_(1.0)
+        self.initialized.fill_(True)
+
+    # ---- forward ------------------------------------------------------------
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        return F.embedding(codes, self.codebook)
+
+    def quantize(self, z: torch.Tensor) -> torch.Tensor:
+        """Nearest code index per row of ``z`` (B, D)."""
+        with torch.no_grad():
+            d = (z.pow(2).sum(1, keepdim=True) - 2.0 * z @ self.codebook.t() + self.codebook.pow(2).sum(1)[None])
+            return d.argmin(dim=1)
+
+    def forward(self, z: torch.Tensor) -> VQOutput:
+        update = self.training and not self.frozen
+        if update and not bool(self.initialized):
+            self._init_from(z.detach())
+        codes = self.quantize(z.detach())
+        onehot = F.one_hot(codes, self.num_codes).to(z.dtype)
+        counts = onehot.sum(0).detach()
+        if self.training:
+            self._usage = counts.clone() if self._usage is None else self._usage + counts
+        if update:
+            with torch.no_grad():
+                sums = onehot.t() @ z.detach()
+                n_counts, n_sums = counts.clone(), sums
+                if _dist_active():
+                    dist.all_reduce(n_counts)
+                    dist.all_reduce(n_sums)
+                self.ema_count.mul_(self.decay).add_(n_counts, alpha=1.0 - self.decay)
+                self.ema_sum.mul_(self.decay).add_(n_sums, alpha=1.0 - self.decay)
+                total = self.ema_count.sum()
+                smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
+                self.codebook.copy_(self.ema_sum / smoothed[:, None])
+                self._push_recent(z.detach())
+        q = self.lookup(codes)
+        commitment = self.commitment * F.mse_loss(z, q.detach())
+        quantized = z + (q - z).detach()
+        p = counts / counts.sum().clamp_min(1.0)
+        perplexity = torch.exp(-(p * torch.log(p + 1e-10)).sum())
+        return VQOutput(quantized, codes, commitment, perplexity, z)
+
+    # ---- dead-code restart --------------------------------------------------
+    @torch.no_grad()
+    def restart_dead_codes(self, min_count: int) -> int:
+        """Re-initialise codes picked fewer than ``min_count`` times since the last reset
+        from recent encoder outputs; returns how many were restarted. Resets usage.
+
+        No-op when frozen, when ``min_count`` is 0, or before any training forward.
+        Must be called on every DDP rank (collectives inside).
+        """
+        usage = self.usage_counts()
+        self.reset_usage()
+        if self.frozen or min_count <= 0:
+            return 0
+        dead = (usage < min_count).to(self.codebook.device)
+        n_dead = int(dead.sum())
+        have = torch.tensor([float(self._recent_filled)], device=self.codebook.device)
+        if _dist_active():
+            dist.broadcast(have, src=0)
+        if n_dead == 0 or float(have) <= 0:
+            return 0
+        if self._recent is not None and self._recent_filled > 0:
+            pool = self._recent[: self._recent_filled]
+            idx = torch.randint(0, pool.shape[0], (n_dead,), device=pool.device)
+            fresh = pool[idx].clone()
+            scale = float(pool.std()) if pool.shape[0] > 1 else 1.0
+            fresh += torch.randn_like(fresh) * (self.restart_noise * scale + 1e-6)
+            fresh = fresh.to(self.codebook.device)
+        else:  # non-zero ranks without a buffer: overwritten by the broadcast below
+            fresh = torch.zeros(n_dead, self.dim, device=self.codebook.device)
+        self.codebook[dead] = fresh
+        self.ema_sum[dead] = fresh
+        self.ema_count[dead] = 1.0
+        self.initialized.fill_(True)
+        if _dist_active():
+            for t in (self.codebook, self.ema_sum, self.ema_count):
+                dist.broadcast(t, src=0)
+        return n_dead
+
+
+# ---------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class _ImpalaStage(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, res_blocks: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.blocks = nn.Sequential(*[_ResBlock(out_ch) for _ in range(res_blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(self.conv(x), kernel_size=3, stride=2, padding=1)
+        return self.blocks(x)
+
+
+class ImpalaEncoder(nn.Module):
+    """IMPALA CNN: (B, in_ch, S, S) -> (B, out_dim); ``stem`` > 1 first folds stem x stem
+    pixel blocks into channels (space-to-depth), which cuts the cost of the first stage."""
+
+    def __init__(self, in_ch: int, channels: tuple[int, ...], res_blocks: int, image_size: int, out_dim: int,
+                 stem: int = 1):
+        super().__init__()
+        self.stem = stem
+        stages, c = [], in_ch * stem * stem
+        for out_ch in channels:
+            stages.append(_ImpalaStage(c, out_ch, res_blocks))
+            c = out_ch
+        self.stages = nn.Sequential(*stages)
+        side = image_size // stem
+        for _ in channels:
+            side = (side + 1) // 2
+        self.fc = nn.Linear(c * side * side, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem > 1:
+            x = F.pixel_unshuffle(x, self.stem)
+        x = F.relu(self.stages(x))
+        return F.relu(self.fc(x.flatten(1)))
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    groups = 8 if channels % 8 == 0 else (4 if channels % 4 == 0 else 1)
+    return nn.GroupNorm(groups, channels)
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, convs: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(convs):
+            layers += [nn.Conv2d(in_ch if i == 0 else out_ch, out_ch, 3, padding=1), _group_norm(out_ch), nn.SiLU()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class ForwardDynamicsModel(nn.Module):
+    """UNet: (frame_t, frame_prev, action embedding) -> predicted next frame.
+
+    ``stem`` > 1 folds stem x stem pixel blocks into channels on the way in and
+    unfolds them on the way out (the UNet runs at 1/stem resolution). The action
+    is tiled onto the input (``input_action_channels``), tiled and concatenated at
+    the bottleneck and added as a per-channel bias at each decoder level. Decoder
+    levels convolve at the coarse resolution, upsample (nearest) and add the skip.
+    Output = frame_t + predicted change (the last layer starts at zero, so an
+    untrained FDM is the copy-the-last-frame baseline).
+    """
+
+    def __init__(self, channels: tuple[int, ...], action_dim: int, input_action_channels: int,
+                 stem: int = 1, convs_per_block: int = 2):
+        super().__init__()
+        self.stem = stem
+        self.input_action_channels = input_action_channels
+        self.in_action = nn.Linear(action_dim, input_action_channels) if input_action_channels else None
+        self.inc = _ConvBlock(6 * stem * stem + input_action_channels, channels[0], convs_per_block)
+        self.downs = nn.ModuleList()
+        for i in range(1, len(channels)):
+            self.downs.append(nn.ModuleDict({
+                "pool": nn.Conv2d(channels[i - 1], channels[i - 1], 3, stride=2, padding=1),
+                "block": _ConvBlock(channels[i - 1], channels[i], convs_per_block),
+            }))
+        bott = channels[-1]
+        self.bott_action = nn.Linear(action_dim, bott)
+        self.bottleneck = _ConvBlock(2 * bott, bott, convs_per_block)
+        self.ups = nn.ModuleList()
+        for i in range(len(channels) - 1, 0, -1):
+            self.ups.append(nn.ModuleDict({
+                "up": nn.Conv2d(channels[i], channels[i - 1], 3, padding=1),
+                "bias": nn.Linear(action_dim, channels[i - 1]),
+                "block": _ConvBlock(channels[i - 1], channels[i - 1], convs_per_block),
+            }))
+        self.out = nn.Conv2d(channels[0], 3 * stem * stem, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, frame_t: torch.Tensor, frame_prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([frame_t, frame_prev], dim=1)
+        if self.stem > 1:
+            x = F.pixel_unshuffle(x, self.stem)
+        b, _, h, w = x.shape
+        if self.in_action is not None:
+            a_in = self.in_action(action)[:, :, None, None].expand(b, self.input_action_channels, h, w)
+            x = torch.cat([x, a_in], dim=1)
+        x = self.inc(x)
+        skips = [x]
+        for down in self.downs:
+            x = down["block"](down["pool"](x))
+            skips.append(x)
+        skips.pop()
+        a_b = self.bott_action(action)[:, :, None, None].expand_as(x)
+        x = self.bottleneck(torch.cat([x, a_b], dim=1))
+        for up in self.ups:
+            skip = skips.pop()
+            x = F.interpolate(up["up"](x), size=skip.shape[-2:], mode="nearest")
+            x = up["block"](x + skip + up["bias"](action)[:, :, None, None])
+        delta = self.out(x)
+        if self.stem > 1:
+            delta = F.pixel_shuffle(delta, self.stem)
+        return frame_t + delta
+
+
+def _mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
+
+
+class LatentActionModel(nn.Module):
+    """Two-stage latent action model; see the module docstring."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(self, config: LamConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        c = config
+        # stage 1: environmental action
+        self.idm_env_cnn = ImpalaEncoder(9, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
+                                     c.stem_downsample)
+        self.idm_env_cond = _mlp(c.cond_dim, c.cond_hidden_dim, c.cond_hidden_dim)
+        self.idm_env_head = _mlp(c.idm_hidden_dim + c.cond_hidden_dim, c.idm_hidden_dim, c.latent_dim)
+        self.vq_env = self._make_vq()
+        # FDM side input: stage 1 GT conditioning, stage 2 ego action
+        self.fdm_cond = _mlp(c.cond_dim, c.cond_hidden_dim, c.action_embed_dim)
+        # stage 2: ego action
+        self.idm_ego_cnn = ImpalaEncoder(9, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
+                                     c.stem_downsample)
+        self.idm_ego_head = _mlp(c.idm_hidden_dim + c.latent_dim, c.idm_hidden_dim, c.latent_dim)
+        self.vq_ego = self._make_vq()
+        self.fdm_ego = nn.Linear(c.latent_dim, c.action_embed_dim)
+        # decoder
+        self.fdm_env = nn.Linear(c.latent_dim, c.action_embed_dim)
+        self.fdm = ForwardDynamicsModel(c.fdm_channels, 2 * c.action_embed_dim, c.fdm_input_action_channels,
+                                        c.stem_downsample, c.fdm_convs_per_block)
+        self._stage = 1
+        self.set_stage(1)
+
+    def _make_vq(self) -> EmaVectorQuantizer:
+        c = self.config
+        return EmaVectorQuantizer(c.codebook_size, c.latent_dim, c.vq_decay, c.vq_commitment, c.vq_eps,
+                                  c.restart_buffer_size, c.restart_noise)
+
+    # ---- stages -------------------------------------------------------------
+    @property
+    def stage(self) -> int:
+        return self._stage
+
+    def env_modules(self) -> list[nn.Module]:
+        """Modules frozen in stage 2 (stage-1 IDM and codebook)."""
+        return [self.idm_env_cnn, self.idm_env_cond, self.idm_env_head, self.vq_env]
+
+    def ego_modules(self) -> list[nn.Module]:
+        return [self.idm_ego_cnn, self.idm_ego_head, self.vq_ego, self.fdm_ego]
+
+    def set_stage(self, stage: int) -> None:
+        """1: train the environmental IDM/codebook + FDM (ego parts idle).
+        2: freeze the environmental IDM/codebook (``requires_grad_(False)``, EMA and
+        restarts off) and train the ego IDM/codebook + FDM."""
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+        self._stage = stage
+        for m in self.env_modules():
+            m.requires_grad_(stage == 1)
+        self.fdm_cond.requires_grad_(stage == 1)
+        for m in self.ego_modules():
+            m.requires_grad_(stage == 2)
+        self.vq_env.frozen = stage == 2
+        self.vq_ego.frozen = stage == 1
+
+    def active_quantizer(self) -> EmaVectorQuantizer:
+        return self.vq_env if self._stage == 1 else self.vq_ego
+
+    # ---- inputs -------------------------------------------------------------
+    @staticmethod
+    def prepare_frames(x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float in [-0.5, 0.5]; floats are passed through."""
+        if x.dtype == torch.uint8:
+            return x.float() * (1.0 / 255.0) - 0.5
+        return x.float()
+
+    def conditioning(self, trajectory: torch.Tensor | None, ego_status: torch.Tensor | None,
+                     future_valid: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        """Normalised conditioning vector (B, cond_dim): trajectory (8x3), ego status (8), valid flag.
+
+        Missing parts are zeros (valid flag 0), as seen in training via ``cond_dropout``.
+        """
+        c = self.config
+        if trajectory is None:
+            traj = torch.zeros(batch, NUM_POSES, 3, device=device)
+            valid = torch.zeros(batch, device=device)
+        else:
+            traj = trajectory.float().reshape(batch, NUM_POSES, 3)
+            valid = torch.ones(batch, device=device) if future_valid is None else future_valid.float().reshape(batch)
+        scale = torch.tensor([c.trajectory_scale_m, c.trajectory_scale_m, c.heading_scale_rad], device=device)
+        traj = torch.nan_to_num(traj / scale) * valid[:, None, None]
+        if ego_status is None:
+            status = torch.zeros(batch, EGO_STATUS_DIM, device=device)
+        else:
+            status = ego_status.float().reshape(batch, EGO_STATUS_DIM)
+            sscale = torch.tensor([1.0] * 4 + [c.speed_scale_mps] * 2 + [c.accel_scale_mps2] * 2, device=device)
+            status = torch.nan_to_num(status / sscale)
+        return torch.cat([traj.flatten(1), status, valid[:, None]], dim=1)
+
+    # ---- encoders -----------------------------------------------------------
+    def _env_latent(self, stack: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.idm_env_cnn(stack)
+        return self.idm_env_head(torch.cat([h, self.idm_env_cond(cond)], dim=1))
+
+    def _ego_latent(self, stack: torch.Tensor, env_q: torch.Tensor) -> torch.Tensor:
+        h = self.idm_ego_cnn(stack)
+        return self.idm_ego_head(torch.cat([h, env_q], dim=1))
+
+    def _stack(self, prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        return torch.cat([prev, cur, nxt], dim=1)
+
+    @torch.no_grad()
+    def encode(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
+               trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
+               future_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(env_codes, ego_codes), each (B,) long, without touching usage statistics."""
+        was_training = self.training
+        self.eval()
+        try:
+            prev, cur, nxt = (self.prepare_frames(x) for x in (frames_prev, frames_t, frames_next))
+            b = cur.shape[0]
+            cond = self.conditioning(trajectory, ego_status, future_valid, b, cur.device)
+            stack = self._stack(prev, cur, nxt)
+            env_codes = self.vq_env.quantize(self._env_latent(stack, cond))
+            env_q = self.vq_env.lookup(env_codes)
+            ego_codes = self.vq_ego.quantize(self._ego_latent(stack, env_q))
+        finally:
+            self.train(was_training)
+        return env_codes, ego_codes
+
+    def encode_ego(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
+                   trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
+                   future_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Ego-action codes (B,) of the transitions frames_t -> frames_next.
+
+        The environmental IDM is conditioned on the ground-truth future trajectory and
+        ego status; pass them when known (labeling logs), otherwise frames alone are used.
+        """
+        return self.encode(frames_prev, frames_t, frames_next, trajectory, ego_status, future_valid)[1]
+
+    def encode_env(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
+                   trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
+                   future_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Environmental-action codes (B,)."""
+        return self.encode(frames_prev, frames_t, frames_next, trajectory, ego_status, future_valid)[0]
+
+    @torch.no_grad()
+    def decode(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, env_codes: torch.Tensor,
+               ego_codes: torch.Tensor) -> torch.Tensor:
+        """Stage-2 prediction of the next frame (float, [-0.5, 0.5] scale) from both codes."""
+        prev, cur = self.prepare_frames(frames_prev), self.prepare_frames(frames_t)
+        action = torch.cat([self.fdm_env(self.vq_env.lookup(env_codes)),
+                            self.fdm_ego(self.vq_ego.lookup(ego_codes))], dim=1)
+        return self.fdm(cur, prev, action)
+
+    # ---- training forward ---------------------------------------------------
+    def forward(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
+                trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
+                future_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Loss of the current stage. Returns ``loss``, ``recon_mse``, ``commitment``,
+        ``perplexity`` (batch, active codebook), ``prediction``, ``env_codes`` and, in stage 2, ``ego_codes``."""
+        prev, cur, nxt = (self.prepare_frames(x) for x in (frames_prev, frames_t, frames_next))
+        b = cur.shape[0]
+        cond = self.conditioning(trajectory, ego_status, future_valid, b, cur.device)
+        stack = self._stack(prev, cur, nxt)
+        out: dict[str, torch.Tensor] = {}
+        if self._stage == 1:
+            idm_cond = cond
+            if self.training and self.config.cond_dropout > 0:
+                keep = (torch.rand(b, 1, device=cur.device) >= self.config.cond_dropout).float()
+                idm_cond = cond * keep
+            env = self.vq_env(self._env_latent(stack, idm_cond))
+            env_emb = self.fdm_env(env.quantized)
+            if self.training and self.config.env_code_dropout > 0:
+                env_emb = env_emb * (torch.rand(b, 1, device=cur.device) >= self.config.env_code_dropout).float()
+            action = torch.cat([env_emb, self.fdm_cond(cond)], dim=1)
+            commitment, perplexity = env.commitment_loss, env.perplexity
+        else:
+            with torch.no_grad():
+                env = self.vq_env(self._env_latent(stack, cond))
+            env_q = env.quantized.detach()
+            ego = self.vq_ego(self._ego_latent(stack, env_q))
+            action = torch.cat([self.fdm_env(env_q), self.fdm_ego(ego.quantized)], dim=1)
+            commitment, perplexity = ego.commitment_loss, ego.perplexity
+            out["ego_codes"] = ego.codes
+        pred = self.fdm(cur, prev, action)
+        recon = F.mse_loss(pred, nxt)
+        out.update(loss=recon + commitment, recon_mse=recon.detach(), commitment=commitment.detach(),
+                   perplexity=perplexity.detach(), prediction=pred, env_codes=env.codes)
+        return out
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def codebook_stats(quantizer: EmaVectorQuantizer, counts: torch.Tensor | None = None) -> dict[str, float]:
+    """codes_used, usage (used / K) and perplexity of a usage histogram (default: the running epoch)."""
+    counts = quantizer.usage_counts() if counts is None else counts
+    used = int((counts > 0).sum())
+    return {"codes_used": float(used), "usage": used / quantizer.num_codes,
+            "perplexity": perplexity_from_counts(counts)}
+
+
+def build_lam(config: LamConfig, stage: int = 1) -> LatentActionModel:
+    model = LatentActionModel(config)
+    model.set_stage(stage)
+    return model
+
+
+def load_lam(directory, device: str | torch.device = "cpu") -> LatentActionModel:
+    """Load a LAM checkpoint written by ``training.lam`` (safetensors only) in eval mode."""
+    from latentvla_ros.core.checkpoint import CheckpointError, load_weights_into, read_checkpoint_config
+
+    payload = read_checkpoint_config(directory)
+    if payload.get("model_type") != MODEL_TYPE:
+        raise CheckpointError(f"checkpoint {directory} holds a {payload.get('model_type')!r}, expected {MODEL_TYPE!r}")
+    config = LamConfig.from_dict(payload["config"])
+    model = LatentActionModel(config)
+    load_weights_into(model, directory, MODEL_TYPE)
+    stage = int(payload.get("meta", {}).get("stage", 2))
+    model.set_stage(stage)
+    model.to(device)
+    model.eval()
+    return model
+
+
+__all__ = [
+    "EmaVectorQuantizer",
+    "ForwardDynamicsModel",
+    "ImpalaEncoder",
+    "LatentActionModel",
+    "VQOutput",
+    "build_lam",
+    "codebook_stats",
+    "load_lam",
+    "perplexity_from_counts",
+    "MODEL_TYPE",
+]

@@ -1,0 +1,156 @@
+"""Fused trajectory planner (LatentVLA fusion module + TransFuser trajectory head).
+
+``FusedPlanner.forward(bev_tokens (B,N,C), ego_status (B,8), context (B,M,Dc) | None)
+-> poses (B, num_poses, 3)``:
+
+1. BEV tokens are projected to ``d_model`` and get learned positions.
+2. ``FusionModule`` (skipped for ``fusion='none'``): the BEV tokens are the
+   queries of a cross-attention whose keys/values are the context embeddings
+   (projected from ``context_dim`` to ``d_model``, + learned positions);
+   pre-norm residual + LayerNorm + FFN. The residual branches' output layers
+   start at zero, so an untrained fusion module is the identity and the fused
+   planner starts exactly as the unfused one.
+3. Trajectory decoder (TransFuser): one learned trajectory query attends to the
+   fused BEV tokens + a status token (Linear(8, d)); an MLP maps it to
+   ``num_poses x 3``; x, y are scaled by ``xy_scale_m``, heading = tanh * pi.
+
+``E2EPlanner`` = ``BevBackbone`` + ``FusedPlanner`` for end-to-end imitation.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from latentvla_ros.core import checkpoint as ckpt
+from latentvla_ros.models.configuration_bev import BevBackboneConfig
+from latentvla_ros.models.configuration_planner import PlannerConfig
+from latentvla_ros.models.modeling_bev import BevBackbone, CrossAttentionBlock, _config_from_payload
+
+BEV_SUBDIR = "bev_backbone"
+PLANNER_SUBDIR = "planner"
+
+
+class FusionModule(nn.Module):
+    """BEV queries cross-attend to context embeddings (VLM/student visual + action)."""
+
+    def __init__(self, cfg: PlannerConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.context_proj = nn.Linear(cfg.context_dim, d)
+        self.context_pos = nn.Parameter(torch.zeros(1, cfg.num_context_tokens, d))
+        nn.init.trunc_normal_(self.context_pos, std=0.02)
+        self.blocks = nn.ModuleList(
+            CrossAttentionBlock(d, cfg.num_heads, cfg.ffn_dim, cfg.dropout, self_attention=False)
+            for _ in range(cfg.fusion_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        for block in self.blocks:  # start as the identity map
+            nn.init.zeros_(block.ca.out.weight)
+            nn.init.zeros_(block.ca.out.bias)
+            nn.init.zeros_(block.ffn[3].weight)
+            nn.init.zeros_(block.ffn[3].bias)
+
+    def forward(self, bev: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """bev (B,N,d) queries, context (B,M,context_dim) keys/values -> (B,N,d)."""
+        memory = self.context_proj(context) + self.context_pos
+        for block in self.blocks:
+            bev = block(bev, memory)
+        return bev
+
+
+class FusedPlanner(nn.Module):
+    """BEV tokens (+ fused context) + ego status -> (B, num_poses, 3) trajectory."""
+
+    MODEL_TYPE = "planner"
+
+    def __init__(self, config: PlannerConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or PlannerConfig.preset("edge")
+        d = cfg.d_model
+        self.bev_proj = nn.Linear(cfg.bev_token_dim, d)
+        self.bev_pos = nn.Parameter(torch.zeros(1, cfg.num_bev_tokens, d))
+        nn.init.trunc_normal_(self.bev_pos, std=0.02)
+        self.fusion = FusionModule(cfg) if cfg.uses_context else None
+        self.status = nn.Linear(cfg.ego_status_dim, d)
+        self.query = nn.Parameter(torch.zeros(1, 1, d))
+        nn.init.trunc_normal_(self.query, std=0.02)
+        # one query: self-attention among queries would be a no-op, so it is left out
+        self.decoder = nn.ModuleList(
+            CrossAttentionBlock(d, cfg.num_heads, cfg.ffn_dim, cfg.dropout, self_attention=False) for _ in range(cfg.num_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.ReLU(inplace=True), nn.Linear(cfg.ffn_dim, cfg.num_poses * 3))
+
+    def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        cfg = self.config
+        bev = self.bev_proj(bev_tokens) + self.bev_pos
+        if self.fusion is not None:
+            if context is None:
+                raise ValueError(f"planner with fusion={cfg.fusion!r} needs a context tensor")
+            bev = self.fusion(bev, context)
+        memory = torch.cat([bev, self.status(ego_status).unsqueeze(1)], dim=1)
+        q = self.query.expand(bev_tokens.shape[0], -1, -1)
+        for block in self.decoder:
+            q = block(q, memory)
+        raw = self.head(self.norm(q[:, 0])).reshape(-1, cfg.num_poses, 3)
+        xy = raw[..., :2] * cfg.xy_scale_m
+        heading = torch.tanh(raw[..., 2:]) * math.pi
+        return torch.cat([xy, heading], dim=-1)
+
+    # ------------------------------------------------------------ checkpoints
+    def save_pretrained(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        return ckpt.save_checkpoint(directory, self, self.MODEL_TYPE, self.config.to_dict(), meta)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> FusedPlanner:
+        payload = ckpt.read_checkpoint_config(directory)
+        model = cls(_config_from_payload(PlannerConfig, payload, directory, cls.MODEL_TYPE))
+        ckpt.load_weights_into(model, directory, cls.MODEL_TYPE)
+        return model.to(map_location).eval()
+
+
+def check_compatible(bev: BevBackboneConfig, planner: PlannerConfig) -> None:
+    """Raise ConfigError when the planner cannot consume the backbone's tokens."""
+    from latentvla_ros.core.config_base import ConfigError
+
+    if bev.token_dim != planner.bev_token_dim or bev.num_tokens != planner.num_bev_tokens:
+        raise ConfigError(
+            f"planner expects {planner.num_bev_tokens} BEV tokens of {planner.bev_token_dim} channels, "
+            f"backbone gives {bev.num_tokens} x {bev.token_dim}"
+        )
+
+
+class E2EPlanner(nn.Module):
+    """BevBackbone + FusedPlanner, trained end to end by imitation."""
+
+    def __init__(self, bev_config: BevBackboneConfig | None = None, planner_config: PlannerConfig | None = None):
+        super().__init__()
+        bev_config = bev_config or BevBackboneConfig.preset("edge")
+        planner_config = planner_config or PlannerConfig.preset("edge")
+        check_compatible(bev_config, planner_config)
+        self.backbone = BevBackbone(bev_config)
+        self.planner = FusedPlanner(planner_config)
+
+    def forward(self, image: torch.Tensor, lidar_bev: torch.Tensor, ego_status: torch.Tensor,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.planner(self.backbone(image, lidar_bev, ego_status), ego_status, context)
+
+    def save_pretrained(self, root: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Writes ``<root>/bev_backbone/`` and ``<root>/planner/``."""
+        root = Path(root)
+        self.backbone.save_pretrained(root / BEV_SUBDIR, meta)
+        self.planner.save_pretrained(root / PLANNER_SUBDIR, meta)
+        return root
+
+    @classmethod
+    def from_pretrained(cls, root: str | Path, map_location: str | torch.device = "cpu") -> E2EPlanner:
+        root = Path(root)
+        backbone = BevBackbone.from_pretrained(root / BEV_SUBDIR, map_location)
+        planner = FusedPlanner.from_pretrained(root / PLANNER_SUBDIR, map_location)
+        model = cls(backbone.config, planner.config)
+        model.backbone, model.planner = backbone, planner
+        return model.to(map_location).eval()

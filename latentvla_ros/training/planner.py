@@ -1,0 +1,266 @@
+"""Planner stage: end-to-end imitation of the logged trajectory (BEV backbone + fused planner).
+
+Loss: L1 over the 8 poses (x, y, heading) x 10, as TransFuser weights its
+trajectory term. Context for the fusion module:
+
+- ``fusion='none'``: none (the TransFuser-style E2E baseline);
+- ``fusion='student'``: the frozen student (``student_checkpoint``) runs on the
+  fly on each batch; its ``concat(visual_embeddings, action_embeddings)`` are
+  the keys/values (the student's weights are neither trained nor saved here);
+- ``fusion='teacher'``: ``teacher_context`` read from the dataset (precomputed
+  by the teacher stage).
+
+Outputs (``out_dir`` is the stage's run directory):
+
+- ``<out_dir>/bev_backbone/`` and ``<out_dir>/planner/``: checkpoints;
+- ``<out_dir>/eval.json``: held-out L1 (mean |error| over x, y, heading), ADE
+  and FDE (L2 over x, y) and heading error, plus the same on a training subset;
+- ``<out_dir>/metrics.csv``, ``train_state.*`` (resume), TensorBoard events.
+
+Data: driving-log directories (``FrameDataset(require=('future', ...))``) or any
+Dataset yielding ``image``, ``lidar_bev``, ``ego_status``, ``trajectory`` (8,3),
+optionally ``trajectory_valid`` and (for 'teacher') ``teacher_context`` (M, D).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.models.configuration_bev import BevBackboneConfig
+from latentvla_ros.models.configuration_planner import FUSION_MODES, PlannerConfig
+from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, E2EPlanner
+from latentvla_ros.models.modeling_student import LatentStudent
+from latentvla_ros.training.common import TrainConfig, train_loop
+from latentvla_ros.training.student import (
+    EVAL_FILE,
+    StudentDataError,
+    default_train_config,
+    resize_image,
+    resolve_log_dirs,
+    split_holdout,
+)
+
+TRAJECTORY_LOSS_WEIGHT = 10.0
+
+
+class FrozenStudentContext:
+    """Runs a frozen student and returns its fused context (B, Nv + 12, D); kept out of the trained module."""
+
+    def __init__(self, student: LatentStudent):
+        self.student = student.eval()
+        for p in self.student.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor, ego_status: torch.Tensor) -> torch.Tensor:
+        if next(self.student.parameters()).device != image.device:
+            self.student.to(image.device)
+        self.student.eval()
+        out = self.student(resize_image(image, self.student.config.image_size), ego_status)
+        return torch.cat([out.visual_embeddings, out.action_embeddings], dim=1)
+
+
+def batch_context(fusion: str, batch: dict[str, torch.Tensor], student: FrozenStudentContext | None) -> torch.Tensor | None:
+    if fusion == "none":
+        return None
+    if fusion == "student":
+        assert student is not None
+        return student(batch["image"].float(), batch["ego_status"].float())
+    return batch["teacher_context"].float()
+
+
+def _valid_mask(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    traj = batch["trajectory"]
+    valid = torch.isfinite(traj).flatten(1).all(1)
+    if "trajectory_valid" in batch:
+        valid = valid & batch["trajectory_valid"].bool().reshape(-1)
+    return valid
+
+
+def trajectory_errors(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample L1 (mean over poses and x, y, heading), ADE, FDE [m], mean |heading error| [rad]."""
+    diff = pred - target
+    l2 = diff[..., :2].norm(dim=-1)
+    return {
+        "l1": diff.abs().mean(dim=(1, 2)),
+        "ade": l2.mean(dim=1),
+        "fde": l2[:, -1],
+        "heading_error": diff[..., 2].abs().mean(dim=1),
+    }
+
+
+def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int]):
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        image = resize_image(batch["image"].float(), image_size)
+        context = batch_context(fusion, {**batch, "image": image}, student)
+        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context)
+        target = torch.nan_to_num(batch["trajectory"].float())
+        weight = _valid_mask(batch).float()
+        errors = trajectory_errors(pred, target)
+        denom = weight.sum().clamp_min(1.0)
+        l1 = (errors["l1"] * weight).sum() / denom
+        metrics = {k: float((v.detach() * weight).sum() / denom) for k, v in errors.items()}
+        return TRAJECTORY_LOSS_WEIGHT * l1, metrics
+
+    return loss_fn
+
+
+@torch.no_grad()
+def evaluate_planner(
+    model: E2EPlanner,
+    dataset: Dataset | None,
+    fusion: str,
+    student: FrozenStudentContext | None = None,
+    batch_size: int = 32,
+    max_samples: int | None = None,
+) -> dict[str, float]:
+    """Mean L1 / ADE / FDE / heading error over the valid samples of ``dataset``."""
+    if dataset is None or len(dataset) == 0:
+        return {"num_frames": 0}
+    if max_samples is not None and len(dataset) > max_samples:
+        dataset = Subset(dataset, range(max_samples))
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    image_size = model.backbone.config.image_size
+    sums: dict[str, float] = {}
+    count = 0.0
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        image = resize_image(batch["image"].float(), image_size)
+        context = batch_context(fusion, {**batch, "image": image}, student)
+        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context)
+        weight = _valid_mask(batch).float()
+        for k, v in trajectory_errors(pred, torch.nan_to_num(batch["trajectory"].float())).items():
+            sums[k] = sums.get(k, 0.0) + float((v * weight).sum())
+        count += float(weight.sum())
+    model.train(was_training)
+    return {"num_frames": int(count), **{k: v / max(1.0, count) for k, v in sums.items()}}
+
+
+def train_planner(
+    log_dirs: Sequence[str | Path] | Dataset,
+    out_dir: str | Path,
+    preset: str = "edge",
+    fusion: str = "student",
+    train_cfg: TrainConfig | None = None,
+    student_checkpoint: str | Path | LatentStudent | None = None,
+    *,
+    holdout_fraction: float = 0.1,
+    bev_config: BevBackboneConfig | None = None,
+    planner_config: PlannerConfig | None = None,
+    eval_every_epoch: bool = True,
+    eval_batch_size: int = 32,
+    resume: bool = True,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """E2E imitation of the backbone + planner; returns train_loop's summary + 'eval' + 'checkpoints'.
+
+    ``planner_config`` (optional) replaces the preset's; its ``fusion``,
+    ``context_dim`` and ``num_context_tokens`` are set from ``fusion`` and the
+    student / teacher context actually used.
+    """
+    if fusion not in FUSION_MODES:
+        raise ConfigError(f"fusion: must be one of {FUSION_MODES}, got {fusion!r}")
+    out_dir = Path(out_dir)
+    bev_cfg = bev_config or BevBackboneConfig.preset(preset)
+    train_cfg = train_cfg or default_train_config(preset, "planner")
+    if train_cfg.torch_threads:
+        torch.set_num_threads(train_cfg.torch_threads)
+
+    student: FrozenStudentContext | None = None
+    student_id = None
+    if fusion == "student":
+        if student_checkpoint is None:
+            raise ConfigError("fusion='student' needs student_checkpoint (a trained student directory or model)")
+        if isinstance(student_checkpoint, LatentStudent):
+            student = FrozenStudentContext(student_checkpoint)
+        else:
+            from latentvla_ros.core.checkpoint import checkpoint_id
+
+            student = FrozenStudentContext(LatentStudent.from_pretrained(student_checkpoint))
+            student_id = checkpoint_id(student_checkpoint, LatentStudent.MODEL_TYPE)
+
+    require = ("future",) + (("teacher_context",) if fusion == "teacher" else ())
+
+    def make_dataset(dirs):
+        from latentvla_ros.data.torch_datasets import FrameDataset
+
+        return FrameDataset(dirs, image_size=bev_cfg.image_size, lidar_grid=bev_cfg.lidar_grid,
+                            lidar_range_m=bev_cfg.lidar_range_m, with_lidar=True, require=require)
+
+    train_ds, hold_ds = split_holdout(log_dirs, holdout_fraction, make_dataset)
+    sample = train_ds[0]
+    for key in ("image", "lidar_bev", "ego_status", "trajectory") + (("teacher_context",) if fusion == "teacher" else ()):
+        if key not in sample:
+            raise StudentDataError(f"training samples lack {key!r} (have {sorted(sample)})")
+
+    overrides: dict[str, Any] = {"fusion": fusion, "bev_token_dim": bev_cfg.token_dim, "num_bev_tokens": bev_cfg.num_tokens}
+    if fusion == "student":
+        assert student is not None
+        overrides.update(context_dim=student.student.config.d_model, num_context_tokens=student.student.config.context_tokens)
+    elif fusion == "teacher":
+        m, d = tuple(sample["teacher_context"].shape)
+        overrides.update(context_dim=int(d), num_context_tokens=int(m))
+    base = planner_config.to_dict() if planner_config is not None else PlannerConfig.preset(preset).to_dict()
+    plan_cfg = PlannerConfig.from_dict({**base, **overrides})
+
+    torch.manual_seed(train_cfg.seed)
+    model = E2EPlanner(bev_cfg, plan_cfg)
+    meta = {
+        "stage": "planner",
+        "preset": preset,
+        "fusion": fusion,
+        "student_checkpoint": student_id,
+        "holdout_fraction": holdout_fraction,
+        "train_cfg": train_cfg.to_dict(),
+        "log_dirs": [] if isinstance(log_dirs, Dataset) else [str(p) for p in resolve_log_dirs(log_dirs)],
+    }
+
+    def on_epoch_end(epoch: int, m: torch.nn.Module) -> dict[str, float]:
+        if not eval_every_epoch or hold_ds is None:
+            return {}
+        metrics = evaluate_planner(m, hold_ds, fusion, student, eval_batch_size)
+        return {f"val/{k}": float(v) for k, v in metrics.items() if k != "num_frames"}
+
+    def save_fn(m: torch.nn.Module, directory: Path) -> None:
+        m.save_pretrained(directory, meta)
+
+    summary = train_loop(
+        name=f"planner-{fusion}",
+        model=model,
+        dataset=train_ds,
+        loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size),
+        cfg=train_cfg,
+        out_dir=out_dir,
+        save_fn=save_fn,
+        on_epoch_end=on_epoch_end,
+        resume=resume,
+        show_progress=show_progress,
+    )
+    summary["checkpoints"] = {"bev_backbone": str(out_dir / BEV_SUBDIR), "planner": str(out_dir / PLANNER_SUBDIR)}
+    if summary.get("rank", 0) != 0:
+        return summary
+    t0 = time.time()
+    report = {
+        "preset": preset,
+        "fusion": fusion,
+        "student_checkpoint": student_id,
+        "num_train": len(train_ds),
+        "num_holdout": 0 if hold_ds is None else len(hold_ds),
+        "steps": summary["steps"],
+        "train_seconds": summary["seconds"],
+        "holdout": evaluate_planner(model, hold_ds, fusion, student, eval_batch_size),
+        "train_subset": evaluate_planner(model, train_ds, fusion, student, eval_batch_size, max_samples=256),
+    }
+    report["eval_seconds"] = time.time() - t0
+    (out_dir / EVAL_FILE).write_text(json.dumps(report, indent=2))
+    summary["eval"] = report
+    return summary

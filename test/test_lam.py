@@ -1,0 +1,377 @@
+"""Latent action model: VQ, both training stages, checkpoints, labels, evaluation.
+
+Synthetic logs: a top-down, ego-up scene whose background (checker texture and
+dashed lane lines) scrolls with a known ego action (piecewise-constant
+longitudinal/lateral speed), plus two squares ("other vehicles") that move
+independently in the image.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from latentvla_ros.core.checkpoint import load_state_dict
+from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.models.configuration_lam import LamConfig
+from latentvla_ros.models.modeling_lam import EmaVectorQuantizer, LatentActionModel, build_lam, load_lam
+from latentvla_ros.training.common import TrainConfig
+from latentvla_ros.training.lam import (
+    EGO_CODES_FILE,
+    ENV_CODES_FILE,
+    LamDataError,
+    LamTransitionDataset,
+    downsample_frames,
+    encode_log,
+    evaluate_lam,
+    label_logs_with_lam,
+    load_log_arrays,
+    split_transitions,
+    train_lam,
+)
+
+torch.set_num_threads(1)
+
+MPP = 0.25  # metres per camera pixel
+DT = 0.1
+
+
+def make_synthetic_log(directory: Path, num_frames: int = 120, seed: int = 0, size: int = 128) -> Path:
+    """Write a driving log (format of docs/architecture.md) with known ego motion."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    # ego action: piecewise-constant speed (px/frame) forward and sideways
+    vx = np.zeros(num_frames)
+    vy = np.zeros(num_frames)
+    t = 0
+    while t < num_frames:
+        dur = int(rng.integers(6, 15))
+        vx[t:t + dur] = rng.choice([0.5, 2.0, 3.5])
+        vy[t:t + dur] = rng.choice([-1.0, 0.0, 1.0])
+        t += dur
+    ex = np.concatenate([[0.0], np.cumsum(vx[:-1])])
+    ey = np.concatenate([[0.0], np.cumsum(vy[:-1])])
+    # two other vehicles: independent image-space random walks with abrupt velocity changes
+    objects = np.zeros((2, num_frames, 2))
+    for k in range(2):
+        pos = rng.uniform(24, size - 24, 2)
+        vel = rng.uniform(-3, 3, 2)
+        for i in range(num_frames):
+            if rng.random() < 0.15:
+                vel = rng.uniform(-3, 3, 2)
+            pos = pos + vel
+            for d in range(2):
+                if pos[d] < 12 or pos[d] > size - 12:
+                    vel[d] = -vel[d]
+                    pos[d] = np.clip(pos[d], 12, size - 12)
+            objects[k, i] = pos
+    rows, cols = np.mgrid[0:size, 0:size]
+    cam = np.zeros((num_frames, 1, size, size, 3), np.uint8)
+    c = size // 2
+    for i in range(num_frames):
+        xw = np.round(ex[i]) + (c - rows)  # forward is up
+        yw = np.round(ey[i]) + (c - cols)  # left is left
+        img = np.zeros((size, size, 3), np.uint8)
+        checker = ((np.floor(xw / 8) + np.floor(yw / 8)) % 2) * 40 + 60
+        img[..., 0] = checker
+        img[..., 1] = checker
+        img[..., 2] = checker
+        lane = (np.mod(yw, 24) < 2) & (np.mod(xw, 16) < 8)
+        img[lane] = 230
+        img[c - 7:c + 7, c - 4:c + 4] = (40, 200, 40)  # ego
+        for k, color in enumerate(((40, 60, 220), (220, 60, 40))):  # other vehicles
+            r0, c0 = int(objects[k, i, 0]), int(objects[k, i, 1])
+            img[r0 - 6:r0 + 6, c0 - 6:c0 + 6] = color
+        cam[i, 0] = img
+    pose = np.stack([ex * MPP, ey * MPP, np.zeros(num_frames)], axis=1)
+    status = np.zeros((num_frames, 5), np.float32)
+    status[:, 0] = vx * MPP / DT
+    status[:, 1] = vy * MPP / DT
+    status[1:, 2] = np.diff(status[:, 0]) / DT
+    status[1:, 3] = np.diff(status[:, 1]) / DT
+    fut = np.zeros((num_frames, 8, 3), np.float32)
+    valid = np.zeros(num_frames, bool)
+    for i in range(num_frames):
+        idx = i + 5 * np.arange(1, 9)
+        if idx[-1] < num_frames:
+            valid[i] = True
+            fut[i, :, 0] = pose[idx, 0] - pose[i, 0]
+            fut[i, :, 1] = pose[idx, 1] - pose[i, 1]
+    np.save(directory / "camera.npy", cam)
+    np.save(directory / "ego_pose.npy", pose)
+    np.save(directory / "ego_status.npy", status)
+    np.save(directory / "command.npy", np.ones(num_frames, np.uint8))
+    np.save(directory / "future_trajectory.npy", fut)
+    np.save(directory / "future_valid.npy", valid)
+    (directory / "meta.json").write_text(json.dumps({"source": "synthetic", "dt_s": DT, "num_frames": num_frames,
+                                                      "camera_names": ["bev"], "camera_meters_per_pixel": MPP}))
+    return directory
+
+
+def tiny_config(**overrides) -> LamConfig:
+    values = dict(image_size=32, encoder_channels=(8, 16), idm_hidden_dim=32, cond_hidden_dim=16,
+                  latent_dim=8, fdm_channels=(8, 16), action_embed_dim=16, restart_buffer_size=256)
+    values.update(overrides)
+    return LamConfig.edge(**values)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("lam_logs")
+    return [make_synthetic_log(root / f"log{i}", num_frames=100, seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def trained(logs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("lam_run")
+    cfg1 = TrainConfig(epochs=4, batch_size=32, lr=2e-3, warmup_steps=2, seed=0)
+    cfg2 = TrainConfig(epochs=3, batch_size=32, lr=2e-3, warmup_steps=2, seed=1)
+    result = train_lam(logs, out, model_config=tiny_config(), train_cfg_stage1=cfg1, train_cfg_stage2=cfg2,
+                       show_progress=False)
+    return {"out": out, "result": result, "cfg1": cfg1, "cfg2": cfg2}
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+# ---------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------
+def test_presets_validate_and_round_trip():
+    for name in ("edge", "paper"):
+        cfg = LamConfig.from_preset(name)
+        assert cfg.codebook_size == 16 and cfg.frame_stride == 3 and cfg.image_size == 64
+        assert LamConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="preset"):
+        LamConfig.from_preset("huge")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("image_size", 60), ("frame_stride", 0), ("codebook_size", 1), ("vq_decay", 1.0), ("vq_commitment", 0.0),
+    ("vq_commitment", 2.0), ("dead_code_threshold", -1), ("cond_dropout", 1.0), ("stem_downsample", 3),
+    ("fdm_channels", (16,)), ("encoder_channels", (8, 8, 8, 8, 8, 8)), ("trajectory_scale_m", float("nan")),
+])
+def test_invalid_config_raises(field, value):
+    with pytest.raises(ConfigError, match=field):
+        LamConfig.edge(**{field: value})
+
+
+# ---------------------------------------------------------------------------
+# VQ
+# ---------------------------------------------------------------------------
+def test_vq_straight_through_usage_and_perplexity():
+    torch.manual_seed(0)
+    vq = EmaVectorQuantizer(16, 4, decay=0.9, commitment=0.25, buffer_size=64)
+    vq.train()
+    z = torch.randn(64, 4, requires_grad=True)
+    out = vq(z)
+    assert bool(vq.initialized)
+    assert out.codes.shape == (64,) and out.quantized.shape == (64, 4)
+    (out.quantized.sum() + out.commitment_loss).backward()
+    assert z.grad is not None and torch.all(torch.isfinite(z.grad))  # straight-through
+    counts = vq.usage_counts()
+    assert float(counts.sum()) == 64
+    assert 1.0 <= float(out.perplexity) <= 16.0
+    # eval mode: no usage counting, no codebook change
+    before = vq.codebook.clone()
+    vq.eval()
+    vq(torch.randn(8, 4))
+    assert torch.equal(vq.codebook, before) and float(vq.usage_counts().sum()) == 64
+
+
+def test_dead_code_restart_revives_unused_codes():
+    torch.manual_seed(0)
+    vq = EmaVectorQuantizer(16, 2, decay=0.5, commitment=0.25, buffer_size=256)
+    vq.train()
+    vq(torch.randn(256, 2))  # data init spreads codes over a unit cloud
+    vq.codebook[8:] += 100.0  # make half the codes unreachable
+    vq.ema_sum.copy_(vq.codebook * vq.ema_count[:, None])
+    vq.reset_usage()
+    for _ in range(3):
+        vq(torch.randn(256, 2))
+    usage = vq.usage_counts()
+    assert int((usage[8:] > 0).sum()) == 0
+    restarted = vq.restart_dead_codes(min_count=1)
+    assert restarted >= 8
+    assert float(vq.codebook[8:].abs().max()) < 10.0  # now near the data
+    vq(torch.randn(512, 2))
+    assert int((vq.usage_counts() > 0).sum()) > 8
+    # frozen quantizers never restart
+    vq.frozen = True
+    assert vq.restart_dead_codes(min_count=10 ** 6) == 0
+
+
+# ---------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------
+def test_stage_freezing_and_shapes():
+    torch.manual_seed(0)
+    model = build_lam(tiny_config())
+    b = 4
+    frames = [torch.randint(0, 256, (b, 3, 32, 32), dtype=torch.uint8) for _ in range(3)]
+    out = model(*frames, torch.zeros(b, 8, 3), torch.zeros(b, 8), torch.ones(b))
+    assert out["prediction"].shape == (b, 3, 32, 32) and out["env_codes"].shape == (b,)
+    assert not any(p.requires_grad for p in model.idm_ego_cnn.parameters())
+    model.set_stage(2)
+    assert not any(p.requires_grad for m in model.env_modules() for p in m.parameters())
+    assert all(p.requires_grad for p in model.idm_ego_cnn.parameters())
+    assert model.vq_env.frozen and not model.vq_ego.frozen
+    out = model(*frames)  # stage 2 needs no ground truth
+    assert out["ego_codes"].shape == (b,)
+    out["loss"].backward()
+    codes = model.encode_ego(*frames)
+    assert codes.shape == (b,) and int(codes.min()) >= 0 and int(codes.max()) < 16
+    with pytest.raises(ValueError):
+        model.set_stage(3)
+
+
+def test_untrained_fdm_is_copy_baseline():
+    model = build_lam(tiny_config())
+    frames = [torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8) for _ in range(3)]
+    env = torch.zeros(2, dtype=torch.long)
+    pred = model.decode(frames[0], frames[1], env, env)
+    assert torch.allclose(pred, LatentActionModel.prepare_frames(frames[1]))
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+def test_downsample_is_area_mean():
+    cam = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8, 3), dtype=np.uint8)
+    out = downsample_frames(cam, 0, 4)
+    expected = cam[:, 0].reshape(3, 4, 2, 4, 2, 3).astype(float).mean(axis=(2, 4))
+    assert out.shape == (3, 3, 4, 4) and out.dtype == torch.uint8
+    assert np.abs(out.permute(0, 2, 3, 1).numpy() - expected).max() <= 0.5 + 1e-6
+
+
+def test_split_has_no_shared_frames():
+    for n_logs in (1, 2, 6):
+        parts = split_transitions([100] * n_logs, 3, 0.2)
+        assert sum(map(len, parts["holdout"])) > 0 and sum(map(len, parts["train"])) > 0
+        for tr, ho in zip(parts["train"], parts["holdout"]):
+            if len(tr) and len(ho):
+                assert tr.max() + 3 < ho.min() - 3  # frames t-3..t+3 never overlap
+
+
+def test_dataset_items(logs):
+    cfg = tiny_config()
+    ds = LamTransitionDataset(logs, cfg, split="all")
+    assert len(ds) == 2 * (100 - 3)
+    item = ds[0]
+    assert item["frames_t"].shape == (3, 32, 32) and item["frames_t"].dtype == torch.uint8
+    assert torch.equal(item["frames_prev"], item["frames_t"])  # t=0 has no previous frame
+    assert item["trajectory"].shape == (8, 3) and item["ego_status"].shape == (8,)
+    assert float(item["ego_status"][1]) == 1.0  # command STRAIGHT one-hot
+    pose = np.load(logs[0] / "ego_pose.npy")
+    assert np.allclose(item["ego_motion"].numpy(), pose[3] - pose[0], atol=1e-5)
+
+
+def test_bad_logs_raise(tmp_path):
+    with pytest.raises(LamDataError, match="camera"):
+        load_log_arrays(tmp_path, tiny_config())
+    np.save(tmp_path / "camera.npy", np.zeros((2, 1, 8, 8, 3), np.uint8))
+    with pytest.raises(LamDataError, match="frames"):
+        load_log_arrays(tmp_path, tiny_config())
+    np.save(tmp_path / "camera.npy", np.zeros((10, 1, 8, 8, 3), np.uint8))
+    np.save(tmp_path / "ego_pose.npy", np.zeros((9, 3)))
+    with pytest.raises(LamDataError, match="ego_pose"):
+        load_log_arrays(tmp_path, tiny_config())
+
+
+# ---------------------------------------------------------------------------
+# training end to end (tiny model, two synthetic logs)
+# ---------------------------------------------------------------------------
+def test_training_loss_falls_and_usage_logged(trained):
+    out = trained["out"]
+    rows1 = _read_csv(out / "lam_stage1" / "metrics.csv")
+    rows2 = _read_csv(out / "lam_stage2" / "metrics.csv")
+    assert len(rows1) == trained["cfg1"].epochs and len(rows2) == trained["cfg2"].epochs
+    first, last = float(rows1[0]["train/recon_mse"]), float(rows1[-1]["train/recon_mse"])
+    assert last < first
+    assert last < float(rows1[-1]["train/copy_mse"])  # better than copying the last frame
+    for key in ("env/codes_used", "env/usage", "env/perplexity", "restarted_codes"):
+        assert key in rows1[0]
+    for key in ("ego/codes_used", "ego/perplexity", "env/perplexity"):
+        assert key in rows2[0]
+    assert all(float(r["env/codes_used"]) >= 1 for r in rows1)
+    assert float(rows2[-1]["train/recon_mse"]) < float(rows2[-1]["train/copy_mse"])
+
+
+def test_env_parts_frozen_in_stage2(trained):
+    out = trained["out"]
+    s1 = load_state_dict(out / "lam_stage1" / "checkpoint")
+    s2 = load_state_dict(out / "lam")
+    env_keys = [k for k in s1 if k.startswith(("idm_env_", "vq_env."))]
+    assert any(k.startswith("vq_env.codebook") for k in env_keys) and len(env_keys) > 5
+    for k in env_keys:
+        assert torch.equal(s1[k], s2[k]), k
+    ego_keys = [k for k in s1 if k.startswith("idm_ego_")]
+    assert any(not torch.equal(s1[k], s2[k]) for k in ego_keys)
+
+
+def test_checkpoint_reload_gives_identical_codes(trained, logs):
+    model = load_lam(trained["out"] / "lam")
+    assert model.stage == 2
+    log = load_log_arrays(logs[0], model.config)
+    env_a, ego_a = encode_log(model, log)
+    env_b, ego_b = encode_log(load_lam(trained["out"] / "lam"), log)
+    assert np.array_equal(env_a, env_b) and np.array_equal(ego_a, ego_b)
+    labels = np.load(logs[0] / EGO_CODES_FILE)
+    assert np.array_equal(labels[: len(ego_a)], ego_a.astype(np.int16))
+
+
+def test_label_files(trained, logs):
+    for path in logs:
+        for name in (EGO_CODES_FILE, ENV_CODES_FILE):
+            codes = np.load(path / name)
+            assert codes.dtype == np.int16 and codes.shape == (100,)
+            assert np.all(codes[-3:] == -1)
+            assert np.all((codes[:-3] >= 0) & (codes[:-3] < 16))
+    summary = label_logs_with_lam(trained["out"] / "lam", logs[:1])
+    assert summary[str(logs[0])]["labeled"] == 97
+
+
+def test_eval_report(trained, logs):
+    report = json.loads((trained["out"] / "lam" / "eval.json").read_text())
+    assert report["split"] == "holdout" and report["num_transitions"] > 0
+    nf = report["next_frame"]
+    assert nf["mse"] > 0 and nf["mse_copy_last_frame"] > 0
+    for name in ("env", "ego"):
+        cb = report["codebooks"][name]
+        assert 1 <= cb["codes_used"] <= 16 and 1.0 <= cb["perplexity"] <= 16.0
+    probe = report["probe"]
+    for name in ("ego", "env", "ego_env", "baseline"):
+        assert 0.0 <= probe[name]["accuracy"] <= 1.0
+    assert probe["baseline"]["r2"] <= 0.05
+    again = evaluate_lam(trained["out"] / "lam", logs, out_path=trained["out"] / "eval2.json")
+    assert again["next_frame"] == report["next_frame"]
+
+
+def test_resume_does_not_retrain(trained, logs):
+    out = trained["out"]
+    before = (out / "lam" / "model.safetensors").read_bytes()
+    result = train_lam(logs, out, model_config=tiny_config(), train_cfg_stage1=trained["cfg1"],
+                       train_cfg_stage2=trained["cfg2"], show_progress=False, label=False, evaluate=False)
+    assert result["stage1"]["steps"] == trained["result"]["stage1"]["steps"]
+    assert result["stage2"]["steps"] == trained["result"]["stage2"]["steps"]
+    assert (out / "lam" / "model.safetensors").read_bytes() == before
+    assert len(_read_csv(out / "lam_stage1" / "metrics.csv")) == trained["cfg1"].epochs
+
+
+@pytest.mark.slow
+def test_edge_preset_learns_ego_motion(tmp_path):
+    """Edge preset on more synthetic data: ego codes explain the ego motion better than env codes."""
+    logs = [make_synthetic_log(tmp_path / f"log{i}", num_frames=300, seed=10 + i) for i in range(5)]
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-3, warmup_steps=20, seed=0)
+    result = train_lam(logs, tmp_path / "run", preset="edge", train_cfg_stage1=cfg, train_cfg_stage2=cfg,
+                       show_progress=False, label=False)
+    report = result["eval"]
+    assert report["next_frame"]["mse"] < report["next_frame"]["mse_copy_last_frame"]
+    assert report["probe"]["ego"]["r2"] > report["probe"]["env"]["r2"]
+    assert report["probe"]["ego"]["r2"] > 0.3

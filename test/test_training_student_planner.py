@@ -1,0 +1,212 @@
+"""Student distillation and planner imitation stages on small synthetic in-memory datasets."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.models.modeling_planner import E2EPlanner
+from latentvla_ros.models.modeling_student import LatentStudent
+from latentvla_ros.training.common import TrainConfig
+from latentvla_ros.training.planner import FrozenStudentContext, evaluate_planner, train_planner
+from latentvla_ros.training.student import distillation_terms, evaluate_student, split_holdout, train_student
+
+torch.set_num_threads(1)
+
+
+class SyntheticFrames(Dataset):
+    """Random frames with learnable targets: the teacher's codes and the trajectory follow the ego status."""
+
+    def __init__(self, n: int = 24, image_hw=(128, 128), lidar_grid: int = 256, context=(6, 32), seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.image = torch.rand(n, 3, *image_hw, generator=g)
+        self.lidar = (torch.rand(n, 1, lidar_grid, lidar_grid, generator=g) > 0.97).float()
+        cmd = torch.randint(0, 4, (n,), generator=g)
+        ego = torch.zeros(n, 8)
+        ego[torch.arange(n), cmd] = 1.0
+        ego[:, 4] = torch.rand(n, generator=g) * 10 + 5
+        ego[:, 5:] = torch.randn(n, 3, generator=g) * 0.3
+        self.ego = ego
+        t = torch.arange(1, 9).float() * 0.5
+        lateral = (cmd.float() - 1.0).clamp(-1, 1).unsqueeze(1)
+        self.traj = torch.stack([ego[:, 4:5] * t, lateral * 0.3 * t**2, lateral * 0.05 * t], -1)
+        codes = (cmd.unsqueeze(1) * 3 + torch.arange(12).unsqueeze(0)) % 16
+        self.tokens = codes
+        self.probs = torch.full((n, 12, 16), 0.02)
+        self.probs.scatter_(2, codes.unsqueeze(-1), 0.7)
+        self.probs /= self.probs.sum(-1, keepdim=True)
+        self.context = torch.randn(n, *context, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"image": self.image[i], "lidar_bev": self.lidar[i], "ego_status": self.ego[i],
+                "trajectory": self.traj[i], "trajectory_valid": torch.tensor(True),
+                "latent_tokens": self.tokens[i], "teacher_probs": self.probs[i], "teacher_context": self.context[i]}
+
+
+def read_metrics(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return SyntheticFrames()
+
+
+def test_distillation_terms_zero_when_student_matches_teacher():
+    probs = torch.softmax(torch.randn(2, 12, 16), -1)
+    logits = torch.log(probs)
+    terms = distillation_terms(logits, probs, torch.argmax(probs, -1), temperature=2.0)
+    assert abs(float(terms["kl"])) < 1e-5 and float(terms["top1_agreement"]) == 1.0
+    # invalid teacher rows and -1 hard labels are ignored
+    bad = probs.clone()
+    bad[0] = 0.0
+    labels = torch.full((2, 12), -1)
+    terms = distillation_terms(logits, bad, labels, temperature=1.0)
+    assert torch.isfinite(terms["kl"]) and float(terms["ce"]) == 0.0
+
+
+def test_split_holdout_keeps_logs_apart(data):
+    train, hold = split_holdout(data, 0.25, None)
+    assert len(train) == 18 and len(hold) == 6
+    made = []
+
+    def make(dirs):
+        made.append([str(d) for d in dirs])
+        return data
+
+    split_holdout(["a", "b", "c", "d", "e"], 0.2, make)
+    assert made == [["a", "b", "c", "d"], ["e"]]
+    assert split_holdout(data, 0.0, None)[1] is None
+
+
+def test_student_training_loss_falls_reloads_and_resumes(tmp_path):
+    data = SyntheticFrames(n=40, seed=1)
+    cfg = TrainConfig(epochs=8, batch_size=6, lr=2e-3, warmup_steps=3, seed=0)
+    out = tmp_path / "student_run"
+    summary = train_student(data, out, "edge", cfg, temperature=2.0, kl_weight=1.0, hard_weight=0.5,
+                            holdout_fraction=0.25, show_progress=False)
+    rows = read_metrics(out / "metrics.csv")
+    assert len(rows) == 8
+    assert float(rows[-1]["train/loss"]) < 0.8 * float(rows[0]["train/loss"])
+    assert float(rows[-1]["train/top1_agreement"]) > 0.2  # chance: 1/16; the codes follow the command
+    report = json.loads((out / "eval.json").read_text())
+    assert report["num_train"] == 30 and report["num_holdout"] == 10
+    for key in ("top1_agreement", "kl_teacher_student", "accuracy_vs_lam"):
+        assert key in report["holdout"]
+    assert summary["steps"] == 8 * 5  # 30 samples, batch 6
+    # the checkpoint is the final model: re-evaluating it gives the reported numbers
+    loaded = LatentStudent.from_pretrained(out / "student")
+    again = evaluate_student(loaded, torch.utils.data.Subset(data, range(30, 40)))
+    assert again == pytest.approx(report["holdout"], rel=1e-5)
+    # resume: more epochs continue from train_state (step count and metrics rows continue)
+    cfg2 = TrainConfig(**{**cfg.to_dict(), "epochs": 9})
+    summary2 = train_student(data, out, "edge", cfg2, holdout_fraction=0.25, show_progress=False)
+    assert summary2["steps"] == 9 * 5
+    rows = read_metrics(out / "metrics.csv")
+    assert [int(float(r["epoch"])) for r in rows] == list(range(1, 10))
+
+
+def test_planner_training_none_fusion_loss_falls_and_reloads(data, tmp_path):
+    cfg = TrainConfig(epochs=5, batch_size=8, lr=2e-3, warmup_steps=2, seed=0)
+    out = tmp_path / "planner_none"
+    summary = train_planner(data, out, "edge", "none", cfg, holdout_fraction=0.25, show_progress=False)
+    rows = read_metrics(out / "metrics.csv")
+    assert float(rows[-1]["train/loss"]) < 0.7 * float(rows[0]["train/loss"])
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["holdout"]) >= {"l1", "ade", "fde", "heading_error", "num_frames"}
+    assert summary["checkpoints"]["planner"].endswith("planner")
+    model = E2EPlanner.from_pretrained(out)
+    assert model.planner.config.fusion == "none"
+    again = evaluate_planner(model, torch.utils.data.Subset(data, range(18, 24)), "none")
+    assert again == pytest.approx(report["holdout"], rel=1e-5)
+    # resume continues from train_state
+    cfg2 = TrainConfig(**{**cfg.to_dict(), "epochs": 6})
+    assert train_planner(data, out, "edge", "none", cfg2, holdout_fraction=0.25, show_progress=False)["steps"] == 6 * 2
+
+
+def test_planner_student_and_teacher_fusion(data, tmp_path):
+    student_dir = tmp_path / "student"
+    torch.manual_seed(0)
+    LatentStudent().save_pretrained(student_dir)
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3, warmup_steps=1, max_steps=2)
+    with pytest.raises(ConfigError, match="student_checkpoint"):
+        train_planner(data, tmp_path / "x", "edge", "student", cfg)
+    out = tmp_path / "planner_student"
+    train_planner(data, out, "edge", "student", cfg, student_checkpoint=student_dir, holdout_fraction=0.25,
+                  show_progress=False)
+    model = E2EPlanner.from_pretrained(out)
+    pcfg = model.planner.config
+    assert (pcfg.fusion, pcfg.context_dim, pcfg.num_context_tokens) == ("student", 192, 28)
+    student = LatentStudent.from_pretrained(student_dir)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    report = json.loads((out / "eval.json").read_text())
+    again = evaluate_planner(model, torch.utils.data.Subset(data, range(18, 24)), "student", FrozenStudentContext(student))
+    assert again == pytest.approx(report["holdout"], rel=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # student stays frozen
+
+    out_t = tmp_path / "planner_teacher"
+    train_planner(data, out_t, "edge", "teacher", cfg, holdout_fraction=0.25, show_progress=False)
+    tcfg = E2EPlanner.from_pretrained(out_t).planner.config
+    assert (tcfg.fusion, tcfg.context_dim, tcfg.num_context_tokens) == ("teacher", 32, 6)
+
+
+def test_trained_checkpoints_feed_the_pipeline(data, tmp_path):
+    """A planner run's output directory plus a student checkpoint is a pipeline root."""
+    import shutil
+
+    from latentvla_ros.core.pipeline import build_pipeline_from_dir
+    from test_models import make_frame
+
+    root = tmp_path / "root"
+    torch.manual_seed(0)
+    LatentStudent().save_pretrained(root / "student")
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=1, warmup_steps=0)
+    train_planner(data, tmp_path / "run", "edge", "student", cfg, student_checkpoint=root / "student",
+                  holdout_fraction=0.0, show_progress=False)
+    for sub in ("bev_backbone", "planner"):
+        shutil.copytree(tmp_path / "run" / sub, root / sub)
+    agent = build_pipeline_from_dir(root)
+    assert not agent.untrained
+    assert agent.compute_trajectory(make_frame()).is_finite()
+
+
+def write_labelled_log(directory, frames: int = 70, seed: int = 0):
+    """A small driving log (LogWriter) with LAM codes, teacher soft labels and teacher context."""
+    import numpy as np
+
+    from latentvla_ros.data.log_format import LogWriter
+
+    rng = np.random.default_rng(seed)
+    writer = LogWriter(directory, {"source": "synthetic", "scenario": "test", "seed": seed})
+    for t in range(frames):
+        pts = np.concatenate([rng.uniform(-30, 30, (300, 2)), rng.uniform(0, 2, (300, 1)), rng.uniform(0, 1, (300, 1))], 1)
+        writer.append(camera=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), lidar_points=pts,
+                      ego_pose=(2.0 * t, 0.0, 0.0), ego_status=(20.0, 0.0, 0.0, 0.0, 0.0), command=1)
+    path = writer.close()
+    np.save(path / "latent_ego_codes.npy", rng.integers(0, 16, frames).astype(np.int16))
+    probs = rng.dirichlet(np.ones(16), size=(frames, 12)).astype(np.float32)
+    np.save(path / "teacher_probs.npy", probs)
+    np.save(path / "teacher_context.npy", rng.standard_normal((frames, 5, 24)).astype(np.float16))
+    return path
+
+
+def test_stages_read_driving_logs(tmp_path):
+    """End to end on real log directories through FrameDataset (split by log)."""
+    logs = [write_labelled_log(tmp_path / "logs" / f"log{i}", seed=i) for i in range(2)]
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=2, warmup_steps=0)
+    s = train_student(logs, tmp_path / "student_run", "edge", cfg, holdout_fraction=0.5, show_progress=False)
+    assert s["eval"]["num_holdout"] > 0 and s["eval"]["holdout"]["num_frames"] > 0
+    assert "accuracy_vs_lam" in s["eval"]["holdout"]
+    p = train_planner(tmp_path / "logs", tmp_path / "planner_run", "edge", "teacher", cfg, holdout_fraction=0.5,
+                      show_progress=False)
+    assert p["eval"]["holdout"]["num_frames"] > 0
+    assert (p["eval"]["num_train"], p["eval"]["num_holdout"]) != (0, 0)
+    assert E2EPlanner.from_pretrained(tmp_path / "planner_run").planner.config.context_dim == 24
