@@ -25,7 +25,7 @@ test-all: setup
 	$(PY) -m pytest -q -m ""
 
 train: setup
-	$(PY) -m latentvla_ros.cli train all --out artifacts/train --export-to checkpoints/edge
+	$(PY) -m latentvla_ros.cli train all --out artifacts/train --export-to checkpoints/edge --write-docs
 
 evaluate: setup
 	$(PY) -m latentvla_ros.cli evaluate --out artifacts/eval

@@ -22,4 +22,5 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--export-to", default="", help="copy the final edge checkpoints here (e.g. checkpoints/edge)")
     train.add_argument("--data-seeds", type=int, default=0, help="stage data: seeds per scenario (0: preset default)")
     train.add_argument("--data-frames", type=int, default=0, help="stage data: frames per log (0: preset default)")
+    train.add_argument("--write-docs", action="store_true", help="stage all: also write the report to docs/training.md")
     train.set_defaults(func=func)

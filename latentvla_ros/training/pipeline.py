@@ -1,0 +1,290 @@
+"""`latentvla train <stage>`: the LatentVLA learning pipeline, stage by stage or all at once.
+
+    data     driving logs from highway-env (training seeds only; evaluation seeds are reserved)
+    lam      latent action model (environmental then ego stage); labels every log with ego codes
+    teacher  Qwen2.5-VL fine-tuned with NLL on the 12 latent ego tokens; soft labels for every frame
+    student  decision transformer distilled from the teacher (KL + hard labels)
+    planner  TransFuser-style E2E planner, three variants: no fusion / fused student / fused teacher
+    all      the whole chain, skipping stages already finished (``<out>/<stage>/DONE.json``)
+
+Every stage is seeded, resumable, logs CSV + TensorBoard and writes safetensors checkpoints
+with a JSON config beside them. Under ``torchrun --nproc_per_node N`` the training stages use
+DDP; data generation and labeling run on rank 0 while the others wait.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from latentvla_ros.training.common import TrainConfig
+
+FUSIONS = ("none", "student", "teacher")
+
+
+# Stage sizes for the shipped edge models: the whole chain trains on 2 CPU cores in well
+# under an hour. The paper preset keeps the same structure with the paper's model sizes.
+EDGE_DATA = {"scenarios": ("highway", "merge", "roundabout", "intersection"), "seeds": 6, "frames": 200, "densities": (1.0,)}
+PAPER_DATA = {"scenarios": ("highway", "merge", "roundabout", "intersection"), "seeds": 64, "frames": 400, "densities": (0.7, 1.0, 1.4)}
+
+
+# The tiny teacher trains on CPU; the 3B one needs a GPU (bf16, small batches).
+TEACHER_TRAIN = {
+    "tiny": TrainConfig(epochs=8, batch_size=32, lr=2e-3, warmup_steps=50),
+    "qwen2.5-vl-3b": TrainConfig(epochs=3, batch_size=4, lr=2e-5, warmup_steps=100),
+}
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _done_marker(out: Path, stage: str) -> Path:
+    return out / stage / "DONE.json"
+
+
+def _finished(out: Path, stage: str, resume: bool) -> bool:
+    return resume and _done_marker(out, stage).is_file()
+
+
+def _mark_done(out: Path, stage: str, info: dict[str, Any]) -> None:
+    if _rank() == 0:
+        _done_marker(out, stage).parent.mkdir(parents=True, exist_ok=True)
+        _done_marker(out, stage).write_text(json.dumps(info, indent=2, default=str))
+
+
+def _scaled(cfg: TrainConfig, args) -> TrainConfig:
+    data = cfg.to_dict()
+    data["epochs"] = max(1, round(cfg.epochs * args.epochs_scale))
+    if args.max_steps:
+        data["max_steps"] = args.max_steps
+    if args.batch_size:
+        data["batch_size"] = args.batch_size
+    if args.threads:
+        data["torch_threads"] = args.threads
+    data["seed"] = args.seed
+    return TrainConfig.from_dict(data)
+
+
+def _logs(data_dir: Path) -> list[Path]:
+    from latentvla_ros.data.log_format import list_logs
+
+    logs = [Path(p) for p in list_logs(data_dir)]
+    if not logs:
+        raise SystemExit(f"no driving logs under {data_dir}: run `latentvla train data` first")
+    return logs
+
+
+def stage_data(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.data.highway import generate_dataset
+    from latentvla_ros.evaluation.splits import check_training_seeds
+
+    spec = EDGE_DATA if args.preset == "edge" else PAPER_DATA
+    seeds = list(range(args.seed * 1000, args.seed * 1000 + (args.data_seeds or spec["seeds"])))
+    check_training_seeds(seeds)
+    if _rank() == 0:
+        generate_dataset(args.data, scenarios=spec["scenarios"], seeds=seeds, densities=spec["densities"],
+                         frames_per_log=args.data_frames or spec["frames"], workers=1)
+    _barrier()
+    logs = _logs(Path(args.data))
+    return {"logs": len(logs), "seeds": seeds}
+
+
+def stage_lam(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.training.lam import default_train_configs, label_logs_with_lam, train_lam
+
+    s1, s2 = default_train_configs(args.preset)
+    result = train_lam(_logs(Path(args.data)), out / "lam_run", preset=args.preset, train_cfg_stage1=_scaled(s1, args),
+                       train_cfg_stage2=_scaled(s2, args), resume=not args.no_resume, label=False)
+    if _rank() == 0:
+        label_logs_with_lam(out / "lam_run" / "lam", _logs(Path(args.data)))
+    _barrier()
+    return result
+
+
+def stage_teacher(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.training.teacher import label_logs, train_teacher
+
+    teacher_cfg = None
+    if args.teacher_model_path:
+        from latentvla_ros.models.configuration_teacher import TeacherConfig
+
+        teacher_cfg = TeacherConfig(preset=args.teacher_preset, model_path=args.teacher_model_path)
+    result = train_teacher(_logs(Path(args.data)), out / "teacher_run", preset=args.teacher_preset,
+                           train_cfg=_scaled(TEACHER_TRAIN[args.teacher_preset], args), teacher_cfg=teacher_cfg,
+                           resume=not args.no_resume)
+    if _rank() == 0:
+        label_logs(out / "teacher_run" / "teacher", _logs(Path(args.data)))
+    _barrier()
+    return result
+
+
+def stage_student(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.training.student import default_train_config, train_student
+
+    return train_student(_logs(Path(args.data)), out / "student_run", preset=args.preset,
+                         train_cfg=_scaled(default_train_config(args.preset, "student"), args), resume=not args.no_resume)
+
+
+def stage_planner(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.training.planner import train_planner
+    from latentvla_ros.training.student import default_train_config
+
+    fusions = FUSIONS if args.fusion == "all" else tuple(args.fusion.split(","))
+    results = {}
+    for fusion in fusions:
+        student = out / "student_run" / "student" if fusion == "student" else None
+        results[fusion] = train_planner(_logs(Path(args.data)), out / f"planner_{fusion}", preset=args.preset, fusion=fusion,
+                                        train_cfg=_scaled(default_train_config(args.preset, "planner"), args),
+                                        student_checkpoint=student, resume=not args.no_resume)
+    return results
+
+
+STAGES = {"data": stage_data, "lam": stage_lam, "teacher": stage_teacher, "student": stage_student, "planner": stage_planner}
+
+
+def export_checkpoints(out: Path, dest: Path) -> None:
+    """Copy the final checkpoints into the layout the nodes load (``checkpoints/edge``)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    copies = {
+        "lam": out / "lam_run" / "lam",
+        "teacher": out / "teacher_run" / "teacher",
+        "student": out / "student_run" / "student",
+        "bev_backbone": out / "planner_student" / "bev_backbone",
+        "planner": out / "planner_student" / "planner",
+    }
+    for fusion in FUSIONS:
+        for part in ("bev_backbone", "planner"):
+            copies[f"variants/{fusion}/{part}"] = out / f"planner_{fusion}" / part
+    for name, src in copies.items():
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("train_state*", "tensorboard", "*.tmp"))
+
+
+def _load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _get(d: dict, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(d, dict) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def write_report(out: Path, timings: dict[str, float], path: Path, command: str) -> None:
+    """The training report: every figure read from the eval.json files the stages wrote."""
+    lam = _load_json(out / "lam_run" / "lam" / "eval.json")
+    teacher = _load_json(out / "teacher_run" / "eval.json")
+    student = _load_json(out / "student_run" / "eval.json")
+    planners = {f: _load_json(out / f"planner_{f}" / "eval.json") for f in FUSIONS}
+    lines = ["# Training report", "",
+             f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, no GPU).",
+             "Every number below is read from the `eval.json` files that command writes (under its `--out`); rerun it to reproduce.",
+             "", "## Wall-clock time per stage", "", "| stage | minutes |", "|---|---|"]
+    lines += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
+    lines += [f"| **total** | **{sum(timings.values()) / 60:.1f}** |", ""]
+    nf = lam.get("next_frame", {})
+    lines += ["## Latent action model (held-out transitions)", "",
+              f"{_fmt(lam.get('num_transitions'))} transitions from {_fmt(lam.get('num_logs'))} logs; "
+              f"hold-out fraction {_fmt(lam.get('holdout_fraction'))}.", "",
+              "| next-frame MSE | value |", "|---|---|",
+              f"| LAM (previous frame + env + ego actions) | {_fmt(nf.get('mse'))} |",
+              f"| copy the last frame (baseline) | {_fmt(nf.get('mse_copy_last_frame'))} |",
+              f"| LAM with random ego codes | {_fmt(nf.get('mse_random_ego_codes'))} |",
+              f"| ratio LAM / copy | {_fmt(nf.get('mse_ratio_to_copy'))} |", "",
+              "| codebook | codes used / 16 | perplexity |", "|---|---|---|"]
+    for name in ("env", "ego"):
+        cb = _get(lam, "codebooks", name) or {}
+        lines.append(f"| {name} | {_fmt(cb.get('codes_used'))} | {_fmt(cb.get('perplexity'))} |")
+    for key, title in (("probe", "ego motion over the transition (dx, dy, dyaw)"), ("probe_change", "change of ego motion")):
+        probe = lam.get(key) or {}
+        if not probe:
+            continue
+        lines += ["", f"Probe: how well the tokens predict the true {title} (held-out; accuracy over "
+                  f"{_fmt(probe.get('num_classes'))} classes, R^2 of a regression):", "",
+                  "| tokens | accuracy | R^2 |", "|---|---|---|"]
+        for name, label in (("ego", "ego tokens"), ("env", "environmental tokens"), ("ego_env", "both"),
+                            ("baseline", "no tokens (majority / mean)")):
+            entry = probe.get(name) or {}
+            lines.append(f"| {label} | {_fmt(entry.get('accuracy'))} | {_fmt(entry.get('r2'))} |")
+    tv = teacher.get("val", {})
+    sh = student.get("holdout", {})
+    lines += ["", "## Teacher and distilled student (held-out frames)", "",
+              "| metric | value |", "|---|---|",
+              f"| teacher token accuracy vs. LAM labels | {_fmt(tv.get('token_accuracy'))} |",
+              f"| teacher NLL (action tokens) | {_fmt(tv.get('nll_action'))} |",
+              f"| student top-1 agreement with the teacher | {_fmt(sh.get('top1_agreement'))} |",
+              f"| KL(teacher, student) | {_fmt(sh.get('kl_teacher_student'))} |",
+              f"| student accuracy vs. LAM labels | {_fmt(sh.get('accuracy_vs_lam'))} |",
+              f"| teacher accuracy vs. LAM labels (same frames) | {_fmt(sh.get('teacher_accuracy_vs_lam'))} |", "",
+              "## Planners: imitation error on held-out frames", "",
+              "| variant | L1 [m] | ADE [m] | FDE [m] | heading error [rad] | frames |", "|---|---|---|---|---|---|"]
+    for fusion, data in planners.items():
+        h = data.get("holdout", {})
+        lines.append(f"| {fusion} | {_fmt(h.get('l1'))} | {_fmt(h.get('ade'))} | {_fmt(h.get('fde'))} | "
+                     f"{_fmt(h.get('heading_error'))} | {_fmt(h.get('num_frames'))} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    timings: dict[str, float] = {}
+    timing_file = out / "timings.json"
+    if timing_file.exists():
+        timings.update(json.loads(timing_file.read_text()))
+    resume = not args.no_resume
+    for stage in stages:
+        if args.stage == "all" and _finished(out, stage, resume):
+            print(f"[train] {stage}: already done ({_done_marker(out, stage)})", flush=True)
+            continue
+        print(f"[train] {stage}: starting", flush=True)
+        start = time.time()
+        info = STAGES[stage](args, out)
+        timings[stage] = time.time() - start
+        _mark_done(out, stage, {"seconds": timings[stage], "result": info})
+        if _rank() == 0:
+            timing_file.write_text(json.dumps(timings, indent=2))
+        print(f"[train] {stage}: done in {timings[stage] / 60:.1f} min", flush=True)
+    if _rank() == 0:
+        if args.export_to and args.stage == "all":
+            export_checkpoints(out, Path(args.export_to))
+            print(f"[train] exported checkpoints to {args.export_to}", flush=True)
+        if args.stage == "all":
+            command = "latentvla train all" + (f" --out {args.out}" if args.out != "artifacts/train" else "") + \
+                      (f" --export-to {args.export_to}" if args.export_to else "") + (" --write-docs" if args.write_docs else "")
+            write_report(out, timings, out / "training.md", command)
+            if args.write_docs:
+                from latentvla_ros.core.resources import share_path
+
+                shutil.copyfile(out / "training.md", share_path("docs", "training.md"))
+            print(f"[train] report: {out / 'training.md'}; total {sum(timings.values()) / 60:.1f} min", flush=True)
+    return 0
