@@ -57,7 +57,7 @@ def _run_graph_on_bag(ros_context, spin, bag, mode_overrides=None):
     player_node = rclpy.create_node("bag_player", context=ros_context)
     spin(*nodes, monitor.node, player_node)
     assert wait_for_graph_ready(player_node, options.nodes, timeout_s=20)
-    player = BagPlayer(player_node, str(bag), rate=1.0, publish_clock=False, wait_for_subscribers_s=3.0)
+    player = BagPlayer(player_node, str(bag), rate=0.5, publish_clock=False, wait_for_subscribers_s=3.0)
     player.start()
     assert player.wait(timeout=60), "bag replay did not finish"
     frames_done = lambda: len(monitor.frames) > 0 and len(monitor.per_frame_trajectories()) == len(set(monitor.frame_stamps()))
