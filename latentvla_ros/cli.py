@@ -27,7 +27,7 @@ def _parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
         node, dot, param = key.partition(".")
         if not sep or not dot:
             raise SystemExit(f"bad --set {item!r}: use NODE.PARAM=VALUE")
-        out.setdefault(node, {})[param] = yaml.safe_load(raw)
+        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw.strip() else ""
     return out
 
 
@@ -105,10 +105,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    from latentvla_ros.training.teacher import label_logs
     from latentvla_ros.data.log_format import list_logs
+    from latentvla_ros.training.teacher import label_logs
 
-    label_logs(args.teacher, list_logs(args.data), batch_size=args.batch_size)
+    if bool(args.data) == bool(args.bag):
+        raise SystemExit("latentvla label: give exactly one of --data (driving logs) or --bag (a rosbag2)")
+    if args.bag:  # a recorded bag becomes a driving log first, then it is labeled like any log
+        from latentvla_ros.data.bag_io import log_from_bag
+
+        logs = [log_from_bag(args.bag, Path(args.out or (str(Path(args.bag).with_suffix("")) + "_log")), overwrite=True)]
+    else:
+        logs = list_logs(args.data)
+    label_logs(args.teacher, logs, batch_size=args.batch_size)
+    print(f"labeled {len(logs)} log(s): teacher_probs.npy + teacher_context.npy in " + ", ".join(str(p) for p in logs))
     return 0
 
 
@@ -157,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     record.set_defaults(func=cmd_record)
 
+    fox = sub.add_parser("foxglove", help="live Foxglove WebSocket server for the running graph (foxglove-sdk)")
+    fox.add_argument("--host", default="127.0.0.1")
+    fox.add_argument("--port", type=int, default=8765)
+    fox.add_argument("--topics", default="", help="comma-separated topics (default: trajectory, path, markers, BEV image, diagnostics, tf); 'all' for every topic")
+    fox.add_argument("--mcap", default=None, help="also record the forwarded topics to this MCAP file")
+    fox.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+
+    def cmd_foxglove(a: argparse.Namespace) -> int:
+        from latentvla_ros.ros.foxglove_bridge import DEFAULT_TOPICS, run
+
+        topics = None if a.topics == "all" else (a.topics.split(",") if a.topics else list(DEFAULT_TOPICS))
+        return run(topics, a.host, a.port, a.mcap, a.duration)
+
+    fox.set_defaults(func=cmd_foxglove)
+
     demo = sub.add_parser("demo", help="generate a driving log, replay it through the graph, summarise")
     demo.add_argument("--out", default="artifacts/demo")
     demo.add_argument("--frames", type=int, default=200)
@@ -183,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     label = sub.add_parser("label", help="label logs with the teacher's latent action distributions")
     label.add_argument("--teacher", required=True)
-    label.add_argument("--data", required=True)
+    label.add_argument("--data", default="", help="directory of driving logs")
+    label.add_argument("--bag", default="", help="a rosbag2 (sensor topics) to turn into a log and label")
+    label.add_argument("--out", default="", help="with --bag: where the log is written (default: next to the bag)")
     label.add_argument("--batch-size", type=int, default=16)
     label.set_defaults(func=cmd_label)
 
@@ -192,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoints", default="checkpoints/edge")
     ev.add_argument("--quick", action="store_true", help="a few scenes only (smoke test)")
     ev.add_argument("--workers", type=int, default=2)
+    ev.add_argument("--write-docs", action="store_true", help="also rewrite docs/results.md (tables, command, date, machine)")
+    ev.add_argument("--allow-untrained", action="store_true",
+                    help="run methods whose checkpoints are missing with random weights (flagged UNTRAINED) "
+                         "instead of listing them as not available")
+    ev.add_argument("--test-data", default="data/highway_test",
+                    help="where the held-out logs (reserved seeds) are generated once and kept")
+    ev.add_argument("--train-data", default="data/highway",
+                    help="training logs for the ego-status MLP when <checkpoints>/ego_mlp does not exist")
+    ev.add_argument("--graph-mode", choices=["composed", "processes"], default="composed",
+                    help="closed loop: the node graph composed in the evaluating process or as separate processes")
+    ev.add_argument("--skip-open-loop", action="store_true")
+    ev.add_argument("--skip-closed-loop", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="latency of the graph vs. the bare model chain, ONNX, teacher vs student")
