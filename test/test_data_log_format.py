@@ -272,3 +272,19 @@ def test_frame_dataset_pickles_without_copying_arrays(tmp_path):
     clone = pickle.loads(blob)
     a, b = ds[3], clone[3]
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_only_tracks_that_never_move_are_static(tmp_path):
+    from latentvla_ros.data.log_format import DrivingLog, LogWriter
+
+    with LogWriter(tmp_path / "log") as w:
+        for t in range(5):
+            moving_later = 0.0 if t < 3 else 2.0  # stopped in a queue, then drives off
+            agents = np.array([[10.0 + 0.2 * moving_later * t, 0, 0, 5, 2, moving_later, 0, 1],
+                               [30.0, 3.5, 0, 1, 1, 0, 0, 2]], np.float32)  # a road object
+            w.append(camera=np.zeros((1, 8, 8, 3), np.uint8), lidar_points=np.zeros((1, 4), np.float32),
+                     ego_pose=np.array([0.5 * t, 0, 0]), ego_status=np.zeros(5, np.float32), agents=agents)
+    log = DrivingLog(tmp_path / "log")
+    assert log.static_track_ids == frozenset({2})
+    by_id = {a.track_id: a for a in log.agents(0)}
+    assert not by_id[1].is_static and by_id[2].is_static

@@ -115,6 +115,7 @@ def _prepare_sdl() -> None:
     if driver in ("", "dummy"):
         os.environ["SDL_VIDEODRIVER"] = "offscreen"
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")  # keep SIGINT/SIGTERM working in generator processes
 
 
 def _reset_idm_class() -> None:
@@ -125,6 +126,7 @@ def _reset_idm_class() -> None:
 
 
 _CLASSES: dict[str, Any] = {}
+_EXPERT: dict[str, Any] = {}
 
 
 def _env_classes() -> dict[str, Any]:
@@ -160,8 +162,8 @@ def _env_classes() -> dict[str, Any]:
 
 
 def _expert_class():
-    if "expert" in _CLASSES:
-        return _CLASSES["expert"]
+    if "expert" in _EXPERT:
+        return _EXPERT["expert"]
     from highway_env.vehicle.behavior import IDMVehicle
     from highway_env.vehicle.controller import ControlledVehicle
     from highway_env.vehicle.graphics import VehicleGraphics
@@ -176,13 +178,14 @@ def _expert_class():
         DISTANCE_WANTED = 10.0
         TIME_WANTED = 1.5
         DELTA = 4.0
-        CONFLICT_RADIUS_M = 3.0
+        CONFLICT_CLEARANCE_M = 1.6  # our half width + margin to the other's box
         PREDICTION_TIMES = np.arange(0.0, 4.01, 0.25)
         YIELD_MARGIN_S = 1.5
         STOP_BEFORE_CONFLICT_M = 2.5
         CONFLICT_PERIOD_S = 1.0 / POLICY_HZ
 
         yield_to_crossing = False
+        debug_records: list | None = None  # set to [] to record conflict decisions
 
         # RegulatedRoad sets target_speed/color on yielding vehicles: keep our own.
         @property
@@ -257,19 +260,27 @@ def _expert_class():
                 dist = float(np.hypot(rel[0], rel[1]))
                 if dist > horizon + 40.0:
                     continue
-                if other.lane_index == self.lane_index:
-                    continue  # IDM follows vehicles on our lane
+                static = other.crashed or getattr(other, "speed", 0.0) < 0.5
+                if other.lane_index == self.lane_index and not static:
+                    continue  # IDM follows moving vehicles on our lane
                 rel_x = c * rel[0] + s * rel[1]
                 rel_y = -s * rel[0] + c * rel[1]
-                if rel_x < -self.LENGTH and abs(rel_y) < 2.0 and abs(wrap_angle(other.heading - heading)) < 1.0:
-                    continue  # following us in our lane
+                if (rel_x < -self.LENGTH and abs(rel_y) < 2.0 and abs(wrap_angle(other.heading - heading)) < 1.0
+                        and other.lane_index[2] == self.lane_index[2]):
+                    continue  # following us in our lane (possibly on the previous road segment)
                 speed_o = max(float(getattr(other, "speed", 0.0)), 0.0)
-                if isinstance(other, ControlledVehicle):
-                    pred, _ = _path_samples(other, speed_o * self.PREDICTION_TIMES)
+                if isinstance(other, ControlledVehicle) and not other.crashed:
+                    pred, pred_heading = _path_samples(other, speed_o * self.PREDICTION_TIMES)
                 else:
                     pred = other.position[None, :] + other.velocity[None, :] * self.PREDICTION_TIMES[:, None]
-                d2 = ((pred[:, None, :] - path[None, :, :]) ** 2).sum(-1)
-                hits = (d2 < self.CONFLICT_RADIUS_M ** 2) & (arcs[None, :] >= a_min)
+                    pred_heading = np.full(len(pred), other.heading)
+                # distance from our path (centre line) to the other's predicted box
+                cph, sph = np.cos(pred_heading)[:, None], np.sin(pred_heading)[:, None]
+                dx = path[None, :, 0] - pred[:, 0:1]
+                dy = path[None, :, 1] - pred[:, 1:2]
+                lx = np.maximum(np.abs(cph * dx + sph * dy) - other.LENGTH / 2.0, 0.0)
+                ly = np.maximum(np.abs(-sph * dx + cph * dy) - other.WIDTH / 2.0, 0.0)
+                hits = (lx * lx + ly * ly < self.CONFLICT_CLEARANCE_M ** 2) & (arcs[None, :] >= a_min)
                 rows = np.flatnonzero(hits.any(axis=1))
                 if rows.size == 0:
                     continue
@@ -280,23 +291,25 @@ def _expert_class():
                 gap = a_conflict - self.LENGTH / 2.0 - self.STOP_BEFORE_CONFLICT_M
                 t_ego = (-v + math.sqrt(v * v + 4.0 * max(a_conflict - a_min, 0.0))) / 2.0  # accelerating at 2 m/s^2
                 committed = gap < v * v / (2.0 * 4.0) + 0.5  # cannot stop comfortably any more
-                if committed:
-                    clear_time = (self.LENGTH + 2.0) / max(v, 1.0)
-                    if t_ego + clear_time <= tau_other or rel_x < -self.LENGTH / 2.0:
-                        continue  # through before it arrives, or it comes from behind: braking would not help
-                else:
-                    other_priority = getattr(getattr(other, "lane", None), "priority", 0)
-                    must_yield = tau_other < t_ego + self.YIELD_MARGIN_S or (other_priority > own_priority and tau_other < 5.0)
-                    if not must_yield:
-                        continue
-                ab = -self.COMFORT_ACC_MAX * self.COMFORT_ACC_MIN
-                s_star = 1.0 + v * 1.0 + v * v / (2.0 * math.sqrt(ab))
-                free = 1.0 - (v / max(self.target_speed, 0.1)) ** self.DELTA
-                acc = self.COMFORT_ACC_MAX * (free - (s_star / max(gap, 0.5)) ** 2)
-                best = min(best, acc)
+                margin = (self.LENGTH + 2.0) / max(v, 1.0) if committed else self.YIELD_MARGIN_S
+                other_priority = getattr(getattr(other, "lane", None), "priority", 0)
+                priority_yield = not committed and other_priority > own_priority and tau_other < 5.0
+                go = tau_other >= t_ego + margin and not priority_yield  # through before it arrives
+                hard_gap = a_conflict - a_min - 0.3
+                if not go and hard_gap < v * v / (2.0 * self.ACC_MAX) and rel_x < self.LENGTH / 2.0:
+                    go = True  # cannot stop even braking hard and it is not ahead: braking would not help
+                acc = self.ACC_MAX
+                if not go:
+                    ab = -self.COMFORT_ACC_MAX * self.COMFORT_ACC_MIN
+                    s_star = 1.0 + v * 1.0 + v * v / (2.0 * math.sqrt(ab))
+                    free = 1.0 - (v / max(self.target_speed, 0.1)) ** self.DELTA
+                    acc = self.COMFORT_ACC_MAX * (free - (s_star / max(gap, 0.5)) ** 2)
+                    best = min(best, acc)
+                if self.debug_records is not None:
+                    self.debug_records.append((getattr(self, "_clock", 0.0), id(other), tau_other, a_conflict, gap, t_ego, committed, go, acc))
             return best
 
-    _CLASSES["expert"] = ExpertVehicle
+    _EXPERT["expert"] = ExpertVehicle
     return ExpertVehicle
 
 
@@ -360,6 +373,9 @@ def _scenario_config(scenario: str, density: float, num_frames: int, render_px: 
         "offscreen_rendering": True,
         "show_trajectories": False,
         "duration": 10_000,
+        # highway-env >= 1.12: IDM also sees leaders on the next/previous lane segment
+        # (without it followers rear-end vehicles waiting just past a segment boundary)
+        "neighbour_vehicles_connected_lanes": True,
     }
     if scenario == "highway":
         base.update(vehicles_count=max(1, round(20 * density)), vehicles_density=max(density, 0.1))
@@ -397,10 +413,13 @@ def _object_row(obj, track_id: int) -> tuple:
 
 
 def extract_map(road, bbox: tuple[float, float, float, float] | None = None, straight_step_m: float = 5.0,
-                curved_step_m: float = 1.0) -> MapGeometry:
+                curved_step_m: float = 1.0, shoulder_m: float = 0.5) -> MapGeometry:
     """Lane centerlines + one drivable polygon per lane (run), in our world frame.
 
     ``bbox`` = (xmin, ymin, xmax, ymax) in our frame crops long lanes to that region.
+    Each lane's drivable polygon is widened by ``shoulder_m`` on both sides: highway-env's
+    lanes end exactly at the marking, where real roads have a shoulder, and without it
+    the expert's corners graze the edge on curves (DAC = 0 for the logged expert).
     """
     from highway_env.road.lane import SineLane, StraightLane
 
@@ -432,7 +451,7 @@ def extract_map(road, bbox: tuple[float, float, float, float] | None = None, str
                     s_run = s[run].copy()
                     s_run[0] -= 0.5  # small overlap between consecutive lanes
                     s_run[-1] += 0.5
-                    half = np.array([lane.width_at(si) / 2.0 for si in s_run])
+                    half = np.array([lane.width_at(si) / 2.0 + shoulder_m for si in s_run])
                     left = np.array([lane.position(si, hw) for si, hw in zip(s_run, half)])
                     right = np.array([lane.position(si, -hw) for si, hw in zip(s_run, half)])
                     poly = np.concatenate([left, right[::-1]])

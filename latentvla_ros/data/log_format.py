@@ -30,6 +30,8 @@ Logs are written to a temporary sibling directory and renamed into place on
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import re
@@ -571,12 +573,31 @@ class DrivingLog:
         off = self._arrays["agents_offsets"]
         return np.array(self._arrays["agents"][off[t]:off[t + 1]], dtype=np.float32)
 
+    @functools.cached_property
+    def static_track_ids(self) -> frozenset[int]:
+        """Tracks that never move in the whole log (road objects, parked cars).
+
+        A vehicle that is stopped only for a while (at a light, in a queue) is not static:
+        for the scorer a collision with it is a collision with an agent, not an object.
+        """
+        rows = np.asarray(self._arrays["agents"])
+        if rows.size == 0:
+            return frozenset()
+        ids = rows[:, 7].astype(np.int64)
+        moving = (np.abs(rows[:, 5]) > 1e-6) | (np.abs(rows[:, 6]) > 1e-6)
+        static = set(np.unique(ids).tolist()) - set(np.unique(ids[moving]).tolist())
+        for tid in list(static):  # never moving also means never displaced
+            xy = rows[ids == tid, :2]
+            if np.ptp(xy, axis=0).max() > 0.05:
+                static.discard(tid)
+        return frozenset(int(t) for t in static)
+
     def agents(self, t: int) -> list[AgentBox]:
         return [
             AgentBox(
                 x=float(r[0]), y=float(r[1]), heading=float(r[2]), length=float(r[3]), width=float(r[4]),
                 vx=float(r[5]), vy=float(r[6]), track_id=int(r[7]),
-                is_static=bool(abs(r[5]) < 1e-6 and abs(r[6]) < 1e-6),
+                is_static=int(r[7]) in self.static_track_ids,
             )
             for r in self.agents_array(t)
         ]

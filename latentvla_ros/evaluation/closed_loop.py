@@ -1,0 +1,868 @@
+"""Closed-loop driving in highway-env: the env loop, the drivers, and the episode metrics.
+
+The loop (``run_episode``) is the same for every method:
+
+1. ``HighwayClosedLoopEnv`` synthesises the ego's sensors at the current 10 Hz step with
+   the data generator's own functions (``data/highway.py``: ``render_ego_camera``,
+   ``synthesize_lidar``, ``extract_map``, ``route_command``): an ego-up camera image, a
+   LiDAR cloud, the ego status by finite differences at the simulation rate, and the
+   route command, stamped with simulation time (``stamp_base_ns + step * 100 ms``).
+2. A *driver* turns that observation into a planned ``Trajectory`` (8 poses at 0.5 s,
+   ego frame). For our methods the driver is the ROS 2 node graph itself
+   (``sim_bridge.RosGraphDriver``: sensor messages out, ``PlannedTrajectory`` with the
+   same stamp back); baselines implement ``evaluation.baselines.Planner`` and are
+   called directly (``PlannerDriver``); the IDM/MOBIL expert (``ExpertDriver``) drives
+   the ego itself (the ceiling).
+3. ``core.tracking.track`` (pure pursuit + P speed control, ``highway_tracker_config``)
+   turns the trajectory into (acceleration, steering), normalised to highway-env's
+   ``ContinuousAction`` ranges, and the env advances 0.1 s (``_simulate``: the physics of ``env.step``).
+
+Episodes stop at a collision (``vehicle.crashed``), when an ego corner leaves the
+drivable area (the map's lane polygons), when the route is completed, or after
+``max_steps``.
+
+Per episode: collision, off-road, route progress [m along the route centreline],
+mean speed, comfort (NAVSIM's six comfort checks, ``pdms.comfort_checks``, on sliding
+4 s windows of the driven path; the fraction of windows that pass), and a
+PDMS-style score ``NC * DAC * (5 * EP + 2 * C) / 7`` with NC = 0 after a collision,
+DAC = 0 after leaving the road, EP = progress / max(progress, expert progress on the
+same seed) (1 when both are below 5 m) and C the comfort fraction. There is no TTC
+term (it needs a 4 s open-loop proposal; closed loop collisions are counted directly).
+
+Pure: no rclpy import (the ROS driver lives in ``sim_bridge.py``).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from latentvla_ros.core.config_base import ConfigBase, require
+from latentvla_ros.core.tracking import ControlCommand, TrackerConfig, track
+from latentvla_ros.core.types import (
+    AgentBox,
+    CameraImage,
+    EgoState,
+    MapGeometry,
+    SensorFrame,
+    Trajectory,
+)
+from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
+from latentvla_ros.evaluation.pdms import COMFORT_METRICS, PdmsConfig, comfort_checks
+from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, X, Y, YAW_RATE
+from latentvla_ros.evaluation.splits import SCENARIOS
+
+POLICY_HZ = 10
+STEP_NS = 100_000_000
+ACCELERATION_RANGE = (-5.0, 5.0)  # highway-env ContinuousAction defaults [m/s^2]
+STEERING_RANGE = (-math.pi / 4.0, math.pi / 4.0)  # [rad]
+# Cruise speeds of the expert per scenario: the values data/highway.generate_log uses
+# (times a per-seed factor in [0.9, 1.1]); also the reference planner's speed limit.
+EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
+ROUNDABOUT_EXITS = ("exr", "nxr", "wxr")
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass
+class ClosedLoopConfig(ConfigBase):
+    max_steps: int = 120
+    """Policy steps (10 Hz) per episode at most."""
+    sim_hz: int = 20
+    """highway-env simulation frequency [Hz] (a multiple of 10, as in the data generator)."""
+    density: float = 1.0
+    """Traffic density factor (as in ``data/highway.py``)."""
+    stop_on_collision: bool = True
+    """End the episode at the first collision."""
+    stop_off_road: bool = True
+    """End the episode when the ego leaves the drivable area."""
+    off_road_tolerance_m: float = 0.5
+    """A corner counts as off-road only when it lies farther than this outside the
+    drivable area [m]: the map's per-lane polygons leave small wedge-shaped gaps where
+    lanes meet at an angle (roundabout entries), which the expert cuts through."""
+    route_end_margin_m: float = 10.0
+    """The route is completed this far before its end [m]."""
+    max_speed_mps: float = 40.0
+    """Used to crop the (very long) highway route and map to what an episode can reach."""
+    comfort_window_steps: int = 40
+    """Comfort is checked on windows of this many 0.1 s steps (4 s, NAVSIM's horizon)."""
+    comfort_stride_steps: int = 10
+    """Stride between comfort windows [steps]."""
+    progress_threshold_m: float = 5.0
+    """EP = 1 when both the method's and the expert's progress are below this [m]."""
+
+    def validate(self) -> None:
+        require(self.max_steps >= 1, "max_steps", "must be >= 1")
+        require(self.sim_hz >= POLICY_HZ and self.sim_hz % POLICY_HZ == 0, "sim_hz", f"must be a multiple of {POLICY_HZ}")
+        require(self.density > 0, "density", "must be > 0")
+        require(0.0 <= self.off_road_tolerance_m < 1.0, "off_road_tolerance_m", "must be in [0, 1)")
+        require(self.route_end_margin_m >= 0, "route_end_margin_m", "must be >= 0")
+        require(self.max_speed_mps > 0, "max_speed_mps", "must be > 0")
+        require(self.comfort_window_steps >= 8, "comfort_window_steps", "must be >= 8")
+        require(self.comfort_stride_steps >= 1, "comfort_stride_steps", "must be >= 1")
+        require(self.progress_threshold_m >= 0, "progress_threshold_m", "must be >= 0")
+
+
+def highway_tracker_config(**overrides: Any) -> TrackerConfig:
+    """The pure-pursuit tracker tuned to highway-env's vehicle.
+
+    highway-env's kinematic bicycle turns about the box centre with a yaw rate of
+    ``v sin(beta) / (L / 2)``, ``tan(beta) = tan(delta) / 2``, i.e. an effective wheelbase
+    of the vehicle length (5 m); decelerations are capped at the action range (5 m/s^2).
+    """
+    values = dict(wheelbase_m=5.0, max_acceleration_mps2=3.0, max_deceleration_mps2=5.0, max_steering_rad=0.6)
+    values.update(overrides)
+    return TrackerConfig(**values)
+
+
+def control_to_action(cmd: ControlCommand, acceleration_range: tuple[float, float] = ACCELERATION_RANGE,
+                      steering_range: tuple[float, float] = STEERING_RANGE) -> np.ndarray:
+    """(acceleration, steering) -> highway-env ContinuousAction in [-1, 1]^2.
+
+    highway-env's frame has y pointing down, so a left turn (positive steering in our
+    right-handed frame) is a negative highway-env steering angle.
+    """
+
+    def norm(value: float, rng: tuple[float, float]) -> float:
+        lo, hi = rng
+        return float(np.clip(2.0 * (value - lo) / (hi - lo) - 1.0, -1.0, 1.0))
+
+    acc = cmd.acceleration_mps2 if math.isfinite(cmd.acceleration_mps2) else acceleration_range[0]
+    steer = cmd.steering_rad if math.isfinite(cmd.steering_rad) else 0.0
+    return np.array([norm(acc, acceleration_range), norm(-steer, steering_range)], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------- highway-env classes
+_CLASSES: dict[str, Any] = {}
+
+
+def _ego_classes() -> dict[str, Any]:
+    """The ego vehicle classes (built lazily: importing highway-env is slow)."""
+    if _CLASSES:
+        return _CLASSES
+    from highway_env.vehicle.kinematics import Vehicle
+
+    from latentvla_ros.data.highway import _expert_class, _flip_pose
+
+    expert_base = _expert_class()
+
+    class ClosedLoopVehicle(Vehicle):
+        """The ego under ContinuousAction: a kinematic bicycle that never reverses, with
+        a route (for the command) and its pose recorded at every simulation step."""
+
+        MIN_SPEED = 0.0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.route: list = []
+            self.trace: list[tuple[float, float, float]] = []
+            self.target_lane_index = self.lane_index
+            self.target_speed = float(self.speed)
+
+        def step(self, dt: float) -> None:
+            super().step(dt)
+            if self.speed < 0.0:
+                self.speed = 0.0
+            self.route = _prune_route(self.route, self.lane_index)
+            self.trace.append(_flip_pose(self.position[0], self.position[1], self.heading))
+
+    class RecordingExpert(expert_base):
+        """The data generator's IDM/MOBIL expert, recording its pose at every step."""
+
+        def step(self, dt: float) -> None:
+            super().step(dt)
+            if not hasattr(self, "trace"):
+                self.trace = []
+            self.trace.append(_flip_pose(self.position[0], self.position[1], self.heading))
+
+    _CLASSES.update(ego=ClosedLoopVehicle, expert=RecordingExpert)
+    return _CLASSES
+
+
+def _prune_route(route: list, lane_index: tuple) -> list:
+    """Drop the route entries already passed (the command looks at the rest)."""
+    for k, entry in enumerate(route):
+        if tuple(entry[:2]) == tuple(lane_index[:2]):
+            return route[k:]
+    return route
+
+
+def plan_route(road: Any, lane_index: tuple, destination: str | None, max_extra: int = 20) -> list:
+    """Lane indices from ``lane_index``: the shortest path to ``destination`` (if any),
+    then extended while the road has a single successor."""
+    net = road.network
+    route = [tuple(lane_index)]
+    if destination:
+        path = net.shortest_path(lane_index[1], destination)
+        route += [(path[i], path[i + 1], None) for i in range(len(path) - 1)]
+    seen = {tuple(r[:2]) for r in route}
+    for _ in range(max_extra):
+        end = route[-1][1]
+        successors = list(net.graph.get(end, {}).keys())
+        if len(successors) != 1 or (end, successors[0]) in seen:
+            break
+        route.append((end, successors[0], None))
+        seen.add((end, successors[0]))
+    return route
+
+
+def route_points(road: Any, route: list, straight_step_m: float = 5.0, curved_step_m: float = 1.0) -> np.ndarray:
+    """The route's lane centrelines chained (K, 2) in our world frame (y flipped).
+
+    An entry without a lane id takes the previous id when the two roads have as many
+    lanes (as highway-env's ``next_lane`` does), else the lane starting closest to
+    where the previous one ended.
+    """
+    from highway_env.road.lane import SineLane, StraightLane
+
+    net = road.network
+    pts: list[np.ndarray] = []
+    lane_id = int(route[0][2] or 0)
+    prev_count = None
+    prev_end = None
+    for _from, _to, _id in route:
+        lanes = net.graph[_from][_to]
+        if _id is not None:
+            lane_id = int(_id)
+        elif prev_end is not None and prev_count != len(lanes):
+            lane_id = int(np.argmin([np.linalg.norm(lane.position(0.0, 0.0) - prev_end) for lane in lanes]))
+        lane_id = min(lane_id, len(lanes) - 1)
+        lane = lanes[lane_id]
+        straight = isinstance(lane, StraightLane) and not isinstance(lane, SineLane)
+        step = straight_step_m if straight else curved_step_m
+        n = max(2, int(math.ceil(float(lane.length) / step)) + 1)
+        c = np.array([lane.position(s, 0.0) for s in np.linspace(0.0, float(lane.length), n)])
+        prev_end, prev_count = c[-1].copy(), len(lanes)
+        c[:, 1] *= -1.0
+        if pts and np.linalg.norm(pts[-1][-1] - c[0]) < 1e-6:
+            c = c[1:]
+        pts.append(c)
+    return np.concatenate(pts)
+
+
+# ----------------------------------------------------------------------------- observations
+@dataclass
+class Observation:
+    """What the drivers get at one 10 Hz step (world = our right-handed frame)."""
+
+    scenario: str
+    seed: int
+    step: int
+    stamp_ns: int
+    pose: np.ndarray  # (3,) world x, y, yaw
+    ego: EgoState  # ego-frame velocity / acceleration / yaw rate + command
+    speed_mps: float
+    agents: np.ndarray  # (A, 8) world x, y, heading, length, width, vx, vy, track id
+    frame: SensorFrame | None  # camera + LiDAR + ego (None when sensors are off)
+
+
+@dataclass
+class StepOutcome:
+    collided: bool
+    off_road: bool
+    route_completed: bool
+    progress_m: float
+
+
+class HighwayClosedLoopEnv:
+    """One closed-loop episode of a scenario/seed in highway-env (ContinuousAction).
+
+    ``expert=True`` puts the data generator's IDM/MOBIL expert in the ego's place (it
+    ignores the control). ``sensors=False`` skips the camera render and LiDAR (for the
+    expert, which needs neither). The same (scenario, seed, config) gives the same
+    episode for the same sequence of controls.
+    """
+
+    def __init__(self, scenario: str, seed: int, config: ClosedLoopConfig | None = None, *, expert: bool = False,
+                 sensors: bool = True, camera: Any = None, lidar: Any = None, stamp_base_ns: int = 1_000_000_000):
+        if scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
+        from latentvla_ros.data.highway import CameraConfig, LidarConfig
+
+        self.scenario = scenario
+        self.seed = int(seed)
+        self.config = config or ClosedLoopConfig()
+        self.expert = bool(expert)
+        self.sensors = bool(sensors)
+        self.camera = camera or CameraConfig()
+        self.lidar = lidar or LidarConfig()
+        self.stamp_base_ns = int(stamp_base_ns)
+        self.env: Any = None
+        self.ego: Any = None
+        self.step_index = 0
+        self.progress_m = 0.0
+        self._s = 0.0
+        self._s0 = 0.0
+        self._tracks: dict[int, tuple[Any, int]] = {}
+        self._obs: Observation | None = None
+
+    # ------------------------------------------------------------------ setup
+    def reset(self) -> Observation:
+        from latentvla_ros.data.highway import (
+            DrivableRaster,
+            _env_classes,
+            _reset_idm_class,
+            _rng_for,
+            _scenario_config,
+            extract_map,
+        )
+
+        self.close()
+        cfg = self.config
+        classes = _env_classes()
+        ego_classes = _ego_classes()
+        rng = _rng_for(self.seed, self.scenario, cfg.density)
+        destination = None
+        if self.scenario == "roundabout":
+            destination = ROUNDABOUT_EXITS[int(rng.integers(len(ROUNDABOUT_EXITS)))]
+        elif self.scenario == "intersection":
+            destination = "o" + str(1 + int(rng.integers(3)))
+        self.cruise_speed_mps = EXPERT_CRUISE_MPS[self.scenario] * float(rng.uniform(0.9, 1.1))
+        self._lidar_rng = np.random.default_rng(rng.integers(2**63))
+        cam = self.camera
+        c0, r0 = cam.ego_pixel_xy
+        reach = math.hypot(max(r0, cam.height - r0), max(c0, cam.width - c0)) * cam.meters_per_pixel
+        scaling = 1.0 / cam.meters_per_pixel
+        render_px = int(math.ceil(2.0 * reach * scaling)) + 4
+        env_cfg = _scenario_config(self.scenario, cfg.density, cfg.max_steps, render_px, scaling, cfg.sim_hz)
+        env_cfg["action"] = {"type": "ContinuousAction", "acceleration_range": list(ACCELERATION_RANGE),
+                             "steering_range": list(STEERING_RANGE), "clip": True}
+        if self.scenario == "intersection":
+            env_cfg["destination"] = destination
+        _reset_idm_class()
+        self.env = classes[self.scenario](config=env_cfg, render_mode="rgb_array" if self.sensors else None)
+        self.env.reset(seed=self.seed)
+        road = self.env.road
+        old = self.env.vehicle
+        ego = ego_classes["ego"].create_from(old)
+        ego.route = plan_route(road, old.lane_index, destination)
+        ego.target_lane_index = old.lane_index
+        if self.expert:
+            ego = ego_classes["expert"].create_from(ego)
+            ego.lock_cruise_speed(self.cruise_speed_mps)
+            ego.yield_to_crossing = self.scenario in ("roundabout", "intersection")
+            ego.trace = []
+        road.vehicles[road.vehicles.index(old)] = ego
+        self.env.vehicle = ego
+        self.ego = ego
+        # route and map (cropped to what an episode can reach)
+        pts = route_points(road, plan_route(road, old.lane_index, destination))
+        full = Polyline(pts)
+        s_start = float(full.project(np.array([[old.position[0], -old.position[1]]]))[0])
+        reach_m = cfg.max_speed_mps * cfg.max_steps / POLICY_HZ + 100.0
+        self.route = full.substring(max(s_start - 50.0, 0.0), s_start + reach_m)
+        margin = 90.0
+        lo, hi = self.route.points.min(axis=0) - margin, self.route.points.max(axis=0) + margin
+        self.map: MapGeometry = extract_map(road, (lo[0], lo[1], hi[0], hi[1]))
+        self._drivable = [np.asarray(p, dtype=np.float64) for p in self.map.drivable_polygons]
+        self._raster = DrivableRaster(self.map.drivable_polygons, self.lidar.drivable_resolution_m) if self.sensors else None
+        self._tracks = {}
+        self.step_index = 0
+        # warm-up step (as the data generator): frame 0 has a motion history
+        ego.trace.append(self._pose_now())
+        self._advance(None if self.expert else np.zeros(2))
+        self._s = self._s0 = float(self.route.project(self._pose_now()[None, :2])[0])
+        self.progress_m = 0.0
+        self._obs = self._observe()
+        return self._obs
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+            from latentvla_ros.data.highway import _reset_idm_class
+
+            _reset_idm_class()
+
+    def __enter__(self) -> "HighwayClosedLoopEnv":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def dt_sim(self) -> float:
+        return 1.0 / self.config.sim_hz
+
+    @property
+    def ego_length_m(self) -> float:
+        return float(self.ego.LENGTH)
+
+    @property
+    def ego_width_m(self) -> float:
+        return float(self.ego.WIDTH)
+
+    def _pose_now(self) -> np.ndarray:
+        from latentvla_ros.data.highway import _flip_pose
+
+        return np.asarray(_flip_pose(self.ego.position[0], self.ego.position[1], self.ego.heading), dtype=np.float64)
+
+    def _track_id(self, obj: Any) -> int:
+        entry = self._tracks.get(id(obj))
+        if entry is None or entry[0] is not obj:
+            entry = (obj, len(self._tracks))
+            self._tracks[id(obj)] = entry
+        return entry[1]
+
+    def _ego_status(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """Ego-frame velocity, acceleration and yaw rate by finite differences at the sim rate."""
+        hist = np.asarray(self.ego.trace[-3:], dtype=np.float64)
+        while len(hist) < 3:
+            hist = np.vstack([hist[:1], hist])
+        dt = self.dt_sim
+        vel = (hist[2, :2] - hist[1, :2]) / dt
+        vel_prev = (hist[1, :2] - hist[0, :2]) / dt
+        acc = (vel - vel_prev) / dt
+        d_yaw = (hist[2, 2] - hist[1, 2] + np.pi) % (2.0 * np.pi) - np.pi
+        yaw = hist[2, 2]
+        c, s = math.cos(yaw), math.sin(yaw)
+
+        def to_ego(v: np.ndarray) -> np.ndarray:
+            return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]], dtype=np.float32)
+
+        return to_ego(vel), to_ego(acc), float(d_yaw / dt)
+
+    def _observe(self) -> Observation:
+        from latentvla_ros.data.highway import _object_row, render_ego_camera, route_command, synthesize_lidar
+
+        road = self.env.road
+        pose = self._pose_now()
+        rows = [_object_row(v, self._track_id(v)) for v in road.vehicles if v is not self.ego]
+        rows += [_object_row(o, self._track_id(o)) for o in road.objects]
+        agents = np.asarray(rows, dtype=np.float32).reshape(-1, 8)
+        vel, acc, yaw_rate = self._ego_status()
+        command = route_command(self.ego)
+        ego = EgoState(velocity=vel, acceleration=acc, yaw_rate=yaw_rate, command=command)
+        stamp = self.stamp_base_ns + self.step_index * STEP_NS
+        frame = None
+        if self.sensors:
+            image = render_ego_camera(self.env, pose, self.camera)
+            cloud = synthesize_lidar(pose, agents, self._raster, self.lidar, self._lidar_rng)
+            frame = SensorFrame(stamp_ns=stamp, cameras=[CameraImage(image=image, name="front")], lidar_points=cloud, ego=ego)
+        return Observation(scenario=self.scenario, seed=self.seed, step=self.step_index, stamp_ns=stamp, pose=pose,
+                           ego=ego, speed_mps=float(np.hypot(vel[0], vel[1])), agents=agents, frame=frame)
+
+    @property
+    def observation(self) -> Observation:
+        if self._obs is None:
+            raise RuntimeError("call reset() first")
+        return self._obs
+
+    def is_off_road(self, pose: np.ndarray | None = None) -> bool:
+        """An ego corner lies outside the drivable area by more than the tolerance."""
+        pose = self._pose_now() if pose is None else pose
+        corners = box_corners(pose[0], pose[1], pose[2], self.ego_length_m, self.ego_width_m)
+        outside = corners[~points_in_union(corners, self._drivable)]
+        tol = self.config.off_road_tolerance_m
+        for q in outside:
+            near = [p for p in self._drivable
+                    if np.all(q >= p.min(axis=0) - tol - 1e-9) and np.all(q <= p.max(axis=0) + tol + 1e-9)]
+            dist = min((float(point_segment_distance(q, p, np.roll(p, -1, axis=0)).min()) for p in near),
+                       default=float("inf"))
+            if dist > tol:
+                return True
+        return False
+
+    def _advance(self, action: np.ndarray | None) -> None:
+        """``env.step`` without the observation / reward / termination (unused here, and
+        the Kinematics observation alone costs a third of a step): the ContinuousAction
+        goes to the ego in ``_simulate``; the intersection spawns and clears traffic
+        after every policy step as its ``step`` does."""
+        env = self.env
+        env.time += 1.0 / env.config["policy_frequency"]
+        env._simulate(action)
+        if self.scenario == "intersection":
+            env._clear_vehicles()
+            env._spawn_vehicle(spawn_probability=env.config["spawn_probability"])
+
+    def step(self, control: ControlCommand | None) -> StepOutcome:
+        """Apply ``control`` for 0.1 s (the expert ignores it) and observe."""
+        if self.env is None:
+            raise RuntimeError("call reset() first")
+        if self.expert:
+            action = None
+        else:
+            control = control or ControlCommand(ACCELERATION_RANGE[0], 0.0, 0.0)
+            action = control_to_action(control)
+        self._advance(action)
+        self.step_index += 1
+        pose = self._pose_now()
+        # progress: projection onto the route near the previous arc length (no jumps
+        # to other parts of a route that passes close to itself)
+        lo = max(self._s - 20.0, 0.0)
+        local = self.route.substring(lo, self._s + 60.0)
+        self._s = lo + float(local.project(pose[None, :2])[0])
+        self.progress_m = max(self._s - self._s0, 0.0)
+        done = self._s >= self.route.length - self.config.route_end_margin_m
+        self._obs = self._observe()
+        return StepOutcome(collided=bool(self.ego.crashed), off_road=self.is_off_road(pose),
+                           route_completed=bool(done), progress_m=self.progress_m)
+
+    def scene(self, obs: Observation | None = None):
+        """A PDMS ``Scene`` of the current state (for scene-based planners such as the
+        reference planner): agents now (they forecast them at constant velocity), the
+        route centreline, the expert's cruise speed as the speed limit."""
+        from latentvla_ros.evaluation.pdms import Scene
+
+        obs = obs or self.observation
+        agents = [
+            AgentBox(x=float(r[0]), y=float(r[1]), heading=float(r[2]), length=float(r[3]), width=float(r[4]),
+                     vx=float(r[5]), vy=float(r[6]), track_id=int(r[7]),
+                     is_static=bool(abs(r[5]) < 1e-6 and abs(r[6]) < 1e-6))
+            for r in obs.agents
+        ]
+        return Scene(ego_pose=obs.pose, ego=obs.ego, map=self.map, agent_frames=[agents], agent_dt_s=0.1,
+                     route_centerline=self.route.points, ego_length_m=self.ego_length_m, ego_width_m=self.ego_width_m,
+                     rear_axle_to_center_m=0.0, speed_limit_mps=self.cruise_speed_mps,
+                     token=f"{self.scenario}:{self.seed}:{obs.step}")
+
+
+# ----------------------------------------------------------------------------- drivers
+class Driver(Protocol):
+    """Turns an observation into a trajectory (None: the env's ego drives itself)."""
+
+    name: str
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:  # pragma: no cover - protocol
+        ...
+
+    def plan(self, obs: Observation) -> Trajectory | None:  # pragma: no cover - protocol
+        ...
+
+
+class ExpertDriver:
+    """The IDM/MOBIL expert (needs ``HighwayClosedLoopEnv(expert=True)``)."""
+
+    name = "expert"
+    needs_expert_env = True
+    needs_sensors = False
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        if not env.expert:
+            raise ValueError("ExpertDriver needs HighwayClosedLoopEnv(expert=True)")
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        return None
+
+
+class PlannerDriver:
+    """Any ``evaluation.baselines.Planner``, called directly with the sensor frame, or
+    with a PDMS ``Scene`` built from the env state (``input='scene'``).
+
+    ``replan_every`` > 1 re-plans every n-th step and otherwise follows the last plan
+    shifted to the current pose (for planners too slow for 10 Hz on a CPU).
+    """
+
+    needs_expert_env = False
+    needs_sensors = True
+
+    def __init__(self, planner: Any, input: str = "frame", name: str | None = None, replan_every: int = 1):
+        if input not in ("frame", "scene"):
+            raise ValueError("input must be 'frame' or 'scene'")
+        self.planner = planner
+        self.input = input
+        self.name = name or getattr(planner, "name", type(planner).__name__)
+        self.replan_every = max(int(replan_every), 1)
+        self._env: HighwayClosedLoopEnv | None = None
+        self._last: tuple[np.ndarray, Trajectory] | None = None
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        self._env = env
+        self._last = None
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        if self._last is not None and obs.step % self.replan_every != 0:
+            return _shift_plan(self._last[1], self._last[0], obs.pose)
+        if self.input == "scene":
+            assert self._env is not None
+            traj = self.planner.plan(self._env.scene(obs))
+        else:
+            if obs.frame is None:
+                raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
+            traj = self.planner.plan(obs.frame)
+        traj.stamp_ns = obs.stamp_ns
+        self._last = (obs.pose.copy(), traj)
+        return traj
+
+
+class AgentDriver:
+    """A ``core.pipeline.LatentVLAAgent`` called directly (no ROS; for debugging and
+    for comparing against the graph)."""
+
+    needs_expert_env = False
+    needs_sensors = True
+
+    def __init__(self, agent: Any, name: str | None = None):
+        self.agent = agent
+        self.name = name or agent.name
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        pass
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        assert obs.frame is not None
+        return self.agent.compute_trajectory(obs.frame)
+
+
+def _shift_plan(traj: Trajectory, plan_pose: np.ndarray, pose: np.ndarray) -> Trajectory:
+    """The poses of ``traj`` (planned at ``plan_pose``) in the ego frame at ``pose``."""
+    from latentvla_ros.evaluation.geometry import ego_to_world_poses, world_to_ego_poses
+
+    world = ego_to_world_poses(np.asarray(plan_pose, dtype=np.float64), np.asarray(traj.poses, dtype=np.float64))
+    return Trajectory(poses=world_to_ego_poses(np.asarray(pose, dtype=np.float64), world), interval_s=traj.interval_s,
+                      stamp_ns=traj.stamp_ns, is_fallback=traj.is_fallback, fallback_reason=traj.fallback_reason,
+                      model_id=traj.model_id)
+
+
+# ----------------------------------------------------------------------------- episodes
+@dataclass
+class EpisodeResult:
+    """One closed-loop episode (json-friendly via ``to_dict``)."""
+
+    method: str
+    scenario: str
+    seed: int
+    steps: int
+    termination: str  # collision | off_road | route_completed | max_steps | error
+    collision: bool
+    off_road: bool
+    route_completed: bool
+    progress_m: float
+    mean_speed_mps: float
+    comfort: float  # fraction of 4 s windows passing all six checks
+    comfort_checks: dict[str, float]  # per check: fraction of windows passing
+    fallbacks: int = 0  # trajectories flagged is_fallback
+    no_plan: int = 0  # steps without a trajectory (timeouts): full brake
+    mean_plan_ms: float = float("nan")  # wall time from observation to trajectory
+    p95_plan_ms: float = float("nan")
+    wall_s: float = 0.0
+    cpu_s: float = 0.0  # process CPU time (all threads: includes a composed graph's nodes)
+    model_id: str = ""
+    error: str = ""
+    path: list[list[float]] = field(default_factory=list)  # (T, 3) world poses at 10 Hz
+    speeds: list[float] = field(default_factory=list)
+    stamps_ns: list[int] = field(default_factory=list)  # observation stamps
+    trajectory_stamps_ns: list[int] = field(default_factory=list)  # stamps of the trajectories used
+
+    def to_dict(self, with_path: bool = True) -> dict:
+        d = asdict(self)
+        if not with_path:
+            for key in ("path", "speeds", "stamps_ns", "trajectory_stamps_ns"):
+                d.pop(key)
+        return d
+
+
+def path_states(poses: np.ndarray, velocities: np.ndarray, accelerations: np.ndarray,
+                yaw_rates: np.ndarray) -> np.ndarray:
+    """A driven path as simulator states (1, T, STATE_SIZE) for ``pdms.comfort_checks``."""
+    n = len(poses)
+    states = np.zeros((1, n, STATE_SIZE), dtype=np.float64)
+    states[0, :, X], states[0, :, Y], states[0, :, HEADING] = poses[:, 0], poses[:, 1], poses[:, 2]
+    states[0, :, VX], states[0, :, VY] = velocities[:, 0], velocities[:, 1]
+    states[0, :, AX], states[0, :, AY] = accelerations[:, 0], accelerations[:, 1]
+    states[0, :, YAW_RATE] = yaw_rates
+    return states
+
+
+def path_comfort(states: np.ndarray, window: int = 40, stride: int = 10,
+                 config: PdmsConfig = PdmsConfig()) -> tuple[float, dict[str, float]]:
+    """NAVSIM comfort on sliding windows of ``window + 1`` states (0.1 s apart).
+
+    Returns (fraction of windows passing all checks, per-check pass fraction). Paths
+    shorter than 10 states are not assessable: (1.0, all 1.0).
+    """
+    n = states.shape[1]
+    if n < 10:
+        return 1.0, {k: 1.0 for k in COMFORT_METRICS}
+    length = min(window + 1, n)
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] != n - length:
+        starts.append(n - length)
+    windows = np.concatenate([states[:, s:s + length] for s in starts], axis=0)
+    checks = comfort_checks(windows, 1.0 / POLICY_HZ, config)  # (W, 6)
+    return float(np.mean(np.all(checks, axis=1))), {k: float(np.mean(checks[:, i])) for i, k in enumerate(COMFORT_METRICS)}
+
+
+def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig | None = None,
+                on_step: Any = None) -> EpisodeResult:
+    """Drive one episode: observe -> driver.plan -> track -> step, until it ends.
+
+    ``env`` is reset here. A driver returning None means "no plan" (full brake),
+    except for the expert, which drives itself. ``on_step(obs, traj, control, outcome)``
+    is called after every step (plots, tests).
+    """
+    tracker = tracker or highway_tracker_config()
+    cfg = env.config
+    t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    obs = env.reset()
+    driver.reset(env)
+    poses, vels, accs, yaw_rates, speeds, stamps, traj_stamps, plan_ms = [], [], [], [], [], [], [], []
+    fallbacks = no_plan = 0
+    termination = "max_steps"
+    outcome = StepOutcome(False, False, False, 0.0)
+    model_id = ""
+    error = ""
+    collided = off_road = completed = False
+
+    def record(o: Observation) -> None:
+        poses.append(o.pose.copy())
+        vels.append(np.asarray(o.ego.velocity, dtype=np.float64))
+        accs.append(np.asarray(o.ego.acceleration, dtype=np.float64))
+        yaw_rates.append(float(o.ego.yaw_rate))
+        speeds.append(float(o.speed_mps))
+        stamps.append(int(o.stamp_ns))
+
+    record(obs)
+    try:
+        for _ in range(cfg.max_steps):
+            t0 = time.perf_counter()
+            traj = driver.plan(obs)
+            plan_ms.append((time.perf_counter() - t0) * 1e3)
+            control = None
+            if traj is not None:
+                traj_stamps.append(int(traj.stamp_ns))
+                model_id = model_id or traj.model_id
+                fallbacks += int(bool(traj.is_fallback))
+                control = track(np.asarray(traj.poses, dtype=np.float64), float(traj.interval_s), obs.speed_mps, tracker)
+            elif not env.expert:
+                no_plan += 1
+            outcome = env.step(control)
+            obs = env.observation
+            record(obs)
+            if on_step is not None:
+                on_step(obs, traj, control, outcome)
+            collided |= outcome.collided
+            off_road |= outcome.off_road
+            completed |= outcome.route_completed
+            if outcome.collided and cfg.stop_on_collision:
+                termination = "collision"
+                break
+            if outcome.off_road and cfg.stop_off_road:
+                termination = "off_road"
+                break
+            if outcome.route_completed:
+                termination = "route_completed"
+                break
+    except Exception as exc:  # keep the benchmark going; the episode is marked
+        termination, error = "error", f"{type(exc).__name__}: {exc}"
+    finally:
+        env.close()
+    states = path_states(np.asarray(poses), np.asarray(vels), np.asarray(accs), np.asarray(yaw_rates))
+    comfort, per_check = path_comfort(states, cfg.comfort_window_steps, cfg.comfort_stride_steps)
+    ms = np.asarray(plan_ms) if plan_ms else np.array([np.nan])
+    return EpisodeResult(
+        method=driver.name, scenario=env.scenario, seed=env.seed, steps=len(poses) - 1, termination=termination,
+        collision=bool(collided), off_road=bool(off_road), route_completed=bool(completed),
+        progress_m=float(outcome.progress_m if len(poses) > 1 else 0.0),
+        mean_speed_mps=float(np.mean(speeds)), comfort=comfort, comfort_checks=per_check,
+        fallbacks=fallbacks, no_plan=no_plan, mean_plan_ms=float(np.nanmean(ms)),
+        p95_plan_ms=float(np.nanpercentile(ms, 95)) if np.any(np.isfinite(ms)) else float("nan"),
+        wall_s=time.perf_counter() - t_start, cpu_s=time.process_time() - cpu_start, model_id=model_id, error=error,
+        path=[[float(v) for v in p] for p in poses], speeds=[float(s) for s in speeds], stamps_ns=stamps,
+        trajectory_stamps_ns=traj_stamps,
+    )
+
+
+def score_episode(result: EpisodeResult | dict, expert_progress_m: float | None,
+                  config: ClosedLoopConfig | None = None) -> dict[str, float]:
+    """PDMS-style sub-scores of a driven episode (see the module doc).
+
+    ``expert_progress_m`` None (no expert run for the seed): EP and the score are NaN.
+    """
+    cfg = config or ClosedLoopConfig()
+    r = result.to_dict(with_path=False) if isinstance(result, EpisodeResult) else result
+    nc = 0.0 if r["collision"] else 1.0
+    dac = 0.0 if r["off_road"] else 1.0
+    progress = max(float(r["progress_m"]), 0.0)
+    if expert_progress_m is None or not math.isfinite(expert_progress_m):
+        ep = float("nan")
+    else:
+        top = max(progress, float(expert_progress_m))
+        ep = 1.0 if top < cfg.progress_threshold_m else progress / top
+    c = float(r["comfort"])
+    score = nc * dac * (5.0 * ep + 2.0 * c) / 7.0
+    if r.get("termination") == "error":
+        score = float("nan")
+    return {"nc": nc, "dac": dac, "ep": ep, "c": c, "score": score}
+
+
+# ----------------------------------------------------------------------------- methods
+@dataclass
+class ClosedLoopMethod:
+    """A picklable description of a closed-loop method (built into a driver in the worker).
+
+    ``kind``: 'expert', 'constant_velocity', 'ego_mlp' (``checkpoint``), 'reference',
+    'agent' (direct pipeline, ``checkpoint`` = root), or 'ros' (the node graph; ``graph``
+    holds ``sim_bridge.GraphVariant`` keyword arguments).
+    """
+
+    name: str
+    kind: str
+    checkpoint: str | None = None
+    graph: dict = field(default_factory=dict)
+    replan_every: int = 1
+    options: dict = field(default_factory=dict)
+
+    @property
+    def needs_expert_env(self) -> bool:
+        return self.kind == "expert"
+
+
+def build_driver(method: ClosedLoopMethod) -> Any:
+    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``)."""
+    if method.kind == "expert":
+        return ExpertDriver()
+    if method.kind == "constant_velocity":
+        from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
+
+        return PlannerDriver(ConstantVelocityPlanner(use_yaw_rate=bool(method.options.get("use_yaw_rate", False))),
+                             name=method.name)
+    if method.kind == "ego_mlp":
+        from latentvla_ros.evaluation.ego_mlp import EgoMLPPlanner
+
+        return PlannerDriver(EgoMLPPlanner.from_checkpoint(method.checkpoint), name=method.name)
+    if method.kind == "reference":
+        from latentvla_ros.evaluation.reference_planner import ReferencePlanner, ReferencePlannerConfig
+
+        cfg = ReferencePlannerConfig(**method.options.get("reference", {}))
+        return PlannerDriver(ReferencePlanner(cfg), input="scene", name=method.name, replan_every=method.replan_every)
+    if method.kind == "agent":
+        from latentvla_ros.core.pipeline import build_pipeline_from_dir
+
+        return AgentDriver(build_pipeline_from_dir(method.checkpoint), name=method.name)
+    raise ValueError(f"no direct driver for method kind {method.kind!r}")
+
+
+def run_method_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]],
+                        config: ClosedLoopConfig | None = None, *, domain_id: int | None = None,
+                        stamp_base_ns: int = 1_000_000_000) -> list[EpisodeResult]:
+    """Run ``method`` on every (scenario, seed); ROS methods share one graph session.
+
+    Each episode's stamps start ``1000 s`` after the previous one's (a jump the graph's
+    acceleration estimator treats as a new drive).
+    """
+    cfg = config or ClosedLoopConfig()
+    results: list[EpisodeResult] = []
+
+    def make_env(k: int, scenario: str, seed: int, sensors: bool) -> HighwayClosedLoopEnv:
+        return HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
+                                    stamp_base_ns=stamp_base_ns + k * 1000 * 1_000_000_000)
+
+    if method.kind == "ros":
+        from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+
+        variant = GraphVariant(**method.graph)
+        with RosGraphSession(variant, domain_id=domain_id) as session:
+            for k, (scenario, seed) in enumerate(episodes):
+                driver = session.driver(name=method.name)
+                results.append(run_episode(make_env(k, scenario, seed, True), driver))
+        return results
+    driver = build_driver(method)
+    for k, (scenario, seed) in enumerate(episodes):
+        results.append(run_episode(make_env(k, scenario, seed, getattr(driver, "needs_sensors", True)), driver))
+    return results

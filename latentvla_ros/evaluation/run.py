@@ -1,0 +1,910 @@
+"""``latentvla evaluate``: open-loop PDMS and closed-loop driving for every method.
+
+(a) Open loop: NAVSIM-style PDMS on held-out highway-env logs (``evaluation/splits.py``:
+    scenarios x reserved seeds, generated once into ``--test-data``), one scene every
+    ``scene_stride`` frames with 4 s of logged future, for constant velocity, the
+    ego-status MLP, the PDM-Closed-style reference planner, the E2E planner without
+    fusion, fused with the distilled student, fused with the teacher, and the logged
+    expert (ceiling). Every trajectory of a scene is scored in one batch against the
+    same reference progress.
+(b) Closed loop: ``closed_loop.py`` episodes on the fixed seeds: our planner variants
+    through the ROS 2 node graph (``sim_bridge.py``), the baselines through the same env
+    loop, the IDM/MOBIL expert (ceiling; its progress is EP's reference).
+
+A method whose checkpoint is missing is listed as 'not available (no checkpoint)' and
+never replaced by another one; ``--allow-untrained`` runs it with random weights instead,
+flagged 'UNTRAINED' everywhere. Output in ``--out``: ``scores.json`` (every scene and
+episode), ``open_loop_pdms.png``, ``closed_loop_score.png``, ``examples.png``,
+``closed_loop_paths.png``, ``summary.md``; ``--write-docs`` also rewrites
+``docs/results.md``. 95 % confidence intervals: percentile bootstrap of the mean
+(2000 resamples, fixed seed).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentvla_ros.evaluation import splits
+
+OPEN_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
+                     "latentvla_teacher", "expert")
+CLOSED_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
+                       "latentvla_teacher", "expert")
+METHOD_LABELS = {
+    "constant_velocity": "Constant velocity",
+    "ego_mlp": "Ego-status MLP",
+    "pdm_closed": "Reference planner (PDM-Closed-style)",
+    "latentvla_none": "E2E planner, no fusion",
+    "latentvla_student": "LatentVLA, fused with distilled student",
+    "latentvla_teacher": "LatentVLA, fused with teacher",
+    "expert": "Expert (ceiling)",
+}
+SCHEMA_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- plan
+@dataclass
+class EvalPlan:
+    """What one evaluation run covers (``full()`` / ``quick()``)."""
+
+    scenarios: tuple[str, ...] = splits.SCENARIOS
+    open_loop_seeds: tuple[int, ...] = splits.OPEN_LOOP_TEST_SEEDS
+    open_loop_frames: int = splits.OPEN_LOOP_FRAMES
+    scene_stride: int = splits.OPEN_LOOP_SCENE_STRIDE
+    density: float = splits.OPEN_LOOP_DENSITY
+    closed_loop_seeds: tuple[int, ...] = splits.CLOSED_LOOP_SEEDS
+    closed_loop_steps: int = 120
+    closed_loop_scenarios: tuple[str, ...] | None = None  # None: ``scenarios``
+    open_loop_methods: tuple[str, ...] = OPEN_LOOP_METHODS
+    closed_loop_methods: tuple[str, ...] = CLOSED_LOOP_METHODS
+    run_open_loop: bool = True
+    run_closed_loop: bool = True
+    reference_lateral_offsets_closed_loop: tuple[float, ...] = (0.0,)  # cheaper PDM-Closed at 10 Hz
+    reference_replan_every: int = 1
+    graph_mode: str = "composed"  # or "processes": the node graph as separate processes
+    bootstrap_samples: int = 2000
+    bootstrap_seed: int = 0
+    num_examples: int = 4
+    ego_mlp_epochs: int = 30
+
+    @classmethod
+    def full(cls) -> "EvalPlan":
+        return cls()
+
+    @classmethod
+    def quick(cls) -> "EvalPlan":
+        return cls(open_loop_seeds=splits.QUICK_OPEN_LOOP_SEEDS, open_loop_frames=splits.QUICK_OPEN_LOOP_FRAMES,
+                   closed_loop_seeds=splits.QUICK_CLOSED_LOOP_SEEDS, closed_loop_steps=40,
+                   bootstrap_samples=500, ego_mlp_epochs=10)
+
+    @property
+    def cl_scenarios(self) -> tuple[str, ...]:
+        return tuple(self.closed_loop_scenarios or self.scenarios)
+
+
+# ----------------------------------------------------------------------------- statistics
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Mean and percentile-bootstrap (1 - alpha) interval of the mean; NaNs are dropped."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
+    if v.size == 1 or np.all(v == v[0]):
+        m = float(v.mean())
+        return {"mean": m, "ci_low": m, "ci_high": m, "n": int(v.size)}
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"mean": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(v.size)}
+
+
+# ----------------------------------------------------------------------------- methods
+@dataclass
+class MethodSpec:
+    """A method and the checkpoints it runs with (picklable)."""
+
+    name: str
+    kind: str  # constant_velocity | ego_mlp | pdm_closed | agent | expert
+    available: bool = True
+    reason: str = ""
+    untrained: bool = False
+    fusion: str = ""
+    bev: str = ""
+    planner: str = ""
+    student: str = ""
+    teacher: str = ""
+    ego_mlp: str = ""
+    preset: str = "edge"
+
+    def status(self) -> str:
+        if not self.available:
+            return f"not available ({self.reason})"
+        return "UNTRAINED" if self.untrained else "ok"
+
+
+def _has_ckpt(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def _has_teacher(path: Path) -> bool:
+    return (path / "teacher_config.json").is_file()
+
+
+def resolve_agent_spec(name: str, fusion: str, root: Path, allow_untrained: bool) -> MethodSpec:
+    """Checkpoints of one planner variant: ``<root>/variants/<fusion>/{bev_backbone,planner}``,
+    the student ``<root>/student``, the teacher ``<root>/teacher``. For 'student' the default
+    graph's ``<root>/{bev_backbone,planner}`` are used when no variant directory exists (the
+    same model: the default graph is the student-fused planner)."""
+    var = root / "variants" / fusion
+    bev, planner = var / "bev_backbone", var / "planner"
+    if fusion == "student" and not var.exists() and _has_ckpt(root / "planner"):
+        bev, planner = root / "bev_backbone", root / "planner"
+    need: dict[str, Path] = {"bev": bev, "planner": planner}
+    if fusion == "student":
+        need["student"] = root / "student"
+    if fusion == "teacher":
+        need["teacher"] = root / "teacher"
+    missing = [str(p) for k, p in need.items() if not (_has_teacher(p) if k == "teacher" else _has_ckpt(p))]
+    spec = MethodSpec(name=name, kind="agent", fusion=fusion)
+    if not missing:
+        spec.bev, spec.planner = str(bev), str(planner)
+        spec.student = str(need.get("student", "") or "")
+        spec.teacher = str(need.get("teacher", "") or "")
+        from latentvla_ros.core.checkpoint import read_checkpoint_config
+
+        actual = read_checkpoint_config(planner)["config"].get("fusion")
+        if actual != fusion:
+            spec.available, spec.reason = False, f"checkpoint {planner} has fusion={actual!r}, expected {fusion!r}"
+        return spec
+    if allow_untrained:
+        spec.untrained = True
+        for key, path in need.items():  # keep what exists; the rest is random
+            ok = _has_teacher(path) if key == "teacher" else _has_ckpt(path)
+            setattr(spec, key, str(path) if ok else "")
+        if spec.planner and spec.fusion:
+            from latentvla_ros.core.checkpoint import read_checkpoint_config
+
+            if read_checkpoint_config(spec.planner)["config"].get("fusion") != fusion:
+                spec.planner = ""
+        return spec
+    spec.available, spec.reason = False, "no checkpoint: " + ", ".join(missing)
+    return spec
+
+
+def resolve_methods(checkpoints: str | Path, allow_untrained: bool, ego_mlp_dir: str | None,
+                    ego_mlp_reason: str = "") -> dict[str, MethodSpec]:
+    root = Path(checkpoints)
+    out = {
+        "constant_velocity": MethodSpec("constant_velocity", "constant_velocity"),
+        "ego_mlp": MethodSpec("ego_mlp", "ego_mlp", ego_mlp=ego_mlp_dir or ""),
+        "pdm_closed": MethodSpec("pdm_closed", "pdm_closed"),
+        "latentvla_none": resolve_agent_spec("latentvla_none", "none", root, allow_untrained),
+        "latentvla_student": resolve_agent_spec("latentvla_student", "student", root, allow_untrained),
+        "latentvla_teacher": resolve_agent_spec("latentvla_teacher", "teacher", root, allow_untrained),
+        "expert": MethodSpec("expert", "expert"),
+    }
+    if not ego_mlp_dir:
+        if allow_untrained:
+            out["ego_mlp"].untrained = True
+        else:
+            out["ego_mlp"].available, out["ego_mlp"].reason = False, ego_mlp_reason or "no checkpoint"
+    return out
+
+
+def prepare_ego_mlp(checkpoints: Path, train_data: Path | None, out: Path, epochs: int) -> tuple[str | None, str, dict]:
+    """``<checkpoints>/ego_mlp`` if present, else train one on ``train_data`` into ``<out>/ego_mlp``."""
+    existing = checkpoints / "ego_mlp"
+    if _has_ckpt(existing):
+        return str(existing), "", {"source": str(existing)}
+    from latentvla_ros.data.log_format import list_logs
+
+    logs = list_logs(train_data) if train_data is not None and Path(train_data).exists() else []
+    if not logs:
+        return None, f"no checkpoint ({existing}) and no training logs ({train_data})", {}
+    from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, train_ego_mlp
+    from latentvla_ros.evaluation.splits import SplitLeakError
+
+    try:
+        info = train_ego_mlp(logs, out / "ego_mlp", EgoMLPConfig(epochs=epochs))
+    except (SplitLeakError, ValueError) as exc:
+        return None, f"cannot train: {exc}", {}
+    info = {k: v for k, v in info.items() if k != "losses"} | {"first_loss": info["losses"][0],
+                                                              "final_loss": info["losses"][-1],
+                                                              "source": f"trained on {len(logs)} logs in {train_data}"}
+    return str(out / "ego_mlp"), "", info
+
+
+# ----------------------------------------------------------------------------- learned agents (open loop)
+class TeacherFusedAgent:
+    """BEV backbone + VLM teacher (its visual + action embeddings) + teacher-fused planner."""
+
+    def __init__(self, bev: Any, teacher: Any, planner: Any):
+        self.bev, self.teacher, self.planner = bev, teacher, planner
+        self.name = "latentvla[teacher]"
+
+    @property
+    def model_id(self) -> str:
+        tid = f"teacher:{Path(self.teacher_dir).name}" if getattr(self, "teacher_dir", "") else "teacher:untrained"
+        return "|".join([self.bev.model_id, tid, self.planner.model_id])
+
+    def compute_trajectory(self, frame: Any) -> Any:
+        import torch
+
+        from latentvla_ros.core.types import LatentPlan
+
+        bev = self.bev.extract(frame)
+        image = torch.from_numpy(np.ascontiguousarray(frame.cameras[0].image)).permute(2, 0, 1).float().div(255.0)
+        status = torch.from_numpy(frame.ego.status_vector())[None]
+        probs, context = self.teacher.predict(image[None], status)
+        ctx = context[0].float().numpy()
+        k = probs.shape[1]
+        plan = LatentPlan(stamp_ns=frame.stamp_ns, token_ids=probs[0].argmax(-1).numpy(),
+                          token_probabilities=probs[0].numpy(), action_embeddings=ctx[-k:],
+                          visual_embeddings=ctx[:-k], model_id="teacher")
+        return self.planner.plan(bev, plan)
+
+
+def build_open_loop_agent(spec: MethodSpec) -> Any:
+    from latentvla_ros.core.pipeline import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
+    from latentvla_ros.models.configuration_planner import PlannerConfig
+
+    common = dict(preset=spec.preset)
+    bev = BevFeatureExtractor(checkpoint_dir=spec.bev or None, **common)
+    if spec.fusion == "teacher":
+        from latentvla_ros.models.modeling_teacher import LatentTeacher
+
+        if spec.teacher:
+            teacher = LatentTeacher.load(spec.teacher, device="cpu")
+        else:
+            from latentvla_ros.models.configuration_teacher import TeacherConfig
+
+            teacher = LatentTeacher.build(TeacherConfig()).eval()
+        pcfg = None if spec.planner else PlannerConfig.preset(
+            spec.preset, fusion="teacher", context_dim=teacher.hidden_size, num_context_tokens=teacher.cfg.context_tokens)
+        planner = TrajectoryPlanner(config=pcfg, checkpoint_dir=spec.planner or None, **common)
+        agent = TeacherFusedAgent(bev, teacher, planner)
+        agent.teacher_dir = spec.teacher
+        return agent
+    pcfg = None if spec.planner else PlannerConfig.preset(spec.preset, fusion=spec.fusion)
+    planner = TrajectoryPlanner(config=pcfg, checkpoint_dir=spec.planner or None, **common)
+    reasoner = LatentReasoner(checkpoint_dir=spec.student or None, **common) if planner.needs_plan else None
+    return LatentVLAAgent(bev, reasoner, planner)
+
+
+# ----------------------------------------------------------------------------- workers
+_WORKER_CACHE: dict[str, Any] = {}
+
+
+def _worker_init() -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # evaluation graphs stay on this host
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import logging
+
+    import torch
+
+    torch.set_num_threads(1)
+    logging.getLogger("latentvla_ros.core.pipeline").setLevel(logging.ERROR)  # 'untrained' is in the table
+
+
+def _planner_for(spec: MethodSpec) -> Any:
+    key = json.dumps(asdict(spec), sort_keys=True)
+    if key in _WORKER_CACHE:
+        return _WORKER_CACHE[key]
+    if spec.kind == "constant_velocity":
+        from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
+
+        obj = ConstantVelocityPlanner(use_yaw_rate=False)
+    elif spec.kind == "ego_mlp":
+        from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, EgoMLPPlanner, EgoStatusMLP
+
+        obj = EgoMLPPlanner.from_checkpoint(spec.ego_mlp) if spec.ego_mlp else EgoMLPPlanner(EgoStatusMLP(EgoMLPConfig()))
+    elif spec.kind == "agent":
+        obj = build_open_loop_agent(spec)
+    else:
+        raise ValueError(spec.kind)
+    _WORKER_CACHE[key] = obj
+    return obj
+
+
+def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int, want_example: bool) -> dict:
+    """Score every method on the scenes of one held-out log (runs in a worker)."""
+    from latentvla_ros.data.log_format import DrivingLog
+    from latentvla_ros.evaluation.pdms import score_trajectories
+    from latentvla_ros.evaluation.reference_planner import ReferencePlanner
+    from latentvla_ros.evaluation.scenes import scene_from_log, scene_indices
+
+    log = DrivingLog(log_dir)
+    meta = dict(log.meta)
+    rows, examples, errors = [], [], []
+    indices = [t for t in scene_indices(log, stride=scene_stride) if bool(np.asarray(log.future_valid)[t])]
+    example_t = indices[len(indices) // 2] if indices and want_example else None
+    ref_planner = ReferencePlanner()
+    for t in indices:
+        scene = scene_from_log(log, t)
+        if scene.expert_trajectory is None:
+            continue
+        frame = log.sensor_frame(t)
+        trajs, names, plan_ms = [], [], {}
+        for spec in specs:
+            try:
+                if spec.kind in ("agent", "ego_mlp", "constant_velocity"):
+                    _planner_for(spec)  # built (and cached) outside the timing
+            except Exception as exc:
+                errors.append(f"{spec.name}: cannot build: {type(exc).__name__}: {exc}")
+                continue
+            t0 = time.perf_counter()
+            try:
+                if spec.kind == "expert":
+                    poses = np.asarray(scene.expert_trajectory, dtype=np.float64)
+                elif spec.kind == "pdm_closed":
+                    ref_plan = ref_planner.plan_detailed(scene)
+                    poses = np.asarray(ref_plan.trajectory.poses)
+                    scene._cache["ref_plan"] = ref_plan
+                elif spec.kind == "agent":
+                    poses = np.asarray(_planner_for(spec).compute_trajectory(frame).poses)
+                else:
+                    poses = np.asarray(_planner_for(spec).plan(frame).poses)
+            except Exception as exc:  # a failing method is recorded, not fatal
+                errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
+                continue
+            plan_ms[spec.name] = (time.perf_counter() - t0) * 1e3
+            trajs.append(poses)
+            names.append(spec.name)
+        ref_plan = scene._cache.get("ref_plan") or ref_planner.plan_detailed(scene)
+        ref_progress = ref_planner.reference_progress(scene, ref_plan)
+        results = score_trajectories(scene, trajs, reference_progress=ref_progress) if trajs else []
+        for name, res in zip(names, results):
+            row = {"method": name, "scenario": meta.get("scenario"), "seed": int(meta.get("seed", -1)), "frame": int(t),
+                   "token": scene.token, **{k: float(v) for k, v in res.as_dict().items()},
+                   "collision_time_s": res.collision_time_s, "plan_ms": plan_ms[name],
+                   "comfort_checks": res.comfort_checks}
+            rows.append(row)
+        if t == example_t:
+            examples.append({
+                "token": scene.token, "scenario": meta.get("scenario"), "seed": int(meta.get("seed", -1)), "frame": int(t),
+                "image": np.asarray(log.camera(t)[0]).tolist(),
+                "meters_per_pixel": float(meta.get("camera_meters_per_pixel", 0.5)),
+                "ego_pixel_xy": list(meta.get("camera_ego_pixel_xy", [63.5, 96.0])),
+                "trajectories": {n: np.asarray(p).tolist() for n, p in zip(names, trajs)},
+                "pdms": {r["method"]: r["pdms"] for r in rows if r["frame"] == t},
+            })
+    return {"rows": rows, "examples": examples, "errors": errors, "log": str(log_dir)}
+
+
+def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int, domain_id: int | None) -> dict:
+    """Run one closed-loop method on episodes (in a worker)."""
+    from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, run_method_episodes
+
+    try:
+        results = run_method_episodes(method, episodes, ClosedLoopConfig(max_steps=steps), domain_id=domain_id)
+        return {"episodes": [r.to_dict() for r in results], "errors": [r.error for r in results if r.error]}
+    except Exception as exc:
+        return {"episodes": [], "errors": [f"{method.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"]}
+
+
+def _run_tasks(calls: list[tuple[Any, tuple]], workers: int) -> list[Any]:
+    """Run (function, args) calls, in ``workers`` spawned processes when > 1; results in order."""
+    if workers <= 1 or len(calls) <= 1:
+        _worker_init()
+        return [fn(*args) for fn, args in calls]
+    import multiprocessing as mp
+
+    out: list[Any] = [None] * len(calls)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(calls)}
+        for fut in as_completed(futures):
+            out[futures[fut]] = fut.result()
+    return out
+
+
+# ----------------------------------------------------------------------------- closed-loop methods
+def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[str, Any]:
+    """ClosedLoopMethod per available method (ours through the ROS graph)."""
+    from latentvla_ros.evaluation.closed_loop import ClosedLoopMethod
+
+    out: dict[str, Any] = {}
+    for name in plan.closed_loop_methods:
+        spec = specs[name]
+        if not spec.available:
+            continue
+        if spec.kind == "agent":
+            # process mode: no use_sim_time for now -- nodes started with use_sim_time:=true
+            # crash in LatentVlaNode.create_subscription (see the report); the closed loop
+            # is synchronous, so only the nodes' latency statistics differ
+            graph = dict(name=name, fusion=spec.fusion, mode=plan.graph_mode, use_sim_time=plan.graph_mode == "composed",
+                         bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
+                         student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset)
+            out[name] = ClosedLoopMethod(name=name, kind="ros", graph=graph)
+        elif spec.kind == "pdm_closed":
+            out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,
+                                         options={"reference": {"lateral_offsets": plan.reference_lateral_offsets_closed_loop}})
+        elif spec.kind == "ego_mlp":
+            if not spec.ego_mlp:
+                continue  # untrained MLP has no checkpoint to load in the worker
+            out[name] = ClosedLoopMethod(name=name, kind="ego_mlp", checkpoint=spec.ego_mlp)
+        else:
+            out[name] = ClosedLoopMethod(name=name, kind=spec.kind)
+    return out
+
+
+def closed_loop_unavailable_reason(spec: MethodSpec, method: Any) -> str:
+    if not spec.available:
+        return spec.reason
+    if method is None:
+        return "no checkpoint"
+    if getattr(method, "kind", "") == "ros":
+        from latentvla_ros.evaluation.sim_bridge import GraphVariant
+
+        return GraphVariant(**method.graph).check_available()
+    return ""
+
+
+# ----------------------------------------------------------------------------- summaries
+OPEN_METRICS = ("pdms", "nc", "dac", "ttc", "ep", "c")
+CLOSED_METRICS = ("score", "collision", "off_road", "route_completed", "progress_m", "mean_speed_mps", "comfort", "ep")
+
+
+def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], plan: EvalPlan) -> dict[str, dict]:
+    out = {}
+    for name in methods:
+        mine = [r for r in rows if r["method"] == name]
+        if not mine:
+            continue
+        out[name] = {m: bootstrap_ci([float(r[m]) for r in mine], plan.bootstrap_samples, plan.bootstrap_seed)
+                     for m in metrics}
+        out[name]["n"] = len(mine)
+    return out
+
+
+def _fmt(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
+    if not stat or not np.isfinite(stat.get("mean", float("nan"))):
+        return "-"
+    return f"{stat['mean'] * scale:.{digits}f}"
+
+
+def _fmt_ci(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
+    if not stat or not np.isfinite(stat.get("mean", float("nan"))):
+        return "-"
+    return f"{stat['mean'] * scale:.{digits}f} [{stat['ci_low'] * scale:.{digits}f}, {stat['ci_high'] * scale:.{digits}f}]"
+
+
+def markdown_tables(result: dict) -> str:
+    methods = result["methods"]
+    lines = []
+    ol = result.get("open_loop", {})
+    if ol:
+        lines += ["### Open loop (PDMS on held-out logs, x100, mean [95% CI])", "",
+                  "| Method | Status | Scenes | PDMS | NC | DAC | TTC | EP | C |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name in ol.get("methods", []):
+            s = ol["summary"].get(name, {})
+            status = methods[name]["status"]
+            label = METHOD_LABELS.get(name, name)
+            if not s:
+                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - |")
+                continue
+            lines.append(f"| {label} | {status} | {s['n']} | {_fmt_ci(s['pdms'])} | {_fmt(s['nc'])} | {_fmt(s['dac'])} | "
+                         f"{_fmt(s['ttc'])} | {_fmt(s['ep'])} | {_fmt(s['c'])} |")
+        lines.append("")
+    cl = result.get("closed_loop", {})
+    if cl:
+        lines += ["### Closed loop (highway-env episodes, mean [95% CI])", "",
+                  "| Method | Status | Episodes | Score x100 | Collision % | Off-road % | Route done % | Progress m | "
+                  "Speed m/s | Comfort % | Planner ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name in cl.get("methods", []):
+            s = cl["summary"].get(name, {})
+            status = cl.get("status", {}).get(name, methods[name]["status"])
+            label = METHOD_LABELS.get(name, name)
+            if not s:
+                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - |")
+                continue
+            lines.append(
+                f"| {label} | {status} | {s['n']} | {_fmt_ci(s['score'])} | {_fmt(s['collision'])} | {_fmt(s['off_road'])} | "
+                f"{_fmt(s['route_completed'])} | {_fmt_ci(s['progress_m'], 1.0)} | {_fmt(s['mean_speed_mps'], 1.0)} | "
+                f"{_fmt(s['comfort'])} | {_fmt(s.get('plan_ms', {}), 1.0, 0)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- plots
+def plot_bars(summary: dict, metric: str, methods: Sequence[str], path: Path, title: str, scale: float = 100.0,
+              untrained: Sequence[str] = ()) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in methods if m in summary]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * max(len(names), 1) + 1.2))
+    if names:
+        means = np.array([summary[m][metric]["mean"] for m in names]) * scale
+        lo = np.array([summary[m][metric]["ci_low"] for m in names]) * scale
+        hi = np.array([summary[m][metric]["ci_high"] for m in names]) * scale
+        err = np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)])
+        y = np.arange(len(names))
+        colors = ["tab:gray" if m in ("expert", "constant_velocity", "ego_mlp", "pdm_closed") else "tab:blue" for m in names]
+        ax.barh(y, np.nan_to_num(means), xerr=err, color=colors, capsize=4)
+        ax.set_yticks(y, [METHOD_LABELS.get(m, m) + (" (UNTRAINED)" if m in untrained else "") for m in names])
+        ax.invert_yaxis()
+        for yi, m in zip(y, means):
+            ax.text(max(np.nan_to_num(m), 0) + 1, yi, f"{m:.1f}", va="center", fontsize=8)
+    ax.set_xlim(0, 112)
+    ax.set_xlabel(f"{metric} x{scale:g} (mean, 95% bootstrap CI)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_examples(examples: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(examples), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), squeeze=False)
+    colors = {"expert": "white", "constant_velocity": "tab:gray", "ego_mlp": "tab:olive", "pdm_closed": "tab:orange",
+              "latentvla_none": "tab:cyan", "latentvla_student": "tab:red", "latentvla_teacher": "tab:purple"}
+    for ax, ex in zip(axes[0], examples):
+        img = np.asarray(ex["image"], dtype=np.uint8)
+        ax.imshow(img)
+        c0, r0 = ex["ego_pixel_xy"]
+        mpp = ex["meters_per_pixel"]
+        for name, poses in ex["trajectories"].items():
+            p = np.vstack([[0.0, 0.0, 0.0], np.asarray(poses)])
+            cols, rows = c0 - p[:, 1] / mpp, r0 - p[:, 0] / mpp
+            style = dict(lw=2.5, ls="--") if name == "expert" else dict(lw=1.5)
+            label = f"{name} ({ex['pdms'].get(name, float('nan')) * 100:.0f})"
+            ax.plot(cols, rows, marker="o", ms=2.5, color=colors.get(name, "tab:green"), label=label, **style)
+        ax.set_xlim(0, img.shape[1] - 1)
+        ax.set_ylim(img.shape[0] - 1, 0)
+        ax.set_title(f"{ex['scenario']} seed {ex['seed']} frame {ex['frame']}", fontsize=9)
+        ax.axis("off")
+        ax.legend(fontsize=6, loc="lower left", framealpha=0.7)
+    fig.suptitle("Ego-up camera, planned trajectories\n(PDMS x100; dashed white = expert log)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_paths(episodes: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first: dict[str, tuple[str, int]] = {}
+    for sc, sd in sorted({(e["scenario"], e["seed"]) for e in episodes}):
+        first.setdefault(sc, (sc, sd))  # first seed of each scenario
+    keys = list(first.values())
+    n = max(len(keys), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    for ax, (sc, sd) in zip(axes[0], keys):
+        for e in episodes:
+            if (e["scenario"], e["seed"]) != (sc, sd) or not e.get("path"):
+                continue
+            p = np.asarray(e["path"])
+            ax.plot(p[:, 0], p[:, 1], lw=2.0 if e["method"] == "expert" else 1.2, label=f"{e['method']} ({e['termination']})")
+            ax.plot(p[-1, 0], p[-1, 1], "x", color="k", ms=4)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_title(f"{sc} seed {sd}", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle("Closed-loop driven paths (world frame)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- machine / docs
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["cuda"] = bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
+def write_results_doc(path: Path, result: dict, out: Path) -> None:
+    meta = result["meta"]
+    m = meta["machine"]
+    rel_out = os.path.relpath(out, path.parent)
+    lines = [
+        "# Results",
+        "",
+        "Generated by `latentvla evaluate` (`latentvla_ros/evaluation/run.py`); do not edit by hand.",
+        "",
+        f"- Date: {meta['date']}",
+        f"- Command: `{meta['command']}`",
+        f"- Machine: {m.get('cpu', '?')}, {m.get('cpu_count')} CPUs, {m.get('platform')}, torch {m.get('torch', '?')}"
+        f"{' (CUDA)' if m.get('cuda') else ' (CPU only)'}; load average at the end {m.get('load_average')}",
+        f"- Wall time: {meta['wall_s']:.0f} s with {meta['workers']} worker process(es)"
+        f"{' (--quick)' if meta['quick'] else ''}",
+        f"- Checkpoints: `{meta['checkpoints']}`",
+        "",
+        "## Splits",
+        "",
+        f"- Open loop: held-out highway-env logs, scenarios {', '.join(meta['plan']['scenarios'])}, seeds "
+        f"{meta['plan']['open_loop_seeds']} (density {meta['plan']['density']}), {meta['plan']['open_loop_frames']} "
+        f"frames each, a scene every {meta['plan']['scene_stride']} frames with 4 s of logged future.",
+        f"- Closed loop: seeds {meta['plan']['closed_loop_seeds']} per scenario, at most "
+        f"{meta['plan']['closed_loop_steps']} steps of 0.1 s.",
+        f"- Seeds >= {splits.RESERVED_SEED_START} are reserved for evaluation; training data uses smaller seeds.",
+        "",
+        "## Tables",
+        "",
+        markdown_tables(result),
+        "## Plots",
+        "",
+        f"![open-loop PDMS]({rel_out}/open_loop_pdms.png)",
+        "",
+        f"![closed-loop score]({rel_out}/closed_loop_score.png)",
+        "",
+        f"![examples]({rel_out}/examples.png)",
+        "",
+        "## How to read this",
+        "",
+        "- Open-loop PDMS follows NAVSIM v1.1 (`evaluation/pdms.py`): NC x DAC x (5 TTC + 5 EP + 2 C) / 12 after a 4 s "
+        "LQR-tracked simulation, agents replayed from the log; EP relative to the reference planner.",
+        "- Closed-loop score: NC x DAC x (5 EP + 2 C) / 7 on the driven path: NC = 0 after a collision, DAC = 0 after "
+        "leaving the road, EP = progress / max(progress, expert progress on the same seed), C = share of 4 s windows "
+        "meeting NAVSIM's comfort bounds. Our methods drive through the ROS 2 node graph (sim bridge -> sensor topics "
+        "-> graph -> PlannedTrajectory with the frame's stamp -> pure pursuit -> highway-env); baselines use the same "
+        "env loop, sensors and tracker.",
+        "- 'not available' = the checkpoint is missing (never substituted); 'UNTRAINED' = random weights "
+        "(`--allow-untrained`), meaningless as a score.",
+        "",
+    ]
+    if meta.get("errors"):
+        lines += ["## Errors during the run", ""] + [f"- `{e.splitlines()[0][:300]}`" for e in meta["errors"][:20]] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------- main flow
+def generator_fingerprint() -> str:
+    """Short hash of the data generator's source: cached held-out logs are regenerated
+    whenever ``data/highway.py`` (or ``data/log_format.py``) changes."""
+    import hashlib
+
+    import latentvla_ros.data.highway as highway
+    import latentvla_ros.data.log_format as log_format
+
+    digest = hashlib.sha256()
+    for module in (highway, log_format):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def ensure_test_logs(root: Path, plan: EvalPlan, workers: int) -> list[Path]:
+    """Generate the held-out logs once (kept between runs under ``<root>/frames<N>_gen<hash>``)."""
+    from latentvla_ros.data.highway import generate_dataset, log_name
+    from latentvla_ros.data.log_format import is_log_dir
+
+    splits.open_loop_logs(plan.scenarios, plan.open_loop_seeds, plan.density)  # validates the seeds
+    base = root / f"frames{plan.open_loop_frames}_gen{generator_fingerprint()}"
+    generate_dataset(base, scenarios=plan.scenarios, seeds=plan.open_loop_seeds, densities=(plan.density,),
+                     frames_per_log=plan.open_loop_frames, workers=workers, progress=False)
+    dirs = [base / log_name(sc, s, plan.density) for sc in plan.scenarios for s in plan.open_loop_seeds]
+    return [d for d in dirs if is_log_dir(d)]
+
+
+def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "checkpoints/edge", workers: int = 2,
+                   *, test_data: str | Path = "data/highway_test", train_data: str | Path | None = "data/highway",
+                   allow_untrained: bool = False, write_docs: bool = False, docs_path: str | Path = "docs/results.md",
+                   command: str = "", quick: bool = False, verbose: bool = True) -> dict:
+    """Everything ``latentvla evaluate`` does; returns the ``scores.json`` content."""
+    t_start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckroot = Path(checkpoints)
+    errors: list[str] = []
+
+    def say(msg: str) -> None:
+        if verbose:
+            print(f"[evaluate {time.perf_counter() - t_start:6.1f} s] {msg}", flush=True)
+
+    ego_dir, ego_reason, ego_info = prepare_ego_mlp(ckroot, Path(train_data) if train_data else None, out,
+                                                    plan.ego_mlp_epochs)
+    if ego_info:
+        say(f"ego-status MLP: {ego_info.get('source')}")
+    specs = resolve_methods(ckroot, allow_untrained, ego_dir, ego_reason)
+    for name, spec in specs.items():
+        say(f"{name}: {spec.status()}")
+    timings: dict[str, float] = {}
+
+    # ---- (a) open loop
+    open_rows: list[dict] = []
+    examples: list[dict] = []
+    if plan.run_open_loop:
+        t0 = time.perf_counter()
+        logs = ensure_test_logs(Path(test_data), plan, workers)
+        timings["test_logs_s"] = time.perf_counter() - t0
+        say(f"{len(logs)} held-out logs ready ({timings['test_logs_s']:.0f} s)")
+        active = [specs[m] for m in plan.open_loop_methods if specs[m].available]
+        t0 = time.perf_counter()
+        seen_scenarios: set[str] = set()
+        calls = []
+        for d in logs:
+            sc = d.name.split("_")[0]
+            want = sc not in seen_scenarios and len(seen_scenarios) < plan.num_examples
+            seen_scenarios.add(sc)
+            calls.append((open_loop_log_task, (str(d), active, plan.scene_stride, want)))
+        for res in _run_tasks(calls, workers):
+            open_rows += res["rows"]
+            examples += res["examples"]
+            errors += res["errors"]
+        timings["open_loop_s"] = time.perf_counter() - t0
+        say(f"open loop: {len({r['token'] for r in open_rows})} scenes scored ({timings['open_loop_s']:.0f} s)")
+
+    # ---- (b) closed loop
+    episodes: list[dict] = []
+    cl_status: dict[str, str] = {}
+    if plan.run_closed_loop:
+        t0 = time.perf_counter()
+        cl_methods = closed_loop_methods(specs, plan)
+        eps = splits.closed_loop_episodes(plan.cl_scenarios, plan.closed_loop_seeds)
+        base_domain = 101 + random.SystemRandom().randint(0, 99)
+        calls = []
+        order = []
+        for name in plan.closed_loop_methods:
+            spec = specs[name]
+            method = cl_methods.get(name)
+            reason = closed_loop_unavailable_reason(spec, method)
+            if reason:
+                cl_status[name] = f"not available ({reason})"
+                continue
+            cl_status[name] = spec.status()
+            if method.kind == "ros":
+                from latentvla_ros.evaluation.sim_bridge import GraphVariant
+
+                effective = GraphVariant(**method.graph).effective_fusion
+                if effective != spec.fusion:
+                    cl_status[name] += f" (graph runs the preset planner, fusion={effective})"
+            for sc in plan.cl_scenarios:
+                mine = [e for e in eps if e[0] == sc]
+                dom = base_domain + len(calls) if method.kind == "ros" else None
+                cost = {"ros": 3, "reference": 3, "expert": 1}.get(method.kind, 2) * (3 if sc == "intersection" else 1)
+                order.append(cost)
+                calls.append((closed_loop_task, (method, mine, plan.closed_loop_steps, dom)))
+        ranked = sorted(range(len(calls)), key=lambda i: -order[i])
+        results = _run_tasks([calls[i] for i in ranked], workers)
+        for res in results:
+            episodes += res["episodes"]
+            errors += res["errors"]
+        expert_progress = {(e["scenario"], e["seed"]): e["progress_m"] for e in episodes
+                           if e["method"] == "expert" and e["termination"] != "error"}
+        from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, score_episode
+
+        cfg = ClosedLoopConfig(max_steps=plan.closed_loop_steps)
+        for e in episodes:
+            sc = score_episode(e, expert_progress.get((e["scenario"], e["seed"])), cfg)
+            e.update(sc)
+            e["plan_ms"] = e["mean_plan_ms"]
+        timings["closed_loop_s"] = time.perf_counter() - t0
+        say(f"closed loop: {len(episodes)} episodes ({timings['closed_loop_s']:.0f} s)")
+
+    # ---- summaries, tables, plots
+    result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "meta": {
+            "command": command or "latentvla evaluate", "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "machine": machine_info(), "quick": bool(quick), "workers": workers,
+            "checkpoints": str(ckroot), "test_data": str(test_data), "plan": asdict(plan), "timings_s": timings,
+            "ego_mlp": ego_info, "errors": errors, "wall_s": 0.0,
+        },
+        "splits": {"reserved_seed_start": splits.RESERVED_SEED_START,
+                   "open_loop": {"scenarios": list(plan.scenarios), "seeds": list(plan.open_loop_seeds),
+                                 "density": plan.density, "frames": plan.open_loop_frames, "scene_stride": plan.scene_stride},
+                   "closed_loop": {"scenarios": list(plan.cl_scenarios), "seeds": list(plan.closed_loop_seeds),
+                                   "max_steps": plan.closed_loop_steps}},
+        "methods": {n: {**asdict(s), "status": s.status(), "label": METHOD_LABELS.get(n, n)} for n, s in specs.items()},
+    }
+    if plan.run_open_loop:
+        result["open_loop"] = {"methods": list(plan.open_loop_methods),
+                               "summary": summarize(open_rows, plan.open_loop_methods, OPEN_METRICS, plan),
+                               "scenes": open_rows}
+        for name, s in result["open_loop"]["summary"].items():
+            s["plan_ms"] = bootstrap_ci([r["plan_ms"] for r in open_rows if r["method"] == name], 200, 0)
+    if plan.run_closed_loop:
+        summary = summarize(episodes, plan.closed_loop_methods, CLOSED_METRICS, plan)
+        for name, s in summary.items():
+            s["plan_ms"] = bootstrap_ci([e["mean_plan_ms"] for e in episodes if e["method"] == name], 200, 0)
+            s["fallbacks"] = int(sum(e["fallbacks"] for e in episodes if e["method"] == name))
+            s["no_plan"] = int(sum(e["no_plan"] for e in episodes if e["method"] == name))
+        result["closed_loop"] = {"methods": list(plan.closed_loop_methods), "status": cl_status, "summary": summary,
+                                 "episodes": episodes}
+    result["meta"]["wall_s"] = time.perf_counter() - t_start
+    if plan.run_open_loop:
+        untrained = [n for n, sp in specs.items() if sp.untrained]
+        plot_bars(result["open_loop"]["summary"], "pdms", plan.open_loop_methods, out / "open_loop_pdms.png",
+                  "Open-loop PDMS (held-out logs)", untrained=untrained)
+        plot_examples(examples[: plan.num_examples], out / "examples.png")
+    if plan.run_closed_loop:
+        plot_bars(result["closed_loop"]["summary"], "score", plan.closed_loop_methods, out / "closed_loop_score.png",
+                  "Closed-loop score (highway-env)", untrained=[n for n, sp in specs.items() if sp.untrained])
+        plot_paths(episodes, out / "closed_loop_paths.png")
+    tables = markdown_tables(result)
+    (out / "summary.md").write_text(tables)
+    (out / "scores.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=False, allow_nan=True))
+    if write_docs:
+        write_results_doc(Path(docs_path), result, out)
+    if verbose:
+        print()
+        print(tables)
+        for e in errors[:10]:
+            print("error:", e.splitlines()[0][:300], file=sys.stderr)
+        print(f"wrote {out / 'scores.json'} and plots in {out} ({result['meta']['wall_s']:.0f} s)")
+    return result
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def main(args: Any) -> int:
+    """Entry point of ``latentvla evaluate`` (args from ``cli.py``)."""
+    plan = getattr(args, "plan", None) or (EvalPlan.quick() if getattr(args, "quick", False) else EvalPlan.full())
+    if getattr(args, "skip_open_loop", False):
+        plan = replace(plan, run_open_loop=False)
+    if getattr(args, "skip_closed_loop", False):
+        plan = replace(plan, run_closed_loop=False)
+    if getattr(args, "graph_mode", None):
+        plan = replace(plan, graph_mode=args.graph_mode)
+    command = getattr(args, "command_line", None) or "latentvla " + " ".join(sys.argv[1:])
+    result = run_evaluation(
+        plan, args.out, args.checkpoints, int(getattr(args, "workers", 2) or 1),
+        test_data=getattr(args, "test_data", "data/highway_test"),
+        train_data=getattr(args, "train_data", "data/highway"),
+        allow_untrained=bool(getattr(args, "allow_untrained", False)),
+        write_docs=bool(getattr(args, "write_docs", False)),
+        docs_path=getattr(args, "docs_path", "docs/results.md"),
+        command=command, quick=bool(getattr(args, "quick", False)),
+    )
+    return 0 if result else 1

@@ -1,0 +1,117 @@
+"""`latentvla evaluate` end to end on tiny data, the ego-status MLP, splits and statistics."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from latentvla_ros.evaluation import splits
+from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, EgoMLPPlanner, train_ego_mlp
+from latentvla_ros.evaluation.run import EvalPlan, bootstrap_ci, main, resolve_methods
+
+
+@pytest.fixture(scope="module")
+def train_logs(tmp_path_factory):
+    from latentvla_ros.data.highway import generate_log
+
+    root = tmp_path_factory.mktemp("ego_train")
+    for scenario, seed in (("highway", 1), ("merge", 2)):
+        generate_log(root / f"{scenario}_{seed}", scenario=scenario, seed=seed, num_frames=50)
+    return root
+
+
+def test_ego_mlp_trains_and_its_loss_falls(train_logs, tmp_path):
+    info = train_ego_mlp(train_logs, tmp_path / "mlp", EgoMLPConfig(epochs=25, batch_size=16))
+    losses = info["losses"]
+    assert len(losses) == 25 and losses[-1] < 0.5 * losses[0]
+    assert (tmp_path / "mlp" / "model.safetensors").is_file() and (tmp_path / "mlp" / "config.json").is_file()
+    planner = EgoMLPPlanner.from_checkpoint(tmp_path / "mlp")
+    from latentvla_ros.data.log_format import DrivingLog, list_logs
+
+    log = DrivingLog(list_logs(train_logs)[0])
+    traj = planner.plan(log.sensor_frame(5))
+    assert traj.poses.shape == (8, 3) and np.all(np.isfinite(traj.poses)) and planner.model_id.startswith("ego_mlp:")
+    # it learned to drive forward at roughly the logged speed
+    assert traj.poses[-1, 0] > 0.5 * log.future_trajectory(5)[-1, 0]
+
+
+def test_ego_mlp_refuses_evaluation_seeds(tmp_path):
+    from latentvla_ros.data.highway import generate_log
+
+    generate_log(tmp_path / "leak", scenario="merge", seed=splits.OPEN_LOOP_TEST_SEEDS[0], num_frames=45)
+    with pytest.raises(splits.SplitLeakError):
+        train_ego_mlp([tmp_path / "leak"], tmp_path / "mlp", EgoMLPConfig(epochs=1))
+
+
+def test_splits_are_reserved_and_disjoint():
+    assert all(splits.is_reserved_seed(s) for s in splits.OPEN_LOOP_TEST_SEEDS + splits.CLOSED_LOOP_SEEDS)
+    assert not set(splits.OPEN_LOOP_TEST_SEEDS) & set(splits.CLOSED_LOOP_SEEDS)
+    assert set(splits.QUICK_OPEN_LOOP_SEEDS) <= set(splits.OPEN_LOOP_TEST_SEEDS)
+    splits.check_training_seeds(range(0, splits.RESERVED_SEED_START))
+    with pytest.raises(splits.SplitLeakError):
+        splits.check_training_seeds([3, splits.RESERVED_SEED_START])
+    assert len(splits.closed_loop_episodes()) == len(splits.SCENARIOS) * len(splits.CLOSED_LOOP_SEEDS)
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.7, 0.1, 50)
+    a, b = bootstrap_ci(values, 1000, seed=0), bootstrap_ci(values, 1000, seed=0)
+    assert a == b and a["ci_low"] < a["mean"] < a["ci_high"] and a["n"] == 50
+    wide = bootstrap_ci(values[:5], 1000, seed=0)
+    assert wide["ci_high"] - wide["ci_low"] > a["ci_high"] - a["ci_low"]
+    assert np.isnan(bootstrap_ci([], 10)["mean"]) and bootstrap_ci([float("nan"), 1.0])["mean"] == 1.0
+
+
+def test_missing_checkpoints_are_not_substituted(tmp_path):
+    specs = resolve_methods(tmp_path / "nothing", allow_untrained=False, ego_mlp_dir=None, ego_mlp_reason="no checkpoint")
+    for name in ("latentvla_none", "latentvla_student", "latentvla_teacher", "ego_mlp"):
+        assert not specs[name].available and "no checkpoint" in specs[name].status()
+    assert specs["constant_velocity"].available and specs["expert"].available
+    flagged = resolve_methods(tmp_path / "nothing", allow_untrained=True, ego_mlp_dir=None)
+    assert flagged["latentvla_student"].available and flagged["latentvla_student"].status() == "UNTRAINED"
+
+
+def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
+    plan = EvalPlan(scenarios=("highway",), open_loop_seeds=splits.QUICK_OPEN_LOOP_SEEDS, open_loop_frames=45,
+                    closed_loop_seeds=splits.QUICK_CLOSED_LOOP_SEEDS, closed_loop_steps=8, bootstrap_samples=100,
+                    ego_mlp_epochs=3, num_examples=1,
+                    open_loop_methods=("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none",
+                                       "latentvla_student", "latentvla_teacher", "expert"),
+                    closed_loop_methods=("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_student",
+                                         "latentvla_teacher", "expert"))
+    out, docs = tmp_path / "eval", tmp_path / "docs" / "results.md"
+    args = argparse.Namespace(out=str(out), checkpoints=str(tmp_path / "no_checkpoints"), quick=True, workers=1,
+                              write_docs=True, allow_untrained=True, test_data=str(tmp_path / "test_logs"),
+                              train_data=str(train_logs), plan=plan, docs_path=str(docs), command_line="pytest")
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "### Open loop" in printed and "### Closed loop" in printed
+    assert "Constant velocity" in printed and "UNTRAINED" in printed and "Expert (ceiling)" in printed
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["schema_version"] == 1
+    assert {"meta", "splits", "methods", "open_loop", "closed_loop"} <= set(scores)
+    assert scores["meta"]["machine"]["cpu_count"] >= 1 and scores["meta"]["command"] == "pytest"
+    assert scores["splits"]["reserved_seed_start"] == splits.RESERVED_SEED_START
+    scenes = scores["open_loop"]["scenes"]
+    assert scenes and {"method", "scenario", "seed", "frame", "pdms", "nc", "dac", "ttc", "ep", "c"} <= set(scenes[0])
+    assert {r["method"] for r in scenes} >= {"constant_velocity", "pdm_closed", "expert", "latentvla_student"}
+    assert all(0.0 <= r["pdms"] <= 1.0 for r in scenes)
+    summary = scores["open_loop"]["summary"]["expert"]["pdms"]
+    assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+    episodes = scores["closed_loop"]["episodes"]
+    assert {e["method"] for e in episodes} >= {"constant_velocity", "ego_mlp", "pdm_closed", "expert", "latentvla_student"}
+    for e in episodes:
+        assert {"scenario", "seed", "collision", "off_road", "progress_m", "mean_speed_mps", "comfort", "score",
+                "nc", "dac", "ep", "c", "path", "termination"} <= set(e)
+    expert = [e for e in episodes if e["method"] == "expert"][0]
+    assert expert["ep"] == 1.0
+    status = scores["closed_loop"]["status"]
+    assert status["latentvla_teacher"].startswith("not available")  # no teacher node / checkpoint: never substituted
+    assert scores["methods"]["latentvla_student"]["status"] == "UNTRAINED"
+    for name in ("open_loop_pdms.png", "closed_loop_score.png", "examples.png", "closed_loop_paths.png", "summary.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    text = docs.read_text()
+    assert "pytest" in text and "| Method |" in text and "Machine:" in text
