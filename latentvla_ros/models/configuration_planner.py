@@ -59,6 +59,12 @@ class PlannerConfig(ConfigBase):
     xy_scale_m: float = 10.0
     """The trajectory MLP predicts x, y in units of this many metres (helps the
     output reach highway distances early in training); heading is tanh * pi."""
+    constant_velocity_prior: bool = True
+    """Predict x, y as offsets from the constant-velocity extrapolation of the ego
+    velocity in the status vector (an anchor trajectory): the network learns the
+    deviation from "keep going", which generalises far better from small data."""
+    pose_interval_s: float = 0.5
+    """Time between the output poses [s] (used by the constant-velocity prior)."""
 
     @property
     def uses_context(self) -> bool:
@@ -79,6 +85,7 @@ class PlannerConfig(ConfigBase):
         require(self.num_poses >= 1, "num_poses", "must be >= 1")
         require(self.ego_status_dim >= 1, "ego_status_dim", "must be >= 1")
         require(self.xy_scale_m > 0, "xy_scale_m", "must be > 0")
+        require(self.pose_interval_s > 0, "pose_interval_s", "must be > 0")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PlannerConfig:

@@ -2,7 +2,7 @@
 
 Presets:
 
-- ``edge``: 128x128 camera input, d_model 192, 4 layers, 6 heads (~1.6M
+- ``edge``: 128x128 camera input, d_model 192, 4 layers, 6 heads (~1.5M
   parameters), fast on 2 CPU threads.
 - ``paper``: 256x1024 stitched cameras, d_model 768, 8 layers, 12 heads, FFN
   2560 (~53M parameters, the paper's "~50M" student).
@@ -22,10 +22,10 @@ class StudentConfig(ConfigBase):
 
     image_size: tuple[int, int] = (128, 128)
     """(height, width) of the stitched camera image."""
-    stem_channels: tuple[int, ...] = (32, 64, 128)
+    stem_channels: tuple[int, ...] = (64, 128)
     """Channels of the patch-stem convolutions before the last one (which outputs
-    ``d_model``). The first conv is 3x3 stride 2, the others 2x2 stride 2, so the
-    stem downsamples by ``2 ** (len(stem_channels) + 1)``."""
+    ``d_model``). The first conv is 4x4 stride 4, the others 2x2 stride 2, so the
+    stem downsamples by ``4 * 2 ** len(stem_channels)``."""
     visual_grid: tuple[int, int] = (4, 4)
     """Grid (rows, cols) the stem output is average-pooled to: the visual tokens
     entering the transformer (rows * cols of them)."""
@@ -51,7 +51,7 @@ class StudentConfig(ConfigBase):
 
     @property
     def stem_stride(self) -> int:
-        return 2 ** (len(self.stem_channels) + 1)
+        return 4 * 2 ** len(self.stem_channels)
 
     @property
     def num_visual_tokens(self) -> int:
@@ -69,7 +69,8 @@ class StudentConfig(ConfigBase):
     def validate(self) -> None:
         require(len(self.image_size) == 2 and all(isinstance(v, int) and v > 0 for v in self.image_size),
                 "image_size", "must be two positive ints (height, width)")
-        require(all(c > 0 for c in self.stem_channels), "stem_channels", "must be positive")
+        require(len(self.stem_channels) >= 1 and all(c > 0 for c in self.stem_channels), "stem_channels",
+                "must be non-empty and positive")
         s = self.stem_stride
         require(self.image_size[0] % s == 0 and self.image_size[1] % s == 0, "image_size",
                 f"must be divisible by the stem stride {s}")
@@ -93,12 +94,12 @@ class StudentConfig(ConfigBase):
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> StudentConfig:
-        """``'edge'`` (~1.6M params) or ``'paper'`` (~53M params); ``overrides`` replace fields."""
+        """``'edge'`` (~1.5M params) or ``'paper'`` (~53M params); ``overrides`` replace fields."""
         presets: dict[str, dict[str, Any]] = {
             "edge": {},
             "paper": dict(
                 image_size=(256, 1024),
-                stem_channels=(64, 128, 256, 512),
+                stem_channels=(128, 256, 512),
                 visual_grid=(4, 16),
                 visual_embedding_grid=(2, 8),
                 d_model=768,

@@ -1,7 +1,9 @@
 """TransFuser-style camera + LiDAR backbone producing a grid of BEV tokens.
 
 Two ResNet-like convolutional encoders (one on the stitched camera image, one
-on the LiDAR BEV histogram) run stage by stage; after the stages listed in
+on the LiDAR BEV histogram; stride-4 stem, 'resnet' = conv + max-pool as
+ResNet34 or 'patch' = one 4x4/4 conv, then residual stages) run stage by
+stage; after the stages listed in
 ``config.fuse_at`` a transformer mixes the two: each feature map is
 average-pooled to a small anchor grid, the two token sets are concatenated
 (+ learned positions), passed through self-attention blocks, split, bilinearly

@@ -12,7 +12,8 @@
    planner starts exactly as the unfused one.
 3. Trajectory decoder (TransFuser): one learned trajectory query attends to the
    fused BEV tokens + a status token (Linear(8, d)); an MLP maps it to
-   ``num_poses x 3``; x, y are scaled by ``xy_scale_m``, heading = tanh * pi.
+   ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to the constant-velocity
+   extrapolation of the ego velocity (``constant_velocity_prior``), heading = tanh * pi.
 
 ``E2EPlanner`` = ``BevBackbone`` + ``FusedPlanner`` for end-to-end imitation.
 """
@@ -84,6 +85,8 @@ class FusedPlanner(nn.Module):
         )
         self.norm = nn.LayerNorm(d)
         self.head = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.ReLU(inplace=True), nn.Linear(cfg.ffn_dim, cfg.num_poses * 3))
+        times = cfg.pose_interval_s * torch.arange(1, cfg.num_poses + 1, dtype=torch.float32)
+        self.register_buffer("pose_times", times.view(1, -1, 1), persistent=False)
 
     def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
@@ -98,6 +101,8 @@ class FusedPlanner(nn.Module):
             q = block(q, memory)
         raw = self.head(self.norm(q[:, 0])).reshape(-1, cfg.num_poses, 3)
         xy = raw[..., :2] * cfg.xy_scale_m
+        if cfg.constant_velocity_prior:  # ego status [4:6] is the ego-frame velocity (vx, vy)
+            xy = xy + ego_status[:, None, 4:6] * self.pose_times
         heading = torch.tanh(raw[..., 2:]) * math.pi
         return torch.cat([xy, heading], dim=-1)
 

@@ -60,14 +60,14 @@ def student_attention_mask(num_prefix: int, num_slots: int) -> torch.Tensor:
 
 
 class PatchStem(nn.Sequential):
-    """Conv 3x3/2 then 2x2/2 patch-merging convs (BN + GELU between), last one -> d_model."""
+    """4x4/4 patch conv, then 2x2/2 patch-merging convs (BN + GELU between); the last one -> d_model."""
 
     def __init__(self, cfg: StudentConfig):
         layers: list[nn.Module] = []
         cin = 3
         for i, cout in enumerate(cfg.stem_channels):
-            k = 3 if i == 0 else 2
-            layers += [nn.Conv2d(cin, cout, k, 2, 1 if k == 3 else 0, bias=False), nn.BatchNorm2d(cout), nn.GELU()]
+            k = 4 if i == 0 else 2
+            layers += [nn.Conv2d(cin, cout, k, k, bias=False), nn.BatchNorm2d(cout), nn.GELU()]
             cin = cout
         layers.append(nn.Conv2d(cin, cfg.d_model, 2, 2))
         super().__init__(*layers)
