@@ -370,6 +370,11 @@ def test_onnx_backend_matches_torch(tmp_path):
     mtime = path.stat().st_mtime_ns
     TrajectoryPlanner(checkpoint_dir=tmp_path / "planner", backend="onnx", onnx_path=path)
     assert path.stat().st_mtime_ns == mtime
+    # a stale or broken file at onnx_path is replaced by a fresh export
+    stale = tmp_path / "stale.onnx"
+    stale.write_bytes(b"not onnx")
+    fresh = TrajectoryPlanner(checkpoint_dir=tmp_path / "planner", backend="onnx", onnx_path=stale)
+    assert np.abs(fresh.plan(t_bev, t_plan).poses - t_traj.poses).max() < 1e-4
     # batch > 1 through the dynamic batch axis
     import onnxruntime as ort
 
@@ -381,3 +386,20 @@ def test_onnx_backend_matches_torch(tmp_path):
     (ref,) = ort.InferenceSession(str(out)).run(None, {k: v.numpy() for k, v in inputs.items()})
     with torch.no_grad():
         assert np.abs(model(**inputs).numpy() - ref).max() < 1e-4
+
+
+def test_channels_last_and_bf16_runtime_options():
+    from latentvla_ros.core.pipeline import BevFeatureExtractor
+
+    torch.manual_seed(0)
+    frame = make_frame(seed=7)
+    ref = BevFeatureExtractor().model.state_dict()
+    base = BevFeatureExtractor()
+    base.model.load_state_dict(ref)
+    fast = BevFeatureExtractor(channels_last=True)
+    fast.model.load_state_dict(ref)
+    half = BevFeatureExtractor(bf16=True)
+    half.model.load_state_dict(ref)
+    a, b, c = base.extract(frame).tokens, fast.extract(frame).tokens, half.extract(frame).tokens
+    assert np.abs(a - b).max() < 1e-4
+    assert c.dtype == np.float32 and np.isfinite(c).all() and np.abs(a - c).max() < 0.25

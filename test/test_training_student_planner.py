@@ -130,6 +130,9 @@ def test_planner_training_none_fusion_loss_falls_and_reloads(data, tmp_path):
     # resume continues from train_state
     cfg2 = TrainConfig(**{**cfg.to_dict(), "epochs": 6})
     assert train_planner(data, out, "edge", "none", cfg2, holdout_fraction=0.25, show_progress=False)["steps"] == 6 * 2
+    # resuming that run as another model is refused clearly
+    with pytest.raises(ValueError, match="different model config"):
+        train_planner(data, out, "edge", "teacher", cfg2, holdout_fraction=0.25, show_progress=False)
 
 
 def test_planner_student_and_teacher_fusion(data, tmp_path):

@@ -22,6 +22,7 @@ caller can publish a fallback instead.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import time
@@ -156,8 +157,7 @@ def export_onnx(
         mid = model_id or ckpt.checkpoint_id(checkpoint_or_model, model_kind)
     if not isinstance(model, spec.model_cls):
         raise ValueError(f"export_onnx({model_kind!r}) got a {type(model).__name__}")
-    was_training = model.training
-    model = model.eval().cpu().float()
+    model = copy.deepcopy(model).eval().cpu().float()  # leave the caller's model (device, mode) alone
     inputs = example_inputs(model_kind, model.config)
     names = list(inputs)
     path = Path(path)
@@ -181,14 +181,17 @@ def export_onnx(
     entry = proto.metadata_props.add()
     entry.key, entry.value = "model_kind", model_kind
     onnx.save(proto, str(path))
-    model.train(was_training)
     return path
 
 
 def onnx_model_id(path: str | Path) -> str | None:
+    """The ``model_id`` stored by ``export_onnx``; None for unreadable files or other exports."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any unreadable file just means "export again"
+        return None
     return {p.key: p.value for p in proto.metadata_props}.get("model_id")
 
 

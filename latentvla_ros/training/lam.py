@@ -317,8 +317,20 @@ def lam_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     }
 
 
-def make_epoch_end(stage: int, dead_code_threshold: int):
-    """on_epoch_end: log usage/perplexity of the codebooks in use, restart dead codes, reset usage."""
+def last_epoch_index(num_items: int, cfg: TrainConfig, world_size: int = 1) -> int:
+    """Index of the last epoch ``train_loop`` runs (``max_steps`` may end training early)."""
+    per_rank = math.ceil(num_items / world_size) if world_size > 1 else num_items
+    drop_last = num_items > cfg.batch_size
+    steps_per_epoch = max(1, per_rank // cfg.batch_size if drop_last else math.ceil(per_rank / cfg.batch_size))
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    return min(cfg.epochs, math.ceil(total / steps_per_epoch)) - 1
+
+
+def make_epoch_end(stage: int, dead_code_threshold: int, final_epoch: int | None = None):
+    """on_epoch_end: log usage/perplexity of the codebooks in use, restart dead codes
+    (except after ``final_epoch``: the decoder never saw freshly restarted codes), reset usage."""
 
     def on_epoch_end(epoch: int, model: torch.nn.Module) -> dict[str, float]:
         m: LatentActionModel = model.module if hasattr(model, "module") else model  # type: ignore[assignment]
@@ -328,7 +340,8 @@ def make_epoch_end(stage: int, dead_code_threshold: int):
             for k, v in codebook_stats(vq).items():
                 metrics[f"{name}/{k}"] = v
         active = m.vq_env if stage == 1 else m.vq_ego
-        metrics["restarted_codes"] = float(active.restart_dead_codes(dead_code_threshold))
+        threshold = 0 if final_epoch is not None and epoch >= final_epoch else dead_code_threshold
+        metrics["restarted_codes"] = float(active.restart_dead_codes(threshold))
         m.vq_env.reset_usage()
         m.vq_ego.reset_usage()
         return metrics
@@ -396,12 +409,14 @@ def train_lam(
     model.set_stage(1)
     result1 = train_loop(name="lam-stage1", model=model, dataset=dataset, loss_fn=lam_loss, cfg=cfg1,
                          out_dir=stage1_dir, save_fn=save_stage1,
-                         on_epoch_end=make_epoch_end(1, config.dead_code_threshold),
+                         on_epoch_end=make_epoch_end(1, config.dead_code_threshold,
+                                                     last_epoch_index(len(dataset), cfg1, info.world_size)),
                          resume=resume, show_progress=show_progress)
     model.set_stage(2)
     result2 = train_loop(name="lam-stage2", model=model, dataset=dataset, loss_fn=lam_loss, cfg=cfg2,
                          out_dir=stage2_dir, save_fn=save_stage2,
-                         on_epoch_end=make_epoch_end(2, config.dead_code_threshold),
+                         on_epoch_end=make_epoch_end(2, config.dead_code_threshold,
+                                                     last_epoch_index(len(dataset), cfg2, info.world_size)),
                          resume=resume, show_progress=show_progress)
     labels: dict[str, Any] = {}
     report: dict[str, Any] | None = None
@@ -694,6 +709,7 @@ __all__ = [
     "label_logs_with_lam",
     "lam_loss",
     "load_log_arrays",
+    "last_epoch_index",
     "make_epoch_end",
     "resolve_log_dirs",
     "split_transitions",

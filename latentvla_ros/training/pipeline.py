@@ -28,7 +28,7 @@ FUSIONS = ("none", "student", "teacher")
 
 # Stage sizes for the shipped edge models: the whole chain trains on 2 CPU cores in well
 # under an hour. The paper preset keeps the same structure with the paper's model sizes.
-EDGE_DATA = {"scenarios": ("highway", "merge", "roundabout", "intersection"), "seeds": 6, "frames": 200, "densities": (1.0,)}
+EDGE_DATA = {"scenarios": ("highway", "merge", "roundabout", "intersection"), "seeds": 5, "frames": 160, "densities": (1.0,)}
 PAPER_DATA = {"scenarios": ("highway", "merge", "roundabout", "intersection"), "seeds": 64, "frames": 400, "densities": (0.7, 1.0, 1.4)}
 
 
@@ -279,8 +279,12 @@ def main(args) -> int:
             export_checkpoints(out, Path(args.export_to))
             print(f"[train] exported checkpoints to {args.export_to}", flush=True)
         if args.stage == "all":
-            command = "latentvla train all" + (f" --out {args.out}" if args.out != "artifacts/train" else "") + \
-                      (f" --export-to {args.export_to}" if args.export_to else "") + (" --write-docs" if args.write_docs else "")
+            command = (f"latentvla train all --out {args.out} --data {args.data}"
+                       + (f" --export-to {args.export_to}" if args.export_to else "")
+                       + (f" --threads {args.threads}" if args.threads else "")
+                       + (f" --epochs-scale {args.epochs_scale}" if args.epochs_scale != 1.0 else "")
+                       + (f" --max-steps {args.max_steps}" if args.max_steps else "")
+                       + (" --write-docs" if args.write_docs else ""))
             write_report(out, timings, out / "training.md", command)
             if args.write_docs:
                 from latentvla_ros.core.resources import share_path

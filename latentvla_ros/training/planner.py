@@ -41,6 +41,7 @@ from latentvla_ros.training.common import TrainConfig, train_loop
 from latentvla_ros.training.student import (
     EVAL_FILE,
     StudentDataError,
+    check_run_config,
     default_train_config,
     resize_image,
     resolve_log_dirs,
@@ -212,6 +213,7 @@ def train_planner(
     base = planner_config.to_dict() if planner_config is not None else PlannerConfig.preset(preset).to_dict()
     plan_cfg = PlannerConfig.from_dict({**base, **overrides})
 
+    check_run_config(out_dir, {"bev_backbone": bev_cfg.to_dict(), "planner": plan_cfg.to_dict()}, resume)
     torch.manual_seed(train_cfg.seed)
     model = E2EPlanner(bev_cfg, plan_cfg)
     meta = {

@@ -51,9 +51,9 @@ class StudentDataError(ValueError):
 def default_train_config(preset: str, stage: str = "student") -> TrainConfig:
     """Stage defaults: edge fits a 2-core CPU; paper follows TransFuser (Adam 1e-4, batch 64)."""
     table = {
-        ("student", "edge"): dict(epochs=15, batch_size=64, lr=1e-3, warmup_steps=50),
+        ("student", "edge"): dict(epochs=10, batch_size=64, lr=1e-3, warmup_steps=50),
         ("student", "paper"): dict(epochs=30, batch_size=64, lr=3e-4, warmup_steps=500),
-        ("planner", "edge"): dict(epochs=15, batch_size=32, lr=5e-4, warmup_steps=50),
+        ("planner", "edge"): dict(epochs=6, batch_size=32, lr=5e-4, warmup_steps=50),
         ("planner", "paper"): dict(epochs=100, batch_size=64, lr=1e-4, warmup_steps=500),
     }
     if (stage, preset) not in table:
@@ -114,6 +114,24 @@ def resize_image(image: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size_hw):
         return image
     return F.interpolate(image, size=tuple(size_hw), mode="bilinear", align_corners=False, antialias=True)
+
+
+def check_run_config(out_dir: Path, run_config: dict[str, Any], resume: bool) -> None:
+    """Record the model configs of a run in ``run_config.json``; refuse to resume a different run.
+
+    ``train_loop`` resumes from ``train_state.*`` in ``out_dir``; resuming a run whose
+    model differs (another preset or fusion mode) would fail deep inside
+    ``load_state_dict``, so it is caught here with a clear message.
+    """
+    path = Path(out_dir) / "run_config.json"
+    if resume and path.is_file() and (Path(out_dir) / "train_state.json").is_file():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(run_config)):
+            raise ValueError(
+                f"{out_dir} holds a run with a different model config ({path}); "
+                "use another out_dir or resume=False")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run_config, indent=2, sort_keys=True))
 
 
 # ------------------------------------------------------------------ loss
@@ -246,6 +264,7 @@ def train_student(
     _check_sample(train_ds[0], cfg)
     if train_cfg.torch_threads:
         torch.set_num_threads(train_cfg.torch_threads)
+    check_run_config(out_dir, {"student": cfg.to_dict()}, resume)
     torch.manual_seed(train_cfg.seed)
     model = LatentStudent(cfg)
     meta = {
