@@ -25,7 +25,7 @@ test-all: setup
 	$(PY) -m pytest -q -m ""
 
 train: setup
-	$(PY) -m latentvla_ros.cli train all --out artifacts/train --export-to checkpoints/edge --write-docs
+	$(PY) -m latentvla_ros.cli train all --out artifacts/train --data artifacts/train/data --export-to checkpoints/edge --threads 1 --write-docs
 
 evaluate: setup
 	$(PY) -m latentvla_ros.cli evaluate --out artifacts/eval

@@ -74,6 +74,7 @@ CONFIGS = ("edge", "paper")
 MODES = ("bare", "composed", "processes")
 BACKENDS = ("torch", "onnx")
 SECTIONS = ("graph", "onnx", "teacher", "conversions")
+EXECUTORS = ("multi", "events", "events-split")  # composed-graph executor variants (see _make_executors)
 GRAPH_NODES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner")
 MODEL_KINDS = ("bev_backbone", "student", "planner")
 DEFAULT_RATES: dict[str, list[float]] = {"edge": [10.0], "paper": [2.0]}
@@ -107,6 +108,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="input rate [Hz]: one number, or per config 'edge=10,paper=2'; several rates with ':' "
                              "('paper=2:10'); the first is the one the targets refer to (default edge=10,paper=2)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--executors", default=None,
+                        help="composed-graph executors to compare: multi (MultiThreadedExecutor, 4 threads, as "
+                             "`latentvla run`), events (one EventsExecutor), events-split (two EventsExecutors, "
+                             "the student on its own thread). Default multi,events,events-split; quick: multi")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads everywhere")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up frames before each measured run")
     parser.add_argument("--checkpoints", default="checkpoints",
@@ -143,6 +148,7 @@ class BenchOptions:
     seed: int = 3
     command: str = ""
     startup_timeout_s: float = 240.0
+    executors: list[str] = field(default_factory=lambda: ["multi"])
 
 
 def _split(value: str | None) -> list[str]:
@@ -195,7 +201,9 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
     modes = _split(get("modes")) or (["bare", "composed"] if quick else list(MODES))
     backends = _split(get("backends")) or (["torch"] if quick else list(BACKENDS))
     sections = _split(get("sections")) or list(SECTIONS)
-    for name, values, allowed in (("mode", modes, MODES), ("backend", backends, BACKENDS), ("section", sections, SECTIONS)):
+    executors = _split(get("executors")) or (["multi"] if quick else list(EXECUTORS))
+    for name, values, allowed in (("mode", modes, MODES), ("backend", backends, BACKENDS), ("section", sections, SECTIONS),
+                                  ("executor", executors, EXECUTORS)):
         bad = [v for v in values if v not in allowed]
         if bad:
             raise SystemExit(f"latentvla bench: unknown {name} {bad} (expected {allowed})")
@@ -214,6 +222,7 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
         teacher_runs=max(1, int(get("teacher_runs", 3) or 3)) if not quick else 2, quick=quick,
         write_docs=bool(get("write_docs", False)), docs_path=Path(docs) if docs else None, domain_id=domain,
         seed=int(get("seed", 3) if get("seed") is not None else 3), command=get("command_line") or _command_line(),
+        executors=executors,
     )
 
 
@@ -300,7 +309,64 @@ class CpuMeter:
         busy = (busy1 - busy0) / (total1 - total0) * self._ncpu
         own = (own1 - own0) / self._hz / (t1 - t0)
         return {"busy_cores": busy, "own_cores": own, "foreign_cores": max(0.0, busy - own), "cores": self._ncpu,
+                "own_cpu_s": (own1 - own0) / self._hz, "wall_s": t1 - t0,
                 "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")}
+
+
+def _thread_label(name: str | None, comm: str) -> str:
+    if comm.startswith("dds."):
+        return "Fast DDS threads"
+    if name is None:
+        return "native threads (OpenMP workers, ...)"
+    if name.startswith("ThreadPoolExecutor"):
+        return "executor workers (callbacks)"
+    return {"bench_graph": "executor wait loop", "bench_harness": "harness executor",
+            "MainThread": "main (feeder)"}.get(name, name)
+
+
+class ThreadCpu:
+    """CPU time per thread category of one process over an interval (``/proc/<pid>/task``).
+
+    For our own process, Python threads are told apart by name; for another process,
+    Python threads and native threads (OpenMP workers) cannot be told apart and are
+    reported together as ``python + native``.
+    """
+
+    def __init__(self, pid: int | None = None):
+        self.pid = pid or os.getpid()
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._start: dict[int, tuple[str, float]] = {}
+
+    def _snapshot(self) -> dict[int, tuple[str, float]]:
+        own = self.pid == os.getpid()
+        names = {t.native_id: t.name for t in threading.enumerate()} if own else {}
+        out = {}
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return out
+        for tid in tids:
+            try:
+                comm = Path(f"/proc/{self.pid}/task/{tid}/comm").read_text().strip()
+                parts = Path(f"/proc/{self.pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            label = _thread_label(names.get(int(tid)), comm) if own else (
+                "Fast DDS threads" if comm.startswith("dds.") else "python + native")
+            out[int(tid)] = (label, float(parts[11]) + float(parts[12]))
+        return out
+
+    def start(self) -> None:
+        self._start = self._snapshot()
+
+    def stop(self, frames: int) -> dict[str, float]:
+        """CPU milliseconds per frame per thread category."""
+        end = self._snapshot()
+        totals: dict[str, float] = {}
+        for tid, (label, ticks) in end.items():
+            ticks0 = self._start.get(tid, (label, 0.0))[1]
+            totals[label] = totals.get(label, 0.0) + (ticks - ticks0) / self._hz * 1e3 / max(1, frames)
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
 def machine_info(threads: int) -> dict[str, Any]:
@@ -461,11 +527,42 @@ def _sleep_until(deadline: float) -> None:
 
 
 def run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
-    """The bare chain on ``frames`` at ``rate`` (an overrun starts the next frame at once)."""
+    """The bare chain on ``frames`` at ``rate`` (an overrun starts the next frame at once).
+
+    Runs in a worker thread, as the executor runs the nodes' callbacks: torch's OpenMP
+    team started from the main thread behaves differently under CPU contention (its
+    spin-waiting was measured 3-5x slower than the same matmul from a worker thread on a
+    loaded 2-core machine), which would bias the reference.
+    """
+    return in_worker(_run_bare, agent, frames, warmup, rate)
+
+
+def in_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` in a fresh thread (torch timings are taken off the main
+    thread everywhere, like the graph's executor threads; see ``run_bare``)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"bench_{getattr(fn, '__name__', 'worker')}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
     for f in warmup:
         agent.compute_trajectory(f)
     totals, bev, reason, plan, errors = [], [], [], [], 0
     meter = CpuMeter()
+    threads = ThreadCpu()
+    threads.start()
     meter.start()
     t0 = time.perf_counter()
     for i, frame in enumerate(frames):
@@ -481,6 +578,9 @@ def run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
         reason.append(t.reason_ms)
         plan.append(t.plan_ms)
     cpu = meter.stop()
+    if cpu.get("own_cpu_s") is not None and frames:
+        cpu["own_cpu_ms_per_frame"] = cpu["own_cpu_s"] * 1e3 / len(frames)
+    cpu["cpu_ms_per_frame_by_thread"] = {"this process": threads.stop(len(frames))}
     return {"mode": "bare", "rate_hz": rate, "frames": len(frames), "errors": errors,
             "latency_ms": stats_ms(totals), "stages_ms": {"bev_backbone": stats_ms(bev), "student": stats_ms(reason),
                                                            "planner": stats_ms(plan)},
@@ -504,6 +604,7 @@ class Harness:
         from latentvla_ros.msg import PlannedTrajectory
         from latentvla_ros.ros.topology import SENSOR_TOPICS, TRAJECTORY
 
+        self._context = context
         self.node = rclpy.create_node("latentvla_bench_harness", context=context)
         pub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
         sub_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
@@ -526,14 +627,19 @@ class Harness:
             self.node.create_subscription(Float64, f"/{name}/debug/processing_time_ms",
                                           lambda msg, n=name: self._on_processing(n, msg), sub_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, sub_qos)
-        self.executor = SingleThreadedExecutor(context=context)
+        try:  # the C++ events executor: the harness should cost the measured process little CPU
+            from rclpy.experimental import EventsExecutor
+
+            self.executor = EventsExecutor(context=context)
+        except ImportError:  # pragma: no cover - rclpy before Jazzy
+            self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._stop = False
         self._thread = threading.Thread(target=self._spin, name="bench_harness", daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop and self.executor.context.ok():
+        while not self._stop and self._context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
             except Exception:  # noqa: BLE001 - executor shut down under us
@@ -596,7 +702,9 @@ class Harness:
         self._stop = True
         self._thread.join(timeout=5)
         with contextlib.suppress(Exception):
-            self.executor.shutdown(timeout_sec=1)
+            self.executor.remove_node(self.node)
+        with contextlib.suppress(Exception):
+            self.executor.shutdown()
         with contextlib.suppress(Exception):
             self.node.destroy_node()
 
@@ -634,11 +742,21 @@ def warm_up_graph(harness: Harness, msgs: list, rate: float, need: int, timeout_
 
 
 def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, counters: Callable[[], dict],
-                  cpu_pids: Callable[[], list[int]], drain_s: float) -> dict[str, Any]:
-    """Publish ``msgs`` at ``rate`` on an absolute schedule; latency, drops, node times."""
+                  cpu_pids: Callable[[], list[int]], drain_s: float,
+                  process_names: dict[int, str] | None = None) -> dict[str, Any]:
+    """Publish ``msgs`` at ``rate`` on an absolute schedule; latency, drops, node times.
+
+    ``process_names`` (pid -> node) adds a CPU-per-frame breakdown of those processes;
+    this process is always broken down by thread.
+    """
     time.sleep(0.5)  # let the warm-up settle
     before = counters()
     meter = CpuMeter(cpu_pids)
+    thread_meters = {"this process": ThreadCpu()}
+    for pid, name in (process_names or {}).items():
+        thread_meters[name] = ThreadCpu(pid)
+    for m in thread_meters.values():
+        m.start()
     meter.start()
     stamps: list[int] = []
     t0 = time.perf_counter()
@@ -651,10 +769,13 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
             late += 1
         stamps.append(harness.publish(m))
     publish_span_s = time.perf_counter() - t0
-    harness.wait_for(stamps, drain_s)
+    _drain(harness, stamps, drain_s)
     time.sleep(0.2)
     end_ns = time.time_ns()
     cpu = meter.stop()
+    if cpu.get("own_cpu_s") is not None and msgs:
+        cpu["own_cpu_ms_per_frame"] = cpu["own_cpu_s"] * 1e3 / len(msgs)
+    cpu["cpu_ms_per_frame_by_thread"] = {name: m.stop(len(msgs)) for name, m in thread_meters.items()}
     after = counters()
     with harness._cond:
         got = {s: harness.trajectories.get(s) for s in stamps}
@@ -691,6 +812,29 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
     if bare is not None:
         result["ratio_vs_bare"] = _ratios(result, bare)
     return result
+
+
+def _idle_drain_s(rate: float, bare: dict | None) -> float:
+    p99 = ((bare or {}).get("latency_ms") or {}).get("p99_ms") or 0.0
+    return max(3.0, 3.0 / rate, 4.0 * p99 / 1e3)
+
+
+def _drain(harness: Harness, stamps: list[int], idle_s: float, cap_s: float = 180.0) -> None:
+    """Wait until every stamp has a trajectory, or none came for ``idle_s`` (a backed-up
+    graph keeps delivering: those frames count, they are late, not dropped)."""
+    start = last_progress = time.monotonic()
+    last = -1
+    while time.monotonic() - start < cap_s:
+        with harness._cond:
+            done = sum(1 for s in stamps if s in harness.trajectories)
+        if done == len(stamps):
+            return
+        now = time.monotonic()
+        if done != last:
+            last, last_progress = done, now
+        elif now - last_progress > idle_s:
+            return
+        time.sleep(0.05)
 
 
 def _ratios(run: dict, bare: dict) -> dict[str, Any]:
@@ -755,8 +899,10 @@ def _shutdown_context(ctx) -> None:
 
 
 def _spin_executor(executor, stop: threading.Event) -> threading.Thread:
+    context = executor.context
+
     def loop():
-        while not stop.is_set() and executor.context.ok():
+        while not stop.is_set() and context.ok():
             try:
                 executor.spin_once(timeout_sec=0.05)
             except Exception:  # noqa: BLE001
@@ -801,35 +947,26 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             runs[f"bare[{backend}]"] = bare
             report(f"  {config} bare[{backend}] @ {rates[0]:g} Hz: median {bare['latency_ms'].get('median_ms', float('nan')):.1f} ms")
             if nodes is not None:
-                from rclpy.executors import MultiThreadedExecutor
-
-                executor = MultiThreadedExecutor(num_threads=COMPOSED_EXECUTOR_THREADS, context=ctx)
-                for nd in nodes:
-                    executor.add_node(nd)
-                stop = threading.Event()
-                thread = _spin_executor(executor, stop)
-                harness = Harness(ctx)
-                sync_node = by_name["sensor_sync"]
-                try:
-                    _wait(lambda: harness.connected(), 30.0)
+                variants = opts.executors if bi == 0 else opts.executors[:1]
+                for variant in variants:
                     for rate in rates:
-                        key = f"composed[{backend}]@{rate:g}Hz"
+                        key = f"{_composed_name(variant)}[{backend}]@{rate:g}Hz"
                         try:
-                            warm_up_graph(harness, warm_msgs, rate, min(warm, 3), opts.startup_timeout_s)
-                            counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}  # noqa: E731
-                            run = measure_graph(harness, msgs, rate, bare if rate == rates[0] else None, counters,
-                                                lambda: [], drain_s=max(5.0, 10.0 / rate))
-                            run.update(mode="composed", backend=backend, executor_threads=COMPOSED_EXECUTOR_THREADS)
-                            run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
+                            run = run_composed(opts, nodes, ctx, variant, rate, warm_msgs, msgs,
+                                               bare if rate == rates[0] else None)
+                            run.update(backend=backend)
                         except Exception as exc:  # noqa: BLE001 - record and go on with the next run
-                            run = {"mode": "composed", "backend": backend, "rate_hz": rate, "error": f"{type(exc).__name__}: {exc}"}
+                            run = {"mode": "composed", "executor": variant, "backend": backend, "rate_hz": rate,
+                                   "error": f"{type(exc).__name__}: {exc}"}
                         runs[key] = run
                         report(_run_line(config, key, run))
-                finally:
-                    harness.close()
-                    stop.set()
-                    thread.join(timeout=5)
-                    executor.shutdown(timeout_sec=2)
+                # the reference again, after the graph runs: how much the machine drifted meanwhile
+                k = min(len(frames), 30)
+                again = run_bare(agent, frames[:k], [], rates[0])
+                bare["recheck_after_graph"] = {"frames": k, "latency_ms": again["latency_ms"],
+                                               "cpu": again["cpu"]}
+                first = stats_ms(bare["per_frame_ms"][:k]).get("median_ms")
+                bare["recheck_after_graph"]["drift_median"] = _ratio(again["latency_ms"].get("median_ms"), first)
         finally:
             agent = None
             if nodes:
@@ -851,6 +988,93 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 runs[key] = run
                 report(_run_line(config, key, run))
     return runs
+
+
+def _composed_name(variant: str) -> str:
+    return "composed" if variant == "multi" else f"composed-{variant}"
+
+
+def _make_executors(variant: str, nodes: list, ctx) -> list:
+    """Executors of one composition variant, nodes added.
+
+    - ``multi``: one ``MultiThreadedExecutor`` (4 threads) for every node, as
+      ``ros.graph.run_composed`` does;
+    - ``events``: one ``rclpy.experimental.EventsExecutor`` (C++, one thread) for every node:
+      callbacks run one after the other;
+    - ``events-split``: two EventsExecutors in two threads, ``latent_reasoner`` on its own,
+      so the student runs in parallel with the BEV backbone as in ``multi``.
+    """
+    if variant == "multi":
+        from rclpy.executors import MultiThreadedExecutor
+
+        groups = [(MultiThreadedExecutor(num_threads=COMPOSED_EXECUTOR_THREADS, context=ctx), nodes)]
+    else:
+        from rclpy.experimental import EventsExecutor
+
+        if variant == "events":
+            groups = [(EventsExecutor(context=ctx), nodes)]
+        elif variant == "events-split":
+            alone = [n for n in nodes if n.get_name() == "latent_reasoner"]
+            rest = [n for n in nodes if n.get_name() != "latent_reasoner"]
+            groups = [(EventsExecutor(context=ctx), rest), (EventsExecutor(context=ctx), alone)]
+        else:
+            raise ValueError(f"unknown executor variant {variant!r} (expected {EXECUTORS})")
+    for executor, members in groups:
+        for node in members:
+            executor.add_node(node)
+    return groups
+
+
+def _timers_without_info(nodes: list) -> Callable[[], None]:
+    """The EventsExecutor calls a timer callback with a ``TimerInfo`` whenever it takes
+    ``*args`` (``LatentVlaNode``'s guarded wrapper does), and the nodes' callbacks take
+    none: wrap them so the timers (watchdog, diagnostics) run. Returns the undo."""
+    saved = []
+    for node in nodes:
+        for timer in list(getattr(node, "timers", [])):
+            cb = timer.callback
+            if cb is None:
+                continue
+            saved.append((timer, cb))
+            timer.callback = (lambda f: (lambda *_info: f()))(cb)
+
+    def restore() -> None:
+        for timer, cb in saved:
+            timer.callback = cb
+
+    return restore
+
+
+def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float, warm_msgs: list, msgs: list,
+                 bare: dict | None) -> dict[str, Any]:
+    by_name = {nd.get_name(): nd for nd in nodes}
+    restore_timers = _timers_without_info(nodes) if variant != "multi" else (lambda: None)
+    groups = _make_executors(variant, nodes, ctx)
+    stop = threading.Event()
+    threads = [_spin_executor(ex, stop) for ex, _ in groups]
+    harness = Harness(ctx)
+    sync_node = by_name["sensor_sync"]
+    try:
+        _wait(lambda: harness.connected(), 30.0)
+        warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
+        counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}  # noqa: E731
+        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare))
+        run.update(mode="composed", executor=variant,
+                   executor_threads=COMPOSED_EXECUTOR_THREADS if variant == "multi" else len(groups))
+        run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
+        return run
+    finally:
+        harness.close()
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+        for executor, members in groups:
+            for node in members:
+                with contextlib.suppress(Exception):
+                    executor.remove_node(node)
+            with contextlib.suppress(Exception):
+                executor.shutdown(timeout_sec=2) if variant == "multi" else executor.shutdown()
+        restore_timers()
 
 
 def _node_snapshot(node) -> dict[str, Any]:
@@ -888,8 +1112,9 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
             entry = harness.diagnostics.get("sensor_sync")
             return {"sensor_sync": int(entry[1].get("published/frame", 0)) if entry else None}
 
+        names = {p.pid: spec.name for p, spec in zip(procs, options.nodes)}
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [p.pid for p in procs],
-                            drain_s=max(5.0, 10.0 / rate))
+                            drain_s=_idle_drain_s(rate, bare), process_names=names)
         run.update(mode="processes", backend=backend, startup_s=startup_s, log=str(logfile),
                    node_diagnostics={k: v[1] for k, v in harness.diagnostics.items()})
         return run
@@ -1095,12 +1320,12 @@ def conversions_section(data: ConfigData, repeats: int = 50) -> dict[str, Any]:
     from rclpy.serialization import deserialize_message, serialize_message
 
     from latentvla_ros.core.pipeline import LatentReasoner
-    from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
+    from latentvla_ros.msg import SensorFrame
     from latentvla_ros.ros.conversions import (
         bev_to_msg, image_to_numpy, make_header, msg_to_bev, msg_to_plan, numpy_to_image, plan_to_msg,
         pointcloud2_to_xyzi, sensor_frame_to_core, trajectory_to_msg, xyzi_to_pointcloud2,
     )
-    from latentvla_ros.core.types import BevTokens, Trajectory
+    from latentvla_ros.core.types import Trajectory
 
     info, cloud, odom, image = data.msgs[0]
     frame = data.frames[0]
@@ -1212,8 +1437,9 @@ def _fmt(v: Any, nd: int = 1) -> str:
 
 
 def latency_table(results: dict[str, Any]) -> list[str]:
-    rows = ["| config | run | input Hz | median ms | p99 ms | ratio median | ratio p99 | per-frame ratio | dropped | fallbacks | dropped sync | output Hz | foreign load (cores) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = ["config", "run", "input Hz", "median ms", "p99 ms", "ratio median", "ratio p99", "per-frame ratio", "dropped",
+            "fallbacks", "dropped sync", "output Hz", "foreign load (cores)"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config, cres in results.get("configs", {}).items():
         for key, run in cres.get("runs", {}).items():
             if "error" in run:
@@ -1245,6 +1471,25 @@ def node_table(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def cpu_table(results: dict[str, Any]) -> list[str]:
+    """CPU milliseconds per frame, by thread category (this process) and by node process."""
+    rows = ["| config | run | CPU ms / frame (all our processes) | breakdown (ms / frame) |", "|---|---|---|---|"]
+    for config, cres in results.get("configs", {}).items():
+        for key, run in cres.get("runs", {}).items():
+            cpu = run.get("cpu") or {}
+            if "own_cpu_ms_per_frame" not in cpu:
+                continue
+            parts = []
+            for proc, cats in (cpu.get("cpu_ms_per_frame_by_thread") or {}).items():
+                cats = {k: v for k, v in cats.items() if v is not None and v >= 0.05}
+                if not cats:
+                    continue
+                inner = ", ".join(f"{k} {v:.1f}" for k, v in cats.items())
+                parts.append(f"{proc}: {inner}")
+            rows.append(f"| {config} | {key} | {cpu['own_cpu_ms_per_frame']:.1f} | {'; '.join(parts)} |")
+    return rows
+
+
 def _pair(s: dict) -> str:
     if not s or not s.get("count"):
         return "n/a"
@@ -1252,8 +1497,9 @@ def _pair(s: dict) -> str:
 
 
 def onnx_table(results: dict[str, Any]) -> list[str]:
-    rows = ["| config | model | params | max abs diff (per output) | within tol. | torch median ms | onnxruntime median ms | speedup onnx/torch | export s |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    head = ["config", "model", "params", "max abs diff (per output)", "within tol.", "torch median ms",
+            "onnxruntime median ms", "speedup onnx/torch", "export s"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config, cres in results.get("configs", {}).items():
         onnx = cres.get("onnx") or {}
         for kind in MODEL_KINDS:
@@ -1276,6 +1522,9 @@ def print_report(results: dict[str, Any], out=None) -> None:
         p(line)
     p()
     for line in node_table(results):
+        p(line)
+    p()
+    for line in cpu_table(results):
         p(line)
     if any(c.get("onnx") for c in results.get("configs", {}).values()):
         p()
@@ -1320,6 +1569,10 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "- **composed**: all nodes in one process on a `MultiThreadedExecutor` (4 threads, as `latentvla run`), "
         "fed by a harness node in the same process that publishes image + camera info + LiDAR + odometry of pre-generated "
         "frames (a highway-env log) at the input rate with header stamps = wall clock at publication.",
+        "- **composed-events** / **composed-events-split**: the same composed nodes on rclpy's C++ "
+        "`EventsExecutor` instead (one executor; or two, with `latent_reasoner` on its own thread so the student "
+        "still runs in parallel with the BEV backbone). Measured to show where the overhead of `composed` goes; "
+        "`latentvla run` does not use them (yet).",
         "- **processes**: the same nodes as separate processes (`ros/graph.py spawn_processes`, "
         "`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` in every process), harness in the benchmark process.",
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "
@@ -1338,6 +1591,13 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "## Per-node processing time",
         "",
         *node_table(results),
+        "",
+        "## CPU per frame",
+        "",
+        "CPU time of the benchmark process (harness + composed graph) and of the node processes, per input frame, "
+        "by thread: where the graph's overhead over the bare chain goes (see also the executor variants above).",
+        "",
+        *cpu_table(results),
         "",
     ]
     if any(c.get("onnx") for c in results.get("configs", {}).values()):
@@ -1432,7 +1692,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         report(f"[{config}] data {log_.path} ({log_.num_frames} frames), weights: {source}")
         if "conversions" in opts.sections:
             try:
-                cres["conversions"] = conversions_section(data)
+                cres["conversions"] = in_worker(conversions_section, data)
             except Exception as exc:  # noqa: BLE001
                 cres["conversions_error"] = f"{type(exc).__name__}: {exc}"
             save()
@@ -1442,7 +1702,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         if "onnx" in opts.sections:
             report(f"[{config}] onnx export + comparison")
             try:
-                cres["onnx"] = onnx_section(opts, data, runs=10 if opts.quick or config == "paper" else 30)
+                cres["onnx"] = in_worker(onnx_section, opts, data, runs=10 if opts.quick or config == "paper" else 30)
             except Exception as exc:  # noqa: BLE001
                 cres["onnx_error"] = f"{type(exc).__name__}: {exc}"
             save()
@@ -1450,12 +1710,20 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         if "teacher" in opts.sections and teacher_here:
             report(f"[{config}] teacher vs student")
             try:
-                results["teacher_vs_student"] = teacher_section(opts, data)
+                results["teacher_vs_student"] = in_worker(teacher_section, opts, data)
             except Exception as exc:  # noqa: BLE001
                 results["teacher_vs_student"] = {"error": f"{type(exc).__name__}: {exc}"}
             save()
         del data, frames
         gc.collect()
+    for config, cres in results["configs"].items():
+        for key, run in cres.get("runs", {}).items():
+            again = run.get("recheck_after_graph")
+            if again and again.get("drift_median") is not None:
+                results["notes"].append(
+                    f"{config} {key}: re-measured on {again['frames']} frames after the graph runs: median "
+                    f"{again['latency_ms'].get('median_ms', float('nan')):.1f} ms, {again['drift_median']:.2f}x the first "
+                    f"measurement of the same frames (machine drift during the graph runs).")
     results["meta"]["loadavg_end"] = list(os.getloadavg())
     results["meta"]["other_processes_end"] = other_processes()
     foreign = [r.get("cpu", {}).get("foreign_cores") for c in results["configs"].values() for r in c.get("runs", {}).values()]

@@ -20,7 +20,7 @@ model's own ``get_rope_index`` from ``mm_token_type_ids`` (1 on image tokens) an
 explicitly; without ``mm_token_type_ids`` transformers silently falls back to 1-D
 positions. Images are patchified by hand (``Qwen2_5_VLProcessor`` needs torchvision).
 
-Everything is offline: ``local_files_only=True`` on every load, ``trust_remote_code`` is
+Everything is offline: ``local_files_only=True, trust_remote_code=False`` on every load, ``trust_remote_code`` is
 never set, and the tiny preset's tokenizer is a byte-level BPE trained in memory on a
 fixed corpus (deterministic).
 """
@@ -275,7 +275,7 @@ class LatentTeacher(nn.Module):
             _check_local_hf_folder(path)
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
             hf = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                str(path), local_files_only=True, dtype=dtype, attn_implementation=cfg.attn_implementation
+                str(path), local_files_only=True, trust_remote_code=False, dtype=dtype, attn_implementation=cfg.attn_implementation
             )
         else:
             tokenizer = build_tokenizer(cfg.tokenizer_vocab_size)
@@ -329,7 +329,7 @@ class LatentTeacher(nn.Module):
         _check_local_hf_folder(directory)
         tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True, trust_remote_code=False)
         hf = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            str(directory), local_files_only=True, dtype=_torch_dtype(cfg.dtype),
+            str(directory), local_files_only=True, trust_remote_code=False, dtype=_torch_dtype(cfg.dtype),
             attn_implementation=cfg.attn_implementation,
         )
         model = cls(cfg, hf, tokenizer)

@@ -98,7 +98,8 @@ def spawn_processes(options: GraphOptions, env: dict[str, str] | None = None) ->
     env = apply_transport_env(dict(os.environ if env is None else env))
     procs = []
     for spec in options.nodes:
-        cmd = [sys.executable, "-m", spec.module, *options.ros_args(spec)]
+        # one process per node: each runs in its own SROS2 enclave (docs/operations.md#security)
+        cmd = [sys.executable, "-m", spec.module, *options.ros_args(spec), "--enclave", spec.enclave(options.namespace)]
         if options.namespace:
             cmd += ["-r", f"__ns:=/{options.namespace.strip('/')}"]
         procs.append(subprocess.Popen(cmd, env=env))

@@ -2,16 +2,42 @@
 
 Everything the launch files declare is built here from ros/topology.py, so the
 launch files and `latentvla run` start the same nodes with the same parameters.
+
+Every node gets ``--ros-args --enclave /latentvla/<node>`` (SROS2, harmless while
+security is off; docs/operations.md#security) and, with ``rviz:=true``, RViz starts with
+config/rviz/latentvla.rviz.
 """
 from __future__ import annotations
 
+from latentvla_ros.core.sros2 import enclave_args
 from latentvla_ros.ros.graph import TRANSPORT_ENV
-from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, SENSOR_TOPICS, graph_nodes
+from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, SENSOR_TOPICS, carla_controller_spec, graph_nodes
 
 PROFILES = {
     "default": {"sensor_topics": SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": ""},
     "carla": {"sensor_topics": CARLA_SENSOR_TOPICS, "use_sim_time": "true", "extra_param_dir": "config/carla"},
 }
+RVIZ_CONFIG = "config/rviz/latentvla.rviz"
+
+
+def profile_graph(profile: str = "default", camera_names=("front",), sensor_topics: dict[str, str] | None = None,
+                  with_controller: bool | None = None):
+    """(node specs, {node: [param files]}, use_sim_time) of a profile, exactly as its launch
+    file starts them (for `latentvla run`-style composition and tests)."""
+    from latentvla_ros.core.resources import share_path
+
+    settings = PROFILES[profile]
+    topics = dict(settings["sensor_topics"], **(sensor_topics or {}))
+    specs = graph_nodes(list(camera_names), topics)
+    if with_controller if with_controller is not None else profile == "carla":
+        specs.append(carla_controller_spec(topics))
+    files: dict[str, list[str]] = {}
+    for spec in specs:
+        if settings["extra_param_dir"]:
+            extra = share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")
+            if extra.exists():
+                files[spec.name] = [str(extra)]
+    return specs, files, settings["use_sim_time"] == "true"
 
 
 def generate(profile: str = "default"):
@@ -36,6 +62,7 @@ def generate(profile: str = "default"):
     if profile == "carla":
         args.append(DeclareLaunchArgument("start_twist_controller", default_value="true",
                                           description="Publish geometry_msgs/Twist for carla_twist_to_control."))
+    args.append(DeclareLaunchArgument("rviz", default_value="false", description=f"Start RViz with {RVIZ_CONFIG}."))
     env = [SetEnvironmentVariable(k, v) for k, v in TRANSPORT_ENV.items()]
     return LaunchDescription([*args, *env, OpaqueFunction(function=_nodes, kwargs={"profile": profile})])
 
@@ -70,13 +97,19 @@ def _nodes(context, profile: str):
                       else {"use_sim_time": use_sim_time})
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
                             parameters=params, remappings=spec.remaps, output="screen",
+                            ros_arguments=enclave_args(spec.name, value("namespace")),
                             arguments=["--ros-args", "--log-level", value("log_level")]))
     if profile == "carla" and _truthy(value("start_twist_controller")):
-        from latentvla_ros.ros.topology import carla_controller_spec
-
         spec = carla_controller_spec(topics)
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
-                            parameters=[str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")),
+                            parameters=[f"{param_dir}/{spec.name}.param.yaml",
+                                        str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")),
                                         {"use_sim_time": use_sim_time}],
-                            remappings=spec.remaps, output="screen"))
+                            remappings=spec.remaps, output="screen",
+                            ros_arguments=enclave_args(spec.name, value("namespace")),
+                            arguments=["--ros-args", "--log-level", value("log_level")]))
+    if _truthy(value("rviz")):
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=value("namespace"),
+                            arguments=["-d", str(share_path(RVIZ_CONFIG))], parameters=[{"use_sim_time": use_sim_time}],
+                            output="screen"))
     return actions

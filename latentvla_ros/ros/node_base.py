@@ -1,20 +1,50 @@
 """Common shell of every latentvla node: parameters from the schema, QoS, counters,
-debug topics and diagnostics. Subclasses only convert messages and call the core."""
+input watchdog, debug topics and diagnostics. Subclasses only convert messages and
+call the core.
+
+What every node gets from here (docs/operations.md explains it for operators):
+
+- Parameters declared from ``schema/<node>.schema.json`` and validated before use; an
+  invalid value or an *unknown* parameter (a typo in a param file) refuses the start
+  (``ParameterError``); runtime changes are validated too.
+- Guarded callbacks: every subscription and timer callback runs inside a guard, so an
+  unexpected exception is counted (``dropped/callback_error``), logged (throttled, with
+  the traceback the first time) and the node keeps running: an exception escaping a
+  callback would otherwise stop the executor and kill the node.
+- Per-input accounting and watchdog: every subscription counts its messages
+  (``received/<input>``, ``rate_hz/<input>``), the age of the newest one
+  (``age_s/<input>``) and reports an input that stays silent longer than its timeout
+  (``input_timeout_s`` unless the node names another parameter). QoS events are counted
+  too: ``message_lost`` (samples the middleware knows it lost) and incompatible QoS
+  (a publisher that can never reach us; reported as an error).
+- ``/diagnostics`` (diagnostic_msgs/DiagnosticArray) on a steady-clock timer (a stalled
+  /clock must not silence it), ``~/debug/processing_time_ms``,
+  ``~/debug/pipeline_latency_ms`` (now minus header stamp) and the transient-local
+  ``~/debug/node_info`` (model id, parameters, QoS).
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
+import threading
 import time
-from typing import Any
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from std_msgs.msg import Float64
+from rclpy.qos import qos_policy_name_from_kind
+from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.core.parameters import ParameterError, load_schema, node_definition, validate_parameters
-from latentvla_ros.ros.qos import input_qos, output_qos
+from latentvla_ros.ros.qos import describe, input_qos, output_qos, sensor_qos, static_qos
 
 _TYPES = {
     "string": (ParameterType.PARAMETER_STRING, Parameter.Type.STRING),
@@ -28,12 +58,42 @@ _ARRAY_TYPES = {
     "integer": (ParameterType.PARAMETER_INTEGER_ARRAY, Parameter.Type.INTEGER_ARRAY),
 }
 
-# Parameters that only take effect at start-up (they shape subscriptions or models).
-_RUNTIME_SETTABLE = {"plan_timeout_s", "input_timeout_s", "fallback_deceleration_mps2"}
+# Parameters that may change at run time; all others only take effect at start-up
+# (they shape subscriptions or models) and are read-only.
+_RUNTIME_SETTABLE = {"plan_timeout_s", "input_timeout_s", "fallback_deceleration_mps2", "trajectory_timeout_s",
+                     "stale_deceleration_mps2"}
+# Parameters rclpy itself understands: not in our schemas, never "unknown".
+_RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+_RCLPY_PREFIXES = ("qos_overrides.",)
+
+OK, WARN, ERROR = 0, 1, 2  # DiagnosticStatus levels as ints
+
+# Consecutive model failures after which the model status turns ERROR.
+MODEL_ERROR_STREAK = 3
+
+
+def input_name(topic: str) -> str:
+    """'~/input/camera/front/image' -> 'camera/front/image' (the key in counters and diagnostics)."""
+    for prefix in ("~/input/", "~/"):
+        if topic.startswith(prefix):
+            return topic[len(prefix):]
+    return topic.strip("/")
+
+
+@dataclass
+class InputWatch:
+    """Freshness of one input: ``timeout_param`` names the parameter with its timeout."""
+
+    topic: str
+    timeout_param: str | None  # None: optional input, never reported stale
+    last: float | None = None  # monotonic time of the newest message
+    lost: int = 0  # message_lost events
+    incompatible: str = ""  # last incompatible QoS policy reported
 
 
 class LatentVlaNode(Node):
-    """Base node: declares every schema parameter, validates, publishes debug + diagnostics."""
+    """Base node: declares every schema parameter, validates, guards callbacks, watches inputs,
+    publishes debug topics and diagnostics."""
 
     schema_name: str = ""
 
@@ -41,20 +101,40 @@ class LatentVlaNode(Node):
         name = node_name or self.schema_name
         super().__init__(name, **kwargs)
         self.stats = NodeStats()
+        self._started = time.monotonic()
+        self._last_warn: dict[str, float] = {}
+        self._inputs: dict[str, InputWatch] = {}
+        self._inputs_lock = threading.Lock()
+        self._drops_at_last_diag: dict[str, int] = {}
+        self._seen_tracebacks: set[str] = set()
+        self.model_status = "n/a"
+        self.model_level = DiagnosticStatus.OK
+        self._model_error: str | None = None
+        self._model_errors_in_row = 0
         self._schema = load_schema(self.schema_name)
         self.params = self._declare_and_validate()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", output_qos(1))
         self._latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", output_qos(1))
+        self._info_pub = self.create_publisher(String, "~/debug/node_info", static_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", output_qos(10))
-        self._diag_timer = self.create_timer(float(self.params["diagnostics_period_s"]), self._publish_diagnostics)
-        self._last_warn: dict[str, float] = {}
-        self.model_status = "n/a"
-        self.model_level = DiagnosticStatus.OK
+        # steady clock: under use_sim_time a stalled /clock (dead simulator, paused bag)
+        # must not silence the diagnostics that report it
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._diag_timer = self.create_timer(float(self.params["diagnostics_period_s"]), self._publish_diagnostics,
+                                             clock=self._steady)
+        self.publish_node_info()
 
     # ------------------------------------------------------------ parameters
     def _declare_and_validate(self) -> dict[str, Any]:
         props = node_definition(self._schema, self.schema_name)["properties"]
+        unknown = sorted(n for n in self._parameter_overrides
+                         if n not in props and n not in _RCLPY_PARAMETERS and not n.startswith(_RCLPY_PREFIXES))
+        if unknown:
+            message = (f"{self.schema_name}: unknown parameter(s) {unknown}: not in schema/{self.schema_name}.schema.json "
+                       "(a typo in a param file?)")
+            self.get_logger().fatal(message)
+            raise ParameterError(message)
         values: dict[str, Any] = {}
         for name, spec in props.items():
             if spec["type"] == "array":
@@ -64,12 +144,17 @@ class LatentVlaNode(Node):
             descriptor = ParameterDescriptor(name=name, type=ros_type, description=spec.get("description", ""),
                                              read_only=name not in _RUNTIME_SETTABLE)
             default = spec.get("default")
-            param = self.declare_parameter(name, py_type if default in (None, []) else default, descriptor)
+            try:
+                param = self.declare_parameter(name, py_type if default in (None, []) else default, descriptor)
+            except Exception as exc:  # noqa: BLE001 - e.g. InvalidParameterTypeException from a param file
+                message = f"{self.schema_name}: invalid parameters: {name}: {exc}"
+                self.get_logger().fatal(message)
+                raise ParameterError(message) from exc
             value = param.value
             values[name] = [] if value is None and spec["type"] == "array" else value
-        for key in ("camera_names",):
-            if key in values and values[key] is not None:
-                values[key] = list(values[key])
+        for key, value in list(values.items()):
+            if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
+                values[key] = list(value)
         try:
             return validate_parameters(self._schema, self.schema_name, values)
         except ParameterError as exc:
@@ -81,7 +166,7 @@ class LatentVlaNode(Node):
         for p in params:
             if p.name not in candidate:
                 continue  # rclpy's own (use_sim_time, ...)
-            candidate[p.name] = p.value
+            candidate[p.name] = list(p.value) if isinstance(p.value, (list, tuple)) else p.value
         try:
             validated = validate_parameters(self._schema, self.schema_name, candidate)
         except ParameterError as exc:
@@ -93,17 +178,101 @@ class LatentVlaNode(Node):
     def input_qos(self):
         return input_qos(self.params["qos.input_reliability"], self.params["qos.input_depth"])
 
+    def sensor_qos(self):
+        """Sensor inputs of nodes that also have pipeline inputs (odometry, vehicle status)."""
+        return sensor_qos(self.params.get("qos.sensor_reliability", "best_effort"), self.params.get("qos.sensor_depth", 1))
+
     def output_qos(self):
         return output_qos(self.params["qos.output_depth"])
 
+    # ------------------------------------------------------------ guarded callbacks
+    def create_subscription(self, msg_type, topic, callback, qos_profile, *, watch: bool = True,
+                            timeout_param: str | None = "input_timeout_s", **kwargs):
+        """Like rclpy's, plus: counted, watched (``watch=False``: optional input) and guarded."""
+        if "_inputs_lock" not in self.__dict__:  # rclpy's own, during Node.__init__ (/clock with use_sim_time)
+            return super().create_subscription(msg_type, topic, callback, qos_profile, **kwargs)
+        name = input_name(topic)
+        with self._inputs_lock:
+            self._inputs[name] = InputWatch(topic, timeout_param if watch else None)
+        self._info_dirty = True  # node_info lists the inputs: republish with the next report
+        if kwargs.get("event_callbacks") is None:
+            kwargs["event_callbacks"] = SubscriptionEventCallbacks(
+                incompatible_qos=functools.partial(self._on_incompatible_qos, name),
+                message_lost=functools.partial(self._on_message_lost, name))
+        return super().create_subscription(msg_type, topic, self._guarded_input(name, callback), qos_profile, **kwargs)
+
+    def create_timer(self, timer_period_sec, callback, *args, **kwargs):
+        if "_inputs_lock" not in self.__dict__:
+            return super().create_timer(timer_period_sec, callback, *args, **kwargs)
+        return super().create_timer(timer_period_sec, self._guarded(callback, "timer_error") if callback else callback,
+                                    *args, **kwargs)
+
+    def _guarded_input(self, name: str, callback: Callable):
+        watch = self._inputs[name]
+
+        def guarded(msg, *rest):
+            watch.last = time.monotonic()
+            self.stats.on_receive(name)
+            try:
+                callback(msg, *rest)
+            except Exception as exc:  # noqa: BLE001 - a callback must never kill the node
+                self._callback_failed(f"input {name}", exc, "callback_error")
+
+        return guarded
+
+    def _guarded(self, callback: Callable, reason: str):
+        where = getattr(callback, "__name__", "timer")
+
+        def guarded(*args):
+            try:
+                callback(*args)
+            except Exception as exc:  # noqa: BLE001
+                self._callback_failed(where, exc, reason)
+
+        return guarded
+
+    def _callback_failed(self, where: str, exc: Exception, reason: str) -> None:
+        if not self.context.ok():
+            return  # shutting down: publishers are gone, nothing to report to
+        key = f"{where}:{type(exc).__name__}"
+        detail = f"unexpected {type(exc).__name__} in {where}: {exc}"
+        if key not in self._seen_tracebacks and len(self._seen_tracebacks) < 100:
+            self._seen_tracebacks.add(key)
+            detail += "\n" + "".join(traceback.format_exception(exc))
+        try:
+            self.drop(reason, detail, level="error")
+        except Exception:  # noqa: BLE001 - context shutting down
+            pass
+
+    def _on_message_lost(self, name: str, event) -> None:
+        change = int(getattr(event, "total_count_change", 0) or 0)
+        if change <= 0:
+            return
+        self._inputs[name].lost += change
+        self.drop(f"lost_in_transport/{name}", f"the middleware lost {change} message(s) on input {name}", count=change)
+
+    def _on_incompatible_qos(self, name: str, event) -> None:
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        self._inputs[name].incompatible = policy
+        self.get_logger().error(f"a publisher on input {name} ({self.resolve_topic_name(self._inputs[name].topic)}) "
+                                f"offers incompatible QoS ({policy}): nothing from it will arrive. See docs/operations.md#qos")
+
     # ------------------------------------------------------------ counting
-    def drop(self, reason: str, detail: str = "", throttle_s: float = 2.0) -> None:
-        """Count a dropped input and warn (throttled per reason)."""
-        total = self.stats.on_drop(reason)
+    def _warn_throttled(self, key: str, text: str, throttle_s: float = 2.0, level: str = "warning") -> None:
         now = time.monotonic()
-        if now - self._last_warn.get(reason, -1e9) >= throttle_s:
-            self._last_warn[reason] = now
-            self.get_logger().warning(f"dropped input ({reason}, {total} so far): {detail}")
+        if now - self._last_warn.get(key, -1e9) >= throttle_s:
+            self._last_warn[key] = now
+            getattr(self.get_logger(), level)(text)
+
+    def drop(self, reason: str, detail: str = "", throttle_s: float = 2.0, count: int = 1, level: str = "warning") -> None:
+        """Count ``count`` dropped inputs and warn (throttled per reason)."""
+        count = max(1, int(count))
+        total = self.stats.on_drop(reason)
+        if count > 1:  # O(1) even for a huge gap (a sequence or stamp jump)
+            with self.stats._lock:
+                self.stats.dropped[reason] += count - 1
+                total = self.stats.dropped[reason]
+        self._warn_throttled(reason, f"dropped input ({reason}, {total} so far): {detail}", throttle_s, level)
 
     def count_lost_frames(self, sequence: int) -> None:
         """Count SensorFrames that never reached this node (e.g. a full input queue)."""
@@ -111,10 +280,8 @@ class LatentVlaNode(Node):
             self._frame_gaps = SequenceGapCounter()
         gap = self._frame_gaps.update(int(sequence))
         if gap:
-            for _ in range(gap):
-                self.stats.on_drop("frame_lost_upstream")
-            self.drop("frame_lost_upstream", f"{gap} sensor frame(s) before #{sequence} never arrived (input queue full?)", 2.0)
-            self.stats.dropped["frame_lost_upstream"] -= 1  # drop() counted one of them again
+            self.drop("frame_lost_upstream", f"{gap} sensor frame(s) before #{sequence} never arrived "
+                                             "(input queue full or upstream restart?)", count=gap)
 
     @contextlib.contextmanager
     def processing(self, stamp_ns: int | None = None):
@@ -129,42 +296,140 @@ class LatentVlaNode(Node):
         self.stats.on_processed(elapsed_ms, latency_ms)
         self._processing_pub.publish(Float64(data=elapsed_ms))
 
+    # ------------------------------------------------------------ model status
+    def model_succeeded(self) -> None:
+        if self._model_errors_in_row:
+            if self._model_error is not None:
+                self.get_logger().info("model recovered")
+            self._model_errors_in_row = 0
+            self._model_error = None
+
+    def model_failed(self, exc: BaseException) -> None:
+        self._model_errors_in_row += 1
+        if self._model_errors_in_row >= MODEL_ERROR_STREAK:
+            if self._model_error is None:
+                self.get_logger().error(f"model failing ({self._model_errors_in_row} calls in a row): {exc}")
+            self._model_error = f"model failing ({self._model_errors_in_row} in a row): {type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------ static info
+    def publish_node_info(self) -> None:
+        """``~/debug/node_info`` (transient local): what this node runs with, as JSON."""
+        info = {"node": self.get_fully_qualified_name(), "schema": self.schema_name, "model": self.model_status,
+                "parameters": self.params, "inputs": {k: w.topic for k, w in self._inputs.items()},
+                "use_sim_time": bool(self.get_parameter("use_sim_time").value)}
+        self._info_pub.publish(String(data=json.dumps(info, default=str, sort_keys=True)))
+
     # ------------------------------------------------------------ diagnostics
     def diagnostic_values(self) -> dict[str, str]:
         """Extra key/values for the diagnostics message (subclasses extend)."""
         return {}
 
-    def _publish_diagnostics(self) -> None:
+    def diagnostic_problems(self) -> list[tuple[int, str]]:
+        """Node-specific (level, message) problems (subclasses extend)."""
+        return []
+
+    def input_ages(self, now: float | None = None) -> dict[str, float | None]:
+        now = time.monotonic() if now is None else now
+        with self._inputs_lock:
+            return {k: (None if w.last is None else now - w.last) for k, w in self._inputs.items()}
+
+    def stale_inputs(self, now: float | None = None) -> dict[str, float | None]:
+        """Watched inputs silent for longer than their timeout: {name: age or None (never received)}."""
+        now = time.monotonic() if now is None else now
+        out = {}
+        with self._inputs_lock:
+            watches = list(self._inputs.items())
+        for name, w in watches:
+            if w.timeout_param is None or w.timeout_param not in self.params:
+                continue
+            timeout = float(self.params[w.timeout_param])
+            age = None if w.last is None else now - w.last
+            if (age is None and now - self._started > timeout) or (age is not None and age > timeout):
+                out[name] = age
+        return out
+
+    def diagnostic_status(self) -> DiagnosticStatus:
         snap = self.stats.snapshot()
+        now = time.monotonic()
         values = {f"received/{k}": str(v) for k, v in snap["received"].items()}
         values.update({f"rate_hz/{k}": f"{self.stats.input_rate_hz(k):.2f}" for k in snap["received"]})
+        for name, age in self.input_ages(now).items():
+            values[f"age_s/{name}"] = "never" if age is None else f"{age:.2f}"
         values.update({f"published/{k}": str(v) for k, v in snap["published"].items()})
         values.update({f"dropped/{k}": str(v) for k, v in snap["dropped"].items()})
-        for key in ("median_ms", "p99_ms"):
+        values["dropped_total"] = str(snap["dropped_total"])
+        for key in ("median_ms", "p99_ms", "max_ms"):
             if key in snap["processing"]:
                 values[f"processing_{key}"] = f"{snap['processing'][key]:.2f}"
             if key in snap["latency"]:
                 values[f"latency_{key}"] = f"{snap['latency'][key]:.2f}"
         values["model"] = self.model_status
+        values["uptime_s"] = f"{now - self._started:.1f}"
         values.update(self.diagnostic_values())
-        level, message = self.model_level, "ok"
-        if self.model_level != DiagnosticStatus.OK:
-            message = self.model_status
-        status = DiagnosticStatus(level=level, name=f"latentvla: {self.get_fully_qualified_name()}", message=message,
-                                  hardware_id="latentvla_ros",
-                                  values=[KeyValue(key=k, value=v) for k, v in sorted(values.items())])
-        self._diag_pub.publish(DiagnosticArray(header=self._diag_header(), status=[status]))
 
-    def _diag_header(self):
-        from std_msgs.msg import Header
+        problems: list[tuple[int, str]] = []
+        if level_value(self.model_level) != OK:
+            problems.append((level_value(self.model_level), self.model_status))
+        if self._model_error:
+            problems.append((ERROR, self._model_error))
+        stale = self.stale_inputs(now)
+        values["stale_inputs"] = ",".join(sorted(stale)) or "-"
+        for name, age in sorted(stale.items()):
+            problems.append((WARN, f"no {name} " + ("since start" if age is None else f"for {age:.1f} s")))
+        with self._inputs_lock:
+            incompatible = {k: w.incompatible for k, w in self._inputs.items() if w.incompatible}
+        for name, policy in incompatible.items():
+            problems.append((ERROR, f"incompatible QoS on {name} ({policy})"))
+        new_drops = {k: v - self._drops_at_last_diag.get(k, 0) for k, v in snap["dropped"].items()}
+        new_drops = {k: v for k, v in new_drops.items() if v > 0}
+        self._drops_at_last_diag = dict(snap["dropped"])
+        if new_drops:
+            text = ", ".join(f"{k}: {v}" for k, v in sorted(new_drops.items()))
+            problems.append((WARN, f"dropped {sum(new_drops.values())} input(s) since last report ({text})"))
+        problems.extend((level_value(lv), m) for lv, m in self.diagnostic_problems())
+        level = max([p[0] for p in problems], default=OK)
+        message = "; ".join(m for lv, m in problems if lv == level) if problems else "ok"
+        return DiagnosticStatus(level=bytes([level]),
+                                name=f"latentvla: {self.get_fully_qualified_name()}", message=message,
+                                hardware_id="latentvla_ros",
+                                values=[KeyValue(key=k, value=str(v)) for k, v in sorted(values.items())])
 
-        return Header(stamp=self.get_clock().now().to_msg())
+    def _publish_diagnostics(self) -> None:
+        if self.__dict__.pop("_info_dirty", False):
+            self.publish_node_info()
+        status = self.diagnostic_status()
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+
+MAX_PLAUSIBLE_SPEED_MPS = 150.0
+MAX_PLAUSIBLE_YAW_RATE_RPS = 20.0
+
+
+def checked_odometry(msg):
+    """``conversions.odometry_velocity`` plus a plausibility check: finite in float32 and
+    within physical bounds (a 1e300 m/s twist is a malformed message, not a fast car)."""
+    import numpy as np
+
+    from latentvla_ros.ros.conversions import ConversionError, odometry_velocity
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        velocity, yaw_rate = odometry_velocity(msg)
+    if not (np.all(np.isfinite(velocity)) and abs(yaw_rate) <= MAX_PLAUSIBLE_YAW_RATE_RPS
+            and float(np.hypot(*velocity)) <= MAX_PLAUSIBLE_SPEED_MPS):
+        raise ConversionError(f"implausible odometry twist (v={velocity.tolist()}, yaw rate={yaw_rate})")
+    return velocity, yaw_rate
+
+
+def level_value(level) -> int:
+    """DiagnosticStatus.level (bytes in rclpy) -> int."""
+    return level[0] if isinstance(level, (bytes, bytearray)) else int(level)
 
 
 def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
     """Build a core runtime (BevFeatureExtractor, LatentReasoner, TrajectoryPlanner) from the
     node's checkpoint/preset/device parameters. A missing or corrupt checkpoint is reported
-    loudly and the node runs with untrained weights, flagged in model_id and diagnostics."""
+    loudly and the node runs with untrained weights, flagged in model_id and diagnostics.
+    Checkpoints are safetensors only (core/checkpoint.py never unpickles)."""
     from latentvla_ros.core.checkpoint import CheckpointError
     from latentvla_ros.core.resources import resolve_path
 
@@ -189,4 +454,5 @@ def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
             f"{problem or 'no checkpoint given'}; outputs are published with model_id {runtime.model_id!r}")
     else:
         node.get_logger().info(f"loaded {runtime.model_id} from {path}")
+    node.publish_node_info()
     return runtime

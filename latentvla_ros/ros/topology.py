@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from latentvla_ros.core.sros2 import enclave_for
+
 # Topics between nodes (relative names: a namespace applies to them).
 SENSOR_FRAME = "latentvla/sensor_frame"
 BEV_FEATURES = "latentvla/bev_features"
@@ -14,6 +16,7 @@ LATENT_PLAN = "latentvla/latent_plan"
 TRAJECTORY = "planning/latentvla/trajectory"
 PATH = "planning/latentvla/path"
 MARKERS = "planning/latentvla/markers"
+BEV_IMAGE = "latentvla/bev_image"
 TEACHER_PLAN = "latentvla/teacher_plan"
 
 # Default sensor topics (a vehicle's sensing stack or the demo bag).
@@ -25,14 +28,18 @@ SENSOR_TOPICS = {
     "driving_command": "/planning/driving_command",
 }
 
-# The CARLA ROS bridge's topics (profile `carla`).
+# The CARLA ROS bridge's topics (profile `carla`). Frames: ego_vehicle/rgb_<name>,
+# ego_vehicle/lidar, odometry map -> ego_vehicle. vehicle_status
+# (carla_msgs/CarlaEgoVehicleStatus) is only subscribed where carla_msgs is importable.
 CARLA_SENSOR_TOPICS = {
     "camera_image": "/carla/ego_vehicle/rgb_{name}/image",
     "camera_info": "/carla/ego_vehicle/rgb_{name}/camera_info",
     "lidar": "/carla/ego_vehicle/lidar",
     "odometry": "/carla/ego_vehicle/odometry",
     "driving_command": "/carla/ego_vehicle/driving_command",
+    "vehicle_status": "/carla/ego_vehicle/vehicle_status",
 }
+CARLA_FRAMES = {"map": "map", "ego": "ego_vehicle", "camera": "ego_vehicle/rgb_{name}", "lidar": "ego_vehicle/lidar"}
 
 
 @dataclass
@@ -44,6 +51,10 @@ class NodeSpec:
     @property
     def param_file(self) -> str:
         return f"config/{self.name}.param.yaml"
+
+    def enclave(self, namespace: str = "") -> str:
+        """SROS2 enclave of this node (core/sros2.py, docs/operations.md#security)."""
+        return enclave_for(self.name, namespace)
 
 
 def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_topics: dict[str, str] | None = None,
@@ -58,7 +69,7 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
     nodes = [
         NodeSpec("sensor_sync", "latentvla_ros.ros.nodes.sensor_sync", sync_remaps),
         NodeSpec("bev_features", "latentvla_ros.ros.nodes.bev_features",
-                 [("~/input/frame", SENSOR_FRAME), ("~/output/bev", BEV_FEATURES)]),
+                 [("~/input/frame", SENSOR_FRAME), ("~/output/bev", BEV_FEATURES), ("~/debug/bev_image", BEV_IMAGE)]),
         NodeSpec("latent_reasoner", "latentvla_ros.ros.nodes.latent_reasoner",
                  [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN)]),
         NodeSpec("trajectory_planner", "latentvla_ros.ros.nodes.trajectory_planner",
@@ -81,4 +92,5 @@ def carla_controller_spec(sensor_topics: dict[str, str] | None = None) -> NodeSp
     topics = sensor_topics or CARLA_SENSOR_TOPICS
     return NodeSpec("twist_controller", "latentvla_ros.ros.nodes.twist_controller",
                     [("~/input/trajectory", TRAJECTORY), ("~/input/odometry", topics["odometry"]),
+                     ("~/input/vehicle_status", topics.get("vehicle_status", CARLA_SENSOR_TOPICS["vehicle_status"])),
                      ("~/output/twist", CARLA_TWIST_TOPIC)])

@@ -1,4 +1,9 @@
-"""latent_reasoner: SensorFrame -> LatentActionPlan (the distilled student)."""
+"""latent_reasoner: SensorFrame -> LatentActionPlan (the distilled student).
+
+A failing model call (exception, NaN output) is counted as ``model_error``; the frame
+gets no plan and the planner publishes a fallback for it (plan timeout). Three failures
+in a row turn the model status in /diagnostics to ERROR until a call succeeds again.
+"""
 from __future__ import annotations
 
 import sys
@@ -22,7 +27,6 @@ class LatentReasonerNode(LatentVlaNode):
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
 
     def _on_frame(self, msg: SensorFrame) -> None:
-        self.stats.on_receive("frame")
         self.count_lost_frames(msg.sequence)
         try:
             frame = sensor_frame_to_core(msg)
@@ -32,9 +36,14 @@ class LatentReasonerNode(LatentVlaNode):
         with self.processing(frame.stamp_ns):
             try:
                 plan = self.reasoner.reason(frame)
-            except (FeatureError, ValueError, RuntimeError) as exc:
-                self.drop("model_error", str(exc))
+            except (FeatureError, ValueError) as exc:  # the input, not the model
+                self.drop("bad_message", str(exc))
                 return
+            except Exception as exc:  # noqa: BLE001 - ModelOutputError (NaN), runtime errors
+                self.model_failed(exc)
+                self.drop("model_error", f"{type(exc).__name__}: {exc}")
+                return
+            self.model_succeeded()
             self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
             self.stats.on_publish("plan")
 

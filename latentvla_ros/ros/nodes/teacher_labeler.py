@@ -54,7 +54,6 @@ class TeacherLabelerNode(LatentVlaNode):
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
 
     def _on_frame(self, msg: SensorFrame) -> None:
-        self.stats.on_receive("frame")
         self.count_lost_frames(msg.sequence)
         try:
             frame = sensor_frame_to_core(msg)
@@ -68,9 +67,17 @@ class TeacherLabelerNode(LatentVlaNode):
         with self.processing(frame.stamp_ns):
             image = torch.from_numpy(np.ascontiguousarray(frame.cameras[cam].image)).permute(2, 0, 1).float().div_(255.0)
             status = torch.from_numpy(frame.ego.status_vector())
-            with torch.inference_mode():
-                probs, context = self.teacher.predict(image[None], status[None])
-            probs, context = probs[0].numpy(), context[0].float().numpy()
+            try:
+                with torch.inference_mode():
+                    probs, context = self.teacher.predict(image[None], status[None])
+                probs, context = probs[0].numpy(), context[0].float().numpy()
+                if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(context))):
+                    raise ValueError("teacher produced non-finite values")
+            except Exception as exc:  # noqa: BLE001 - a failing teacher call must not stop labeling
+                self.model_failed(exc)
+                self.drop("model_error", f"{type(exc).__name__}: {exc}")
+                return
+            self.model_succeeded()
             k = probs.shape[0]
             self.records["stamps_ns"].append(frame.stamp_ns)
             self.records["probs"].append(probs)

@@ -1,19 +1,35 @@
 """trajectory_planner: BevFeatures (+ LatentActionPlan) -> PlannedTrajectory, Path, markers.
 
 Exactly one trajectory per BEV frame: the model's, or a comfortable-stop fallback
-(flagged) when the frame's latent plan does not come in time or the model fails.
-A watchdog publishes fallbacks while no BEV frame arrives at all.
+(``is_fallback`` + ``fallback_reason``) along the current heading and curvature when
+
+- the frame's latent plan does not come within ``plan_timeout_s`` ("latent plan
+  timeout"); after such a timeout, and until a plan arrives again, frames wait one
+  watchdog cycle only (a dead or restarting latent_reasoner: "latent plan stream
+  silent ..."),
+- the model fails or produces NaN ("model error: ..."),
+- and, from the steady-clock watchdog, while no BEV frame arrives for ``input_timeout_s``
+  ("no BEV features for ...": sensors, sensor_sync or bev_features down).
+
+The planner leaves the fallback by itself with the first model trajectory. Repeated
+stamps are dropped and counted (``duplicate_bev`` / ``duplicate_plan``), plans that
+never meet their BEV frame are counted (``plan_unmatched``).
 """
 from __future__ import annotations
 
+import colorsys
 import math
 import sys
 import threading
 import time
+from collections import deque
 
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import Point, Vector3
 from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
-from visualization_msgs.msg import MarkerArray
+from std_msgs.msg import ColorRGBA
+from visualization_msgs.msg import Marker, MarkerArray
 
 from latentvla_ros.core.fallback import comfortable_stop
 from latentvla_ros.core.pipeline import TrajectoryPlanner
@@ -22,15 +38,91 @@ from latentvla_ros.models.configuration_planner import PlannerConfig
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory
 from latentvla_ros.ros.conversions import (
     ConversionError,
+    make_header,
     msg_to_bev,
     msg_to_plan,
-    odometry_velocity,
     trajectory_markers,
     trajectory_to_msg,
     trajectory_to_path,
 )
-from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
+from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+
+_RECENT = 256  # stamps remembered to detect duplicates
+
+
+class _RecentStamps:
+    """The last ``size`` stamps seen, to detect repeats. A step back in time of more than
+    ``jump_ns`` (looping bag, simulator reset) starts over: old stamps may come again."""
+
+    def __init__(self, size: int = _RECENT, jump_ns: int = 1_000_000_000):
+        self._order: deque[int] = deque()
+        self._set: set[int] = set()
+        self.size = size
+        self.jump_ns = jump_ns
+        self.newest: int | None = None
+        self.resets = 0
+
+    def seen(self, stamp: int) -> bool:
+        """True if ``stamp`` was seen recently; remembers it otherwise."""
+        if self.newest is not None and stamp < self.newest - self.jump_ns:
+            self._order.clear()
+            self._set.clear()
+            self.newest = None
+            self.resets += 1
+        if stamp in self._set:
+            return True
+        self.newest = stamp if self.newest is None else max(self.newest, stamp)
+        self._order.append(stamp)
+        self._set.add(stamp)
+        if len(self._order) > self.size:
+            self._set.discard(self._order.popleft())
+        return False
+
+
+def token_color(token_id: int, codebook_size: int = 16, alpha: float = 1.0) -> ColorRGBA:
+    r, g, b = colorsys.hsv_to_rgb((token_id % codebook_size) / codebook_size, 0.75, 0.95)
+    return ColorRGBA(r=r, g=g, b=b, a=alpha)
+
+
+def latent_token_markers(header, plan, namespace: str = "latentvla") -> list[Marker]:
+    """The 12 latent tokens as a row of bars to the right of the ego: colour = code id,
+    height = the token's probability; a label with the ids above them."""
+    markers = []
+    if plan is None:
+        markers.append(Marker(header=header, ns=f"{namespace}/latent_tokens", id=0, action=Marker.DELETEALL))
+        return markers
+    ids = [int(t) for t in plan.token_ids]
+    probs = plan.token_probabilities
+    for k, tok in enumerate(ids):
+        p = float(probs[k, tok]) if probs.ndim == 2 and tok < probs.shape[1] else 1.0
+        height = 0.3 + 2.7 * max(0.0, min(1.0, p))
+        m = Marker(header=header, ns=f"{namespace}/latent_tokens", id=k, type=Marker.CUBE, action=Marker.ADD,
+                   scale=Vector3(x=0.6, y=0.6, z=height), color=token_color(tok, probs.shape[-1] if probs.ndim == 2 else 16))
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = 1.0 * k - 2.0, -6.0, height / 2
+        m.pose.orientation.w = 1.0
+        markers.append(m)
+    label = Marker(header=header, ns=f"{namespace}/latent_tokens", id=len(ids), type=Marker.TEXT_VIEW_FACING,
+                   action=Marker.ADD, scale=Vector3(x=0.0, y=0.0, z=0.8), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+                   text="latent tokens: " + " ".join(str(t) for t in ids))
+    label.pose.position.x, label.pose.position.y, label.pose.position.z = 3.5, -6.0, 3.6
+    label.pose.orientation.w = 1.0
+    markers.append(label)
+    return markers
+
+
+def fallback_state_marker(header, is_fallback: bool, reason: str, namespace: str = "latentvla") -> list[Marker]:
+    """A disc around the ego: green while the model drives, red in fallback."""
+    color = ColorRGBA(r=0.95, g=0.15, b=0.15, a=0.45) if is_fallback else ColorRGBA(r=0.1, g=0.8, b=0.3, a=0.25)
+    disc = Marker(header=header, ns=f"{namespace}/fallback_state", id=0, type=Marker.CYLINDER, action=Marker.ADD,
+                  scale=Vector3(x=7.0, y=7.0, z=0.1), color=color)
+    disc.pose.orientation.w = 1.0
+    text = Marker(header=header, ns=f"{namespace}/fallback_state", id=1, type=Marker.TEXT_VIEW_FACING,
+                  action=Marker.ADD, scale=Vector3(x=0.0, y=0.0, z=1.2), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
+                  text=f"FALLBACK: {reason}" if is_fallback else "MODEL")
+    text.pose.position.z, text.pose.position.x = 5.0, 0.0
+    text.pose.orientation.w = 1.0
+    return [disc, text]
 
 
 class TrajectoryPlannerNode(LatentVlaNode):
@@ -43,55 +135,106 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.matcher = StampMatcher(needs_plan=self.planner.needs_plan, plan_timeout_s=self.params["plan_timeout_s"])
         self._speed = 0.0
         self._yaw_rate = 0.0
+        self._odom_time: float | None = None
         self._last_bev_time = time.monotonic()
+        self._last_plan_time: float | None = None
+        self._plan_timeouts_in_row = 0
+        self._recent_bevs = _RecentStamps()
+        self._recent_plans = _RecentStamps()
+        self._evicted_plans_counted = 0
         self._in_fallback = False
+        self.fallback_reason = ""
+        self.fallback_since: float | None = None
+        self.fallback_episodes = 0
+        self._publishers_seen: dict[str, int] = {}
         out_qos = self.output_qos()
         self._traj_pub = self.create_publisher(PlannedTrajectory, "~/output/trajectory", out_qos)
         self._path_pub = self.create_publisher(Path, "~/output/path", out_qos)
         self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", out_qos)
         in_qos = self.input_qos()
-        self.create_subscription(BevFeatures, "~/input/bev", self._on_bev, in_qos)
+        self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._on_bev, in_qos)
+        self._plan_sub = None
         if self.planner.needs_plan:
-            self.create_subscription(LatentActionPlan, "~/input/plan", self._on_plan, in_qos)
-        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, in_qos)
+            self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._on_plan, in_qos,
+                                                      timeout_param="plan_timeout_s")
+        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         # steady clock: under use_sim_time a stalled /clock (dead simulator, ended bag)
         # must not stop the watchdog that publishes the fallback
         self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._on_watchdog,
                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._graph_check = self.create_timer(1.0, self._check_upstream, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params['plan_timeout_s']} s for plans")
 
     # ---------------------------------------------------------------- inputs
     def _on_odometry(self, msg: Odometry) -> None:
         try:
-            velocity, yaw_rate = odometry_velocity(msg)
+            velocity, yaw_rate = checked_odometry(msg)
         except ConversionError as exc:
             self.drop("bad_odometry", str(exc))
             return
         self._speed, self._yaw_rate = float(math.hypot(*velocity)), yaw_rate
+        self._odom_time = time.monotonic()
 
     def _on_bev(self, msg: BevFeatures) -> None:
-        self.stats.on_receive("bev")
         try:
             bev = msg_to_bev(msg)
         except ConversionError as exc:
             self.drop("bad_bev", str(exc))
             return
-        self._last_bev_time = time.monotonic()
-        self._speed = float(math.hypot(bev.ego_status[4], bev.ego_status[5]))
+        resets = self._recent_bevs.resets
+        if self._recent_bevs.seen(bev.stamp_ns):
+            self.drop("duplicate_bev", f"BEV frame {bev.stamp_ns} arrived again; its trajectory is already out")
+            return
+        if self._recent_bevs.resets != resets:
+            self._on_time_jump()
+        now = time.monotonic()
+        self._last_bev_time = now
+        speed = float(math.hypot(bev.ego_status[4], bev.ego_status[5])) if bev.ego_status.shape[0] >= 6 else self._speed
+        if math.isfinite(speed):
+            self._speed = speed
+        arrival = now
+        if self._plan_stream_down(now) is not None:
+            # no plan is likely to come: wait one watchdog cycle at most, not plan_timeout_s
+            arrival = now - max(0.0, self.params["plan_timeout_s"] - 1.0 / self.params["watchdog_rate_hz"])
         with self._lock:
-            ready = self.matcher.add_bev(bev.stamp_ns, bev, time.monotonic())
+            ready = self.matcher.add_bev(bev.stamp_ns, bev, arrival)
         self._handle(ready)
 
     def _on_plan(self, msg: LatentActionPlan) -> None:
-        self.stats.on_receive("plan")
         try:
             plan = msg_to_plan(msg)
         except ConversionError as exc:
             self.drop("bad_plan", str(exc))
             return
+        self._last_plan_time = time.monotonic()
+        self._plan_timeouts_in_row = 0
+        if self._recent_plans.seen(plan.stamp_ns):
+            self.drop("duplicate_plan", f"latent plan {plan.stamp_ns} arrived again")
+            return
         with self._lock:
             ready = self.matcher.add_plan(plan.stamp_ns, plan)
         self._handle(ready)
+
+    def _on_time_jump(self) -> None:
+        """Time jumped back (looping bag, simulator reset): frames still waiting get their
+        fallback now, plans kept for the old timeline are discarded (counted)."""
+        self.get_logger().warning("BEV stamps jumped backwards: flushing frames and plans of the old timeline")
+        with self._lock:
+            pending = self.matcher.expire(math.inf)
+            stale_plans = len(getattr(self.matcher, "_plans", ()))
+            self.matcher.reset()
+        self._recent_plans = _RecentStamps()
+        if stale_plans:
+            self.drop("plan_unmatched", f"{stale_plans} latent plan(s) of the old timeline discarded", count=stale_plans)
+        self._handle(pending)
+
+    def _plan_stream_down(self, now: float) -> str | None:
+        """Why no plan will come (a frame already timed out and no plan arrived since), or None."""
+        if not self.matcher.needs_plan or self._plan_timeouts_in_row == 0:
+            return None
+        if self._last_plan_time is None:
+            return "latent plan stream silent since start"
+        return f"latent plan stream silent for {now - self._last_plan_time:.1f} s"
 
     def _on_watchdog(self) -> None:
         self.matcher.plan_timeout_s = self.params["plan_timeout_s"]
@@ -103,32 +246,60 @@ class TrajectoryPlannerNode(LatentVlaNode):
             reason = f"no BEV features for {silent_for:.1f} s"
             if not self._in_fallback:
                 self.get_logger().warning(f"entering fallback: {reason}")
+            self.stats.on_publish("fallback_no_bev")
             self._publish_fallback(self.get_clock().now().nanoseconds, reason)
 
+    def _check_upstream(self) -> None:
+        """Publisher counts of the pipeline inputs (a missing upstream node shows as 0)."""
+        subs = {"bev": self._bev_sub}
+        if self._plan_sub is not None:
+            subs["plan"] = self._plan_sub
+        for name, sub in subs.items():
+            self._publishers_seen[name] = self.count_publishers(sub.topic_name)
 
     # ---------------------------------------------------------------- outputs
+    def _count_evictions(self) -> None:
+        evicted = self.matcher.evicted_plans - self._evicted_plans_counted
+        if evicted > 0:
+            self._evicted_plans_counted = self.matcher.evicted_plans
+            self.drop("plan_unmatched", f"{evicted} latent plan(s) never met their BEV frame", count=evicted)
+
     def _handle(self, frames: list[MatchedFrame]) -> None:
+        self._count_evictions()
         for item in frames:
             if item.timed_out:
-                self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns} within {self.params['plan_timeout_s']} s")
-                self._publish_fallback(item.stamp_ns, "latent plan timeout")
+                reason = self._plan_stream_down(time.monotonic()) or "latent plan timeout"
+                self._plan_timeouts_in_row += 1
+                self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
+                self._publish_fallback(item.stamp_ns, reason)
                 continue
             with self.processing(item.stamp_ns):
                 try:
                     traj = self.planner.plan(item.bev, item.plan)
-                except (ValueError, RuntimeError) as exc:  # ModelOutputError, MissingInputError
-                    self.drop("model_error", str(exc))
+                    if not traj.is_finite():
+                        raise ValueError("planner returned non-finite poses")
+                except Exception as exc:  # noqa: BLE001 - ModelOutputError (NaN), MissingInputError, anything
+                    self.model_failed(exc)
+                    self.drop("model_error", f"{type(exc).__name__}: {exc}")
                     self._publish_fallback(item.stamp_ns, f"model error: {exc}")
                     continue
+                self.model_succeeded()
                 if self._in_fallback:
-                    self.get_logger().info("inputs are back: leaving fallback")
+                    self.get_logger().info(f"inputs are back: leaving fallback (was: {self.fallback_reason})")
                 self._in_fallback = False
+                self.fallback_reason = ""
+                self.fallback_since = None
                 self._publish(traj, item.plan)
 
     def _publish_fallback(self, stamp_ns: int, reason: str) -> None:
+        if not self._in_fallback:
+            self.fallback_episodes += 1
+            self.fallback_since = time.monotonic()
         self._in_fallback = True
-        traj = comfortable_stop(self._speed, self._yaw_rate, self.params["fallback_deceleration_mps2"],
-                                stamp_ns=stamp_ns, reason=reason)
+        self.fallback_reason = reason
+        odom_fresh = self._odom_time is not None and time.monotonic() - self._odom_time <= self.params["input_timeout_s"]
+        traj = comfortable_stop(self._speed, self._yaw_rate if odom_fresh else 0.0,
+                                self.params["fallback_deceleration_mps2"], stamp_ns=stamp_ns, reason=reason)
         self.stats.on_publish("fallback")
         self._publish(traj, None)
 
@@ -136,12 +307,35 @@ class TrajectoryPlannerNode(LatentVlaNode):
         frame_id = self.params["frame_id"]
         self._traj_pub.publish(trajectory_to_msg(traj, frame_id, initial_speed=self._speed))
         self._path_pub.publish(trajectory_to_path(traj, frame_id))
-        self._marker_pub.publish(trajectory_markers(traj, frame_id, plan))
+        markers = trajectory_markers(traj, frame_id, plan)
+        header = make_header(traj.stamp_ns, frame_id)
+        markers.markers.extend(latent_token_markers(header, plan))
+        markers.markers.extend(fallback_state_marker(header, traj.is_fallback, traj.fallback_reason))
+        self._marker_pub.publish(markers)
         self.stats.on_publish("trajectory")
 
+    # ---------------------------------------------------------------- diagnostics
+    @property
+    def in_fallback(self) -> bool:
+        return self._in_fallback
+
     def diagnostic_values(self) -> dict[str, str]:
-        return {"fallback_active": str(self._in_fallback), "pending_frames": str(self.matcher.pending),
-                "fusion": self.planner.fusion}
+        values = {"fallback_active": str(self._in_fallback), "fallback_reason": self.fallback_reason or "-",
+                  "fallback_episodes": str(self.fallback_episodes), "pending_frames": str(self.matcher.pending),
+                  "fusion": self.planner.fusion, "plans_unmatched": str(self.matcher.evicted_plans)}
+        if self.fallback_since is not None:
+            values["fallback_for_s"] = f"{time.monotonic() - self.fallback_since:.1f}"
+        values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
+        return values
+
+    def diagnostic_problems(self):
+        problems = []
+        if self._in_fallback:
+            problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))
+        for name, count in self._publishers_seen.items():
+            if count == 0:
+                problems.append((DiagnosticStatus.ERROR, f"no publisher on input {name} (upstream node down?)"))
+        return problems
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,18 @@
 """twist_controller: PlannedTrajectory + Odometry -> geometry_msgs/Twist for carla_twist_to_control.
 
-Follows the newest trajectory (pure pursuit + speed control, core/tracking.py). With no
-fresh trajectory for ``trajectory_timeout_s`` it commands a brake: a silent planner must
-stop the car.
+Follows the newest trajectory (pure pursuit + speed control, core/tracking.py). Fallback
+trajectories are followed like any other (they are comfortable stops). Safety:
+
+- no fresh trajectory for ``trajectory_timeout_s`` (planner dead or silent): brake at
+  ``stale_deceleration_mps2`` to a stop, then hold with a zero Twist (= full brake for
+  carla_twist_to_control);
+- no fresh odometry for ``input_timeout_s``: the speed is unknown, brake the same way;
+- a trajectory older than the one being followed (out of order) is dropped and counted,
+  unless time jumped back by more than a second (simulator reset, looping bag).
+
+The CARLA bridge's ``vehicle_status`` (carla_msgs/CarlaEgoVehicleStatus) is subscribed
+only when carla_msgs is importable (``use_vehicle_status``); its ``velocity`` then stands
+in for a stale odometry speed. Without carla_msgs, odometry carries everything needed.
 """
 from __future__ import annotations
 
@@ -16,9 +26,20 @@ from nav_msgs.msg import Odometry
 from latentvla_ros.core.fallback import comfortable_stop
 from latentvla_ros.core.tracking import ControlCommand, TrackerConfig, carla_twist_values, track
 from latentvla_ros.msg import PlannedTrajectory
-from latentvla_ros.ros.conversions import ConversionError, msg_to_trajectory, odometry_velocity
-from latentvla_ros.ros.node_base import LatentVlaNode
+from latentvla_ros.ros.conversions import ConversionError, msg_to_trajectory
+from latentvla_ros.ros.node_base import ERROR, WARN, LatentVlaNode, checked_odometry
 from latentvla_ros.ros.node_main import run_node
+
+_TIME_JUMP_NS = 1_000_000_000
+
+
+def vehicle_status_type():
+    """carla_msgs/CarlaEgoVehicleStatus if importable here, else None (never invented)."""
+    try:
+        from carla_msgs.msg import CarlaEgoVehicleStatus  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return CarlaEgoVehicleStatus
 
 
 class TwistControllerNode(LatentVlaNode):
@@ -31,42 +52,93 @@ class TwistControllerNode(LatentVlaNode):
         self._trajectory = None
         self._trajectory_time = -math.inf
         self._speed = 0.0
+        self._odom_time = -math.inf
+        self._status_speed: float | None = None
+        self._status_time = -math.inf
+        self.accepted_trajectories = 0
+        self.mode = "waiting"  # following | following_fallback | stale_trajectory | stale_odometry | standstill
         self._twist_pub = self.create_publisher(Twist, "~/output/twist", self.output_qos())
-        self.create_subscription(PlannedTrajectory, "~/input/trajectory", self._on_trajectory, self.input_qos())
-        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.input_qos())
+        self.create_subscription(PlannedTrajectory, "~/input/trajectory", self._on_trajectory, self.input_qos(),
+                                 timeout_param="trajectory_timeout_s")
+        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
+        status_type = vehicle_status_type() if p["use_vehicle_status"] else None
+        self.vehicle_status_subscribed = status_type is not None
+        if status_type is not None:
+            self.create_subscription(status_type, "~/input/vehicle_status", self._on_vehicle_status, self.sensor_qos(),
+                                     watch=False)
         self.create_timer(1.0 / p["control_rate_hz"], self._on_timer)
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:
-            velocity, _ = odometry_velocity(msg)
+            velocity, _ = checked_odometry(msg)
         except ConversionError as exc:
             self.drop("bad_odometry", str(exc))
             return
         self._speed = float(math.hypot(*velocity))
+        self._odom_time = time.monotonic()
+
+    def _on_vehicle_status(self, msg) -> None:
+        speed = float(getattr(msg, "velocity", math.nan))
+        if not math.isfinite(speed):
+            self.drop("bad_vehicle_status", "non-finite velocity")
+            return
+        self._status_speed, self._status_time = abs(speed), time.monotonic()
 
     def _on_trajectory(self, msg: PlannedTrajectory) -> None:
-        self.stats.on_receive("trajectory")
         traj = msg_to_trajectory(msg)
-        if len(traj.poses) == 0 or not traj.is_finite():
-            self.drop("bad_trajectory", "empty or non-finite trajectory")
+        if len(traj.poses) == 0 or not traj.is_finite() or not (0.0 < traj.interval_s < 10.0):
+            self.drop("bad_trajectory", "empty or non-finite trajectory, or bad time_from_start")
             return
+        if self._trajectory is not None and traj.stamp_ns < self._trajectory.stamp_ns:
+            if self._trajectory.stamp_ns - traj.stamp_ns < _TIME_JUMP_NS:
+                self.drop("out_of_order_trajectory", f"trajectory {traj.stamp_ns} is older than the one being followed")
+                return
+            self.get_logger().warning("trajectory stamps jumped backwards: following the new one")
         self._trajectory, self._trajectory_time = traj, time.monotonic()
+        self.accepted_trajectories += 1
+
+    def _current_speed(self, now: float) -> float | None:
+        if now - self._odom_time <= self.params["input_timeout_s"]:
+            return self._speed
+        if self._status_speed is not None and now - self._status_time <= self.params["input_timeout_s"]:
+            return self._status_speed
+        return None
 
     def _on_timer(self) -> None:
         with self.processing():
-            stale = time.monotonic() - self._trajectory_time > self.params["trajectory_timeout_s"]
-            if self._trajectory is None or stale:
-                stop = comfortable_stop(self._speed, 0.0, self.params["stale_deceleration_mps2"])
-                cmd = track(stop.poses, stop.interval_s, self._speed, self.tracker)
-                if self._speed < 0.1:
+            now = time.monotonic()
+            speed = self._current_speed(now)
+            stale = now - self._trajectory_time > self.params["trajectory_timeout_s"]
+            if self._trajectory is None or stale or speed is None:
+                known = self._speed if speed is None else speed
+                self.mode = "stale_odometry" if speed is None and self._trajectory is not None and not stale else (
+                    "stale_trajectory" if self._trajectory is not None else "waiting")
+                stop = comfortable_stop(known, 0.0, self.params["stale_deceleration_mps2"])
+                cmd = track(stop.poses, stop.interval_s, known, self.tracker)
+                if speed is None:  # unknown speed: brake firmly, straight
+                    cmd = ControlCommand(-self.params["stale_deceleration_mps2"], 0.0, 0.0)
+                elif known < 0.1:
                     cmd = ControlCommand(0.0, 0.0, 0.0)  # standstill: zero twist = full brake (hold)
+                    self.mode = "standstill"
             else:
-                cmd = track(self._trajectory.poses, self._trajectory.interval_s, self._speed, self.tracker)
+                self.mode = "following_fallback" if self._trajectory.is_fallback else "following"
+                cmd = track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker)
             lin, ang = carla_twist_values(cmd)
             twist = Twist()
             twist.linear.x, twist.angular.z = lin, ang
             self._twist_pub.publish(twist)
             self.stats.on_publish("twist")
+
+    def diagnostic_values(self) -> dict[str, str]:
+        return {"mode": self.mode, "accepted_trajectories": str(self.accepted_trajectories), "vehicle_status": "subscribed" if self.vehicle_status_subscribed else
+                "not available (carla_msgs not importable)" if self.params["use_vehicle_status"] else "off"}
+
+    def diagnostic_problems(self):
+        if self.mode in ("stale_trajectory", "stale_odometry"):
+            return [(ERROR, f"braking: {self.mode.replace('_', ' ')}")]
+        if self.mode == "following_fallback":
+            return [(WARN, f"following a fallback trajectory: {self._trajectory.fallback_reason}")]
+        return []
 
 
 def main(argv: list[str] | None = None) -> int:

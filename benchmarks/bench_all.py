@@ -1,0 +1,11 @@
+"""Everything `latentvla bench` measures: graph (bare / composed / processes), ONNX,
+teacher vs student, message conversions. Same options as `latentvla bench`.
+
+    python benchmarks/bench_all.py --out artifacts/bench --write-docs
+"""
+import sys
+
+from latentvla_ros.benchmarking import script_main
+
+if __name__ == "__main__":
+    sys.exit(script_main(sys.argv[1:]))

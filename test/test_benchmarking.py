@@ -1,0 +1,157 @@
+"""`latentvla bench`: option parsing, target evaluation and report writing on synthetic
+results (fast), a quick edge-only run that writes bench.json, and (slow) every mode and
+section on a few frames."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from latentvla_ros import benchmarking as bench
+
+
+def _args(**kw) -> argparse.Namespace:
+    parser = bench.add_bench_arguments(argparse.ArgumentParser())
+    ns = parser.parse_args([])
+    for key, value in kw.items():
+        setattr(ns, key, value)
+    return ns
+
+
+def test_options_defaults_and_per_config_values(tmp_path):
+    opts = bench.resolve_options(_args(out=str(tmp_path)))
+    assert opts.configs == ["edge", "paper"] and opts.modes == ["bare", "composed", "processes"]
+    assert opts.rates == {"edge": [10.0], "paper": [2.0]} and opts.frames == {"edge": 100, "paper": 100}
+    assert opts.threads == 2 and opts.backends == ["torch", "onnx"]
+    opts = bench.resolve_options(_args(frames="edge=300,paper=40", rate="edge=20,paper=2:10", domain_id=42))
+    assert opts.frames == {"edge": 300, "paper": 40}
+    assert opts.rates == {"edge": [20.0], "paper": [2.0, 10.0]} and opts.domain_id == 42
+    quick = bench.resolve_options(_args(quick=True))
+    assert quick.configs == ["edge"] and quick.frames == {"edge": 20} and quick.modes == ["bare", "composed"]
+    with pytest.raises(SystemExit):
+        bench.resolve_options(_args(configs="edge,huge"))
+    with pytest.raises(SystemExit):
+        bench.resolve_options(_args(modes="bare,telepathy"))
+
+
+def test_cli_parser_has_the_bench_options():
+    from latentvla_ros.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick", "--configs", "edge", "--rate", "10", "--write-docs"])
+    opts = bench.resolve_options(args)
+    assert opts.quick and opts.write_docs and opts.rates == {"edge": [10.0]}
+
+
+def test_stats_ratios_and_targets():
+    s = bench.stats_ms([10.0, 20.0, 30.0, float("nan"), None])
+    assert s["count"] == 3 and s["median_ms"] == 20.0 and s["max_ms"] == 30.0
+    assert bench.stats_ms([]) == {"count": 0}
+    bare = {"latency_ms": bench.stats_ms([10.0] * 10), "per_frame_ms": [10.0] * 10}
+    run = {"latency_ms": bench.stats_ms([10.5] * 9 + [20.0]), "per_frame_ms": [10.5] * 9 + [20.0]}
+    r = bench._ratios(run, bare)
+    assert r["median"] == pytest.approx(1.05) and r["per_frame_median"] == pytest.approx(1.05)
+    assert r["p99"] > 1.3
+    results = _synthetic_results()
+    targets = {t["target"]: t for t in bench.evaluate_targets(results)}
+    assert targets["edge: composed / bare, median"]["met"] is True
+    assert targets["edge: composed / bare, p99"]["met"] is True
+    assert targets["edge: processes / bare, median"]["met"] is False
+    assert targets["edge: dropped synchronized frames at 10 Hz (composed)"]["met"] is True
+    assert targets["teacher latency / student latency (same frame)"]["met"] is True
+
+
+def _synthetic_results() -> dict:
+    bare = {"mode": "bare", "rate_hz": 10.0, "latency_ms": bench.stats_ms([50.0] * 20), "per_frame_ms": [50.0] * 20,
+            "stages_ms": {k: bench.stats_ms([10.0]) for k in ("bev_backbone", "student", "planner")}}
+
+    def graph(mode, scale):
+        lat = [50.0 * scale] * 20
+        run = {"mode": mode, "rate_hz": 10.0, "latency_ms": bench.stats_ms(lat), "per_frame_ms": lat, "dropped": 0,
+               "fallbacks": 0, "synchronized": 20, "dropped_synchronized": 0, "output_hz": 10.0,
+               "nodes_processing_ms": {n: bench.stats_ms([5.0]) for n in bench.GRAPH_NODES}, "cpu": {"foreign_cores": 0.01}}
+        run["ratio_vs_bare"] = bench._ratios(run, bare)
+        return run
+
+    return {
+        "meta": {"date": "2026-11-21T12:00:00+00:00", "command": "latentvla bench --write-docs", "out": "artifacts/bench",
+                 "threads": 2, "machine": {"cpu": "test cpu", "cores": 2}, "load_note": "quiet"},
+        "configs": {"edge": {"rates_hz": [10.0], "runs": {"bare[torch]": bare, "composed[torch]@10Hz": graph("composed", 1.05),
+                                                         "processes[torch]@10Hz": graph("processes", 1.5)}}},
+        "teacher_vs_student": {"speedup_student_over_teacher": 120.0,
+                               "teacher": {"name": "t", "parameters": 3.0e9, "latency_ms": bench.stats_ms([12000.0]),
+                                           "image_size": [112, 112], "image_tokens": 16, "prompt_tokens": 60, "decode_steps": 12},
+                               "student": {"config": "paper student", "parameters": 5.0e7, "input": "camera",
+                                           "latency_ms": bench.stats_ms([100.0])}},
+        "notes": ["a note"],
+    }
+
+
+def test_report_and_docs(tmp_path, capsys):
+    results = _synthetic_results()
+    results["targets"] = bench.evaluate_targets(results)
+    bench.print_report(results)
+    printed = capsys.readouterr().out
+    assert "composed[torch]@10Hz" in printed and "NOT MET" in printed
+    path = bench.write_docs(results, tmp_path / "performance.md")
+    text = path.read_text()
+    assert "latentvla bench --write-docs" in text and "2026-11-21" in text and "test cpu" in text
+    assert "| edge | composed[torch]@10Hz | 10 | 52.5 |" in text
+    assert "Teacher vs student" in text and "120.0x" in text
+
+
+def _check_bench_json(path, modes):
+    data = json.loads(path.read_text())
+    assert {"meta", "configs", "targets", "notes"} <= set(data)
+    assert {"date", "command", "machine", "threads", "loadavg_start"} <= set(data["meta"])
+    edge = data["configs"]["edge"]
+    runs = edge["runs"]
+    assert "bare[torch]" in runs
+    bare = runs["bare[torch]"]
+    assert bare["latency_ms"]["count"] == edge["frames"]
+    assert set(bare["stages_ms"]) == {"bev_backbone", "student", "planner"}
+    for mode in modes:
+        run = runs[f"{mode}[torch]@10Hz"]
+        assert "error" not in run, run.get("error")
+        assert {"latency_ms", "ratio_vs_bare", "dropped", "fallbacks", "dropped_synchronized", "nodes_processing_ms",
+                "output_hz", "cpu"} <= set(run)
+        assert run["frames"] == edge["frames"]
+        # every frame got a trajectory and the latency covers the whole chain
+        assert run["dropped"] + run["fallbacks"] <= 1, (run["dropped"], run["fallback_reasons"])
+        assert run["latency_ms"]["median_ms"] > 0
+        assert set(run["nodes_processing_ms"]) == set(bench.GRAPH_NODES)
+        assert run["nodes_processing_ms"]["bev_features"]["count"] >= 1
+    return data
+
+
+def test_quick_bench_writes_bench_json(tmp_path):
+    """The smoke run (edge, bare + composed, a few frames) completes and writes bench.json."""
+    out = tmp_path / "bench"
+    code = bench.main(_args(out=str(out), quick=True, frames="6", warmup=2, sections="graph,conversions",
+                            command_line="pytest quick bench"))
+    assert code == 0
+    data = _check_bench_json(out / "bench.json", ["composed"])
+    assert data["meta"]["command"] == "pytest quick bench"
+    conv = data["configs"]["edge"]["conversions"]
+    assert conv["zero_copy"]["image_to_numpy shares the message buffer"] is True
+    assert {"sensor_frame_to_core", "bev_to_msg", "msg_to_plan"} <= set(conv["time_ms"])
+
+
+@pytest.mark.slow
+def test_full_bench_edge_every_mode_and_section(tmp_path):
+    """processes mode, the ONNX backend in the graph, ONNX comparison, the (tiny) teacher, docs."""
+    out = tmp_path / "bench"
+    docs = tmp_path / "performance.md"
+    code = bench.main(_args(out=str(out), quick=True, frames="6", warmup=2, modes="bare,composed,processes",
+                            backends="torch,onnx", write_docs=True, docs_path=str(docs)))
+    assert code == 0
+    data = _check_bench_json(out / "bench.json", ["composed", "processes"])
+    runs = data["configs"]["edge"]["runs"]
+    assert "composed[onnx]@10Hz" in runs and "bare[onnx]" in runs
+    onnx = data["configs"]["edge"]["onnx"]
+    for kind in bench.MODEL_KINDS:
+        assert onnx[kind]["within_tolerance"], onnx[kind]["outputs"]
+        assert onnx[kind]["speedup_onnx_over_torch"] > 0
+    tvs = data["teacher_vs_student"]
+    assert tvs["teacher"]["parameters"] > 0 and tvs["speedup_student_over_teacher"] > 0
+    assert "Performance" in docs.read_text()
