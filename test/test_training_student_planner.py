@@ -83,7 +83,13 @@ def test_split_holdout_keeps_logs_apart(data):
         return data
 
     split_holdout(["a", "b", "c", "d", "e"], 0.2, make)
-    assert made == [["a", "b", "c", "d"], ["e"]]
+    assert made == [["a", "b", "d", "e"], ["c"]]
+    made.clear()
+    # logs sorted by scenario: every 5th log, one of each scenario, is held out
+    logs = [f"{sc}_s{i}" for sc in ("highway", "intersection", "merge", "roundabout") for i in range(5)]
+    split_holdout(logs, 0.2, make)
+    assert made[1] == ["highway_s2", "intersection_s2", "merge_s2", "roundabout_s2"]
+    assert not set(made[0]) & set(made[1]) and len(made[0]) == 16
     assert split_holdout(data, 0.0, None)[1] is None
 
 

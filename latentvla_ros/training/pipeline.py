@@ -24,6 +24,9 @@ from typing import Any
 from latentvla_ros.training.common import TrainConfig
 
 FUSIONS = ("none", "student", "teacher")
+# Whole logs held out for the student and planner reports: every 5th log, which with
+# logs sorted by scenario holds out one log of each scenario.
+HOLDOUT_FRACTION = 0.2
 
 
 # Stage sizes for the shipped edge models: the whole chain trains on 2 CPU cores in well
@@ -133,7 +136,7 @@ def stage_teacher(args, out: Path) -> dict[str, Any]:
 def stage_student(args, out: Path) -> dict[str, Any]:
     from latentvla_ros.training.student import default_train_config, train_student
 
-    return train_student(_logs(Path(args.data)), out / "student_run", preset=args.preset,
+    return train_student(_logs(Path(args.data)), out / "student_run", preset=args.preset, holdout_fraction=HOLDOUT_FRACTION,
                          train_cfg=_scaled(default_train_config(args.preset, "student"), args), resume=not args.no_resume)
 
 
@@ -147,7 +150,8 @@ def stage_planner(args, out: Path) -> dict[str, Any]:
         student = out / "student_run" / "student" if fusion == "student" else None
         results[fusion] = train_planner(_logs(Path(args.data)), out / f"planner_{fusion}", preset=args.preset, fusion=fusion,
                                         train_cfg=_scaled(default_train_config(args.preset, "planner"), args),
-                                        student_checkpoint=student, resume=not args.no_resume)
+                                        student_checkpoint=student, resume=not args.no_resume,
+                                        holdout_fraction=HOLDOUT_FRACTION)
     return results
 
 

@@ -69,9 +69,11 @@ def split_holdout(
 ) -> tuple[Dataset, Dataset | None]:
     """(train, holdout) datasets.
 
-    With >= 2 log directories the last ``ceil(fraction * n)`` logs are held out
-    (no frame of a held-out log is trained on); otherwise (one log, or a ready
-    Dataset) the last ``fraction`` of the samples, a contiguous block, is held out.
+    With >= 2 log directories whole logs are held out (no frame of a held-out log is
+    trained on): every ``round(1 / fraction)``-th log of the sorted list, starting in
+    the middle of the first stride, so that with logs named by scenario every
+    scenario is represented; otherwise (one log, or a ready Dataset) the last
+    ``fraction`` of the samples, a contiguous block, is held out.
     """
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError("holdout_fraction must be in [0, 1)")
@@ -80,8 +82,10 @@ def split_holdout(
     else:
         dirs = resolve_log_dirs(source)
         if len(dirs) >= 2 and holdout_fraction > 0:
-            n_hold = min(len(dirs) - 1, max(1, math.ceil(holdout_fraction * len(dirs))))
-            train, hold = make_dataset(dirs[:-n_hold]), make_dataset(dirs[-n_hold:])
+            step = max(2, round(1.0 / holdout_fraction))
+            held = set(range(min(step // 2, len(dirs) - 1), len(dirs), step))
+            train = make_dataset([d for i, d in enumerate(dirs) if i not in held])
+            hold = make_dataset([d for i, d in enumerate(dirs) if i in held])
             if len(train) == 0:
                 raise StudentDataError("no usable training frames in the given logs")
             return train, (hold if len(hold) else None)
