@@ -92,3 +92,19 @@ def test_invalid_parameters_are_rejected_with_a_reason(ros_context):
         assert node.params["slop_s"] == 0.05
     finally:
         node.destroy_node()
+
+
+def test_stamp_gap_counter_counts_missing_samples_and_clock_jumps():
+    from latentvla_ros.ros.nodes.sensor_sync import StampGapCounter
+
+    c = StampGapCounter(factor=1.5, reset_ns=1_000_000_000)
+    period = 100_000_000
+    results = [c.update(k * period) for k in range(6)]
+    assert results == [0] * 6
+    assert c.update(9 * period) == 3  # samples 6, 7 and 8 never arrived
+    assert c.update(9 * period) == StampGapCounter.DUPLICATE
+    assert c.update(int(8.5 * period)) == StampGapCounter.OUT_OF_ORDER
+    assert c.update(9 * period + 1000 * 1_000_000_000) == StampGapCounter.JUMP_FORWARD  # simulator reset
+    assert c.update(10 * period + 1000 * 1_000_000_000) == 0
+    assert c.update(0) == StampGapCounter.RESET  # looping bag
+    assert c.missing == 3

@@ -47,11 +47,13 @@ class StampGapCounter:
     longer than ``factor`` periods counts ``round(interval / period) - 1`` missing samples.
     Repeated stamps and small steps backwards are anomalies (returned as negative codes);
     a step backwards of more than ``reset_ns`` restarts the stream (looping bag, simulator
-    reset). A sustained faster rate (10 intervals in a row well below the period) starts
+    reset); a step forwards of more than ``reset_ns`` is a clock jump, reported as such and
+    not as thousands of missing samples (a real outage that long shows in the input
+    watchdog's staleness). A sustained faster rate (10 intervals in a row well below the period) starts
     the estimate over.
     """
 
-    DUPLICATE, OUT_OF_ORDER, RESET = -1, -2, -3
+    DUPLICATE, OUT_OF_ORDER, RESET, JUMP_FORWARD = -1, -2, -3, -4
 
     def __init__(self, factor: float = 1.5, reset_ns: int = 1_000_000_000, window: int = 20, max_samples: int = 500):
         self.factor = float(factor)
@@ -86,6 +88,8 @@ class StampGapCounter:
                 return self.RESET
             return self.OUT_OF_ORDER
         self.last = stamp_ns
+        if dt >= self.reset_ns:  # a clock jump (simulator reset, bag edited), not N lost samples
+            return self.JUMP_FORWARD
         bootstrapped = self._period is not None
         if bootstrapped:
             self._short_in_row = self._short_in_row + 1 if dt < 0.7 * self._period else 0
@@ -166,12 +170,9 @@ class SensorSyncNode(LatentVlaNode):
         if result > 0:
             self.drop(f"input_gap/{name}", f"{result} {name} sample(s) missing before stamp {stamp} "
                                            "(sensor dropout or input queue overflow)", count=result)
-            if counter.intervals and counter.intervals[-1] > self.params["time_jump_reset_s"] * 1e9:
-                key = f"time_jump_forward/{name}"
-                self.anomalies[key] = self.anomalies.get(key, 0) + 1
         elif result < 0:
             kind = {StampGapCounter.DUPLICATE: "duplicate_stamp", StampGapCounter.OUT_OF_ORDER: "out_of_order",
-                    StampGapCounter.RESET: "time_jump_back"}[result]
+                    StampGapCounter.RESET: "time_jump_back", StampGapCounter.JUMP_FORWARD: "time_jump_forward"}[result]
             key = f"{kind}/{name}"
             self.anomalies[key] = self.anomalies.get(key, 0) + 1
             self._warn_throttled(key, f"{name}: {kind.replace('_', ' ')} (stamp {stamp})")
