@@ -27,6 +27,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 import traceback
@@ -641,7 +642,13 @@ def machine_info() -> dict[str, Any]:
 def write_results_doc(path: Path, result: dict, out: Path) -> None:
     meta = result["meta"]
     m = meta["machine"]
-    rel_out = os.path.relpath(out, path.parent)
+    # the plots go next to the doc (docs/images/), so the committed doc shows them
+    images = path.parent / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    for name in ("open_loop_pdms.png", "closed_loop_score.png", "examples.png", "closed_loop_paths.png"):
+        if (out / name).is_file():
+            shutil.copyfile(out / name, images / f"results_{name}")
+    rel_out = "images/results_"
     lines = [
         "# Results",
         "",
@@ -669,11 +676,13 @@ def write_results_doc(path: Path, result: dict, out: Path) -> None:
         markdown_tables(result),
         "## Plots",
         "",
-        f"![open-loop PDMS]({rel_out}/open_loop_pdms.png)",
+        f"![open-loop PDMS]({rel_out}open_loop_pdms.png)",
         "",
-        f"![closed-loop score]({rel_out}/closed_loop_score.png)",
+        f"![closed-loop score]({rel_out}closed_loop_score.png)",
         "",
-        f"![examples]({rel_out}/examples.png)",
+        f"![examples]({rel_out}examples.png)",
+        "",
+        f"![closed-loop paths]({rel_out}closed_loop_paths.png)",
         "",
         "## How to read this",
         "",

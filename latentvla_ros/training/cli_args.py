@@ -1,7 +1,7 @@
 """Arguments of `latentvla train` (kept apart so the CLI starts without importing torch)."""
 from __future__ import annotations
 
-STAGES = ("data", "lam", "teacher", "student", "planner", "all")
+STAGES = ("data", "lam", "teacher", "student", "planner", "ego_mlp", "all")
 
 
 def add_train_parser(sub, func) -> None:

@@ -5,6 +5,7 @@
     teacher  Qwen2.5-VL fine-tuned with NLL on the 12 latent ego tokens; soft labels for every frame
     student  decision transformer distilled from the teacher (KL + hard labels)
     planner  TransFuser-style E2E planner, three variants: no fusion / fused student / fused teacher
+    ego_mlp  the ego-status MLP baseline of NAVSIM (for `latentvla evaluate`)
     all      the whole chain, skipping stages already finished (``<out>/<stage>/DONE.json``)
 
 Every stage is seeded, resumable, logs CSV + TensorBoard and writes safetensors checkpoints
@@ -155,7 +156,18 @@ def stage_planner(args, out: Path) -> dict[str, Any]:
     return results
 
 
-STAGES = {"data": stage_data, "lam": stage_lam, "teacher": stage_teacher, "student": stage_student, "planner": stage_planner}
+def stage_ego_mlp(args, out: Path) -> dict[str, Any]:
+    """NAVSIM's ego-status MLP baseline (ego status -> 8 poses), trained on the same logs."""
+    from latentvla_ros.evaluation.ego_mlp import train_ego_mlp
+
+    if _rank() == 0:
+        info = train_ego_mlp(_logs(Path(args.data)), out / "ego_mlp_run" / "ego_mlp")
+    _barrier()
+    return info if _rank() == 0 else {}
+
+
+STAGES = {"data": stage_data, "lam": stage_lam, "teacher": stage_teacher, "student": stage_student,
+          "planner": stage_planner, "ego_mlp": stage_ego_mlp}
 
 
 def export_checkpoints(out: Path, dest: Path) -> None:
@@ -169,6 +181,7 @@ def export_checkpoints(out: Path, dest: Path) -> None:
         "student": out / "student_run" / "student",
         "bev_backbone": out / "planner_student" / "bev_backbone",
         "planner": out / "planner_student" / "planner",
+        "ego_mlp": out / "ego_mlp_run" / "ego_mlp",
     }
     for fusion in FUSIONS:
         for part in ("bev_backbone", "planner"):
