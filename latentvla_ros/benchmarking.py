@@ -529,10 +529,10 @@ def _sleep_until(deadline: float) -> None:
 def run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
     """The bare chain on ``frames`` at ``rate`` (an overrun starts the next frame at once).
 
-    Runs in a worker thread, as the executor runs the nodes' callbacks: torch's OpenMP
-    team started from the main thread behaves differently under CPU contention (its
-    spin-waiting was measured 3-5x slower than the same matmul from a worker thread on a
-    loaded 2-core machine), which would bias the reference.
+    Runs in a worker thread, as the executor runs the nodes' callbacks: under CPU
+    contention torch's 2-thread OpenMP team started from the main thread was measured
+    up to 3x slower than the same work started from a worker thread, which would bias
+    the reference (on a quiet machine both are the same).
     """
     return in_worker(_run_bare, agent, frames, warmup, rate)
 
@@ -1583,6 +1583,12 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "dropped sync = frames synchronized by `sensor_sync` without a model trajectory. Per-node times are each node's "
         "`~/debug/processing_time_ms` (model call + output conversion + publish).",
         "- foreign load = cores used by processes other than the benchmark during the run (from `/proc`).",
+        "",
+        "## Inputs",
+        "",
+        *[f"- `{c}`: {r.get('frames')} measured frames (+ {meta.get('warmup')} warm-up) at {r.get('rates_hz')} Hz from "
+          f"`{r.get('log')}` (camera {r.get('camera')}, median {r.get('lidar_points_median')} LiDAR points); weights: "
+          f"{r.get('weights')} (`{r.get('checkpoints')}`)." for c, r in results.get("configs", {}).items()],
         "",
         "## End-to-end latency, ratios, drops",
         "",

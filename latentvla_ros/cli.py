@@ -87,7 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from latentvla_ros.demo import run_demo
 
     return run_demo(Path(args.out), num_frames=args.frames, scenario=args.scenario, seed=args.seed,
-                    checkpoints=args.checkpoints, rate=args.rate, mode=args.mode)
+                    checkpoints=args.checkpoints, rate=args.rate, mode=args.mode, backend=args.backend)
 
 
 def cmd_generate_data(args: argparse.Namespace) -> int:
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoints", default="checkpoints/edge")
     demo.add_argument("--rate", type=float, default=1.0)
     demo.add_argument("--mode", choices=["composed", "processes"], default="composed")
+    demo.add_argument("--backend", choices=["torch", "onnx"], default=None, help="override the model nodes' backend")
     demo.set_defaults(func=cmd_demo)
 
     gen = sub.add_parser("generate-data", help="driving logs from highway-env")

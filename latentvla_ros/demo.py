@@ -57,7 +57,8 @@ class _Monitor:
 
 
 def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: int = 7,
-             checkpoints: str = "checkpoints/edge", rate: float = 1.0, mode: str = "composed") -> int:
+             checkpoints: str = "checkpoints/edge", rate: float = 1.0, mode: str = "composed",
+             backend: str | None = None) -> int:
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import MultiThreadedExecutor
@@ -86,6 +87,9 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
     print("[demo] 2/4 recording it as a rosbag2 MCAP", flush=True)
     counts = write_sensor_bag(log_dir, bag, storage="mcap")
     overrides = _checkpoint_overrides(checkpoints)
+    if backend:
+        for node in ("bev_features", "latent_reasoner", "trajectory_planner"):
+            overrides[node]["backend"] = backend
     untrained = [n for n, o in overrides.items() if not o["checkpoint"]]
     if untrained:
         print(f"[demo] WARNING: no trained checkpoint under {checkpoints} for {untrained}: running UNTRAINED weights", flush=True)

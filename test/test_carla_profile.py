@@ -134,7 +134,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
 
     specs, param_files, use_sim_time = profile_graph("carla")
     assert use_sim_time and [s.name for s in specs][-1] == "twist_controller"
-    overrides = {n: {"checkpoint": ""} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
+    overrides = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
     options = GraphOptions(nodes=specs, param_files=param_files, overrides=overrides, use_sim_time=True, log_level="error")
     nodes = {n.get_name(): n for n in create_composed_nodes(options, context=ros_context)}
     side = BridgeSide(ros_context)

@@ -116,6 +116,7 @@ def live_graph():
     overrides = {n: dict(fast) for n in NODES}
     for n in ("bev_features", "latent_reasoner", "trajectory_planner"):
         overrides[n]["checkpoint"] = ""
+        overrides[n]["backend"] = "torch"  # untrained weights: no ONNX export at every start
     overrides["trajectory_planner"]["plan_timeout_s"] = 2.0
     options = GraphOptions(nodes=specs, overrides=overrides, log_level="error")
     nodes = {n.get_name(): n for n in create_composed_nodes(options, context=context)}

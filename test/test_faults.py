@@ -36,7 +36,7 @@ from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
 from latentvla_ros.ros.topology import BEV_FEATURES, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY, graph_nodes
 
 QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-UNTRAINED = {n: {"checkpoint": ""} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
+UNTRAINED = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
 SENSOR_INPUTS = {"/sensing/camera/front/image_raw": "camera/front/image", "/sensing/lidar/points": "lidar/points",
                  "/localization/odometry": "odometry"}
 SENSOR_TOPICS = [*SENSOR_INPUTS, "/sensing/camera/front/camera_info"]

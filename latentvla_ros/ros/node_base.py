@@ -440,9 +440,12 @@ def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
     if path is not None and not path.is_dir():
         problem = f"checkpoint {path} does not exist"
         path = None
+    if path is not None and p["backend"] == "onnx" and (path / "model.onnx").is_file():
+        kwargs["onnx_path"] = path / "model.onnx"  # shipped export; re-exported if it does not match the weights
     try:
         runtime = runtime_cls(config=config_cls.preset(p["preset"]), checkpoint_dir=path, **kwargs)
     except CheckpointError as exc:
+        kwargs.pop("onnx_path", None)
         problem = f"checkpoint rejected: {exc}"
         runtime = runtime_cls(config=config_cls.preset(p["preset"]), checkpoint_dir=None, **kwargs)
     node.model_status = runtime.model_id
