@@ -47,13 +47,14 @@ class StampGapCounter:
     longer than ``factor`` periods counts ``round(interval / period) - 1`` missing samples.
     Repeated stamps and small steps backwards are anomalies (returned as negative codes);
     a step backwards of more than ``reset_ns`` restarts the stream (looping bag, simulator
-    reset); a step forwards of more than ``reset_ns`` is a clock jump, reported as such and
+    reset); a step forwards of more than ``JUMP_FACTOR x reset_ns`` is a clock jump, reported as such and
     not as thousands of missing samples (a real outage that long shows in the input
     watchdog's staleness). A sustained faster rate (10 intervals in a row well below the period) starts
     the estimate over.
     """
 
     DUPLICATE, OUT_OF_ORDER, RESET, JUMP_FORWARD = -1, -2, -3, -4
+    JUMP_FACTOR = 10  # forward steps of 10 x reset_ns or more are clock jumps; shorter ones are lost samples
 
     def __init__(self, factor: float = 1.5, reset_ns: int = 1_000_000_000, window: int = 20, max_samples: int = 500):
         self.factor = float(factor)
@@ -88,7 +89,7 @@ class StampGapCounter:
                 return self.RESET
             return self.OUT_OF_ORDER
         self.last = stamp_ns
-        if dt >= self.reset_ns:  # a clock jump (simulator reset, bag edited), not N lost samples
+        if dt >= self.JUMP_FACTOR * self.reset_ns:  # a clock jump (simulator reset), not N lost samples
             return self.JUMP_FORWARD
         bootstrapped = self._period is not None
         if bootstrapped:
