@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+export LATENTVLA_VENV := $(abspath $(VENV))
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export SDL_VIDEODRIVER := offscreen
 export HF_HUB_OFFLINE := 1
