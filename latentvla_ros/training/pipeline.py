@@ -220,7 +220,25 @@ def _get(d: dict, *keys: str) -> Any:
     return d
 
 
-def write_report(out: Path, timings: dict[str, float], path: Path, command: str) -> None:
+def _loading_rate(data_dir: Path) -> tuple[float, float] | None:
+    """(frames/s loaded by the planner's dataset, frames/s the planner stage trained): loading
+    must be far faster than training for training to be compute-bound."""
+    from latentvla_ros.data.torch_datasets import FrameDataset, measure_loading
+
+    try:
+        logs = _logs(data_dir)
+        loaded = measure_loading(FrameDataset(logs), n=300)
+    except (SystemExit, ValueError, OSError):
+        return None
+    run = _load_json(data_dir.parent / "planner_none" / "eval.json")
+    from latentvla_ros.training.student import default_train_config
+
+    batch = default_train_config(run.get("preset", "edge"), "planner").batch_size
+    trained = run.get("steps", 0) * batch / max(1e-9, run.get("train_seconds", 0)) if run else 0.0
+    return loaded, trained
+
+
+def write_report(out: Path, timings: dict[str, float], path: Path, command: str, data_dir: Path | None = None) -> None:
     """The training report: every figure read from the eval.json files the stages wrote."""
     lam = _load_json(out / "lam_run" / "lam" / "eval.json")
     teacher = _load_json(out / "teacher_run" / "eval.json")
@@ -232,6 +250,10 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str)
              "", "## Wall-clock time per stage", "", "| stage | minutes |", "|---|---|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
     lines += [f"| **total** | **{sum(timings.values()) / 60:.1f}** |", ""]
+    rates = _loading_rate(data_dir) if data_dir is not None else None
+    if rates:
+        lines += [f"Data loading: {rates[0]:.0f} frames/s (camera + cached LiDAR BEV + targets, one process), "
+                  f"while the planner stage trained {rates[1]:.0f} frames/s: training is compute-bound.", ""]
     nf = lam.get("next_frame", {})
     lines += ["## Latent action model (held-out transitions)", "",
               f"{_fmt(lam.get('num_transitions'))} transitions from {_fmt(lam.get('num_logs'))} logs; "
@@ -308,7 +330,7 @@ def main(args) -> int:
                        + (f" --epochs-scale {args.epochs_scale}" if args.epochs_scale != 1.0 else "")
                        + (f" --max-steps {args.max_steps}" if args.max_steps else "")
                        + (" --write-docs" if args.write_docs else ""))
-            write_report(out, timings, out / "training.md", command)
+            write_report(out, timings, out / "training.md", command, Path(args.data))
             if args.write_docs:
                 from latentvla_ros.core.resources import share_path
 
