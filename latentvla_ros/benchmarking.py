@@ -74,7 +74,7 @@ CONFIGS = ("edge", "paper")
 MODES = ("bare", "composed", "processes")
 BACKENDS = ("torch", "onnx")
 SECTIONS = ("graph", "onnx", "teacher", "conversions")
-EXECUTORS = ("multi", "events", "events-split")  # composed-graph executor variants (see _make_executors)
+EXECUTORS = ("events", "single", "multi")  # composed-graph executor kinds (ros/executors.py); events ships
 GRAPH_NODES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner")
 MODEL_KINDS = ("bev_backbone", "student", "planner")
 DEFAULT_RATES: dict[str, list[float]] = {"edge": [10.0], "paper": [2.0]}
@@ -87,7 +87,6 @@ TARGETS = {"composed_median": 1.10, "composed_p99": 1.30, "processes_median": 1.
 #: ONNX outputs must match torch: max|torch - ort| <= ONNX_ATOL + ONNX_RTOL * max|torch|.
 ONNX_ATOL = 1e-4
 ONNX_RTOL = 1e-4
-COMPOSED_EXECUTOR_THREADS = 4  # as ros.graph.run_composed
 
 
 # ============================================================================ options
@@ -109,9 +108,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "('paper=2:10'); the first is the one the targets refer to (default edge=10,paper=2)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--executors", default=None,
-                        help="composed-graph executors to compare: multi (MultiThreadedExecutor, 4 threads, as "
-                             "`latentvla run`), events (one EventsExecutor), events-split (two EventsExecutors, "
-                             "the student on its own thread). Default multi,events,events-split; quick: multi")
+                        help="composed-graph executor kinds to compare (ros/executors.py): events (what "
+                             "`latentvla run` ships: one EventsExecutor thread per model node), single (the same layout "
+                             "with SingleThreadedExecutors, as on Humble/Jazzy), multi (one MultiThreadedExecutor). "
+                             "Default events,single,multi; quick: events")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads everywhere")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up frames before each measured run")
     parser.add_argument("--checkpoints", default="checkpoints",
@@ -124,6 +124,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--docs-path", default=None, help="where --write-docs writes (default <repo>/docs/performance.md)")
     parser.add_argument("--domain-id", type=int, default=-1, help="ROS domain id (default: $ROS_DOMAIN_ID or a random one)")
     parser.add_argument("--seed", type=int, default=3, help="seed of the generated driving log and random weights")
+    parser.add_argument("--set", action="append", default=None, metavar="NODE.PARAM=VALUE",
+                        help="extra node parameter for the graph runs (YAML value, repeatable), e.g. "
+                             "sensor_sync.qos.input_reliability=reliable")
     return parser
 
 
@@ -148,7 +151,8 @@ class BenchOptions:
     seed: int = 3
     command: str = ""
     startup_timeout_s: float = 240.0
-    executors: list[str] = field(default_factory=lambda: ["multi"])
+    executors: list[str] = field(default_factory=lambda: ["events"])
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _split(value: str | None) -> list[str]:
@@ -201,7 +205,7 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
     modes = _split(get("modes")) or (["bare", "composed"] if quick else list(MODES))
     backends = _split(get("backends")) or (["torch"] if quick else list(BACKENDS))
     sections = _split(get("sections")) or list(SECTIONS)
-    executors = _split(get("executors")) or (["multi"] if quick else list(EXECUTORS))
+    executors = _split(get("executors")) or (["events"] if quick else list(EXECUTORS))
     for name, values, allowed in (("mode", modes, MODES), ("backend", backends, BACKENDS), ("section", sections, SECTIONS),
                                   ("executor", executors, EXECUTORS)):
         bad = [v for v in values if v not in allowed]
@@ -222,8 +226,17 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
         teacher_runs=max(1, int(get("teacher_runs", 3) or 3)) if not quick else 2, quick=quick,
         write_docs=bool(get("write_docs", False)), docs_path=Path(docs) if docs else None, domain_id=domain,
         seed=int(get("seed", 3) if get("seed") is not None else 3), command=get("command_line") or _command_line(),
-        executors=executors,
+        executors=executors, overrides=_overrides(get("set") or []),
     )
+
+
+def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    from latentvla_ros.ros.graph import parse_param_overrides
+
+    try:
+        return parse_param_overrides(items)
+    except ValueError as exc:
+        raise SystemExit(f"latentvla bench: {exc}") from exc
 
 
 # ============================================================================ helpers
@@ -596,12 +609,12 @@ class Harness:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
-        from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
         from std_msgs.msg import Float64
 
         from latentvla_ros.msg import PlannedTrajectory
+        from latentvla_ros.ros.executors import GraphExecutor
         from latentvla_ros.ros.topology import SENSOR_TOPICS, TRAJECTORY
 
         self._context = context
@@ -627,23 +640,8 @@ class Harness:
             self.node.create_subscription(Float64, f"/{name}/debug/processing_time_ms",
                                           lambda msg, n=name: self._on_processing(n, msg), sub_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, sub_qos)
-        try:  # the C++ events executor: the harness should cost the measured process little CPU
-            from rclpy.experimental import EventsExecutor
-
-            self.executor = EventsExecutor(context=context)
-        except ImportError:  # pragma: no cover - rclpy before Jazzy
-            self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self._stop = False
-        self._thread = threading.Thread(target=self._spin, name="bench_harness", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop and self._context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - executor shut down under us
-                break
+        # its own thread, on the executor the graph ships with (cheap: the C++ EventsExecutor where rclpy has it)
+        self.spinner = GraphExecutor(context=context).add(self.node).start()
 
     def _on_trajectory(self, msg) -> None:
         now = time.time_ns()
@@ -699,12 +697,7 @@ class Harness:
         return ok and (not graph_publishes or self.node.count_publishers(self.topics["trajectory"]) >= 1)
 
     def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=5)
-        with contextlib.suppress(Exception):
-            self.executor.remove_node(self.node)
-        with contextlib.suppress(Exception):
-            self.executor.shutdown()
+        self.spinner.stop()
         with contextlib.suppress(Exception):
             self.node.destroy_node()
 
@@ -846,7 +839,8 @@ def _ratios(run: dict, bare: dict) -> dict[str, Any]:
             "overhead_median_ms": (g["median_ms"] - b["median_ms"]) if "median_ms" in g and "median_ms" in b else None}
 
 
-def _graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_rate: float):
+def _graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_rate: float,
+                   extra: dict[str, dict[str, Any]] | None = None):
     from latentvla_ros.ros.graph import GraphOptions
     from latentvla_ros.ros.topology import graph_nodes
 
@@ -859,6 +853,8 @@ def _graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_
         "trajectory_planner": {**model, "checkpoint": str(ckpt_dir / "planner"),
                                "input_timeout_s": max(0.5, 2.5 / min_rate)},
     }
+    for node, params in (extra or {}).items():
+        overrides.setdefault(node, {}).update(params)
     return GraphOptions(nodes=graph_nodes([CAMERA_NAME]), overrides=overrides, log_level="warn")
 
 
@@ -898,21 +894,6 @@ def _shutdown_context(ctx) -> None:
             rclpy.shutdown(context=ctx)
 
 
-def _spin_executor(executor, stop: threading.Event) -> threading.Thread:
-    context = executor.context
-
-    def loop():
-        while not stop.is_set() and context.ok():
-            try:
-                executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001
-                break
-
-    thread = threading.Thread(target=loop, name="bench_graph", daemon=True)
-    thread.start()
-    return thread
-
-
 def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str], None]) -> dict[str, Any]:
     """bare / composed / processes runs of one config, every backend and rate."""
     from latentvla_ros.core.pipeline import LatentVLAAgent
@@ -933,7 +914,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 from latentvla_ros.ros.graph import create_composed_nodes
 
                 ctx = _new_context(opts.domain_id)
-                options = _graph_options(config, data.checkpoint_dir, backend, opts.threads, min(rates))
+                options = _graph_options(config, data.checkpoint_dir, backend, opts.threads, min(rates), opts.overrides)
                 nodes = create_composed_nodes(options, context=ctx)
                 by_name = {nd.get_name(): nd for nd in nodes}
                 agent = LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
@@ -991,67 +972,15 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
 
 
 def _composed_name(variant: str) -> str:
-    return "composed" if variant == "multi" else f"composed-{variant}"
-
-
-def _make_executors(variant: str, nodes: list, ctx) -> list:
-    """Executors of one composition variant, nodes added.
-
-    - ``multi``: one ``MultiThreadedExecutor`` (4 threads) for every node, as
-      ``ros.graph.run_composed`` does;
-    - ``events``: one ``rclpy.experimental.EventsExecutor`` (C++, one thread) for every node:
-      callbacks run one after the other;
-    - ``events-split``: two EventsExecutors in two threads, ``latent_reasoner`` on its own,
-      so the student runs in parallel with the BEV backbone as in ``multi``.
-    """
-    if variant == "multi":
-        from rclpy.executors import MultiThreadedExecutor
-
-        groups = [(MultiThreadedExecutor(num_threads=COMPOSED_EXECUTOR_THREADS, context=ctx), nodes)]
-    else:
-        from rclpy.experimental import EventsExecutor
-
-        if variant == "events":
-            groups = [(EventsExecutor(context=ctx), nodes)]
-        elif variant == "events-split":
-            alone = [n for n in nodes if n.get_name() == "latent_reasoner"]
-            rest = [n for n in nodes if n.get_name() != "latent_reasoner"]
-            groups = [(EventsExecutor(context=ctx), rest), (EventsExecutor(context=ctx), alone)]
-        else:
-            raise ValueError(f"unknown executor variant {variant!r} (expected {EXECUTORS})")
-    for executor, members in groups:
-        for node in members:
-            executor.add_node(node)
-    return groups
-
-
-def _timers_without_info(nodes: list) -> Callable[[], None]:
-    """The EventsExecutor calls a timer callback with a ``TimerInfo`` whenever it takes
-    ``*args`` (``LatentVlaNode``'s guarded wrapper does), and the nodes' callbacks take
-    none: wrap them so the timers (watchdog, diagnostics) run. Returns the undo."""
-    saved = []
-    for node in nodes:
-        for timer in list(getattr(node, "timers", [])):
-            cb = timer.callback
-            if cb is None:
-                continue
-            saved.append((timer, cb))
-            timer.callback = (lambda f: (lambda *_info: f()))(cb)
-
-    def restore() -> None:
-        for timer, cb in saved:
-            timer.callback = cb
-
-    return restore
+    return "composed" if variant == "events" else f"composed-{variant}"
 
 
 def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float, warm_msgs: list, msgs: list,
                  bare: dict | None) -> dict[str, Any]:
+    from latentvla_ros.ros.executors import GraphExecutor
+
     by_name = {nd.get_name(): nd for nd in nodes}
-    restore_timers = _timers_without_info(nodes) if variant != "multi" else (lambda: None)
-    groups = _make_executors(variant, nodes, ctx)
-    stop = threading.Event()
-    threads = [_spin_executor(ex, stop) for ex, _ in groups]
+    spinner = GraphExecutor(context=ctx, kind=variant).add(*nodes).start()
     harness = Harness(ctx)
     sync_node = by_name["sensor_sync"]
     try:
@@ -1059,22 +988,13 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}  # noqa: E731
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare))
-        run.update(mode="composed", executor=variant,
-                   executor_threads=COMPOSED_EXECUTOR_THREADS if variant == "multi" else len(groups))
+        run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout())
         run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
         return run
     finally:
         harness.close()
-        stop.set()
-        for t in threads:
-            t.join(timeout=5)
-        for executor, members in groups:
-            for node in members:
-                with contextlib.suppress(Exception):
-                    executor.remove_node(node)
-            with contextlib.suppress(Exception):
-                executor.shutdown(timeout_sec=2) if variant == "multi" else executor.shutdown()
-        restore_timers()
+        spinner.remove(*nodes)
+        spinner.stop()
 
 
 def _node_snapshot(node) -> dict[str, Any]:
@@ -1086,7 +1006,7 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
                   warm_msgs: list, bare: dict | None) -> dict[str, Any]:
     from latentvla_ros.ros.graph import apply_transport_env, spawn_processes, stop_processes
 
-    options = _graph_options(data.config, data.checkpoint_dir, backend, opts.threads, min_rate)
+    options = _graph_options(data.config, data.checkpoint_dir, backend, opts.threads, min_rate, opts.overrides)
     env = apply_transport_env(dict(os.environ))
     env["ROS_DOMAIN_ID"] = str(opts.domain_id)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -1566,13 +1486,13 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "- **bare**: `LatentVLAAgent.compute_trajectory` on the pipeline objects (BEV backbone, student, planner one "
         "after the other, no ROS), fed the measured frames at the input rate after a warm-up. With the composed graph in the "
         "run these are the composed nodes' own runtime objects.",
-        "- **composed**: all nodes in one process on a `MultiThreadedExecutor` (4 threads, as `latentvla run`), "
-        "fed by a harness node in the same process that publishes image + camera info + LiDAR + odometry of pre-generated "
-        "frames (a highway-env log) at the input rate with header stamps = wall clock at publication.",
-        "- **composed-events** / **composed-events-split**: the same composed nodes on rclpy's C++ "
-        "`EventsExecutor` instead (one executor; or two, with `latent_reasoner` on its own thread so the student "
-        "still runs in parallel with the BEV backbone). Measured to show where the overhead of `composed` goes; "
-        "`latentvla run` does not use them (yet).",
+        "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: one rclpy "
+        "`EventsExecutor` thread per model node, one shared by the others), fed by a harness node in the same process "
+        "that publishes image + camera info + LiDAR + odometry of pre-generated frames (a highway-env log) at the input "
+        "rate with header stamps = wall clock at publication.",
+        "- **composed-single** / **composed-multi**: the same composed nodes on the same thread layout with "
+        "`SingleThreadedExecutor`s (what `auto` picks on Humble/Jazzy, whose rclpy has no EventsExecutor), and on one "
+        "4-thread `MultiThreadedExecutor` (what `latentvla run` used before): where executor overhead goes.",
         "- **processes**: the same nodes as separate processes (`ros/graph.py spawn_processes`, "
         "`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` in every process), harness in the benchmark process.",
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "
@@ -1669,6 +1589,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
                  "out": str(opts.out), "threads": opts.threads, "quick": opts.quick, "configs": opts.configs,
                  "modes": opts.modes, "backends": opts.backends, "rates_hz": opts.rates, "frames": opts.frames,
                  "warmup": opts.warmup, "sections": opts.sections, "domain_id": opts.domain_id,
+                 "executors": opts.executors, "node_overrides": opts.overrides,
                  "machine": machine_info(opts.threads), "loadavg_start": list(os.getloadavg()),
                  "other_processes_start": other_processes()},
         "configs": {}, "notes": [],

@@ -17,23 +17,9 @@ def _env_defaults() -> None:
     apply_transport_env()
 
 
-def _parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
-    """NODE.PARAM=VALUE (YAML value) -> {node: {param: value}}."""
-    import yaml
-
-    out: dict[str, dict[str, object]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        node, dot, param = key.partition(".")
-        if not sep or not dot:
-            raise SystemExit(f"bad --set {item!r}: use NODE.PARAM=VALUE")
-        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw.strip() else ""
-    return out
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from latentvla_ros.core.parameters import ParameterError
-    from latentvla_ros.ros.graph import GraphOptions, run_composed, run_processes
+    from latentvla_ros.ros.graph import GraphOptions, parse_param_overrides, run_composed, run_processes
     from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, SENSOR_TOPICS, carla_controller_spec, graph_nodes
 
     topics = CARLA_SENSOR_TOPICS if args.profile == "carla" else SENSOR_TOPICS
@@ -54,11 +40,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             extra = share_path("config", "carla", f"{spec.name}.param.yaml")
             if extra.exists():
                 files.setdefault(spec.name, []).insert(0, str(extra))
-    overrides = _parse_overrides(args.set or [])
+    try:
+        overrides = parse_param_overrides(args.set or [])
+    except ValueError as exc:
+        print(f"latentvla run: {exc}", file=sys.stderr)
+        return 2
     if "sensor_sync" in [s.name for s in specs]:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
     options = GraphOptions(nodes=specs, param_files=files, overrides=overrides, namespace=args.namespace,
-                           use_sim_time=args.use_sim_time or args.profile == "carla", log_level=args.log_level)
+                           use_sim_time=args.use_sim_time or args.profile == "carla", log_level=args.log_level,
+                           executor=args.executor)
     try:
         options.validate()
     except ParameterError as exc:
@@ -87,7 +78,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from latentvla_ros.demo import run_demo
 
     return run_demo(Path(args.out), num_frames=args.frames, scenario=args.scenario, seed=args.seed,
-                    checkpoints=args.checkpoints, rate=args.rate, mode=args.mode, backend=args.backend)
+                    checkpoints=args.checkpoints, rate=args.rate, mode=args.mode, backend=args.backend,
+                    executor=args.executor)
 
 
 def cmd_generate_data(args: argparse.Namespace) -> int:
@@ -134,6 +126,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from latentvla_ros.ros.executors import EXECUTOR_KINDS  # noqa: PLC0415 - no rclpy import
+
     parser = argparse.ArgumentParser(prog="latentvla", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--use-sim-time", action="store_true")
     run.add_argument("--with-teacher", action="store_true", help="also start the offline teacher_labeler")
     run.add_argument("--log-level", default="info")
+    run.add_argument("--executor", choices=EXECUTOR_KINDS, default="auto",
+                     help="rclpy executors (docs/performance.md): auto = EventsExecutor where rclpy has it, one "
+                          "thread per model node; multi = one MultiThreadedExecutor (slow, for comparison)")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="publish a rosbag2 (MCAP or sqlite3) with its original timing")
@@ -190,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=1.0)
     demo.add_argument("--mode", choices=["composed", "processes"], default="composed")
     demo.add_argument("--backend", choices=["torch", "onnx"], default=None, help="override the model nodes' backend")
+    demo.add_argument("--executor", choices=EXECUTOR_KINDS, default="auto", help="as for `latentvla run`")
     demo.set_defaults(func=cmd_demo)
 
     gen = sub.add_parser("generate-data", help="driving logs from highway-env")

@@ -58,16 +58,16 @@ class _Monitor:
 
 def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: int = 7,
              checkpoints: str = "checkpoints/edge", rate: float = 1.0, mode: str = "composed",
-             backend: str | None = None) -> int:
+             backend: str | None = None, executor: str = "auto") -> int:
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
 
     from latentvla_ros.data.bag_io import write_sensor_bag
     from latentvla_ros.data.highway import generate_log
     from latentvla_ros.ros.bag_player import BagPlayer
     from latentvla_ros.ros.bag_recorder import BagRecorder
     from latentvla_ros.ros.conversions import msg_to_trajectory, stamp_to_ns
+    from latentvla_ros.ros.executors import GraphExecutor
     from latentvla_ros.ros.graph import GraphOptions, apply_transport_env, create_composed_nodes, spawn_processes, stop_processes, wait_for_graph_ready
     from latentvla_ros.ros.topology import graph_nodes
 
@@ -93,11 +93,12 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
     untrained = [n for n, o in overrides.items() if not o["checkpoint"]]
     if untrained:
         print(f"[demo] WARNING: no trained checkpoint under {checkpoints} for {untrained}: running UNTRAINED weights", flush=True)
-    options = GraphOptions(nodes=graph_nodes(), overrides=overrides, use_sim_time=True, log_level="warn")
+    options = GraphOptions(nodes=graph_nodes(), overrides=overrides, use_sim_time=True, log_level="warn",
+                           executor=executor)
 
     context = Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    spinner = GraphExecutor(context=context, kind=executor)
     graph_nodes_live, procs = [], []
     try:
         print(f"[demo] 3/4 replaying the bag through the graph ({mode}) at rate {rate}", flush=True)
@@ -110,12 +111,7 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
         recorder_node = rclpy.create_node("demo_recorder", context=context)
         recorder = BagRecorder(recorder_node, str(outputs_bag), ["/" + t for t in OUTPUT_TOPICS], storage="mcap")
         player_node = rclpy.create_node("demo_player", context=context)
-        for n in (*graph_nodes_live, monitor_node, recorder_node, player_node):
-            executor.add_node(n)
-        import threading
-
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        spinner.add(*graph_nodes_live, monitor_node, recorder_node, player_node).start()
         if not wait_for_graph_ready(player_node, options.nodes, timeout_s=60.0 if procs else 20.0):
             print("[demo] WARNING: the graph's topics did not all connect in time", flush=True)
         player = BagPlayer(player_node, str(bag), rate=rate, publish_clock=True, wait_for_subscribers_s=5.0)
@@ -133,7 +129,7 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
         player_stats = player.stats()
         recorder.close()
     finally:
-        executor.shutdown(timeout_sec=2)
+        spinner.stop()
         if procs:
             stop_processes(procs)
         for n in graph_nodes_live:

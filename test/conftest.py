@@ -44,46 +44,17 @@ def ros_context():
             rclpy.shutdown(context=context)
 
 
-class SpinningExecutor:
-    """A MultiThreadedExecutor spinning in a background thread."""
-
-    def __init__(self, context, num_threads: int = 4):
-        from rclpy.executors import MultiThreadedExecutor
-
-        self.executor = MultiThreadedExecutor(num_threads=num_threads, context=context)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._stop = False
-
-    def _spin(self):
-        while not self._stop and self.executor.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # executor shut down under us
-                break
-
-    def add(self, *nodes):
-        for node in nodes:
-            self.executor.add_node(node)
-        return self
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop = True
-        self._thread.join(timeout=5)
-        self.executor.shutdown(timeout_sec=1)
-
-
 @pytest.fixture
 def spin(ros_context):
-    """spin(*nodes) -> started SpinningExecutor; stopped and nodes destroyed after the test."""
+    """spin(*nodes) -> started GraphExecutor (the executors the graph ships with,
+    ros/executors.py); stopped and nodes destroyed after the test."""
+    from latentvla_ros.ros.executors import GraphExecutor
+
     executors, all_nodes = [], []
 
     def start(*nodes):
         all_nodes.extend(nodes)
-        ex = SpinningExecutor(ros_context).add(*nodes).start()
+        ex = GraphExecutor(ros_context).add(*nodes).start()
         executors.append(ex)
         return ex
 

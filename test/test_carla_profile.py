@@ -156,7 +156,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     sim_now = ctrl.get_clock().now().nanoseconds
     assert bag_start_ns <= sim_now <= bag_start_ns + 10e9, "the controller does not run on simulation time"
     # --- phase 2: the planner dies mid-run (the bridge keeps ticking): brake within trajectory_timeout
-    graph_ex.executor.remove_node(planner)
+    graph_ex.remove(planner)
     t_dead = time.monotonic()
     timeout = ctrl.params["trajectory_timeout_s"]
     t_stale = None

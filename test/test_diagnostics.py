@@ -31,7 +31,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float64, String
 
-from conftest import SpinningExecutor, wait_for
+from conftest import wait_for
+
+from latentvla_ros.ros.executors import GraphExecutor
 from latentvla_ros.ros.conversions import make_header
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
 from latentvla_ros.ros.topology import BEV_IMAGE, MARKERS, PATH, SENSOR_TOPICS, TRAJECTORY, carla_controller_spec, graph_nodes
@@ -123,7 +125,7 @@ def live_graph():
     io = rclpy.create_node("diag_io", context=context)
     monitor = DiagMonitor(io)
     feed = SensorFeed(io)
-    ex = SpinningExecutor(context).add(*nodes.values(), io).start()
+    ex = GraphExecutor(context).add(*nodes.values(), io).start()
     assert wait_for_graph_ready(io, [s for s in specs if s.name != "twist_controller"], timeout_s=30)
     yield nodes, io, monitor, feed, context
     ex.stop()
@@ -302,7 +304,7 @@ def test_recorded_outputs_decode_like_foxglove_and_markers_show_tokens_and_state
 
     nodes, io, monitor, feed, context = live_graph
     rec_node = rclpy.create_node("diag_recorder", context=context)
-    ex = SpinningExecutor(context).add(rec_node).start()
+    ex = GraphExecutor(context).add(rec_node).start()
     topics = ["/" + TRAJECTORY, "/" + PATH, "/" + MARKERS, "/" + BEV_IMAGE, "/diagnostics"]
     recorder = BagRecorder(rec_node, tmp_path / "outputs", topics, storage="mcap", discovery_timeout_s=5.0)
     feed.run(2.0)
@@ -378,7 +380,7 @@ def test_live_foxglove_server_advertises_the_graph_topics(live_graph):
 
     nodes, io, monitor, feed, context = live_graph
     fox_node = rclpy.create_node("diag_foxglove", context=context)
-    ex = SpinningExecutor(context).add(fox_node).start()
+    ex = GraphExecutor(context).add(fox_node).start()
     bridge = FoxgloveBridge(fox_node, ["/" + TRAJECTORY, "/" + MARKERS, "/diagnostics", "/" + BEV_IMAGE], port=0)
     try:
         assert bridge.port and wait_for(lambda: len(bridge.channels) == 4, 10), (bridge.channels, bridge.skipped)

@@ -27,10 +27,12 @@ import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from conftest import SpinningExecutor, wait_for
+from conftest import wait_for
+
 from latentvla_ros.bags.replay import BagReader, PlaybackSchedule
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
+from latentvla_ros.ros.executors import GraphExecutor
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, spawn_processes, stop_processes, wait_for_graph_ready
 from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
 from latentvla_ros.ros.topology import BEV_FEATURES, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY, graph_nodes
@@ -510,7 +512,7 @@ def bad_bag_graph():
     options, nodes = _graph(context, graph_nodes(), {"trajectory_planner": {"plan_timeout_s": 1.0}})
     monitor = Monitor(context, "bad_bag_monitor")
     player_node = rclpy.create_node("bad_bag_player", context=context)
-    ex = SpinningExecutor(context).add(*nodes, monitor.node, player_node).start()
+    ex = GraphExecutor(context).add(*nodes, monitor.node, player_node).start()
     assert wait_for_graph_ready(player_node, options.nodes, timeout_s=30)
     yield _nodes_by_name(nodes), monitor, player_node
     ex.stop()

@@ -160,9 +160,9 @@ def test_teacher_labeler_labels_frames_and_writes_dataset(ros_context, spin, tmp
         cli_args=["--ros-args", "-r", "~/input/frame:=/l/frame", "-r", "~/output/plan:=/l/plan"])
     io, pub, got = _io(ros_context, SensorFrame, "/l/frame", LatentActionPlan, "/l/plan")
     spin(io)
-    from conftest import SpinningExecutor
+    from latentvla_ros.ros.executors import GraphExecutor
 
-    ex = SpinningExecutor(ros_context).add(node).start()
+    ex = GraphExecutor(ros_context).add(node).start()
     try:
         assert wait_for(lambda: pub.get_subscription_count() > 0 and io.count_publishers("/l/plan") > 0)
         pub.publish(_frame(1))

@@ -359,12 +359,12 @@ class RosGraphSession:
     """
 
     def __init__(self, variant: GraphVariant, domain_id: int | None = None, context: Any = None,
-                 executor_threads: int = 4, ready_timeout_s: float = 60.0, probe: bool = True):
+                 executor: str | None = None, ready_timeout_s: float = 60.0, probe: bool = True):
         self.variant = variant
         self.domain_id = domain_id if domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
         self._given_context = context
         self.context = context
-        self.executor_threads = executor_threads
+        self.executor_kind = executor  # ros/executors.py kind (None: $LATENTVLA_EXECUTOR or auto)
         self.ready_timeout_s = ready_timeout_s
         self.probe = probe
         self.probes_sent = 0
@@ -372,8 +372,6 @@ class RosGraphSession:
         self.procs: list[Any] = []
         self.bridge: SimBridgeNode | None = None
         self._executor: Any = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
 
     def __enter__(self) -> "RosGraphSession":
         problem = self.variant.check_available()
@@ -381,7 +379,8 @@ class RosGraphSession:
             raise RuntimeError(f"graph variant {self.variant.name!r} not available: {problem}")
         apply_transport_env()
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+
+        from latentvla_ros.ros.executors import GraphExecutor
 
         if self.context is None:
             self.context = Context()
@@ -403,11 +402,8 @@ class RosGraphSession:
             else:
                 raise ValueError(f"mode must be 'composed' or 'processes', got {self.variant.mode!r}")
             self.bridge = SimBridgeNode(context=self.context)
-            self._executor = MultiThreadedExecutor(num_threads=self.executor_threads, context=self.context)
-            for node in [*self.nodes, self.bridge]:
-                self._executor.add_node(node)
-            self._thread = threading.Thread(target=self._spin, daemon=True, name="sim_bridge_executor")
-            self._thread.start()
+            self._executor = GraphExecutor(context=self.context, kind=self.executor_kind)
+            self._executor.add(*self.nodes, self.bridge).start()
             deadline = time.monotonic() + self.ready_timeout_s
             links = self.variant.internal_links()
             while not self.bridge.graph_ready(links):
@@ -441,25 +437,9 @@ class RosGraphSession:
             if dead or time.monotonic() > deadline:
                 raise RuntimeError(f"the node graph does not answer ({self.probes_sent} probe frames sent)")
 
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.context.ok():
-            try:
-                self._executor.spin_once(timeout_sec=0.05)
-            except Exception:  # executor shut down under us
-                break
-
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
         if self._executor is not None:
-            for node in [*self.nodes, *([self.bridge] if self.bridge else [])]:
-                try:
-                    self._executor.remove_node(node)
-                except Exception:
-                    pass
-            self._executor.shutdown(timeout_sec=1.0)
+            self._executor.stop()
             self._executor = None
         for node in [*self.nodes, *([self.bridge] if self.bridge else [])]:
             try:

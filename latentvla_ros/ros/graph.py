@@ -16,6 +16,7 @@ from pathlib import Path
 
 from latentvla_ros.core.parameters import load_param_file, validate_parameters, load_schema
 from latentvla_ros.core.resources import share_path
+from latentvla_ros.ros.executors import EXECUTOR_ENV, resolve_kind
 from latentvla_ros.ros.topology import NodeSpec
 
 # Fast DDS large-data transport (shared memory + TCP for big samples): it must be
@@ -39,6 +40,7 @@ class GraphOptions:
     namespace: str = ""
     use_sim_time: bool = False
     log_level: str = "info"
+    executor: str = "auto"  # ros/executors.py: auto | events | single | multi
 
     def files_for(self, spec: NodeSpec) -> list[str]:
         return [str(share_path(spec.param_file)), *self.param_files.get(spec.name, [])]
@@ -96,6 +98,7 @@ def create_composed_nodes(options: GraphOptions, context=None) -> list:
 def spawn_processes(options: GraphOptions, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
     options.validate()
     env = apply_transport_env(dict(os.environ if env is None else env))
+    env[EXECUTOR_ENV] = resolve_kind(options.executor)
     procs = []
     for spec in options.nodes:
         # one process per node: each runs in its own SROS2 enclave (docs/operations.md#security)
@@ -120,26 +123,30 @@ def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> li
     return codes
 
 
-def run_composed(options: GraphOptions, num_threads: int = 4) -> int:
-    """Spin the whole graph in this process until Ctrl-C."""
+def run_composed(options: GraphOptions) -> int:
+    """Spin the whole graph in this process until Ctrl-C (threads: ros/executors.py).
+
+    Ctrl-C is honoured at any point, also while the nodes are still being built."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
+
+    from latentvla_ros.ros.executors import GraphExecutor
 
     apply_transport_env()
     rclpy.init(args=None)
-    nodes = []
+    nodes: list = []
+    executor = None
     try:
         nodes = create_composed_nodes(options)
-        executor = MultiThreadedExecutor(num_threads=num_threads)
-        for node in nodes:
-            executor.add_node(node)
-        try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            executor.shutdown()
+        executor = GraphExecutor(kind=options.executor)
+        executor.add(*nodes)
+        nodes[0].get_logger().info(f"composed graph: {executor.kind} executors, threads {executor.thread_layout()}")
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
     finally:
+        if executor is not None:
+            executor.stop()  # detaches the nodes before they are destroyed
         for node in nodes:
             node.destroy_node()
         if rclpy.ok():
@@ -159,6 +166,20 @@ def run_processes(options: GraphOptions) -> int:
         pass
     codes = stop_processes(procs)
     return max(codes) if codes else 0
+
+
+def parse_param_overrides(items: list[str]) -> dict[str, dict[str, object]]:
+    """``NODE.PARAM=VALUE`` strings (YAML values) -> {node: {param: value}}."""
+    import yaml
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"bad override {item!r}: use NODE.PARAM=VALUE")
+        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
 
 
 def default_param_dir() -> Path:

@@ -96,6 +96,8 @@ class LatentVlaNode(Node):
     publishes debug topics and diagnostics."""
 
     schema_name: str = ""
+    #: model nodes set this: ``ros.executors.GraphExecutor`` then spins them on their own thread
+    own_thread: bool = False
 
     def __init__(self, node_name: str | None = None, **kwargs: Any):
         name = node_name or self.schema_name
@@ -204,7 +206,7 @@ class LatentVlaNode(Node):
     def create_timer(self, timer_period_sec, callback, *args, **kwargs):
         if "_inputs_lock" not in self.__dict__:
             return super().create_timer(timer_period_sec, callback, *args, **kwargs)
-        return super().create_timer(timer_period_sec, self._guarded(callback, "timer_error") if callback else callback,
+        return super().create_timer(timer_period_sec, self._guarded_timer(callback) if callback else callback,
                                     *args, **kwargs)
 
     def _guarded_input(self, name: str, callback: Callable):
@@ -220,14 +222,16 @@ class LatentVlaNode(Node):
 
         return guarded
 
-    def _guarded(self, callback: Callable, reason: str):
+    def _guarded_timer(self, callback: Callable):
+        """Takes no argument on purpose: executors pass a ``TimerInfo`` to timer callbacks
+        that accept one, and ours do not."""
         where = getattr(callback, "__name__", "timer")
 
-        def guarded(*args):
+        def guarded():
             try:
-                callback(*args)
+                callback()
             except Exception as exc:  # noqa: BLE001
-                self._callback_failed(where, exc, reason)
+                self._callback_failed(where, exc, "timer_error")
 
         return guarded
 

@@ -1,0 +1,217 @@
+"""How the nodes of one process are spun: the one place that picks rclpy executors.
+
+rclpy's ``MultiThreadedExecutor`` rebuilds a wait set and hands every callback to a
+Python thread pool; with torch callbacks holding the GIL between kernels it made the
+composed graph 35x slower than the bare models (docs/performance.md). What ships instead:
+
+- ``events`` (default where rclpy has it, Kilted and later): one
+  ``rclpy.experimental.EventsExecutor`` (C++ event queue) per *thread group*;
+- ``single`` (Humble/Jazzy, no EventsExecutor): one ``SingleThreadedExecutor`` per thread
+  group, the same layout;
+- ``multi``: the old single ``MultiThreadedExecutor``, kept to compare against.
+
+Thread groups: every node whose class sets ``own_thread = True`` (the model nodes:
+BEV backbone, student, planner, teacher) gets its own executor and thread, so the student
+runs beside the BEV backbone on the same frame (torch releases the GIL inside kernels);
+every other node (sensor sync, controller, test or tool nodes) shares one executor.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Iterable
+
+LOG = logging.getLogger(__name__)
+
+EXECUTOR_KINDS = ("auto", "events", "single", "multi")
+MULTI_THREADS = 4
+#: how `latentvla run --mode processes` tells each node process which executor to use
+EXECUTOR_ENV = "LATENTVLA_EXECUTOR"
+
+
+def events_executor_available() -> bool:
+    try:
+        from rclpy.experimental import EventsExecutor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_kind(kind: str | None = None) -> str:
+    """``None`` reads $LATENTVLA_EXECUTOR (default ``auto``); ``auto`` picks ``events`` where
+    rclpy has it, else ``single``."""
+    if kind is None:
+        kind = os.environ.get(EXECUTOR_ENV, "") or "auto"
+    if kind not in EXECUTOR_KINDS:
+        raise ValueError(f"executor kind {kind!r} is not one of {EXECUTOR_KINDS}")
+    if kind == "auto":
+        return "events" if events_executor_available() else "single"
+    if kind == "events" and not events_executor_available():
+        raise ValueError("executor kind 'events' needs rclpy.experimental.EventsExecutor (ROS 2 Kilted or later); "
+                         "use 'single' on Humble/Jazzy")
+    return kind
+
+
+def _new_executor(kind: str, context):
+    if kind == "events":
+        return _events_executor(context)
+    if kind == "single":
+        from rclpy.executors import SingleThreadedExecutor
+
+        return SingleThreadedExecutor(context=context)
+    from rclpy.executors import MultiThreadedExecutor
+
+    return MultiThreadedExecutor(num_threads=MULTI_THREADS, context=context)
+
+
+def _has_fileno(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return False
+    return True
+
+
+def _events_executor(context):
+    """rclpy's EventsExecutor factory calls ``faulthandler.enable()``, which raises when
+    ``sys.stderr`` is not a real file (pytest capture, notebooks, embedded interpreters):
+    point it at the process's own stderr for that call."""
+    import sys
+
+    from rclpy.experimental import EventsExecutor
+
+    if _has_fileno(sys.stderr):
+        return EventsExecutor(context=context)
+    saved = sys.stderr
+    sys.stderr = sys.__stderr__ if _has_fileno(sys.__stderr__) else open(os.devnull, "w")  # noqa: SIM115
+    try:
+        return EventsExecutor(context=context)
+    finally:
+        sys.stderr = saved
+
+
+def wants_own_thread(node) -> bool:
+    return bool(getattr(node, "own_thread", False))
+
+
+class GraphExecutor:
+    """Spins a process's nodes in background threads, grouped as the module doc says.
+
+    ``add(*nodes)`` may be called before or after ``start()``; ``stop()`` joins every thread
+    and shuts the executors down (it does not destroy the nodes)."""
+
+    def __init__(self, context=None, kind: str | None = None, period_s: float = 0.05):
+        import rclpy
+
+        self.context = context if context is not None else rclpy.get_default_context()
+        self.kind = resolve_kind(kind)
+        self.period_s = float(period_s)
+        self._shared = None
+        self._groups: list[tuple[object, threading.Thread | None, list]] = []
+        self._stop = threading.Event()
+        self._started = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ nodes
+    def add(self, *nodes) -> "GraphExecutor":
+        with self._lock:
+            for node in nodes:
+                if self.kind != "multi" and wants_own_thread(node):
+                    group = self._new_group()
+                else:
+                    if self._shared is None:
+                        self._shared = self._new_group()
+                    group = self._shared
+                group[0].add_node(node)
+                group[2].append(node)
+                if self._started and group[1] is None:
+                    self._start_group(group)
+        return self
+
+    def remove(self, *nodes) -> "GraphExecutor":
+        """Stop spinning ``nodes`` (they stay alive: a node that silently stops working)."""
+        with self._lock:
+            for node in nodes:
+                for group in self._groups:
+                    if node in group[2]:
+                        group[0].remove_node(node)
+                        group[2].remove(node)
+        return self
+
+    def _new_group(self) -> list:
+        group = [_new_executor(self.kind, self.context), None, []]
+        self._groups.append(group)
+        return group
+
+    @property
+    def executors(self) -> list:
+        return [g[0] for g in self._groups]
+
+    def thread_layout(self) -> list[list[str]]:
+        """Node names per thread, for logs and tests."""
+        return [[n.get_name() for n in g[2]] for g in self._groups]
+
+    # ------------------------------------------------------------------ spinning
+    def start(self) -> "GraphExecutor":
+        with self._lock:
+            self._started = True
+            for group in self._groups:
+                if group[1] is None:
+                    self._start_group(group)
+        return self
+
+    def _start_group(self, group: list) -> None:
+        executor = group[0]
+        names = ",".join(n.get_name() for n in group[2]) or "nodes"
+        thread = threading.Thread(target=self._loop, args=(executor,), name=f"spin[{names}]", daemon=True)
+        group[1] = thread
+        thread.start()
+
+    def _loop(self, executor) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            try:
+                executor.spin_once(timeout_sec=self.period_s)
+            except Exception as exc:  # noqa: BLE001 - executor or context shut down under us
+                if not self._stop.is_set() and self.context.ok():
+                    LOG.error("executor thread stopped: %s: %s", type(exc).__name__, exc)
+                break
+
+    def spin(self) -> None:
+        """Start (if needed) and block until the context shuts down, ``stop()`` or Ctrl-C."""
+        self.start()
+        try:
+            while not self._stop.is_set() and self.context.ok():
+                self._stop.wait(0.2)
+                if any(g[1] is not None and not g[1].is_alive() for g in self._groups) and self.context.ok() \
+                        and not self._stop.is_set():
+                    LOG.error("an executor thread died: stopping the process's graph")
+                    break
+        finally:
+            self.stop()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        for executor, thread, _ in self._groups:
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=timeout_s)
+        with self._lock:
+            groups, self._groups, self._shared, self._started = self._groups, [], None, False
+        for executor, _, members in groups:
+            # detach every node first: an EventsExecutor destroyed with entities still
+            # registered aborts the process ("Destroying callback manager with callbacks remaining")
+            for node in members:
+                try:
+                    executor.remove_node(node)
+                except Exception:  # noqa: BLE001 - node or context already gone
+                    pass
+            try:
+                executor.shutdown(timeout_sec=1.0)
+            except Exception:  # noqa: BLE001 - already shut down with the context
+                pass
+
+
+def spin_nodes(nodes: Iterable, context=None, kind: str | None = None) -> None:
+    """Spin ``nodes`` in this process until Ctrl-C or context shutdown."""
+    executor = GraphExecutor(context=context, kind=kind).add(*nodes)
+    executor.spin()
