@@ -74,7 +74,8 @@ CONFIGS = ("edge", "paper")
 MODES = ("bare", "composed", "processes")
 BACKENDS = ("torch", "onnx")
 SECTIONS = ("graph", "onnx", "teacher", "conversions")
-EXECUTORS = ("events", "single", "multi")  # composed-graph executor kinds (ros/executors.py); events ships
+#: composed-graph executor variants: a ros/executors.py kind, "-per-node" for one thread per node; events ships
+EXECUTORS = ("events", "events-per-node", "single", "multi")
 GRAPH_NODES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner")
 MODEL_KINDS = ("bev_backbone", "student", "planner")
 DEFAULT_RATES: dict[str, list[float]] = {"edge": [10.0], "paper": [2.0]}
@@ -108,10 +109,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "('paper=2:10'); the first is the one the targets refer to (default edge=10,paper=2)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--executors", default=None,
-                        help="composed-graph executor kinds to compare (ros/executors.py): events (what "
-                             "`latentvla run` ships: one EventsExecutor thread per model node), single (the same layout "
-                             "with SingleThreadedExecutors, as on Humble/Jazzy), multi (one MultiThreadedExecutor). "
-                             "Default events,single,multi; quick: events")
+                        help="composed-graph executors to compare (ros/executors.py): events (what `latentvla run` "
+                             "ships: EventsExecutors, the student on its own thread), events-per-node (one thread per "
+                             "node), single (the shipped layout with SingleThreadedExecutors, as on Humble/Jazzy), multi "
+                             "(one MultiThreadedExecutor). Default all; quick: events")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads everywhere")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up frames before each measured run")
     parser.add_argument("--checkpoints", default="checkpoints",
@@ -980,7 +981,8 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
     from latentvla_ros.ros.executors import GraphExecutor
 
     by_name = {nd.get_name(): nd for nd in nodes}
-    spinner = GraphExecutor(context=ctx, kind=variant).add(*nodes).start()
+    kind, per_node, _ = variant.partition("-per-node")
+    spinner = GraphExecutor(context=ctx, kind=kind, layout="per_node" if per_node else "grouped").add(*nodes).start()
     harness = Harness(ctx)
     sync_node = by_name["sensor_sync"]
     try:
@@ -1486,13 +1488,14 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "- **bare**: `LatentVLAAgent.compute_trajectory` on the pipeline objects (BEV backbone, student, planner one "
         "after the other, no ROS), fed the measured frames at the input rate after a warm-up. With the composed graph in the "
         "run these are the composed nodes' own runtime objects.",
-        "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: one rclpy "
-        "`EventsExecutor` thread per model node, one shared by the others), fed by a harness node in the same process "
+        "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: rclpy "
+        "`EventsExecutor`s, `latent_reasoner` on its own thread, the sync -> BEV -> planner sequence on another), fed by a harness node in the same process "
         "that publishes image + camera info + LiDAR + odometry of pre-generated frames (a highway-env log) at the input "
         "rate with header stamps = wall clock at publication.",
-        "- **composed-single** / **composed-multi**: the same composed nodes on the same thread layout with "
-        "`SingleThreadedExecutor`s (what `auto` picks on Humble/Jazzy, whose rclpy has no EventsExecutor), and on one "
-        "4-thread `MultiThreadedExecutor` (what `latentvla run` used before): where executor overhead goes.",
+        "- **composed-events-per-node** / **composed-single** / **composed-multi**: the same composed nodes with one "
+        "EventsExecutor thread per node; on the shipped layout with `SingleThreadedExecutor`s (what `auto` picks on "
+        "Humble/Jazzy, whose rclpy has no EventsExecutor); on one 4-thread `MultiThreadedExecutor` (what `latentvla "
+        "run` used before): where executor overhead goes.",
         "- **processes**: the same nodes as separate processes (`ros/graph.py spawn_processes`, "
         "`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` in every process), harness in the benchmark process.",
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "

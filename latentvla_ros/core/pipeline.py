@@ -226,6 +226,9 @@ class _OnnxRunner:
         if threads:
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # the graph runs several sessions side by side (and torch beside them): idle
+        # intra-op threads must sleep, not spin on the cores the other nodes need
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

@@ -10,10 +10,12 @@ composed graph 35x slower than the bare models (docs/performance.md). What ships
   group, the same layout;
 - ``multi``: the old single ``MultiThreadedExecutor``, kept to compare against.
 
-Thread groups: every node whose class sets ``own_thread = True`` (the model nodes:
-BEV backbone, student, planner, teacher) gets its own executor and thread, so the student
-runs beside the BEV backbone on the same frame (torch releases the GIL inside kernels);
-every other node (sensor sync, controller, test or tool nodes) shares one executor.
+Thread groups: a node whose class sets ``own_thread = True`` gets its own executor and
+thread; every other node shares one. The student (``latent_reasoner``) has its own: it
+works on the same frame as the BEV backbone, in parallel (torch and onnxruntime release the
+GIL inside kernels); so does the slow offline teacher. Sensor sync -> BEV -> planner is a
+sequence per frame and shares a thread: more threads there only add GIL and core contention
+(docs/performance.md measured both layouts).
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from typing import Iterable
 LOG = logging.getLogger(__name__)
 
 EXECUTOR_KINDS = ("auto", "events", "single", "multi")
+LAYOUTS = ("grouped", "per_node")  # grouped: as the module doc says; per_node: one thread per node
 MULTI_THREADS = 4
 #: how `latentvla run --mode processes` tells each node process which executor to use
 EXECUTOR_ENV = "LATENTVLA_EXECUTOR"
@@ -101,9 +104,12 @@ class GraphExecutor:
     ``add(*nodes)`` may be called before or after ``start()``; ``stop()`` joins every thread
     and shuts the executors down (it does not destroy the nodes)."""
 
-    def __init__(self, context=None, kind: str | None = None, period_s: float = 0.05):
+    def __init__(self, context=None, kind: str | None = None, period_s: float = 0.05, layout: str = "grouped"):
         import rclpy
 
+        if layout not in LAYOUTS:
+            raise ValueError(f"executor layout {layout!r} is not one of {LAYOUTS}")
+        self.layout = layout
         self.context = context if context is not None else rclpy.get_default_context()
         self.kind = resolve_kind(kind)
         self.period_s = float(period_s)
@@ -117,7 +123,7 @@ class GraphExecutor:
     def add(self, *nodes) -> "GraphExecutor":
         with self._lock:
             for node in nodes:
-                if self.kind != "multi" and wants_own_thread(node):
+                if self.kind != "multi" and (self.layout == "per_node" or wants_own_thread(node)):
                     group = self._new_group()
                 else:
                     if self._shared is None:

@@ -96,7 +96,8 @@ class LatentVlaNode(Node):
     publishes debug topics and diagnostics."""
 
     schema_name: str = ""
-    #: model nodes set this: ``ros.executors.GraphExecutor`` then spins them on their own thread
+    #: nodes that run beside the per-frame chain (student, teacher) set this:
+    #: ``ros.executors.GraphExecutor`` then spins them on their own thread
     own_thread: bool = False
 
     def __init__(self, node_name: str | None = None, **kwargs: Any):

@@ -43,7 +43,6 @@ def bev_debug_image(points: np.ndarray, tokens: np.ndarray, grid_rows: int, grid
 
 class BevFeaturesNode(LatentVlaNode):
     schema_name = "bev_features"
-    own_thread = True  # model inference: spun on its own thread (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -19,7 +19,7 @@ from latentvla_ros.ros.node_main import run_node
 
 class LatentReasonerNode(LatentVlaNode):
     schema_name = "latent_reasoner"
-    own_thread = True  # model inference: spun on its own thread (ros/executors.py)
+    own_thread = True  # runs beside the BEV -> planner chain: its own executor thread (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

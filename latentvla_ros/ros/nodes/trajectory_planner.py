@@ -127,7 +127,6 @@ def fallback_state_marker(header, is_fallback: bool, reason: str, namespace: str
 
 class TrajectoryPlannerNode(LatentVlaNode):
     schema_name = "trajectory_planner"
-    own_thread = True  # model inference: spun on its own thread (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
