@@ -110,7 +110,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--executors", default=None,
                         help="composed-graph executors to compare (ros/executors.py): events (what `latentvla run` "
-                             "ships: EventsExecutors, the student on its own thread), events-per-node (one thread per "
+                             "ships: EventsExecutors, io nodes on one thread, each model node on its own), events-per-node (one thread per "
                              "node), single (the shipped layout with SingleThreadedExecutors, as on Humble/Jazzy), multi "
                              "(one MultiThreadedExecutor). Default all; quick: events")
     parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads everywhere")
@@ -1318,25 +1318,29 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for config, cres in results.get("configs", {}).items():
         runs = cres.get("runs", {})
         rate = cres.get("rates_hz", [None])[0]
-        comp = runs.get(f"composed[torch]@{rate:g}Hz", {}) if rate else {}
-        proc = runs.get(f"processes[torch]@{rate:g}Hz", {}) if rate else {}
-        if comp.get("ratio_vs_bare"):
-            r = comp["ratio_vs_bare"]
-            add(f"{config}: composed / bare, median", r.get("median"), f"<= {TARGETS['composed_median']}",
-                r.get("median") is not None and r["median"] <= TARGETS["composed_median"])
-            add(f"{config}: composed / bare, p99", r.get("p99"), f"<= {TARGETS['composed_p99']}",
-                r.get("p99") is not None and r["p99"] <= TARGETS["composed_p99"])
-        if proc.get("ratio_vs_bare"):
-            r = proc["ratio_vs_bare"]
-            add(f"{config}: processes / bare, median", r.get("median"), f"<= {TARGETS['processes_median']}",
-                r.get("median") is not None and r["median"] <= TARGETS["processes_median"])
-        for label, run in (("composed", comp), ("processes", proc)):
-            if "dropped" in run:
-                lost = run["dropped"] + run.get("fallbacks", 0)
-                add(f"{config}: input frames without a model trajectory at {rate:g} Hz ({label})", lost, "0", lost == 0)
-                if run.get("dropped_synchronized") is not None:
-                    add(f"{config}: dropped synchronized frames at {rate:g} Hz ({label})", run["dropped_synchronized"],
-                        "0", run["dropped_synchronized"] == 0)
+        if not rate:
+            continue
+        for backend in BACKENDS:  # every backend measured: the nodes ship with onnx (config/*.param.yaml)
+            comp = runs.get(f"composed[{backend}]@{rate:g}Hz", {})
+            proc = runs.get(f"processes[{backend}]@{rate:g}Hz", {})
+            tag = f"{config}[{backend}]"
+            if comp.get("ratio_vs_bare"):
+                r = comp["ratio_vs_bare"]
+                add(f"{tag}: composed / bare, median", r.get("median"), f"<= {TARGETS['composed_median']}",
+                    r.get("median") is not None and r["median"] <= TARGETS["composed_median"])
+                add(f"{tag}: composed / bare, p99", r.get("p99"), f"<= {TARGETS['composed_p99']}",
+                    r.get("p99") is not None and r["p99"] <= TARGETS["composed_p99"])
+            if proc.get("ratio_vs_bare"):
+                r = proc["ratio_vs_bare"]
+                add(f"{tag}: processes / bare, median", r.get("median"), f"<= {TARGETS['processes_median']}",
+                    r.get("median") is not None and r["median"] <= TARGETS["processes_median"])
+            for label, run in (("composed", comp), ("processes", proc)):
+                if "dropped" in run:
+                    lost = run["dropped"] + run.get("fallbacks", 0)
+                    add(f"{tag}: input frames without a model trajectory at {rate:g} Hz ({label})", lost, "0", lost == 0)
+                    if run.get("dropped_synchronized") is not None:
+                        add(f"{tag}: dropped synchronized frames at {rate:g} Hz ({label})", run["dropped_synchronized"],
+                            "0", run["dropped_synchronized"] == 0)
         onnx = cres.get("onnx") or {}
         for kind in MODEL_KINDS:
             if kind in onnx:
@@ -1489,7 +1493,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "after the other, no ROS), fed the measured frames at the input rate after a warm-up. With the composed graph in the "
         "run these are the composed nodes' own runtime objects.",
         "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: rclpy "
-        "`EventsExecutor`s, `latent_reasoner` on its own thread, the sync -> BEV -> planner sequence on another), fed by a harness node in the same process "
+        "`EventsExecutor`s; sensor_sync on one thread, each model node on its own), fed by a harness node in the same process "
         "that publishes image + camera info + LiDAR + odometry of pre-generated frames (a highway-env log) at the input "
         "rate with header stamps = wall clock at publication.",
         "- **composed-events-per-node** / **composed-single** / **composed-multi**: the same composed nodes with one "

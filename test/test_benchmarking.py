@@ -54,10 +54,11 @@ def test_stats_ratios_and_targets():
     assert r["p99"] > 1.3
     results = _synthetic_results()
     targets = {t["target"]: t for t in bench.evaluate_targets(results)}
-    assert targets["edge: composed / bare, median"]["met"] is True
-    assert targets["edge: composed / bare, p99"]["met"] is True
-    assert targets["edge: processes / bare, median"]["met"] is False
-    assert targets["edge: dropped synchronized frames at 10 Hz (composed)"]["met"] is True
+    assert targets["edge[torch]: composed / bare, median"]["met"] is True
+    assert targets["edge[torch]: composed / bare, p99"]["met"] is True
+    assert targets["edge[torch]: processes / bare, median"]["met"] is False
+    assert targets["edge[torch]: dropped synchronized frames at 10 Hz (composed)"]["met"] is True
+    assert not any("[onnx]" in name for name in targets)  # no onnx runs in these results: no onnx targets
     assert targets["teacher latency / student latency (same frame)"]["met"] is True
 
 

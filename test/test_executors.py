@@ -29,16 +29,16 @@ def test_kinds_resolve(monkeypatch):
         resolve_kind("telepathy")
 
 
-def test_the_student_gets_its_own_thread_and_timers_run(ros_context):
+def test_thread_groups_and_timers_run(ros_context):
     nodes = create_composed_nodes(GraphOptions(nodes=graph_nodes(), overrides=UNTRAINED, log_level="error"),
                                   context=ros_context)
     helper = rclpy.create_node("helper", context=ros_context)
     executor = GraphExecutor(ros_context).add(*nodes, helper)
     try:
         layout = executor.thread_layout()
-        shared = next(group for group in layout if "sensor_sync" in group)
-        assert set(shared) == {"sensor_sync", "bev_features", "trajectory_planner", "helper"}
-        assert ["latent_reasoner"] in layout and len(layout) == 2, layout
+        # the light, latency-critical nodes never wait behind a model; the student runs beside the BEV chain
+        assert sorted(map(sorted, layout)) == [["bev_features"], ["helper", "sensor_sync"], ["latent_reasoner"],
+                                               ["trajectory_planner"]], layout
         # timers (diagnostics, watchdogs) run on every executor kind: a node's diagnostics count rises
         executor.start()
         by_name = {n.get_name(): n for n in nodes}

@@ -10,12 +10,15 @@ composed graph 35x slower than the bare models (docs/performance.md). What ships
   group, the same layout;
 - ``multi``: the old single ``MultiThreadedExecutor``, kept to compare against.
 
-Thread groups: a node whose class sets ``own_thread = True`` gets its own executor and
-thread; every other node shares one. The student (``latent_reasoner``) has its own: it
-works on the same frame as the BEV backbone, in parallel (torch and onnxruntime release the
-GIL inside kernels); so does the slow offline teacher. Sensor sync -> BEV -> planner is a
-sequence per frame and shares a thread: more threads there only add GIL and core contention
-(docs/performance.md measured both layouts).
+Thread groups: nodes with the same ``executor_group`` (a class attribute) share one
+executor and thread. ``io`` (sensor_sync, twist_controller, tool and test nodes: light and
+latency-critical: the controller's watchdog must never wait behind a model) is the
+default; each model node has its own: ``bev_features``, ``student`` (latent_reasoner, in
+parallel with the BEV backbone on the same frame: torch and onnxruntime release the GIL
+inside kernels), ``planner`` and ``teacher``. Measured: the planner sharing the BEV
+backbone's thread was faster (composed/bare 1.25 vs 1.42 at the median, edge, torch) but
+lost BEV messages without counting them when replaying at 5x (test_faults), so it does
+not. ``layout="per_node"`` gives every node its own thread.
 """
 from __future__ import annotations
 
@@ -94,8 +97,8 @@ def _events_executor(context):
         sys.stderr = saved
 
 
-def wants_own_thread(node) -> bool:
-    return bool(getattr(node, "own_thread", False))
+def executor_group(node) -> str:
+    return str(getattr(node, "executor_group", "io"))
 
 
 class GraphExecutor:
@@ -113,8 +116,8 @@ class GraphExecutor:
         self.context = context if context is not None else rclpy.get_default_context()
         self.kind = resolve_kind(kind)
         self.period_s = float(period_s)
-        self._shared = None
-        self._groups: list[tuple[object, threading.Thread | None, list]] = []
+        self._by_group: dict[str, list] = {}
+        self._groups: list[list] = []  # [executor, thread | None, nodes]
         self._stop = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -123,12 +126,15 @@ class GraphExecutor:
     def add(self, *nodes) -> "GraphExecutor":
         with self._lock:
             for node in nodes:
-                if self.kind != "multi" and (self.layout == "per_node" or wants_own_thread(node)):
-                    group = self._new_group()
+                if self.kind == "multi":
+                    key = "all"  # one MultiThreadedExecutor with its own thread pool
+                elif self.layout == "per_node":
+                    key = f"node:{id(node)}"
                 else:
-                    if self._shared is None:
-                        self._shared = self._new_group()
-                    group = self._shared
+                    key = executor_group(node)
+                if key not in self._by_group:
+                    self._by_group[key] = self._new_group()
+                group = self._by_group[key]
                 group[0].add_node(node)
                 group[2].append(node)
                 if self._started and group[1] is None:
@@ -202,7 +208,7 @@ class GraphExecutor:
             if thread is not None and thread is not threading.current_thread():
                 thread.join(timeout=timeout_s)
         with self._lock:
-            groups, self._groups, self._shared, self._started = self._groups, [], None, False
+            groups, self._groups, self._by_group, self._started = self._groups, [], {}, False
         for executor, _, members in groups:
             # detach every node first: an EventsExecutor destroyed with entities still
             # registered aborts the process ("Destroying callback manager with callbacks remaining")

@@ -96,9 +96,9 @@ class LatentVlaNode(Node):
     publishes debug topics and diagnostics."""
 
     schema_name: str = ""
-    #: nodes that run beside the per-frame chain (student, teacher) set this:
-    #: ``ros.executors.GraphExecutor`` then spins them on their own thread
-    own_thread: bool = False
+    #: which thread ``ros.executors.GraphExecutor`` spins this node on, in a process with
+    #: several nodes: nodes with the same group share one (``"io"``: light, latency-critical)
+    executor_group: str = "io"
 
     def __init__(self, node_name: str | None = None, **kwargs: Any):
         name = node_name or self.schema_name

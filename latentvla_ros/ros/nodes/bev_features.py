@@ -43,6 +43,7 @@ def bev_debug_image(points: np.ndarray, tokens: np.ndarray, grid_rows: int, grid
 
 class BevFeaturesNode(LatentVlaNode):
     schema_name = "bev_features"
+    executor_group = "bev_features"  # model inference: its own thread (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

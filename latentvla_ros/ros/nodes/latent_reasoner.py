@@ -19,7 +19,7 @@ from latentvla_ros.ros.node_main import run_node
 
 class LatentReasonerNode(LatentVlaNode):
     schema_name = "latent_reasoner"
-    own_thread = True  # runs beside the BEV -> planner chain: its own executor thread (ros/executors.py)
+    executor_group = "student"  # beside the BEV backbone, on the same frame (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

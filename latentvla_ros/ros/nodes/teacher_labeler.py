@@ -24,7 +24,7 @@ from latentvla_ros.ros.node_main import run_node
 
 class TeacherLabelerNode(LatentVlaNode):
     schema_name = "teacher_labeler"
-    own_thread = True  # slow (a VLM): its own executor thread, never in the way of the chain (ros/executors.py)
+    executor_group = "teacher"  # slow (a VLM): never in the way of the chain (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
