@@ -981,8 +981,9 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
     from latentvla_ros.ros.executors import GraphExecutor
 
     by_name = {nd.get_name(): nd for nd in nodes}
-    kind, per_node, _ = variant.partition("-per-node")
-    spinner = GraphExecutor(context=ctx, kind=kind, layout="per_node" if per_node else "grouped").add(*nodes).start()
+    per_node = variant.endswith("-per-node")
+    spinner = GraphExecutor(context=ctx, kind=variant.removesuffix("-per-node"),
+                            layout="per_node" if per_node else "grouped").add(*nodes).start()
     harness = Harness(ctx)
     sync_node = by_name["sensor_sync"]
     try:

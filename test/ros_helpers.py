@@ -9,6 +9,8 @@ from nav_msgs.msg import Odometry
 from latentvla_ros.ros import conversions as conv
 
 T0_NS = 1_700_000_000_000_000_000
+#: node parameter overrides that run the model nodes on random weights with torch (no checkpoint)
+UNTRAINED = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
 
 
 def camera_image(stamp_ns: int, h: int = 128, w: int = 128, frame_id: str = "camera_front", seed: int = 0):

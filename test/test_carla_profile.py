@@ -24,6 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
 from conftest import wait_for
+from ros_helpers import UNTRAINED
 from latentvla_ros.msg import PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
@@ -134,8 +135,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
 
     specs, param_files, use_sim_time = profile_graph("carla")
     assert use_sim_time and [s.name for s in specs][-1] == "twist_controller"
-    overrides = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
-    options = GraphOptions(nodes=specs, param_files=param_files, overrides=overrides, use_sim_time=True, log_level="error")
+    options = GraphOptions(nodes=specs, param_files=param_files, overrides=UNTRAINED, use_sim_time=True, log_level="error")
     nodes = {n.get_name(): n for n in create_composed_nodes(options, context=ros_context)}
     side = BridgeSide(ros_context)
     player_node = rclpy.create_node("carla_bag_player", context=ros_context)

@@ -11,13 +11,12 @@ import rclpy
 from std_msgs.msg import String
 
 from conftest import wait_for
+from ros_helpers import UNTRAINED
 
 from latentvla_ros.ros.executors import EXECUTOR_ENV, GraphExecutor, events_executor_available, resolve_kind
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes
 from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.topology import graph_nodes
-
-UNTRAINED = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
 
 
 def test_kinds_resolve(monkeypatch):

@@ -28,6 +28,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from conftest import wait_for
+from ros_helpers import UNTRAINED
 
 from latentvla_ros.bags.replay import BagReader, PlaybackSchedule
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
@@ -38,7 +39,6 @@ from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
 from latentvla_ros.ros.topology import BEV_FEATURES, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY, graph_nodes
 
 QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
-UNTRAINED = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
 SENSOR_INPUTS = {"/sensing/camera/front/image_raw": "camera/front/image", "/sensing/lidar/points": "lidar/points",
                  "/localization/odometry": "odometry"}
 SENSOR_TOPICS = [*SENSOR_INPUTS, "/sensing/camera/front/camera_info"]

@@ -22,7 +22,6 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -38,13 +37,13 @@ TOPICS = ["/sensing/camera/front/image_raw", "/sensing/lidar/points", "/planning
 def record(out_dir: Path, frames: int = 120, seed: int = 7) -> Path:
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
 
     from latentvla_ros.data.bag_io import write_sensor_bag
     from latentvla_ros.data.highway import generate_log
     from latentvla_ros.demo import _checkpoint_overrides
     from latentvla_ros.ros.bag_player import BagPlayer
     from latentvla_ros.ros.bag_recorder import BagRecorder
+    from latentvla_ros.ros.executors import GraphExecutor
     from latentvla_ros.ros.graph import GraphOptions, apply_transport_env, create_composed_nodes, wait_for_graph_ready
     from latentvla_ros.ros.topology import graph_nodes
 
@@ -61,10 +60,7 @@ def record(out_dir: Path, frames: int = 120, seed: int = 7) -> Path:
     nodes = {n.get_name(): n for n in create_composed_nodes(options, context=context)}
     rec_node = rclpy.create_node("vis_recorder", context=context)
     player_node = rclpy.create_node("vis_player", context=context)
-    ex = MultiThreadedExecutor(num_threads=4, context=context)
-    for n in (*nodes.values(), rec_node, player_node):
-        ex.add_node(n)
-    threading.Thread(target=ex.spin, daemon=True).start()
+    ex = GraphExecutor(context=context).add(*nodes.values(), rec_node, player_node).start()
     assert wait_for_graph_ready(player_node, options.nodes, timeout_s=30)
     if out_dir.exists():
         raise SystemExit(f"{out_dir} exists")
@@ -73,13 +69,13 @@ def record(out_dir: Path, frames: int = 120, seed: int = 7) -> Path:
     player.start()
     duration = frames * 0.1
     time.sleep(0.45 * duration)
-    ex.remove_node(nodes["latent_reasoner"])  # the reasoner "dies" ...
+    ex.remove(nodes["latent_reasoner"])  # the reasoner "dies" ...
     time.sleep(0.2 * duration)
-    ex.add_node(nodes["latent_reasoner"])  # ... and comes back
+    ex.add(nodes["latent_reasoner"])  # ... and comes back
     player.wait(duration + 60)
     time.sleep(1.0)
     recorder.close()
-    ex.shutdown(timeout_sec=2)
+    ex.stop()
     for n in (*nodes.values(), rec_node, player_node):
         n.destroy_node()
     rclpy.shutdown(context=context)
@@ -183,18 +179,15 @@ def render(mcap_dir: Path, out_png: Path) -> None:
         ax = fig.add_subplot(gs[0:2, 2])
         top_view(ax, pick["fallback"], "Same displays during the\nreasoner outage (fallback)")
         ax.set_xlim(-15, 15)
-    cam = _nearest(data["/sensing/camera/front/image_raw"], _stamp(pick["model"]))
-    ax = fig.add_subplot(gs[0, 3])
-    if cam is not None:
-        ax.imshow(_image(cam))
-    ax.set_title("Camera  /sensing/camera/front/image_raw", **style)
-    ax.axis("off")
-    bev = _nearest(data["/latentvla/bev_image"], _stamp(pick["model"]))
-    ax = fig.add_subplot(gs[1, 3])
-    if bev is not None:
-        ax.imshow(_image(bev))
-    ax.set_title("BEV image  /latentvla/bev_image\n(green LiDAR, red BEV-token activation)", **style)
-    ax.axis("off")
+    for row, (topic, title) in enumerate((
+            ("/sensing/camera/front/image_raw", "Camera  /sensing/camera/front/image_raw"),
+            ("/latentvla/bev_image", "BEV image  /latentvla/bev_image\n(green LiDAR, red BEV-token activation)"))):
+        image = _nearest(data[topic], _stamp(pick["model"]))
+        ax = fig.add_subplot(gs[row, 3])
+        if image is not None:
+            ax.imshow(_image(image))
+        ax.set_title(title, **style)
+        ax.axis("off")
     # timeline: fallback state and latent tokens of every planned frame
     ax = fig.add_subplot(gs[2, :])
     t0 = _stamp(frame_trajs[0])

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 LOG = logging.getLogger(__name__)
 
@@ -101,11 +102,19 @@ def executor_group(node) -> str:
     return str(getattr(node, "executor_group", "io"))
 
 
+@dataclass
+class _ThreadGroup:
+    executor: Any
+    nodes: list = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+
 class GraphExecutor:
     """Spins a process's nodes in background threads, grouped as the module doc says.
 
-    ``add(*nodes)`` may be called before or after ``start()``; ``stop()`` joins every thread
-    and shuts the executors down (it does not destroy the nodes)."""
+    ``add(*nodes)`` may be called before or after ``start()``; ``stop()`` joins every thread,
+    detaches the nodes and shuts the executors down (it does not destroy the nodes). A
+    stopped GraphExecutor is not started again: make a new one."""
 
     def __init__(self, context=None, kind: str | None = None, period_s: float = 0.05, layout: str = "grouped"):
         import rclpy
@@ -116,8 +125,7 @@ class GraphExecutor:
         self.context = context if context is not None else rclpy.get_default_context()
         self.kind = resolve_kind(kind)
         self.period_s = float(period_s)
-        self._by_group: dict[str, list] = {}
-        self._groups: list[list] = []  # [executor, thread | None, nodes]
+        self._groups: dict[str, _ThreadGroup] = {}
         self._stop = threading.Event()
         self._started = False
         self._lock = threading.Lock()
@@ -132,12 +140,12 @@ class GraphExecutor:
                     key = f"node:{id(node)}"
                 else:
                     key = executor_group(node)
-                if key not in self._by_group:
-                    self._by_group[key] = self._new_group()
-                group = self._by_group[key]
-                group[0].add_node(node)
-                group[2].append(node)
-                if self._started and group[1] is None:
+                group = self._groups.get(key)
+                if group is None:
+                    group = self._groups[key] = _ThreadGroup(_new_executor(self.kind, self.context))
+                group.executor.add_node(node)
+                group.nodes.append(node)
+                if self._started and group.thread is None:
                     self._start_group(group)
         return self
 
@@ -145,40 +153,29 @@ class GraphExecutor:
         """Stop spinning ``nodes`` (they stay alive: a node that silently stops working)."""
         with self._lock:
             for node in nodes:
-                for group in self._groups:
-                    if node in group[2]:
-                        group[0].remove_node(node)
-                        group[2].remove(node)
+                for group in self._groups.values():
+                    if node in group.nodes:
+                        group.executor.remove_node(node)
+                        group.nodes.remove(node)
         return self
-
-    def _new_group(self) -> list:
-        group = [_new_executor(self.kind, self.context), None, []]
-        self._groups.append(group)
-        return group
-
-    @property
-    def executors(self) -> list:
-        return [g[0] for g in self._groups]
 
     def thread_layout(self) -> list[list[str]]:
         """Node names per thread, for logs and tests."""
-        return [[n.get_name() for n in g[2]] for g in self._groups]
+        return [[n.get_name() for n in g.nodes] for g in self._groups.values()]
 
     # ------------------------------------------------------------------ spinning
     def start(self) -> "GraphExecutor":
         with self._lock:
             self._started = True
-            for group in self._groups:
-                if group[1] is None:
+            for group in self._groups.values():
+                if group.thread is None:
                     self._start_group(group)
         return self
 
-    def _start_group(self, group: list) -> None:
-        executor = group[0]
-        names = ",".join(n.get_name() for n in group[2]) or "nodes"
-        thread = threading.Thread(target=self._loop, args=(executor,), name=f"spin[{names}]", daemon=True)
-        group[1] = thread
-        thread.start()
+    def _start_group(self, group: _ThreadGroup) -> None:
+        names = ",".join(n.get_name() for n in group.nodes) or "nodes"
+        group.thread = threading.Thread(target=self._loop, args=(group.executor,), name=f"spin[{names}]", daemon=True)
+        group.thread.start()
 
     def _loop(self, executor) -> None:
         while not self._stop.is_set() and self.context.ok():
@@ -195,8 +192,8 @@ class GraphExecutor:
         try:
             while not self._stop.is_set() and self.context.ok():
                 self._stop.wait(0.2)
-                if any(g[1] is not None and not g[1].is_alive() for g in self._groups) and self.context.ok() \
-                        and not self._stop.is_set():
+                if any(g.thread is not None and not g.thread.is_alive() for g in self._groups.values()) \
+                        and self.context.ok() and not self._stop.is_set():
                     LOG.error("an executor thread died: stopping the process's graph")
                     break
         finally:
@@ -204,26 +201,44 @@ class GraphExecutor:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        for executor, thread, _ in self._groups:
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=timeout_s)
+        for group in self._groups.values():
+            if group.thread is not None and group.thread is not threading.current_thread():
+                group.thread.join(timeout=timeout_s)
         with self._lock:
-            groups, self._groups, self._by_group, self._started = self._groups, [], {}, False
-        for executor, _, members in groups:
+            groups, self._groups, self._started = list(self._groups.values()), {}, False
+        for group in groups:
             # detach every node first: an EventsExecutor destroyed with entities still
             # registered aborts the process ("Destroying callback manager with callbacks remaining")
-            for node in members:
+            for node in group.nodes:
                 try:
-                    executor.remove_node(node)
+                    group.executor.remove_node(node)
                 except Exception:  # noqa: BLE001 - node or context already gone
                     pass
             try:
-                executor.shutdown(timeout_sec=1.0)
+                group.executor.shutdown(timeout_sec=1.0)
             except Exception:  # noqa: BLE001 - already shut down with the context
                 pass
 
 
-def spin_nodes(nodes: Iterable, context=None, kind: str | None = None) -> None:
-    """Spin ``nodes`` in this process until Ctrl-C or context shutdown."""
-    executor = GraphExecutor(context=context, kind=kind).add(*nodes)
-    executor.spin()
+def spin_until_shutdown(build_nodes: Callable[[], Iterable], kind: str | None = None,
+                        on_ready: Callable[[GraphExecutor, list], None] | None = None) -> None:
+    """Build nodes (rclpy initialised by the caller), spin them until Ctrl-C or context
+    shutdown (honoured at any point, also while the nodes are being built), then detach
+    and destroy them. Exceptions of ``build_nodes`` other than Ctrl-C propagate."""
+    from rclpy.executors import ExternalShutdownException
+
+    nodes: list = []
+    executor = None
+    try:
+        nodes = list(build_nodes())
+        executor = GraphExecutor(kind=kind).add(*nodes)
+        if on_ready is not None:
+            on_ready(executor, nodes)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if executor is not None:
+            executor.stop()  # detaches the nodes before they are destroyed
+        for node in nodes:
+            node.destroy_node()

@@ -124,31 +124,19 @@ def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> li
 
 
 def run_composed(options: GraphOptions) -> int:
-    """Spin the whole graph in this process until Ctrl-C (threads: ros/executors.py).
-
-    Ctrl-C is honoured at any point, also while the nodes are still being built."""
+    """Spin the whole graph in this process until Ctrl-C (threads: ros/executors.py)."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
 
-    from latentvla_ros.ros.executors import GraphExecutor
+    from latentvla_ros.ros.executors import spin_until_shutdown
+
+    def log_layout(executor, nodes) -> None:
+        nodes[0].get_logger().info(f"composed graph: {executor.kind} executors, threads {executor.thread_layout()}")
 
     apply_transport_env()
     rclpy.init(args=None)
-    nodes: list = []
-    executor = None
     try:
-        nodes = create_composed_nodes(options)
-        executor = GraphExecutor(kind=options.executor)
-        executor.add(*nodes)
-        nodes[0].get_logger().info(f"composed graph: {executor.kind} executors, threads {executor.thread_layout()}")
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until_shutdown(lambda: create_composed_nodes(options), kind=options.executor, on_ready=log_layout)
     finally:
-        if executor is not None:
-            executor.stop()  # detaches the nodes before they are destroyed
-        for node in nodes:
-            node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
     return 0
