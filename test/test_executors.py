@@ -13,7 +13,8 @@ from std_msgs.msg import String
 from conftest import wait_for
 from ros_helpers import UNTRAINED
 
-from latentvla_ros.ros.executors import EXECUTOR_ENV, GraphExecutor, events_executor_available, resolve_kind
+from latentvla_ros.ros.executors import (EXECUTOR_ENV, GraphExecutor, events_executor_available, resolve_kind,
+                                         spin_until_shutdown)
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes
 from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.topology import graph_nodes
@@ -89,3 +90,24 @@ def test_events_executor_with_a_stderr_that_has_no_file_descriptor(ros_context, 
     finally:
         executor.stop()
         node.destroy_node()
+
+
+def test_ctrl_c_during_start_up_is_a_clean_shutdown_other_errors_propagate():
+    """A SIGINT that lands inside a C extension's import (onnxruntime, first run on a cold
+    machine) surfaces as ImportError raised from the KeyboardInterrupt: still a shutdown."""
+    def interrupted_import():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    def bad_parameter():
+        raise ValueError("a real start-up error")
+
+    rclpy.init()
+    try:
+        spin_until_shutdown(interrupted_import)  # returns, no exception
+        with pytest.raises(ValueError, match="real start-up error"):
+            spin_until_shutdown(bad_parameter)
+    finally:
+        rclpy.shutdown()

@@ -220,6 +220,21 @@ class GraphExecutor:
                 pass
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C during start-up can surface as another exception: a C extension whose import
+    it interrupted raises ``ImportError: initialization failed`` from the
+    ``KeyboardInterrupt``; a node built after rclpy's signal handler shut the context down
+    fails on the invalid context."""
+    import rclpy
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return not rclpy.ok()
+
+
 def spin_until_shutdown(build_nodes: Callable[[], Iterable], kind: str | None = None,
                         on_ready: Callable[[GraphExecutor, list], None] | None = None) -> None:
     """Build nodes (rclpy initialised by the caller), spin them until Ctrl-C or context
@@ -237,6 +252,9 @@ def spin_until_shutdown(build_nodes: Callable[[], Iterable], kind: str | None = 
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:
+        if not _interrupted(exc):
+            raise
     finally:
         if executor is not None:
             executor.stop()  # detaches the nodes before they are destroyed
