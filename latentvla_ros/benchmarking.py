@@ -7,9 +7,11 @@ frames (a highway-env driving log, cached under ``<out>/data``):
   pipeline objects themselves (BEV backbone -> student -> planner, one after the other,
   no ROS). When the composed graph is measured too, these are the very runtime objects
   of the composed nodes (same weights, backend and torch threads). Frames are fed on the
-  same schedule as the graph's input (``--rate``) after a warm-up.
+  same schedule as the graph's input (``--rate``) after a warm-up. The targets' reference.
+- ``bare-parallel``: the same with ``LatentVLAAgent(concurrent=True)`` (student beside
+  the BEV backbone, as in the graph): graph / bare-parallel is what ROS itself costs.
 - ``composed``: every node of the graph in this process (``ros.graph.create_composed_nodes``
-  on a ``MultiThreadedExecutor`` with 4 threads, as ``latentvla run``), fed by a harness
+  spun by ``ros.executors.GraphExecutor``, as ``latentvla run``), fed by a harness
   node that publishes camera image + camera info + LiDAR + odometry at ``--rate`` with
   header stamps = wall clock at publication, and receives the trajectories.
 - ``processes``: the same nodes as separate processes (``ros.graph.spawn_processes``, the
@@ -113,7 +115,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                              "ships: EventsExecutors, io nodes on one thread, each model node on its own), events-per-node (one thread per "
                              "node), single (the shipped layout with SingleThreadedExecutors, as on Humble/Jazzy), multi "
                              "(one MultiThreadedExecutor). Default all; quick: events")
-    parser.add_argument("--threads", type=int, default=2, help="torch / onnxruntime intra-op threads everywhere")
+    parser.add_argument("--threads", default=None,
+                        help="intra-op threads of torch / onnxruntime in every model stage (nodes and bare chain alike): "
+                             "N, or per config 'edge=1,paper=2'; 0 (default): automatic, as the nodes ship "
+                             "(core.pipeline.resolve_intra_op_threads: half the usable cores)")
     parser.add_argument("--warmup", type=int, default=5, help="warm-up frames before each measured run")
     parser.add_argument("--checkpoints", default="checkpoints",
                         help="root holding <config>/{bev_backbone,student,planner}; configs without them get "
@@ -140,7 +145,7 @@ class BenchOptions:
     rates: dict[str, list[float]]
     frames: dict[str, int]
     sections: list[str]
-    threads: int = 2
+    threads: dict[str, int] = field(default_factory=dict)  # per config, resolved (> 0)
     warmup: int = 5
     checkpoints: Path | None = None
     teacher_mem_gb: float = 0.0
@@ -222,13 +227,22 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
     docs = get("docs_path")
     return BenchOptions(
         out=Path(get("out", "artifacts/bench")), configs=configs, modes=modes, backends=backends, rates=rates,
-        frames=frames, sections=sections, threads=int(get("threads", 2) or 2), warmup=int(get("warmup", 5) or 0),
+        frames=frames, sections=sections, threads=_threads(get("threads"), configs), warmup=int(get("warmup", 5) or 0),
         checkpoints=Path(ckpt) if ckpt else None, teacher_mem_gb=float(get("teacher_mem_gb", 0.0) or 0.0),
         teacher_runs=max(1, int(get("teacher_runs", 3) or 3)) if not quick else 2, quick=quick,
         write_docs=bool(get("write_docs", False)), docs_path=Path(docs) if docs else None, domain_id=domain,
         seed=int(get("seed", 3) if get("seed") is not None else 3), command=get("command_line") or _command_line(),
         executors=executors, overrides=_overrides(get("set") or []),
     )
+
+
+def _threads(value: Any, configs: list[str]) -> dict[str, int]:
+    from latentvla_ros.core.pipeline import resolve_intra_op_threads
+
+    raw = _per_config(value, configs, {c: 0 for c in CONFIGS}, int)
+    if any(v < 0 for v in raw.values()):
+        raise SystemExit(f"latentvla bench: threads must be >= 0, got {value!r}")
+    return {c: resolve_intra_op_threads(v) for c, v in raw.items()}
 
 
 def _overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -383,10 +397,12 @@ class ThreadCpu:
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def machine_info() -> dict[str, Any]:
+    from latentvla_ros.core.pipeline import usable_cores
+
     info: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform(),
-                            "cores": os.cpu_count(), "mem_total_gb": round(_meminfo_gb("MemTotal"), 1),
-                            "threads": threads}
+                            "cores": os.cpu_count(), "usable_cores": usable_cores(),
+                            "mem_total_gb": round(_meminfo_gb("MemTotal"), 1)}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -595,7 +611,8 @@ def _run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
     if cpu.get("own_cpu_s") is not None and frames:
         cpu["own_cpu_ms_per_frame"] = cpu["own_cpu_s"] * 1e3 / len(frames)
     cpu["cpu_ms_per_frame_by_thread"] = {"this process": threads.stop(len(frames))}
-    return {"mode": "bare", "rate_hz": rate, "frames": len(frames), "errors": errors,
+    return {"mode": "bare", "concurrent": bool(getattr(agent, "concurrent", False)), "rate_hz": rate,
+            "frames": len(frames), "errors": errors,
             "latency_ms": stats_ms(totals), "stages_ms": {"bev_backbone": stats_ms(bev), "student": stats_ms(reason),
                                                            "planner": stats_ms(plan)},
             "max_throughput_hz": _ratio(1000.0, float(np.median(totals))) if totals else None,
@@ -737,7 +754,7 @@ def warm_up_graph(harness: Harness, msgs: list, rate: float, need: int, timeout_
 
 def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, counters: Callable[[], dict],
                   cpu_pids: Callable[[], list[int]], drain_s: float,
-                  process_names: dict[int, str] | None = None) -> dict[str, Any]:
+                  process_names: dict[int, str] | None = None, bare_parallel: dict | None = None) -> dict[str, Any]:
     """Publish ``msgs`` at ``rate`` on an absolute schedule; latency, drops, node times.
 
     ``process_names`` (pid -> node) adds a CPU-per-frame breakdown of those processes;
@@ -805,6 +822,8 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
     }
     if bare is not None:
         result["ratio_vs_bare"] = _ratios(result, bare)
+    if bare_parallel is not None:
+        result["ratio_vs_bare_parallel"] = _ratios(result, bare_parallel)
     return result
 
 
@@ -915,27 +934,40 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 from latentvla_ros.ros.graph import create_composed_nodes
 
                 ctx = _new_context(opts.domain_id)
-                options = _graph_options(config, data.checkpoint_dir, backend, opts.threads, min(rates), opts.overrides)
+                options = _graph_options(config, data.checkpoint_dir, backend, opts.threads[config], min(rates), opts.overrides)
                 nodes = create_composed_nodes(options, context=ctx)
                 by_name = {nd.get_name(): nd for nd in nodes}
                 agent = LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
                                        by_name["trajectory_planner"].planner)
                 agent_source = "the composed nodes' runtime objects"
             else:
-                agent = build_agent(data.checkpoint_dir, config, backend, opts.threads)
+                agent = build_agent(data.checkpoint_dir, config, backend, opts.threads[config])
                 agent_source = "built like ros.node_base.load_model_runtime"
             bare = run_bare(agent, frames, warm_frames, rates[0])
             bare.update(backend=backend, agent=agent_source, model_id=agent.model_id)
             runs[f"bare[{backend}]"] = bare
             report(f"  {config} bare[{backend}] @ {rates[0]:g} Hz: median {bare['latency_ms'].get('median_ms', float('nan')):.1f} ms")
+            bare_parallel = None
+            if agent.reasoner is not None and agent.planner.needs_plan:
+                agent.concurrent = True  # the graph's own DAG without ROS: student beside the BEV backbone
+                try:
+                    bare_parallel = run_bare(agent, frames, warm_frames[:2], rates[0])
+                finally:
+                    agent.close()
+                    agent.concurrent = False
+                bare_parallel.update(backend=backend, agent=agent_source, model_id=agent.model_id)
+                runs[f"bare-parallel[{backend}]"] = bare_parallel
+                report(f"  {config} bare-parallel[{backend}] @ {rates[0]:g} Hz: median "
+                       f"{bare_parallel['latency_ms'].get('median_ms', float('nan')):.1f} ms")
             if nodes is not None:
                 variants = opts.executors if bi == 0 else opts.executors[:1]
                 for variant in variants:
                     for rate in rates:
                         key = f"{_composed_name(variant)}[{backend}]@{rate:g}Hz"
                         try:
+                            first = rate == rates[0]
                             run = run_composed(opts, nodes, ctx, variant, rate, warm_msgs, msgs,
-                                               bare if rate == rates[0] else None)
+                                               bare if first else None, bare_parallel if first else None)
                             run.update(backend=backend)
                         except Exception as exc:  # noqa: BLE001 - record and go on with the next run
                             run = {"mode": "composed", "executor": variant, "backend": backend, "rate_hz": rate,
@@ -963,8 +995,10 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             for rate in rates:
                 key = f"processes[{backend}]@{rate:g}Hz"
                 try:
+                    first = rate == rates[0]
                     run = run_processes(opts, data, backend, rate, min(rates), msgs, warm_msgs,
-                                        runs.get(f"bare[{backend}]") if rate == rates[0] else None)
+                                        runs.get(f"bare[{backend}]") if first else None,
+                                        runs.get(f"bare-parallel[{backend}]") if first else None)
                 except Exception as exc:  # noqa: BLE001
                     run = {"mode": "processes", "backend": backend, "rate_hz": rate, "error": f"{type(exc).__name__}: {exc}"}
                 runs[key] = run
@@ -977,7 +1011,7 @@ def _composed_name(variant: str) -> str:
 
 
 def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float, warm_msgs: list, msgs: list,
-                 bare: dict | None) -> dict[str, Any]:
+                 bare: dict | None, bare_parallel: dict | None = None) -> dict[str, Any]:
     from latentvla_ros.ros.executors import GraphExecutor
 
     by_name = {nd.get_name(): nd for nd in nodes}
@@ -990,7 +1024,8 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         _wait(lambda: harness.connected(), 30.0)
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}  # noqa: E731
-        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare))
+        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare),
+                            bare_parallel=bare_parallel)
         run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout())
         run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
         return run
@@ -1006,10 +1041,10 @@ def _node_snapshot(node) -> dict[str, Any]:
 
 
 def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: float, min_rate: float, msgs: list,
-                  warm_msgs: list, bare: dict | None) -> dict[str, Any]:
+                  warm_msgs: list, bare: dict | None, bare_parallel: dict | None = None) -> dict[str, Any]:
     from latentvla_ros.ros.graph import apply_transport_env, spawn_processes, stop_processes
 
-    options = _graph_options(data.config, data.checkpoint_dir, backend, opts.threads, min_rate, opts.overrides)
+    options = _graph_options(data.config, data.checkpoint_dir, backend, opts.threads[data.config], min_rate, opts.overrides)
     env = apply_transport_env(dict(os.environ))
     env["ROS_DOMAIN_ID"] = str(opts.domain_id)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -1037,7 +1072,7 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
 
         names = {p.pid: spec.name for p, spec in zip(procs, options.nodes)}
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [p.pid for p in procs],
-                            drain_s=_idle_drain_s(rate, bare), process_names=names)
+                            drain_s=_idle_drain_s(rate, bare), process_names=names, bare_parallel=bare_parallel)
         run.update(mode="processes", backend=backend, startup_s=startup_s, log=str(logfile),
                    node_diagnostics={k: v[1] for k, v in harness.diagnostics.items()})
         return run
@@ -1057,7 +1092,8 @@ def _run_line(config: str, key: str, run: dict) -> str:
     ratio = run.get("ratio_vs_bare") or {}
     fmt = lambda v: "  n/a" if v is None else f"{v:5.2f}"  # noqa: E731
     return (f"  {config} {key}: median {lat.get('median_ms', float('nan')):.1f} ms, p99 {lat.get('p99_ms', float('nan')):.1f} ms, "
-            f"ratio median {fmt(ratio.get('median'))} p99 {fmt(ratio.get('p99'))}, dropped {run.get('dropped')}, "
+            f"ratio median {fmt(ratio.get('median'))} p99 {fmt(ratio.get('p99'))} "
+            f"(vs bare-parallel {fmt((run.get('ratio_vs_bare_parallel') or {}).get('median'))}), dropped {run.get('dropped')}, "
             f"fallbacks {run.get('fallbacks')}, foreign load {run.get('cpu', {}).get('foreign_cores', float('nan')):.2f} cores")
 
 
@@ -1070,13 +1106,14 @@ def onnx_section(opts: BenchOptions, data: ConfigData, runs: int) -> dict[str, A
     onnx_dir = opts.out / "onnx" / data.config
     stages = {"bev_backbone": BevFeatureExtractor, "student": LatentReasoner, "planner": TrajectoryPlanner}
     torch_stages, onnx_stages, export_s = {}, {}, {}
+    threads = opts.threads[data.config]
     for kind, cls in stages.items():
-        torch_stages[kind] = cls(checkpoint_dir=data.checkpoint_dir / kind, torch_threads=opts.threads, backend="torch")
+        torch_stages[kind] = cls(checkpoint_dir=data.checkpoint_dir / kind, torch_threads=threads, backend="torch")
         path = onnx_dir / f"{kind}.onnx"
         if path.exists():
             path.unlink()  # time a fresh export
         t = time.perf_counter()
-        onnx_stages[kind] = cls(checkpoint_dir=data.checkpoint_dir / kind, torch_threads=opts.threads, backend="onnx",
+        onnx_stages[kind] = cls(checkpoint_dir=data.checkpoint_dir / kind, torch_threads=threads, backend="onnx",
                                 onnx_path=path)
         export_s[kind] = time.perf_counter() - t
     bev = torch_stages["bev_backbone"].extract(frame)
@@ -1089,7 +1126,7 @@ def onnx_section(opts: BenchOptions, data: ConfigData, runs: int) -> dict[str, A
                     **({"context": context} if torch_stages["planner"].needs_plan else {})},
     }
     out: dict[str, Any] = {"tolerance": f"max|torch - onnxruntime| <= {ONNX_ATOL:g} + {ONNX_RTOL:g} * max|torch| per output",
-                           "threads": opts.threads, "runs": runs}
+                           "threads": threads, "runs": runs}
     for kind in stages:
         ts, os_ = torch_stages[kind], onnx_stages[kind]
         ref, got = ts._run(**inputs[kind]), os_._run(**inputs[kind])
@@ -1183,9 +1220,12 @@ def teacher_section(opts: BenchOptions, data: ConfigData) -> dict[str, Any]:
     from latentvla_ros.core.pipeline import LatentReasoner
     from latentvla_ros.models.modeling_teacher import LatentTeacher
 
-    torch.set_num_threads(opts.threads)
+    from latentvla_ros.core.pipeline import usable_cores
+
+    threads = usable_cores()  # the same hardware for both: every core
+    torch.set_num_threads(threads)
     frame = data.frames[min(len(data.frames) - 1, max(1, opts.warmup))]
-    student = LatentReasoner(checkpoint_dir=data.checkpoint_dir / "student", torch_threads=opts.threads)
+    student = LatentReasoner(checkpoint_dir=data.checkpoint_dir / "student", torch_threads=threads)
     student.reason(frame)
     s_times = []
     for _ in range(10 if not opts.quick else 3):
@@ -1364,20 +1404,22 @@ def _fmt(v: Any, nd: int = 1) -> str:
 
 
 def latency_table(results: dict[str, Any]) -> list[str]:
-    head = ["config", "run", "input Hz", "median ms", "p99 ms", "ratio median", "ratio p99", "per-frame ratio", "dropped",
-            "fallbacks", "dropped sync", "output Hz", "foreign load (cores)"]
+    head = ["config", "run", "input Hz", "median ms", "p99 ms", "ratio median", "ratio p99", "per-frame ratio",
+            "vs bare-parallel median / p99", "dropped", "fallbacks", "dropped sync", "output Hz", "foreign load (cores)"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for config, cres in results.get("configs", {}).items():
         for key, run in cres.get("runs", {}).items():
             if "error" in run:
-                rows.append(f"| {config} | {key} | {_fmt(run.get('rate_hz'), 0)} | error: {run['error']} |||||||||")
+                rows.append(f"| {config} | {key} | {_fmt(run.get('rate_hz'), 0)} | error: {run['error']} ||||||||||")
                 continue
             lat = run.get("latency_ms", {})
             r = run.get("ratio_vs_bare") or {}
+            rp = run.get("ratio_vs_bare_parallel")
+            vs_par = f"{_fmt(rp.get('median'), 2)} / {_fmt(rp.get('p99'), 2)}" if rp else "n/a"
             out_hz = run.get("output_hz") if run.get("mode") != "bare" else run.get("max_throughput_hz")
             rows.append(
                 f"| {config} | {key} | {_fmt(run.get('rate_hz'), 0)} | {_fmt(lat.get('median_ms'))} | {_fmt(lat.get('p99_ms'))} | "
-                f"{_fmt(r.get('median'), 2)} | {_fmt(r.get('p99'), 2)} | {_fmt(r.get('per_frame_median'), 2)} | "
+                f"{_fmt(r.get('median'), 2)} | {_fmt(r.get('p99'), 2)} | {_fmt(r.get('per_frame_median'), 2)} | {vs_par} | "
                 f"{_fmt(run.get('dropped', 0 if run.get('mode') == 'bare' else None))} | {_fmt(run.get('fallbacks'))} | "
                 f"{_fmt(run.get('dropped_synchronized'))} | {_fmt(out_hz)}{' (max)' if run.get('mode') == 'bare' else ''} | "
                 f"{_fmt(run.get('cpu', {}).get('foreign_cores'), 2)} |")
@@ -1444,7 +1486,7 @@ def print_report(results: dict[str, Any], out=None) -> None:
     out = out or sys.stdout
     p = lambda s="": print(s, file=out)  # noqa: E731
     p(f"\nlatentvla bench ({results['meta']['date']}, {results['meta']['machine'].get('cpu', '?')}, "
-      f"{results['meta']['threads']} threads)")
+      f"intra-op threads {_threads_text(results['meta']['threads'])})")
     for line in latency_table(results):
         p(line)
     p()
@@ -1468,6 +1510,12 @@ def print_report(results: dict[str, Any], out=None) -> None:
         p(f"  [{mark}] {t['target']}: {_fmt(t['value'], 3)} (goal {t['goal']})")
 
 
+def _threads_text(threads: Any) -> str:
+    if isinstance(threads, dict):
+        return ", ".join(f"{c} {n}" for c, n in threads.items())
+    return str(threads)
+
+
 def write_docs(results: dict[str, Any], path: Path) -> Path:
     meta = results["meta"]
     m = meta["machine"]
@@ -1484,7 +1532,8 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         f"({', '.join(m.get('simd', [])) or 'no AVX-512/AMX'}), {m.get('mem_total_gb')} GB RAM; "
         f"{m.get('platform')}; Python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
         f"{m.get('rclpy')}, {m.get('rmw')}, FASTDDS_BUILTIN_TRANSPORTS={m.get('fastdds_builtin_transports')}). "
-        f"torch and onnxruntime use {meta['threads']} intra-op threads everywhere. Raw numbers: `{meta['out']}/bench.json`.",
+        f"Intra-op threads of torch and onnxruntime in every model stage, graph nodes and bare chain alike: "
+        f"{_threads_text(meta['threads'])}. Raw numbers: `{meta['out']}/bench.json`.",
         "",
         "Machine load: " + meta.get("load_note", ""),
         "",
@@ -1492,7 +1541,10 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "",
         "- **bare**: `LatentVLAAgent.compute_trajectory` on the pipeline objects (BEV backbone, student, planner one "
         "after the other, no ROS), fed the measured frames at the input rate after a warm-up. With the composed graph in the "
-        "run these are the composed nodes' own runtime objects.",
+        "run these are the composed nodes' own runtime objects. This is the reference of the targets.",
+        "- **bare-parallel**: the same objects with `LatentVLAAgent(concurrent=True)`: the student in a worker thread "
+        "beside the BEV backbone, then the planner: the graph's own dataflow without ROS. Graph / bare-parallel is what "
+        "ROS itself costs; graph / bare also counts what the graph's parallel branches win back.",
         "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: rclpy "
         "`EventsExecutor`s; sensor_sync on one thread, each model node on its own), fed by a harness node in the same process "
         "that publishes image + camera info + LiDAR + odometry of pre-generated frames (a highway-env log) at the input "
@@ -1506,7 +1558,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "
         "Ratio = graph latency / bare-chain latency on the same frames: ratio of the medians, of the p99s, and the "
         "median of per-frame ratios. In the graph `bev_features` and `latent_reasoner` run in parallel; the bare chain "
-        "runs them one after the other.",
+        "runs them one after the other, bare-parallel side by side.",
         "- Dropped = input frames without any trajectory; fallbacks = frames answered with a fallback trajectory; "
         "dropped sync = frames synchronized by `sensor_sync` without a model trajectory. Per-node times are each node's "
         "`~/debug/processing_time_ms` (model call + output conversion + publish).",
@@ -1590,7 +1642,6 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
     apply_transport_env()
     import torch
 
-    torch.set_num_threads(opts.threads)
     opts.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "meta": {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": opts.command,
@@ -1598,7 +1649,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
                  "modes": opts.modes, "backends": opts.backends, "rates_hz": opts.rates, "frames": opts.frames,
                  "warmup": opts.warmup, "sections": opts.sections, "domain_id": opts.domain_id,
                  "executors": opts.executors, "node_overrides": opts.overrides,
-                 "machine": machine_info(opts.threads), "loadavg_start": list(os.getloadavg()),
+                 "machine": machine_info(), "loadavg_start": list(os.getloadavg()),
                  "other_processes_start": other_processes()},
         "configs": {}, "notes": [],
     }
@@ -1613,6 +1664,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         cres: dict[str, Any] = {"rates_hz": opts.rates[config], "frames": opts.frames[config], "runs": {}}
         results["configs"][config] = cres
         t = time.perf_counter()
+        torch.set_num_threads(opts.threads[config])  # torch's count is per process; onnxruntime's per session
         need = opts.frames[config] + max(1, opts.warmup)
         log_ = prepare_log(config, need, opts.out / "data", opts.seed)
         idx = [i % log_.num_frames for i in range(need)]

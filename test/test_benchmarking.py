@@ -9,6 +9,7 @@ import json
 import pytest
 
 from latentvla_ros import benchmarking as bench
+from latentvla_ros.core.pipeline import resolve_intra_op_threads
 
 
 def _args(**kw) -> argparse.Namespace:
@@ -23,9 +24,11 @@ def test_options_defaults_and_per_config_values(tmp_path):
     opts = bench.resolve_options(_args(out=str(tmp_path)))
     assert opts.configs == ["edge", "paper"] and opts.modes == ["bare", "composed", "processes"]
     assert opts.rates == {"edge": [10.0], "paper": [2.0]} and opts.frames == {"edge": 100, "paper": 100}
-    assert opts.threads == 2 and opts.backends == ["torch", "onnx"]
-    opts = bench.resolve_options(_args(frames="edge=300,paper=40", rate="edge=20,paper=2:10", domain_id=42))
-    assert opts.frames == {"edge": 300, "paper": 40}
+    auto = resolve_intra_op_threads(0)
+    assert opts.threads == {"edge": auto, "paper": auto} and opts.backends == ["torch", "onnx"]
+    opts = bench.resolve_options(_args(frames="edge=300,paper=40", rate="edge=20,paper=2:10", domain_id=42,
+                                       threads="paper=2"))
+    assert opts.frames == {"edge": 300, "paper": 40} and opts.threads == {"edge": auto, "paper": 2}
     assert opts.rates == {"edge": [20.0], "paper": [2.0, 10.0]} and opts.domain_id == 42
     quick = bench.resolve_options(_args(quick=True))
     assert quick.configs == ["edge"] and quick.frames == {"edge": 20} and quick.modes == ["bare", "composed"]
@@ -76,7 +79,7 @@ def _synthetic_results() -> dict:
 
     return {
         "meta": {"date": "2026-11-21T12:00:00+00:00", "command": "latentvla bench --write-docs", "out": "artifacts/bench",
-                 "threads": 2, "machine": {"cpu": "test cpu", "cores": 2}, "load_note": "quiet"},
+                 "threads": {"edge": 1}, "machine": {"cpu": "test cpu", "cores": 2}, "load_note": "quiet"},
         "configs": {"edge": {"rates_hz": [10.0], "runs": {"bare[torch]": bare, "composed[torch]@10Hz": graph("composed", 1.05),
                                                          "processes[torch]@10Hz": graph("processes", 1.5)}}},
         "teacher_vs_student": {"speedup_student_over_teacher": 120.0,

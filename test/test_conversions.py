@@ -55,7 +55,18 @@ def test_bad_images_are_rejected(mutate, match):
 def test_pointcloud_round_trip_and_layouts():
     pts = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32)
     msg = conv.xyzi_to_pointcloud2(pts, 5, "lidar")
-    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+    out = conv.pointcloud2_to_xyzi(msg)
+    np.testing.assert_array_equal(out, pts)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))  # packed x, y, z, intensity: a view
+    # same fields, other order (intensity first): not the packed layout, read field by field
+    swapped = np.roll(pts, 1, axis=1)
+    cloud = PointCloud2(height=1, width=50, point_step=16, row_step=800, is_bigendian=False,
+                        fields=[PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                                for i, n in enumerate(("intensity", "x", "y", "z"))])
+    cloud.data = swapped.tobytes()
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(cloud), pts)
+    cloud.is_bigendian, cloud.data = True, swapped.astype(">f4").tobytes()
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(cloud), pts)
     # CARLA-style padded layout without intensity, point_step 20
     raw = np.zeros((10, 5), np.float32)
     raw[:, :3] = pts[:10, :3]

@@ -275,6 +275,36 @@ def test_untrained_pipeline_on_synthetic_frame():
     assert agent.timings.total_ms > 0
 
 
+def test_concurrent_agent_gives_the_sequential_result_and_reports_errors(monkeypatch):
+    import threading
+
+    from latentvla_ros.core.pipeline import build_pipeline_from_dir, resolve_intra_op_threads
+
+    assert resolve_intra_op_threads(3) == 3 and resolve_intra_op_threads(0) >= 1
+    agent = build_pipeline_from_dir(None, preset="edge")
+    frames = [make_frame(seed=s) for s in range(3)]
+    sequential = [agent.compute_trajectory(f).poses for f in frames]
+    agent.concurrent = True
+    seen_threads = []
+    reason = agent.reasoner.reason
+    monkeypatch.setattr(agent.reasoner, "reason", lambda f: seen_threads.append(threading.current_thread()) or reason(f))
+    try:
+        for frame, expected in zip(frames, sequential):
+            np.testing.assert_allclose(agent.compute_trajectory(frame).poses, expected, atol=1e-6)
+        assert seen_threads and all(t is not threading.current_thread() for t in seen_threads)
+        assert agent.timings.reason_ms > 0 and agent.timings.total_ms > 0
+
+        def broken(_frame):
+            raise ValueError("bad frame")
+
+        monkeypatch.setattr(agent.reasoner, "reason", broken)
+        with pytest.raises(ValueError, match="bad frame"):  # the worker's error reaches the caller
+            agent.compute_trajectory(frames[0])
+    finally:
+        agent.close()
+    assert agent._worker is None
+
+
 def test_pipeline_loads_checkpoints_and_matches_models(tmp_path):
     from latentvla_ros.core.pipeline import build_pipeline_from_dir
 

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
+import rclpy.executors
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -114,6 +115,41 @@ def test_planner_pairs_bev_with_plan_by_stamp(planner_rig):
     traj = [t for t in got if stamp_to_ns(t.header.stamp) == STAMP_NS]
     assert len(traj) == 1 and not traj[0].is_fallback and len(traj[0].points) == 8
     assert traj[0].model_id and "untrained" in traj[0].model_id
+
+
+def test_planner_publishes_path_and_markers_only_while_subscribed(planner_rig, ros_context):
+    from nav_msgs.msg import Path
+    from visualization_msgs.msg import MarkerArray
+
+    node, bev_pub, plan_pub, got = planner_rig
+    bev, plan = _bev_and_plan(node, 3000)
+    plan_pub.publish(plan)
+    bev_pub.publish(bev)
+    assert wait_for(lambda: any(stamp_to_ns(t.header.stamp) == STAMP_NS + 3000 for t in got), 20)
+    assert node._path_pub.get_subscription_count() == 0
+    viewer = rclpy.create_node("rviz_standin", context=ros_context)
+    paths, markers = [], []
+    viewer.create_subscription(Path, "/trajectory_planner/output/path", paths.append, QOS)
+    viewer.create_subscription(MarkerArray, "/trajectory_planner/debug/markers", markers.append, QOS)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    executor.add_node(viewer)
+    try:
+        assert wait_for(lambda: node._path_pub.get_subscription_count() > 0
+                        and node._marker_pub.get_subscription_count() > 0)
+        bev, plan = _bev_and_plan(node, 4000)
+        plan_pub.publish(plan)
+        bev_pub.publish(bev)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (paths and markers):
+            executor.spin_once(timeout_sec=0.05)
+        assert [stamp_to_ns(p.header.stamp) for p in paths] == [STAMP_NS + 4000]  # nothing of the unwatched frame
+        assert len(paths[0].poses) == 9 and paths[0].header.frame_id == "base_link"  # ego origin + 8 poses
+        ns = {m.ns for m in markers[0].markers}
+        assert {"latentvla/poses", "latentvla/latent_tokens", "latentvla/fallback_state"} <= ns
+    finally:
+        executor.remove_node(viewer)
+        executor.shutdown()
+        viewer.destroy_node()
 
 
 def test_planner_falls_back_when_plan_is_late_or_model_fails(planner_rig, monkeypatch):

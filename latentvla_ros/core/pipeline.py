@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,28 @@ MODEL_SPECS: dict[str, _ModelSpec] = {
                           ("logits", "action_embeddings", "visual_embeddings")),
     "planner": _ModelSpec(FusedPlanner, PlannerConfig, ("bev_tokens", "ego_status", "context"), ("poses",)),
 }
+
+
+# ------------------------------------------------------------------ threads
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: containers and taskset count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_intra_op_threads(threads: int | None) -> int:
+    """Intra-op threads of a model stage: ``threads`` when > 0, else the automatic count,
+    half the usable cores (at least 1): the BEV backbone and the student run side by side
+    on every frame (in the graph and in ``LatentVLAAgent(concurrent=True)``), and two
+    stages that each claim every core only fight over them. Measured on 2 cores (edge,
+    docs/performance.md): for the edge models one thread per stage is also the fastest
+    sequential setting (torch's OpenMP team costs more than it gives on models this
+    small); the paper-size BEV backbone gains from more."""
+    if threads is not None and int(threads) > 0:
+        return int(threads)
+    return max(1, usable_cores() // 2)
 
 
 # ------------------------------------------------------------------ loading
@@ -414,7 +438,13 @@ class AgentTimings:
 
 @dataclass
 class LatentVLAAgent:
-    """NAVSIM-style agent: ``compute_trajectory(frame)`` runs BEV -> (student) -> planner."""
+    """NAVSIM-style agent: ``compute_trajectory(frame)`` runs BEV -> (student) -> planner.
+
+    ``concurrent=True`` runs the student in a worker thread while the BEV backbone runs
+    in the caller's (both only read the frame; torch and onnxruntime release the GIL
+    inside kernels), as the node graph does; the default runs them one after the other.
+    ``close()`` ends the worker thread.
+    """
 
     bev: BevFeatureExtractor
     reasoner: LatentReasoner | None
@@ -422,6 +452,8 @@ class LatentVLAAgent:
     timings: AgentTimings = field(default_factory=AgentTimings)
     last_bev: BevTokens | None = None
     last_plan: LatentPlan | None = None
+    concurrent: bool = False
+    _worker: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_compatible(self.bev.config, self.planner.config)
@@ -452,16 +484,39 @@ class LatentVLAAgent:
             self.planner.needs_plan and self.reasoner is not None and self.reasoner.untrained)
 
     def compute_trajectory(self, frame: SensorFrame) -> Trajectory:
+        use_reasoner = self.reasoner is not None and self.planner.needs_plan
         t0 = time.perf_counter()
-        bev = self.bev.extract(frame)
-        t1 = time.perf_counter()
-        plan = self.reasoner.reason(frame) if (self.reasoner is not None and self.planner.needs_plan) else None
-        t2 = time.perf_counter()
+        if use_reasoner and self.concurrent:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent_student")
+            pending = self._worker.submit(_timed, self.reasoner.reason, frame)
+            bev = self.bev.extract(frame)
+            t1 = time.perf_counter()
+            plan, reason_ms = pending.result()
+            t2 = time.perf_counter()
+            bev_ms = (t1 - t0) * 1e3
+        else:
+            bev = self.bev.extract(frame)
+            t1 = time.perf_counter()
+            plan = self.reasoner.reason(frame) if use_reasoner else None
+            t2 = time.perf_counter()
+            bev_ms, reason_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
         traj = self.planner.plan(bev, plan)
         t3 = time.perf_counter()
         self.last_bev, self.last_plan = bev, plan
-        self.timings = AgentTimings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t3 - t0) * 1e3)
+        self.timings = AgentTimings(bev_ms, reason_ms, (t3 - t2) * 1e3, (t3 - t0) * 1e3)
         return traj
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+
+
+def _timed(fn, *args) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn(*args)
+    return value, (time.perf_counter() - start) * 1e3
 
 
 def build_pipeline_from_dir(

@@ -113,6 +113,17 @@ _PF_DTYPES = {
 }
 
 
+def _packed_xyzi_float32(msg: PointCloud2, fields: dict, point_step: int, row_step: int) -> bool:
+    """x, y, z, intensity: little-endian float32 at offsets 0, 4, 8, 12, 16 bytes a point, no padding."""
+    if msg.is_bigendian or point_step != 16 or row_step != 16 * int(msg.width) or len(fields) != 4:
+        return False
+    for offset, name in enumerate(("x", "y", "z", "intensity")):
+        f = fields.get(name)
+        if f is None or f.offset != 4 * offset or f.datatype != PointField.FLOAT32 or f.count not in (0, 1):
+            return False
+    return True
+
+
 def pointcloud2_to_xyzi(msg: PointCloud2) -> np.ndarray:
     """PointCloud2 with x, y, z (+ optional intensity) -> (N, 4) float32; intensity 0 if absent."""
     fields = {f.name: f for f in msg.fields}
@@ -127,6 +138,9 @@ def pointcloud2_to_xyzi(msg: PointCloud2) -> np.ndarray:
         raise ConversionError(f"inconsistent point_step {point_step} / row_step {row_step} for width {msg.width}")
     if len(msg.data) < row_step * int(msg.height):
         raise ConversionError(f"data has {len(msg.data)} bytes, expected {row_step * int(msg.height)}")
+    if _packed_xyzi_float32(msg, fields, point_step, row_step):
+        # the layout our drivers and the CARLA bridge publish: a view, no copy
+        return np.frombuffer(msg.data, dtype="<f4", count=4 * n_points).reshape(n_points, 4)
     endian = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
     for name in ("x", "y", "z", "intensity"):
@@ -183,7 +197,7 @@ def odometry_velocity(msg: Odometry) -> tuple[np.ndarray, float]:
 
 
 def sensor_frame_to_core(msg: SensorFrame):
-    """SensorFrame message -> core SensorFrame (images as views into the message)."""
+    """SensorFrame message -> core SensorFrame (images and points as views into the message)."""
     from latentvla_ros.core.types import SensorFrame as CoreFrame
 
     if not msg.images:

@@ -436,10 +436,11 @@ def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
     loudly and the node runs with untrained weights, flagged in model_id and diagnostics.
     Checkpoints are safetensors only (core/checkpoint.py never unpickles)."""
     from latentvla_ros.core.checkpoint import CheckpointError
+    from latentvla_ros.core.pipeline import resolve_intra_op_threads
     from latentvla_ros.core.resources import resolve_path
 
     p = node.params
-    kwargs = dict(device=p["device"], torch_threads=p["torch_threads"] or None, backend=p["backend"])
+    kwargs = dict(device=p["device"], torch_threads=resolve_intra_op_threads(p["torch_threads"]), backend=p["backend"])
     path = resolve_path(p["checkpoint"]) if p["checkpoint"] else None
     problem = ""
     if path is not None and not path.is_dir():

@@ -306,15 +306,20 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._publish(traj, None)
 
     def _publish(self, traj, plan) -> None:
+        """The trajectory first (the controller waits for it); Path and markers, for RViz
+        and Foxglove, after it and only while someone subscribes: building 17 markers
+        costs more than the planner's model call on the edge config."""
         frame_id = self.params["frame_id"]
         self._traj_pub.publish(trajectory_to_msg(traj, frame_id, initial_speed=self._speed))
-        self._path_pub.publish(trajectory_to_path(traj, frame_id))
-        markers = trajectory_markers(traj, frame_id, plan)
-        header = make_header(traj.stamp_ns, frame_id)
-        markers.markers.extend(latent_token_markers(header, plan))
-        markers.markers.extend(fallback_state_marker(header, traj.is_fallback, traj.fallback_reason))
-        self._marker_pub.publish(markers)
         self.stats.on_publish("trajectory")
+        if self._path_pub.get_subscription_count() > 0:
+            self._path_pub.publish(trajectory_to_path(traj, frame_id))
+        if self._marker_pub.get_subscription_count() > 0:
+            markers = trajectory_markers(traj, frame_id, plan)
+            header = make_header(traj.stamp_ns, frame_id)
+            markers.markers.extend(latent_token_markers(header, plan))
+            markers.markers.extend(fallback_state_marker(header, traj.is_fallback, traj.fallback_reason))
+            self._marker_pub.publish(markers)
 
     # ---------------------------------------------------------------- diagnostics
     @property
