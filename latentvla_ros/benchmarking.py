@@ -652,11 +652,16 @@ class Harness:
         self.trajectories: dict[int, tuple[int, bool, str]] = {}  # stamp -> (receive ns, fallback, reason)
         self.duplicates = 0
         self.processing: dict[str, list[tuple[int, float]]] = {n: [] for n in node_names}
+        # each node's ~/debug/pipeline_latency_ms: sensor stamp -> its output published
+        self.node_latency: dict[str, list[tuple[int, float]]] = {n: [] for n in node_names}
         self.diagnostics: dict[str, tuple[int, dict[str, str]]] = {}
         self.node.create_subscription(PlannedTrajectory, self.topics["trajectory"], self._on_trajectory, sub_qos)
         for name in node_names:
             self.node.create_subscription(Float64, f"/{name}/debug/processing_time_ms",
                                           lambda msg, n=name: self._on_processing(n, msg), sub_qos)
+            self.node.create_subscription(Float64, f"/{name}/debug/pipeline_latency_ms",
+                                          lambda msg, n=name: self.node_latency[n].append((time.time_ns(), float(msg.data))),
+                                          sub_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, sub_qos)
         # its own thread, on the executor the graph ships with (cheap: the C++ EventsExecutor where rclpy has it)
         self.spinner = GraphExecutor(context=context).add(self.node).start()
@@ -807,6 +812,8 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
     received = [got[s][0] for s in stamps if got[s] is not None and not got[s][1]]
     nodes = {name: stats_ms([v for t, v in values if start_ns <= t <= end_ns])
              for name, values in harness.processing.items()}
+    node_latency = {name: stats_ms([v for t, v in values if start_ns <= t <= end_ns])
+                    for name, values in harness.node_latency.items()}
     synced = None
     if before.get("sensor_sync") is not None and after.get("sensor_sync") is not None:
         synced = int(after["sensor_sync"]) - int(before["sensor_sync"])
@@ -815,6 +822,7 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
         "fallback_reasons": reasons, "dropped": dropped, "synchronized": synced,
         "dropped_synchronized": (max(0, synced - len(latencies)) if synced is not None else None),
         "late_publications": late, "latency_ms": stats_ms(latencies), "nodes_processing_ms": nodes,
+        "nodes_output_latency_ms": node_latency,
         "output_hz": (len(latencies) / publish_span_s * (len(stamps) - 1) / len(stamps)) if publish_span_s > 0 and len(stamps) > 1 else None,
         "receive_span_hz": ((len(received) - 1) / ((max(received) - min(received)) * 1e-9)
                             if len(received) > 1 and max(received) > min(received) else None),
@@ -1440,6 +1448,27 @@ def node_table(results: dict[str, Any]) -> list[str]:
     return rows
 
 
+def breakdown_table(results: dict[str, Any]) -> list[str]:
+    """Median time from the sensor stamp until each node had published its output, and
+    until the harness had the trajectory: where a graph's latency goes, next to the bare
+    chain's model calls."""
+    head = ["config", "run", "bare: BEV / student / planner model calls", *[f"{n} out" for n in GRAPH_NODES],
+            "trajectory received"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for config, cres in results.get("configs", {}).items():
+        runs = cres.get("runs", {})
+        for key, run in runs.items():
+            lat = run.get("nodes_output_latency_ms")
+            if not lat:
+                continue
+            bare = runs.get(f"bare[{run.get('backend')}]", {}).get("stages_ms", {})
+            calls = " / ".join(_fmt(bare.get(k, {}).get("median_ms")) for k in ("bev_backbone", "student", "planner"))
+            cells = [_fmt(lat.get(n, {}).get("median_ms")) for n in GRAPH_NODES]
+            rows.append(f"| {config} | {key} | {calls} | " + " | ".join(cells)
+                        + f" | {_fmt(run.get('latency_ms', {}).get('median_ms'))} |")
+    return rows
+
+
 def cpu_table(results: dict[str, Any]) -> list[str]:
     """CPU milliseconds per frame, by thread category (this process) and by node process."""
     rows = ["| config | run | CPU ms / frame (all our processes) | breakdown (ms / frame) |", "|---|---|---|---|"]
@@ -1491,6 +1520,9 @@ def print_report(results: dict[str, Any], out=None) -> None:
         p(line)
     p()
     for line in node_table(results):
+        p(line)
+    p()
+    for line in breakdown_table(results):
         p(line)
     p()
     for line in cpu_table(results):
@@ -1577,6 +1609,15 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "## Per-node processing time",
         "",
         *node_table(results),
+        "",
+        "## Where the latency goes",
+        "",
+        "Median milliseconds from the sensor stamp until each node had published its output (its "
+        "`~/debug/pipeline_latency_ms`) and until the harness had the trajectory; the bare chain's model calls for "
+        "comparison. What is not model time is the ROS graph's: message (de)serialisation into Python objects, "
+        "executor wake-ups, the GIL shared by every node of a process, the synchroniser and the conversions.",
+        "",
+        *breakdown_table(results),
         "",
         "## CPU per frame",
         "",
