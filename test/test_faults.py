@@ -9,7 +9,8 @@ Accounting used throughout ("nothing lost without being counted"):
 - synchronizer: ``received == emitted_messages + dropped_* + queued`` (core invariant);
 - SensorFrames: ``received/frame`` + ``dropped/frame_lost_upstream`` == frames published
   (sequence numbers) for bev_features and latent_reasoner;
-- planner: every BEV frame received gets exactly one trajectory (model or fallback).
+- planner: every BEV frame received gets exactly one trajectory (model or fallback); BEV
+  frames that never reached it are counted (``BevFeatures.sequence``).
 """
 from __future__ import annotations
 
@@ -427,6 +428,9 @@ def _soak(ros_context, spin, sensor_log, rate: float, duration_s: float, max_gro
     assert s_pl["received"].get("bev", 0) == snaps["bev_features"]["published"].get("bev", 0), report
     per_frame = s_pl["published"]["trajectory"] - s_pl["published"].get("fallback_no_bev", 0)
     assert s_pl["received"]["bev"] == per_frame + s_pl["dropped"].get("duplicate_bev", 0) + by["trajectory_planner"].matcher.pending
+    # BEV frames the planner never got (dropped by bev_features, or a full queue) are counted by sequence
+    assert s_pl["received"]["bev"] + s_pl["dropped"].get("frame_lost_upstream", 0) == \
+        by["trajectory_planner"]._frame_gaps.last, report
     stamps = monitor.stamps(monitor.trajectories)
     assert set(monitor.stamps(monitor.bevs)) <= set(stamps)
     # 5. nothing crashed, memory and queues stay bounded

@@ -54,6 +54,7 @@ def test_model_node_processes_frames_and_drops_bad_ones(ros_context, spin, node_
     assert "untrained" in out.model_id  # loud: no checkpoint given
     if out_type is BevFeatures:
         assert out.num_tokens == out.grid_rows * out.grid_cols and len(out.tokens) == out.num_tokens * out.channels
+        assert out.sequence == 1  # the SensorFrame's: the planner counts BEV frames that never reach it
     else:
         assert out.num_tokens == 12 and out.codebook_size == 16 and max(out.token_ids) < 16
         probs = np.frombuffer(out.token_probabilities, np.float32).reshape(12, 16)
@@ -117,6 +118,17 @@ def test_planner_pairs_bev_with_plan_by_stamp(planner_rig):
     assert traj[0].model_id and "untrained" in traj[0].model_id
 
 
+def test_planner_counts_bev_frames_that_never_arrived(planner_rig):
+    node, bev_pub, plan_pub, got = planner_rig
+    for k, sequence in enumerate((1, 2, 5)):  # 3 and 4 dropped upstream or lost in a full queue
+        bev, plan = _bev_and_plan(node, 5000 + k)
+        bev.sequence = sequence
+        plan_pub.publish(plan)
+        bev_pub.publish(bev)
+    assert wait_for(lambda: sum(stamp_to_ns(t.header.stamp) >= STAMP_NS + 5000 for t in got) == 3, 20)
+    assert node.stats.snapshot()["dropped"]["frame_lost_upstream"] == 2
+
+
 def test_planner_publishes_path_and_markers_only_while_subscribed(planner_rig, ros_context):
     from nav_msgs.msg import Path
     from visualization_msgs.msg import MarkerArray
@@ -174,6 +186,15 @@ def test_planner_falls_back_when_plan_is_late_or_model_fails(planner_rig, monkey
     assert wait_for(lambda: any(stamp_to_ns(t.header.stamp) == STAMP_NS + 2000 for t in got), 10)
     fb = [t for t in got if stamp_to_ns(t.header.stamp) == STAMP_NS + 2000][0]
     assert fb.is_fallback and "non-finite" in fb.fallback_reason
+
+
+def test_drops_log_at_any_severity_in_any_order(planner_rig):
+    node, *_ = planner_rig
+    node.drop("first_kind", "a warning", throttle_s=0.0)
+    node.drop("second_kind", "an error", throttle_s=0.0, level="error")  # rclpy forbids one line at two severities
+    node.drop("first_kind", "a warning again", throttle_s=0.0)
+    dropped = node.stats.snapshot()["dropped"]
+    assert dropped["first_kind"] == 2 and dropped["second_kind"] == 1
 
 
 def test_planner_runtime_parameters(planner_rig):

@@ -219,9 +219,10 @@ def sensor_frame_to_core(msg: SensorFrame):
 
 
 # ---------------------------------------------------------------- BEV tokens
-def bev_to_msg(bev: BevTokens, frame_id: str) -> BevFeatures:
+def bev_to_msg(bev: BevTokens, frame_id: str, sequence: int = 0) -> BevFeatures:
     tokens = np.asarray(bev.tokens, dtype=np.float32)
-    msg = BevFeatures(header=make_header(bev.stamp_ns, frame_id), num_tokens=tokens.shape[0], channels=tokens.shape[1],
+    msg = BevFeatures(header=make_header(bev.stamp_ns, frame_id), sequence=int(sequence),
+                      num_tokens=tokens.shape[0], channels=tokens.shape[1],
                       grid_rows=bev.grid_rows, grid_cols=bev.grid_cols, cell_size_m=float(bev.cell_size_m),
                       origin_x_m=float(bev.origin_x_m), origin_y_m=float(bev.origin_y_m), model_id=bev.model_id)
     msg.tokens = _float_array(tokens)

@@ -267,7 +267,15 @@ class LatentVlaNode(Node):
         now = time.monotonic()
         if now - self._last_warn.get(key, -1e9) >= throttle_s:
             self._last_warn[key] = now
-            getattr(self.get_logger(), level)(text)
+            # one call site per severity: rclpy's logger raises "Logger severity cannot be
+            # changed between calls" when one source line logs at two severities
+            logger = self.get_logger()
+            if level == "error":
+                logger.error(text)
+            elif level == "info":
+                logger.info(text)
+            else:
+                logger.warning(text)
 
     def drop(self, reason: str, detail: str = "", throttle_s: float = 2.0, count: int = 1, level: str = "warning") -> None:
         """Count ``count`` dropped inputs and warn (throttled per reason)."""
@@ -286,7 +294,7 @@ class LatentVlaNode(Node):
         gap = self._frame_gaps.update(int(sequence))
         if gap:
             self.drop("frame_lost_upstream", f"{gap} sensor frame(s) before #{sequence} never arrived "
-                                             "(input queue full or upstream restart?)", count=gap)
+                                             "(dropped upstream, a full input queue, or an upstream restart)", count=gap)
 
     @contextlib.contextmanager
     def processing(self, stamp_ns: int | None = None):

@@ -71,7 +71,7 @@ class BevFeaturesNode(LatentVlaNode):
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            self._pub.publish(bev_to_msg(bev, self.params["frame_id"]))
+            self._pub.publish(bev_to_msg(bev, self.params["frame_id"], msg.sequence))
             self.stats.on_publish("bev")
         self._maybe_publish_image(frame, bev)
 

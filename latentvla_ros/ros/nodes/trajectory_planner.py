@@ -13,7 +13,8 @@ Exactly one trajectory per BEV frame: the model's, or a comfortable-stop fallbac
 
 The planner leaves the fallback by itself with the first model trajectory. Repeated
 stamps are dropped and counted (``duplicate_bev`` / ``duplicate_plan``), plans that
-never meet their BEV frame are counted (``plan_unmatched``).
+never meet their BEV frame are counted (``plan_unmatched``), and so are frames whose BEV
+features never arrived (``frame_lost_upstream``, from ``BevFeatures.sequence``).
 """
 from __future__ import annotations
 
@@ -178,6 +179,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._odom_time = time.monotonic()
 
     def _on_bev(self, msg: BevFeatures) -> None:
+        if msg.sequence:  # frames that bev_features dropped, or a full input queue here, are counted
+            self.count_lost_frames(msg.sequence)
         try:
             bev = msg_to_bev(msg)
         except ConversionError as exc:
