@@ -15,10 +15,12 @@ executor and thread. ``io`` (sensor_sync, twist_controller, tool and test nodes:
 latency-critical: the controller's watchdog must never wait behind a model) is the
 default; each model node has its own: ``bev_features``, ``student`` (latent_reasoner, in
 parallel with the BEV backbone on the same frame: torch and onnxruntime release the GIL
-inside kernels), ``planner`` and ``teacher``. Measured: the planner sharing the BEV
-backbone's thread was faster (composed/bare 1.25 vs 1.42 at the median, edge, torch) but
-lost BEV messages without counting them when replaying at 5x (test_faults), so it does
-not. ``layout="per_node"`` gives every node its own thread.
+inside kernels), ``planner`` and ``teacher``. Measured with one intra-op thread per stage
+(edge, 2 cores): sharing threads (sync + BEV + planner, or BEV + student) changed the
+composed latency by less than the run-to-run spread; with 2 intra-op threads the planner
+on the BEV thread was faster (1.25 vs 1.42 x bare), but the planner then lost BEV frames
+in a full queue at 5x replay, which it now counts (``BevFeatures.sequence``).
+``layout="per_node"`` gives every node its own thread.
 """
 from __future__ import annotations
 
