@@ -15,7 +15,7 @@ frames (a highway-env driving log, cached under ``<out>/data``):
   node that publishes camera image + camera info + LiDAR + odometry at ``--rate`` with
   header stamps = wall clock at publication, and receives the trajectories.
 - ``processes``: the same nodes as separate processes (``ros.graph.spawn_processes``, the
-  same environment, ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` in every process), the
+  same environment, the shipped Fast DDS profile in every process), the
   harness in this process.
 
 End-to-end latency of a frame = receive time of its (non-fallback) trajectory in the
@@ -426,6 +426,7 @@ def machine_info() -> dict[str, Any]:
         info["rclpy"] = None
     info["rmw"] = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp (default)")
     info["fastdds_builtin_transports"] = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
+    info["fastdds_profiles_file"] = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
     return info
 
 
@@ -1542,6 +1543,15 @@ def print_report(results: dict[str, Any], out=None) -> None:
         p(f"  [{mark}] {t['target']}: {_fmt(t['value'], 3)} (goal {t['goal']})")
 
 
+def _profile_text(machine: dict[str, Any]) -> str:
+    """Which Fast DDS transport setting the run had (older results: the builtin LARGE_DATA)."""
+    path = machine.get("fastdds_profiles_file")
+    if path:
+        return f"`{Path(path).name}`" + (f", FASTDDS_BUILTIN_TRANSPORTS={machine['fastdds_builtin_transports']}"
+                                         if machine.get("fastdds_builtin_transports") else "")
+    return f"none (FASTDDS_BUILTIN_TRANSPORTS={machine.get('fastdds_builtin_transports')})"
+
+
 def _threads_text(threads: Any) -> str:
     if isinstance(threads, dict):
         return ", ".join(f"{c} {n}" for c, n in threads.items())
@@ -1563,7 +1573,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         f"on {meta['date']} (machine: {m.get('cpu', '?')}, {m.get('cores')} cores "
         f"({', '.join(m.get('simd', [])) or 'no AVX-512/AMX'}), {m.get('mem_total_gb')} GB RAM; "
         f"{m.get('platform')}; Python {m.get('python')}, torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}, "
-        f"{m.get('rclpy')}, {m.get('rmw')}, FASTDDS_BUILTIN_TRANSPORTS={m.get('fastdds_builtin_transports')}). "
+        f"{m.get('rclpy')}, {m.get('rmw')}, Fast DDS profile {_profile_text(m)}). "
         f"Intra-op threads of torch and onnxruntime in every model stage, graph nodes and bare chain alike: "
         f"{_threads_text(meta['threads'])}. Raw numbers: `{meta['out']}/bench.json`.",
         "",
@@ -1586,7 +1596,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "Humble/Jazzy, whose rclpy has no EventsExecutor); on one 4-thread `MultiThreadedExecutor` (what `latentvla "
         "run` used before): where executor overhead goes.",
         "- **processes**: the same nodes as separate processes (`ros/graph.py spawn_processes`, "
-        "`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` in every process), harness in the benchmark process.",
+        "the shipped Fast DDS profile `config/fastdds/large_data.xml` in every process), harness in the benchmark process.",
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "
         "Ratio = graph latency / bare-chain latency on the same frames: ratio of the medians, of the p99s, and the "
         "median of per-frame ratios. In the graph `bev_features` and `latent_reasoner` run in parallel; the bare chain "

@@ -18,8 +18,11 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+from latentvla_ros.ros.graph import apply_transport_env  # noqa: E402 - before rclpy creates a participant
+
+apply_transport_env()  # the shipped Fast DDS profile, as every latentvla process uses
 
 try:
     import torch

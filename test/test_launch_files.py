@@ -55,7 +55,8 @@ def test_default_launch_starts_the_four_nodes_wired_together():
     assert remaps["trajectory_planner"]["~/input/plan"] == LATENT_PLAN
     assert remaps["trajectory_planner"]["~/output/trajectory"] == TRAJECTORY
     # the large-data transport is configured for every process the launch starts
-    assert context.environment["FASTDDS_BUILTIN_TRANSPORTS"] == "LARGE_DATA"
+    profile = Path(context.environment["FASTDDS_DEFAULT_PROFILES_FILE"])
+    assert profile.name == "large_data.xml" and "<segment_size>" in profile.read_text()
 
 
 def test_launch_arguments_select_nodes_namespace_time_and_topics(tmp_path):

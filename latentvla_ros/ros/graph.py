@@ -19,15 +19,21 @@ from latentvla_ros.core.resources import share_path
 from latentvla_ros.ros.executors import EXECUTOR_ENV, resolve_kind
 from latentvla_ros.ros.topology import NodeSpec
 
-# Fast DDS large-data transport (shared memory + TCP for big samples): it must be
-# configured identically in every process of the graph, so it is set here for the
-# process and inherited by children, and by the launch files for theirs.
-TRANSPORT_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+# Fast DDS transports for large samples (config/fastdds/large_data.xml: a shared-memory
+# segment that holds a camera image, big UDP socket buffers). They must be configured
+# identically in every process of the graph, so they are set here for the process and
+# inherited by children, and by the launch files for theirs. A profile the user already
+# set wins.
+FASTDDS_PROFILE = ("config", "fastdds", "large_data.xml")
+
+
+def transport_env() -> dict[str, str]:
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(share_path(*FASTDDS_PROFILE))}
 
 
 def apply_transport_env(env: dict[str, str] | None = None) -> dict[str, str]:
     target = os.environ if env is None else env
-    for key, value in TRANSPORT_ENV.items():
+    for key, value in transport_env().items():
         target.setdefault(key, value)
     return target
 

@@ -9,8 +9,10 @@ config/rviz/latentvla.rviz.
 """
 from __future__ import annotations
 
+import os
+
 from latentvla_ros.core.sros2 import enclave_args
-from latentvla_ros.ros.graph import TRANSPORT_ENV
+from latentvla_ros.ros.graph import transport_env
 from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, SENSOR_TOPICS, carla_controller_spec, graph_nodes
 
 PROFILES = {
@@ -63,7 +65,8 @@ def generate(profile: str = "default"):
         args.append(DeclareLaunchArgument("start_twist_controller", default_value="true",
                                           description="Publish geometry_msgs/Twist for carla_twist_to_control."))
     args.append(DeclareLaunchArgument("rviz", default_value="false", description=f"Start RViz with {RVIZ_CONFIG}."))
-    env = [SetEnvironmentVariable(k, v) for k, v in TRANSPORT_ENV.items()]
+    # the same Fast DDS profile in every process the launch starts (a value already set wins)
+    env = [SetEnvironmentVariable(k, os.environ.get(k, v)) for k, v in transport_env().items()]
     return LaunchDescription([*args, *env, OpaqueFunction(function=_nodes, kwargs={"profile": profile})])
 
 
