@@ -272,8 +272,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _round(obj: Any, nd: int = 3) -> Any:
+    """``nd`` decimals; values smaller than that keep 3 significant digits (an ONNX-vs-torch
+    difference of 1.4e-06 must not be reported as 0)."""
     if isinstance(obj, float):
-        return round(obj, nd) if np.isfinite(obj) else None
+        if not np.isfinite(obj):
+            return None
+        if obj != 0.0 and abs(obj) < 10.0 ** -nd:
+            return float(f"{obj:.3g}")
+        return round(obj, nd)
     if isinstance(obj, dict):
         return {k: _round(v, nd) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -159,3 +159,8 @@ def test_full_bench_edge_every_mode_and_section(tmp_path):
     tvs = data["teacher_vs_student"]
     assert tvs["teacher"]["parameters"] > 0 and tvs["speedup_student_over_teacher"] > 0
     assert "Performance" in docs.read_text()
+
+
+def test_rounding_keeps_small_differences():
+    assert bench._round({"a": 1.23456, "diff": 1.4305e-06, "zero": 0.0, "nan": float("nan")}) == {
+        "a": 1.235, "diff": 1.43e-06, "zero": 0.0, "nan": None}
