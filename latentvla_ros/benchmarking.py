@@ -664,11 +664,10 @@ class Harness:
         self.diagnostics: dict[str, tuple[int, dict[str, str]]] = {}
         self.node.create_subscription(PlannedTrajectory, self.topics["trajectory"], self._on_trajectory, sub_qos)
         for name in node_names:
-            self.node.create_subscription(Float64, f"/{name}/debug/processing_time_ms",
-                                          lambda msg, n=name: self._on_processing(n, msg), sub_qos)
-            self.node.create_subscription(Float64, f"/{name}/debug/pipeline_latency_ms",
-                                          lambda msg, n=name: self.node_latency[n].append((time.time_ns(), float(msg.data))),
-                                          sub_qos)
+            for topic, series in (("processing_time_ms", self.processing), ("pipeline_latency_ms", self.node_latency)):
+                self.node.create_subscription(Float64, f"/{name}/debug/{topic}",
+                                              lambda msg, s=series[name]: s.append((time.time_ns(), float(msg.data))),
+                                              sub_qos)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, sub_qos)
         # its own thread, on the executor the graph ships with (cheap: the C++ EventsExecutor where rclpy has it)
         self.spinner = GraphExecutor(context=context).add(self.node).start()
@@ -682,9 +681,6 @@ class Harness:
             else:
                 self.trajectories[stamp] = (now, bool(msg.is_fallback), str(msg.fallback_reason))
             self._cond.notify_all()
-
-    def _on_processing(self, name: str, msg) -> None:
-        self.processing[name].append((time.time_ns(), float(msg.data)))
 
     def _on_diagnostics(self, msg) -> None:
         now = time.time_ns()
@@ -817,10 +813,10 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
             latencies.append((entry[0] - s) * 1e-6)
             per_frame.append(round((entry[0] - s) * 1e-6, 3))
     received = [got[s][0] for s in stamps if got[s] is not None and not got[s][1]]
-    nodes = {name: stats_ms([v for t, v in values if start_ns <= t <= end_ns])
-             for name, values in harness.processing.items()}
-    node_latency = {name: stats_ms([v for t, v in values if start_ns <= t <= end_ns])
-                    for name, values in harness.node_latency.items()}
+    def in_window(series: dict[str, list[tuple[int, float]]]) -> dict[str, dict[str, float]]:
+        return {name: stats_ms([v for t, v in values if start_ns <= t <= end_ns]) for name, values in series.items()}
+
+    nodes, node_latency = in_window(harness.processing), in_window(harness.node_latency)
     synced = None
     if before.get("sensor_sync") is not None and after.get("sensor_sync") is not None:
         synced = int(after["sensor_sync"]) - int(before["sensor_sync"])
@@ -1046,8 +1042,7 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         return run
     finally:
         harness.close()
-        spinner.remove(*nodes)
-        spinner.stop()
+        spinner.stop()  # detaches the nodes: the next variant spins them again
 
 
 def _node_snapshot(node) -> dict[str, Any]:
@@ -1232,10 +1227,8 @@ def teacher_section(opts: BenchOptions, data: ConfigData) -> dict[str, Any]:
     import torch
 
     from latentvla_ros.core.features import stitch_cameras
-    from latentvla_ros.core.pipeline import LatentReasoner
+    from latentvla_ros.core.pipeline import LatentReasoner, usable_cores
     from latentvla_ros.models.modeling_teacher import LatentTeacher
-
-    from latentvla_ros.core.pipeline import usable_cores
 
     threads = usable_cores()  # the same hardware for both: every core
     torch.set_num_threads(threads)

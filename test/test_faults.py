@@ -118,10 +118,10 @@ def _level(v) -> int:
 
 
 def _graph(context, specs, overrides=None, use_sim_time=False):
-    overrides = {k: dict(v) for k, v in UNTRAINED.items()} | (overrides or {})
+    merged = {name: dict(params) for name, params in UNTRAINED.items()}
     for name, extra in (overrides or {}).items():
-        overrides[name] = {**UNTRAINED.get(name, {}), **extra}
-    options = GraphOptions(nodes=specs, overrides={s.name: overrides.get(s.name, {}) for s in specs},
+        merged[name] = {**merged.get(name, {}), **extra}
+    options = GraphOptions(nodes=specs, overrides={s.name: merged.get(s.name, {}) for s in specs},
                            use_sim_time=use_sim_time, log_level="error")
     return options, create_composed_nodes(options, context=context)
 

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 import rclpy
-import rclpy.executors
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -129,7 +128,7 @@ def test_planner_counts_bev_frames_that_never_arrived(planner_rig):
     assert node.stats.snapshot()["dropped"]["frame_lost_upstream"] == 2
 
 
-def test_planner_publishes_path_and_markers_only_while_subscribed(planner_rig, ros_context):
+def test_planner_publishes_path_and_markers_only_while_subscribed(planner_rig, ros_context, spin):
     from nav_msgs.msg import Path
     from visualization_msgs.msg import MarkerArray
 
@@ -143,25 +142,16 @@ def test_planner_publishes_path_and_markers_only_while_subscribed(planner_rig, r
     paths, markers = [], []
     viewer.create_subscription(Path, "/trajectory_planner/output/path", paths.append, QOS)
     viewer.create_subscription(MarkerArray, "/trajectory_planner/debug/markers", markers.append, QOS)
-    executor = rclpy.executors.SingleThreadedExecutor(context=ros_context)
-    executor.add_node(viewer)
-    try:
-        assert wait_for(lambda: node._path_pub.get_subscription_count() > 0
-                        and node._marker_pub.get_subscription_count() > 0)
-        bev, plan = _bev_and_plan(node, 4000)
-        plan_pub.publish(plan)
-        bev_pub.publish(bev)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (paths and markers):
-            executor.spin_once(timeout_sec=0.05)
-        assert [stamp_to_ns(p.header.stamp) for p in paths] == [STAMP_NS + 4000]  # nothing of the unwatched frame
-        assert len(paths[0].poses) == 9 and paths[0].header.frame_id == "base_link"  # ego origin + 8 poses
-        ns = {m.ns for m in markers[0].markers}
-        assert {"latentvla/poses", "latentvla/latent_tokens", "latentvla/fallback_state"} <= ns
-    finally:
-        executor.remove_node(viewer)
-        executor.shutdown()
-        viewer.destroy_node()
+    spin(viewer)
+    assert wait_for(lambda: node._path_pub.get_subscription_count() > 0 and node._marker_pub.get_subscription_count() > 0)
+    bev, plan = _bev_and_plan(node, 4000)
+    plan_pub.publish(plan)
+    bev_pub.publish(bev)
+    assert wait_for(lambda: paths and markers, 20)
+    assert [stamp_to_ns(p.header.stamp) for p in paths] == [STAMP_NS + 4000]  # nothing of the unwatched frame
+    assert len(paths[0].poses) == 9 and paths[0].header.frame_id == "base_link"  # ego origin + 8 poses
+    ns = {m.ns for m in markers[0].markers}
+    assert {"latentvla/poses", "latentvla/latent_tokens", "latentvla/fallback_state"} <= ns
 
 
 def test_planner_falls_back_when_plan_is_late_or_model_fails(planner_rig, monkeypatch):

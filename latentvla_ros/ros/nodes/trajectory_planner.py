@@ -128,8 +128,7 @@ def fallback_state_marker(header, is_fallback: bool, reason: str, namespace: str
 
 class TrajectoryPlannerNode(LatentVlaNode):
     schema_name = "trajectory_planner"
-    # its own thread: sharing the BEV backbone's lost BEV messages uncounted under 5x replay (ros/executors.py)
-    executor_group = "planner"
+    executor_group = "planner"  # its own thread (ros/executors.py)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
