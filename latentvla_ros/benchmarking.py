@@ -11,7 +11,8 @@ frames (a highway-env driving log, cached under ``<out>/data``):
 - ``bare-parallel``: the same with ``LatentVLAAgent(concurrent=True)`` (student beside
   the BEV backbone, as in the graph): graph / bare-parallel is what ROS itself costs.
 - ``composed``: every node of the graph in this process (``ros.graph.create_composed_nodes``
-  spun by ``ros.executors.GraphExecutor``, as ``latentvla run``), fed by a harness
+  spun by ``ros.executors.GraphExecutor``, as ``latentvla run``, in-process delivery
+  between the nodes; ``composed-events-dds``: over DDS), fed by a harness
   node that publishes camera image + camera info + LiDAR + odometry at ``--rate`` with
   header stamps = wall clock at publication, and receives the trajectories.
 - ``processes``: the same nodes as separate processes (``ros.graph.spawn_processes``, the
@@ -76,8 +77,9 @@ CONFIGS = ("edge", "paper")
 MODES = ("bare", "composed", "processes")
 BACKENDS = ("torch", "onnx")
 SECTIONS = ("graph", "onnx", "teacher", "conversions")
-#: composed-graph executor variants: a ros/executors.py kind, "-per-node" for one thread per node; events ships
-EXECUTORS = ("events", "events-per-node", "single", "multi")
+#: composed-graph variants: a ros/executors.py kind, "-per-node" for one thread per node, "-dds" with
+#: in-process delivery off (ros/intra_process.py); events ships
+EXECUTORS = ("events", "events-dds", "events-per-node", "single", "multi")
 GRAPH_NODES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner")
 MODEL_KINDS = ("bev_backbone", "student", "planner")
 DEFAULT_RATES: dict[str, list[float]] = {"edge": [10.0], "paper": [2.0]}
@@ -112,7 +114,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--executors", default=None,
                         help="composed-graph executors to compare (ros/executors.py): events (what `latentvla run` "
-                             "ships: EventsExecutors, io nodes on one thread, each model node on its own), events-per-node (one thread per "
+                             "ships: EventsExecutors, io nodes on one thread, each model node on its own, in-process delivery between "
+                             "nodes), events-dds (the same, every message over DDS), events-per-node (one thread per "
                              "node), single (the shipped layout with SingleThreadedExecutors, as on Humble/Jazzy), multi "
                              "(one MultiThreadedExecutor). Default all; quick: events")
     parser.add_argument("--threads", default=None,
@@ -1027,7 +1030,10 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
 
     by_name = {nd.get_name(): nd for nd in nodes}
     per_node = variant.endswith("-per-node")
-    spinner = GraphExecutor(context=ctx, kind=variant.removesuffix("-per-node"),
+    over_dds = variant.endswith("-dds")
+    bus = nodes[0].intra_process
+    bus.enabled = not over_dds
+    spinner = GraphExecutor(context=ctx, kind=variant.removesuffix("-per-node").removesuffix("-dds"),
                             layout="per_node" if per_node else "grouped").add(*nodes).start()
     harness = Harness(ctx)
     sync_node = by_name["sensor_sync"]
@@ -1037,12 +1043,14 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}  # noqa: E731
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare),
                             bare_parallel=bare_parallel)
-        run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout())
+        run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout(),
+                   intra_process=bus.enabled)
         run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
         return run
     finally:
         harness.close()
         spinner.stop()  # detaches the nodes: the next variant spins them again
+        bus.enabled = True
 
 
 def _node_snapshot(node) -> dict[str, Any]:
@@ -1587,9 +1595,12 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "beside the BEV backbone, then the planner: the graph's own dataflow without ROS. Graph / bare-parallel is what "
         "ROS itself costs; graph / bare also counts what the graph's parallel branches win back.",
         "- **composed**: all nodes in one process, spun as `latentvla run` spins them (`ros/executors.py`: rclpy "
-        "`EventsExecutor`s; sensor_sync on one thread, each model node on its own), fed by a harness node in the same process "
+        "`EventsExecutor`s; sensor_sync on one thread, each model node on its own; messages between the nodes handed over "
+        "in-process, `ros/intra_process.py`), fed by a harness node in the same process "
         "that publishes image + camera info + LiDAR + odometry of pre-generated frames (a highway-env log) at the input "
         "rate with header stamps = wall clock at publication.",
+        "- **composed-events-dds**: the same, with every message between the nodes sent over DDS "
+        "(`latentvla run --no-intra-process`): what in-process delivery saves.",
         "- **composed-events-per-node** / **composed-single** / **composed-multi**: the same composed nodes with one "
         "EventsExecutor thread per node; on the shipped layout with `SingleThreadedExecutor`s (what `auto` picks on "
         "Humble/Jazzy, whose rclpy has no EventsExecutor); on one 4-thread `MultiThreadedExecutor` (what `latentvla "

@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
     options = GraphOptions(nodes=specs, param_files=files, overrides=overrides, namespace=args.namespace,
                            use_sim_time=args.use_sim_time or args.profile == "carla", log_level=args.log_level,
-                           executor=args.executor)
+                           executor=args.executor, intra_process=not args.no_intra_process)
     try:
         options.validate()
     except ParameterError as exc:
@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", choices=EXECUTOR_KINDS, default="auto",
                      help="rclpy executors (docs/performance.md): auto = EventsExecutor where rclpy has it, one "
                           "thread per model node; multi = one MultiThreadedExecutor (slow, for comparison)")
+    run.add_argument("--no-intra-process", action="store_true",
+                     help="composed mode: send every message between the process's nodes over DDS instead of "
+                          "handing it over in-process (ros/intra_process.py)")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="publish a rosbag2 (MCAP or sqlite3) with its original timing")

@@ -47,6 +47,9 @@ class GraphOptions:
     use_sim_time: bool = False
     log_level: str = "info"
     executor: str = "auto"  # ros/executors.py: auto | events | single | multi
+    #: composed mode: nodes of the process hand messages to each other directly
+    #: (ros/intra_process.py); False: every message over DDS
+    intra_process: bool = True
 
     def files_for(self, spec: NodeSpec) -> list[str]:
         return [str(share_path(spec.param_file)), *self.param_files.get(spec.name, [])]
@@ -93,11 +96,15 @@ def node_class(spec: NodeSpec):
 
 def create_composed_nodes(options: GraphOptions, context=None) -> list:
     """Instantiate every node of the graph in this process (rclpy must be initialised)."""
+    from latentvla_ros.ros.intra_process import IntraProcessBus
+
     options.validate()
+    bus = IntraProcessBus(enabled=options.intra_process)  # one per process; disabled: DDS only
     nodes = []
     for spec in options.nodes:
         cls = node_class(spec)
-        nodes.append(cls(cli_args=options.ros_args(spec), namespace=options.namespace or None, context=context))
+        nodes.append(cls(cli_args=options.ros_args(spec), namespace=options.namespace or None, context=context,
+                         intra_process=bus))
     return nodes
 
 

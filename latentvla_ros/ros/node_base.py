@@ -44,6 +44,8 @@ from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.core.parameters import ParameterError, load_schema, node_definition, validate_parameters
+from latentvla_ros.ros.intra_process import (IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_volatile,
+                                             queue_depth)
 from latentvla_ros.ros.qos import describe, input_qos, output_qos, sensor_qos, static_qos
 
 _TYPES = {
@@ -100,9 +102,14 @@ class LatentVlaNode(Node):
     #: several nodes: nodes with the same group share one (``"io"``: light, latency-critical)
     executor_group: str = "io"
 
-    def __init__(self, node_name: str | None = None, **kwargs: Any):
+    def __init__(self, node_name: str | None = None, *, intra_process: IntraProcessBus | None = None, **kwargs: Any):
+        """``intra_process``: the bus of a composed process (``ros/intra_process.py``); None:
+        every message goes over DDS."""
         name = node_name or self.schema_name
         super().__init__(name, **kwargs)
+        self._intra_process = intra_process
+        self._local_subscriptions: dict[int, LocalSubscription] = {}  # id(rclpy Subscription) ->
+        self.dds_duplicates_ignored: dict[str, int] = {}
         self.stats = NodeStats()
         self._started = time.monotonic()
         self._last_warn: dict[str, float] = {}
@@ -202,7 +209,62 @@ class LatentVlaNode(Node):
             kwargs["event_callbacks"] = SubscriptionEventCallbacks(
                 incompatible_qos=functools.partial(self._on_incompatible_qos, name),
                 message_lost=functools.partial(self._on_message_lost, name))
-        return super().create_subscription(msg_type, topic, self._guarded_input(name, callback), qos_profile, **kwargs)
+        guarded = self._guarded_input(name, callback)
+        bus = self._intra_process
+        if bus is None or not is_volatile(qos_profile):
+            return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
+        resolved: list[str] = []  # the resolved topic name, known once the subscription exists
+
+        def from_dds(msg, *rest):
+            if bus.local_publishers(resolved[0], msg_type):  # delivered in-process already
+                self.dds_duplicates_ignored[name] = self.dds_duplicates_ignored.get(name, 0) + 1
+                return
+            guarded(msg, *rest)
+
+        sub = super().create_subscription(msg_type, topic, from_dds, qos_profile, **kwargs)
+        resolved.append(sub.topic_name)
+        local = LocalSubscription(self, sub.topic_name, msg_type, guarded, queue_depth(qos_profile),
+                                  functools.partial(self._on_queue_overflow, name))
+        self._local_subscriptions[id(sub)] = local
+        bus.add_subscription(local)
+        return sub
+
+    def create_publisher(self, msg_type, topic, qos_profile, **kwargs):
+        """Like rclpy's; in a composed process (``intra_process`` bus) volatile topics also reach
+        this process's subscriptions directly (ros/intra_process.py)."""
+        publisher = super().create_publisher(msg_type, topic, qos_profile, **kwargs)
+        bus = self.__dict__.get("_intra_process")
+        if bus is None or not is_volatile(qos_profile):
+            return publisher
+        wrapped = IntraProcessPublisher(publisher, bus, msg_type)
+        bus.add_publisher(self, wrapped.topic, msg_type)
+        return wrapped
+
+    @property
+    def intra_process(self) -> IntraProcessBus | None:
+        """The in-process bus this node is on (a composed process), or None."""
+        return self.__dict__.get("_intra_process")
+
+    def destroy_subscription(self, subscription) -> bool:
+        local = self.__dict__.get("_local_subscriptions", {}).pop(id(subscription), None)
+        if local is not None and self._intra_process is not None:
+            self._intra_process.remove_subscription(local)
+        return super().destroy_subscription(subscription)
+
+    def destroy_publisher(self, publisher) -> bool:
+        if isinstance(publisher, IntraProcessPublisher):
+            self._intra_process.remove_publisher(self, publisher.topic, publisher.msg_type)
+            publisher = publisher.publisher
+        return super().destroy_publisher(publisher)
+
+    def destroy_node(self) -> None:
+        if self.__dict__.get("_intra_process") is not None:
+            self._intra_process.remove_node(self)
+        super().destroy_node()
+
+    def _on_queue_overflow(self, name: str, count: int) -> None:
+        self.drop(f"queue_overflow/{name}", f"in-process queue of input {name} full: oldest message(s) replaced "
+                                            "(this node is slower than its input)", count=count)
 
     def create_timer(self, timer_period_sec, callback, *args, **kwargs):
         if "_inputs_lock" not in self.__dict__:
@@ -341,6 +403,19 @@ class LatentVlaNode(Node):
         """Node-specific (level, message) problems (subclasses extend)."""
         return []
 
+    def unheard_publishers(self) -> list[str]:
+        """Inputs delivered in-process that also have publishers which are not on this
+        process's bus (another process, a plain rclpy node): those are not heard
+        (ros/intra_process.py); a misconfiguration worth a warning."""
+        bus = self._intra_process
+        out = []
+        for local in list(self._local_subscriptions.values()):
+            mine = bus.local_publishers(local.topic, local.msg_type) if bus is not None else 0
+            if mine and self.count_publishers(local.topic) > mine:
+                out.append(f"{local.topic} has publishers that are not in-process, and they are not heard "
+                           "(in-process delivery: one publisher per topic; `latentvla run --no-intra-process`)")
+        return out
+
     def input_ages(self, now: float | None = None) -> dict[str, float | None]:
         now = time.monotonic() if now is None else now
         with self._inputs_lock:
@@ -379,6 +454,9 @@ class LatentVlaNode(Node):
         values["model"] = self.model_status
         values["uptime_s"] = f"{now - self._started:.1f}"
         values.update(self.diagnostic_values())
+        values["intra_process"] = "on" if self._intra_process is not None and self._intra_process.enabled else "off"
+        values.update({f"intra_process/dds_duplicates_ignored/{k}": str(v)
+                       for k, v in sorted(self.dds_duplicates_ignored.items())})
 
         problems: list[tuple[int, str]] = []
         if level_value(self.model_level) != OK:
@@ -400,6 +478,7 @@ class LatentVlaNode(Node):
             text = ", ".join(f"{k}: {v}" for k, v in sorted(new_drops.items()))
             problems.append((WARN, f"dropped {sum(new_drops.values())} input(s) since last report ({text})"))
         problems.extend((level_value(lv), m) for lv, m in self.diagnostic_problems())
+        problems.extend((WARN, m) for m in self.unheard_publishers())
         level = max([p[0] for p in problems], default=OK)
         message = "; ".join(m for lv, m in problems if lv == level) if problems else "ok"
         return DiagnosticStatus(level=bytes([level]),

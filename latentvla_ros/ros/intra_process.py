@@ -1,0 +1,189 @@
+"""Intra-process delivery between the nodes of one composed process.
+
+What rclcpp's intra-process communication does for C++ components, for our rclpy nodes:
+when a node in the process publishes on a topic that other nodes of the same process
+subscribe to, the message object goes straight into those subscriptions' queues and their
+callbacks run on their own executor threads (``executor.create_task``), with no
+serialisation, no DDS round trip and no deserialisation into a new Python object. Anything
+outside the process (``ros2 bag record``, RViz, the other processes of a split graph, a
+benchmark harness node) still gets the message over DDS: the publisher also publishes
+there whenever the middleware reports more subscriptions than the in-process ones.
+
+Rules (docs/architecture.md#intra-process-delivery):
+
+- Only volatile topics: transient-local ones (``~/debug/node_info``) stay on DDS, which
+  keeps the late-joiner semantics.
+- Queues are keep-last with the subscription's QoS depth, like the DDS reader they replace;
+  a message pushed out of a full queue is *counted* by the subscriber
+  (``dropped/queue_overflow/<input>``), which a DDS keep-last reader cannot do.
+- Messages are shared, not copied: a callback must not modify the message it receives (none
+  of ours does), and a publisher must not modify a message after publishing it.
+- A subscription whose topic has a publisher in this process ignores what DDS delivers on
+  that topic (it is the same message again, sent for an outside subscriber); the ignored
+  ones are counted (``intra_process/dds_duplicates_ignored/<input>``). Consequence: a
+  second publisher of the same topic in *another* process is not heard by this process's
+  nodes. Our graph has one publisher per topic; a node that sees a foreign one says so.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+#: queue length of subscriptions whose QoS keeps all messages
+KEEP_ALL_DEPTH = 1000
+
+
+def is_volatile(qos_profile: Any) -> bool:
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    if not isinstance(qos_profile, QoSProfile):  # an int depth: rclpy's default, volatile
+        return True
+    return qos_profile.durability != DurabilityPolicy.TRANSIENT_LOCAL
+
+
+def queue_depth(qos_profile: Any) -> int:
+    from rclpy.qos import HistoryPolicy, QoSProfile
+
+    if not isinstance(qos_profile, QoSProfile):
+        return max(1, int(qos_profile))
+    if qos_profile.history == HistoryPolicy.KEEP_ALL:
+        return KEEP_ALL_DEPTH
+    return max(1, int(qos_profile.depth))
+
+
+@dataclass(eq=False)
+class LocalSubscription:
+    """One in-process subscription: its queue and how to run its callback."""
+
+    node: Any
+    topic: str
+    msg_type: type
+    callback: Callable[[Any], None]
+    depth: int
+    on_overflow: Callable[[int], None]
+    queue: collections.deque = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = collections.deque(maxlen=self.depth)
+
+    def _executor(self) -> Any:
+        """The executor spinning the node, or None: rclpy leaves ``node.executor`` set after
+        ``remove_node``, and a node that is not spun must not run callbacks (like a DDS reader,
+        its queue keeps the newest messages until it is spun again)."""
+        executor = self.node.executor
+        if executor is None or self.node not in executor.get_nodes():
+            return None
+        return executor
+
+    def offer(self, msg: Any) -> None:
+        if len(self.queue) == self.depth:
+            self.on_overflow(1)
+        self.queue.append(msg)
+        executor = self._executor()
+        if executor is not None:
+            executor.create_task(self.drain)
+
+    def drain(self) -> None:
+        """Runs on the subscribing node's executor thread: every queued message, in order."""
+        if self._executor() is None:  # removed from its executor after the task was scheduled
+            return
+        while True:
+            try:
+                msg = self.queue.popleft()
+            except IndexError:
+                return
+            self.callback(msg)
+
+
+class IntraProcessBus:
+    """The in-process topic registry of one composed process (``ros.graph.create_composed_nodes``
+    gives every node the same one). ``enabled = False`` sends everything over DDS again (the
+    benchmark compares both on the same nodes)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = bool(enabled)
+        self._lock = threading.Lock()
+        self._subscriptions: dict[str, tuple[LocalSubscription, ...]] = {}
+        self._publishers: dict[str, list[tuple[Any, type]]] = collections.defaultdict(list)
+
+    # ------------------------------------------------------------ registry
+    def add_subscription(self, sub: LocalSubscription) -> None:
+        with self._lock:
+            self._subscriptions[sub.topic] = self._subscriptions.get(sub.topic, ()) + (sub,)
+
+    def add_publisher(self, node: Any, topic: str, msg_type: type) -> None:
+        with self._lock:
+            self._publishers[topic].append((node, msg_type))
+
+    def remove_subscription(self, sub: LocalSubscription) -> None:
+        with self._lock:
+            kept = tuple(s for s in self._subscriptions.get(sub.topic, ()) if s is not sub)
+            if kept:
+                self._subscriptions[sub.topic] = kept
+            else:
+                self._subscriptions.pop(sub.topic, None)
+
+    def remove_publisher(self, node: Any, topic: str, msg_type: type) -> None:
+        with self._lock:
+            pubs = self._publishers.get(topic, [])
+            if (node, msg_type) in pubs:
+                pubs.remove((node, msg_type))
+            if not pubs:
+                self._publishers.pop(topic, None)
+
+    def remove_node(self, node: Any) -> None:
+        with self._lock:
+            for topic, subs in list(self._subscriptions.items()):
+                kept = tuple(s for s in subs if s.node is not node)
+                if kept:
+                    self._subscriptions[topic] = kept
+                else:
+                    del self._subscriptions[topic]
+            for topic, pubs in list(self._publishers.items()):
+                pubs[:] = [p for p in pubs if p[0] is not node]
+                if not pubs:
+                    del self._publishers[topic]
+
+    def local_publishers(self, topic: str, msg_type: type) -> int:
+        """Publishers of ``topic`` with this message type in the process (0 while disabled)."""
+        if not self.enabled:
+            return 0
+        return sum(1 for _, t in self._publishers.get(topic, ()) if t is msg_type)
+
+    def subscriptions(self, topic: str, msg_type: type) -> tuple[LocalSubscription, ...]:
+        if not self.enabled:
+            return ()
+        return tuple(s for s in self._subscriptions.get(topic, ()) if s.msg_type is msg_type)
+
+
+class IntraProcessPublisher:
+    """Wraps an rclpy ``Publisher``: in-process subscriptions get the message object, DDS gets
+    it only when someone outside is listening. Everything else is the wrapped publisher's."""
+
+    def __init__(self, publisher: Any, bus: IntraProcessBus, msg_type: type):
+        self._publisher = publisher
+        self._bus = bus
+        self.msg_type = msg_type
+        self.topic = publisher.topic_name
+
+    @property
+    def publisher(self) -> Any:
+        """The wrapped rclpy ``Publisher``."""
+        return self._publisher
+
+    def publish(self, msg: Any) -> None:
+        local = self._bus.subscriptions(self.topic, self.msg_type)
+        if not local:
+            self._publisher.publish(msg)
+            return
+        for sub in local:
+            sub.offer(msg)
+        # every in-process subscription also has a DDS reader (for publishers elsewhere):
+        # more matched readers than those means an outside subscriber
+        if self._publisher.get_subscription_count() > len(local):
+            self._publisher.publish(msg)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._publisher, name)

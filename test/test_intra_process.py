@@ -1,0 +1,127 @@
+"""In-process delivery between the nodes of a composed process (ros/intra_process.py):
+the message object reaches in-process subscriptions without DDS, outside subscribers still
+get it over DDS, nothing is delivered twice, overflows are counted."""
+from __future__ import annotations
+
+import rclpy
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float64, String
+
+from conftest import wait_for
+from fixtures.message_samples import samples
+from latentvla_ros.msg import BevFeatures, SensorFrame
+from latentvla_ros.ros.intra_process import IntraProcessBus, LocalSubscription
+from latentvla_ros.ros.node_base import LatentVlaNode
+from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
+
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class FrameSource(LatentVlaNode):
+    """A node of the composed process that publishes SensorFrames (stands in for sensor_sync)."""
+
+    schema_name = "sensor_sync"
+
+    def __init__(self, **kwargs):
+        super().__init__("frame_source", **kwargs)
+        self.pub = self.create_publisher(SensorFrame, "/ipc/frame", QOS)
+
+
+def _frame(sequence: int) -> SensorFrame:
+    msg = samples()["SensorFrame"]
+    msg.sequence = sequence
+    msg.header.stamp.sec += sequence
+    return msg
+
+
+def test_composed_nodes_hand_messages_over_in_process(ros_context, spin):
+    bus = IntraProcessBus()
+    source = FrameSource(context=ros_context, intra_process=bus)
+    bev = BevFeaturesNode(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
+                          cli_args=["--ros-args", "-r", "~/input/frame:=/ipc/frame", "-r", "~/output/bev:=/ipc/bev"])
+    spin(source, bev)
+    received = lambda: bev.stats.snapshot()["received"].get("frame", 0)  # noqa: E731
+    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)  # noqa: E731
+
+    # only in-process subscribers: the frame never goes over DDS (no DDS copy reaches bev)
+    for seq in (1, 2, 3):
+        source.pub.publish(_frame(seq))
+    assert wait_for(lambda: published() == 3, 30)
+    assert received() == 3 and bev.dds_duplicates_ignored == {}
+
+    # an outside subscriber: it gets every frame over DDS, bev still gets each frame once
+    monitor = rclpy.create_node("ipc_monitor", context=ros_context)
+    seen = []
+    monitor.create_subscription(SensorFrame, "/ipc/frame", seen.append, QOS)
+    spin(monitor)
+    assert wait_for(lambda: source.pub.get_subscription_count() == 2)
+    for seq in (4, 5, 6):
+        source.pub.publish(_frame(seq))
+    assert wait_for(lambda: len(seen) == 3 and published() == 6, 30)
+    assert wait_for(lambda: bev.dds_duplicates_ignored.get("frame") == 3)
+    assert received() == 6 and [m.sequence for m in seen] == [4, 5, 6]
+    assert bev.stats.snapshot()["dropped_total"] == 0
+    status = {kv.key: kv.value for kv in bev.diagnostic_status().values}
+    assert status["intra_process"] == "on" and status["intra_process/dds_duplicates_ignored/frame"] == "3"
+
+    # bus off: the same nodes talk over DDS, still once per frame
+    bus.enabled = False
+    source.pub.publish(_frame(7))
+    assert wait_for(lambda: published() == 7 and len(seen) == 4, 30)
+    assert received() == 7 and bev.dds_duplicates_ignored["frame"] == 3
+    bus.enabled = True
+
+    # a publisher of the same topic that is not on the bus is not heard: said, not hidden
+    stranger = rclpy.create_node("ipc_stranger", context=ros_context)
+    stranger.create_publisher(SensorFrame, "/ipc/frame", QOS)
+    assert wait_for(lambda: bool(bev.unheard_publishers()))
+    assert "/ipc/frame" in bev.diagnostic_status().message
+
+    # destroying a node takes it off the bus
+    source.destroy_node()
+    assert bus.local_publishers("/ipc/frame", SensorFrame) == 0
+    assert bus.subscriptions("/ipc/frame", SensorFrame)  # bev still listens
+    bev_sub = next(s for s in bev.subscriptions if s.topic_name == "/ipc/frame")
+    bev.destroy_subscription(bev_sub)
+    assert not bus.subscriptions("/ipc/frame", SensorFrame)
+
+
+class _Node:
+    def __init__(self):
+        self.executor = None  # not added to an executor yet
+        self.tasks = []
+
+    def get_nodes(self):
+        return [self]
+
+    def create_task(self, fn):
+        self.tasks.append(fn)
+
+
+def test_a_full_in_process_queue_keeps_the_newest_and_counts_the_rest():
+    node = _Node()
+    got, overflows = [], []
+    sub = LocalSubscription(node, "/t", BevFeatures, got.append, depth=1, on_overflow=overflows.append)
+    for seq in (1, 2, 3):
+        sub.offer(BevFeatures(sequence=seq))
+    assert sum(overflows) == 2 and got == [] and node.tasks == []  # not spun: nothing runs
+    sub.drain()
+    assert got == []  # still not spun
+    node.executor = node  # now it is (the stand-in is its own executor)
+    sub.offer(BevFeatures(sequence=4))
+    assert sum(overflows) == 3 and len(node.tasks) == 1
+    node.tasks[0]()
+    assert [m.sequence for m in got] == [4]
+
+
+def test_transient_local_topics_stay_on_dds(ros_context):
+    bus = IntraProcessBus()
+    source = FrameSource(context=ros_context, intra_process=bus)
+    try:
+        # ~/debug/node_info is transient local: late joiners need the middleware's history
+        assert bus.local_publishers("/frame_source/debug/node_info", String) == 0
+        assert bus.local_publishers("/frame_source/debug/processing_time_ms", Float64) == 1
+        assert bus.local_publishers("/ipc/frame", SensorFrame) == 1
+    finally:
+        source.destroy_node()
