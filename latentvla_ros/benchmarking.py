@@ -1415,6 +1415,8 @@ def _fmt(v: Any, nd: int = 1) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
+        if nd >= 3 and v and abs(v) < 0.5 * 10.0 ** -nd:  # target values: a tolerance check's 5e-06 must show
+            return f"{v:.1e}"
         return f"{v:.{nd}f}"
     return str(v)
 

@@ -164,3 +164,9 @@ def test_full_bench_edge_every_mode_and_section(tmp_path):
 def test_rounding_keeps_small_differences():
     assert bench._round({"a": 1.23456, "diff": 1.4305e-06, "zero": 0.0, "nan": float("nan")}) == {
         "a": 1.235, "diff": 1.43e-06, "zero": 0.0, "nan": None}
+
+
+def test_target_values_keep_small_differences_in_print():
+    assert bench._fmt(5.4e-06, 3) == "5.4e-06"  # an ONNX tolerance check, not "0.000"
+    assert bench._fmt(1.25, 3) == "1.250"
+    assert bench._fmt(0.0, 3) == "0.000" and bench._fmt(0.002, 2) == "0.00"  # tables keep their precision

@@ -93,6 +93,8 @@ def _events_executor(context):
     if _has_fileno(sys.stderr):
         return EventsExecutor(context=context)
     saved = sys.stderr
+    # the devnull file stays open on purpose: faulthandler keeps writing to its descriptor
+    # ("the file must be kept open until the fault handler is disabled")
     sys.stderr = sys.__stderr__ if _has_fileno(sys.__stderr__) else open(os.devnull, "w")  # noqa: SIM115
     try:
         return EventsExecutor(context=context)

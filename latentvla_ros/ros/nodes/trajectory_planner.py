@@ -26,7 +26,7 @@ import time
 from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from geometry_msgs.msg import Point, Vector3
+from geometry_msgs.msg import Vector3
 from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
 from std_msgs.msg import ColorRGBA
