@@ -58,6 +58,12 @@ def test_pointcloud_round_trip_and_layouts():
     out = conv.pointcloud2_to_xyzi(msg)
     np.testing.assert_array_equal(out, pts)
     assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))  # packed x, y, z, intensity: a view
+    # views are read-only: in a composed process the SensorFrame's buffers are shared by its consumers
+    assert not out.flags.writeable
+    image = conv.image_to_numpy(conv.numpy_to_image(np.zeros((4, 6, 3), np.uint8), 5, "cam"))
+    assert not image.flags.writeable
+    with pytest.raises(ValueError):
+        image[0, 0, 0] = 1
     # same fields, other order (intensity first): not the packed layout, read field by field
     swapped = np.roll(pts, 1, axis=1)
     cloud = PointCloud2(height=1, width=50, point_step=16, row_step=800, is_bigendian=False,

@@ -232,7 +232,10 @@ class _TorchRunner:
         with torch.inference_mode():
             args = []
             for value in arrays.values():
-                t = torch.from_numpy(np.ascontiguousarray(value)).to(self.device)
+                value = np.ascontiguousarray(value)
+                if not value.flags.writeable:  # a view into a shared message buffer: torch wants its own
+                    value = value.copy()
+                t = torch.from_numpy(value).to(self.device)
                 if self.channels_last and t.ndim == 4:
                     t = t.contiguous(memory_format=torch.channels_last)
                 args.append(t)

@@ -60,6 +60,11 @@ def _byte_array(values: np.ndarray) -> array.array:
     return out
 
 
+def _read_only(view: np.ndarray) -> np.ndarray:
+    view.flags.writeable = False
+    return view
+
+
 # ---------------------------------------------------------------- images
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 
@@ -77,7 +82,9 @@ def image_to_numpy(msg: Image) -> np.ndarray:
         raise ConversionError(f"step {step} < width {width} x {channels} channels")
     if len(msg.data) != step * height:
         raise ConversionError(f"data has {len(msg.data)} bytes, expected step*height = {step * height}")
-    flat = np.frombuffer(msg.data, dtype=np.uint8)
+    # a view into the message (read-only: in a composed process every consumer of a
+    # SensorFrame shares its buffers, ros/intra_process.py)
+    flat = _read_only(np.frombuffer(msg.data, dtype=np.uint8))
     rows = flat.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
     if encoding == "rgb8":
         return rows
@@ -139,8 +146,9 @@ def pointcloud2_to_xyzi(msg: PointCloud2) -> np.ndarray:
     if len(msg.data) < row_step * int(msg.height):
         raise ConversionError(f"data has {len(msg.data)} bytes, expected {row_step * int(msg.height)}")
     if _packed_xyzi_float32(msg, fields, point_step, row_step):
-        # the layout our drivers and the CARLA bridge publish: a view, no copy
-        return np.frombuffer(msg.data, dtype="<f4", count=4 * n_points).reshape(n_points, 4)
+        # the layout our drivers and the CARLA bridge publish: a view, no copy (read-only:
+        # in a composed process every consumer of a SensorFrame shares its buffers)
+        return _read_only(np.frombuffer(msg.data, dtype="<f4", count=4 * n_points).reshape(n_points, 4))
     endian = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
     for name in ("x", "y", "z", "intensity"):

@@ -66,7 +66,8 @@ class TeacherLabelerNode(LatentVlaNode):
             self.drop("bad_message", f"teacher reads camera {cam}, frame has {len(frame.cameras)}")
             return
         with self.processing(frame.stamp_ns):
-            image = torch.from_numpy(np.ascontiguousarray(frame.cameras[cam].image)).permute(2, 0, 1).float().div_(255.0)
+            # a copy: the camera array is a read-only view into the (possibly shared) message
+            image = torch.from_numpy(np.array(frame.cameras[cam].image)).permute(2, 0, 1).float().div_(255.0)
             status = torch.from_numpy(frame.ego.status_vector())
             try:
                 with torch.inference_mode():
