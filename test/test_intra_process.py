@@ -125,3 +125,21 @@ def test_transient_local_topics_stay_on_dds(ros_context):
         assert bus.local_publishers("/ipc/frame", SensorFrame) == 1
     finally:
         source.destroy_node()
+
+
+def test_in_process_pairs_follow_dds_reliability_matching():
+    bus = IntraProcessBus()
+    node = _Node()
+    best_effort = LocalSubscription(node, "/t", BevFeatures, print, depth=1, on_overflow=print)
+    reliable = LocalSubscription(node, "/t", BevFeatures, print, depth=1, on_overflow=print, requires_reliable=True)
+    bus.add_subscription(best_effort)
+    bus.add_subscription(reliable)
+    # a reliable publisher reaches both, a best-effort one only the best-effort reader (as in DDS)
+    assert bus.subscriptions("/t", BevFeatures, reliable=True) == (best_effort, reliable)
+    assert bus.subscriptions("/t", BevFeatures, reliable=False) == (best_effort,)
+    assert bus.subscriptions("/t", SensorFrame) == ()  # another type never matches
+    bus.add_publisher(node, "/t", BevFeatures, reliable=False)
+    assert bus.local_publishers("/t", BevFeatures) == 1
+    assert bus.local_publishers("/t", BevFeatures, requires_reliable=True) == 0  # the reliable reader keeps DDS
+    bus.remove_node(node)
+    assert bus.subscriptions("/t", BevFeatures) == () and bus.local_publishers("/t", BevFeatures) == 0

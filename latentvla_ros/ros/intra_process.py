@@ -12,7 +12,8 @@ there whenever the middleware reports more subscriptions than the in-process one
 Rules (docs/architecture.md#intra-process-delivery):
 
 - Only volatile topics: transient-local ones (``~/debug/node_info``) stay on DDS, which
-  keeps the late-joiner semantics.
+  keeps the late-joiner semantics. A reliable subscription gets nothing in-process from a
+  best-effort publisher, as DDS would not match them either.
 - Queues are keep-last with the subscription's QoS depth, like the DDS reader they replace;
   a message pushed out of a full queue is *counted* by the subscriber
   (``dropped/queue_overflow/<input>``), which a DDS keep-last reader cannot do.
@@ -43,6 +44,14 @@ def is_volatile(qos_profile: Any) -> bool:
     return qos_profile.durability != DurabilityPolicy.TRANSIENT_LOCAL
 
 
+def is_reliable(qos_profile: Any) -> bool:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    if not isinstance(qos_profile, QoSProfile):  # an int depth: rclpy's default, reliable
+        return True
+    return qos_profile.reliability != ReliabilityPolicy.BEST_EFFORT
+
+
 def queue_depth(qos_profile: Any) -> int:
     from rclpy.qos import HistoryPolicy, QoSProfile
 
@@ -63,6 +72,8 @@ class LocalSubscription:
     callback: Callable[[Any], None]
     depth: int
     on_overflow: Callable[[int], None]
+    #: a reliable subscription does not match a best-effort publisher (DDS would not deliver)
+    requires_reliable: bool = False
     queue: collections.deque = field(init=False)
 
     def __post_init__(self) -> None:
@@ -106,16 +117,16 @@ class IntraProcessBus:
         self.enabled = bool(enabled)
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[LocalSubscription, ...]] = {}
-        self._publishers: dict[str, list[tuple[Any, type]]] = collections.defaultdict(list)
+        self._publishers: dict[str, list[tuple[Any, type, bool]]] = collections.defaultdict(list)  # node, type, reliable
 
     # ------------------------------------------------------------ registry
     def add_subscription(self, sub: LocalSubscription) -> None:
         with self._lock:
             self._subscriptions[sub.topic] = self._subscriptions.get(sub.topic, ()) + (sub,)
 
-    def add_publisher(self, node: Any, topic: str, msg_type: type) -> None:
+    def add_publisher(self, node: Any, topic: str, msg_type: type, reliable: bool = True) -> None:
         with self._lock:
-            self._publishers[topic].append((node, msg_type))
+            self._publishers[topic].append((node, msg_type, reliable))
 
     def remove_subscription(self, sub: LocalSubscription) -> None:
         with self._lock:
@@ -125,11 +136,11 @@ class IntraProcessBus:
             else:
                 self._subscriptions.pop(sub.topic, None)
 
-    def remove_publisher(self, node: Any, topic: str, msg_type: type) -> None:
+    def remove_publisher(self, node: Any, topic: str, msg_type: type, reliable: bool = True) -> None:
         with self._lock:
             pubs = self._publishers.get(topic, [])
-            if (node, msg_type) in pubs:
-                pubs.remove((node, msg_type))
+            if (node, msg_type, reliable) in pubs:
+                pubs.remove((node, msg_type, reliable))
             if not pubs:
                 self._publishers.pop(topic, None)
 
@@ -146,26 +157,32 @@ class IntraProcessBus:
                 if not pubs:
                     del self._publishers[topic]
 
-    def local_publishers(self, topic: str, msg_type: type) -> int:
-        """Publishers of ``topic`` with this message type in the process (0 while disabled)."""
+    def local_publishers(self, topic: str, msg_type: type, requires_reliable: bool = False) -> int:
+        """Publishers of ``topic`` with this message type in the process that reach a
+        subscription (reliable or not) in-process (0 while disabled)."""
         if not self.enabled:
             return 0
-        return sum(1 for _, t in self._publishers.get(topic, ()) if t is msg_type)
+        return sum(1 for _, t, reliable in self._publishers.get(topic, ())
+                   if t is msg_type and (reliable or not requires_reliable))
 
-    def subscriptions(self, topic: str, msg_type: type) -> tuple[LocalSubscription, ...]:
+    def subscriptions(self, topic: str, msg_type: type, reliable: bool = True) -> tuple[LocalSubscription, ...]:
+        """In-process subscriptions a publisher of ``msg_type`` (``reliable`` or best effort)
+        on ``topic`` reaches: the pairs DDS would match, nothing else."""
         if not self.enabled:
             return ()
-        return tuple(s for s in self._subscriptions.get(topic, ()) if s.msg_type is msg_type)
+        return tuple(s for s in self._subscriptions.get(topic, ())
+                     if s.msg_type is msg_type and (reliable or not s.requires_reliable))
 
 
 class IntraProcessPublisher:
     """Wraps an rclpy ``Publisher``: in-process subscriptions get the message object, DDS gets
     it only when someone outside is listening. Everything else is the wrapped publisher's."""
 
-    def __init__(self, publisher: Any, bus: IntraProcessBus, msg_type: type):
+    def __init__(self, publisher: Any, bus: IntraProcessBus, msg_type: type, reliable: bool = True):
         self._publisher = publisher
         self._bus = bus
         self.msg_type = msg_type
+        self.reliable = reliable
         self.topic = publisher.topic_name
 
     @property
@@ -174,7 +191,7 @@ class IntraProcessPublisher:
         return self._publisher
 
     def publish(self, msg: Any) -> None:
-        local = self._bus.subscriptions(self.topic, self.msg_type)
+        local = self._bus.subscriptions(self.topic, self.msg_type, self.reliable)
         if not local:
             self._publisher.publish(msg)
             return

@@ -44,8 +44,8 @@ from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.core.parameters import ParameterError, load_schema, node_definition, validate_parameters
-from latentvla_ros.ros.intra_process import (IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_volatile,
-                                             queue_depth)
+from latentvla_ros.ros.intra_process import (IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable,
+                                             is_volatile, queue_depth)
 from latentvla_ros.ros.qos import describe, input_qos, output_qos, sensor_qos, static_qos
 
 _TYPES = {
@@ -214,9 +214,10 @@ class LatentVlaNode(Node):
         if bus is None or not is_volatile(qos_profile):
             return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
         resolved: list[str] = []  # the resolved topic name, known once the subscription exists
+        reliable = is_reliable(qos_profile)
 
         def from_dds(msg, *rest):
-            if bus.local_publishers(resolved[0], msg_type):  # delivered in-process already
+            if bus.local_publishers(resolved[0], msg_type, reliable):  # delivered in-process already
                 self.dds_duplicates_ignored[name] = self.dds_duplicates_ignored.get(name, 0) + 1
                 return
             guarded(msg, *rest)
@@ -224,7 +225,8 @@ class LatentVlaNode(Node):
         sub = super().create_subscription(msg_type, topic, from_dds, qos_profile, **kwargs)
         resolved.append(sub.topic_name)
         local = LocalSubscription(self, sub.topic_name, msg_type, guarded, queue_depth(qos_profile),
-                                  functools.partial(self._on_queue_overflow, name))
+                                  functools.partial(self._on_queue_overflow, name),
+                                  requires_reliable=reliable)
         self._local_subscriptions[id(sub)] = local
         bus.add_subscription(local)
         return sub
@@ -236,8 +238,8 @@ class LatentVlaNode(Node):
         bus = self.__dict__.get("_intra_process")
         if bus is None or not is_volatile(qos_profile):
             return publisher
-        wrapped = IntraProcessPublisher(publisher, bus, msg_type)
-        bus.add_publisher(self, wrapped.topic, msg_type)
+        wrapped = IntraProcessPublisher(publisher, bus, msg_type, reliable=is_reliable(qos_profile))
+        bus.add_publisher(self, wrapped.topic, msg_type, wrapped.reliable)
         return wrapped
 
     @property
@@ -253,7 +255,7 @@ class LatentVlaNode(Node):
 
     def destroy_publisher(self, publisher) -> bool:
         if isinstance(publisher, IntraProcessPublisher):
-            self._intra_process.remove_publisher(self, publisher.topic, publisher.msg_type)
+            self._intra_process.remove_publisher(self, publisher.topic, publisher.msg_type, publisher.reliable)
             publisher = publisher.publisher
         return super().destroy_publisher(publisher)
 
@@ -410,7 +412,7 @@ class LatentVlaNode(Node):
         bus = self._intra_process
         out = []
         for local in list(self._local_subscriptions.values()):
-            mine = bus.local_publishers(local.topic, local.msg_type) if bus is not None else 0
+            mine = bus.local_publishers(local.topic, local.msg_type, local.requires_reliable) if bus is not None else 0
             if mine and self.count_publishers(local.topic) > mine:
                 out.append(f"{local.topic} has publishers that are not in-process, and they are not heard "
                            "(in-process delivery: one publisher per topic; `latentvla run --no-intra-process`)")
