@@ -143,3 +143,28 @@ def test_in_process_pairs_follow_dds_reliability_matching():
     assert bus.local_publishers("/t", BevFeatures, requires_reliable=True) == 0  # the reliable reader keeps DDS
     bus.remove_node(node)
     assert bus.subscriptions("/t", BevFeatures) == () and bus.local_publishers("/t", BevFeatures) == 0
+
+
+def test_a_node_behind_its_input_loses_frames_counted_once(ros_context, spin):
+    bus = IntraProcessBus()
+    source = FrameSource(context=ros_context, intra_process=bus)
+    bev = BevFeaturesNode(context=ros_context, intra_process=bus,
+                          parameter_overrides=[Parameter("checkpoint", value=""), Parameter("qos.input_depth", value=1)],
+                          cli_args=["--ros-args", "-r", "~/input/frame:=/ipc/frame", "-r", "~/output/bev:=/ipc/bev"])
+    executor = spin(source, bev)
+    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)  # noqa: E731
+    source.pub.publish(_frame(1))
+    assert wait_for(lambda: published() == 1, 30)
+    executor.remove(bev)  # stalled: frames 2..4 pile up in its depth-1 queue
+    for seq in (2, 3, 4):
+        source.pub.publish(_frame(seq))
+    assert bev.queue_overflows == {"frame": 2}
+    executor.add(bev)
+    source.pub.publish(_frame(5))
+    assert wait_for(lambda: published() == 3, 30)  # frames 1, 4 and 5
+    snap = bev.stats.snapshot()
+    assert snap["received"]["frame"] == 3
+    # the two frames pushed out are dropped once (the sequence gap), not once more as overflows
+    assert snap["dropped"] == {"frame_lost_upstream": 2} and snap["dropped_total"] == 2
+    status = {kv.key: kv.value for kv in bev.diagnostic_status().values}
+    assert status["intra_process/queue_overflow/frame"] == "2"

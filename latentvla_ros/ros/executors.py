@@ -149,6 +149,9 @@ class GraphExecutor:
                     group = self._groups[key] = _ThreadGroup(_new_executor(self.kind, self.context))
                 group.executor.add_node(node)
                 group.nodes.append(node)
+                resume = getattr(node, "resume_intra_process", None)  # ros/intra_process.py
+                if resume is not None:
+                    resume()
                 if self._started and group.thread is None:
                     self._start_group(group)
         return self

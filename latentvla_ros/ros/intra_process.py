@@ -15,8 +15,10 @@ Rules (docs/architecture.md#intra-process-delivery):
   keeps the late-joiner semantics. A reliable subscription gets nothing in-process from a
   best-effort publisher, as DDS would not match them either.
 - Queues are keep-last with the subscription's QoS depth, like the DDS reader they replace;
-  a message pushed out of a full queue is *counted* by the subscriber
-  (``dropped/queue_overflow/<input>``), which a DDS keep-last reader cannot do.
+  a message pushed out of a full queue is counted by the subscriber
+  (``intra_process/queue_overflow/<input>`` in its diagnostics), which a DDS keep-last
+  reader cannot do. The loss itself is counted as a drop where it is with DDS too (the
+  frame sequence gaps, plan timeouts), so it is not counted twice.
 - Messages are shared, not copied: a callback must not modify the message it receives (none
   of ours does), and a publisher must not modify a message after publishing it.
 - A subscription whose topic has a publisher in this process ignores what DDS delivers on
@@ -94,6 +96,13 @@ class LocalSubscription:
         self.queue.append(msg)
         executor = self._executor()
         if executor is not None:
+            executor.create_task(self.drain)
+
+    def resume(self) -> None:
+        """The node is spun (again): deliver what waited in the queue meanwhile, as a DDS
+        reader's pending samples would be."""
+        executor = self._executor()
+        if self.queue and executor is not None:
             executor.create_task(self.drain)
 
     def drain(self) -> None:

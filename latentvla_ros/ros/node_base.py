@@ -110,6 +110,7 @@ class LatentVlaNode(Node):
         self._intra_process = intra_process
         self._local_subscriptions: dict[int, LocalSubscription] = {}  # id(rclpy Subscription) ->
         self.dds_duplicates_ignored: dict[str, int] = {}
+        self.queue_overflows: dict[str, int] = {}  # in-process messages pushed out of a full input queue
         self.stats = NodeStats()
         self._started = time.monotonic()
         self._last_warn: dict[str, float] = {}
@@ -264,9 +265,19 @@ class LatentVlaNode(Node):
             self._intra_process.remove_node(self)
         super().destroy_node()
 
+    def resume_intra_process(self) -> None:
+        """Called by ``ros.executors.GraphExecutor`` when it starts spinning this node: the
+        in-process messages that arrived while it was not spun are delivered now."""
+        for local in list(self._local_subscriptions.values()):
+            local.resume()
+
     def _on_queue_overflow(self, name: str, count: int) -> None:
-        self.drop(f"queue_overflow/{name}", f"in-process queue of input {name} full: oldest message(s) replaced "
-                                            "(this node is slower than its input)", count=count)
+        """Counted here and reported, not as a drop: the loss itself is counted where DDS
+        overwrites are too (sequence gaps downstream, plan timeouts), once."""
+        self.queue_overflows[name] = self.queue_overflows.get(name, 0) + count
+        self._warn_throttled(f"queue_overflow/{name}", f"in-process queue of input {name} full: oldest message "
+                                                       f"replaced ({self.queue_overflows[name]} so far; this node is "
+                                                       "slower than its input)")
 
     def create_timer(self, timer_period_sec, callback, *args, **kwargs):
         if "_inputs_lock" not in self.__dict__:
@@ -459,6 +470,7 @@ class LatentVlaNode(Node):
         values["intra_process"] = "on" if self._intra_process is not None and self._intra_process.enabled else "off"
         values.update({f"intra_process/dds_duplicates_ignored/{k}": str(v)
                        for k, v in sorted(self.dds_duplicates_ignored.items())})
+        values.update({f"intra_process/queue_overflow/{k}": str(v) for k, v in sorted(self.queue_overflows.items())})
 
         problems: list[tuple[int, str]] = []
         if level_value(self.model_level) != OK:
