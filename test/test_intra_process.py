@@ -3,6 +3,8 @@ the message object reaches in-process subscriptions without DDS, outside subscri
 get it over DDS, nothing is delivered twice, overflows are counted."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -11,7 +13,7 @@ from std_msgs.msg import Float64, String
 from conftest import wait_for
 from fixtures.message_samples import samples
 from latentvla_ros.msg import BevFeatures, SensorFrame
-from latentvla_ros.ros.intra_process import IntraProcessBus, LocalSubscription
+from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription
 from latentvla_ros.ros.node_base import LatentVlaNode
 from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
 
@@ -138,7 +140,7 @@ def test_in_process_pairs_follow_dds_reliability_matching():
     assert bus.subscriptions("/t", BevFeatures, reliable=True) == (best_effort, reliable)
     assert bus.subscriptions("/t", BevFeatures, reliable=False) == (best_effort,)
     assert bus.subscriptions("/t", SensorFrame) == ()  # another type never matches
-    bus.add_publisher(node, "/t", BevFeatures, reliable=False)
+    bus.add_publisher(IntraProcessPublisher(node, SimpleNamespace(topic_name="/t"), bus, BevFeatures, reliable=False))
     assert bus.local_publishers("/t", BevFeatures) == 1
     assert bus.local_publishers("/t", BevFeatures, requires_reliable=True) == 0  # the reliable reader keeps DDS
     bus.remove_node(node)

@@ -94,13 +94,11 @@ class LocalSubscription:
         if len(self.queue) == self.depth:
             self.on_overflow(1)
         self.queue.append(msg)
-        executor = self._executor()
-        if executor is not None:
-            executor.create_task(self.drain)
+        self.resume()
 
     def resume(self) -> None:
-        """The node is spun (again): deliver what waited in the queue meanwhile, as a DDS
-        reader's pending samples would be."""
+        """Schedule the queued messages on the node's executor; a node spun again after a
+        pause gets what waited meanwhile, as from a DDS reader's pending samples."""
         executor = self._executor()
         if self.queue and executor is not None:
             executor.create_task(self.drain)
@@ -120,59 +118,54 @@ class LocalSubscription:
 class IntraProcessBus:
     """The in-process topic registry of one composed process (``ros.graph.create_composed_nodes``
     gives every node the same one). ``enabled = False`` sends everything over DDS again (the
-    benchmark compares both on the same nodes)."""
+    benchmark compares both on the same nodes).
+
+    Both tables map a topic to a tuple, replaced (never mutated) under the lock, so the
+    publishing and receiving threads read them without it."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = bool(enabled)
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[LocalSubscription, ...]] = {}
-        self._publishers: dict[str, list[tuple[Any, type, bool]]] = collections.defaultdict(list)  # node, type, reliable
+        self._publishers: dict[str, tuple[IntraProcessPublisher, ...]] = {}
 
     # ------------------------------------------------------------ registry
-    def add_subscription(self, sub: LocalSubscription) -> None:
+    def _add(self, table: dict[str, tuple], entry: Any) -> None:
         with self._lock:
-            self._subscriptions[sub.topic] = self._subscriptions.get(sub.topic, ()) + (sub,)
+            table[entry.topic] = table.get(entry.topic, ()) + (entry,)
 
-    def add_publisher(self, node: Any, topic: str, msg_type: type, reliable: bool = True) -> None:
+    def _remove(self, table: dict[str, tuple], gone: Callable[[Any], bool]) -> None:
         with self._lock:
-            self._publishers[topic].append((node, msg_type, reliable))
+            for topic, entries in list(table.items()):
+                kept = tuple(e for e in entries if not gone(e))
+                if kept:
+                    table[topic] = kept
+                else:
+                    del table[topic]
+
+    def add_subscription(self, sub: LocalSubscription) -> None:
+        self._add(self._subscriptions, sub)
+
+    def add_publisher(self, pub: IntraProcessPublisher) -> None:
+        self._add(self._publishers, pub)
 
     def remove_subscription(self, sub: LocalSubscription) -> None:
-        with self._lock:
-            kept = tuple(s for s in self._subscriptions.get(sub.topic, ()) if s is not sub)
-            if kept:
-                self._subscriptions[sub.topic] = kept
-            else:
-                self._subscriptions.pop(sub.topic, None)
+        self._remove(self._subscriptions, lambda s: s is sub)
 
-    def remove_publisher(self, node: Any, topic: str, msg_type: type, reliable: bool = True) -> None:
-        with self._lock:
-            pubs = self._publishers.get(topic, [])
-            if (node, msg_type, reliable) in pubs:
-                pubs.remove((node, msg_type, reliable))
-            if not pubs:
-                self._publishers.pop(topic, None)
+    def remove_publisher(self, pub: IntraProcessPublisher) -> None:
+        self._remove(self._publishers, lambda p: p is pub)
 
     def remove_node(self, node: Any) -> None:
-        with self._lock:
-            for topic, subs in list(self._subscriptions.items()):
-                kept = tuple(s for s in subs if s.node is not node)
-                if kept:
-                    self._subscriptions[topic] = kept
-                else:
-                    del self._subscriptions[topic]
-            for topic, pubs in list(self._publishers.items()):
-                pubs[:] = [p for p in pubs if p[0] is not node]
-                if not pubs:
-                    del self._publishers[topic]
+        self._remove(self._subscriptions, lambda s: s.node is node)
+        self._remove(self._publishers, lambda p: p.node is node)
 
     def local_publishers(self, topic: str, msg_type: type, requires_reliable: bool = False) -> int:
         """Publishers of ``topic`` with this message type in the process that reach a
         subscription (reliable or not) in-process (0 while disabled)."""
         if not self.enabled:
             return 0
-        return sum(1 for _, t, reliable in self._publishers.get(topic, ())
-                   if t is msg_type and (reliable or not requires_reliable))
+        return sum(1 for p in self._publishers.get(topic, ())
+                   if p.msg_type is msg_type and (p.reliable or not requires_reliable))
 
     def subscriptions(self, topic: str, msg_type: type, reliable: bool = True) -> tuple[LocalSubscription, ...]:
         """In-process subscriptions a publisher of ``msg_type`` (``reliable`` or best effort)
@@ -187,7 +180,8 @@ class IntraProcessPublisher:
     """Wraps an rclpy ``Publisher``: in-process subscriptions get the message object, DDS gets
     it only when someone outside is listening. Everything else is the wrapped publisher's."""
 
-    def __init__(self, publisher: Any, bus: IntraProcessBus, msg_type: type, reliable: bool = True):
+    def __init__(self, node: Any, publisher: Any, bus: IntraProcessBus, msg_type: type, reliable: bool = True):
+        self.node = node
         self._publisher = publisher
         self._bus = bus
         self.msg_type = msg_type

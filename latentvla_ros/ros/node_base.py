@@ -211,23 +211,20 @@ class LatentVlaNode(Node):
                 incompatible_qos=functools.partial(self._on_incompatible_qos, name),
                 message_lost=functools.partial(self._on_message_lost, name))
         guarded = self._guarded_input(name, callback)
-        bus = self._intra_process
+        bus = self.intra_process
         if bus is None or not is_volatile(qos_profile):
             return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
-        resolved: list[str] = []  # the resolved topic name, known once the subscription exists
-        reliable = is_reliable(qos_profile)
+        local = LocalSubscription(self, self.resolve_topic_name(topic), msg_type, guarded, queue_depth(qos_profile),
+                                  functools.partial(self._on_queue_overflow, name),
+                                  requires_reliable=is_reliable(qos_profile))
 
         def from_dds(msg, *rest):
-            if bus.local_publishers(resolved[0], msg_type, reliable):  # delivered in-process already
+            if bus.local_publishers(local.topic, msg_type, local.requires_reliable):  # delivered in-process already
                 self.dds_duplicates_ignored[name] = self.dds_duplicates_ignored.get(name, 0) + 1
                 return
             guarded(msg, *rest)
 
         sub = super().create_subscription(msg_type, topic, from_dds, qos_profile, **kwargs)
-        resolved.append(sub.topic_name)
-        local = LocalSubscription(self, sub.topic_name, msg_type, guarded, queue_depth(qos_profile),
-                                  functools.partial(self._on_queue_overflow, name),
-                                  requires_reliable=reliable)
         self._local_subscriptions[id(sub)] = local
         bus.add_subscription(local)
         return sub
@@ -236,33 +233,34 @@ class LatentVlaNode(Node):
         """Like rclpy's; in a composed process (``intra_process`` bus) volatile topics also reach
         this process's subscriptions directly (ros/intra_process.py)."""
         publisher = super().create_publisher(msg_type, topic, qos_profile, **kwargs)
-        bus = self.__dict__.get("_intra_process")
+        bus = self.intra_process
         if bus is None or not is_volatile(qos_profile):
             return publisher
-        wrapped = IntraProcessPublisher(publisher, bus, msg_type, reliable=is_reliable(qos_profile))
-        bus.add_publisher(self, wrapped.topic, msg_type, wrapped.reliable)
+        wrapped = IntraProcessPublisher(self, publisher, bus, msg_type, reliable=is_reliable(qos_profile))
+        bus.add_publisher(wrapped)
         return wrapped
 
     @property
     def intra_process(self) -> IntraProcessBus | None:
-        """The in-process bus this node is on (a composed process), or None."""
+        """The in-process bus this node is on (a composed process), or None (also while
+        ``Node.__init__`` creates rclpy's own publishers, before the bus is set)."""
         return self.__dict__.get("_intra_process")
 
     def destroy_subscription(self, subscription) -> bool:
         local = self.__dict__.get("_local_subscriptions", {}).pop(id(subscription), None)
-        if local is not None and self._intra_process is not None:
-            self._intra_process.remove_subscription(local)
+        if local is not None:
+            self.intra_process.remove_subscription(local)
         return super().destroy_subscription(subscription)
 
     def destroy_publisher(self, publisher) -> bool:
         if isinstance(publisher, IntraProcessPublisher):
-            self._intra_process.remove_publisher(self, publisher.topic, publisher.msg_type, publisher.reliable)
+            self.intra_process.remove_publisher(publisher)
             publisher = publisher.publisher
         return super().destroy_publisher(publisher)
 
     def destroy_node(self) -> None:
-        if self.__dict__.get("_intra_process") is not None:
-            self._intra_process.remove_node(self)
+        if self.intra_process is not None:
+            self.intra_process.remove_node(self)
         super().destroy_node()
 
     def resume_intra_process(self) -> None:
@@ -420,10 +418,10 @@ class LatentVlaNode(Node):
         """Inputs delivered in-process that also have publishers which are not on this
         process's bus (another process, a plain rclpy node): those are not heard
         (ros/intra_process.py); a misconfiguration worth a warning."""
-        bus = self._intra_process
+        bus = self.intra_process
         out = []
         for local in list(self._local_subscriptions.values()):
-            mine = bus.local_publishers(local.topic, local.msg_type, local.requires_reliable) if bus is not None else 0
+            mine = bus.local_publishers(local.topic, local.msg_type, local.requires_reliable)
             if mine and self.count_publishers(local.topic) > mine:
                 out.append(f"{local.topic} has publishers that are not in-process, and they are not heard "
                            "(in-process delivery: one publisher per topic; `latentvla run --no-intra-process`)")
@@ -467,7 +465,7 @@ class LatentVlaNode(Node):
         values["model"] = self.model_status
         values["uptime_s"] = f"{now - self._started:.1f}"
         values.update(self.diagnostic_values())
-        values["intra_process"] = "on" if self._intra_process is not None and self._intra_process.enabled else "off"
+        values["intra_process"] = "on" if self.intra_process is not None and self.intra_process.enabled else "off"
         values.update({f"intra_process/dds_duplicates_ignored/{k}": str(v)
                        for k, v in sorted(self.dds_duplicates_ignored.items())})
         values.update({f"intra_process/queue_overflow/{k}": str(v) for k, v in sorted(self.queue_overflows.items())})
