@@ -161,8 +161,9 @@ def test_a_node_behind_its_input_loses_frames_counted_once(ros_context, spin):
     for seq in (2, 3, 4):
         source.pub.publish(_frame(seq))
     assert bev.queue_overflows == {"frame": 2}
-    executor.add(bev)
-    source.pub.publish(_frame(5))
+    executor.add(bev)  # spun again: frame 4, which waited in the queue, is delivered
+    assert wait_for(lambda: published() == 2, 30)
+    source.pub.publish(_frame(5))  # (only now: sooner, it would replace frame 4 in the depth-1 queue)
     assert wait_for(lambda: published() == 3, 30)  # frames 1, 4 and 5
     snap = bev.stats.snapshot()
     assert snap["received"]["frame"] == 3
