@@ -1636,7 +1636,8 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "",
         "Median milliseconds from the sensor stamp until each node had published its output (its "
         "`~/debug/pipeline_latency_ms`) and until the harness had the trajectory; the bare chain's model calls for "
-        "comparison. What is not model time is the ROS graph's: message (de)serialisation into Python objects, "
+        "comparison. What is not model time is the ROS graph's: message (de)serialisation into Python objects (the "
+        "sensor messages; in the `-dds` and `processes` runs also every message between the nodes), "
         "executor wake-ups, the GIL shared by every node of a process, the synchroniser and the conversions.",
         "",
         *breakdown_table(results),
