@@ -22,7 +22,7 @@ def _args(**kw) -> argparse.Namespace:
 
 def test_options_defaults_and_per_config_values(tmp_path):
     opts = bench.resolve_options(_args(out=str(tmp_path)))
-    assert opts.configs == ["edge", "paper"] and opts.modes == ["bare", "composed", "processes"]
+    assert opts.configs == ["edge", "paper"] and opts.modes == ["bare", "composed", "processes", "instant"]
     assert opts.rates == {"edge": [10.0], "paper": [2.0]} and opts.frames == {"edge": 100, "paper": 100}
     auto = resolve_intra_op_threads(0)
     assert opts.threads == {"edge": auto, "paper": auto} and opts.backends == ["torch", "onnx"]
@@ -146,19 +146,23 @@ def test_full_bench_edge_every_mode_and_section(tmp_path):
     """processes mode, the ONNX backend in the graph, ONNX comparison, the (tiny) teacher, docs."""
     out = tmp_path / "bench"
     docs = tmp_path / "performance.md"
-    code = bench.main(_args(out=str(out), quick=True, frames="6", warmup=2, modes="bare,composed,processes",
+    code = bench.main(_args(out=str(out), quick=True, frames="6", warmup=2, modes="bare,composed,processes,instant",
                             backends="torch,onnx", write_docs=True, docs_path=str(docs)))
     assert code == 0
-    data = _check_bench_json(out / "bench.json", ["composed", "processes"])
+    data = _check_bench_json(out / "bench.json", ["composed", "processes", "composed-instant"])
     runs = data["configs"]["edge"]["runs"]
     assert "composed[onnx]@10Hz" in runs and "bare[onnx]" in runs
+    # instant forward passes: only for the first backend; the bare chain without model time is far faster
+    assert "composed-instant[onnx]@10Hz" not in runs and runs["composed-instant[torch]@10Hz"]["instant_forward_passes"]
+    assert runs["bare-instant[torch]"]["latency_ms"]["median_ms"] < runs["bare[torch]"]["latency_ms"]["median_ms"]
     onnx = data["configs"]["edge"]["onnx"]
     for kind in bench.MODEL_KINDS:
         assert onnx[kind]["within_tolerance"], onnx[kind]["outputs"]
         assert onnx[kind]["speedup_onnx_over_torch"] > 0
     tvs = data["teacher_vs_student"]
     assert tvs["teacher"]["parameters"] > 0 and tvs["speedup_student_over_teacher"] > 0
-    assert "Performance" in docs.read_text()
+    text = docs.read_text()
+    assert "Performance" in text and "What the graph costs besides the models" in text
 
 
 def test_rounding_keeps_small_differences():
@@ -170,3 +174,52 @@ def test_target_values_keep_small_differences_in_print():
     assert bench._fmt(5.4e-06, 3) == "5.4e-06"  # an ONNX tolerance check, not "0.000"
     assert bench._fmt(1.25, 3) == "1.250"
     assert bench._fmt(0.0, 3) == "0.000" and bench._fmt(0.002, 2) == "0.00"  # tables keep their precision
+
+
+def test_replayed_forward_passes_answer_at_once_and_are_restored():
+    class Stage:
+        def __init__(self):
+            self.calls = 0
+            self._run = self.run
+
+        def run(self, **arrays):
+            self.calls += 1
+            return [arrays["x"] * 2.0]
+
+    import numpy as np
+
+    stage = Stage()
+    with bench.instant_forward_passes([stage]):
+        first = stage._run(x=np.ones(3))
+        again = stage._run(x=np.zeros(3))  # the first output again, not a new model call
+        again[0][0] = 99.0  # a copy: callers may not change what later calls get
+        assert stage.calls == 1 and np.array_equal(first[0], [2.0, 2.0, 2.0])
+        assert np.array_equal(stage._run(x=np.zeros(3))[0], [2.0, 2.0, 2.0])
+    assert stage._run == stage.run  # the real model call is back
+    assert stage._run(x=np.ones(1))[0][0] == 2.0 and stage.calls == 2
+
+
+def test_floor_lines_read_the_instant_runs_against_the_target():
+    results = _synthetic_results()
+    runs = results["configs"]["edge"]["runs"]
+    assert bench.floor_lines(results) == []  # no instant runs, nothing said
+    runs["bare-instant[torch]"] = {"mode": "bare", "latency_ms": bench.stats_ms([5.0])}
+    runs["composed-instant[torch]@10Hz"] = {"mode": "composed", "backend": "torch", "instant_forward_passes": True,
+                                            "bare_run": "bare-instant[torch]", "latency_ms": bench.stats_ms([30.0])}
+    (line,) = bench.floor_lines(results)
+    # graph 30 ms without models, bare 5 ms without: 25 ms of graph; the bare chain with models is 50 ms,
+    # its shortest model path max(10, 10) + 10 = 20 ms: about 45 ms = 0.90 x, within 1.10 x
+    assert "costs 25.0 ms per frame besides the models" in line and "leaves 5.0 ms" in line
+    assert "45.0 ms = 0.90 x" in line and "out of reach" not in line
+    runs["composed-instant[torch]@10Hz"]["latency_ms"] = bench.stats_ms([45.0])
+    (line,) = bench.floor_lines(results)
+    assert "60.0 ms = 1.20 x" in line and "out of reach" in line
+
+
+def test_node_times_from_diagnostics_values():
+    values = {"processing_count": "12", "processing_median_ms": "3.50", "processing_p99_ms": "9.00",
+              "processing_max_ms": "9.10", "latency_count": "0"}
+    assert bench._diagnostics_summary(values, "processing") == {"count": 12, "median_ms": 3.5, "p99_ms": 9.0,
+                                                                 "max_ms": 9.1}
+    assert bench._diagnostics_summary(values, "latency") == {"count": 0}  # no frames with a stamp yet
+    assert bench._diagnostics_summary({}, "processing") == {"count": 0}

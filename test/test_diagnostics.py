@@ -150,7 +150,8 @@ def test_every_node_reports_rates_processing_drops_and_model_status(live_graph):
               "teacher_labeler": ["frame"]}
     for name in NODES:
         values, level, message = monitor.values(name)
-        for key in ("model", "uptime_s", "dropped_total", "stale_inputs", "processing_median_ms", "processing_p99_ms"):
+        for key in ("model", "uptime_s", "dropped_total", "stale_inputs", "processing_count", "processing_median_ms",
+                    "processing_p99_ms"):
             assert key in values, (name, key, sorted(values))
         for inp in inputs[name]:
             assert int(values[f"received/{inp}"]) > 0, (name, inp, values)

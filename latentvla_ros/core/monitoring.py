@@ -26,6 +26,7 @@ class NodeStats:
         self.dropped: Counter[str] = Counter()
         self.processing_ms: deque[float] = deque(maxlen=window)
         self.latency_ms: deque[float] = deque(maxlen=window)
+        self._totals = [0, 0]  # samples ever added to processing_ms, latency_ms (see mark / since)
         self._arrivals: dict[str, deque[float]] = {}
 
     def on_receive(self, name: str) -> None:
@@ -46,8 +47,25 @@ class NodeStats:
     def on_processed(self, processing_ms: float, latency_ms: float | None = None) -> None:
         with self._lock:
             self.processing_ms.append(processing_ms)
+            self._totals[0] += 1
             if latency_ms is not None:
                 self.latency_ms.append(latency_ms)
+                self._totals[1] += 1
+
+    def mark(self) -> tuple[int, int]:
+        """A point in the processing / latency series; ``since(mark)`` gives what came after."""
+        with self._lock:
+            return self._totals[0], self._totals[1]
+
+    def since(self, mark: tuple[int, int]) -> tuple[list[float], list[float]]:
+        """Processing times and latencies [ms] recorded after ``mark`` (at most the window)."""
+        with self._lock:
+            out = []
+            for series, total, then in ((self.processing_ms, self._totals[0], mark[0]),
+                                        (self.latency_ms, self._totals[1], mark[1])):
+                n = min(total - then, len(series))
+                out.append(list(series)[len(series) - n:] if n > 0 else [])
+            return out[0], out[1]
 
     def input_rate_hz(self, name: str, now: float | None = None, stale_after_s: float = 2.0) -> float:
         with self._lock:

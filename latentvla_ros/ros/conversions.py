@@ -299,16 +299,27 @@ def trajectory_kinematics(traj: Trajectory, initial_speed: float = 0.0) -> tuple
 
 
 def trajectory_to_msg(traj: Trajectory, frame_id: str, initial_speed: float = 0.0) -> PlannedTrajectory:
-    speeds, acc, yaw_rate = trajectory_kinematics(traj, initial_speed)
+    """On the planner's critical path: each point's sub-messages are the ones its default
+    constructor made, filled in place (generated constructors build every default even when
+    a value is passed), from plain floats."""
+    speeds, acc, yaw_rate = (v.tolist() for v in trajectory_kinematics(traj, initial_speed))
+    poses = np.asarray(traj.poses, dtype=np.float64).tolist()
+    times = traj.times_s.tolist()
     points = []
-    for i, (x, y, yaw) in enumerate(np.asarray(traj.poses, dtype=np.float64)):
-        t_ns = int(round(traj.times_s[i] * 1e9))
-        points.append(TrajectoryPoint(
-            time_from_start=Duration(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000),
-            pose=Pose(position=Point(x=float(x), y=float(y), z=0.0), orientation=quaternion_from_yaw(float(yaw))),
-            longitudinal_velocity_mps=float(speeds[i]), acceleration_mps2=float(acc[i]), heading_rate_rps=float(yaw_rate[i])))
-    return PlannedTrajectory(header=make_header(traj.stamp_ns, frame_id), points=points, is_fallback=traj.is_fallback,
-                             fallback_reason=traj.fallback_reason, model_id=traj.model_id)
+    for i, (x, y, yaw) in enumerate(poses):
+        point = TrajectoryPoint()
+        t_ns = int(round(times[i] * 1e9))
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(t_ns, 1_000_000_000)
+        point.pose.position.x, point.pose.position.y = x, y
+        point.pose.orientation = quaternion_from_yaw(yaw)
+        point.longitudinal_velocity_mps = speeds[i]
+        point.acceleration_mps2 = acc[i]
+        point.heading_rate_rps = yaw_rate[i]
+        points.append(point)
+    msg = PlannedTrajectory(header=make_header(traj.stamp_ns, frame_id), is_fallback=traj.is_fallback,
+                            fallback_reason=traj.fallback_reason, model_id=traj.model_id)
+    msg.points = points
+    return msg
 
 
 def msg_to_trajectory(msg: PlannedTrajectory) -> Trajectory:

@@ -457,11 +457,12 @@ class LatentVlaNode(Node):
         values.update({f"published/{k}": str(v) for k, v in snap["published"].items()})
         values.update({f"dropped/{k}": str(v) for k, v in snap["dropped"].items()})
         values["dropped_total"] = str(snap["dropped_total"])
-        for key in ("median_ms", "p99_ms", "max_ms"):
-            if key in snap["processing"]:
-                values[f"processing_{key}"] = f"{snap['processing'][key]:.2f}"
-            if key in snap["latency"]:
-                values[f"latency_{key}"] = f"{snap['latency'][key]:.2f}"
+        for series in ("processing", "latency"):  # over the last NodeStats window of frames
+            summary = snap[series]
+            values[f"{series}_count"] = str(summary["count"])
+            for key in ("median_ms", "p99_ms", "max_ms"):
+                if key in summary:
+                    values[f"{series}_{key}"] = f"{summary[key]:.2f}"
         values["model"] = self.model_status
         values["uptime_s"] = f"{now - self._started:.1f}"
         values.update(self.diagnostic_values())
