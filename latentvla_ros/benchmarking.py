@@ -1514,15 +1514,16 @@ def floor_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for config, cres in results.get("configs", {}).items():
         runs = cres.get("runs", {})
-        for key, run in runs.items():
+        for run in runs.values():
             if not run.get("instant_forward_passes") or run.get("mode") != "composed" or "error" in run:
                 continue
             backend = run.get("backend")
             g0 = run.get("latency_ms", {}).get("median_ms")
             g0_p99 = run.get("latency_ms", {}).get("p99_ms")
             b0 = runs.get(run.get("bare_run", ""), {}).get("latency_ms", {}).get("median_ms")
-            b = runs.get(f"bare[{backend}]", {}).get("latency_ms", {}).get("median_ms")
-            stages = runs.get(f"bare[{backend}]", {}).get("stages_ms", {})
+            bare = runs.get(f"bare[{backend}]", {})
+            b = bare.get("latency_ms", {}).get("median_ms")
+            stages = bare.get("stages_ms", {})
             calls = {k: stages.get(k, {}).get("median_ms") for k in ("bev_backbone", "student", "planner")}
             if None in (g0, b0, b) or calls["bev_backbone"] is None or calls["planner"] is None:
                 continue
