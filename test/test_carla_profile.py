@@ -183,10 +183,17 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     assert span_s > 3.0 and 0.6 * 20.0 <= rate_hz <= 1.3 * 20.0, f"{len(sim)} twists over {span_s:.1f} s of sim time"
     following = [(t, m) for t, c, m in twists if t < t_dead and c > bag_start_ns + 1e9]
     assert any(abs(m.linear.x) > 1e-6 for _, m in following)  # a real command, not the zero (full brake) twist
-    # after the planner died: braking (negative linear.x) within trajectory_timeout + a control period or two
+    # carla_twist_to_control semantics: linear.x <= 0 in a non-zero Twist is REVERSE gear, never
+    # sent; every command is a throttle request (linear.x > 0) or the exactly zero Twist (brake)
+    assert ctrl.output == "twist" or ctrl.params["output"] == "ackermann"
+    assert all(m.linear.x > 0 or (m.linear.x == 0.0 and m.angular.z == 0.0) for _, _, m in twists), \
+        "a Twist that carla_twist_to_control reads as reverse gear"
+    # after the planner died: braking (zero Twists, full brake) within trajectory_timeout + a control
+    # period or two, and no throttle beyond a coast
     brake_after = [(t, m) for t, _, m in twists if t > t_dead + timeout + 0.3]
     assert brake_after, "no commands after the planner died"
-    assert all(m.linear.x < 0 or (m.linear.x == 0.0 and m.angular.z == 0.0) for _, m in brake_after), \
+    assert any(m.linear.x == 0.0 for _, m in brake_after), "never braked after the planner died"
+    assert all(m.linear.x <= 1e-3 for _, m in brake_after), \
         [(round(t - t_dead, 2), m.linear.x) for t, m in brake_after[:5]]
     assert t_stale is not None, "the controller never noticed the silent planner"
     first_brake = t_stale - t_dead

@@ -1,8 +1,9 @@
 """Trajectory tracking for execution: pure pursuit (lateral) + P speed control (longitudinal).
 
 Turns a planned ego-frame trajectory into (acceleration, steering angle). Adapters map
-that to the CARLA bridge's ``geometry_msgs/Twist`` convention and to highway-env's
-continuous action. Pure numpy.
+that to the CARLA bridge's two control inputs with their real semantics
+(``TwistMapper`` for carla_twist_to_control, ``ackermann_values`` for
+carla_ackermann_control) and to highway-env's continuous action. Pure numpy.
 """
 from __future__ import annotations
 
@@ -79,14 +80,80 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     return ControlCommand(accel, float(np.clip(steer, -cfg.max_steering_rad, cfg.max_steering_rad)), target_speed)
 
 
-def carla_twist_values(cmd: ControlCommand, max_lon_acceleration: float = 10.0) -> tuple[float, float]:
-    """(linear.x, angular.z) for carla_twist_to_control.
+# ---------------------------------------------------------------- CARLA bridge commands
+#: linear.x of a coasting Twist: a throttle request of 1e-4 (carla_twist_to_control divides by
+#: 10). Never 0.0: a Twist with linear.x == 0 and a steering angle means REVERSE gear there.
+COAST_LINEAR_X = 1e-3
+STANDSTILL_MPS = 0.3
+"""Below this speed, with a plan that stands, the car is held with the full brake."""
 
-    That node clips linear.x to +-10 and divides by 10: positive is throttle, negative
-    brake, exactly zero full brake; angular.z is the steering angle [rad] (left positive;
-    the node negates and normalises it by the vehicle's max steering angle).
+
+@dataclass
+class TwistConfig(ConfigBase):
+    """How accelerations map onto carla_twist_to_control's Twist (docs/operations.md#carla).
+
+    That node reads linear.x > 0 as a throttle request min(10, x)/10 (never any brake),
+    linear.x <= 0 as REVERSE gear with throttle |x|/10, and only an exactly zero Twist as
+    braking (full brake, steering 0). So: accelerations become throttle, small decelerations
+    coast, larger ones are a duty cycle of full-brake (zero) Twists whose mean matches the
+    demand, and linear.x is never negative (the tracker never plans a reverse).
     """
-    lin = float(np.clip(cmd.acceleration_mps2, -max_lon_acceleration, max_lon_acceleration))
-    if lin == 0.0 and cmd.target_speed_mps > 0.1:
-        lin = 1e-3  # zero means full brake for the bridge: coast instead
-    return lin, float(cmd.steering_rad)
+
+    full_throttle_mps2: float = 5.0
+    """Acceleration of the vehicle at full throttle (linear.x = 10) [m/s^2]."""
+    full_brake_mps2: float = 8.0
+    """Deceleration of the vehicle under full brake (a zero Twist) [m/s^2]."""
+    coast_mps2: float = 0.5
+    """Decelerations up to this are left to coasting (engine drag), no brake [m/s^2]."""
+
+    def validate(self) -> None:
+        for name in ("full_throttle_mps2", "full_brake_mps2", "coast_mps2"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, name, "must be a positive number")
+        require(self.coast_mps2 < self.full_brake_mps2, "coast_mps2", "must be below full_brake_mps2")
+
+
+class TwistMapper:
+    """ControlCommand -> (linear.x, angular.z) with carla_twist_to_control's meaning.
+
+    Stateful only for the brake duty cycle (a sigma-delta accumulator: over n cycles
+    the number of zero Twists is the demanded deceleration / full_brake_mps2 times n).
+    """
+
+    def __init__(self, cfg: TwistConfig | None = None):
+        self.cfg = cfg or TwistConfig()
+        self._brake_share = 0.0
+
+    def __call__(self, cmd: ControlCommand, speed_mps: float | None) -> tuple[float, float]:
+        """``speed_mps`` None: the speed is unknown, brake fully."""
+        cfg = self.cfg
+        accel = cmd.acceleration_mps2 if math.isfinite(cmd.acceleration_mps2) else -cfg.full_brake_mps2
+        steer = float(cmd.steering_rad) if math.isfinite(cmd.steering_rad) else 0.0
+        if speed_mps is None or (cmd.target_speed_mps < 0.05 and speed_mps < STANDSTILL_MPS):
+            self._brake_share = 0.0
+            return 0.0, 0.0  # exactly zero: full brake (and hold)
+        if accel > -cfg.coast_mps2:
+            self._brake_share = 0.0
+            throttle = min(1.0, max(0.0, accel) / cfg.full_throttle_mps2)
+            return max(COAST_LINEAR_X, 10.0 * throttle), steer
+        self._brake_share += min(1.0, -accel / cfg.full_brake_mps2)
+        if self._brake_share >= 1.0 - 1e-9:
+            self._brake_share -= 1.0
+            return 0.0, 0.0  # full brake this cycle (the bridge also centres the wheel)
+        return COAST_LINEAR_X, steer
+
+
+def ackermann_values(cmd: ControlCommand) -> tuple[float, float, float]:
+    """(speed, acceleration, steering_angle) of an ackermann_msgs/AckermannDrive for
+    carla_ackermann_control.
+
+    That node drives forward for speed >= 0 (reverse only for a negative speed, never sent
+    here); speed 0 brakes at the vehicle's maximum deceleration and holds with the hand
+    brake once standing; |acceleration| >= its min_accel (1 m/s^2) is followed directly
+    (signed: negative brakes), smaller values let its speed PID hold ``speed``;
+    steering_angle is in rad, left positive.
+    """
+    speed = max(0.0, float(cmd.target_speed_mps)) if math.isfinite(cmd.target_speed_mps) else 0.0
+    accel = float(cmd.acceleration_mps2) if math.isfinite(cmd.acceleration_mps2) else 0.0
+    steer = float(cmd.steering_rad) if math.isfinite(cmd.steering_rad) else 0.0
+    return speed, accel, steer

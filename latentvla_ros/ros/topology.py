@@ -85,7 +85,8 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
 NODE_NAMES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner", "teacher_labeler")
 
 
-CARLA_TWIST_TOPIC = "/carla/ego_vehicle/twist"
+CARLA_TWIST_TOPIC = "/carla/ego_vehicle/twist"  # carla_twist_to_control (geometry_msgs/Twist)
+CARLA_ACKERMANN_TOPIC = "/carla/ego_vehicle/ackermann_cmd"  # carla_ackermann_control (AckermannDrive)
 
 
 def carla_controller_spec(sensor_topics: dict[str, str] | None = None) -> NodeSpec:
@@ -93,4 +94,4 @@ def carla_controller_spec(sensor_topics: dict[str, str] | None = None) -> NodeSp
     return NodeSpec("twist_controller", "latentvla_ros.ros.nodes.twist_controller",
                     [("~/input/trajectory", TRAJECTORY), ("~/input/odometry", topics["odometry"]),
                      ("~/input/vehicle_status", topics.get("vehicle_status", CARLA_SENSOR_TOPICS["vehicle_status"])),
-                     ("~/output/twist", CARLA_TWIST_TOPIC)])
+                     ("~/output/twist", CARLA_TWIST_TOPIC), ("~/output/ackermann", CARLA_ACKERMANN_TOPIC)])

@@ -1,12 +1,21 @@
-"""twist_controller: PlannedTrajectory + Odometry -> geometry_msgs/Twist for carla_twist_to_control.
+"""twist_controller: PlannedTrajectory + Odometry -> CARLA bridge control commands.
 
-Follows the newest trajectory (pure pursuit + speed control, core/tracking.py). Fallback
-trajectories are followed like any other (they are comfortable stops). Safety:
+Follows the newest trajectory (pure pursuit + speed control, core/tracking.py) and sends
+it with the bridge's real control semantics (docs/operations.md#carla):
+
+- ``output: ackermann`` (``auto`` picks it where ackermann_msgs is importable):
+  ackermann_msgs/AckermannDrive (target speed, signed acceleration, steering angle) for
+  carla_ackermann_control, whose speed/acceleration PID brakes;
+- ``output: twist`` (``auto`` without ackermann_msgs): geometry_msgs/Twist for
+  carla_twist_to_control, where linear.x > 0 is a throttle request, only an exactly zero
+  Twist brakes (full brake, a duty cycle of them for partial braking) and linear.x <= 0
+  would be reverse gear: never sent (core/tracking.py TwistMapper).
+
+Fallback trajectories are followed like any other (they are comfortable stops). Safety:
 
 - no fresh trajectory for ``trajectory_timeout_s`` (planner dead or silent): brake at
-  ``stale_deceleration_mps2`` to a stop, then hold with a zero Twist (= full brake for
-  carla_twist_to_control);
-- no fresh odometry for ``input_timeout_s``: the speed is unknown, brake the same way;
+  ``stale_deceleration_mps2`` to a stop, then hold (zero Twist / speed 0);
+- no fresh odometry for ``input_timeout_s``: the speed is unknown, brake fully;
 - a trajectory older than the one being followed (out of order) is dropped and counted,
   unless time jumped back by more than a second (simulator reset, looping bag).
 
@@ -24,7 +33,14 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 
 from latentvla_ros.core.fallback import comfortable_stop
-from latentvla_ros.core.tracking import ControlCommand, TrackerConfig, carla_twist_values, track
+from latentvla_ros.core.tracking import (
+    ControlCommand,
+    TrackerConfig,
+    TwistConfig,
+    TwistMapper,
+    ackermann_values,
+    track,
+)
 from latentvla_ros.msg import PlannedTrajectory
 from latentvla_ros.ros.conversions import ConversionError, msg_to_trajectory
 from latentvla_ros.ros.node_base import ERROR, WARN, LatentVlaNode, checked_odometry
@@ -42,6 +58,15 @@ def vehicle_status_type():
     return CarlaEgoVehicleStatus
 
 
+def ackermann_drive_type():
+    """ackermann_msgs/AckermannDrive if importable here, else None (never invented)."""
+    try:
+        from ackermann_msgs.msg import AckermannDrive  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return AckermannDrive
+
+
 class TwistControllerNode(LatentVlaNode):
     schema_name = "twist_controller"
 
@@ -49,6 +74,9 @@ class TwistControllerNode(LatentVlaNode):
         super().__init__(**kwargs)
         p = self.params
         self.tracker = TrackerConfig(wheelbase_m=p["wheelbase_m"], max_steering_rad=p["max_steering_rad"])
+        self.twist_mapper = TwistMapper(TwistConfig(full_throttle_mps2=p["twist.full_throttle_mps2"],
+                                                    full_brake_mps2=p["twist.full_brake_mps2"],
+                                                    coast_mps2=p["twist.coast_mps2"]))
         self._trajectory = None
         self._trajectory_time = -math.inf
         self._speed = 0.0
@@ -56,8 +84,21 @@ class TwistControllerNode(LatentVlaNode):
         self._status_speed: float | None = None
         self._status_time = -math.inf
         self.accepted_trajectories = 0
+        self.last_command: ControlCommand | None = None
         self.mode = "waiting"  # following | following_fallback | stale_trajectory | stale_odometry | standstill
-        self._twist_pub = self.create_publisher(Twist, "~/output/twist", self.output_qos())
+        drive_type = ackermann_drive_type()
+        if p["output"] == "ackermann" and drive_type is None:
+            raise RuntimeError("twist_controller: output 'ackermann' needs ackermann_msgs (apt: ros-$ROS_DISTRO-ackermann-msgs);"
+                               " not importable here: use output 'twist' or 'auto'")
+        self.output = "ackermann" if p["output"] == "ackermann" or (p["output"] == "auto" and drive_type) else "twist"
+        self._drive_type = drive_type
+        self._twist_pub = self._drive_pub = None
+        if self.output == "ackermann":
+            self._drive_pub = self.create_publisher(drive_type, "~/output/ackermann", self.output_qos())
+        else:
+            self._twist_pub = self.create_publisher(Twist, "~/output/twist", self.output_qos())
+        self.get_logger().info(f"output: {self.output} (" + ("AckermannDrive for carla_ackermann_control)" if
+                               self.output == "ackermann" else "Twist for carla_twist_to_control)"))
         self.create_subscription(PlannedTrajectory, "~/input/trajectory", self._on_trajectory, self.input_qos(),
                                  timeout_param="trajectory_timeout_s")
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
@@ -118,19 +159,26 @@ class TwistControllerNode(LatentVlaNode):
                 if speed is None:  # unknown speed: brake firmly, straight
                     cmd = ControlCommand(-self.params["stale_deceleration_mps2"], 0.0, 0.0)
                 elif known < 0.1:
-                    cmd = ControlCommand(0.0, 0.0, 0.0)  # standstill: zero twist = full brake (hold)
+                    cmd = ControlCommand(0.0, 0.0, 0.0)  # standstill: hold
                     self.mode = "standstill"
             else:
                 self.mode = "following_fallback" if self._trajectory.is_fallback else "following"
                 cmd = track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker)
-            lin, ang = carla_twist_values(cmd)
-            twist = Twist()
-            twist.linear.x, twist.angular.z = lin, ang
-            self._twist_pub.publish(twist)
-            self.stats.on_publish("twist")
+            self.last_command = cmd
+            if self._drive_pub is not None:
+                drive = self._drive_type()
+                drive.speed, drive.acceleration, drive.steering_angle = ackermann_values(cmd)
+                self._drive_pub.publish(drive)
+                self.stats.on_publish("ackermann")
+            else:
+                twist = Twist()
+                twist.linear.x, twist.angular.z = self.twist_mapper(cmd, speed)
+                self._twist_pub.publish(twist)
+                self.stats.on_publish("twist")
 
     def diagnostic_values(self) -> dict[str, str]:
-        return {"mode": self.mode, "accepted_trajectories": str(self.accepted_trajectories), "vehicle_status": "subscribed" if self.vehicle_status_subscribed else
+        return {"mode": self.mode, "output": self.output, "accepted_trajectories": str(self.accepted_trajectories),
+                "vehicle_status": "subscribed" if self.vehicle_status_subscribed else
                 "not available (carla_msgs not importable)" if self.params["use_vehicle_status"] else "off"}
 
     def diagnostic_problems(self):
