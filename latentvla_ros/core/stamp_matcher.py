@@ -4,6 +4,11 @@ Each BEV frame leaves the matcher exactly once: with its plan, without one when
 the planner does not fuse, or as timed out (the caller publishes a fallback for
 that frame). Plans that arrive first wait for their BEV frame; both caches are
 bounded and count what they evict.
+
+Frames leave in stamp order: when a frame is matched, older frames still waiting
+leave first, as timed out (the reasoner works frame by frame, so a newer frame's
+plan means the older plan is not coming). ``restart`` starts a new timeline after a
+backwards time jump and keeps the plans that belong to it.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ class MatchedFrame:
     bev: Any
     plan: Any | None
     timed_out: bool = False
+    skipped: bool = False  # timed out early: a newer frame was matched (its plan is not coming)
 
 
 class StampMatcher:
@@ -35,7 +41,7 @@ class StampMatcher:
             return [MatchedFrame(stamp_ns, bev, None)]
         plan = self._plans.pop(stamp_ns, None)
         if plan is not None:
-            return [MatchedFrame(stamp_ns, bev, plan)]
+            return [*self._older_than(stamp_ns), MatchedFrame(stamp_ns, bev, plan)]
         out = []
         if len(self._bevs) >= self.max_pending:  # cannot wait for all of them: oldest times out now
             old_stamp, (old_bev, _) = self._bevs.popitem(last=False)
@@ -49,7 +55,7 @@ class StampMatcher:
             return []
         entry = self._bevs.pop(stamp_ns, None)
         if entry is not None:
-            return [MatchedFrame(stamp_ns, entry[0], plan)]
+            return [*self._older_than(stamp_ns), MatchedFrame(stamp_ns, entry[0], plan)]
         self._plans[stamp_ns] = plan
         while len(self._plans) > self.max_pending:
             self._plans.popitem(last=False)
@@ -64,6 +70,22 @@ class StampMatcher:
                 del self._bevs[stamp]
                 out.append(MatchedFrame(stamp, bev, None, timed_out=True))
         return out
+
+    def _older_than(self, stamp_ns: int) -> list[MatchedFrame]:
+        older = [s for s in self._bevs if s < stamp_ns]
+        return [MatchedFrame(s, self._bevs.pop(s)[0], None, timed_out=True, skipped=True) for s in sorted(older)]
+
+    def restart(self, new_stamp_ns: int, keep_ahead_ns: int) -> tuple[list[MatchedFrame], int]:
+        """A new timeline starts at ``new_stamp_ns`` (time jumped back): every waiting frame
+        (old timeline) leaves as timed out; plans stamped more than ``keep_ahead_ns`` after
+        the new stamp belong to the old timeline and are discarded, the others (a reasoner
+        ahead of the BEV stage on the new timeline) are kept. Returns (frames, discarded)."""
+        pending = [MatchedFrame(s, bev, None, timed_out=True) for s, (bev, _) in self._bevs.items()]
+        self._bevs.clear()
+        old = [s for s in self._plans if s > new_stamp_ns + keep_ahead_ns]
+        for s in old:
+            del self._plans[s]
+        return pending, len(old)
 
     def reset(self) -> None:
         self._bevs.clear()

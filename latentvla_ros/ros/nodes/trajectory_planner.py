@@ -11,6 +11,13 @@ Exactly one trajectory per BEV frame: the model's, or a comfortable-stop fallbac
 - and, from the steady-clock watchdog, while no BEV frame arrives for ``input_timeout_s``
   ("no BEV features for ...": sensors, sensor_sync or bev_features down).
 
+Nothing is published before the first BEV frame (the controller brakes on its own while
+no trajectory comes). Trajectories are published in stamp order: watchdog fallbacks are
+stamped on the data's timeline (the last BEV stamp + the steady time since), and a
+backwards time jump (looping bag, simulator reset) starts a new timeline that keeps the
+plans already received for it. Header stamps far (> 5 s) from the node's clock get one
+warning naming the fix (use_sim_time).
+
 The planner leaves the fallback by itself with the first model trajectory. Repeated
 stamps are dropped and counted (``duplicate_bev`` / ``duplicate_plan``), plans that
 never meet their BEV frame are counted (``plan_unmatched``), and so are frames whose BEV
@@ -50,6 +57,8 @@ from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry, 
 from latentvla_ros.ros.node_main import run_node
 
 _RECENT = 256  # stamps remembered to detect duplicates
+_JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline
+_CLOCK_MISMATCH_S = 5.0  # header stamps this far from the node clock: wrong time source
 
 
 class _RecentStamps:
@@ -139,6 +148,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._yaw_rate = 0.0
         self._odom_time: float | None = None
         self._last_bev_time = time.monotonic()
+        self._last_bev_stamp: int | None = None  # None: no input yet, nothing is published
+        self.clock_offset_s: float | None = None
+        self._clock_warned = False
+        self.clock_warnings = 0
         self._last_plan_time: float | None = None
         self._plan_timeouts_in_row = 0
         self._recent_bevs = _RecentStamps()
@@ -190,9 +203,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self.drop("duplicate_bev", f"BEV frame {bev.stamp_ns} arrived again; its trajectory is already out")
             return
         if self._recent_bevs.resets != resets:
-            self._on_time_jump()
+            self._on_time_jump(bev.stamp_ns)
         now = time.monotonic()
         self._last_bev_time = now
+        self._last_bev_stamp = bev.stamp_ns
+        self._check_clock(bev.stamp_ns)
         speed = float(math.hypot(bev.ego_status[4], bev.ego_status[5])) if bev.ego_status.shape[0] >= 6 else self._speed
         if math.isfinite(speed):
             self._speed = speed
@@ -219,18 +234,34 @@ class TrajectoryPlannerNode(LatentVlaNode):
             ready = self.matcher.add_plan(plan.stamp_ns, plan)
         self._handle(ready)
 
-    def _on_time_jump(self) -> None:
+    def _on_time_jump(self, new_stamp_ns: int) -> None:
         """Time jumped back (looping bag, simulator reset): frames still waiting get their
-        fallback now, plans kept for the old timeline are discarded (counted)."""
-        self.get_logger().warning("BEV stamps jumped backwards: flushing frames and plans of the old timeline")
+        fallback now; plans of the old timeline are discarded (counted), plans already
+        received for the new one are kept (the reasoner may be ahead of the BEV stage)."""
+        self.get_logger().warning("BEV stamps jumped backwards: a new timeline; flushing frames and plans of the old one")
         with self._lock:
-            pending = self.matcher.expire(math.inf)
-            stale_plans = len(getattr(self.matcher, "_plans", ()))
-            self.matcher.reset()
-        self._recent_plans = _RecentStamps()
+            pending, stale_plans = self.matcher.restart(new_stamp_ns, _JUMP_NS // 2)
         if stale_plans:
             self.drop("plan_unmatched", f"{stale_plans} latent plan(s) of the old timeline discarded", count=stale_plans)
         self._handle(pending)
+
+    def _check_clock(self, stamp_ns: int) -> None:
+        """One warning (until they agree again) when header stamps and this node's clock differ
+        by more than a few seconds: a bag or simulator without use_sim_time."""
+        self.clock_offset_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+        if abs(self.clock_offset_s) <= _CLOCK_MISMATCH_S:
+            self._clock_warned = False
+            return
+        if not self._clock_warned:
+            self._clock_warned = True
+            self.clock_warnings += 1
+            sim = self.get_parameter("use_sim_time").value
+            self.get_logger().warning(
+                f"BEV header stamps are {abs(self.clock_offset_s):.1f} s {'behind' if self.clock_offset_s > 0 else 'ahead of'} "
+                f"this node's {'simulation' if sim else 'system'} clock: "
+                + ("is /clock published by the bag player or simulator that stamps the data?" if sim else
+                   "replaying a bag or running a simulator? Start every node with use_sim_time:=true and publish "
+                   "/clock (latentvla replay does); until then latency numbers and clock-based timeouts are meaningless."))
 
     def _plan_stream_down(self, now: float) -> str | None:
         """Why no plan will come (a frame already timed out and no plan arrived since), or None."""
@@ -246,12 +277,14 @@ class TrajectoryPlannerNode(LatentVlaNode):
             expired = self.matcher.expire(time.monotonic())
         self._handle(expired)
         silent_for = time.monotonic() - self._last_bev_time
-        if silent_for >= self.params["input_timeout_s"]:
+        if self._last_bev_stamp is not None and silent_for >= self.params["input_timeout_s"]:
             reason = f"no BEV features for {silent_for:.1f} s"
             if not self._in_fallback:
                 self.get_logger().warning(f"entering fallback: {reason}")
             self.stats.on_publish("fallback_no_bev")
-            self._publish_fallback(self.get_clock().now().nanoseconds, reason)
+            # stamped on the data's timeline, after the last frame: stamp order holds and a
+            # node clock that disagrees with the data (no use_sim_time) cannot interleave
+            self._publish_fallback(self._last_bev_stamp + int(silent_for * 1e9), reason)
 
     def _check_upstream(self) -> None:
         """Publisher counts of the pipeline inputs (a missing upstream node shows as 0)."""
@@ -271,6 +304,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _handle(self, frames: list[MatchedFrame]) -> None:
         self._count_evictions()
         for item in frames:
+            if item.skipped:  # a newer frame has its plan: this one's is not coming, publish in stamp order
+                reason = "latent plan missing (a newer frame's plan arrived first)"
+                self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
+                self._publish_fallback(item.stamp_ns, reason)
+                continue
             if item.timed_out:
                 reason = self._plan_stream_down(time.monotonic()) or "latent plan timeout"
                 self._plan_timeouts_in_row += 1
@@ -329,11 +367,14 @@ class TrajectoryPlannerNode(LatentVlaNode):
         return self._in_fallback
 
     def diagnostic_values(self) -> dict[str, str]:
-        values = {"fallback_active": str(self._in_fallback), "fallback_reason": self.fallback_reason or "-",
+        values = {"inputs": "waiting for the first BEV frame" if self._last_bev_stamp is None else "received",
+                  "fallback_active": str(self._in_fallback), "fallback_reason": self.fallback_reason or "-",
                   "fallback_episodes": str(self.fallback_episodes), "pending_frames": str(self.matcher.pending),
                   "fusion": self.planner.fusion, "plans_unmatched": str(self.matcher.evicted_plans)}
         if self.fallback_since is not None:
             values["fallback_for_s"] = f"{time.monotonic() - self.fallback_since:.1f}"
+        if self.clock_offset_s is not None:
+            values["clock_minus_stamp_s"] = f"{self.clock_offset_s:.3f}"
         values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
         return values
 
