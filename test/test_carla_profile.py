@@ -1,12 +1,15 @@
 """The CARLA-ROS bridge profile end to end: a bag with the bridge's topic names, frames,
-QoS and simulated time, replayed with /clock through the nodes the carla launch file starts
-(same param files, use_sim_time), checking the geometry_msgs/Twist stream on
-/carla/ego_vehicle/twist that carla_twist_to_control consumes.
+QoS and simulated time, replayed twice in a row with /clock (a simulator reset: time jumps
+back) through the nodes the carla launch file starts (same param files, use_sim_time),
+checking the geometry_msgs/Twist stream on /carla/ego_vehicle/twist that
+carla_twist_to_control consumes (its semantics: docs/operations.md#carla), the LiDAR mount
+and the time jump.
 
 The bag is what a recording of the bridge in synchronous mode looks like:
 /carla/ego_vehicle/{rgb_front/image, rgb_front/camera_info, lidar, odometry,
 vehicle_status} and /tf, every sensor of a tick with the same stamp (simulation time,
-~100 s after the simulator started), frames ego_vehicle/rgb_front, ego_vehicle/lidar,
+~100 s after the simulator started), frames ego_vehicle/rgb_front, ego_vehicle/lidar (the
+points in the mount frame, 2.4 m above the vehicle origin, like the bridge's LiDAR),
 odometry map -> ego_vehicle, all offered reliable with depth 10 like the bridge's
 publishers. vehicle_status is carla_msgs/CarlaEgoVehicleStatus, which is not importable
 here: the player skips it (counted) and the controller runs on odometry alone.
@@ -56,6 +59,7 @@ int32 gear
 bool manual_gear_shift
 """
 BRIDGE_QOS = [{"reliability": "reliable", "durability": "volatile", "depth": 10, "history": "keep_last"}]
+LIDAR_MOUNT_Z = 2.4  # the bridge's default LiDAR spawn point (config/carla/bev_features.param.yaml)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +78,7 @@ def carla_bag(tmp_path_factory):
     write_sensor_bag(root / "log", root / "raw", storage="mcap", topics=topics, epoch_s=SIM_EPOCH_S,
                      camera_offset_ms=0.0, odom_offset_ms=0.0, jitter_ms=0.0)
     bag = root / "bag"
+    ego_points = {}  # lidar stamp -> the points in the ego frame, as the log has them
     with BagReader(root / "raw") as reader, BagWriter(bag, "mcap") as writer:
         ts = writer.typestore
         for name, info in reader.topics.items():
@@ -85,6 +90,11 @@ def carla_bag(tmp_path_factory):
             msg = reader.deserialize(m)
             if m.topic in CARLA_FRAMES:
                 msg.header.frame_id = CARLA_FRAMES[m.topic]
+            if m.topic == "/carla/ego_vehicle/lidar":  # into the mount frame: z up from the LiDAR
+                points = np.frombuffer(bytes(msg.data), np.float32).reshape(-1, 4).copy()
+                ego_points[stamp_to_ns(msg.header.stamp)] = points.copy()
+                points[:, 2] -= LIDAR_MOUNT_Z
+                msg.data = np.frombuffer(points.tobytes(), np.uint8)
             if m.topic == "/carla/ego_vehicle/odometry":
                 msg.child_frame_id = "ego_vehicle"
                 t = ts.types
@@ -102,7 +112,7 @@ def carla_bag(tmp_path_factory):
                 for tr in msg.transforms:
                     tr.child_frame_id = "ego_vehicle"
             writer.write(m.topic, m.log_time_ns, ts.serialize_cdr(msg, m.msgtype))
-    return bag
+    return bag, ego_points
 
 
 class BridgeSide:
@@ -112,6 +122,7 @@ class BridgeSide:
         self.node = rclpy.create_node("carla_side", context=context)
         self.lock = threading.Lock()
         self.clock_ns = 0
+        self.clock_jumps: list[float] = []  # monotonic times /clock went backwards (the loop restarts)
         self.twists: list[tuple[float, int, Twist]] = []  # (monotonic, sim time, msg)
         self.frames: list[SensorFrame] = []
         self.trajectories: list[tuple[float, PlannedTrajectory]] = []
@@ -123,7 +134,10 @@ class BridgeSide:
                                       lambda m: self.trajectories.append((time.monotonic(), m)), qos)
 
     def _on_clock(self, msg):
-        self.clock_ns = stamp_to_ns(msg.clock)
+        ns = stamp_to_ns(msg.clock)
+        if ns < self.clock_ns - 10**9:
+            self.clock_jumps.append(time.monotonic())
+        self.clock_ns = ns
 
     def _on_twist(self, msg):
         with self.lock:
@@ -131,8 +145,12 @@ class BridgeSide:
 
 
 def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_bag):
+    from latentvla_ros.core.extrinsics import points_to_ego
+    from latentvla_ros.core.features import lidar_bev_histogram
     from latentvla_ros.ros.bag_player import BagPlayer
+    from latentvla_ros.ros.conversions import pointcloud2_to_xyzi
 
+    bag, ego_points = carla_bag
     specs, param_files, use_sim_time = profile_graph("carla")
     assert use_sim_time and [s.name for s in specs][-1] == "twist_controller"
     options = GraphOptions(nodes=specs, param_files=param_files, overrides=UNTRAINED, use_sim_time=True, log_level="error")
@@ -142,11 +160,14 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     graph_ex = spin(*nodes.values())
     spin(side.node, player_node)
     assert wait_for_graph_ready(player_node, specs, timeout_s=30)
-    ctrl, planner, sync = nodes["twist_controller"], nodes["trajectory_planner"], nodes["sensor_sync"]
-    # the profile's parameters are in force: bridge frames, sim time, reliable depth-10 sensor inputs
+    ctrl, planner, sync, bev = (nodes[n] for n in ("twist_controller", "trajectory_planner", "sensor_sync", "bev_features"))
+    # the profile's parameters are in force: bridge frames, sim time, reliable depth-10 sensor inputs, LiDAR mount
     assert all(n.get_parameter("use_sim_time").value for n in nodes.values())
     assert planner.params["frame_id"] == "ego_vehicle" and sync.params["qos.input_reliability"] == "reliable"
-    player = BagPlayer(player_node, str(carla_bag), rate=1.0, publish_clock=True, wait_for_subscribers_s=5.0)
+    assert (bev.lidar_extrinsics.frame_id, bev.lidar_extrinsics.z) == ("ego_vehicle/lidar", LIDAR_MOUNT_Z)
+    # two passes: the second restarts simulation time (a simulator reset / looping bag)
+    player = BagPlayer(player_node, str(bag), rate=1.0, publish_clock=True, wait_for_subscribers_s=5.0,
+                       loop=True, max_loops=2)
     assert player.unknown_type_topics["/carla/ego_vehicle/vehicle_status"] == VEHICLE_STATUS  # (and /tf without tf2_msgs)
     player.start()
     # --- phase 1: the planner drives; the controller follows its trajectories
@@ -155,6 +176,11 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     assert wait_for(lambda: ctrl.mode == "following", 5), ctrl.mode
     sim_now = ctrl.get_clock().now().nanoseconds
     assert bag_start_ns <= sim_now <= bag_start_ns + 10e9, "the controller does not run on simulation time"
+    # --- the time jump: the second pass starts again at the bag's first tick
+    assert wait_for(lambda: side.clock_jumps, 30), "/clock never jumped back"
+    t_jump = side.clock_jumps[0]
+    assert wait_for(lambda: side.clock_ns > bag_start_ns + 3.0e9, 30)
+    assert wait_for(lambda: ctrl.mode == "following", 5), ctrl.mode
     # --- phase 2: the planner dies mid-run (the bridge keeps ticking): brake within trajectory_timeout
     graph_ex.remove(planner)
     t_dead = time.monotonic()
@@ -177,7 +203,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     assert np.abs(lin).max() <= 10.0, "carla_twist_to_control clips linear.x to +-10"
     assert np.abs(ang).max() <= ctrl.params["max_steering_rad"] + 1e-9
     assert all(m.linear.y == m.linear.z == m.angular.x == m.angular.y == 0.0 for _, _, m in twists)
-    sim = np.array([c for _, c, _ in twists if c > bag_start_ns])
+    sim = np.array([c for t, c, _ in twists if c > bag_start_ns and t < t_jump])  # the first pass
     span_s = (sim.max() - sim.min()) * 1e-9
     rate_hz = (len(sim) - 1) / span_s
     assert span_s > 3.0 and 0.6 * 20.0 <= rate_hz <= 1.3 * 20.0, f"{len(sim)} twists over {span_s:.1f} s of sim time"
@@ -202,7 +228,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     # --- the bridge's stamps, frames and QoS made it through
     frames = list(side.frames)
     ticks = stats["published"]["/carla/ego_vehicle/lidar"]
-    assert ticks == NUM_FRAMES and len(frames) >= 0.8 * ticks, (len(frames), ticks)
+    assert ticks == 2 * NUM_FRAMES and len(frames) >= 0.8 * ticks, (len(frames), ticks)
     assert all(f.sync_spread_s == 0.0 for f in frames), "synchronous-mode sensors share the tick stamp"
     assert {f.images[0].header.frame_id for f in frames} == {"ego_vehicle/rgb_front"}
     assert {f.lidar.header.frame_id for f in frames} == {"ego_vehicle/lidar"}
@@ -212,6 +238,24 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     frame_stamps = {stamp_to_ns(f.header.stamp) for f in frames}
     model = [m for m in trajs if stamp_to_ns(m.header.stamp) in frame_stamps]
     assert model and all(bag_start_ns <= stamp_to_ns(m.header.stamp) <= bag_start_ns + 10e9 for m in model)
+    # --- the time jump: trajectories in stamp order on each timeline (one step back, at the jump),
+    # and the new timeline is planned by the model from its first frames (no spurious fallback)
+    stamps = [stamp_to_ns(m.header.stamp) for m in trajs]
+    backs = [i for i in range(1, len(stamps)) if stamps[i] < stamps[i - 1]]
+    assert len(backs) == 1 and stamps[backs[0] - 1] - stamps[backs[0]] > 10**9, backs
+    after_jump = trajs[backs[0]:]
+    assert after_jump and not any(m.is_fallback for m in after_jump), \
+        [m.fallback_reason for m in after_jump if m.is_fallback][:3]
+    assert planner._recent_bevs.resets == 1 and "plan_timeout" not in planner.stats.snapshot()["dropped"]
+    assert ctrl.accepted_trajectories >= len(trajs) - 2  # the controller followed the new timeline too
+    # --- the LiDAR mount: the bridge's clouds (mount frame) give the BEV of the ego-frame points
+    assert bev.lidar_frames == {"ego_vehicle/lidar": "parameter"}
+    assert "lidar_frame_unknown" not in bev.stats.snapshot()["dropped"]
+    for f in frames[:5]:
+        moved, _ = points_to_ego(pointcloud2_to_xyzi(f.lidar), "ego_vehicle/lidar", "ego_vehicle", bev.lidar_extrinsics)
+        truth = ego_points[stamp_to_ns(f.lidar.header.stamp)]
+        np.testing.assert_allclose(moved, truth, atol=1e-5)
+        assert np.array_equal(lidar_bev_histogram(moved), lidar_bev_histogram(truth))
     snap = sync.stats.snapshot()
     assert "bad_message" not in snap["dropped"] and "callback_error" not in snap["dropped"]
     status = sync.diagnostic_status()
@@ -220,4 +264,5 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     diag = dict(ctrl.diagnostic_values())
     assert diag["vehicle_status"].startswith("not available") or ctrl.vehicle_status_subscribed
     print(f"\nCARLA profile: {len(twists)} twists at {rate_hz:.1f} Hz sim time, {len(frames)}/{ticks} frames, "
-          f"{len(model)} trajectories; braking (stale trajectory) {first_brake:.2f} s after the planner died")
+          f"{len(model)} trajectories ({len(after_jump)} after the time jump, none a fallback); "
+          f"braking (stale trajectory) {first_brake:.2f} s after the planner died")

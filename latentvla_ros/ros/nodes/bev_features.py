@@ -4,15 +4,24 @@ Also ``~/debug/bev_image`` (sensor_msgs/Image rgb8, ego-up, ``frame_id`` of the 
 RViz and Foxglove: green = LiDAR BEV histogram, red = per-cell norm of the BEV tokens.
 It is rendered only while someone subscribes, at most every
 ``debug.bev_image_period_s``.
+
+LiDAR points are moved into the ego frame (``frame_id``) before the BEV features, so the
+ground filter works on heights above the road (core/extrinsics.py): a cloud already in the
+ego frame passes as is; otherwise the transform comes from tf (``/tf_static``, ``/tf``)
+where tf2_ros is importable and ``use_tf`` is on, else from ``lidar_extrinsics.*`` for the
+frame ``lidar_extrinsics.frame_id``. A cloud in any other frame is dropped and counted
+(``lidar_frame_unknown``): BEV features from points in an unknown frame are garbage.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
 import numpy as np
 from sensor_msgs.msg import Image
 
+from latentvla_ros.core.extrinsics import Extrinsics, ExtrinsicsError, points_to_ego, rotation_from_quaternion
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.core.pipeline import BevFeatureExtractor
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
@@ -51,7 +60,50 @@ class BevFeaturesNode(LatentVlaNode):
         self._pub = self.create_publisher(BevFeatures, "~/output/bev", self.output_qos())
         self._image_pub = self.create_publisher(Image, "~/debug/bev_image", self.output_qos())
         self._last_image = -1e9
+        p = self.params
+        self.lidar_extrinsics = Extrinsics(frame_id=p["lidar_extrinsics.frame_id"], x=p["lidar_extrinsics.x"],
+                                           y=p["lidar_extrinsics.y"], z=p["lidar_extrinsics.z"],
+                                           roll=p["lidar_extrinsics.roll"], pitch=p["lidar_extrinsics.pitch"],
+                                           yaw=p["lidar_extrinsics.yaw"])
+        self.lidar_frames: dict[str, str] = {}  # LiDAR frame -> where its transform came from
+        self._tf_buffer = self._tf_listener() if p["use_tf"] else None
+        self._tf_cache: dict[str, tuple] = {}
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
+
+    def _tf_listener(self):
+        """A tf2 buffer fed by /tf and /tf_static where tf2_ros is importable (apt ROS), else None."""
+        try:
+            import tf2_ros  # noqa: PLC0415 - optional
+        except ImportError:
+            return None
+        buffer = tf2_ros.Buffer()
+        self._tf_listener_ref = tf2_ros.TransformListener(buffer, self)
+        return buffer
+
+    def _tf_lookup(self, source: str):
+        """(R, t) of ``source`` in the ego frame from tf, cached (mounts do not move), or None."""
+        if self._tf_buffer is None:
+            return None
+        if source not in self._tf_cache:
+            from rclpy.time import Time  # noqa: PLC0415
+
+            try:
+                tr = self._tf_buffer.lookup_transform(self.params["frame_id"], source, Time()).transform
+            except Exception:  # noqa: BLE001 - tf2 Lookup/Connectivity/Extrapolation errors: not (yet) known
+                return None
+            q, t = tr.rotation, tr.translation
+            self._tf_cache[source] = (rotation_from_quaternion(q.x, q.y, q.z, q.w), (t.x, t.y, t.z))
+        return self._tf_cache[source]
+
+    def _lidar_in_ego(self, frame, source: str):
+        ego = self.params["frame_id"]
+        looked_up = self._tf_lookup(source) if source != ego else None
+        points, how = points_to_ego(frame.lidar_points, source, ego, self.lidar_extrinsics, looked_up)
+        if self.lidar_frames.get(source) != how:
+            self.lidar_frames[source] = how
+            if how != "identity":
+                self.get_logger().info(f"LiDAR frame {source!r} -> {ego!r} from {how}")
+        return frame if how == "identity" else dataclasses.replace(frame, lidar_points=points)
 
     def _on_frame(self, msg: SensorFrame) -> None:
         self.count_lost_frames(msg.sequence)
@@ -59,6 +111,11 @@ class BevFeaturesNode(LatentVlaNode):
             frame = sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:
             self.drop("bad_message", str(exc))
+            return
+        try:
+            frame = self._lidar_in_ego(frame, msg.lidar.header.frame_id)
+        except ExtrinsicsError as exc:
+            self.drop("lidar_frame_unknown", str(exc), level="error")
             return
         with self.processing(frame.stamp_ns):
             try:
@@ -85,6 +142,18 @@ class BevFeaturesNode(LatentVlaNode):
         img = bev_debug_image(frame.lidar_points, bev.tokens, bev.grid_rows, bev.grid_cols, range_m)
         self._image_pub.publish(numpy_to_image(img, bev.stamp_ns, self.params["frame_id"]))
         self.stats.on_publish("bev_image")
+
+
+    def diagnostic_values(self) -> dict[str, str]:
+        values = dict(super().diagnostic_values())
+        values["lidar_frames"] = ", ".join(f"{k or '(empty)'}: {v}" for k, v in sorted(self.lidar_frames.items())) or "-"
+        return values
+
+    def diagnostic_problems(self):
+        problems = list(super().diagnostic_problems())
+        if self.stats.snapshot()["dropped"].get("lidar_frame_unknown"):
+            problems.append((2, "LiDAR clouds in a frame without a transform to the ego frame (lidar_frame_unknown)"))
+        return problems
 
 
 def main(argv: list[str] | None = None) -> int:
