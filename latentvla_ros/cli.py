@@ -20,12 +20,11 @@ def _env_defaults() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from latentvla_ros.core.parameters import ParameterError
     from latentvla_ros.ros.graph import GraphOptions, parse_param_overrides, run_composed, run_processes
-    from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, SENSOR_TOPICS, carla_controller_spec, graph_nodes
+    from latentvla_ros.ros.launch_description import PROFILES, profile_graph
 
-    topics = CARLA_SENSOR_TOPICS if args.profile == "carla" else SENSOR_TOPICS
-    specs = graph_nodes(args.cameras.split(","), topics, with_teacher=args.with_teacher)
-    if args.profile == "carla":
-        specs.append(carla_controller_spec(topics))
+    args.cameras = args.cameras or PROFILES[args.profile]["camera_names"]
+    specs, profile_files, profile_sim_time = profile_graph(args.profile, args.cameras.split(","),
+                                                           with_teacher=args.with_teacher)
     if args.nodes:
         wanted = set(args.nodes.split(","))
         specs = [s for s in specs if s.name in wanted]
@@ -33,13 +32,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for path in args.param_file or []:
         for spec in specs:
             files.setdefault(spec.name, []).append(path)
-    if args.profile == "carla":
-        from latentvla_ros.core.resources import share_path
-
-        for spec in specs:
-            extra = share_path("config", "carla", f"{spec.name}.param.yaml")
-            if extra.exists():
-                files.setdefault(spec.name, []).insert(0, str(extra))
+    for name, extra in profile_files.items():  # the profile's overlays, before the user's files
+        files.setdefault(name, [])[:0] = extra
     try:
         overrides = parse_param_overrides(args.set or [])
     except ValueError as exc:
@@ -48,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "sensor_sync" in [s.name for s in specs]:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
     options = GraphOptions(nodes=specs, param_files=files, overrides=overrides, namespace=args.namespace,
-                           use_sim_time=args.use_sim_time or args.profile == "carla", log_level=args.log_level,
+                           use_sim_time=args.use_sim_time or profile_sim_time, log_level=args.log_level,
                            executor=args.executor, intra_process=not args.no_intra_process)
     try:
         options.validate()
@@ -133,9 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the node graph (composed in one process or as processes)")
     run.add_argument("--mode", choices=["composed", "processes"], default="composed")
-    run.add_argument("--profile", choices=["default", "carla"], default="default")
+    run.add_argument("--profile", choices=["default", "carla", "autoware"], default="default",
+                     help="topic names, sim time and param overlays: carla = the CARLA-ROS bridge, autoware = Autoware's "
+                          "sensing/localization topics (docs/operations.md)")
     run.add_argument("--nodes", default="", help="comma-separated subset of nodes to start")
-    run.add_argument("--cameras", default="front", help="comma-separated camera names, left to right")
+    run.add_argument("--cameras", default="", help="comma-separated camera names, left to right (default: the "
+                     "profile's: front, autoware camera0)")
     run.add_argument("--param-file", action="append", help="extra ROS 2 param file applied to every node (repeatable)")
     run.add_argument("--set", action="append", help="NODE.PARAM=VALUE override (repeatable)")
     run.add_argument("--namespace", default="")

@@ -28,7 +28,8 @@ def test_install_space_has_executables_launch_config_and_schemas():
 
     share = Path(get_package_share_directory("latentvla_ros"))
     prefix = Path(get_package_prefix("latentvla_ros"))
-    for sub in ("launch/latentvla.launch.py", "launch/carla_bridge.launch.py", "config/sensor_sync.param.yaml",
+    for sub in ("launch/latentvla.launch.py", "launch/carla_bridge.launch.py", "launch/autoware.launch.py",
+                "config/sensor_sync.param.yaml", "config/autoware/sensor_sync.param.yaml",
                 "schema/trajectory_planner.schema.json", "msg/PlannedTrajectory.msg"):
         assert (share / sub).is_file(), sub
     cmake = (ROOT / "CMakeLists.txt").read_text()

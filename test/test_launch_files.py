@@ -100,6 +100,30 @@ def test_carla_profile_uses_bridge_topics_sim_time_and_twist_output():
     assert sync_params["qos.input_reliability"] == "reliable"  # the bridge publishes reliable, depth 10
 
 
+def test_autoware_profile_uses_autoware_topics_and_its_overlays():
+    nodes, _ = evaluate(LAUNCH / "autoware.launch.py")
+    by_name = {n.node_name: n for n in nodes}
+    assert sorted(by_name) == ["bev_features", "latent_reasoner", "sensor_sync", "trajectory_planner"]
+    for node in nodes:
+        params, inline = _check_node(node, node.node_name)
+        assert inline["use_sim_time"] is False  # a vehicle: system time
+    sync = dict(by_name["sensor_sync"].remappings)
+    assert sync["~/input/camera/camera0/image"] == "/sensing/camera/camera0/image_rect_color"
+    assert sync["~/input/camera/camera0/camera_info"] == "/sensing/camera/camera0/camera_info"
+    assert sync["~/input/lidar/points"] == "/sensing/lidar/concatenated/pointcloud"
+    assert sync["~/input/odometry"] == "/localization/kinematic_state"
+    assert dict(by_name["trajectory_planner"].remappings)["~/input/odometry"] == "/localization/kinematic_state"
+    sync_params, inline = _check_node(by_name["sensor_sync"], "sensor_sync")
+    assert inline["camera_names"] == ["camera0"] and sync_params["camera_names"] == ["camera0"]
+    assert any("config/autoware/" in str(p) for p in by_name["bev_features"].parameters)
+    bev_params, _ = _check_node(by_name["bev_features"], "bev_features")
+    assert bev_params["frame_id"] == "base_link"  # the concatenated cloud's frame: no extrinsics needed
+    # more cameras: the launch argument
+    nodes, _ = evaluate(LAUNCH / "autoware.launch.py", {"camera_names": "camera0,camera1", "use_sim_time": "true"})
+    sync = dict({n.node_name: n for n in nodes}["sensor_sync"].remappings)
+    assert sync["~/input/camera/camera1/image"] == "/sensing/camera/camera1/image_rect_color"
+
+
 def test_undeclared_argument_is_an_error():
     with pytest.raises(ValueError, match="undeclared"):
         evaluate(LAUNCH / "latentvla.launch.py", {"no_such_arg": "1"})

@@ -13,33 +13,50 @@ import os
 
 from latentvla_ros.core.sros2 import enclave_args
 from latentvla_ros.ros.graph import transport_env
-from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, SENSOR_TOPICS, carla_controller_spec, graph_nodes
+from latentvla_ros.ros.topology import (
+    AUTOWARE_SENSOR_TOPICS,
+    CARLA_SENSOR_TOPICS,
+    NODE_NAMES,
+    SENSOR_TOPICS,
+    carla_controller_spec,
+    graph_nodes,
+)
 
+# A profile: its sensor topics, default use_sim_time and camera names, and a directory of
+# param overlays (config/<profile>/<node>.param.yaml, applied after config/<node>.param.yaml).
 PROFILES = {
-    "default": {"sensor_topics": SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": ""},
-    "carla": {"sensor_topics": CARLA_SENSOR_TOPICS, "use_sim_time": "true", "extra_param_dir": "config/carla"},
+    "default": {"sensor_topics": SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": "", "camera_names": "front"},
+    "carla": {"sensor_topics": CARLA_SENSOR_TOPICS, "use_sim_time": "true", "extra_param_dir": "config/carla",
+              "camera_names": "front"},
+    "autoware": {"sensor_topics": AUTOWARE_SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": "config/autoware",
+                 "camera_names": "camera0"},
 }
 RVIZ_CONFIG = "config/rviz/latentvla.rviz"
 
 
-def profile_graph(profile: str = "default", camera_names=("front",), sensor_topics: dict[str, str] | None = None,
-                  with_controller: bool | None = None):
+def profile_graph(profile: str = "default", camera_names=None, sensor_topics: dict[str, str] | None = None,
+                  with_controller: bool | None = None, with_teacher: bool = False):
     """(node specs, {node: [param files]}, use_sim_time) of a profile, exactly as its launch
     file starts them (for `latentvla run`-style composition and tests)."""
-    from latentvla_ros.core.resources import share_path
-
     settings = PROFILES[profile]
+    cameras = list(camera_names) if camera_names else settings["camera_names"].split(",")
     topics = dict(settings["sensor_topics"], **(sensor_topics or {}))
-    specs = graph_nodes(list(camera_names), topics)
+    specs = graph_nodes(cameras, topics, with_teacher=with_teacher)
     if with_controller if with_controller is not None else profile == "carla":
         specs.append(carla_controller_spec(topics))
-    files: dict[str, list[str]] = {}
-    for spec in specs:
-        if settings["extra_param_dir"]:
-            extra = share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")
-            if extra.exists():
-                files[spec.name] = [str(extra)]
+    files = {spec.name: [extra] for spec in specs if (extra := profile_param_file(profile, spec.name))}
     return specs, files, settings["use_sim_time"] == "true"
+
+
+def profile_param_file(profile: str, node: str) -> str | None:
+    """The profile's overlay param file for ``node``, if it has one."""
+    from latentvla_ros.core.resources import share_path
+
+    extra_dir = PROFILES[profile]["extra_param_dir"]
+    if not extra_dir:
+        return None
+    path = share_path(extra_dir, f"{node}.param.yaml")
+    return str(path) if path.exists() else None
 
 
 def generate(profile: str = "default"):
@@ -52,7 +69,8 @@ def generate(profile: str = "default"):
         DeclareLaunchArgument("param_dir", default_value="", description="Directory of <node>.param.yaml files (default: the package's config/)."),
         DeclareLaunchArgument("use_sim_time", default_value=settings["use_sim_time"], description="Use /clock (bag replay, simulator)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace for every node."),
-        DeclareLaunchArgument("camera_names", default_value="front", description="Comma-separated camera names, left to right."),
+        DeclareLaunchArgument("camera_names", default_value=settings["camera_names"],
+                              description="Comma-separated camera names, left to right."),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level of every node."),
     ]
     for key, value in settings["sensor_topics"].items():
@@ -94,8 +112,8 @@ def _nodes(context, profile: str):
         if not _truthy(value(f"start_{spec.name}")):
             continue
         params = [f"{param_dir}/{spec.name}.param.yaml"]
-        if settings["extra_param_dir"]:
-            params.append(str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")))
+        if profile_param_file(profile, spec.name):
+            params.append(profile_param_file(profile, spec.name))
         params.append({"use_sim_time": use_sim_time, "camera_names": cameras} if spec.name == "sensor_sync"
                       else {"use_sim_time": use_sim_time})
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),

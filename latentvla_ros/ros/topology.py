@@ -41,6 +41,18 @@ CARLA_SENSOR_TOPICS = {
 }
 CARLA_FRAMES = {"map": "map", "ego": "ego_vehicle", "camera": "ego_vehicle/rgb_{name}", "lidar": "ego_vehicle/lidar"}
 
+# Autoware's topic names (profile `autoware`): the graph drops into an Autoware vehicle
+# without remaps. Cameras camera0..N under /sensing/camera/*, the concatenated LiDAR cloud
+# (frame base_link) and the localization's kinematic state (nav_msgs/Odometry, map ->
+# base_link). Autoware has no driving-command topic: the optional input keeps our name.
+AUTOWARE_SENSOR_TOPICS = {
+    "camera_image": "/sensing/camera/{name}/image_rect_color",
+    "camera_info": "/sensing/camera/{name}/camera_info",
+    "lidar": "/sensing/lidar/concatenated/pointcloud",
+    "odometry": "/localization/kinematic_state",
+    "driving_command": "/planning/driving_command",
+}
+
 
 @dataclass
 class NodeSpec:
