@@ -243,3 +243,25 @@ def test_twist_config_is_validated():
     for bad in ({"full_brake_mps2": math.nan}, {"full_throttle_mps2": 0.0}, {"coast_mps2": 9.0}):
         with pytest.raises(ConfigError):
             TwistConfig(**bad)
+
+
+def test_controller_output_selection(ros_context):
+    """auto = AckermannDrive where ackermann_msgs is importable, else Twist; an explicit
+    ackermann output without the package refuses to start with the fix in the message."""
+    from rclpy.parameter import Parameter
+
+    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.nodes.twist_controller import TwistControllerNode, ackermann_drive_type
+
+    node = TwistControllerNode(context=ros_context)
+    try:
+        assert node.output == ("ackermann" if ackermann_drive_type() else "twist")
+        assert node.diagnostic_values()["output"] == node.output
+    finally:
+        node.destroy_node()
+    if ackermann_drive_type() is None:
+        with pytest.raises(ParameterError, match="ackermann_msgs"):
+            TwistControllerNode(context=ros_context, parameter_overrides=[Parameter("output", value="ackermann")])
+    with pytest.raises(ParameterError, match="coast_mps2"):
+        TwistControllerNode(context=ros_context, parameter_overrides=[Parameter("twist.coast_mps2", value=5.0),
+                                                                      Parameter("twist.full_brake_mps2", value=4.0)])

@@ -115,3 +115,13 @@ def test_bev_features_node_moves_the_cloud_into_the_ego_frame(ros_context, spin)
     assert node.lidar_frames == {"base_link": "identity", "lidar_top": "parameter"}
     assert "lidar_top: parameter" in node.diagnostic_values()["lidar_frames"]
     assert any("lidar_frame_unknown" in text for _, text in node.diagnostic_problems())
+
+
+def test_bad_mount_refuses_to_start_before_the_model_loads(ros_context, monkeypatch):
+    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.nodes import bev_features
+
+    monkeypatch.setattr(bev_features, "load_model_runtime", lambda *a: pytest.fail("the model loaded first"))
+    with pytest.raises(ParameterError, match="frame_id"):
+        bev_features.BevFeaturesNode(context=ros_context, parameter_overrides=[
+            Parameter("checkpoint", value=""), Parameter("lidar_extrinsics.frame_id", value="lidar top")])

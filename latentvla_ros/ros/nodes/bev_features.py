@@ -21,8 +21,10 @@ import time
 import numpy as np
 from sensor_msgs.msg import Image
 
+from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.extrinsics import Extrinsics, ExtrinsicsError, points_to_ego, rotation_from_quaternion
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
+from latentvla_ros.core.parameters import ParameterError
 from latentvla_ros.core.pipeline import BevFeatureExtractor
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
@@ -56,17 +58,17 @@ class BevFeaturesNode(LatentVlaNode):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        try:  # before the model loads: a bad mount is a parameter error
+            self.lidar_extrinsics = Extrinsics(**{k: self.params[f"lidar_extrinsics.{k}"]
+                                                  for k in ("frame_id", "x", "y", "z", "roll", "pitch", "yaw")})
+        except ConfigError as exc:
+            raise ParameterError(f"bev_features: invalid parameters: lidar_extrinsics.{exc}") from exc
         self.extractor = load_model_runtime(self, BevFeatureExtractor, BevBackboneConfig)
         self._pub = self.create_publisher(BevFeatures, "~/output/bev", self.output_qos())
         self._image_pub = self.create_publisher(Image, "~/debug/bev_image", self.output_qos())
         self._last_image = -1e9
-        p = self.params
-        self.lidar_extrinsics = Extrinsics(frame_id=p["lidar_extrinsics.frame_id"], x=p["lidar_extrinsics.x"],
-                                           y=p["lidar_extrinsics.y"], z=p["lidar_extrinsics.z"],
-                                           roll=p["lidar_extrinsics.roll"], pitch=p["lidar_extrinsics.pitch"],
-                                           yaw=p["lidar_extrinsics.yaw"])
         self.lidar_frames: dict[str, str] = {}  # LiDAR frame -> where its transform came from
-        self._tf_buffer = self._tf_listener() if p["use_tf"] else None
+        self._tf_buffer = self._tf_listener() if self.params["use_tf"] else None
         self._tf_cache: dict[str, tuple] = {}
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
 

@@ -32,7 +32,9 @@ import time
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 
+from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.fallback import comfortable_stop
+from latentvla_ros.core.parameters import ParameterError
 from latentvla_ros.core.tracking import (
     ControlCommand,
     TrackerConfig,
@@ -74,9 +76,12 @@ class TwistControllerNode(LatentVlaNode):
         super().__init__(**kwargs)
         p = self.params
         self.tracker = TrackerConfig(wheelbase_m=p["wheelbase_m"], max_steering_rad=p["max_steering_rad"])
-        self.twist_mapper = TwistMapper(TwistConfig(full_throttle_mps2=p["twist.full_throttle_mps2"],
-                                                    full_brake_mps2=p["twist.full_brake_mps2"],
-                                                    coast_mps2=p["twist.coast_mps2"]))
+        try:
+            self.twist_mapper = TwistMapper(TwistConfig(full_throttle_mps2=p["twist.full_throttle_mps2"],
+                                                        full_brake_mps2=p["twist.full_brake_mps2"],
+                                                        coast_mps2=p["twist.coast_mps2"]))
+        except ConfigError as exc:
+            raise ParameterError(f"twist_controller: invalid parameters: twist.{exc}") from exc
         self._trajectory = None
         self._trajectory_time = -math.inf
         self._speed = 0.0
@@ -88,8 +93,8 @@ class TwistControllerNode(LatentVlaNode):
         self.mode = "waiting"  # following | following_fallback | stale_trajectory | stale_odometry | standstill
         drive_type = ackermann_drive_type()
         if p["output"] == "ackermann" and drive_type is None:
-            raise RuntimeError("twist_controller: output 'ackermann' needs ackermann_msgs (apt: ros-$ROS_DISTRO-ackermann-msgs);"
-                               " not importable here: use output 'twist' or 'auto'")
+            raise ParameterError("twist_controller: output 'ackermann' needs ackermann_msgs (apt: "
+                                 "ros-$ROS_DISTRO-ackermann-msgs), not importable here: use output 'twist' or 'auto'")
         self.output = "ackermann" if p["output"] == "ackermann" or (p["output"] == "auto" and drive_type) else "twist"
         self._drive_type = drive_type
         self._twist_pub = self._drive_pub = None
