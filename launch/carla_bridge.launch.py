@@ -1,7 +1,9 @@
 """ros2 launch latentvla_ros carla_bridge.launch.py
 
 The CARLA-ROS bridge profile: /carla/ego_vehicle/* inputs, use_sim_time, the bridge's
-QoS, and twist_controller publishing /carla/ego_vehicle/twist for carla_twist_to_control.
+QoS and LiDAR mount, and twist_controller publishing AckermannDrive on
+/carla/ego_vehicle/ackermann_cmd for carla_ackermann_control (where ackermann_msgs is
+installed) or Twist on /carla/ego_vehicle/twist for carla_twist_to_control.
 """
 from latentvla_ros.ros.launch_description import generate
 

@@ -81,7 +81,8 @@ def generate(profile: str = "default"):
         args.append(DeclareLaunchArgument(f"start_{name}", default_value=default, description=f"Start {name}."))
     if profile == "carla":
         args.append(DeclareLaunchArgument("start_twist_controller", default_value="true",
-                                          description="Publish geometry_msgs/Twist for carla_twist_to_control."))
+                                          description="Start twist_controller: AckermannDrive for carla_ackermann_control "
+                                                      "(where ackermann_msgs is installed) or Twist for carla_twist_to_control."))
     args.append(DeclareLaunchArgument("rviz", default_value="false", description=f"Start RViz with {RVIZ_CONFIG}."))
     # the same Fast DDS profile in every process the launch starts (a value already set wins)
     env = [SetEnvironmentVariable(k, os.environ.get(k, v)) for k, v in transport_env().items()]
