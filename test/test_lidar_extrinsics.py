@@ -125,3 +125,43 @@ def test_bad_mount_refuses_to_start_before_the_model_loads(ros_context, monkeypa
     with pytest.raises(ParameterError, match="frame_id"):
         bev_features.BevFeaturesNode(context=ros_context, parameter_overrides=[
             Parameter("checkpoint", value=""), Parameter("lidar_extrinsics.frame_id", value="lidar top")])
+
+
+def test_tf_transform_is_used_and_cached_where_tf_knows_the_frame(ros_context):
+    """The tf path with a stand-in buffer (tf2_ros is not installed here): the node asks for
+    the LiDAR frame in its ego frame, applies the answer and asks once per frame."""
+    from geometry_msgs.msg import TransformStamped
+
+    from latentvla_ros.ros.conversions import sensor_frame_to_core
+    from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
+
+    class Buffer:
+        calls: list = []
+
+        def lookup_transform(self, target, source, _time):
+            self.calls.append((target, source))
+            if source != "lidar_top":
+                raise LookupError(f"{source} unknown to tf")
+            out = TransformStamped()
+            out.transform.translation.x, out.transform.translation.y, out.transform.translation.z = MOUNT.x, MOUNT.y, MOUNT.z
+            half = [a / 2 for a in (MOUNT.roll, MOUNT.pitch, MOUNT.yaw)]
+            cr, sr, cp, sp, cy, sy = (f(a) for a in half for f in (math.cos, math.sin))
+            rot = out.transform.rotation
+            rot.x, rot.y = sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy
+            rot.z, rot.w = cr * cp * sy - sr * sp * cy, cr * cp * cy + sr * sp * sy
+            return out
+
+    node = BevFeaturesNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value="")])
+    try:
+        node._tf_buffer = Buffer()
+        ego = _ego_points(500)
+        msg = samples()["SensorFrame"]
+        msg.lidar = xyzi_to_pointcloud2(_in_mount_frame(ego, MOUNT), 0, "lidar_top")
+        for _ in range(3):
+            frame = node._lidar_in_ego(sensor_frame_to_core(msg), "lidar_top")
+            np.testing.assert_allclose(frame.lidar_points[:, :3], ego[:, :3], atol=1e-4)
+        assert Buffer.calls == [("base_link", "lidar_top")] and node.lidar_frames == {"lidar_top": "tf"}
+        with pytest.raises(ExtrinsicsError, match="'velodyne'"):
+            node._lidar_in_ego(sensor_frame_to_core(msg), "velodyne")  # tf does not know it, nor the parameters
+    finally:
+        node.destroy_node()
