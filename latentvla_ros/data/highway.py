@@ -54,6 +54,17 @@ SCENARIOS = ("highway", "merge", "roundabout", "intersection")
 POLICY_HZ = 10
 COMMAND_LOOKAHEAD_M = 25.0
 TURN_THRESHOLD_RAD = 0.5
+EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
+"""The expert's nominal cruise speed per scenario; each log draws its own within +-EXPERT_CRUISE_SPREAD."""
+EXPERT_CRUISE_SPREAD = 0.1
+
+
+def speed_limit_mps(scenario: str) -> float:
+    """The scenario's speed limit: the fastest cruise speed the expert may draw (it never
+    drives above the limit), as a map's legal limit is for human drivers."""
+    return EXPERT_CRUISE_MPS[scenario] * (1.0 + EXPERT_CRUISE_SPREAD)
+
+
 # IDMVehicle class attributes that IntersectionEnv mutates process-wide; restored
 # before and after every log so logs do not depend on what ran before in the process.
 _IDM_CLASS_DEFAULTS = {"DISTANCE_WANTED": 10.0, "COMFORT_ACC_MAX": 3.0, "COMFORT_ACC_MIN": -5.0}
@@ -657,8 +668,8 @@ def generate_log(
         ego = expert_cls.create_from(old)
         if scenario == "roundabout":
             ego.plan_route_to(["exr", "nxr", "wxr"][int(rng.integers(3))])
-        cruise = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}[scenario]
-        ego.lock_cruise_speed(cruise * float(rng.uniform(0.9, 1.1)))
+        cruise = EXPERT_CRUISE_MPS[scenario]
+        ego.lock_cruise_speed(cruise * float(rng.uniform(1.0 - EXPERT_CRUISE_SPREAD, 1.0 + EXPERT_CRUISE_SPREAD)))
         ego.yield_to_crossing = scenario in ("roundabout", "intersection")
         road.vehicles[road.vehicles.index(old)] = ego
         env.vehicle = ego

@@ -52,7 +52,7 @@ from latentvla_ros.core.types import (
     Trajectory,
 )
 from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
-from latentvla_ros.evaluation.pdms import COMFORT_METRICS, PdmsConfig, comfort_checks
+from latentvla_ros.evaluation.pdms import COMFORT_METRICS, DRIVABLE_AREA_TOLERANCE_M, PdmsConfig, comfort_checks
 from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, X, Y, YAW_RATE
 from latentvla_ros.evaluation.splits import SCENARIOS
 
@@ -79,7 +79,7 @@ class ClosedLoopConfig(ConfigBase):
     """End the episode at the first collision."""
     stop_off_road: bool = True
     """End the episode when the ego leaves the drivable area."""
-    off_road_tolerance_m: float = 0.5
+    off_road_tolerance_m: float = DRIVABLE_AREA_TOLERANCE_M
     """A corner counts as off-road only when it lies farther than this outside the
     drivable area [m]: the map's per-lane polygons leave small wedge-shaped gaps where
     lanes meet at an angle (roundabout entries), which the expert cuts through."""
@@ -507,6 +507,7 @@ class HighwayClosedLoopEnv:
         reference planner): agents now (they forecast them at constant velocity), the
         route centreline, the expert's cruise speed as the speed limit."""
         from latentvla_ros.evaluation.pdms import Scene
+        from latentvla_ros.evaluation.scenes import highway_env_vehicle
 
         obs = obs or self.observation
         agents = [
@@ -516,8 +517,8 @@ class HighwayClosedLoopEnv:
             for r in obs.agents
         ]
         return Scene(ego_pose=obs.pose, ego=obs.ego, map=self.map, agent_frames=[agents], agent_dt_s=0.1,
-                     route_centerline=self.route.points, ego_length_m=self.ego_length_m, ego_width_m=self.ego_width_m,
-                     rear_axle_to_center_m=0.0, speed_limit_mps=self.cruise_speed_mps,
+                     route_centerline=self.route.points, **highway_env_vehicle(self.ego_length_m, self.ego_width_m),
+                     speed_limit_mps=self.cruise_speed_mps,
                      token=f"{self.scenario}:{self.seed}:{obs.step}")
 
 

@@ -250,9 +250,31 @@ def points_in_polygons(points: np.ndarray, polygons: list[np.ndarray]) -> np.nda
     return out
 
 
-def points_in_union(points: np.ndarray, polygons: list[np.ndarray]) -> np.ndarray:
-    """Whether each point lies in at least one of ``polygons``."""
-    return np.any(points_in_polygons(points, polygons), axis=-1)
+def points_in_union(points: np.ndarray, polygons: list[np.ndarray], tolerance_m: float = 0.0) -> np.ndarray:
+    """Whether each point lies in at least one of ``polygons``, or (``tolerance_m`` > 0)
+    within ``tolerance_m`` of one of them."""
+    pts = np.asarray(points, dtype=np.float64)
+    inside = np.any(points_in_polygons(pts, polygons), axis=-1)
+    if tolerance_m > 0.0 and not np.all(inside):
+        out = ~inside
+        inside[out] = distance_to_polygons(pts[out], polygons, tolerance_m) <= tolerance_m
+    return inside
+
+
+def distance_to_polygons(points: np.ndarray, polygons: list[np.ndarray], max_m: float = np.inf) -> np.ndarray:
+    """Distance (K,) from points (K, 2) to the nearest polygon boundary; polygons whose
+    bounding box is farther than ``max_m`` are skipped (distance inf when all are)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    best = np.full(len(pts), np.inf)
+    for poly in polygons:
+        poly = np.asarray(poly, dtype=np.float64)
+        lo, hi = poly.min(axis=0) - max_m, poly.max(axis=0) + max_m
+        near = np.all((pts >= lo) & (pts <= hi), axis=-1) if np.isfinite(max_m) else np.ones(len(pts), bool)
+        if not np.any(near):
+            continue
+        d = point_segment_distance(pts[near][:, None, :], poly[None], np.roll(poly, -1, axis=0)[None]).min(axis=1)
+        best[near] = np.minimum(best[near], d)
+    return best
 
 
 # --------------------------------------------------------------------------- polylines
@@ -397,46 +419,86 @@ def lanes_containing_points(
     return out
 
 
+def match_lanes(
+    lane_centerlines: list[np.ndarray], poses: np.ndarray, max_dist_m: float = 3.0, heading_weight_m: float = 2.0
+) -> dict[int, int]:
+    """How many of ``poses`` (N, 3) each lane is matched by: {lane index: count}.
+
+    A pose matches the lane minimising ``distance + heading_weight_m * |heading
+    error|`` among lanes within ``max_dist_m`` whose direction there is within
+    90 deg of the pose's (the heading term separates lanes that share their
+    first metres, e.g. the straight and turning lanes leaving an intersection
+    entry). Lanes with fewer than 2 points are never matched.
+    """
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, 3)
+    costs = np.full((len(poses), len(lane_centerlines)), np.inf)
+    for i, c in enumerate(lane_centerlines):
+        c = np.asarray(c, dtype=np.float64).reshape(-1, 2)
+        if len(c) < 2:
+            continue
+        line = Polyline(c)
+        idx, _, dist = line._closest(poses[:, :2])
+        err = np.abs(wrap_angle(line.seg_heading[idx] - poses[:, 2]))
+        ok = (dist <= max_dist_m) & (err < np.pi / 2)
+        costs[ok, i] = dist[ok] + heading_weight_m * err[ok]
+    counts: dict[int, int] = {}
+    for row in costs:
+        if np.isfinite(row).any():
+            j = int(np.argmin(row))
+            counts[j] = counts.get(j, 0) + 1
+    return counts
+
+
 def chain_lane_centerline(
     lane_centerlines: list[np.ndarray],
     pose: np.ndarray,
     ahead_m: float = 300.0,
     behind_m: float = 30.0,
     join_tol_m: float = 1.0,
+    mission: dict[int, int] | None = None,
 ) -> np.ndarray | None:
     """A route centreline through the lane nearest to ``pose`` = (x, y, yaw).
 
+    ``mission``: {lane index: weight} of the lanes the episode's route uses
+    (e.g. ``match_lanes`` of the logged ego path): where the road branches (a
+    roundabout exit, an intersection turn) the route follows the mission's
+    lanes (highest weight first), and only where none of the branches is on
+    the mission the straightest one. Without a mission, the "straightest
+    successor" chain.
+
     The start lane is the closest lane whose local direction is within 90 deg
-    of the yaw (the closest of all lanes if none is). It is extended by
-    successor lanes (first point within ``join_tol_m`` of the current end,
-    direction within 90 deg; the best-aligned wins, ties -> lower index) until
+    of the yaw (the closest of all lanes if none is); a mission lane within
+    0.5 m of that distance is preferred. It is extended by successor lanes
+    (first point within ``join_tol_m`` of the current end, direction within 90
+    deg; mission lanes first, then the best-aligned, ties -> lower index) until
     ``ahead_m`` metres lie ahead of the projection of ``pose``, and likewise by
-    predecessors until ``behind_m`` lie behind. Returns (K, 2) points, or None
-    when there are no lanes. Deterministic for a given lane list.
+    predecessors until ``behind_m`` lie behind. No lane is used twice. Returns
+    (K, 2) points, or None when there are no lanes. Deterministic.
     """
-    lanes = [np.asarray(c, dtype=np.float64).reshape(-1, 2) for c in lane_centerlines]
-    lanes = [c for c in lanes if len(c) >= 2]
+    weight = dict(mission or {})
+    lanes = {i: np.asarray(c, dtype=np.float64).reshape(-1, 2) for i, c in enumerate(lane_centerlines)}
+    lanes = {i: c for i, c in lanes.items() if len(c) >= 2}
     if not lanes:
         return None
     pose = np.asarray(pose, dtype=np.float64)
     p = pose[None, :2]
-    best, best_aligned = None, None
-    for i, c in enumerate(lanes):
+    near = []  # (distance, aligned, index)
+    for i, c in lanes.items():
         line = Polyline(c)
         idx, _, dist = line._closest(p)
         aligned = abs(float(wrap_angle(line.seg_heading[idx[0]] - pose[2]))) < np.pi / 2
-        key = (float(dist[0]), i)
-        if best is None or key < best:
-            best = key
-        if aligned and (best_aligned is None or key < best_aligned):
-            best_aligned = key
-    start = (best_aligned or best)[1]
-    chain = [start]
+        near.append((float(dist[0]), aligned, i))
+    pool = [n for n in near if n[1]] or near
+    d_min = min(n[0] for n in pool)
+    start = min(pool, key=lambda n: (n[0] > d_min + 0.5 or weight.get(n[2], 0) == 0, n[0], n[2]))[2]
     pts = lanes[start]
 
     def heading_of(a: np.ndarray, b: np.ndarray) -> float:
         d = b - a
         return float(np.arctan2(d[1], d[0]))
+
+    def pick(cands: list[tuple[float, int]]) -> int:
+        return min(cands, key=lambda c: (-weight.get(c[1], 0), c[0], c[1]))[1]
 
     visited = {start}
     # forward
@@ -446,7 +508,7 @@ def chain_lane_centerline(
             break
         end, end_h = pts[-1], heading_of(pts[-2], pts[-1])
         cands = []
-        for j, c in enumerate(lanes):
+        for j, c in lanes.items():
             if j in visited or np.linalg.norm(c[0] - end) > join_tol_m:
                 continue
             dh = abs(float(wrap_angle(heading_of(c[0], c[1]) - end_h)))
@@ -454,7 +516,7 @@ def chain_lane_centerline(
                 cands.append((dh, j))
         if not cands:
             break
-        j = min(cands)[1]
+        j = pick(cands)
         visited.add(j)
         nxt = lanes[j]
         pts = np.vstack([pts, nxt[1:] if np.allclose(nxt[0], pts[-1]) else nxt])
@@ -465,7 +527,7 @@ def chain_lane_centerline(
             break
         first, first_h = pts[0], heading_of(pts[0], pts[1])
         cands = []
-        for j, c in enumerate(lanes):
+        for j, c in lanes.items():
             if j in visited or np.linalg.norm(c[-1] - first) > join_tol_m:
                 continue
             dh = abs(float(wrap_angle(heading_of(c[-2], c[-1]) - first_h)))
@@ -473,7 +535,7 @@ def chain_lane_centerline(
                 cands.append((dh, j))
         if not cands:
             break
-        j = min(cands)[1]
+        j = pick(cands)
         visited.add(j)
         prv = lanes[j]
         pts = np.vstack([prv[:-1] if np.allclose(prv[-1], pts[0]) else prv, pts])

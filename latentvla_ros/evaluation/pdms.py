@@ -14,7 +14,7 @@ Sub-metrics (semantics of NAVSIM's ``PDMScorer``; see docs in each function):
   stopped or with a track behind the ego (rear-ended) are not at fault, and
   that track is then ignored for the rest of the horizon.
 - DAC {0, 1}: 0 if any ego corner, at any of the 41 states, lies outside every
-  drivable polygon.
+  drivable polygon by more than ``DRIVABLE_AREA_TOLERANCE_M`` (NAVSIM: 0).
 - TTC {0, 1}: the ego box at each state is projected at constant velocity by
   0, 0.3, 0.6, 0.9 s and checked against the agents at that future time;
   a hit with an agent ahead (within 30 deg of the heading), or not behind
@@ -51,6 +51,7 @@ from latentvla_ros.evaluation.geometry import (
     lanes_containing_points,
     points_in_union,
     unwrap_angles,
+    world_to_ego_poses,
     wrap_angle,
 )
 from latentvla_ros.evaluation.simulation import (
@@ -81,6 +82,11 @@ class InvalidSceneError(ValueError):
 
 
 # --------------------------------------------------------------------------- config
+DRIVABLE_AREA_TOLERANCE_M = 0.5
+"""An ego corner is off the drivable area only farther than this outside it [m], open and
+closed loop alike (docs/evaluation.md says why; NAVSIM has none)."""
+
+
 @dataclass(frozen=True)
 class PdmsConfig:
     """Scorer parameters; defaults are NAVSIM v1.1's."""
@@ -95,6 +101,7 @@ class PdmsConfig:
     agent_ahead_angle_deg: float = 30.0
     agent_behind_angle_deg: float = 150.0
     observation_horizon_s: float = 5.0  # 4 s + 1 s TTC lookahead
+    drivable_area_tolerance_m: float = DRIVABLE_AREA_TOLERANCE_M  # NAVSIM: 0
     # comfort bounds
     max_abs_mag_jerk: float = 8.37
     max_abs_lat_accel: float = 4.89
@@ -387,7 +394,16 @@ class Scene:
       ``wheel_base_m`` (None -> 0.6 * length): ego geometry. Poses are of the
       reference point; the box centre is ``rear_axle_to_center_m`` ahead
       (0 for logs whose poses are box centres, e.g. highway-env).
-    - ``speed_limit_mps``: for the reference planner (None -> fallback).
+    - ``poses_are_box_centers``: ``ego_pose``, ``expert_trajectory`` and the
+      trajectories to score give the box centre (highway-env's vehicles: their
+      position is the centre, and they slip about it) instead of the reference
+      point. The scorer then simulates the rear axle, ``rear_axle_to_center_m``
+      behind the centre, as NAVSIM does (``rear_axle_pose``,
+      ``to_rear_axle_frame``, ``trajectory_from_rear_axle``).
+    - ``accel_time_constant_s`` / ``steering_time_constant_s``: actuator lags
+      of the simulated ego (NAVSIM's by default; 0 for highway-env's vehicle).
+    - ``speed_limit_mps``: for the reference planner (None -> fallback) and so
+      for EP's reference progress.
     - ``expert_trajectory``: (8, 3) logged future in the ego frame, optional.
 
     Treat a Scene as immutable once scored: derived data is cached on it.
@@ -407,7 +423,44 @@ class Scene:
     speed_limit_mps: float | None = None
     expert_trajectory: np.ndarray | None = None
     token: str = ""
+    poses_are_box_centers: bool = False
+    accel_time_constant_s: float = VehicleParams.accel_time_constant_s
+    steering_time_constant_s: float = VehicleParams.steering_time_constant_s
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def rear_axle_pose(self) -> np.ndarray:
+        """World pose (x, y, yaw) of the simulated reference point (the rear axle)."""
+        pose = np.asarray(self.ego_pose, dtype=np.float64)[:3].copy()
+        if self.poses_are_box_centers:
+            d = float(self.rear_axle_to_center_m)
+            pose[:2] -= d * np.array([np.cos(pose[2]), np.sin(pose[2])])
+        return pose
+
+    def to_rear_axle_frame(self, poses: np.ndarray) -> np.ndarray:
+        """Trajectory poses (N, 3) as given for this scene -> rear-axle poses relative
+        to the rear axle now (identity unless ``poses_are_box_centers``).
+
+        A centre pose (x, y, h) relative to the centre now has its rear axle at
+        (x - d cos h, y - d sin h, h); the rear axle now is at (-d, 0, 0).
+        """
+        poses = np.asarray(poses, dtype=np.float64)
+        if not self.poses_are_box_centers:
+            return poses
+        d = float(self.rear_axle_to_center_m)
+        out = poses.copy()
+        out[..., 0] = poses[..., 0] - d * np.cos(poses[..., 2]) + d
+        out[..., 1] = poses[..., 1] - d * np.sin(poses[..., 2])
+        return out
+
+    def trajectory_from_rear_axle(self, world_poses: np.ndarray) -> np.ndarray:
+        """World rear-axle poses (N, 3) -> trajectory poses as this scene takes them."""
+        world = np.asarray(world_poses, dtype=np.float64).copy()
+        if self.poses_are_box_centers:
+            d = float(self.rear_axle_to_center_m)
+            world[..., 0] += d * np.cos(world[..., 2])
+            world[..., 1] += d * np.sin(world[..., 2])
+        return world_to_ego_poses(np.asarray(self.ego_pose, dtype=np.float64)[:3], world)
 
     @property
     def vehicle(self) -> VehicleParams:
@@ -416,11 +469,13 @@ class Scene:
             width_m=float(self.ego_width_m),
             rear_axle_to_center_m=float(self.rear_axle_to_center_m),
             wheel_base_m=self.wheel_base_m,
+            accel_time_constant_s=float(self.accel_time_constant_s),
+            steering_time_constant_s=float(self.steering_time_constant_s),
         )
 
     def initial_state(self) -> np.ndarray:
         return initial_state(
-            np.asarray(self.ego_pose, dtype=np.float64),
+            self.rear_axle_pose,
             self.ego.velocity,
             self.ego.acceleration,
             float(self.ego.yaw_rate),
@@ -519,7 +574,7 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
     )  # (B, T, 4, 2), (B, T, 2)
 
     # --- ego areas
-    in_drivable = points_in_union(corners, drivable)  # (B, T, 4)
+    in_drivable = points_in_union(corners, drivable, config.drivable_area_tolerance_m)  # (B, T, 4)
     off_road = ~np.all(in_drivable, axis=-1)
     lanes = scene.lanes
     if lanes:
@@ -714,6 +769,7 @@ def simulate_trajectories(
     refs = []
     for traj in trajectories:
         poses, interval = _as_poses(traj)
+        poses = scene.to_rear_axle_frame(poses)
         refs.append(reference_from_ego_trajectory(s0[:3], poses, interval, tracker.dt_s, tracker.num_steps))
     return LQRSimulator(scene.vehicle, tracker).simulate(np.stack(refs), s0)
 

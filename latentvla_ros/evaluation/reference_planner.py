@@ -35,7 +35,6 @@ from latentvla_ros.evaluation.geometry import (
     boxes_intersect,
     convex_polygon_distance,
     ego_box,
-    world_to_ego_poses,
     wrap_angle,
 )
 from latentvla_ros.evaluation.pdms import (
@@ -68,6 +67,10 @@ class ReferencePlannerConfig:
     trajectory_horizon_s: float = 5.0  # corridor length = max target speed * this
     path_resolution_m: float = 1.0
     forecast: str = "constant_velocity"  # or "log"
+    # crossing / merging traffic (``_crossing_agents``; 0 s lookahead: PDM-Closed's leads only)
+    yield_lookahead_s: float = 3.0
+    yield_margin_s: float = 1.0
+    yield_clearance_m: float = 0.5
     num_poses: int = 8
     pose_interval_s: float = 0.5
 
@@ -128,6 +131,9 @@ class ReferencePlanner:
                 lane_width_m=scene.lane_width_m,
                 speed_limit_mps=scene.speed_limit_mps,
                 token=scene.token,
+                poses_are_box_centers=scene.poses_are_box_centers,
+                accel_time_constant_s=scene.accel_time_constant_s,
+                steering_time_constant_s=scene.steering_time_constant_s,
             )
         return scene._cache[key]
 
@@ -137,7 +143,8 @@ class ReferencePlanner:
         veh = scene.vehicle
         n_steps = SIM_NUM_STEPS
         k = len(targets)
-        ego_xy = np.asarray(scene.ego_pose, dtype=np.float64)[None, :2]
+        pose = scene.rear_axle_pose
+        ego_xy = pose[None, :2]
         s0 = float(path.project(ego_xy)[0])
         v0 = max(float(scene.ego.velocity[0]), 0.0)
         prog = np.zeros((k, n_steps + 1))
@@ -148,15 +155,18 @@ class ReferencePlanner:
         corridor = path.substring(s0, s0 + max(corridor_len, 1.0))
         replay = plan_scene.replay
         # objects already overlapping the ego now are ignored (PDM-Closed's "collided tracks")
-        pose = np.asarray(scene.ego_pose, dtype=np.float64)
         ego_now, _ = ego_box(pose[0], pose[1], pose[2], veh.length_m, veh.width_m, veh.rear_axle_to_center_m)
         overlapping = boxes_intersect(ego_now[None], replay.corners[0]) & replay.valid[0]
+        entries = self._corridor_entries(replay, corridor, s0, veh) if cfg.yield_lookahead_s > 0 else None
         lead = np.zeros((k, 3))  # progress, velocity, rear length
         targets = np.maximum(targets, 1e-3)
         sqrt_ab = 2.0 * np.sqrt(cfg.accel_max * cfg.decel_max)
         for t in range(1, n_steps + 1):
             if (t - 1) % cfg.leading_agent_update_every == 0:
                 lead = self._leading_agents(replay, t, path, corridor, s0, prog[:, t - 1], veh, overlapping)
+                if cfg.yield_lookahead_s > 0:
+                    cross = self._crossing_agents(replay, entries, t, prog[:, t - 1], vel[:, t - 1], veh, overlapping)
+                    lead = np.where((cross[:, 0] < lead[:, 0])[:, None], cross, lead)
             x, v = prog[:, t - 1], vel[:, t - 1]
             s_star = cfg.min_gap_to_lead_agent + v * cfg.headway_time + v * (v - lead[:, 1]) / sqrt_ab
             s_alpha = np.maximum(lead[:, 0] - x - lead[:, 2], cfg.min_gap_to_lead_agent)
@@ -226,6 +236,74 @@ class ReferencePlanner:
                 out[i, 1] = float(np.hypot(vx, vy) * np.cos(rel))
         return out
 
+    def _corridor_entries(self, replay, corridor: Polyline, corridor_start: float, veh) -> tuple:
+        """For every replay sample and agent: does the box touch the ego's corridor (path
+        buffered by half the ego width + ``yield_clearance_m``), at which path arc does it
+        start, and its speed along the path there. Arrays (T, N)."""
+        n_t, n = replay.valid.shape
+        if n == 0:
+            return np.zeros((n_t, 0), bool), np.zeros((n_t, 0)), np.zeros((n_t, 0))
+        half_w = 0.5 * veh.width_m + self.config.yield_clearance_m
+        s_c, d_c = corridor.frenet(replay.corners.reshape(-1, 2), extrapolate=True)
+        s_c, d_c = s_c.reshape(n_t, n, 4), d_c.reshape(n_t, n, 4)
+        touch = (replay.valid & (d_c.min(-1) <= half_w) & (d_c.max(-1) >= -half_w) & (s_c.max(-1) >= 0.0)
+                 & (s_c.min(-1) <= corridor.length))
+        s_in = np.clip(s_c.min(-1), 0.0, corridor.length)
+        h = corridor.interpolate(s_in)[..., 2]
+        along = replay.velocity[..., 0] * np.cos(h) + replay.velocity[..., 1] * np.sin(h)
+        return touch, corridor_start + s_in, np.maximum(along, 0.0)
+
+    def _crossing_agents(
+        self,
+        replay,
+        entries: tuple,
+        t: int,
+        ego_prog: np.ndarray,
+        ego_vel: np.ndarray,
+        veh,
+        excluded: np.ndarray,
+    ) -> np.ndarray:
+        """Crossing and merging traffic as IDM leads (K, 3), the ``_leading_agents`` layout.
+
+        An agent not in the corridor now whose forecast box enters it ahead of the
+        ego within ``yield_lookahead_s`` (at arc ``s_c``, ``tau`` seconds from now) is
+        yielded to unless the ego, at its current speed, has passed ``s_c`` plus the
+        agent's and its own length ``yield_margin_s`` before ``tau``: IDM then sees a
+        lead at ``s_c`` moving at the agent's speed along the path (about 0 for
+        crossing traffic, so the ego stops before the conflict; the merging car's
+        speed for merging traffic).
+        """
+        cfg = self.config
+        touch, s_in, along = entries
+        k = len(ego_prog)
+        out = np.zeros((k, 3))
+        out[:, 0] = np.inf
+        n_t = touch.shape[0]
+        t = min(t, n_t - 1)
+        end = min(t + int(round(cfg.yield_lookahead_s / SIM_DT_S)), n_t - 1)
+        eligible = ~replay.is_static & ~excluded & replay.valid[t] & ~touch[t]
+        window = touch[t + 1:end + 1] & eligible[None]
+        hit = np.nonzero(window.any(axis=0))[0]
+        if len(hit) == 0:
+            return out
+        first = np.argmax(window[:, hit], axis=0)  # first sample in the corridor
+        tau = (first + 1) * SIM_DT_S
+        rows = t + 1 + first
+        s_c, v_c = s_in[rows, hit], along[rows, hit]
+        lengths = replay.boxes[t, hit, 3]
+        bumper = veh.rear_axle_to_center_m + 0.5 * veh.length_m
+        gap = s_c[None, :] - (ego_prog[:, None] + bumper)  # (K, H)
+        clear = (gap + veh.length_m + lengths[None, :]) / np.maximum(ego_vel[:, None], 0.5)
+        yields = (gap > 0.0) & (clear + cfg.yield_margin_s >= tau[None, :])
+        s_yield = np.where(yields, s_c[None, :], np.inf)
+        j = np.argmin(s_yield, axis=1)
+        rows_k = np.arange(k)
+        has = np.isfinite(s_yield[rows_k, j])
+        out[has, 0] = s_yield[rows_k, j][has]
+        out[has, 1] = v_c[j][has]
+        out[has, 2] = bumper
+        return out
+
     # ------------------------------------------------------------------ API
     def plan_detailed(self, scene: Scene) -> ReferencePlan:
         cfg = self.config
@@ -233,7 +311,7 @@ class ReferencePlanner:
         limit = self._speed_limit(scene)
         targets = np.asarray(cfg.speed_limit_fractions, dtype=np.float64) * limit
         route = scene.route
-        s_ego = float(route.project(np.asarray(scene.ego_pose, dtype=np.float64)[None, :2])[0])
+        s_ego = float(route.project(scene.rear_axle_pose[None, :2])[0])
         # the whole route ahead (up to 1 km): its end is IDM's stop target when nothing leads
         base = route.substring(max(s_ego - 5.0, 0.0), s_ego + 1000.0).resample(cfg.path_resolution_m)
         proposals, offsets, speeds = [], [], []
@@ -251,7 +329,7 @@ class ReferencePlanner:
         best = int(np.argmax(scores))
         idx = [int(round(cfg.pose_interval_s * (i + 1) / SIM_DT_S)) for i in range(cfg.num_poses)]
         idx = [min(i, props.shape[1] - 1) for i in idx]
-        poses = world_to_ego_poses(np.asarray(scene.ego_pose, dtype=np.float64), props[best, idx])
+        poses = scene.trajectory_from_rear_axle(props[best, idx])
         traj = Trajectory(poses=poses, interval_s=cfg.pose_interval_s, model_id=self.name)
         return ReferencePlan(
             trajectory=traj,

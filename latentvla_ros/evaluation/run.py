@@ -472,6 +472,19 @@ def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], 
     return out
 
 
+def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean open-loop PDMS (0-100) per method and scenario: ``{method: {scenario: pdms}}``."""
+    out: dict[str, dict[str, float]] = {}
+    for name in methods:
+        by: dict[str, list[float]] = {}
+        for r in rows:
+            if r["method"] == name:
+                by.setdefault(str(r["scenario"]), []).append(float(r["pdms"]))
+        if by:
+            out[name] = {sc: 100.0 * float(np.mean(v)) for sc, v in sorted(by.items())}
+    return out
+
+
 def _fmt(stat: dict, scale: float = 100.0, digits: int = 1) -> str:
     if not stat or not np.isfinite(stat.get("mean", float("nan"))):
         return "-"
@@ -846,8 +859,10 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         result["open_loop"] = {"methods": list(plan.open_loop_methods),
                                "summary": summarize(open_rows, plan.open_loop_methods, OPEN_METRICS, plan),
                                "scenes": open_rows}
+        per_scenario = per_scenario_pdms(open_rows, plan.open_loop_methods)
         for name, s in result["open_loop"]["summary"].items():
             s["plan_ms"] = bootstrap_ci([r["plan_ms"] for r in open_rows if r["method"] == name], 200, 0)
+            s["per_scenario"] = per_scenario.get(name, {})  # PDMS 0-100 per scenario
     if plan.run_closed_loop:
         summary = summarize(episodes, plan.closed_loop_methods, CLOSED_METRICS, plan)
         for name, s in summary.items():

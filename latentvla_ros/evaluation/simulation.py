@@ -13,9 +13,9 @@ tracker and kinematic bicycle model, batched) in plain numpy:
    acceleration (longitudinal subsystem: velocity) and the steering rate
    (lateral subsystem: lateral error, heading error, steering angle), with a
    proportional stopping controller near standstill.
-4. The commands go through first-order lags (0.2 s acceleration, 0.05 s
-   steering) into a kinematic bicycle model about the reference point (rear
-   axle), integrated with explicit Euler for 40 steps.
+4. The commands go through first-order lags (NAVSIM: 0.2 s acceleration,
+   0.05 s steering; ``VehicleParams``) into a kinematic bicycle model about the
+   reference point (rear axle), integrated with explicit Euler for 40 steps.
 
 Everything is float64 and deterministic (no randomness; linear systems are
 solved with ``numpy.linalg.solve``).
@@ -47,7 +47,10 @@ class VehicleParams:
     ``rear_axle_to_center_m``: distance from the reference point (where poses
     are given; the rear axle on a real vehicle, 0 when poses are box centres)
     forward to the box centre. ``wheel_base_m`` defaults to 0.6 * length
-    (Chrysler Pacifica: 3.089 / 5.176).
+    (Chrysler Pacifica: 3.089 / 5.176). ``accel_time_constant_s`` /
+    ``steering_time_constant_s``: first-order lags of the actuators (NAVSIM's
+    0.2 s / 0.05 s; 0 applies the commands at once, as highway-env's vehicle
+    does).
     """
 
     length_m: float = 5.176
@@ -55,6 +58,8 @@ class VehicleParams:
     rear_axle_to_center_m: float = 1.461
     wheel_base_m: float | None = 3.089
     max_steering_angle_rad: float = np.pi / 3
+    accel_time_constant_s: float = 0.2
+    steering_time_constant_s: float = 0.05
 
     @property
     def wheel_base(self) -> float:
@@ -75,8 +80,6 @@ class TrackerConfig:
     initial_curvature_penalty: float = 1e-10
     stopping_proportional_gain: float = 0.5
     stopping_velocity: float = 0.2
-    accel_time_constant: float = 0.2
-    steering_angle_time_constant: float = 0.05
     dt_s: float = SIM_DT_S
     num_steps: int = SIM_NUM_STEPS
 
@@ -348,8 +351,9 @@ class LQRSimulator:
         accel = state[:, AX]
         steer = state[:, STEERING_ANGLE]
         ideal_steer = steer + dt * steer_rate_cmd
-        new_accel = accel + dt / (dt + cfg.accel_time_constant) * (accel_cmd - accel)
-        new_steer_target = steer + dt / (dt + cfg.steering_angle_time_constant) * (ideal_steer - steer)
+        veh = self.vehicle
+        new_accel = accel + dt / (dt + veh.accel_time_constant_s) * (accel_cmd - accel)
+        new_steer_target = steer + dt / (dt + veh.steering_time_constant_s) * (ideal_steer - steer)
         new_steer_rate = (new_steer_target - steer) / dt
 
         v = state[:, VX]
