@@ -33,17 +33,20 @@ layer, no red lights, no driving-direction metric (weight 0 in v1.1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import factorial
 from typing import Sequence
 
 import numpy as np
 
 from latentvla_ros.core.types import AgentBox, EgoState, MapGeometry, Trajectory
+from latentvla_ros.evaluation.agent_replay import (  # noqa: F401  (re-exported: pdms is the scorer's API)
+    AgentReplay,
+    build_agent_replay,
+    constant_velocity_frames,
+)
 from latentvla_ros.evaluation.geometry import (
     FRONT_LEFT,
     FRONT_RIGHT,
     Polyline,
-    box_corners,
     boxes_intersect,
     chain_lane_centerline,
     convex_polygons_intersect,
@@ -52,7 +55,6 @@ from latentvla_ros.evaluation.geometry import (
     points_in_union,
     unwrap_angles,
     world_to_ego_poses,
-    wrap_angle,
 )
 from latentvla_ros.evaluation.simulation import (
     AX,
@@ -71,6 +73,7 @@ from latentvla_ros.evaluation.simulation import (
     initial_state,
     reference_from_ego_trajectory,
 )
+from latentvla_ros.evaluation.savgol import savgol_filter  # noqa: F401  (re-exported)
 
 
 class InvalidTrajectoryError(ValueError):
@@ -117,59 +120,6 @@ class PdmsConfig:
 
 
 COMFORT_METRICS = ("lon_accel", "lat_accel", "jerk", "lon_jerk", "yaw_accel", "yaw_rate")
-
-
-# --------------------------------------------------------------------------- Savitzky-Golay
-def _savgol_weights(window: int, polyorder: int, deriv: int, positions: np.ndarray, delta: float) -> np.ndarray:
-    """Weights (P, window) evaluating the ``deriv``-th derivative of the least
-    squares polynomial through ``window`` unit-spaced samples at ``positions``
-    (relative to the first sample)."""
-    c = (window - 1) / 2.0
-    xs = np.arange(window, dtype=np.float64) - c
-    v = xs[:, None] ** np.arange(polyorder + 1)[None, :]
-    t = np.asarray(positions, dtype=np.float64) - c
-    d = np.zeros((len(t), polyorder + 1), dtype=np.float64)
-    for k in range(deriv, polyorder + 1):
-        d[:, k] = factorial(k) / factorial(k - deriv) * t ** (k - deriv)
-    w = np.linalg.solve(v.T @ v, d.T).T @ v.T
-    return w / delta**deriv
-
-
-def savgol_filter(
-    x: np.ndarray, window_length: int, polyorder: int, deriv: int = 0, delta: float = 1.0
-) -> np.ndarray:
-    """Savitzky-Golay filter along the last axis, ``mode='interp'``.
-
-    Matches ``scipy.signal.savgol_filter(x, window_length, polyorder, deriv,
-    delta, axis=-1, mode='interp')`` to rounding, including even windows (whose
-    interior outputs scipy evaluates half a sample after the window centre).
-    The first/last ``window_length // 2`` outputs come from the polynomial
-    fitted to the first/last window.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[-1]
-    if not (0 <= polyorder < window_length <= n):
-        raise ValueError(f"need 0 <= polyorder < window_length <= len(x), got {polyorder}, {window_length}, {n}")
-    if deriv > polyorder:
-        return np.zeros_like(x)
-    half = window_length // 2
-    out = np.empty_like(x)
-    if half > 0:
-        w_head = _savgol_weights(window_length, polyorder, deriv, np.arange(half), delta)
-        out[..., :half] = x[..., :window_length] @ w_head.T
-        w_tail = _savgol_weights(
-            window_length, polyorder, deriv, np.arange(window_length - half, window_length), delta
-        )
-        out[..., n - half:] = x[..., n - window_length:] @ w_tail.T
-    # interior: odd window -> centred; even -> window [i-half+1, i+half], evaluated at i + 0.5
-    pos = half if window_length % 2 else half - 0.5
-    start_off = half if window_length % 2 else half - 1
-    w_mid = _savgol_weights(window_length, polyorder, deriv, np.array([pos]), delta)[0]
-    n_mid = n - 2 * half
-    if n_mid > 0:
-        idx = np.arange(half, n - half)[:, None] - start_off + np.arange(window_length)[None, :]
-        out[..., half:n - half] = x[..., idx] @ w_mid
-    return out
 
 
 # --------------------------------------------------------------------------- comfort
@@ -223,154 +173,6 @@ def comfort_checks(
         ],
         axis=-1,
     )
-
-
-# --------------------------------------------------------------------------- agents
-@dataclass
-class AgentReplay:
-    """Agents resampled at 0.1 s (index k <-> k * 0.1 s), sorted by track.
-
-    ``corners`` (T, N, 4, 2), ``centers`` (T, N, 2), ``valid`` (T, N);
-    ``initial_speed`` is the speed at the track's first appearance (NAVSIM
-    classifies "stopped tracks" by that); ``is_static`` marks static objects
-    (NC 0.5 instead of 0, always "stopped").
-    """
-
-    times_s: np.ndarray
-    track_keys: list[tuple]
-    track_ids: np.ndarray
-    is_static: np.ndarray
-    initial_speed: np.ndarray
-    boxes: np.ndarray  # (T, N, 5) x, y, heading, length, width
-    velocity: np.ndarray  # (T, N, 2)
-    valid: np.ndarray
-    corners: np.ndarray
-    centers: np.ndarray
-
-    @property
-    def num_agents(self) -> int:
-        return len(self.track_keys)
-
-
-def _box_tuple(b: AgentBox) -> tuple:
-    return (
-        float(b.x), float(b.y), float(b.heading), float(b.length), float(b.width),
-        float(b.vx), float(b.vy), bool(b.is_static),
-    )
-
-
-def build_agent_replay(
-    frames: Sequence[Sequence[AgentBox]],
-    frame_dt_s: float,
-    num_samples: int = int(round(5.0 / SIM_DT_S)) + 1,
-    sample_dt_s: float = SIM_DT_S,
-) -> AgentReplay:
-    """Resample logged agent frames (frame k at ``k * frame_dt_s``) at ``sample_dt_s``.
-
-    Like NAVSIM's metric cache: a track is interpolated linearly (heading
-    unwrapped, velocity too) between its first and last appearance and is
-    absent outside. Deviations: a track seen in a single frame exists only
-    within half a frame interval of it (NAVSIM keeps it at all times); after
-    the last frame of the scene, tracks present in it move on at constant
-    velocity (static objects stay), so that short logs still cover the TTC
-    lookahead. Boxes with ``track_id < 0`` are single-frame tracks. Result is
-    independent of the order of boxes within a frame.
-    """
-    samples: dict[tuple, list[tuple[float, tuple]]] = {}
-    last_frame_t = (len(frames) - 1) * frame_dt_s if frames else 0.0
-    for k, frame in enumerate(frames):
-        t = k * frame_dt_s
-        named = sorted(
-            ((int(b.track_id), _box_tuple(b)) for b in frame if int(b.track_id) >= 0),
-        )
-        seen: set[int] = set()
-        for tid, tup in named:
-            if tid in seen:  # duplicate id in one frame: keep the first (sorted)
-                continue
-            seen.add(tid)
-            samples.setdefault((0, tid), []).append((t, tup))
-        anon = sorted(_box_tuple(b) for b in frame if int(b.track_id) < 0)
-        for j, tup in enumerate(anon):
-            samples[(1, k, j)] = [(t, tup)]
-
-    keys = sorted(samples)
-    n = len(keys)
-    t_s = sample_dt_s * np.arange(num_samples, dtype=np.float64)
-    boxes = np.zeros((num_samples, n, 5), dtype=np.float64)
-    vel = np.zeros((num_samples, n, 2), dtype=np.float64)
-    valid = np.zeros((num_samples, n), dtype=bool)
-    is_static = np.zeros(n, dtype=bool)
-    initial_speed = np.zeros(n, dtype=np.float64)
-    track_ids = np.array([k[1] if k[0] == 0 else -1 for k in keys], dtype=np.int64)
-    tol = 1e-9
-    for i, key in enumerate(keys):
-        data = samples[key]
-        times = np.array([d[0] for d in data], dtype=np.float64)
-        arr = np.array([d[1][:7] for d in data], dtype=np.float64)  # x y h l w vx vy
-        is_static[i] = any(d[1][7] for d in data)
-        initial_speed[i] = 0.0 if is_static[i] else float(np.hypot(arr[0, 5], arr[0, 6]))
-        if len(times) == 1:
-            m = np.abs(t_s - times[0]) <= 0.5 * frame_dt_s + tol
-            boxes[m, i] = arr[0, :5]
-            vel[m, i] = arr[0, 5:7]
-            valid[m, i] = True
-        else:
-            m = (t_s >= times[0] - tol) & (t_s <= times[-1] + tol)
-            q = np.clip(t_s[m], times[0], times[-1])
-            h = unwrap_angles(arr[:, 2])
-            boxes[m, i, 0] = np.interp(q, times, arr[:, 0])
-            boxes[m, i, 1] = np.interp(q, times, arr[:, 1])
-            boxes[m, i, 2] = wrap_angle(np.interp(q, times, h))
-            boxes[m, i, 3] = np.interp(q, times, arr[:, 3])
-            boxes[m, i, 4] = np.interp(q, times, arr[:, 4])
-            vel[m, i, 0] = np.interp(q, times, arr[:, 5])
-            vel[m, i, 1] = np.interp(q, times, arr[:, 6])
-            valid[m, i] = True
-        # constant-velocity continuation past the end of the recorded scene
-        if abs(times[-1] - last_frame_t) <= tol:
-            after = t_s > last_frame_t + tol
-            if np.any(after):
-                dt_after = t_s[after] - last_frame_t
-                v_last = np.zeros(2) if is_static[i] else arr[-1, 5:7]
-                boxes[after, i, 0] = arr[-1, 0] + v_last[0] * dt_after
-                boxes[after, i, 1] = arr[-1, 1] + v_last[1] * dt_after
-                boxes[after, i, 2:5] = arr[-1, 2:5]
-                vel[after, i] = v_last
-                valid[after, i] = True
-    corners = box_corners(boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3], boxes[..., 4])
-    return AgentReplay(
-        times_s=t_s,
-        track_keys=keys,
-        track_ids=track_ids,
-        is_static=is_static,
-        initial_speed=initial_speed,
-        boxes=boxes,
-        velocity=vel,
-        valid=valid,
-        corners=corners,
-        centers=boxes[..., :2].copy(),
-    )
-
-
-def constant_velocity_frames(
-    frame0: Sequence[AgentBox], num_frames: int, dt_s: float = SIM_DT_S
-) -> list[list[AgentBox]]:
-    """Forecast ``frame0`` at constant velocity (PDM-Closed's observation model)."""
-    out: list[list[AgentBox]] = []
-    for k in range(num_frames):
-        t = k * dt_s
-        frame = []
-        for b in frame0:
-            vx, vy = (0.0, 0.0) if b.is_static else (float(b.vx), float(b.vy))
-            frame.append(
-                AgentBox(
-                    x=float(b.x) + vx * t, y=float(b.y) + vy * t, heading=float(b.heading),
-                    length=float(b.length), width=float(b.width), vx=vx, vy=vy,
-                    track_id=int(b.track_id), is_static=bool(b.is_static),
-                )
-            )
-        out.append(frame)
-    return out
 
 
 # --------------------------------------------------------------------------- scene

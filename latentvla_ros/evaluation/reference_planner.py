@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentvla_ros.core.types import Trajectory
+from latentvla_ros.evaluation.agent_replay import constant_velocity_frames
 from latentvla_ros.evaluation.geometry import (
     Polyline,
     boxes_intersect,
@@ -41,7 +42,6 @@ from latentvla_ros.evaluation.pdms import (
     BatchScores,
     PdmsConfig,
     Scene,
-    constant_velocity_frames,
     normalized_progress,
     score_states,
     simulate_world_references,
