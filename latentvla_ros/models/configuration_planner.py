@@ -24,6 +24,7 @@ from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_student import StudentConfig
 
 FUSION_MODES = ("none", "student", "teacher")
+ANCHORS = ("heading_speed", "velocity")
 
 
 @dataclasses.dataclass
@@ -63,6 +64,12 @@ class PlannerConfig(ConfigBase):
     """Predict x, y as offsets from the constant-velocity extrapolation of the ego
     velocity in the status vector (an anchor trajectory): the network learns the
     deviation from "keep going", which generalises far better from small data."""
+    anchor: str = "heading_speed"
+    """The constant-velocity anchor: ``'heading_speed'`` moves straight ahead along the ego
+    heading at the ego speed |(vx, vy)| (x = v t, y = 0); ``'velocity'`` adds (vx, vy) t,
+    whose lateral part vy = v sin(slip) grows with the tracker's own steering, so every
+    correction makes the next plan turn harder (issue 12). Checkpoints written before this
+    field existed were trained with ``'velocity'`` and load with it (``from_dict``)."""
     pose_interval_s: float = 0.5
     """Time between the output poses [s] (used by the constant-velocity prior)."""
 
@@ -86,6 +93,14 @@ class PlannerConfig(ConfigBase):
         require(self.ego_status_dim >= 1, "ego_status_dim", "must be >= 1")
         require(self.xy_scale_m > 0, "xy_scale_m", "must be > 0")
         require(self.pose_interval_s > 0, "pose_interval_s", "must be > 0")
+        require(self.anchor in ANCHORS, "anchor", f"must be one of {ANCHORS}, got {self.anchor!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlannerConfig:
+        """A saved config; one without ``anchor`` predates it and used the (vx, vy) anchor."""
+        if "anchor" not in data:
+            data = {**data, "anchor": "velocity"}
+        return super().from_dict(data)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> PlannerConfig:

@@ -12,8 +12,9 @@
    planner starts exactly as the unfused one.
 3. Trajectory decoder (TransFuser): one learned trajectory query attends to the
    fused BEV tokens + a status token (Linear(8, d)); an MLP maps it to
-   ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to the constant-velocity
-   extrapolation of the ego velocity (``constant_velocity_prior``), heading = tanh * pi.
+   ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to a constant-velocity
+   anchor (``constant_velocity_prior``: straight ahead along the heading at the ego's speed,
+   ``anchor_xy``), heading = tanh * pi.
 
 ``E2EPlanner`` = ``BevBackbone`` + ``FusedPlanner`` for end-to-end imitation.
 """
@@ -33,6 +34,20 @@ from latentvla_ros.models.modeling_bev import BevBackbone, CrossAttentionBlock, 
 
 BEV_SUBDIR = "bev_backbone"
 PLANNER_SUBDIR = "planner"
+
+
+def anchor_xy(ego_status: torch.Tensor, times: torch.Tensor, anchor: str = "heading_speed") -> torch.Tensor:
+    """Constant-velocity anchor positions (B, P, 2) at ``times`` (1, P, 1) [s].
+
+    Ego status [4:6] is the ego-frame velocity (vx, vy). ``'heading_speed'``: straight
+    ahead along the heading at the speed |(vx, vy)|; ``'velocity'``: (vx, vy) t (the
+    slip angle's vy makes the anchor turn with the ego's own steering).
+    """
+    velocity = ego_status[:, None, 4:6]
+    if anchor == "velocity":
+        return velocity * times
+    speed = torch.sqrt((velocity * velocity).sum(-1, keepdim=True) + 1e-12)
+    return torch.cat([speed * times, torch.zeros_like(speed * times)], dim=-1)
 
 
 class FusionModule(nn.Module):
@@ -101,8 +116,8 @@ class FusedPlanner(nn.Module):
             q = block(q, memory)
         raw = self.head(self.norm(q[:, 0])).reshape(-1, cfg.num_poses, 3)
         xy = raw[..., :2] * cfg.xy_scale_m
-        if cfg.constant_velocity_prior:  # ego status [4:6] is the ego-frame velocity (vx, vy)
-            xy = xy + ego_status[:, None, 4:6] * self.pose_times
+        if cfg.constant_velocity_prior:
+            xy = xy + anchor_xy(ego_status, self.pose_times, cfg.anchor)
         heading = torch.tanh(raw[..., 2:]) * math.pi
         return torch.cat([xy, heading], dim=-1)
 
