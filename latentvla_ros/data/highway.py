@@ -172,15 +172,40 @@ def _env_classes() -> dict[str, Any]:
     return _CLASSES
 
 
+def ego_color_mixin() -> type:
+    """Mixin fixing a vehicle's render colour to highway-env's ego colour (green), also
+    when RegulatedRoad recolours yielding vehicles or after a crash: every ego -- the
+    logged expert and the closed-loop vehicle -- looks the same in the camera, so the
+    training logs and closed loop show the model the same picture."""
+    if "ego_color" in _EXPERT:
+        return _EXPERT["ego_color"]
+    from highway_env.vehicle.graphics import VehicleGraphics
+
+    class EgoColor:
+        @property
+        def color(self):
+            return VehicleGraphics.EGO_COLOR
+
+        @color.setter
+        def color(self, value) -> None:
+            pass
+
+        @color.deleter
+        def color(self) -> None:
+            pass
+
+    _EXPERT["ego_color"] = EgoColor
+    return EgoColor
+
+
 def _expert_class():
     if "expert" in _EXPERT:
         return _EXPERT["expert"]
     from highway_env.vehicle.behavior import IDMVehicle
     from highway_env.vehicle.controller import ControlledVehicle
-    from highway_env.vehicle.graphics import VehicleGraphics
     from highway_env.vehicle.kinematics import Vehicle
 
-    class ExpertVehicle(IDMVehicle):
+    class ExpertVehicle(ego_color_mixin(), IDMVehicle):
         """IDM + MOBIL ego with a crossing-conflict yield rule; ignores RegulatedRoad."""
 
         ACC_MAX = 6.0
@@ -207,18 +232,6 @@ def _expert_class():
         def target_speed(self, value: float) -> None:
             if not getattr(self, "_cruise_locked", False):
                 self._cruise_speed = float(value)
-
-        @property
-        def color(self):
-            return VehicleGraphics.EGO_COLOR
-
-        @color.setter
-        def color(self, value) -> None:
-            pass
-
-        @color.deleter
-        def color(self) -> None:
-            pass
 
         def lock_cruise_speed(self, speed: float) -> None:
             self._cruise_locked = False

@@ -145,13 +145,14 @@ def _ego_classes() -> dict[str, Any]:
         return _CLASSES
     from highway_env.vehicle.kinematics import Vehicle
 
-    from latentvla_ros.data.highway import _expert_class, _flip_pose
+    from latentvla_ros.data.highway import _expert_class, _flip_pose, ego_color_mixin
 
     expert_base = _expert_class()
 
-    class ClosedLoopVehicle(Vehicle):
+    class ClosedLoopVehicle(ego_color_mixin(), Vehicle):
         """The ego under ContinuousAction: a kinematic bicycle that never reverses, with
-        a route (for the command) and its pose recorded at every simulation step."""
+        a route (for the command) and its pose recorded at every simulation step; drawn
+        in the logs' ego colour."""
 
         MIN_SPEED = 0.0
 
