@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training logs for the ego-status MLP when <checkpoints>/ego_mlp does not exist")
     ev.add_argument("--graph-mode", choices=["composed", "processes"], default="composed",
                     help="closed loop: the node graph composed in the evaluating process or as separate processes")
+    ev.add_argument("--backend", choices=["auto", "ray", "process", "inline"], default="auto",
+                    help="fan-out of episodes and scenes: Ray (auto when installed), a process pool, or in-process")
+    ev.add_argument("--address", default=None,
+                    help="Ray cluster address (e.g. ray://head:10001 or auto); default: a local Ray with --workers CPUs")
     ev.add_argument("--skip-open-loop", action="store_true")
     ev.add_argument("--skip-closed-loop", action="store_true")
     ev.set_defaults(func=cmd_evaluate)

@@ -16,13 +16,12 @@ from latentvla_ros.evaluation.closed_loop import (
     STEP_NS,
     ClosedLoopConfig,
     EpisodeResult,
-    ExpertDriver,
     HighwayClosedLoopEnv,
-    PlannerDriver,
     control_to_action,
     run_episode,
     score_episode,
 )
+from latentvla_ros.evaluation.drivers import ExpertDriver, PlannerDriver
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "checkpoints" / "edge"

@@ -81,7 +81,9 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
                     open_loop_methods=("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none",
                                        "latentvla_student", "latentvla_teacher", "expert"),
                     closed_loop_methods=("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_student",
-                                         "latentvla_teacher", "expert"))
+                                         "latentvla_teacher", "latentvla_student_shuffled", "latentvla_student_zeroed",
+                                         "expert"),
+                    ros_subset_seeds=splits.QUICK_CLOSED_LOOP_SEEDS)
     out, docs = tmp_path / "eval", tmp_path / "docs" / "results.md"
     args = argparse.Namespace(out=str(out), checkpoints=str(tmp_path / "no_checkpoints"), quick=True, workers=1,
                               write_docs=True, allow_untrained=True, test_data=str(tmp_path / "test_logs"),
@@ -115,3 +117,15 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     text = docs.read_text()
     assert "pytest" in text and "| Method |" in text and "Machine:" in text
+    # results.json beside results.md, in the shape; the ROS-graph twin ran on the subset
+    headline = json.loads((docs.parent / "results.json").read_text())
+    assert headline == json.loads((out / "results.json").read_text())
+    assert {"open_loop", "closed_loop", "paired"} <= set(headline)
+    assert {"expert", "reference", "constant_velocity", "e2e_student"} <= set(headline["open_loop"])
+    assert set(headline["open_loop"]["expert"]) >= {"scenes", "pdms", "per_scenario"}
+    student = headline["closed_loop"]["e2e_student"]
+    assert {"episodes", "score", "collision_rate", "off_road_rate", "route_completion", "per_scenario"} <= set(student)
+    assert 0.0 <= student["route_completion"] <= 1.0 and 0.0 <= student["score"] <= 100.0
+    assert {"e2e_student_ros", "e2e_student_shuffled", "e2e_student_zeroed"} <= set(headline["closed_loop"])
+    pair = headline["paired"]["e2e_student_ros vs e2e_student"]
+    assert pair["episodes"] == 1 and len(pair["ci95"]) == 2

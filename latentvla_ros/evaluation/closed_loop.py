@@ -17,11 +17,15 @@ The loop (``run_episode``) is the same for every method:
    turns the trajectory into (acceleration, steering), normalised to highway-env's
    ``ContinuousAction`` ranges, and the env advances 0.1 s (``_simulate``: the physics of ``env.step``).
 
-Episodes stop at a collision (``vehicle.crashed``), when an ego corner leaves the
-drivable area (the map's lane polygons), when the route is completed, or after
-``max_steps``.
+Each (scenario, seed) is a *mission* (``data/missions.py``): highway and merge a fixed
+distance, roundabout the exit the seed asks for, intersection through the junction and
+out the exit the seed asks for (left / straight / right cycle with the seed); the route
+is the lane path there, the time limit long enough to finish it. Episodes stop at a
+collision (``vehicle.crashed``), when an ego corner leaves the drivable area (the map's
+lane polygons), when the route is completed, or at the time limit (``max_steps``).
 
-Per episode: collision, off-road, route progress [m along the route centreline],
+Per episode: collision, off-road, route progress [m along the route centreline], route
+completion (progress / route length, capped at 1),
 mean speed, comfort (NAVSIM's six comfort checks, ``pdms.comfort_checks``, on sliding
 4 s windows of the driven path; the fraction of windows that pass), and a
 PDMS-style score ``NC * DAC * (5 * EP + 2 * C) / 7`` with NC = 0 after a collision,
@@ -35,9 +39,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +52,8 @@ from latentvla_ros.core.types import (
     EgoState,
     MapGeometry,
     SensorFrame,
-    Trajectory,
 )
+from latentvla_ros.data.missions import EXPERT_CRUISE_MPS, Mission, mission_for, plan_route, prune_route, route_points
 from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
 from latentvla_ros.evaluation.pdms import COMFORT_METRICS, DRIVABLE_AREA_TOLERANCE_M, PdmsConfig, comfort_checks
 from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, X, Y, YAW_RATE
@@ -60,17 +63,14 @@ POLICY_HZ = 10
 STEP_NS = 100_000_000
 ACCELERATION_RANGE = (-5.0, 5.0)  # highway-env ContinuousAction defaults [m/s^2]
 STEERING_RANGE = (-math.pi / 4.0, math.pi / 4.0)  # [rad]
-# Cruise speeds of the expert per scenario: the values data/highway.generate_log uses
-# (times a per-seed factor in [0.9, 1.1]); also the reference planner's speed limit.
-EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
-ROUNDABOUT_EXITS = ("exr", "nxr", "wxr")
 
 
 # ----------------------------------------------------------------------------- config
 @dataclass
 class ClosedLoopConfig(ConfigBase):
-    max_steps: int = 120
-    """Policy steps (10 Hz) per episode at most."""
+    max_steps: int | None = None
+    """Policy steps (10 Hz) per episode at most; None: the mission's time limit
+    (``data/missions.py``: long enough to finish the route)."""
     sim_hz: int = 20
     """highway-env simulation frequency [Hz] (a multiple of 10, as in the data generator)."""
     density: float = 1.0
@@ -84,9 +84,8 @@ class ClosedLoopConfig(ConfigBase):
     drivable area [m]: the map's per-lane polygons leave small wedge-shaped gaps where
     lanes meet at an angle (roundabout entries), which the expert cuts through."""
     route_end_margin_m: float = 10.0
-    """The route is completed this far before its end [m]."""
-    max_speed_mps: float = 40.0
-    """Used to crop the (very long) highway route and map to what an episode can reach."""
+    """The route centreline continues this far past the mission's goal [m] (progress
+    projects cleanly up to the goal)."""
     comfort_window_steps: int = 40
     """Comfort is checked on windows of this many 0.1 s steps (4 s, NAVSIM's horizon)."""
     comfort_stride_steps: int = 10
@@ -95,12 +94,11 @@ class ClosedLoopConfig(ConfigBase):
     """EP = 1 when both the method's and the expert's progress are below this [m]."""
 
     def validate(self) -> None:
-        require(self.max_steps >= 1, "max_steps", "must be >= 1")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", "must be None or >= 1")
         require(self.sim_hz >= POLICY_HZ and self.sim_hz % POLICY_HZ == 0, "sim_hz", f"must be a multiple of {POLICY_HZ}")
         require(self.density > 0, "density", "must be > 0")
         require(0.0 <= self.off_road_tolerance_m < 1.0, "off_road_tolerance_m", "must be in [0, 1)")
         require(self.route_end_margin_m >= 0, "route_end_margin_m", "must be >= 0")
-        require(self.max_speed_mps > 0, "max_speed_mps", "must be > 0")
         require(self.comfort_window_steps >= 8, "comfort_window_steps", "must be >= 8")
         require(self.comfort_stride_steps >= 1, "comfort_stride_steps", "must be >= 1")
         require(self.progress_threshold_m >= 0, "progress_threshold_m", "must be >= 0")
@@ -167,7 +165,7 @@ def _ego_classes() -> dict[str, Any]:
             super().step(dt)
             if self.speed < 0.0:
                 self.speed = 0.0
-            self.route = _prune_route(self.route, self.lane_index)
+            self.route = prune_route(self.route, self.lane_index)
             self.trace.append(_flip_pose(self.position[0], self.position[1], self.heading))
 
     class RecordingExpert(expert_base):
@@ -181,67 +179,6 @@ def _ego_classes() -> dict[str, Any]:
 
     _CLASSES.update(ego=ClosedLoopVehicle, expert=RecordingExpert)
     return _CLASSES
-
-
-def _prune_route(route: list, lane_index: tuple) -> list:
-    """Drop the route entries already passed (the command looks at the rest)."""
-    for k, entry in enumerate(route):
-        if tuple(entry[:2]) == tuple(lane_index[:2]):
-            return route[k:]
-    return route
-
-
-def plan_route(road: Any, lane_index: tuple, destination: str | None, max_extra: int = 20) -> list:
-    """Lane indices from ``lane_index``: the shortest path to ``destination`` (if any),
-    then extended while the road has a single successor."""
-    net = road.network
-    route = [tuple(lane_index)]
-    if destination:
-        path = net.shortest_path(lane_index[1], destination)
-        route += [(path[i], path[i + 1], None) for i in range(len(path) - 1)]
-    seen = {tuple(r[:2]) for r in route}
-    for _ in range(max_extra):
-        end = route[-1][1]
-        successors = list(net.graph.get(end, {}).keys())
-        if len(successors) != 1 or (end, successors[0]) in seen:
-            break
-        route.append((end, successors[0], None))
-        seen.add((end, successors[0]))
-    return route
-
-
-def route_points(road: Any, route: list, straight_step_m: float = 5.0, curved_step_m: float = 1.0) -> np.ndarray:
-    """The route's lane centrelines chained (K, 2) in our world frame (y flipped).
-
-    An entry without a lane id takes the previous id when the two roads have as many
-    lanes (as highway-env's ``next_lane`` does), else the lane starting closest to
-    where the previous one ended.
-    """
-    from highway_env.road.lane import SineLane, StraightLane
-
-    net = road.network
-    pts: list[np.ndarray] = []
-    lane_id = int(route[0][2] or 0)
-    prev_count = None
-    prev_end = None
-    for _from, _to, _id in route:
-        lanes = net.graph[_from][_to]
-        if _id is not None:
-            lane_id = int(_id)
-        elif prev_end is not None and prev_count != len(lanes):
-            lane_id = int(np.argmin([np.linalg.norm(lane.position(0.0, 0.0) - prev_end) for lane in lanes]))
-        lane_id = min(lane_id, len(lanes) - 1)
-        lane = lanes[lane_id]
-        straight = isinstance(lane, StraightLane) and not isinstance(lane, SineLane)
-        step = straight_step_m if straight else curved_step_m
-        n = max(2, int(math.ceil(float(lane.length) / step)) + 1)
-        c = np.array([lane.position(s, 0.0) for s in np.linspace(0.0, float(lane.length), n)])
-        prev_end, prev_count = c[-1].copy(), len(lanes)
-        c[:, 1] *= -1.0
-        if pts and np.linalg.norm(pts[-1][-1] - c[0]) < 1e-6:
-            c = c[1:]
-        pts.append(c)
-    return np.concatenate(pts)
 
 
 # ----------------------------------------------------------------------------- observations
@@ -266,6 +203,7 @@ class StepOutcome:
     off_road: bool
     route_completed: bool
     progress_m: float
+    route_completion: float = 0.0  # progress / route length, in [0, 1]
 
 
 class HighwayClosedLoopEnv:
@@ -286,6 +224,7 @@ class HighwayClosedLoopEnv:
         self.scenario = scenario
         self.seed = int(seed)
         self.config = config or ClosedLoopConfig()
+        self.mission: Mission = mission_for(scenario, self.seed, self.config.max_steps)
         self.expert = bool(expert)
         self.sensors = bool(sensors)
         self.camera = camera or CameraConfig()
@@ -316,11 +255,9 @@ class HighwayClosedLoopEnv:
         classes = _env_classes()
         ego_classes = _ego_classes()
         rng = _rng_for(self.seed, self.scenario, cfg.density)
-        destination = None
-        if self.scenario == "roundabout":
-            destination = ROUNDABOUT_EXITS[int(rng.integers(len(ROUNDABOUT_EXITS)))]
-        elif self.scenario == "intersection":
-            destination = "o" + str(1 + int(rng.integers(3)))
+        destination = self.mission.destination
+        if self.scenario in ("roundabout", "intersection"):
+            rng.integers(3)  # the draw that used to pick the exit: keeps the rest of the stream
         self.cruise_speed_mps = EXPERT_CRUISE_MPS[self.scenario] * float(rng.uniform(0.9, 1.1))
         self._lidar_rng = np.random.default_rng(rng.integers(2**63))
         cam = self.camera
@@ -328,7 +265,7 @@ class HighwayClosedLoopEnv:
         reach = math.hypot(max(r0, cam.height - r0), max(c0, cam.width - c0)) * cam.meters_per_pixel
         scaling = 1.0 / cam.meters_per_pixel
         render_px = int(math.ceil(2.0 * reach * scaling)) + 4
-        env_cfg = _scenario_config(self.scenario, cfg.density, cfg.max_steps, render_px, scaling, cfg.sim_hz)
+        env_cfg = _scenario_config(self.scenario, cfg.density, self.max_steps, render_px, scaling, cfg.sim_hz)
         env_cfg["action"] = {"type": "ContinuousAction", "acceleration_range": list(ACCELERATION_RANGE),
                              "steering_range": list(STEERING_RANGE), "clip": True}
         if self.scenario == "intersection":
@@ -349,12 +286,20 @@ class HighwayClosedLoopEnv:
         road.vehicles[road.vehicles.index(old)] = ego
         self.env.vehicle = ego
         self.ego = ego
-        # route and map (cropped to what an episode can reach)
-        pts = route_points(road, plan_route(road, old.lane_index, destination))
-        full = Polyline(pts)
+        # route (to the mission's goal) and map (cropped to the route)
+        lanes = plan_route(road, old.lane_index, destination)
+        full = Polyline(route_points(road, lanes))
         s_start = float(full.project(np.array([[old.position[0], -old.position[1]]]))[0])
-        reach_m = cfg.max_speed_mps * cfg.max_steps / POLICY_HZ + 100.0
-        self.route = full.substring(max(s_start - 50.0, 0.0), s_start + reach_m)
+        if self.mission.route_m is not None:
+            goal = s_start + float(self.mission.route_m)
+        else:  # EXIT_ROAD_M into the last lane of the path (the exit road)
+            from latentvla_ros.data.missions import EXIT_ROAD_M
+
+            last = float(road.network.get_lane((lanes[-1][0], lanes[-1][1], 0)).length)
+            goal = full.length - last + min(EXIT_ROAD_M, last - cfg.route_end_margin_m)
+        lo_s = max(s_start - 50.0, 0.0)
+        self.route = full.substring(lo_s, goal + cfg.route_end_margin_m)
+        self._goal_s = goal - lo_s
         margin = 90.0
         lo, hi = self.route.points.min(axis=0) - margin, self.route.points.max(axis=0) + margin
         self.map: MapGeometry = extract_map(road, (lo[0], lo[1], hi[0], hi[1]))
@@ -366,6 +311,7 @@ class HighwayClosedLoopEnv:
         ego.trace.append(self._pose_now())
         self._advance(None if self.expert else np.zeros(2))
         self._s = self._s0 = float(self.route.project(self._pose_now()[None, :2])[0])
+        self.route_length_m = max(self._goal_s - self._s0, 1e-6)
         self.progress_m = 0.0
         self._obs = self._observe()
         return self._obs
@@ -385,6 +331,10 @@ class HighwayClosedLoopEnv:
         self.close()
 
     # ------------------------------------------------------------------ state
+    @property
+    def max_steps(self) -> int:
+        return self.mission.max_steps
+
     @property
     def dt_sim(self) -> float:
         return 1.0 / self.config.sim_hz
@@ -498,10 +448,11 @@ class HighwayClosedLoopEnv:
         local = self.route.substring(lo, self._s + 60.0)
         self._s = lo + float(local.project(pose[None, :2])[0])
         self.progress_m = max(self._s - self._s0, 0.0)
-        done = self._s >= self.route.length - self.config.route_end_margin_m
+        done = self._s >= self._goal_s
         self._obs = self._observe()
         return StepOutcome(collided=bool(self.ego.crashed), off_road=self.is_off_road(pose),
-                           route_completed=bool(done), progress_m=self.progress_m)
+                           route_completed=bool(done), progress_m=self.progress_m,
+                           route_completion=min(self.progress_m / self.route_length_m, 1.0))
 
     def scene(self, obs: Observation | None = None):
         """A PDMS ``Scene`` of the current state (for scene-based planners such as the
@@ -521,103 +472,6 @@ class HighwayClosedLoopEnv:
                      route_centerline=self.route.points, **highway_env_vehicle(self.ego_length_m, self.ego_width_m),
                      speed_limit_mps=self.cruise_speed_mps,
                      token=f"{self.scenario}:{self.seed}:{obs.step}")
-
-
-# ----------------------------------------------------------------------------- drivers
-class Driver(Protocol):
-    """Turns an observation into a trajectory (None: the env's ego drives itself)."""
-
-    name: str
-
-    def reset(self, env: HighwayClosedLoopEnv) -> None:  # pragma: no cover - protocol
-        ...
-
-    def plan(self, obs: Observation) -> Trajectory | None:  # pragma: no cover - protocol
-        ...
-
-
-class ExpertDriver:
-    """The IDM/MOBIL expert (needs ``HighwayClosedLoopEnv(expert=True)``)."""
-
-    name = "expert"
-    needs_expert_env = True
-    needs_sensors = False
-
-    def reset(self, env: HighwayClosedLoopEnv) -> None:
-        if not env.expert:
-            raise ValueError("ExpertDriver needs HighwayClosedLoopEnv(expert=True)")
-
-    def plan(self, obs: Observation) -> Trajectory | None:
-        return None
-
-
-class PlannerDriver:
-    """Any ``evaluation.baselines.Planner``, called directly with the sensor frame, or
-    with a PDMS ``Scene`` built from the env state (``input='scene'``).
-
-    ``replan_every`` > 1 re-plans every n-th step and otherwise follows the last plan
-    shifted to the current pose (for planners too slow for 10 Hz on a CPU).
-    """
-
-    needs_expert_env = False
-    needs_sensors = True
-
-    def __init__(self, planner: Any, input: str = "frame", name: str | None = None, replan_every: int = 1):
-        if input not in ("frame", "scene"):
-            raise ValueError("input must be 'frame' or 'scene'")
-        self.planner = planner
-        self.input = input
-        self.name = name or getattr(planner, "name", type(planner).__name__)
-        self.replan_every = max(int(replan_every), 1)
-        self._env: HighwayClosedLoopEnv | None = None
-        self._last: tuple[np.ndarray, Trajectory] | None = None
-
-    def reset(self, env: HighwayClosedLoopEnv) -> None:
-        self._env = env
-        self._last = None
-
-    def plan(self, obs: Observation) -> Trajectory | None:
-        if self._last is not None and obs.step % self.replan_every != 0:
-            return _shift_plan(self._last[1], self._last[0], obs.pose)
-        if self.input == "scene":
-            assert self._env is not None
-            traj = self.planner.plan(self._env.scene(obs))
-        else:
-            if obs.frame is None:
-                raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
-            traj = self.planner.plan(obs.frame)
-        traj.stamp_ns = obs.stamp_ns
-        self._last = (obs.pose.copy(), traj)
-        return traj
-
-
-class AgentDriver:
-    """A ``core.pipeline.LatentVLAAgent`` called directly (no ROS; for debugging and
-    for comparing against the graph)."""
-
-    needs_expert_env = False
-    needs_sensors = True
-
-    def __init__(self, agent: Any, name: str | None = None):
-        self.agent = agent
-        self.name = name or agent.name
-
-    def reset(self, env: HighwayClosedLoopEnv) -> None:
-        pass
-
-    def plan(self, obs: Observation) -> Trajectory | None:
-        assert obs.frame is not None
-        return self.agent.compute_trajectory(obs.frame)
-
-
-def _shift_plan(traj: Trajectory, plan_pose: np.ndarray, pose: np.ndarray) -> Trajectory:
-    """The poses of ``traj`` (planned at ``plan_pose``) in the ego frame at ``pose``."""
-    from latentvla_ros.evaluation.geometry import ego_to_world_poses, world_to_ego_poses
-
-    world = ego_to_world_poses(np.asarray(plan_pose, dtype=np.float64), np.asarray(traj.poses, dtype=np.float64))
-    return Trajectory(poses=world_to_ego_poses(np.asarray(pose, dtype=np.float64), world), interval_s=traj.interval_s,
-                      stamp_ns=traj.stamp_ns, is_fallback=traj.is_fallback, fallback_reason=traj.fallback_reason,
-                      model_id=traj.model_id)
 
 
 # ----------------------------------------------------------------------------- episodes
@@ -645,6 +499,11 @@ class EpisodeResult:
     cpu_s: float = 0.0  # process CPU time (all threads: includes a composed graph's nodes)
     model_id: str = ""
     error: str = ""
+    destination: str = ""  # the mission's exit ('' for fixed-distance missions)
+    turn: str = "follow"  # left | straight | right | follow
+    route_length_m: float = float("nan")  # from the start to the mission's goal
+    route_completion: float = 0.0  # progress / route length, in [0, 1]
+    max_steps: int = 0  # the time limit [policy steps]
     path: list[list[float]] = field(default_factory=list)  # (T, 3) world poses at 10 Hz
     speeds: list[float] = field(default_factory=list)
     stamps_ns: list[int] = field(default_factory=list)  # observation stamps
@@ -721,7 +580,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
 
     record(obs)
     try:
-        for _ in range(cfg.max_steps):
+        for _ in range(env.max_steps):
             t0 = time.perf_counter()
             traj = driver.plan(obs)
             plan_ms.append((time.perf_counter() - t0) * 1e3)
@@ -765,6 +624,9 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
         fallbacks=fallbacks, no_plan=no_plan, mean_plan_ms=float(np.nanmean(ms)),
         p95_plan_ms=float(np.nanpercentile(ms, 95)) if np.any(np.isfinite(ms)) else float("nan"),
         wall_s=time.perf_counter() - t_start, cpu_s=time.process_time() - cpu_start, model_id=model_id, error=error,
+        destination=env.mission.destination or "", turn=env.mission.turn,
+        route_length_m=float(getattr(env, "route_length_m", float("nan"))),
+        route_completion=float(outcome.route_completion if len(poses) > 1 else 0.0), max_steps=env.max_steps,
         path=[[float(v) for v in p] for p in poses], speeds=[float(s) for s in speeds], stamps_ns=stamps,
         trajectory_stamps_ns=traj_stamps,
     )
@@ -791,80 +653,3 @@ def score_episode(result: EpisodeResult | dict, expert_progress_m: float | None,
     if r.get("termination") == "error":
         score = float("nan")
     return {"nc": nc, "dac": dac, "ep": ep, "c": c, "score": score}
-
-
-# ----------------------------------------------------------------------------- methods
-@dataclass
-class ClosedLoopMethod:
-    """A picklable description of a closed-loop method (built into a driver in the worker).
-
-    ``kind``: 'expert', 'constant_velocity', 'ego_mlp' (``checkpoint``), 'reference',
-    'agent' (direct pipeline, ``checkpoint`` = root), or 'ros' (the node graph; ``graph``
-    holds ``sim_bridge.GraphVariant`` keyword arguments).
-    """
-
-    name: str
-    kind: str
-    checkpoint: str | None = None
-    graph: dict = field(default_factory=dict)
-    replan_every: int = 1
-    options: dict = field(default_factory=dict)
-
-    @property
-    def needs_expert_env(self) -> bool:
-        return self.kind == "expert"
-
-
-def build_driver(method: ClosedLoopMethod) -> Any:
-    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``)."""
-    if method.kind == "expert":
-        return ExpertDriver()
-    if method.kind == "constant_velocity":
-        from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
-
-        return PlannerDriver(ConstantVelocityPlanner(use_yaw_rate=bool(method.options.get("use_yaw_rate", False))),
-                             name=method.name)
-    if method.kind == "ego_mlp":
-        from latentvla_ros.evaluation.ego_mlp import EgoMLPPlanner
-
-        return PlannerDriver(EgoMLPPlanner.from_checkpoint(method.checkpoint), name=method.name)
-    if method.kind == "reference":
-        from latentvla_ros.evaluation.reference_planner import ReferencePlanner, ReferencePlannerConfig
-
-        cfg = ReferencePlannerConfig(**method.options.get("reference", {}))
-        return PlannerDriver(ReferencePlanner(cfg), input="scene", name=method.name, replan_every=method.replan_every)
-    if method.kind == "agent":
-        from latentvla_ros.core.pipeline import build_pipeline_from_dir
-
-        return AgentDriver(build_pipeline_from_dir(method.checkpoint), name=method.name)
-    raise ValueError(f"no direct driver for method kind {method.kind!r}")
-
-
-def run_method_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]],
-                        config: ClosedLoopConfig | None = None, *, domain_id: int | None = None,
-                        stamp_base_ns: int = 1_000_000_000) -> list[EpisodeResult]:
-    """Run ``method`` on every (scenario, seed); ROS methods share one graph session.
-
-    Each episode's stamps start ``1000 s`` after the previous one's (a jump the graph's
-    acceleration estimator treats as a new drive).
-    """
-    cfg = config or ClosedLoopConfig()
-    results: list[EpisodeResult] = []
-
-    def make_env(k: int, scenario: str, seed: int, sensors: bool) -> HighwayClosedLoopEnv:
-        return HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
-                                    stamp_base_ns=stamp_base_ns + k * 1000 * 1_000_000_000)
-
-    if method.kind == "ros":
-        from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
-
-        variant = GraphVariant(**method.graph)
-        with RosGraphSession(variant, domain_id=domain_id) as session:
-            for k, (scenario, seed) in enumerate(episodes):
-                driver = session.driver(name=method.name)
-                results.append(run_episode(make_env(k, scenario, seed, True), driver))
-        return results
-    driver = build_driver(method)
-    for k, (scenario, seed) in enumerate(episodes):
-        results.append(run_episode(make_env(k, scenario, seed, getattr(driver, "needs_sensors", True)), driver))
-    return results

@@ -32,7 +32,6 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,8 @@ from latentvla_ros.evaluation import splits
 OPEN_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
                      "latentvla_teacher", "expert")
 CLOSED_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
-                       "latentvla_teacher", "expert")
+                       "latentvla_teacher", "latentvla_student_shuffled", "latentvla_student_zeroed", "expert")
+ROS_SUFFIX = "_ros"  # a method driven through the ROS graph on the ROS subset: '<method>_ros'
 METHOD_LABELS = {
     "constant_velocity": "Constant velocity",
     "ego_mlp": "Ego-status MLP",
@@ -52,6 +52,9 @@ METHOD_LABELS = {
     "latentvla_none": "E2E planner, no fusion",
     "latentvla_student": "LatentVLA, fused with distilled student",
     "latentvla_teacher": "LatentVLA, fused with teacher",
+    "latentvla_student_shuffled": "Fused student, tokens shuffled across frames",
+    "latentvla_student_zeroed": "Fused student, action embeddings zeroed",
+    "latentvla_student_ros": "Fused student through the ROS 2 graph (subset)",
     "expert": "Expert (ceiling)",
 }
 SCHEMA_VERSION = 1
@@ -68,8 +71,12 @@ class EvalPlan:
     scene_stride: int = splits.OPEN_LOOP_SCENE_STRIDE
     density: float = splits.OPEN_LOOP_DENSITY
     closed_loop_seeds: tuple[int, ...] = splits.CLOSED_LOOP_SEEDS
-    closed_loop_steps: int = 120
+    closed_loop_steps: int | None = None  # None: each mission's time limit (data/missions.py)
     closed_loop_scenarios: tuple[str, ...] | None = None  # None: ``scenarios``
+    ros_subset_seeds: tuple[int, ...] = splits.ROS_SUBSET_SEEDS  # the ROS-graph run (per scenario)
+    ros_subset_methods: tuple[str, ...] = ("latentvla_student",)
+    episodes_per_task: int = 5  # closed-loop episodes per fan-out task
+    failure_pictures: bool = True
     open_loop_methods: tuple[str, ...] = OPEN_LOOP_METHODS
     closed_loop_methods: tuple[str, ...] = CLOSED_LOOP_METHODS
     run_open_loop: bool = True
@@ -90,7 +97,7 @@ class EvalPlan:
     def quick(cls) -> "EvalPlan":
         return cls(open_loop_seeds=splits.QUICK_OPEN_LOOP_SEEDS, open_loop_frames=splits.QUICK_OPEN_LOOP_FRAMES,
                    closed_loop_seeds=splits.QUICK_CLOSED_LOOP_SEEDS, closed_loop_steps=40,
-                   bootstrap_samples=500, ego_mlp_epochs=10)
+                   ros_subset_seeds=splits.QUICK_CLOSED_LOOP_SEEDS, bootstrap_samples=500, ego_mlp_epochs=10)
 
     @property
     def cl_scenarios(self) -> tuple[str, ...]:
@@ -100,16 +107,11 @@ class EvalPlan:
 # ----------------------------------------------------------------------------- statistics
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
     """Mean and percentile-bootstrap (1 - alpha) interval of the mean; NaNs are dropped."""
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=np.float64)
-    if v.size == 0:
-        return {"mean": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0}
-    if v.size == 1 or np.all(v == v[0]):
-        m = float(v.mean())
-        return {"mean": m, "ci_low": m, "ci_high": m, "n": int(v.size)}
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
-    lo, hi = np.percentile(means, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"mean": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(v.size)}
+    from latentvla_ros.evaluation.results_json import bootstrap_interval
+
+    n = sum(1 for x in values if x is not None and np.isfinite(x))
+    mean, lo, hi = bootstrap_interval(values, n_boot, seed, alpha)
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n}
 
 
 # ----------------------------------------------------------------------------- methods
@@ -129,6 +131,7 @@ class MethodSpec:
     teacher: str = ""
     ego_mlp: str = ""
     preset: str = "edge"
+    ablation: str = ""  # fusion ablation of the student variant (evaluation/agents.py)
 
     def status(self) -> str:
         if not self.available:
@@ -197,6 +200,9 @@ def resolve_methods(checkpoints: str | Path, allow_untrained: bool, ego_mlp_dir:
         "latentvla_teacher": resolve_agent_spec("latentvla_teacher", "teacher", root, allow_untrained),
         "expert": MethodSpec("expert", "expert"),
     }
+    for ablation in ("shuffled", "zeroed"):
+        out[f"latentvla_student_{ablation}"] = replace(out["latentvla_student"], name=f"latentvla_student_{ablation}",
+                                                       ablation=ablation)
     if not ego_mlp_dir:
         if allow_untrained:
             out["ego_mlp"].untrained = True
@@ -228,78 +234,16 @@ def prepare_ego_mlp(checkpoints: Path, train_data: Path | None, out: Path, epoch
     return str(out / "ego_mlp"), "", info
 
 
-# ----------------------------------------------------------------------------- learned agents (open loop)
-class TeacherFusedAgent:
-    """BEV backbone + VLM teacher (its visual + action embeddings) + teacher-fused planner."""
-
-    def __init__(self, bev: Any, teacher: Any, planner: Any):
-        self.bev, self.teacher, self.planner = bev, teacher, planner
-        self.name = "latentvla[teacher]"
-
-    @property
-    def model_id(self) -> str:
-        tid = f"teacher:{Path(self.teacher_dir).name}" if getattr(self, "teacher_dir", "") else "teacher:untrained"
-        return "|".join([self.bev.model_id, tid, self.planner.model_id])
-
-    def compute_trajectory(self, frame: Any) -> Any:
-        import torch
-
-        from latentvla_ros.core.types import LatentPlan
-
-        bev = self.bev.extract(frame)
-        image = torch.from_numpy(np.ascontiguousarray(frame.cameras[0].image)).permute(2, 0, 1).float().div(255.0)
-        status = torch.from_numpy(frame.ego.status_vector())[None]
-        probs, context = self.teacher.predict(image[None], status)
-        ctx = context[0].float().numpy()
-        k = probs.shape[1]
-        plan = LatentPlan(stamp_ns=frame.stamp_ns, token_ids=probs[0].argmax(-1).numpy(),
-                          token_probabilities=probs[0].numpy(), action_embeddings=ctx[-k:],
-                          visual_embeddings=ctx[:-k], model_id="teacher")
-        return self.planner.plan(bev, plan)
-
-
+# ----------------------------------------------------------------------------- learned agents
 def build_open_loop_agent(spec: MethodSpec) -> Any:
-    from latentvla_ros.core.pipeline import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
-    from latentvla_ros.models.configuration_planner import PlannerConfig
+    from latentvla_ros.evaluation.agents import build_agent
 
-    common = dict(preset=spec.preset)
-    bev = BevFeatureExtractor(checkpoint_dir=spec.bev or None, **common)
-    if spec.fusion == "teacher":
-        from latentvla_ros.models.modeling_teacher import LatentTeacher
-
-        if spec.teacher:
-            teacher = LatentTeacher.load(spec.teacher, device="cpu")
-        else:
-            from latentvla_ros.models.configuration_teacher import TeacherConfig
-
-            teacher = LatentTeacher.build(TeacherConfig()).eval()
-        pcfg = None if spec.planner else PlannerConfig.preset(
-            spec.preset, fusion="teacher", context_dim=teacher.hidden_size, num_context_tokens=teacher.cfg.context_tokens)
-        planner = TrajectoryPlanner(config=pcfg, checkpoint_dir=spec.planner or None, **common)
-        agent = TeacherFusedAgent(bev, teacher, planner)
-        agent.teacher_dir = spec.teacher
-        return agent
-    pcfg = None if spec.planner else PlannerConfig.preset(spec.preset, fusion=spec.fusion)
-    planner = TrajectoryPlanner(config=pcfg, checkpoint_dir=spec.planner or None, **common)
-    reasoner = LatentReasoner(checkpoint_dir=spec.student or None, **common) if planner.needs_plan else None
-    return LatentVLAAgent(bev, reasoner, planner)
+    return build_agent(spec.fusion, bev=spec.bev, planner=spec.planner, student=spec.student, teacher=spec.teacher,
+                       preset=spec.preset, ablation=spec.ablation)
 
 
 # ----------------------------------------------------------------------------- workers
 _WORKER_CACHE: dict[str, Any] = {}
-
-
-def _worker_init() -> None:
-    os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # evaluation graphs stay on this host
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import logging
-
-    import torch
-
-    torch.set_num_threads(1)
-    logging.getLogger("latentvla_ros.core.pipeline").setLevel(logging.ERROR)  # 'untrained' is in the table
 
 
 def _planner_for(spec: MethodSpec) -> Any:
@@ -387,36 +331,42 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
     return {"rows": rows, "examples": examples, "errors": errors, "log": str(log_dir)}
 
 
-def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int, domain_id: int | None) -> dict:
-    """Run one closed-loop method on episodes (in a worker)."""
-    from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, run_method_episodes
+def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int | None, domain_id: int | None,
+                     pictures: str = "") -> dict:
+    """Run one closed-loop method on episodes (in a worker); a picture of every failure
+    goes to ``pictures`` (a directory) when given."""
+    from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig
+    from latentvla_ros.evaluation.drivers import run_method_episodes
+
+    def on_episode(env: Any, result: Any) -> None:
+        from latentvla_ros.evaluation.episode_plots import failure_name, is_failure, plot_episode
+
+        if pictures and is_failure(result):
+            try:
+                plot_episode(env, result, Path(pictures) / failure_name(result))
+            except Exception as exc:  # a picture never costs the episode
+                result.error = result.error or f"failure picture: {type(exc).__name__}: {exc}"
 
     try:
-        results = run_method_episodes(method, episodes, ClosedLoopConfig(max_steps=steps), domain_id=domain_id)
+        results = run_method_episodes(method, episodes, ClosedLoopConfig(max_steps=steps), domain_id=domain_id,
+                                      on_episode=on_episode)
         return {"episodes": [r.to_dict() for r in results], "errors": [r.error for r in results if r.error]}
     except Exception as exc:
         return {"episodes": [], "errors": [f"{method.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"]}
 
 
-def _run_tasks(calls: list[tuple[Any, tuple]], workers: int) -> list[Any]:
-    """Run (function, args) calls, in ``workers`` spawned processes when > 1; results in order."""
-    if workers <= 1 or len(calls) <= 1:
-        _worker_init()
-        return [fn(*args) for fn, args in calls]
-    import multiprocessing as mp
+def _run_tasks(calls: list[tuple[Any, tuple]], workers: int, *, backend: str = "auto", address: str | None = None,
+               costs: Sequence[float] | None = None, desc: str = "tasks", progress: bool = True) -> list[Any]:
+    """Run (function, args) calls on ``evaluation.fanout`` (Ray / process pool); results in order."""
+    from latentvla_ros.evaluation.fanout import run_tasks
 
-    out: list[Any] = [None] * len(calls)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(calls)}
-        for fut in as_completed(futures):
-            out[futures[fut]] = fut.result()
-    return out
+    return run_tasks(calls, workers, backend=backend, address=address, costs=costs, desc=desc, progress=progress)
 
 
 # ----------------------------------------------------------------------------- closed-loop methods
 def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[str, Any]:
     """ClosedLoopMethod per available method (ours through the ROS graph)."""
-    from latentvla_ros.evaluation.closed_loop import ClosedLoopMethod
+    from latentvla_ros.evaluation.drivers import ClosedLoopMethod
 
     out: dict[str, Any] = {}
     for name in plan.closed_loop_methods:
@@ -424,13 +374,11 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
         if not spec.available:
             continue
         if spec.kind == "agent":
-            # process mode: no use_sim_time for now -- nodes started with use_sim_time:=true
-            # crash in LatentVlaNode.create_subscription (see the report); the closed loop
-            # is synchronous, so only the nodes' latency statistics differ
-            graph = dict(name=name, fusion=spec.fusion, mode=plan.graph_mode, use_sim_time=plan.graph_mode == "composed",
-                         bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
+            # the big suite runs the core stages directly (kind 'agent'); the ROS subset
+            # (ros_closed_loop_method) the node graph with the same checkpoints
+            graph = dict(name=name, fusion=spec.fusion, bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
                          student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset)
-            out[name] = ClosedLoopMethod(name=name, kind="ros", graph=graph)
+            out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation})
         elif spec.kind == "pdm_closed":
             out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,
                                          options={"reference": {"lateral_offsets": plan.reference_lateral_offsets_closed_loop}})
@@ -443,21 +391,34 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
     return out
 
 
+def ros_closed_loop_method(spec: MethodSpec, method: Any, plan: EvalPlan) -> Any:
+    """The ROS-graph twin ('<name>_ros') of a direct 'agent' method, for the ROS subset."""
+    from latentvla_ros.evaluation.drivers import ClosedLoopMethod
+
+    # process mode: no use_sim_time for now -- nodes started with use_sim_time:=true
+    # crash in LatentVlaNode.create_subscription (see the report); the closed loop
+    # is synchronous, so only the nodes' latency statistics differ
+    graph = {k: v for k, v in method.graph.items() if k != "ablation"}
+    graph.update(name=spec.name + ROS_SUFFIX, mode=plan.graph_mode, use_sim_time=plan.graph_mode == "composed")
+    return ClosedLoopMethod(name=spec.name + ROS_SUFFIX, kind="ros", graph=graph)
+
+
 def closed_loop_unavailable_reason(spec: MethodSpec, method: Any) -> str:
     if not spec.available:
         return spec.reason
     if method is None:
         return "no checkpoint"
-    if getattr(method, "kind", "") == "ros":
+    if getattr(method, "kind", "") in ("ros", "agent") and spec.fusion:
         from latentvla_ros.evaluation.sim_bridge import GraphVariant
 
-        return GraphVariant(**method.graph).check_available()
+        return GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"}).check_available()
     return ""
 
 
 # ----------------------------------------------------------------------------- summaries
 OPEN_METRICS = ("pdms", "nc", "dac", "ttc", "ep", "c")
-CLOSED_METRICS = ("score", "collision", "off_road", "route_completed", "progress_m", "mean_speed_mps", "comfort", "ep")
+CLOSED_METRICS = ("score", "collision", "off_road", "route_completed", "route_completion", "progress_m", "mean_speed_mps",
+                  "comfort", "ep")
 
 
 def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], plan: EvalPlan) -> dict[str, dict]:
@@ -523,7 +484,7 @@ def markdown_tables(result: dict) -> str:
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in cl.get("methods", []):
             s = cl["summary"].get(name, {})
-            status = cl.get("status", {}).get(name, methods[name]["status"])
+            status = cl.get("status", {}).get(name) or methods.get(name, {}).get("status", "")
             label = METHOD_LABELS.get(name, name)
             if not s:
                 lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - |")
@@ -652,7 +613,7 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def write_results_doc(path: Path, result: dict, out: Path) -> None:
+def write_results_doc(path: Path, result: dict, out: Path, extra_tables: str = "") -> None:
     meta = result["meta"]
     m = meta["machine"]
     # the plots go next to the doc (docs/images/), so the committed doc shows them
@@ -680,13 +641,22 @@ def write_results_doc(path: Path, result: dict, out: Path) -> None:
         f"- Open loop: held-out highway-env logs, scenarios {', '.join(meta['plan']['scenarios'])}, seeds "
         f"{meta['plan']['open_loop_seeds']} (density {meta['plan']['density']}), {meta['plan']['open_loop_frames']} "
         f"frames each, a scene every {meta['plan']['scene_stride']} frames with 4 s of logged future.",
-        f"- Closed loop: seeds {meta['plan']['closed_loop_seeds']} per scenario, at most "
-        f"{meta['plan']['closed_loop_steps']} steps of 0.1 s.",
+        f"- Closed loop: {len(meta['plan']['closed_loop_seeds'])} seeds per scenario "
+        f"({meta['plan']['closed_loop_seeds'][0]}..{meta['plan']['closed_loop_seeds'][-1]}), each a mission "
+        "(`data/missions.py`: highway 300 m, merge 350 m, roundabout and intersection to the exit the seed asks for, "
+        "left / straight / right in turn), time limit "
+        f"{meta['plan']['closed_loop_steps'] or 'per mission'} (steps of 0.1 s); every method on the same seeds, our "
+        "variants through the core stages the nodes run, and the fused student also through the ROS 2 graph on seeds "
+        f"{meta['plan']['ros_subset_seeds']}.",
         f"- Seeds >= {splits.RESERVED_SEED_START} are reserved for evaluation; training data uses smaller seeds.",
         "",
         "## Tables",
         "",
         markdown_tables(result),
+        extra_tables,
+        "Every number above is also in `results.json` beside this page (`evaluation/results_json.py` documents its "
+        "shape); failure pictures of every failed closed-loop episode are written to `<out>/failures/`.",
+        "",
         "## Plots",
         "",
         f"![open-loop PDMS]({rel_out}open_loop_pdms.png)",
@@ -703,9 +673,12 @@ def write_results_doc(path: Path, result: dict, out: Path) -> None:
         "LQR-tracked simulation, agents replayed from the log; EP relative to the reference planner.",
         "- Closed-loop score: NC x DAC x (5 EP + 2 C) / 7 on the driven path: NC = 0 after a collision, DAC = 0 after "
         "leaving the road, EP = progress / max(progress, expert progress on the same seed), C = share of 4 s windows "
-        "meeting NAVSIM's comfort bounds. Our methods drive through the ROS 2 node graph (sim bridge -> sensor topics "
-        "-> graph -> PlannedTrajectory with the frame's stamp -> pure pursuit -> highway-env); baselines use the same "
-        "env loop, sensors and tracker.",
+        "meeting NAVSIM's comfort bounds. Route done = share of episodes reaching the mission's goal; route "
+        "completion (results.json) = mean share of the route driven. Our variants drive through the same core stages "
+        "the ROS nodes run (frames built as sensor_sync builds them); the '... through the ROS 2 graph' row drives "
+        "through the node graph itself (sim bridge -> sensor topics -> graph -> PlannedTrajectory with the frame's "
+        "stamp -> pure pursuit -> highway-env); baselines use the same env loop, sensors and tracker. Paired "
+        "differences: same (scenario, seed), score points, bootstrap over episodes.",
         "- 'not available' = the checkpoint is missing (never substituted); 'UNTRAINED' = random weights "
         "(`--allow-untrained`), meaningless as a score.",
         "",
@@ -747,8 +720,12 @@ def ensure_test_logs(root: Path, plan: EvalPlan, workers: int) -> list[Path]:
 def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "checkpoints/edge", workers: int = 2,
                    *, test_data: str | Path = "data/highway_test", train_data: str | Path | None = "data/highway",
                    allow_untrained: bool = False, write_docs: bool = False, docs_path: str | Path = "docs/results.md",
-                   command: str = "", quick: bool = False, verbose: bool = True) -> dict:
-    """Everything ``latentvla evaluate`` does; returns the ``scores.json`` content."""
+                   command: str = "", quick: bool = False, verbose: bool = True, backend: str = "auto",
+                   address: str | None = None) -> dict:
+    """Everything ``latentvla evaluate`` does; returns the ``scores.json`` content.
+
+    ``backend`` / ``address``: how tasks fan out (``evaluation/fanout.py``: Ray locally or on
+    the cluster at ``address``, or a process pool)."""
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -785,7 +762,8 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
             want = sc not in seen_scenarios and len(seen_scenarios) < plan.num_examples
             seen_scenarios.add(sc)
             calls.append((open_loop_log_task, (str(d), active, plan.scene_stride, want)))
-        for res in _run_tasks(calls, workers):
+        for res in _run_tasks(calls, workers, backend=backend, address=address, desc=f"open loop ({len(calls)} logs)",
+                              progress=verbose):
             open_rows += res["rows"]
             examples += res["examples"]
             errors += res["errors"]
@@ -800,8 +778,24 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         cl_methods = closed_loop_methods(specs, plan)
         eps = splits.closed_loop_episodes(plan.cl_scenarios, plan.closed_loop_seeds)
         base_domain = 101 + random.SystemRandom().randint(0, 99)
-        calls = []
-        order = []
+        pictures = str(out / "failures") if plan.failure_pictures else ""
+        calls, costs = [], []
+
+        def add_tasks(method: Any, seeds: Sequence[int], chunk: int) -> None:
+            from latentvla_ros.data.missions import time_limit_steps
+
+            step_cost = {"expert": 0.3, "reference": 3.0, "ros": 3.0}.get(method.kind, 1.0)
+            if method.kind == "agent" and method.graph.get("fusion") == "teacher":
+                step_cost = 3.0
+            for sc in plan.cl_scenarios:
+                mine = [e for e in eps if e[0] == sc and e[1] in set(seeds)]
+                for k in range(0, len(mine), chunk):
+                    part = mine[k:k + chunk]
+                    dom = base_domain + len(calls) if method.kind == "ros" else None
+                    steps = plan.closed_loop_steps or time_limit_steps(sc)
+                    costs.append(step_cost * len(part) * 0.6 * steps)
+                    calls.append((closed_loop_task, (method, part, plan.closed_loop_steps, dom, pictures)))
+
         for name in plan.closed_loop_methods:
             spec = specs[name]
             method = cl_methods.get(name)
@@ -810,20 +804,22 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
                 cl_status[name] = f"not available ({reason})"
                 continue
             cl_status[name] = spec.status()
-            if method.kind == "ros":
+            add_tasks(method, plan.closed_loop_seeds, max(plan.episodes_per_task, 1))
+            if name in plan.ros_subset_methods and plan.ros_subset_seeds and method.kind == "agent":
                 from latentvla_ros.evaluation.sim_bridge import GraphVariant
 
-                effective = GraphVariant(**method.graph).effective_fusion
+                twin = ros_closed_loop_method(spec, method, plan)
+                problem = GraphVariant(**twin.graph).check_available()
+                if problem:
+                    cl_status[twin.name] = f"not available ({problem})"
+                    continue
+                cl_status[twin.name] = spec.status()
+                effective = GraphVariant(**twin.graph).effective_fusion
                 if effective != spec.fusion:
-                    cl_status[name] += f" (graph runs the preset planner, fusion={effective})"
-            for sc in plan.cl_scenarios:
-                mine = [e for e in eps if e[0] == sc]
-                dom = base_domain + len(calls) if method.kind == "ros" else None
-                cost = {"ros": 3, "reference": 3, "expert": 1}.get(method.kind, 2) * (3 if sc == "intersection" else 1)
-                order.append(cost)
-                calls.append((closed_loop_task, (method, mine, plan.closed_loop_steps, dom)))
-        ranked = sorted(range(len(calls)), key=lambda i: -order[i])
-        results = _run_tasks([calls[i] for i in ranked], workers)
+                    cl_status[twin.name] += f" (graph runs the preset planner, fusion={effective})"
+                add_tasks(twin, plan.ros_subset_seeds, len(plan.ros_subset_seeds))
+        results = _run_tasks(calls, workers, backend=backend, address=address, costs=costs,
+                             desc=f"closed loop ({len(calls)} tasks)", progress=verbose)
         for res in results:
             episodes += res["episodes"]
             errors += res["errors"]
@@ -844,7 +840,8 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         "schema_version": SCHEMA_VERSION,
         "meta": {
             "command": command or "latentvla evaluate", "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "machine": machine_info(), "quick": bool(quick), "workers": workers,
+            "machine": machine_info(), "quick": bool(quick), "workers": workers, "backend": backend,
+            "address": address or "",
             "checkpoints": str(ckroot), "test_data": str(test_data), "plan": asdict(plan), "timings_s": timings,
             "ego_mlp": ego_info, "errors": errors, "wall_s": 0.0,
         },
@@ -864,12 +861,13 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
             s["plan_ms"] = bootstrap_ci([r["plan_ms"] for r in open_rows if r["method"] == name], 200, 0)
             s["per_scenario"] = per_scenario.get(name, {})  # PDMS 0-100 per scenario
     if plan.run_closed_loop:
-        summary = summarize(episodes, plan.closed_loop_methods, CLOSED_METRICS, plan)
+        cl_names = list(plan.closed_loop_methods) + sorted({e["method"] for e in episodes} - set(plan.closed_loop_methods))
+        summary = summarize(episodes, cl_names, CLOSED_METRICS, plan)
         for name, s in summary.items():
             s["plan_ms"] = bootstrap_ci([e["mean_plan_ms"] for e in episodes if e["method"] == name], 200, 0)
             s["fallbacks"] = int(sum(e["fallbacks"] for e in episodes if e["method"] == name))
             s["no_plan"] = int(sum(e["no_plan"] for e in episodes if e["method"] == name))
-        result["closed_loop"] = {"methods": list(plan.closed_loop_methods), "status": cl_status, "summary": summary,
+        result["closed_loop"] = {"methods": cl_names, "status": cl_status, "summary": summary,
                                  "episodes": episodes}
     result["meta"]["wall_s"] = time.perf_counter() - t_start
     if plan.run_open_loop:
@@ -881,17 +879,26 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         plot_bars(result["closed_loop"]["summary"], "score", plan.closed_loop_methods, out / "closed_loop_score.png",
                   "Closed-loop score (highway-env)", untrained=[n for n, sp in specs.items() if sp.untrained])
         plot_paths(episodes, out / "closed_loop_paths.png")
-    tables = markdown_tables(result)
+    from latentvla_ros.evaluation.results_json import build_results_json, markdown_paired
+
+    headline = build_results_json(
+        open_rows if plan.run_open_loop else [], plan.open_loop_methods, episodes if plan.run_closed_loop else [],
+        result["closed_loop"]["methods"] if plan.run_closed_loop else [], plan.bootstrap_samples, plan.bootstrap_seed,
+        meta={k: result["meta"][k] for k in ("command", "date", "quick", "workers", "checkpoints", "wall_s")})
+    result["paired"] = headline["paired"]
+    tables = markdown_tables(result) + "\n" + markdown_paired(headline)
     (out / "summary.md").write_text(tables)
     (out / "scores.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=False, allow_nan=True))
+    (out / "results.json").write_text(json.dumps(_jsonable(headline), indent=1))
     if write_docs:
-        write_results_doc(Path(docs_path), result, out)
+        write_results_doc(Path(docs_path), result, out, extra_tables=markdown_paired(headline))
+        Path(docs_path).with_name("results.json").write_text(json.dumps(_jsonable(headline), indent=1))
     if verbose:
         print()
         print(tables)
         for e in errors[:10]:
             print("error:", e.splitlines()[0][:300], file=sys.stderr)
-        print(f"wrote {out / 'scores.json'} and plots in {out} ({result['meta']['wall_s']:.0f} s)")
+        print(f"wrote {out / 'scores.json'}, {out / 'results.json'} and plots in {out} ({result['meta']['wall_s']:.0f} s)")
     return result
 
 
@@ -930,5 +937,6 @@ def main(args: Any) -> int:
         write_docs=bool(getattr(args, "write_docs", False)),
         docs_path=getattr(args, "docs_path", "docs/results.md"),
         command=command, quick=bool(getattr(args, "quick", False)),
+        backend=getattr(args, "backend", "auto") or "auto", address=getattr(args, "address", None) or None,
     )
     return 0 if result else 1

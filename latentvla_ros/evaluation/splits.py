@@ -8,7 +8,8 @@ seeds below it** (``check_training_seeds`` raises otherwise).
 - Open loop: held-out driving logs, one per (scenario, seed) of ``OPEN_LOOP_TEST_SEEDS``
   at density 1.0, ``OPEN_LOOP_FRAMES`` frames each, scored every ``OPEN_LOOP_SCENE_STRIDE``
   frames where 4 s of logged future exist.
-- Closed loop: fresh highway-env episodes on ``CLOSED_LOOP_SEEDS``.
+- Closed loop: fresh highway-env episodes (missions, ``data/missions.py``) on
+  ``CLOSED_LOOP_SEEDS``; the ROS-graph run on ``ROS_SUBSET_SEEDS``.
 
 ``--quick`` uses the first seeds of each list (``quick_*``), still inside the reserved range.
 """
@@ -26,8 +27,13 @@ OPEN_LOOP_DENSITY = 1.0
 OPEN_LOOP_FRAMES = 100
 OPEN_LOOP_SCENE_STRIDE = 10
 
-CLOSED_LOOP_SEEDS: tuple[int, ...] = (20_000, 20_001, 20_002)
+CLOSED_LOOP_SEEDS: tuple[int, ...] = tuple(range(20_000, 20_025))
+"""25 seeds per scenario (>= 100 episodes per method); consecutive seeds cycle through the
+roundabout / intersection exits (``data/missions.py``), so each turn gets 8-9 episodes."""
 CLOSED_LOOP_DENSITY = 1.0
+ROS_SUBSET_SEEDS: tuple[int, ...] = CLOSED_LOOP_SEEDS[:3]
+"""Seeds per scenario on which the fused student also drives through the ROS 2 graph
+(one of each turn); the rest of the suite runs the same core stages directly."""
 
 QUICK_OPEN_LOOP_SEEDS: tuple[int, ...] = OPEN_LOOP_TEST_SEEDS[:1]
 QUICK_OPEN_LOOP_FRAMES = 60

@@ -1,0 +1,133 @@
+"""Our planner variants as agents built from the core stages the ROS nodes run, plus the
+fusion ablations (issue 13 item 5), for open loop and the direct closed-loop path.
+
+``build_agent(fusion, bev=..., planner=..., student=..., teacher=..., ablation=...)``:
+
+- fusion 'none' / 'student': ``core.pipeline.LatentVLAAgent`` (BEV backbone -> student
+  -> fused planner), exactly the stages of the bev_features, latent_reasoner and
+  trajectory_planner nodes;
+- fusion 'teacher': ``TeacherFusedAgent`` (BEV backbone + the VLM teacher's visual and
+  action embeddings + the teacher-fused planner);
+- ``ablation`` (student fusion only) changes only what the planner is given:
+  'zeroed' = the student's action embeddings set to zero (visual embeddings kept);
+  'shuffled' = the action tokens (ids, probabilities, embeddings) of another frame,
+  drawn uniformly from a bank of the last ``ABLATION_BANK`` plans this agent computed
+  (over all its episodes; seeded, so a worker's run is reproducible; the very first
+  frame can only draw itself).
+
+An empty checkpoint path builds that stage untrained (flagged in ``model_id``).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ABLATIONS = ("", "zeroed", "shuffled")
+ABLATION_BANK = 256
+
+
+class TeacherFusedAgent:
+    """BEV backbone + VLM teacher (its visual + action embeddings) + teacher-fused planner."""
+
+    def __init__(self, bev: Any, teacher: Any, planner: Any, teacher_dir: str = ""):
+        self.bev, self.teacher, self.planner = bev, teacher, planner
+        self.teacher_dir = teacher_dir
+        self.name = "latentvla[teacher]"
+
+    @property
+    def model_id(self) -> str:
+        tid = f"teacher:{Path(self.teacher_dir).name}" if self.teacher_dir else "teacher:untrained"
+        return "|".join([self.bev.model_id, tid, self.planner.model_id])
+
+    def compute_trajectory(self, frame: Any) -> Any:
+        import torch
+
+        from latentvla_ros.core.types import LatentPlan
+
+        bev = self.bev.extract(frame)
+        image = torch.from_numpy(np.ascontiguousarray(frame.cameras[0].image)).permute(2, 0, 1).float().div(255.0)
+        status = torch.from_numpy(frame.ego.status_vector())[None]
+        probs, context = self.teacher.predict(image[None], status)
+        ctx = context[0].float().numpy()
+        k = probs.shape[1]
+        plan = LatentPlan(stamp_ns=frame.stamp_ns, token_ids=probs[0].argmax(-1).numpy(),
+                          token_probabilities=probs[0].numpy(), action_embeddings=ctx[-k:],
+                          visual_embeddings=ctx[:-k], model_id="teacher")
+        return self.planner.plan(bev, plan)
+
+
+class AblatedReasoner:
+    """The student with its action tokens zeroed or shuffled across frames (see module doc)."""
+
+    def __init__(self, reasoner: Any, mode: str, seed: int = 0, bank: int = ABLATION_BANK):
+        if mode not in ("zeroed", "shuffled"):
+            raise ValueError(f"ablation must be 'zeroed' or 'shuffled', got {mode!r}")
+        self.reasoner, self.mode = reasoner, mode
+        self._rng = np.random.default_rng(seed)
+        self._bank: deque = deque(maxlen=int(bank))
+
+    @property
+    def config(self) -> Any:
+        return getattr(self.reasoner, "config", None)
+
+    @property
+    def untrained(self) -> bool:
+        return bool(getattr(self.reasoner, "untrained", False))
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.reasoner.model_id}+{self.mode}"
+
+    def reason(self, frame: Any) -> Any:
+        plan = self.reasoner.reason(frame)
+        if self.mode == "zeroed":
+            return replace(plan, action_embeddings=np.zeros_like(plan.action_embeddings))
+        self._bank.append(plan)
+        other = self._bank[int(self._rng.integers(len(self._bank)))]
+        return replace(plan, token_ids=other.token_ids, token_probabilities=other.token_probabilities,
+                       action_embeddings=other.action_embeddings)
+
+
+def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str = "", teacher: str = "",
+                preset: str = "edge", ablation: str = "") -> Any:
+    """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained)."""
+    from latentvla_ros.core.pipeline import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
+    from latentvla_ros.models.configuration_planner import PlannerConfig
+
+    if ablation not in ABLATIONS:
+        raise ValueError(f"unknown ablation {ablation!r}; expected one of {ABLATIONS}")
+    if ablation and fusion != "student":
+        raise ValueError(f"the {ablation!r} ablation changes the student's tokens: needs fusion='student'")
+    common = dict(preset=preset)
+    bev_stage = BevFeatureExtractor(checkpoint_dir=bev or None, **common)
+    if fusion == "teacher":
+        from latentvla_ros.models.modeling_teacher import LatentTeacher
+
+        if teacher:
+            vlm = LatentTeacher.load(teacher, device="cpu")
+        else:
+            from latentvla_ros.models.configuration_teacher import TeacherConfig
+
+            vlm = LatentTeacher.build(TeacherConfig()).eval()
+        pcfg = None if planner else PlannerConfig.preset(
+            preset, fusion="teacher", context_dim=vlm.hidden_size, num_context_tokens=vlm.cfg.context_tokens)
+        plan_stage = TrajectoryPlanner(config=pcfg, checkpoint_dir=planner or None, **common)
+        return TeacherFusedAgent(bev_stage, vlm, plan_stage, teacher_dir=teacher)
+    pcfg = None if planner else PlannerConfig.preset(preset, fusion=fusion)
+    plan_stage = TrajectoryPlanner(config=pcfg, checkpoint_dir=planner or None, **common)
+    reasoner = LatentReasoner(checkpoint_dir=student or None, **common) if plan_stage.needs_plan else None
+    if ablation and reasoner is not None:
+        reasoner = AblatedReasoner(reasoner, ablation)
+    return LatentVLAAgent(bev_stage, reasoner, plan_stage)
+
+
+def build_agent_from_graph(graph: dict) -> Any:
+    """``build_agent`` from ``sim_bridge.GraphVariant`` keyword arguments (+ ``ablation``)."""
+    return build_agent(graph.get("fusion", "student"), bev=graph.get("bev_checkpoint", ""),
+                       planner=graph.get("planner_checkpoint", ""), student=graph.get("student_checkpoint", ""),
+                       teacher=graph.get("teacher_path", ""), preset=graph.get("preset", "edge"),
+                       ablation=graph.get("ablation", ""))

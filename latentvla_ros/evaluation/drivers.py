@@ -1,0 +1,246 @@
+"""Closed-loop drivers and methods: what turns an observation into a trajectory.
+
+- ``ExpertDriver``: the IDM/MOBIL expert drives the ego itself (the ceiling).
+- ``PlannerDriver``: a baseline (``evaluation.baselines.Planner``) on the sensor frame or
+  on a PDMS ``Scene`` of the env state (the reference planner).
+- ``AgentDriver``: our planner variants through the same core objects the ROS nodes run
+  (``core.pipeline`` stages), with the frame built the way ``sensor_sync`` builds it: the
+  ego acceleration from the odometry velocity by the node's ``AccelerationEstimator``
+  (its schema defaults), not the simulator's finite differences, so the direct path and
+  the ROS graph see the same inputs and produce the same plans (``test_closed_loop``).
+- the ROS graph itself is ``sim_bridge.RosGraphDriver`` (rclpy; not imported here).
+
+``ClosedLoopMethod`` is the picklable description a worker turns into a driver;
+``run_method_episodes`` runs one method on a list of (scenario, seed) episodes.
+Pure: no rclpy import.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from latentvla_ros.core.types import EgoState, SensorFrame, Trajectory
+from latentvla_ros.evaluation.closed_loop import (
+    ClosedLoopConfig,
+    EpisodeResult,
+    HighwayClosedLoopEnv,
+    Observation,
+    run_episode,
+)
+
+
+class Driver(Protocol):
+    """Turns an observation into a trajectory (None: the env's ego drives itself)."""
+
+    name: str
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:  # pragma: no cover - protocol
+        ...
+
+    def plan(self, obs: Observation) -> Trajectory | None:  # pragma: no cover - protocol
+        ...
+
+
+class ExpertDriver:
+    """The IDM/MOBIL expert (needs ``HighwayClosedLoopEnv(expert=True)``)."""
+
+    name = "expert"
+    needs_expert_env = True
+    needs_sensors = False
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        if not env.expert:
+            raise ValueError("ExpertDriver needs HighwayClosedLoopEnv(expert=True)")
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        return None
+
+
+class PlannerDriver:
+    """Any ``evaluation.baselines.Planner``, called directly with the sensor frame, or
+    with a PDMS ``Scene`` built from the env state (``input='scene'``).
+
+    ``replan_every`` > 1 re-plans every n-th step and otherwise follows the last plan
+    shifted to the current pose (for planners too slow for 10 Hz on a CPU).
+    """
+
+    needs_expert_env = False
+    needs_sensors = True
+
+    def __init__(self, planner: Any, input: str = "frame", name: str | None = None, replan_every: int = 1):
+        if input not in ("frame", "scene"):
+            raise ValueError("input must be 'frame' or 'scene'")
+        self.planner = planner
+        self.input = input
+        self.name = name or getattr(planner, "name", type(planner).__name__)
+        self.replan_every = max(int(replan_every), 1)
+        self._env: HighwayClosedLoopEnv | None = None
+        self._last: tuple[np.ndarray, Trajectory] | None = None
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        self._env = env
+        self._last = None
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        if self._last is not None and obs.step % self.replan_every != 0:
+            return _shift_plan(self._last[1], self._last[0], obs.pose)
+        if self.input == "scene":
+            assert self._env is not None
+            traj = self.planner.plan(self._env.scene(obs))
+        else:
+            if obs.frame is None:
+                raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
+            traj = self.planner.plan(obs.frame)
+        traj.stamp_ns = obs.stamp_ns
+        self._last = (obs.pose.copy(), traj)
+        return traj
+
+
+def sensor_sync_acceleration_estimator() -> Any:
+    """The ``AccelerationEstimator`` the sensor_sync node runs (its schema defaults)."""
+    from latentvla_ros.core.ego_motion import AccelerationEstimator
+    from latentvla_ros.core.parameters import defaults_from_schema, load_schema
+
+    p = defaults_from_schema(load_schema("sensor_sync"), "sensor_sync")
+    return AccelerationEstimator(tau_s=float(p["acceleration_filter_tau_s"]), max_gap_s=float(p["time_jump_reset_s"]))
+
+
+class AgentDriver:
+    """A ``core.pipeline.LatentVLAAgent`` (or any object with ``compute_trajectory(frame)``)
+    called directly, on the frame the node graph would build (no ROS).
+
+    ``graph_frames=True`` (default) replaces the frame's ego acceleration with the
+    sensor_sync node's estimate from the odometry velocity (reset per episode, as the
+    node resets on the 1000 s stamp jump between episodes); False passes the simulator's
+    frame unchanged.
+    """
+
+    needs_expert_env = False
+    needs_sensors = True
+
+    def __init__(self, agent: Any, name: str | None = None, graph_frames: bool = True):
+        self.agent = agent
+        self.name = name or agent.name
+        self.graph_frames = graph_frames
+        self._accel: Any = None
+
+    def reset(self, env: HighwayClosedLoopEnv) -> None:
+        self._accel = sensor_sync_acceleration_estimator() if self.graph_frames else None
+        if hasattr(self.agent, "reset"):
+            self.agent.reset(env)
+
+    def graph_frame(self, obs: Observation) -> SensorFrame:
+        """``obs.frame`` as the graph's sensor_sync would publish it."""
+        frame = obs.frame
+        if frame is None:
+            raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
+        if self._accel is None:
+            return frame
+        ego = obs.ego
+        velocity = np.asarray(ego.velocity, dtype=np.float64)
+        acc = self._accel.update(int(obs.stamp_ns), velocity, float(ego.yaw_rate))
+        return replace(frame, ego=EgoState(velocity=np.asarray(ego.velocity, dtype=np.float32).copy(),
+                                           acceleration=np.asarray(acc, dtype=np.float32),
+                                           yaw_rate=float(ego.yaw_rate), command=ego.command))
+
+    def plan(self, obs: Observation) -> Trajectory | None:
+        traj = self.agent.compute_trajectory(self.graph_frame(obs))
+        traj.stamp_ns = obs.stamp_ns
+        return traj
+
+
+def _shift_plan(traj: Trajectory, plan_pose: np.ndarray, pose: np.ndarray) -> Trajectory:
+    """The poses of ``traj`` (planned at ``plan_pose``) in the ego frame at ``pose``."""
+    from latentvla_ros.evaluation.geometry import ego_to_world_poses, world_to_ego_poses
+
+    world = ego_to_world_poses(np.asarray(plan_pose, dtype=np.float64), np.asarray(traj.poses, dtype=np.float64))
+    return Trajectory(poses=world_to_ego_poses(np.asarray(pose, dtype=np.float64), world), interval_s=traj.interval_s,
+                      stamp_ns=traj.stamp_ns, is_fallback=traj.is_fallback, fallback_reason=traj.fallback_reason,
+                      model_id=traj.model_id)
+
+
+# ----------------------------------------------------------------------------- methods
+@dataclass
+class ClosedLoopMethod:
+    """A picklable description of a closed-loop method (built into a driver in the worker).
+
+    ``kind``: 'expert', 'constant_velocity', 'ego_mlp' (``checkpoint``), 'reference',
+    'agent' (the core stages directly, no ROS; ``graph`` holds the same
+    ``sim_bridge.GraphVariant`` keyword arguments as 'ros', plus ``ablation``), or 'ros'
+    (the node graph).
+    """
+
+    name: str
+    kind: str
+    checkpoint: str | None = None
+    graph: dict = field(default_factory=dict)
+    replan_every: int = 1
+    options: dict = field(default_factory=dict)
+
+    @property
+    def needs_expert_env(self) -> bool:
+        return self.kind == "expert"
+
+
+def build_driver(method: ClosedLoopMethod) -> Any:
+    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``)."""
+    if method.kind == "expert":
+        return ExpertDriver()
+    if method.kind == "constant_velocity":
+        from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
+
+        return PlannerDriver(ConstantVelocityPlanner(use_yaw_rate=bool(method.options.get("use_yaw_rate", False))),
+                             name=method.name)
+    if method.kind == "ego_mlp":
+        from latentvla_ros.evaluation.ego_mlp import EgoMLPPlanner
+
+        return PlannerDriver(EgoMLPPlanner.from_checkpoint(method.checkpoint), name=method.name)
+    if method.kind == "reference":
+        from latentvla_ros.evaluation.reference_planner import ReferencePlanner, ReferencePlannerConfig
+
+        cfg = ReferencePlannerConfig(**method.options.get("reference", {}))
+        return PlannerDriver(ReferencePlanner(cfg), input="scene", name=method.name, replan_every=method.replan_every)
+    if method.kind == "agent":
+        from latentvla_ros.evaluation.agents import build_agent_from_graph
+
+        return AgentDriver(build_agent_from_graph(method.graph), name=method.name)
+    raise ValueError(f"no direct driver for method kind {method.kind!r}")
+
+
+def run_method_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]],
+                        config: ClosedLoopConfig | None = None, *, domain_id: int | None = None,
+                        stamp_base_ns: int = 1_000_000_000, on_episode: Any = None) -> list[EpisodeResult]:
+    """Run ``method`` on every (scenario, seed); ROS methods share one graph session.
+
+    Each episode's stamps start ``1000 s`` after the previous one's (a jump the graph's
+    acceleration estimator treats as a new drive). ``on_episode(env, result)`` is called
+    after each episode (the closed env still holds its map, route and last observation).
+    """
+    cfg = config or ClosedLoopConfig()
+    results: list[EpisodeResult] = []
+
+    def make_env(k: int, scenario: str, seed: int, sensors: bool) -> HighwayClosedLoopEnv:
+        return HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
+                                    stamp_base_ns=stamp_base_ns + k * 1000 * 1_000_000_000)
+
+    if method.kind == "ros":
+        from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+
+        variant = GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"})
+        with RosGraphSession(variant, domain_id=domain_id) as session:
+            for k, (scenario, seed) in enumerate(episodes):
+                env = make_env(k, scenario, seed, True)
+                results.append(run_episode(env, session.driver(name=method.name)))
+                if on_episode is not None:
+                    on_episode(env, results[-1])
+        return results
+    driver = build_driver(method)
+    for k, (scenario, seed) in enumerate(episodes):
+        env = make_env(k, scenario, seed, getattr(driver, "needs_sensors", True))
+        results.append(run_episode(env, driver))
+        if on_episode is not None:
+            on_episode(env, results[-1])
+    return results
