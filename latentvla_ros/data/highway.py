@@ -47,13 +47,20 @@ from typing import Any
 
 import numpy as np
 
-from latentvla_ros.core.types import DrivingCommand, MapGeometry
+from latentvla_ros.core.types import MapGeometry
+from latentvla_ros.data.highway_expert import (  # noqa: F401 - the expert's public names, also from here
+    COMMAND_LOOKAHEAD_M,
+    TURN_THRESHOLD_RAD,
+    _expert_class,
+    _path_samples,
+    ego_color_mixin,
+    route_command,
+)
+from latentvla_ros.data.highway_sensors import DrivableRaster, LidarConfig, ray_box_distances, synthesize_lidar  # noqa: F401
 from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
 
 SCENARIOS = ("highway", "merge", "roundabout", "intersection")
 POLICY_HZ = 10
-COMMAND_LOOKAHEAD_M = 25.0
-TURN_THRESHOLD_RAD = 0.5
 EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
 """The expert's nominal cruise speed per scenario; each log draws its own within +-EXPERT_CRUISE_SPREAD."""
 EXPERT_CRUISE_SPREAD = 0.1
@@ -84,21 +91,6 @@ class CameraConfig:
     def ego_pixel_xy(self) -> tuple[float, float]:
         """Continuous pixel coordinates (col, row) of the ego reference point."""
         return ((self.width - 1) / 2.0, float(round(self.height * self.ego_row_fraction)))
-
-
-@dataclass
-class LidarConfig:
-    """Synthetic LiDAR in the ego frame (sensor at the ego reference point)."""
-
-    num_azimuths: int = 360
-    max_range_m: float = 50.0
-    vehicle_heights: tuple[float, ...] = (0.3, 0.6, 0.9, 1.2, 1.5)
-    ground_ranges_m: tuple[float, ...] = (4.0, 6.0, 9.0, 13.0, 18.0, 25.0)
-    range_noise_m: float = 0.02
-    height_noise_m: float = 0.02
-    vehicle_intensity: float = 0.6
-    ground_intensity: float = 0.1
-    drivable_resolution_m: float = 0.25
 
 
 @dataclass
@@ -137,7 +129,6 @@ def _reset_idm_class() -> None:
 
 
 _CLASSES: dict[str, Any] = {}
-_EXPERT: dict[str, Any] = {}
 
 
 def _env_classes() -> dict[str, Any]:
@@ -172,221 +163,8 @@ def _env_classes() -> dict[str, Any]:
     return _CLASSES
 
 
-def ego_color_mixin() -> type:
-    """Mixin fixing a vehicle's render colour to highway-env's ego colour (green), also
-    when RegulatedRoad recolours yielding vehicles or after a crash: every ego -- the
-    logged expert and the closed-loop vehicle -- looks the same in the camera, so the
-    training logs and closed loop show the model the same picture."""
-    if "ego_color" in _EXPERT:
-        return _EXPERT["ego_color"]
-    from highway_env.vehicle.graphics import VehicleGraphics
-
-    class EgoColor:
-        @property
-        def color(self):
-            return VehicleGraphics.EGO_COLOR
-
-        @color.setter
-        def color(self, value) -> None:
-            pass
-
-        @color.deleter
-        def color(self) -> None:
-            pass
-
-    _EXPERT["ego_color"] = EgoColor
-    return EgoColor
-
-
-def _expert_class():
-    if "expert" in _EXPERT:
-        return _EXPERT["expert"]
-    from highway_env.vehicle.behavior import IDMVehicle
-    from highway_env.vehicle.controller import ControlledVehicle
-    from highway_env.vehicle.kinematics import Vehicle
-
-    class ExpertVehicle(ego_color_mixin(), IDMVehicle):
-        """IDM + MOBIL ego with a crossing-conflict yield rule; ignores RegulatedRoad."""
-
-        ACC_MAX = 6.0
-        COMFORT_ACC_MAX = 3.0
-        COMFORT_ACC_MIN = -5.0
-        DISTANCE_WANTED = 10.0
-        TIME_WANTED = 1.5
-        DELTA = 4.0
-        CONFLICT_CLEARANCE_M = 1.6  # our half width + margin to the other's box
-        PREDICTION_TIMES = np.arange(0.0, 4.01, 0.25)
-        YIELD_MARGIN_S = 1.5
-        STOP_BEFORE_CONFLICT_M = 2.5
-        CONFLICT_PERIOD_S = 1.0 / POLICY_HZ
-
-        yield_to_crossing = False
-        debug_records: list | None = None  # set to [] to record conflict decisions
-
-        # RegulatedRoad sets target_speed/color on yielding vehicles: keep our own.
-        @property
-        def target_speed(self) -> float:
-            return self._cruise_speed
-
-        @target_speed.setter
-        def target_speed(self, value: float) -> None:
-            if not getattr(self, "_cruise_locked", False):
-                self._cruise_speed = float(value)
-
-        def lock_cruise_speed(self, speed: float) -> None:
-            self._cruise_locked = False
-            self.target_speed = speed
-            self._cruise_locked = True
-
-        def act(self, action: Any = None) -> None:
-            if self.crashed:
-                return
-            self.follow_road()
-            if self.enable_lane_change:
-                self.change_lane_policy()
-            steering = float(np.clip(self.steering_control(self.target_lane_index), -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE))
-            front, rear = self.road.neighbour_vehicles(self, self.lane_index)
-            acc = self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear)
-            if self.lane_index != self.target_lane_index:
-                front, rear = self.road.neighbour_vehicles(self, self.target_lane_index)
-                acc = min(acc, self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear))
-            if self.yield_to_crossing:
-                # re-evaluated at the policy rate (every CONFLICT_PERIOD_S), held in between
-                now = getattr(self, "_clock", 0.0)
-                if getattr(self, "_conflict_time", None) is None or now - self._conflict_time >= self.CONFLICT_PERIOD_S - 1e-6:
-                    self._conflict_time = now
-                    self._conflict_acc = self._conflict_acceleration()
-                acc = min(acc, self._conflict_acc)
-            acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
-            Vehicle.act(self, {"steering": steering, "acceleration": acc})
-
-        def step(self, dt: float) -> None:
-            super().step(dt)
-            self._clock = getattr(self, "_clock", 0.0) + dt
-            if self.speed < 0.0:  # IDM may brake below zero: we never reverse
-                self.speed = 0.0
-
-        # -- crossing conflicts
-        def _conflict_acceleration(self) -> float:
-            v = max(self.speed, 0.0)
-            horizon = float(np.clip(v * 4.0 + 10.0, 15.0, 45.0))
-            arcs = np.arange(0.0, horizon + 1e-9, 1.0)
-            path, _ = _path_samples(self, arcs)
-            heading = self.heading
-            c, s = math.cos(heading), math.sin(heading)
-            own_priority = getattr(self.lane, "priority", 0)
-            best = self.ACC_MAX
-            a_min = self.LENGTH / 2.0
-            for other in self.road.vehicles:
-                if other is self:
-                    continue
-                rel = other.position - self.position
-                dist = float(np.hypot(rel[0], rel[1]))
-                if dist > horizon + 40.0:
-                    continue
-                static = other.crashed or getattr(other, "speed", 0.0) < 0.5
-                if other.lane_index == self.lane_index and not static:
-                    continue  # IDM follows moving vehicles on our lane
-                rel_x = c * rel[0] + s * rel[1]
-                rel_y = -s * rel[0] + c * rel[1]
-                if (rel_x < -self.LENGTH and abs(rel_y) < 2.0 and abs(wrap_angle(other.heading - heading)) < 1.0
-                        and other.lane_index[2] == self.lane_index[2]):
-                    continue  # following us in our lane (possibly on the previous road segment)
-                speed_o = max(float(getattr(other, "speed", 0.0)), 0.0)
-                if isinstance(other, ControlledVehicle) and not other.crashed:
-                    pred, pred_heading = _path_samples(other, speed_o * self.PREDICTION_TIMES)
-                else:
-                    pred = other.position[None, :] + other.velocity[None, :] * self.PREDICTION_TIMES[:, None]
-                    pred_heading = np.full(len(pred), other.heading)
-                # distance from our path (centre line) to the other's predicted box
-                cph, sph = np.cos(pred_heading)[:, None], np.sin(pred_heading)[:, None]
-                dx = path[None, :, 0] - pred[:, 0:1]
-                dy = path[None, :, 1] - pred[:, 1:2]
-                lx = np.maximum(np.abs(cph * dx + sph * dy) - other.LENGTH / 2.0, 0.0)
-                ly = np.maximum(np.abs(-sph * dx + cph * dy) - other.WIDTH / 2.0, 0.0)
-                hits = (lx * lx + ly * ly < self.CONFLICT_CLEARANCE_M ** 2) & (arcs[None, :] >= a_min)
-                rows = np.flatnonzero(hits.any(axis=1))
-                if rows.size == 0:
-                    continue
-                j = int(rows[0])
-                k = int(np.flatnonzero(hits[j])[0])
-                tau_other = float(self.PREDICTION_TIMES[j])
-                a_conflict = float(arcs[k])
-                gap = a_conflict - self.LENGTH / 2.0 - self.STOP_BEFORE_CONFLICT_M
-                t_ego = (-v + math.sqrt(v * v + 4.0 * max(a_conflict - a_min, 0.0))) / 2.0  # accelerating at 2 m/s^2
-                committed = gap < v * v / (2.0 * 4.0) + 0.5  # cannot stop comfortably any more
-                margin = (self.LENGTH + 2.0) / max(v, 1.0) if committed else self.YIELD_MARGIN_S
-                other_priority = getattr(getattr(other, "lane", None), "priority", 0)
-                priority_yield = not committed and other_priority > own_priority and tau_other < 5.0
-                go = tau_other >= t_ego + margin and not priority_yield  # through before it arrives
-                hard_gap = a_conflict - a_min - 0.3
-                if not go and hard_gap < v * v / (2.0 * self.ACC_MAX) and rel_x < self.LENGTH / 2.0:
-                    go = True  # cannot stop even braking hard and it is not ahead: braking would not help
-                acc = self.ACC_MAX
-                if not go:
-                    ab = -self.COMFORT_ACC_MAX * self.COMFORT_ACC_MIN
-                    s_star = 1.0 + v * 1.0 + v * v / (2.0 * math.sqrt(ab))
-                    free = 1.0 - (v / max(self.target_speed, 0.1)) ** self.DELTA
-                    acc = self.COMFORT_ACC_MAX * (free - (s_star / max(gap, 0.5)) ** 2)
-                    best = min(best, acc)
-                if self.debug_records is not None:
-                    self.debug_records.append((getattr(self, "_clock", 0.0), id(other), tau_other, a_conflict, gap, t_ego, committed, go, acc))
-            return best
-
-    _EXPERT["expert"] = ExpertVehicle
-    return ExpertVehicle
-
-
-def _route_lanes(vehicle) -> list:
-    """Current lane followed by the rest of the planned route (when consistent)."""
-    li = vehicle.lane_index
-    route = list(vehicle.route or [])
-    if route and route[0][:2] == li[:2]:
-        route = route[1:]
-    if route and route[0][0] != li[1]:
-        route = []
-    return [li] + route
-
-
-def _path_samples(vehicle, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions/headings (highway-env frame) at ``distances`` ahead along the route."""
-    net = vehicle.road.network
-    li = vehicle.lane_index
-    s0 = float(vehicle.lane.local_coordinates(vehicle.position)[0])
-    lanes = []
-    lane_id = li[2]
-    for index in _route_lanes(vehicle):
-        count = len(net.graph[index[0]][index[1]])
-        lane_id = index[2] if index[2] is not None else lane_id
-        lane_id = min(int(lane_id), count - 1)
-        lanes.append(net.get_lane((index[0], index[1], lane_id)))
-    starts = np.cumsum([0.0] + [lane.length for lane in lanes[:-1]])
-    pos = np.empty((len(distances), 2))
-    head = np.empty(len(distances))
-    for i, d in enumerate(distances):
-        s = s0 + float(d)
-        k = max(int(np.searchsorted(starts, s, side="right")) - 1, 0)
-        lane = lanes[k]
-        pos[i] = lane.position(s - starts[k], 0.0)
-        head[i] = lane.heading_at(s - starts[k])
-    return pos, head
-
-
-def route_command(vehicle) -> DrivingCommand:
-    """LEFT/RIGHT when the route turns within the look-ahead, else STRAIGHT (our frame)."""
-    try:
-        _, head = _path_samples(vehicle, np.arange(0.0, COMMAND_LOOKAHEAD_M + 1e-9, 2.5))
-    except (KeyError, IndexError, ValueError, AttributeError):
-        return DrivingCommand.UNKNOWN
-    # highway-env headings are clockwise in our (y-flipped) world frame
-    delta = -wrap_angle(head - head[0])
-    k = int(np.argmax(np.abs(delta)))
-    if abs(delta[k]) < TURN_THRESHOLD_RAD:
-        return DrivingCommand.STRAIGHT
-    return DrivingCommand.LEFT if delta[k] > 0 else DrivingCommand.RIGHT
-
-
-def _scenario_config(scenario: str, density: float, num_frames: int, render_px: int, scaling: float, sim_hz: int) -> dict:
+def _scenario_config(scenario: str, density: float, num_frames: int, render_px: int, scaling: float, sim_hz: int,
+                     initial_lane: int | None = None) -> dict:
     base = {
         "simulation_frequency": sim_hz,
         "policy_frequency": POLICY_HZ,
@@ -403,6 +181,8 @@ def _scenario_config(scenario: str, density: float, num_frames: int, render_px: 
     }
     if scenario == "highway":
         base.update(vehicles_count=max(1, round(20 * density)), vehicles_density=max(density, 0.1))
+        if initial_lane is not None:  # the ego's starting lane (lane changes both ways in a preset)
+            base["initial_lane_id"] = int(initial_lane)
     elif scenario == "merge":
         # long enough road after the merge for the whole log at up to 32 m/s
         after = max(150.0, 32.0 * num_frames / POLICY_HZ + 60.0)
@@ -484,111 +264,6 @@ def extract_map(road, bbox: tuple[float, float, float, float] | None = None, str
     return MapGeometry(lane_centerlines=centerlines, drivable_polygons=polygons)
 
 
-class DrivableRaster:
-    """Rasterised union of drivable polygons for fast point queries."""
-
-    def __init__(self, polygons: Sequence[np.ndarray], resolution_m: float = 0.25, margin_m: float = 5.0) -> None:
-        import cv2
-
-        self.res = float(resolution_m)
-        if not polygons:
-            self.origin = np.zeros(2)
-            self.mask = np.zeros((1, 1), dtype=bool)
-            return
-        allp = np.concatenate(polygons)
-        self.origin = allp.min(axis=0) - margin_m
-        size = np.ceil((allp.max(axis=0) + margin_m - self.origin) / self.res).astype(int) + 1
-        mask = np.zeros((int(size[1]), int(size[0])), dtype=np.uint8)
-        pts = [np.round((p - self.origin) / self.res * 4.0).astype(np.int32) for p in polygons]
-        cv2.fillPoly(mask, pts, 1, lineType=cv2.LINE_8, shift=2)
-        self.mask = mask.astype(bool)
-
-    def contains(self, xy: np.ndarray) -> np.ndarray:
-        ij = np.floor((np.asarray(xy) - self.origin) / self.res + 0.5).astype(np.int64)
-        h, w = self.mask.shape
-        inside = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
-        out = np.zeros(len(ij), dtype=bool)
-        out[inside] = self.mask[ij[inside, 1], ij[inside, 0]]
-        return out
-
-
-def ray_box_distances(azimuths: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Nearest hit distance of rays from the origin against oriented boxes.
-
-    ``boxes`` (A, 5): cx, cy, heading, length, width in the sensor frame. Returns (R,)
-    distances (inf where no box is hit; boxes containing the origin are ignored).
-    """
-    dist = np.full(len(azimuths), np.inf)
-    if len(boxes) == 0:
-        return dist
-    dx, dy = np.cos(azimuths)[None, :], np.sin(azimuths)[None, :]
-    cx, cy, h = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3]
-    hl, hw = boxes[:, 3:4] / 2.0, boxes[:, 4:5] / 2.0
-    ch, sh = np.cos(h), np.sin(h)
-    # ray origin (0, 0) and direction in each box's frame
-    ox, oy = -(ch * cx + sh * cy), -(-sh * cx + ch * cy)
-    ddx, ddy = ch * dx + sh * dy, -sh * dx + ch * dy
-    eps = 1e-12
-    ddx = np.where(np.abs(ddx) < eps, eps, ddx)
-    ddy = np.where(np.abs(ddy) < eps, eps, ddy)
-    tx1, tx2 = (-hl - ox) / ddx, (hl - ox) / ddx
-    ty1, ty2 = (-hw - oy) / ddy, (hw - oy) / ddy
-    tmin = np.maximum(np.minimum(tx1, tx2), np.minimum(ty1, ty2))
-    tmax = np.minimum(np.maximum(tx1, tx2), np.maximum(ty1, ty2))
-    hit = (tmax >= tmin) & (tmin > 0.0)
-    t = np.where(hit, tmin, np.inf)
-    return t.min(axis=0)
-
-
-def synthesize_lidar(
-    ego_pose: np.ndarray,
-    agents: np.ndarray,
-    drivable: DrivableRaster | None,
-    config: LidarConfig,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """(N, 4) float32 x, y, z, intensity in the ego frame from world agent boxes (A, 8)."""
-    az = np.linspace(-np.pi, np.pi, config.num_azimuths, endpoint=False)
-    x0, y0, yaw = ego_pose
-    c, s = math.cos(yaw), math.sin(yaw)
-    boxes = np.zeros((0, 5))
-    if len(agents):
-        d = agents[:, :2].astype(np.float64) - (x0, y0)
-        lx, ly = c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]
-        near = np.hypot(lx, ly) < config.max_range_m + 10.0
-        boxes = np.stack([lx, ly, agents[:, 2] - yaw, agents[:, 3], agents[:, 4]], axis=1)[near]
-    dist = ray_box_distances(az, boxes)
-    dist[dist > config.max_range_m] = np.inf
-    parts = []
-    hit = np.flatnonzero(np.isfinite(dist))
-    if hit.size:
-        nh = len(config.vehicle_heights)
-        r = np.repeat(dist[hit], nh) + rng.normal(0.0, config.range_noise_m, hit.size * nh)
-        a = np.repeat(az[hit], nh)
-        z = np.tile(np.asarray(config.vehicle_heights), hit.size) + rng.normal(0.0, config.height_noise_m, hit.size * nh)
-        inten = np.clip(config.vehicle_intensity + rng.normal(0.0, 0.05, r.size), 0.0, 1.0)
-        parts.append(np.stack([r * np.cos(a), r * np.sin(a), z, inten], axis=1))
-    if config.ground_ranges_m:
-        rg = np.asarray(config.ground_ranges_m, dtype=np.float64)
-        rr, aa = np.meshgrid(rg, az, indexing="ij")
-        rr, aa = rr.ravel(), aa.ravel()
-        visible = rr < np.tile(dist, len(rg))
-        gx, gy = rr * np.cos(aa), rr * np.sin(aa)
-        if drivable is not None:
-            world = np.stack([x0 + c * gx - s * gy, y0 + s * gx + c * gy], axis=1)
-            visible &= drivable.contains(world)
-        k = int(visible.sum())
-        if k:
-            rn = rr[visible] + rng.normal(0.0, config.range_noise_m, k)
-            an = aa[visible]
-            z = rng.normal(0.0, config.height_noise_m, k)
-            inten = np.clip(config.ground_intensity + rng.normal(0.0, 0.02, k), 0.0, 1.0)
-            parts.append(np.stack([rn * np.cos(an), rn * np.sin(an), z, inten], axis=1))
-    if not parts:
-        return np.zeros((0, 4), dtype=np.float32)
-    return np.concatenate(parts).astype(np.float32)
-
-
 def _camera_affine(ego_xy: np.ndarray, yaw: float, origin_hw: np.ndarray, scaling: float, cam: CameraConfig) -> np.ndarray:
     """2x3 map from output pixel (col, row) to render pixel (u, v) (for WARP_INVERSE_MAP)."""
     c0, r0 = cam.ego_pixel_xy
@@ -643,13 +318,17 @@ def generate_log(
     stop_off_road: bool = True,
     overwrite: bool = False,
     verbose: bool = False,
+    destination: str | None = None,
+    initial_lane: int | None = None,
 ) -> GenerationStats:
     """Roll out one expert episode and write it as a driving log at ``out_dir``.
 
     ``density`` scales the scenario's default traffic. The log has ``num_frames`` frames
     unless the ego crashes or leaves the mapped road first (recorded as
     ``meta["terminated_reason"]``; the crash frame itself is not logged). The same
-    arguments give byte-identical arrays.
+    arguments give byte-identical arrays. ``destination``: the roundabout exit / intersection
+    exit to take (``data/missions.py``; None: drawn from the seed as before);
+    ``initial_lane``: the highway lane the ego starts in (None: highway-env's choice).
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
@@ -673,14 +352,18 @@ def generate_log(
     rng = _rng_for(seed, scenario, density)
     t_start = time.perf_counter()
     _reset_idm_class()
-    env = classes[scenario](config=_scenario_config(scenario, density, num_frames, render_px, scaling, sim_hz), render_mode="rgb_array")
+    config = _scenario_config(scenario, density, num_frames, render_px, scaling, sim_hz, initial_lane)
+    if scenario == "intersection":
+        config["destination"] = destination
+    env = classes[scenario](config=config, render_mode="rgb_array")
     try:
         env.reset(seed=int(seed))
         road = env.road
         old = env.vehicle
         ego = expert_cls.create_from(old)
         if scenario == "roundabout":
-            ego.plan_route_to(["exr", "nxr", "wxr"][int(rng.integers(3))])
+            drawn = ["exr", "nxr", "wxr"][int(rng.integers(3))]  # drawn either way: the rest of the stream stays
+            ego.plan_route_to(destination or drawn)
         cruise = EXPERT_CRUISE_MPS[scenario]
         ego.lock_cruise_speed(cruise * float(rng.uniform(1.0 - EXPERT_CRUISE_SPREAD, 1.0 + EXPERT_CRUISE_SPREAD)))
         ego.yield_to_crossing = scenario in ("roundabout", "intersection")
@@ -782,6 +465,8 @@ def generate_log(
         "ego_width_m": float(ego.WIDTH),
         "ego_reference": "vehicle_center",
         "ego_cruise_speed_mps": float(ego.target_speed),
+        "destination": str(ego.route[-1][1]) if scenario in ("roundabout", "intersection") and ego.route else "",
+        "initial_lane": -1 if initial_lane is None else int(initial_lane),
         "lidar": asdict(lid),
         "world_frame": "highway-env x, -y (right-handed, y up), heading CCW",
     }
@@ -822,23 +507,33 @@ def generate_dataset(
     Existing logs are kept (resume) unless ``overwrite``. ``workers`` > 1 uses separate
     processes (spawned, each with its own SDL). Prints overall frames/s at the end.
     """
-    from tqdm import tqdm
-
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     jobs = []
-    skipped = 0
     for scenario in scenarios:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}")
         for density in densities:
             for seed in seeds:
-                out = root / log_name(scenario, seed, density)
-                if is_log_dir(out) and not overwrite:
-                    skipped += 1
-                    continue
-                jobs.append(dict(out_dir=out, scenario=scenario, seed=int(seed), density=float(density),
-                                 num_frames=frames_per_log, overwrite=overwrite, **log_kwargs))
+                jobs.append(dict(out_dir=root / log_name(scenario, seed, density), scenario=scenario, seed=int(seed),
+                                 density=float(density), num_frames=frames_per_log, **log_kwargs))
+    return run_generation_jobs(jobs, workers, overwrite=overwrite, progress=progress)
+
+
+def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bool = False,
+                        progress: bool = True) -> list[GenerationStats]:
+    """Run ``generate_log`` keyword-argument dicts (``generate_dataset``, ``data/presets.py``);
+    existing logs are kept unless ``overwrite``; failures are reported, not raised."""
+    from tqdm import tqdm
+
+    todo = []
+    skipped = 0
+    for job in jobs:
+        if is_log_dir(job["out_dir"]) and not overwrite:
+            skipped += 1
+            continue
+        Path(job["out_dir"]).parent.mkdir(parents=True, exist_ok=True)
+        todo.append({**job, "overwrite": overwrite})
+    jobs = todo
     results: list[GenerationStats] = []
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), desc="highway-env logs", unit="log", disable=not progress)
@@ -885,14 +580,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate highway-env driving logs")
     parser.add_argument("root", type=Path)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
-    parser.add_argument("--seeds", type=int, nargs=2, default=(0, 4), metavar=("START", "STOP"))
-    parser.add_argument("--densities", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--seeds", type=int, nargs=2, default=(0, 4), metavar=("START", "STOP"),
+                        help="training seeds (below the evaluation range, 10000)")
+    parser.add_argument("--densities", type=float, nargs="+", default=None,
+                        help="traffic densities (default 1.0; with --preset its DENSITIES)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--preset", choices=["balanced"], default=None,
+                        help="data/presets.py: every command balanced per scenario, several densities "
+                             "(--seeds START STOP: seeds per scenario and density, a multiple of 12 balances all)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
-    stats = generate_dataset(args.root, args.scenarios, range(*args.seeds), args.densities, args.frames, args.workers,
-                             overwrite=args.overwrite)
+    if args.preset:
+        from latentvla_ros.data.presets import DENSITIES, command_counts, preset_jobs
+
+        jobs = preset_jobs(args.preset, args.root, args.seeds[1] - args.seeds[0], args.frames,
+                           args.densities or DENSITIES, args.seeds[0], args.scenarios)
+        stats = run_generation_jobs(jobs, args.workers, overwrite=args.overwrite)
+        print(command_counts([j["out_dir"] for j in jobs if is_log_dir(j["out_dir"])]))
+        return 0 if stats or not jobs else 1
+    stats = generate_dataset(args.root, args.scenarios, range(*args.seeds), args.densities or [1.0], args.frames,
+                             args.workers, overwrite=args.overwrite)
     return 0 if stats or not args.scenarios else 1
 
 

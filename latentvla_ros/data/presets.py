@@ -1,0 +1,63 @@
+"""Data presets: which logs to generate, so that the planner sees every command.
+
+``balanced``: for each scenario and traffic density (``DENSITIES``), ``seeds_per_cell``
+training seeds (below the reserved evaluation range), with
+
+- roundabout and intersection: the exit cycling with the seed (``data/missions.py``:
+  right / straight / left), so each turn gets the same number of logs;
+- highway: the starting lane cycling over the four lanes (from the leftmost lane the
+  expert can only change right, from the rightmost only left; MOBIL changes lanes as the
+  traffic asks), so lane changes go both ways;
+- merge: every seed (the ramp traffic merging in front of the ego at each density).
+
+``seeds_per_cell`` a multiple of 12 balances all of them at once. ``preset_jobs`` gives the
+``generate_log`` keyword arguments; ``python -m latentvla_ros.data.highway ROOT --preset
+balanced`` generates them (``command_counts`` reports the frames per command).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from latentvla_ros.data.missions import SCENARIOS, destination_for
+
+DENSITIES = (0.6, 1.0, 1.5)
+HIGHWAY_LANES = 4
+PRESETS = ("balanced",)
+
+
+def preset_jobs(preset: str, root: str | Path, seeds_per_cell: int = 12, frames_per_log: int = 200,
+                densities: Sequence[float] = DENSITIES, seed_start: int = 0,
+                scenarios: Sequence[str] = SCENARIOS) -> list[dict]:
+    """``generate_log`` keyword arguments of every log of ``preset`` under ``root``."""
+    from latentvla_ros.data.highway import log_name
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown data preset {preset!r}; expected one of {PRESETS}")
+    seeds = range(seed_start, seed_start + int(seeds_per_cell))  # training seeds: callers check the split
+    jobs = []
+    for scenario in scenarios:
+        for density in densities:
+            for seed in seeds:
+                job = dict(out_dir=Path(root) / log_name(scenario, seed, density), scenario=scenario, seed=int(seed),
+                           density=float(density), num_frames=int(frames_per_log),
+                           destination=destination_for(scenario, seed))
+                if scenario == "highway":
+                    job["initial_lane"] = int(seed) % HIGHWAY_LANES
+                jobs.append(job)
+    return jobs
+
+
+def command_counts(log_dirs: Sequence[str | Path]) -> dict[str, dict[str, int]]:
+    """Frames per driving command per scenario of existing logs (to check the balance)."""
+    from latentvla_ros.core.types import DrivingCommand
+    from latentvla_ros.data.log_format import DrivingLog
+
+    out: dict[str, Counter] = {}
+    for d in log_dirs:
+        log = DrivingLog(d)
+        counts = out.setdefault(str(log.meta.get("scenario")), Counter())
+        for c in log.command_array:
+            counts[DrivingCommand(int(c)).name] += 1
+    return {sc: dict(sorted(c.items())) for sc, c in sorted(out.items())}
