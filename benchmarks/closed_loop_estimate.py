@@ -3,7 +3,8 @@
 Runs a few seeds per scenario of the chosen methods in this process (one torch thread),
 measures each method's wall time per simulated step, and extrapolates to the full plan
 (every closed-loop method, ``splits.CLOSED_LOOP_SEEDS`` per scenario, plus the ROS subset)
-on ``--workers`` cores, two ways: with the steps the measured episodes took (episodes
+on ``--workers`` cores from the CPU time of each episode (process time: what an idle
+core would take; wall time on a shared machine is longer), two ways: with the steps the measured episodes took (episodes
 that fail end early) and with every episode running as long as the expert's (every
 method finishing its routes: the target).
 
@@ -54,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             res = closed_loop_task(method, [(sc, s) for s in seeds], None, 90 if method.kind == "ros" else None)
             wall = time.perf_counter() - t0
             steps = sum(e["steps"] for e in res["episodes"])
+            cpu = sum(e["cpu_s"] for e in res["episodes"])
             rows.append({"method": method.name, "kind": method.kind, "scenario": sc, "episodes": len(res["episodes"]),
-                         "steps": steps, "wall_s": wall, "s_per_step": wall / max(steps, 1),
+                         "steps": steps, "wall_s": wall, "cpu_s": cpu, "s_per_step": cpu / max(steps, 1),
                          "terminations": [e["termination"] for e in res["episodes"]], "errors": res["errors"][:2]})
-            print(f"{method.name:28s} {sc:13s} {steps:5d} steps {wall:7.1f} s ({1e3 * wall / max(steps, 1):6.1f} ms/step) "
+            print(f"{method.name:28s} {sc:13s} {steps:5d} steps {wall:7.1f} s wall, {cpu:7.1f} s CPU "
+                  f"({1e3 * cpu / max(steps, 1):6.1f} CPU ms/step) "
                   f"{rows[-1]['terminations']}", flush=True)
     expert_steps = {r["scenario"]: r["steps"] / max(r["episodes"], 1) for r in rows if r["method"] == "expert"}
     per_step = {}
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     total_measured = total_target = 0.0
     for name, rs in per_step.items():
         seeds_here = len(splits.ROS_SUBSET_SEEDS) if name.endswith("_ros") else n_seeds
-        measured = sum(r["wall_s"] / max(r["episodes"], 1) * seeds_here for r in rs)
+        measured = sum(r["cpu_s"] / max(r["episodes"], 1) * seeds_here for r in rs)
         target = sum(r["s_per_step"] * expert_steps.get(r["scenario"], r["steps"] / max(r["episodes"], 1)) * seeds_here
                      for r in rs)
         total_measured += measured
