@@ -55,16 +55,20 @@ def plot_episode(env: Any, result: Any, path: str | Path, margin_m: float = 35.0
     if len(ego_path):
         speeds = np.asarray(r.get("speeds") or np.zeros(len(ego_path)))[: len(ego_path)]
         sc = ax.scatter(ego_path[:, 0], ego_path[:, 1], c=speeds, cmap="viridis", s=6, zorder=4)
-        fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02, label="ego speed [m/s]")
+        bar = fig.colorbar(sc, ax=ax, fraction=0.04, pad=0.02, label="ego speed [m/s]")
+        bar.formatter.set_useOffset(False)
+        bar.update_ticks()
         last = ego_path[-1]
         c = box_corners(last[0], last[1], last[2], env.ego_length_m, env.ego_width_m)
         color = "tab:red" if (r["collision"] or r["off_road"]) else "tab:green"
         ax.add_patch(PolygonPatch(c, closed=True, facecolor=color, edgecolor="k", lw=0.8, zorder=6, label="ego (end)"))
         pts = np.vstack([ego_path[:, :2], goal[None, :2]])
         lo, hi = pts.min(axis=0) - margin_m, pts.max(axis=0) + margin_m
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-    ax.set_aspect("equal", adjustable="datalim")
+        half = 0.5 * float(np.max(hi - lo))  # a square window: equal axes without re-limiting
+        mid = 0.5 * (lo + hi)
+        ax.set_xlim(mid[0] - half, mid[0] + half)
+        ax.set_ylim(mid[1] - half, mid[1] + half)
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("x [m] (world)")
     ax.set_ylabel("y [m] (world)")
     ax.set_title(f"{r['method']} | {r['scenario']} seed {r['seed']} ({r.get('turn', '')})\n"

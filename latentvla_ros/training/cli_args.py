@@ -22,5 +22,9 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--export-to", default="", help="copy the final edge checkpoints here (e.g. checkpoints/edge)")
     train.add_argument("--data-seeds", type=int, default=0, help="stage data: seeds per scenario (0: preset default)")
     train.add_argument("--data-frames", type=int, default=0, help="stage data: frames per log (0: preset default)")
+    train.add_argument("--data-preset", choices=["", "balanced"], default="",
+                       help="stage data: 'balanced' (data/presets.py: every turn and both lane-change directions "
+                            "equally often per scenario, densities 0.6/1.0/1.5; --data-seeds = seeds per scenario and "
+                            "density, a multiple of 12 balances all); default: the model preset's data")
     train.add_argument("--write-docs", action="store_true", help="stage all: also write the report to docs/training.md")
     train.set_defaults(func=func)

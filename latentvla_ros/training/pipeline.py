@@ -97,7 +97,13 @@ def stage_data(args, out: Path) -> dict[str, Any]:
     spec = EDGE_DATA if args.preset == "edge" else PAPER_DATA
     seeds = list(range(args.seed * 1000, args.seed * 1000 + (args.data_seeds or spec["seeds"])))
     check_training_seeds(seeds)
-    if _rank() == 0:
+    if _rank() == 0 and getattr(args, "data_preset", ""):
+        from latentvla_ros.data.highway import run_generation_jobs
+        from latentvla_ros.data.presets import preset_jobs
+
+        run_generation_jobs(preset_jobs(args.data_preset, args.data, len(seeds), args.data_frames or spec["frames"],
+                                        seed_start=seeds[0], scenarios=spec["scenarios"]), workers=1)
+    elif _rank() == 0:
         generate_dataset(args.data, scenarios=spec["scenarios"], seeds=seeds, densities=spec["densities"],
                          frames_per_log=args.data_frames or spec["frames"], workers=1)
     _barrier()
