@@ -32,3 +32,9 @@ def test_preset_logs_take_the_asked_exit(tmp_path):
     assert log.meta["destination"] == "wxr" and log.meta["initial_lane"] == -1
     counts = command_counts([job["out_dir"]])
     assert sum(counts["roundabout"].values()) == len(log) == 3
+    # the training report says how much data of each command the models saw
+    from latentvla_ros.training.pipeline import _data_lines
+
+    lines = _data_lines(tmp_path, {"data": 60.0})
+    assert lines[2].startswith("1 logs, 3 frames; generated in 1.0 min")
+    assert lines[-2].startswith("| roundabout | ")

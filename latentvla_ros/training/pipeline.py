@@ -244,6 +244,24 @@ def _loading_rate(data_dir: Path) -> tuple[float, float] | None:
     return loaded, trained
 
 
+def _data_lines(data_dir: Path | None, timings: dict[str, float]) -> list[str]:
+    """How much data the models saw: logs, frames, frames per driving command per scenario."""
+    from latentvla_ros.data.log_format import list_logs
+    from latentvla_ros.data.presets import command_counts
+
+    logs = list_logs(data_dir) if data_dir is not None and Path(data_dir).exists() else []
+    if not logs:
+        return []
+    counts = command_counts(logs)
+    total = sum(sum(c.values()) for c in counts.values())
+    lines = ["## Data", "", f"{len(logs)} logs, {total} frames"
+             + (f"; generated in {timings['data'] / 60:.1f} min (stage data)." if "data" in timings else "."), "",
+             "| scenario | LEFT | STRAIGHT | RIGHT | UNKNOWN |", "|---|---|---|---|---|"]
+    for sc, c in counts.items():
+        lines.append(f"| {sc} | " + " | ".join(str(c.get(k, 0)) for k in ("LEFT", "STRAIGHT", "RIGHT", "UNKNOWN")) + " |")
+    return lines + [""]
+
+
 def write_report(out: Path, timings: dict[str, float], path: Path, command: str, data_dir: Path | None = None) -> None:
     """The training report: every figure read from the eval.json files the stages wrote."""
     lam = _load_json(out / "lam_run" / "lam" / "eval.json")
@@ -256,6 +274,7 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
              "", "## Wall-clock time per stage", "", "| stage | minutes |", "|---|---|"]
     lines += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
     lines += [f"| **total** | **{sum(timings.values()) / 60:.1f}** |", ""]
+    lines += _data_lines(data_dir, timings)
     rates = _loading_rate(data_dir) if data_dir is not None else None
     if rates:
         lines += [f"Data loading: {rates[0]:.0f} frames/s (camera + cached LiDAR BEV + targets, one process), "
