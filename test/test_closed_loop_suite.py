@@ -186,3 +186,6 @@ def test_fusion_ablations_change_only_the_action_tokens():
     assert len(foreign) > 40  # other frames' action tokens
     assert all(p.token_ids[0] == p.action_embeddings[0, 0] for p in plans)  # ids and embeddings move together
     assert "shuffled" in shuffled.model_id
+    shuffled.reset(7)
+    first = shuffled.reason(99)
+    assert first.action_embeddings[0, 0] == 99  # a new episode draws from its own frames only

@@ -11,9 +11,9 @@ fusion ablations (issue 13 item 5), for open loop and the direct closed-loop pat
 - ``ablation`` (student fusion only) changes only what the planner is given:
   'zeroed' = the student's action embeddings set to zero (visual embeddings kept);
   'shuffled' = the action tokens (ids, probabilities, embeddings) of another frame,
-  drawn uniformly from a bank of the last ``ABLATION_BANK`` plans this agent computed
-  (over all its episodes; seeded, so a worker's run is reproducible; the very first
-  frame can only draw itself).
+  drawn uniformly from the plans of the episode so far (``reset(seed)`` per episode
+  empties the bank and reseeds the draw, so every episode is reproducible on its own;
+  the first frame can only draw itself, later ones rarely do).
 
 An empty checkpoint path builds that stage untrained (flagged in ``model_id``).
 """
@@ -67,8 +67,13 @@ class AblatedReasoner:
         if mode not in ("zeroed", "shuffled"):
             raise ValueError(f"ablation must be 'zeroed' or 'shuffled', got {mode!r}")
         self.reasoner, self.mode = reasoner, mode
-        self._rng = np.random.default_rng(seed)
         self._bank: deque = deque(maxlen=int(bank))
+        self.reset(seed)
+
+    def reset(self, seed: int = 0) -> None:
+        """A new episode: empty bank, draws seeded by ``seed``."""
+        self._rng = np.random.default_rng(int(seed))
+        self._bank.clear()
 
     @property
     def config(self) -> Any:

@@ -129,8 +129,9 @@ class AgentDriver:
 
     def reset(self, env: HighwayClosedLoopEnv) -> None:
         self._accel = sensor_sync_acceleration_estimator() if self.graph_frames else None
-        if hasattr(self.agent, "reset"):
-            self.agent.reset(env)
+        reasoner = getattr(self.agent, "reasoner", None)
+        if hasattr(reasoner, "reset"):  # a fusion ablation: reseeded per episode
+            reasoner.reset(env.seed)
 
     def graph_frame(self, obs: Observation) -> SensorFrame:
         """``obs.frame`` as the graph's sensor_sync would publish it."""
@@ -185,8 +186,19 @@ class ClosedLoopMethod:
         return self.kind == "expert"
 
 
+_DRIVERS: dict[str, Any] = {}
+
+
 def build_driver(method: ClosedLoopMethod) -> Any:
-    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``)."""
+    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``), built once
+    per worker process (checkpoints load once; drivers reset per episode)."""
+    key = repr(method)
+    if key not in _DRIVERS:
+        _DRIVERS[key] = _new_driver(method)
+    return _DRIVERS[key]
+
+
+def _new_driver(method: ClosedLoopMethod) -> Any:
     if method.kind == "expert":
         return ExpertDriver()
     if method.kind == "constant_velocity":
