@@ -79,23 +79,48 @@ class _Tee:
         return a
 
 
-def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
-    """The big suite runs the core stages directly; on the same episode (same observations)
-    the ROS node graph publishes the same trajectories."""
-    from latentvla_ros.evaluation.agents import build_agent_from_graph
-    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
-
+def _student_graph() -> dict:
     graph = dict(name="latentvla_student", fusion="student")
     if (CHECKPOINTS / "planner" / "config.json").is_file():
         graph.update(bev_checkpoint=str(CHECKPOINTS / "bev_backbone"), planner_checkpoint=str(CHECKPOINTS / "planner"),
                      student_checkpoint=str(CHECKPOINTS / "student"))
+    return graph
+
+
+def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
+    """The big suite runs the core stages directly; on the same episode (same observations,
+    stamped as the suite stamps a session's first episode) the ROS node graph publishes
+    the same trajectories."""
+    from latentvla_ros.evaluation.agents import build_agent_from_graph
+    from latentvla_ros.evaluation.drivers import episode_stamp_base
+    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+
+    graph = _student_graph()
     cfg = ClosedLoopConfig(max_steps=10, stop_off_road=False)
     with RosGraphSession(GraphVariant(**graph), context=ros_context) as session:
         tee = _Tee(session.driver(), AgentDriver(build_agent_from_graph(graph)))
-        result = run_episode(HighwayClosedLoopEnv("roundabout", 20_001, cfg, stamp_base_ns=9 * 10**9), tee)
+        result = run_episode(HighwayClosedLoopEnv("roundabout", 20_001, cfg, stamp_base_ns=episode_stamp_base(0)), tee)
     assert result.error == "" and len(tee.pairs) == result.steps == 10
     for ros, direct in tee.pairs:
         np.testing.assert_allclose(direct, ros, atol=1e-3)  # float32 messages: sub-millimetre
+
+
+def test_suite_drives_the_same_path_directly_and_through_ros():
+    """``run_method_episodes`` of the direct method and of its ROS twin drive the same
+    episode along the same path (the first episode after the graph's start-up probes
+    included: its acceleration estimate must start fresh, as the direct path's does)."""
+    import os
+
+    from latentvla_ros.evaluation.drivers import ClosedLoopMethod, run_method_episodes
+
+    graph = _student_graph()
+    cfg = ClosedLoopConfig(max_steps=12, stop_off_road=False)
+    episodes = [("merge", 20_000)]
+    direct = run_method_episodes(ClosedLoopMethod("d", "agent", graph=graph), episodes, cfg)[0]
+    ros = run_method_episodes(ClosedLoopMethod("r", "ros", graph=graph), episodes, cfg,
+                              domain_id=int(os.environ["ROS_DOMAIN_ID"]))[0]
+    assert direct.error == ros.error == "" and direct.steps == ros.steps == 12
+    np.testing.assert_allclose(np.asarray(direct.path), np.asarray(ros.path), atol=1e-2)
 
 
 def test_results_json_has_the_issue_shape_and_paired_differences_by_hand():

@@ -222,21 +222,32 @@ def _new_driver(method: ClosedLoopMethod) -> Any:
     raise ValueError(f"no direct driver for method kind {method.kind!r}")
 
 
+EPISODE_STAMP_GAP_NS = 1000 * 1_000_000_000
+
+
+def episode_stamp_base(k: int, stamp_base_ns: int = 0) -> int:
+    """First stamp of the k-th episode of a session: ``(k + 1) * 1000 s`` after
+    ``stamp_base_ns``, a jump the graph's acceleration estimator treats as a new drive --
+    also for the first episode, after the session's start-up probe frames (stamped 1 ms,
+    2 ms, ...; an episode starting at 1 s was estimated from the probes' standstill)."""
+    return int(stamp_base_ns) + (int(k) + 1) * EPISODE_STAMP_GAP_NS
+
+
 def run_method_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]],
                         config: ClosedLoopConfig | None = None, *, domain_id: int | None = None,
-                        stamp_base_ns: int = 1_000_000_000, on_episode: Any = None) -> list[EpisodeResult]:
+                        stamp_base_ns: int = 0, on_episode: Any = None) -> list[EpisodeResult]:
     """Run ``method`` on every (scenario, seed); ROS methods share one graph session.
 
-    Each episode's stamps start ``1000 s`` after the previous one's (a jump the graph's
-    acceleration estimator treats as a new drive). ``on_episode(env, result)`` is called
-    after each episode (the closed env still holds its map, route and last observation).
+    Episode k's stamps start at ``episode_stamp_base(k, stamp_base_ns)``.
+    ``on_episode(env, result)`` is called after each episode (the closed env still holds
+    its map, route and last observation).
     """
     cfg = config or ClosedLoopConfig()
     results: list[EpisodeResult] = []
 
     def make_env(k: int, scenario: str, seed: int, sensors: bool) -> HighwayClosedLoopEnv:
         return HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
-                                    stamp_base_ns=stamp_base_ns + k * 1000 * 1_000_000_000)
+                                    stamp_base_ns=episode_stamp_base(k, stamp_base_ns))
 
     if method.kind == "ros":
         from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
