@@ -60,19 +60,20 @@ def markdown_tables(result: dict) -> str:
     cl = result.get("closed_loop", {})
     if cl:
         lines += ["### Closed loop (highway-env episodes, mean [95% CI])", "",
-                  "| Method | Status | Episodes | Score x100 | Collision % | Off-road % | Route done % | Progress m | "
-                  "Speed m/s | Comfort % | Planner ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| Method | Status | Episodes | Score x100 | Collision % | Off-road % | Route done % | Route completion % | "
+                  "Progress m | Speed m/s | Comfort % | Planner ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in cl.get("methods", []):
             s = cl["summary"].get(name, {})
             status = cl.get("status", {}).get(name) or methods.get(name, {}).get("status", "")
             label = METHOD_LABELS.get(name, name)
             if not s:
-                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - |")
+                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - | - |")
                 continue
             lines.append(
                 f"| {label} | {status} | {s['n']} | {_fmt_ci(s['score'])} | {_fmt(s['collision'])} | {_fmt(s['off_road'])} | "
-                f"{_fmt(s['route_completed'])} | {_fmt_ci(s['progress_m'], 1.0)} | {_fmt(s['mean_speed_mps'], 1.0)} | "
+                f"{_fmt(s['route_completed'])} | {_fmt(s.get('route_completion', {}))} | "
+                f"{_fmt_ci(s['progress_m'], 1.0)} | {_fmt(s['mean_speed_mps'], 1.0)} | "
                 f"{_fmt(s['comfort'])} | {_fmt(s.get('plan_ms', {}), 1.0, 0)} |")
         lines.append("")
     return "\n".join(lines)
