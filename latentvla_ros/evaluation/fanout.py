@@ -74,7 +74,7 @@ class Progress:
         self.done = 0.0
         self.tasks, self.finished = len(costs), 0
         self.start = time.perf_counter()
-        self.bar = tqdm(total=round(self.total, 3), desc=desc, unit="cost", disable=not enabled,
+        self.bar = tqdm(total=self.total, desc=desc, unit="cost", disable=not enabled,
                         bar_format="{l_bar}{bar}| {postfix}")
         self._update(0.0)
 
@@ -88,7 +88,7 @@ class Progress:
         eta = self.eta_s()
         eta_txt = "?" if eta != eta else f"{eta / 60:.1f} min"
         self.bar.set_postfix_str(f"{self.finished}/{self.tasks} tasks, {elapsed / 60:.1f} min elapsed, ETA {eta_txt}")
-        self.bar.update(round(cost, 3))
+        self.bar.update(min(cost, self.total - self.bar.n))
 
     def advance(self, cost: float) -> None:
         self.finished += 1
