@@ -83,9 +83,10 @@ class ClosedLoopConfig(ConfigBase):
     """A corner counts as off-road only when it lies farther than this outside the
     drivable area [m]: the map's per-lane polygons leave small wedge-shaped gaps where
     lanes meet at an angle (roundabout entries), which the expert cuts through."""
-    route_end_margin_m: float = 10.0
-    """The route centreline continues this far past the mission's goal [m] (progress
-    projects cleanly up to the goal)."""
+    route_end_margin_m: float = 60.0
+    """The route centreline continues this far past the mission's goal (where the road
+    does) [m]: progress projects cleanly up to the goal, and scene-based planners (the
+    reference planner's 4 s horizon) do not see the route end before the goal."""
     comfort_window_steps: int = 40
     """Comfort is checked on windows of this many 0.1 s steps (4 s, NAVSIM's horizon)."""
     comfort_stride_steps: int = 10
@@ -296,7 +297,7 @@ class HighwayClosedLoopEnv:
             from latentvla_ros.data.missions import EXIT_ROAD_M
 
             last = float(road.network.get_lane((lanes[-1][0], lanes[-1][1], 0)).length)
-            goal = full.length - last + min(EXIT_ROAD_M, last - cfg.route_end_margin_m)
+            goal = full.length - last + min(EXIT_ROAD_M, last - 5.0)
         lo_s = max(s_start - 50.0, 0.0)
         self.route = full.substring(lo_s, goal + cfg.route_end_margin_m)
         self._goal_s = goal - lo_s
