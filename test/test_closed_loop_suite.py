@@ -162,7 +162,7 @@ def _square(x):
 
 
 def test_fanout_keeps_the_order_and_reports_eta():
-    from latentvla_ros.evaluation.fanout import Progress, resolve_backend, run_tasks
+    from latentvla_ros.core.fanout import Progress, resolve_backend, run_tasks
 
     assert run_tasks([(_square, (i,)) for i in range(5)], 1, costs=[1, 5, 2, 4, 3], progress=False) == [0, 1, 4, 9, 16]
     assert resolve_backend("auto", 1, None) == "inline"
@@ -176,7 +176,7 @@ def test_fanout_keeps_the_order_and_reports_eta():
 @pytest.mark.slow
 def test_fanout_on_local_ray():
     pytest.importorskip("ray")
-    from latentvla_ros.evaluation.fanout import run_tasks
+    from latentvla_ros.core.fanout import run_tasks
 
     assert run_tasks([(_square, (i,)) for i in range(4)], 2, backend="ray", progress=False) == [0, 1, 4, 9]
 

@@ -40,7 +40,6 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -486,10 +485,6 @@ def generate_log(
     return stats
 
 
-def _generate_job(kwargs: dict) -> GenerationStats:
-    return generate_log(**kwargs)
-
-
 def generate_dataset(
     root: str | Path,
     scenarios: Sequence[str] = SCENARIOS,
@@ -500,6 +495,8 @@ def generate_dataset(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    backend: str = "process",
+    address: str | None = None,
     **log_kwargs: Any,
 ) -> list[GenerationStats]:
     """One log per (scenario, seed, density) under ``root`` (``<scenario>_d<density>_s<seed>``).
@@ -516,14 +513,22 @@ def generate_dataset(
             for seed in seeds:
                 jobs.append(dict(out_dir=root / log_name(scenario, seed, density), scenario=scenario, seed=int(seed),
                                  density=float(density), num_frames=frames_per_log, **log_kwargs))
-    return run_generation_jobs(jobs, workers, overwrite=overwrite, progress=progress)
+    return run_generation_jobs(jobs, workers, overwrite=overwrite, progress=progress, backend=backend, address=address)
 
 
-def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bool = False,
-                        progress: bool = True) -> list[GenerationStats]:
+def _generation_task(job: dict) -> tuple[GenerationStats | None, str]:
+    try:
+        return generate_log(**job), ""
+    except Exception as exc:  # keep going: one bad episode should not stop a dataset
+        return None, repr(exc)
+
+
+def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bool = False, progress: bool = True,
+                        backend: str = "process", address: str | None = None) -> list[GenerationStats]:
     """Run ``generate_log`` keyword-argument dicts (``generate_dataset``, ``data/presets.py``);
-    existing logs are kept unless ``overwrite``; failures are reported, not raised."""
-    from tqdm import tqdm
+    existing logs are kept unless ``overwrite``; failures are reported, not raised.
+    ``backend``/``address``: ``core.fanout`` ('ray' locally or on a cluster, 'process')."""
+    from latentvla_ros.core.fanout import run_tasks
 
     todo = []
     skipped = 0
@@ -534,32 +539,12 @@ def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bo
         Path(job["out_dir"]).parent.mkdir(parents=True, exist_ok=True)
         todo.append({**job, "overwrite": overwrite})
     jobs = todo
-    results: list[GenerationStats] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="highway-env logs", unit="log", disable=not progress)
-    failures = []
-    if workers <= 1:
-        for job in jobs:
-            try:
-                results.append(generate_log(**job))
-            except Exception as exc:  # keep going: one bad episode should not stop a dataset
-                failures.append((job["out_dir"], repr(exc)))
-            bar.update(1)
-            if results:
-                bar.set_postfix(frames=sum(r.frames for r in results))
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_generate_job, job): job for job in jobs}
-            for fut in as_completed(futures):
-                try:
-                    results.append(fut.result())
-                except Exception as exc:
-                    failures.append((futures[fut]["out_dir"], repr(exc)))
-                bar.update(1)
-                bar.set_postfix(frames=sum(r.frames for r in results))
-    bar.close()
+    costs = [float(j.get("num_frames", 200)) * (2.0 if j.get("scenario") == "intersection" else 1.0) for j in jobs]
+    outcomes = run_tasks([(_generation_task, (job,)) for job in jobs], workers, backend=backend, address=address,
+                         costs=costs, desc="highway-env logs", progress=progress, init_inline=False) if jobs else []
+    results = [r for r, _ in outcomes if r is not None]
+    failures = [(job["out_dir"], err) for job, (r, err) in zip(jobs, outcomes) if r is None]
     wall = time.perf_counter() - t0
     frames = sum(r.frames for r in results)
     if progress:
@@ -589,18 +574,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", choices=["balanced"], default=None,
                         help="data/presets.py: every command balanced per scenario, several densities "
                              "(--seeds START STOP: seeds per scenario and density, a multiple of 12 balances all)")
+    parser.add_argument("--backend", choices=["process", "ray", "inline"], default="process",
+                        help="fan-out of the logs over --workers: a process pool, or Ray (core/fanout.py)")
+    parser.add_argument("--address", default=None, help="Ray cluster address (ray://head:10001 or auto)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    fan = dict(backend="ray" if args.address else args.backend, address=args.address)
     if args.preset:
         from latentvla_ros.data.presets import DENSITIES, command_counts, preset_jobs
 
         jobs = preset_jobs(args.preset, args.root, args.seeds[1] - args.seeds[0], args.frames,
                            args.densities or DENSITIES, args.seeds[0], args.scenarios)
-        stats = run_generation_jobs(jobs, args.workers, overwrite=args.overwrite)
+        stats = run_generation_jobs(jobs, args.workers, overwrite=args.overwrite, **fan)
         print(command_counts([j["out_dir"] for j in jobs if is_log_dir(j["out_dir"])]))
         return 0 if stats or not jobs else 1
     stats = generate_dataset(args.root, args.scenarios, range(*args.seeds), args.densities or [1.0], args.frames,
-                             args.workers, overwrite=args.overwrite)
+                             args.workers, overwrite=args.overwrite, **fan)
     return 0 if stats or not args.scenarios else 1
 
 

@@ -351,8 +351,8 @@ def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int | 
 
 def _run_tasks(calls: list[tuple[Any, tuple]], workers: int, *, backend: str = "auto", address: str | None = None,
                costs: Sequence[float] | None = None, desc: str = "tasks", progress: bool = True) -> list[Any]:
-    """Run (function, args) calls on ``evaluation.fanout`` (Ray / process pool); results in order."""
-    from latentvla_ros.evaluation.fanout import run_tasks
+    """Run (function, args) calls on ``core.fanout`` (Ray / process pool); results in order."""
+    from latentvla_ros.core.fanout import run_tasks
 
     return run_tasks(calls, workers, backend=backend, address=address, costs=costs, desc=desc, progress=progress)
 
@@ -475,7 +475,7 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
                    address: str | None = None) -> dict:
     """Everything ``latentvla evaluate`` does; returns the ``scores.json`` content.
 
-    ``backend`` / ``address``: how tasks fan out (``evaluation/fanout.py``: Ray locally or on
+    ``backend`` / ``address``: how tasks fan out (``core/fanout.py``: Ray locally or on
     the cluster at ``address``, or a process pool)."""
     t_start = time.perf_counter()
     out = Path(out)

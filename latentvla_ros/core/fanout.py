@@ -1,5 +1,6 @@
-"""Fan-out of evaluation tasks: Ray (local by default, ``address`` for a cluster), a
-process pool, or in-process; a progress bar with an ETA either way.
+"""Fan-out of evaluation episodes and data-generation logs: Ray (local by default,
+``address`` for a cluster), a process pool, or in-process; a progress bar with an ETA
+either way. Imports nothing of ours (a ground-floor utility).
 
 ``run_tasks(calls, workers, backend=..., address=..., costs=..., desc=...)`` runs
 ``(function, args)`` calls and returns their results in order. ``costs`` (relative
@@ -29,7 +30,7 @@ BACKENDS = ("auto", "ray", "process", "inline")
 
 
 def worker_init() -> None:
-    """Environment of an evaluation worker (offscreen SDL, offline HF, one torch thread)."""
+    """Environment of a worker (offscreen SDL, offline HF, one torch thread)."""
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # evaluation graphs stay on this host
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,8 +101,9 @@ class Progress:
 
 def run_tasks(calls: Sequence[tuple[Callable, tuple]], workers: int, *, backend: str = "auto",
               address: str | None = None, costs: Sequence[float] | None = None, desc: str = "tasks",
-              progress: bool = True) -> list[Any]:
-    """Run ``(fn, args)`` calls; results in the order of ``calls``."""
+              progress: bool = True, init_inline: bool = True) -> list[Any]:
+    """Run ``(fn, args)`` calls; results in the order of ``calls``. ``init_inline=False``
+    leaves this process's settings (torch threads) alone when the calls run in-process."""
     costs = list(costs) if costs is not None else [1.0] * len(calls)
     if len(costs) != len(calls):
         raise ValueError("one cost per call")
@@ -111,7 +113,8 @@ def run_tasks(calls: Sequence[tuple[Callable, tuple]], workers: int, *, backend:
     bar = Progress(costs, f"{desc} [{kind}]", enabled=progress)
     try:
         if kind == "inline":
-            worker_init()
+            if init_inline:
+                worker_init()
             for i in order:
                 fn, args = calls[i]
                 out[i] = fn(*args)
