@@ -172,7 +172,9 @@ def test_env_loop_and_metrics_do_not_import_rclpy():
     import sys
 
     code = ("import sys; import latentvla_ros.evaluation.closed_loop, latentvla_ros.evaluation.run, "
-            "latentvla_ros.evaluation.ego_mlp, latentvla_ros.evaluation.splits; "
+            "latentvla_ros.evaluation.ego_mlp, latentvla_ros.evaluation.splits, latentvla_ros.evaluation.drivers, "
+            "latentvla_ros.evaluation.agents, latentvla_ros.evaluation.results_json, "
+            "latentvla_ros.evaluation.episode_plots, latentvla_ros.core.fanout, latentvla_ros.data.presets; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
