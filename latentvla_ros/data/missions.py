@@ -18,7 +18,7 @@ plus ``TIME_SLACK_S`` for yielding.
 Used by the closed-loop env (``evaluation/closed_loop.py``) and the data presets
 (``data/presets.py``), with the route helpers both use (``plan_route``, ``route_points``;
 highway-env road objects in, our right-handed world frame out). highway-env is imported
-only inside them.
+only inside them (``data/highway.py`` imports it lazily too).
 """
 from __future__ import annotations
 
@@ -28,12 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.data.highway import EXPERT_CRUISE_MPS  # the expert's cruise speed per scenario
+
 SCENARIOS = ("highway", "merge", "roundabout", "intersection")
 POLICY_HZ = 10
 
-EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
-"""The expert's cruise speed per scenario (times a per-seed factor in [0.9, 1.1]); also the
-speed limit of the reference planner in closed loop."""
 
 ROUNDABOUT_EXITS = ("exr", "nxr", "wxr")
 INTERSECTION_EXITS = ("o1", "o2", "o3")

@@ -81,13 +81,17 @@ def paired_difference(a: dict[Any, float], b: dict[Any, float], n_boot: int = 20
     return {"mean": mean, "ci95": [lo, hi], "episodes": len(keys)}
 
 
-def per_scenario_pdms(rows: list[dict], method: str) -> dict[str, float]:
-    """Mean open-loop PDMS (0-100) per scenario of one method."""
-    by: dict[str, list[float]] = {}
-    for r in rows:
-        if r["method"] == method and r.get("pdms") is not None and math.isfinite(float(r["pdms"])):
-            by.setdefault(str(r["scenario"]), []).append(float(r["pdms"]))
-    return {sc: 100.0 * float(np.mean(v)) for sc, v in sorted(by.items())}
+def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean open-loop PDMS (0-100) per method and scenario: ``{method: {scenario: pdms}}``."""
+    out: dict[str, dict[str, float]] = {}
+    for name in methods:
+        by: dict[str, list[float]] = {}
+        for r in rows:
+            if r["method"] == name and r.get("pdms") is not None and math.isfinite(float(r["pdms"])):
+                by.setdefault(str(r["scenario"]), []).append(float(r["pdms"]))
+        if by:
+            out[name] = {sc: 100.0 * float(np.mean(v)) for sc, v in sorted(by.items())}
+    return out
 
 
 def _closed_stats(eps: list[dict], n_boot: int, seed: int) -> dict:
@@ -105,13 +109,14 @@ def build_results_json(open_rows: list[dict], open_methods: Sequence[str], episo
                        meta: dict | None = None) -> dict:
     """The ``docs/results.json`` content from the per-scene rows and the scored episodes."""
     out: dict[str, Any] = {"open_loop": {}, "closed_loop": {}, "paired": {}}
+    per_scenario = per_scenario_pdms(open_rows, open_methods)
     for name in open_methods:
         mine = [r for r in open_rows if r["method"] == name]
         if not mine:
             continue
         pdms = [float(r["pdms"]) for r in mine if r.get("pdms") is not None]
         out["open_loop"][public_name(name)] = {"scenes": len(mine), "pdms": 100.0 * float(np.mean(pdms)),
-                                               "per_scenario": per_scenario_pdms(open_rows, name)}
+                                               "per_scenario": per_scenario.get(name, {})}
     scores: dict[str, dict[tuple, float]] = {}
     for name in closed_methods:
         mine = [e for e in episodes if e["method"] == name]

@@ -45,6 +45,7 @@ from latentvla_ros.evaluation.report import (  # noqa: F401 - the report's names
     plot_paths,
     write_results_doc,
 )
+from latentvla_ros.evaluation.results_json import per_scenario_pdms
 
 OPEN_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
                      "latentvla_teacher", "expert")
@@ -424,19 +425,6 @@ def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], 
         out[name] = {m: bootstrap_ci([float(r[m]) for r in mine], plan.bootstrap_samples, plan.bootstrap_seed)
                      for m in metrics}
         out[name]["n"] = len(mine)
-    return out
-
-
-def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean open-loop PDMS (0-100) per method and scenario: ``{method: {scenario: pdms}}``."""
-    out: dict[str, dict[str, float]] = {}
-    for name in methods:
-        by: dict[str, list[float]] = {}
-        for r in rows:
-            if r["method"] == name:
-                by.setdefault(str(r["scenario"]), []).append(float(r["pdms"]))
-        if by:
-            out[name] = {sc: 100.0 * float(np.mean(v)) for sc, v in sorted(by.items())}
     return out
 
 
