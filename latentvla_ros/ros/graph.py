@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentvla_ros.core.parameters import load_param_file, validate_parameters, load_schema
+from latentvla_ros.core.parameters import (ParameterError, coerce_integers_to_doubles, load_param_file, load_schema,
+                                           parse_override_value, unknown_parameters, validate_parameters)
 from latentvla_ros.core.resources import share_path
 from latentvla_ros.ros.executors import EXECUTOR_ENV, resolve_kind
 from latentvla_ros.ros.topology import NodeSpec
@@ -67,13 +68,32 @@ class GraphOptions:
         return args
 
     def validate(self) -> None:
-        """Check every node's parameters against its schema before anything starts."""
+        """Check every node's parameters against its schema before anything starts (before
+        any model loads), by the rules the nodes apply themselves (core/parameters.py):
+        overrides for a node not in the graph and unknown parameters are refused; an
+        integer given for a double override becomes the double (ROS would refuse it)."""
+        names = [spec.name for spec in self.nodes]
+        stray = sorted(set(self.overrides) - set(names))
+        if stray:
+            raise ParameterError(f"no node {', '.join(stray)} in this graph (nodes: {', '.join(names)})")
         for spec in self.nodes:
+            schema = load_schema(spec.name)
             merged: dict[str, object] = {}
             for path in self.files_for(spec):
-                merged.update(load_param_file(path, spec.name, self.namespace))
-            merged.update(self.overrides.get(spec.name, {}))
-            validate_parameters(load_schema(spec.name), spec.name, merged)
+                from_file = load_param_file(path, spec.name, self.namespace)
+                unknown = unknown_parameters(schema, spec.name, from_file)
+                if unknown:
+                    raise ParameterError(f"{spec.name}: unknown parameter(s) {', '.join(unknown)} in {path}")
+                merged.update(from_file)
+            overrides = coerce_integers_to_doubles(schema, spec.name, self.overrides.get(spec.name, {}))
+            unknown = unknown_parameters(schema, spec.name, overrides)
+            if unknown:
+                raise ParameterError(f"{spec.name}: unknown parameter(s) {', '.join(unknown)} "
+                                     f"(not in schema/{spec.name}.schema.json)")
+            if overrides:
+                self.overrides[spec.name] = overrides
+            merged.update(overrides)
+            validate_parameters(schema, spec.name, merged)
 
 
 def _param_literal(value: object) -> str:
@@ -170,16 +190,18 @@ def run_processes(options: GraphOptions) -> int:
 
 
 def parse_param_overrides(items: list[str]) -> dict[str, dict[str, object]]:
-    """``NODE.PARAM=VALUE`` strings (YAML values) -> {node: {param: value}}."""
-    import yaml
-
+    """``NODE.PARAM=VALUE`` strings -> {node: {param: value}}; VALUE typed as ROS types
+    ``-p PARAM:=VALUE`` (``5e-2`` is a double, ``'5'`` a string)."""
     out: dict[str, dict[str, object]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         node, dot, param = key.partition(".")
         if not sep or not dot:
             raise ValueError(f"bad override {item!r}: use NODE.PARAM=VALUE")
-        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            out.setdefault(node, {})[param] = parse_override_value(raw)
+        except ParameterError as exc:
+            raise ValueError(f"bad override {item!r}: {exc}") from exc
     return out
 
 

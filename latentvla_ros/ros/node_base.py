@@ -43,7 +43,8 @@ from rclpy.qos import qos_policy_name_from_kind
 from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
-from latentvla_ros.core.parameters import ParameterError, load_schema, node_definition, validate_parameters
+from latentvla_ros.core.parameters import (ParameterError, load_schema, node_definition, unknown_parameters,
+                                           validate_parameters)
 from latentvla_ros.ros.intra_process import (IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable,
                                              is_volatile, queue_depth)
 from latentvla_ros.ros.qos import describe, input_qos, output_qos, sensor_qos, static_qos
@@ -64,14 +65,18 @@ _ARRAY_TYPES = {
 # (they shape subscriptions or models) and are read-only.
 _RUNTIME_SETTABLE = {"plan_timeout_s", "input_timeout_s", "fallback_deceleration_mps2", "trajectory_timeout_s",
                      "stale_deceleration_mps2"}
-# Parameters rclpy itself understands: not in our schemas, never "unknown".
-_RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
-_RCLPY_PREFIXES = ("qos_overrides.",)
 
 OK, WARN, ERROR = 0, 1, 2  # DiagnosticStatus levels as ints
 
 # Consecutive model failures after which the model status turns ERROR.
 MODEL_ERROR_STREAK = 3
+
+
+def _plain(value: Any) -> Any:
+    """A parameter value as plain Python (rclpy gives arrays as array.array or tuples)."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
+        return list(value)
+    return value
 
 
 def input_name(topic: str) -> str:
@@ -139,13 +144,20 @@ class LatentVlaNode(Node):
     # ------------------------------------------------------------ parameters
     def _declare_and_validate(self) -> dict[str, Any]:
         props = node_definition(self._schema, self.schema_name)["properties"]
-        unknown = sorted(n for n in self._parameter_overrides
-                         if n not in props and n not in _RCLPY_PARAMETERS and not n.startswith(_RCLPY_PREFIXES))
+        unknown = unknown_parameters(self._schema, self.schema_name, self._parameter_overrides)
         if unknown:
-            message = (f"{self.schema_name}: unknown parameter(s) {unknown}: not in schema/{self.schema_name}.schema.json "
-                       "(a typo in a param file?)")
+            message = (f"{self.schema_name}: unknown parameter(s) {', '.join(unknown)}: not in "
+                       f"schema/{self.schema_name}.schema.json (a typo in a param file?)")
             self.get_logger().fatal(message)
             raise ParameterError(message)
+        # the given values first, by our rules (one message on every path: ROS would only say
+        # "InvalidParameterTypeException" for a type mismatch, and nothing for a NaN)
+        given = {n: _plain(p.value) for n, p in self._parameter_overrides.items() if n in props}
+        try:
+            validate_parameters(self._schema, self.schema_name, given)
+        except ParameterError as exc:
+            self.get_logger().fatal(str(exc))
+            raise
         values: dict[str, Any] = {}
         for name, spec in props.items():
             if spec["type"] == "array":
@@ -162,10 +174,7 @@ class LatentVlaNode(Node):
                 self.get_logger().fatal(message)
                 raise ParameterError(message) from exc
             value = param.value
-            values[name] = [] if value is None and spec["type"] == "array" else value
-        for key, value in list(values.items()):
-            if isinstance(value, (list, tuple)) or type(value).__name__ == "array":
-                values[key] = list(value)
+            values[name] = [] if value is None and spec["type"] == "array" else _plain(value)
         try:
             return validate_parameters(self._schema, self.schema_name, values)
         except ParameterError as exc:
@@ -177,7 +186,7 @@ class LatentVlaNode(Node):
         for p in params:
             if p.name not in candidate:
                 continue  # rclpy's own (use_sim_time, ...)
-            candidate[p.name] = list(p.value) if isinstance(p.value, (list, tuple)) else p.value
+            candidate[p.name] = _plain(p.value)
         try:
             validated = validate_parameters(self._schema, self.schema_name, candidate)
         except ParameterError as exc:
