@@ -336,7 +336,12 @@ class LatentVlaNode(Node):
         if change <= 0:
             return
         self._inputs[name].lost += change
-        self.drop(f"lost_in_transport/{name}", f"the middleware lost {change} message(s) on input {name}", count=change)
+        self.count_transport_loss(name, change)
+
+    def count_transport_loss(self, name: str, count: int) -> None:
+        """Samples the middleware lost on input ``name`` (nodes that also see the loss
+        another way override this to count it once)."""
+        self.drop(f"lost_in_transport/{name}", f"the middleware lost {count} message(s) on input {name}", count=count)
 
     def _on_incompatible_qos(self, name: str, event) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)

@@ -1,11 +1,19 @@
 """sensor_sync: cameras + LiDAR + odometry -> one SensorFrame (approximate time).
 
-Nothing is lost silently:
+Nothing is lost silently, and nothing twice (core/input_checks.py):
 
+- a header stamp that cannot be a sensor's time (nanosec >= 1e9, zero, negative, more
+  than ``max_stamp_ahead_s`` ahead of the node clock) is dropped before synchronization and
+  counted in ``dropped/bad_stamp/<input>`` with the reason in the log (a zero stamp with
+  ``allow_headerless`` is stamped with the receive time instead, ``anomalies/restamped/<input>``);
 - every sensor input counts the samples missing from its stream (gaps between header
-  stamps of more than ``input_gap_factor`` nominal periods: a sensor dropout or our own
-  full input queue) in ``dropped/input_gap/<input>``, and stamps that repeat or go
-  backwards in ``anomalies/...``;
+  stamps of more than ``input_gap_factor`` nominal periods with a matching pause in the
+  arrivals: a sensor dropout or our own full input queue) in ``dropped/input_gap/<input>``;
+  samples the middleware reports lost (``lost_in_transport/<input>``) are not counted again
+  as a gap; stamps that repeat, go backwards or jump forward while messages keep arriving
+  at their pace are ``anomalies/...``, not losses;
+- NaN/inf LiDAR points are counted (``nonfinite_points``); a cloud without a finite point
+  is a ``bad_message``;
 - the synchronizer's own drops (overflow, unmatched, headerless, resets) are reported
   as ``sync/...`` in /diagnostics;
 - a synchronized set that is malformed, repeats the previous frame's stamp or is older
@@ -15,16 +23,17 @@ Nothing is lost silently:
 """
 from __future__ import annotations
 
-import statistics
 import sys
-from collections import deque
+import time
 
+import numpy as np
 from geometry_msgs.msg import Vector3
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import UInt8
 
 from latentvla_ros.core.ego_motion import AccelerationEstimator
+from latentvla_ros.core.input_checks import LossLedger, StampGapCounter, stamp_problem
 from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import (
     ConversionError,
@@ -35,86 +44,9 @@ from latentvla_ros.ros.conversions import (
 )
 from latentvla_ros.ros.node_base import WARN, LatentVlaNode, checked_odometry, input_name
 from latentvla_ros.ros.node_main import run_node
-from latentvla_ros.ros.sync import header_stamp_ns, make_approximate_sync
+from latentvla_ros.ros.sync import make_approximate_sync
 
-
-class StampGapCounter:
-    """Samples missing from a periodic stream, from the gaps between its header stamps.
-
-    The nominal period is bootstrapped from the first intervals (the median of those close
-    to the shortest: drops only lengthen intervals) and then refined with the running mean
-    of every single-period interval, so that long gaps are counted accurately. An interval
-    longer than ``factor`` periods counts ``round(interval / period) - 1`` missing samples.
-    Repeated stamps and small steps backwards are anomalies (returned as negative codes);
-    a step backwards of more than ``reset_ns`` restarts the stream (looping bag, simulator
-    reset); a step forwards of more than ``JUMP_FACTOR x reset_ns`` is a clock jump, reported as such and
-    not as thousands of missing samples (a real outage that long shows in the input
-    watchdog's staleness). A sustained faster rate (10 intervals in a row well below the period) starts
-    the estimate over.
-    """
-
-    DUPLICATE, OUT_OF_ORDER, RESET, JUMP_FORWARD = -1, -2, -3, -4
-    JUMP_FACTOR = 10  # forward steps of 10 x reset_ns or more are clock jumps; shorter ones are lost samples
-
-    def __init__(self, factor: float = 1.5, reset_ns: int = 1_000_000_000, window: int = 20, max_samples: int = 500):
-        self.factor = float(factor)
-        self.reset_ns = int(reset_ns)
-        self.max_samples = max_samples
-        self.intervals: deque[int] = deque(maxlen=window)
-        self.last: int | None = None
-        self.missing = 0
-        self._period: float | None = None
-        self._samples = 0
-        self._short_in_row = 0
-
-    def period_ns(self) -> float | None:
-        if self._period is not None:
-            return self._period
-        if len(self.intervals) < 3:
-            return None
-        shortest = min(self.intervals)
-        return float(statistics.median([d for d in self.intervals if d <= 1.5 * shortest]))
-
-    def update(self, stamp_ns: int) -> int:
-        """Missing samples before ``stamp_ns`` (>= 0), or one of the negative anomaly codes."""
-        if self.last is None:
-            self.last = stamp_ns
-            return 0
-        dt = stamp_ns - self.last
-        if dt == 0:
-            return self.DUPLICATE
-        if dt < 0:
-            if -dt >= self.reset_ns:
-                self.last = stamp_ns
-                return self.RESET
-            return self.OUT_OF_ORDER
-        self.last = stamp_ns
-        if dt >= self.JUMP_FACTOR * self.reset_ns:  # a clock jump (simulator reset), not N lost samples
-            return self.JUMP_FORWARD
-        bootstrapped = self._period is not None
-        if bootstrapped:
-            self._short_in_row = self._short_in_row + 1 if dt < 0.7 * self._period else 0
-            if self._short_in_row >= 10:  # the sensor runs faster now: estimate again
-                self._period, self._samples, self._short_in_row = None, 0, 0
-                self.intervals.clear()
-                bootstrapped = False
-        had_period = self.period_ns() is not None
-        self.intervals.append(dt)
-        period = self.period_ns()
-        if period is None:
-            return 0
-        if self._period is None:
-            self._period = period
-            self._samples = sum(1 for d in self.intervals if 0.75 * period < d < 1.25 * period)
-        # the first intervals are judged once the period is known (retroactively)
-        judged = [dt] if had_period else list(self.intervals)
-        period = self._period
-        missing = sum(max(0, int(round(d / period)) - 1) for d in judged if d > self.factor * period)
-        if bootstrapped and 0.75 * period < dt < 1.25 * period:  # refine with single intervals
-            self._samples = min(self._samples + 1, self.max_samples)
-            self._period += (dt - self._period) / self._samples
-        self.missing += missing
-        return missing
+__all__ = ["SensorSyncNode", "StampGapCounter", "main"]
 
 
 class SensorSyncNode(LatentVlaNode):
@@ -122,7 +54,9 @@ class SensorSyncNode(LatentVlaNode):
 
     def __init__(self, **kwargs):
         self._gap_counters: dict[str, StampGapCounter] = {}
+        self._ledgers: dict[str, LossLedger] = {}
         self.anomalies: dict[str, int] = {}
+        self.nonfinite_points = 0
         super().__init__(**kwargs)
         p = self.params
         self.camera_names = list(p["camera_names"])
@@ -154,29 +88,53 @@ class SensorSyncNode(LatentVlaNode):
             inner = callback
 
             def callback(msg, _name=name, _inner=inner):  # noqa: F811 - wraps the synchronizer's callback
-                self._check_stream(_name, msg)
-                _inner(msg)
+                if self._check_stream(_name, msg):
+                    _inner(msg)
 
         return super().create_subscription(msg_type, topic, callback, qos_profile, **kwargs)
 
-    def _check_stream(self, name: str, msg) -> None:
-        stamp = header_stamp_ns(msg)
-        if not stamp:
-            return  # headerless: the synchronizer counts it
+    def _check_stream(self, name: str, msg) -> bool:
+        """Validates the stamp (False: dropped, counted) and counts the samples missing before it."""
+        arrival = time.monotonic_ns()
+        st = msg.header.stamp
+        if st.sec == 0 and st.nanosec == 0 and self.params["allow_headerless"]:
+            st.sec, st.nanosec = divmod(self.get_clock().now().nanoseconds, 1_000_000_000)
+            self._anomaly(f"restamped/{name}", f"{name}: zero stamp replaced by the receive time")
+        problem = stamp_problem(int(st.sec), int(st.nanosec), self.get_clock().now().nanoseconds,
+                                int(self.params["max_stamp_ahead_s"] * 1e9))
+        if problem:
+            self.drop(f"bad_stamp/{name}", f"{name}: {problem}")
+            return False
+        stamp = stamp_to_ns(st)
         counter = self._gap_counters.get(name)
         if counter is None:
             counter = self._gap_counters[name] = StampGapCounter(
                 self.params["input_gap_factor"], int(self.params["time_jump_reset_s"] * 1e9))
-        result = counter.update(stamp)
+        result = counter.update(stamp, arrival)
         if result > 0:
-            self.drop(f"input_gap/{name}", f"{result} {name} sample(s) missing before stamp {stamp} "
-                                           "(sensor dropout or input queue overflow)", count=result)
+            new = self._ledger(name).from_gap(result, arrival)
+            if new:
+                self.drop(f"input_gap/{name}", f"{new} {name} sample(s) missing before stamp {stamp} "
+                                               "(sensor dropout or input queue overflow)", count=new)
         elif result < 0:
             kind = {StampGapCounter.DUPLICATE: "duplicate_stamp", StampGapCounter.OUT_OF_ORDER: "out_of_order",
                     StampGapCounter.RESET: "time_jump_back", StampGapCounter.JUMP_FORWARD: "time_jump_forward"}[result]
-            key = f"{kind}/{name}"
-            self.anomalies[key] = self.anomalies.get(key, 0) + 1
-            self._warn_throttled(key, f"{name}: {kind.replace('_', ' ')} (stamp {stamp})")
+            self._anomaly(f"{kind}/{name}", f"{name}: {kind.replace('_', ' ')} (stamp {stamp})")
+        return True
+
+    def _anomaly(self, key: str, text: str) -> None:
+        self.anomalies[key] = self.anomalies.get(key, 0) + 1
+        self._warn_throttled(key, text)
+
+    def _ledger(self, name: str) -> LossLedger:
+        return self._ledgers.setdefault(name, LossLedger())
+
+    def count_transport_loss(self, name: str, count: int) -> None:
+        """A sensor sample the middleware lost also leaves a stamp gap: counted once."""
+        if name in self._gap_inputs:
+            count = self._ledger(name).from_transport(count, time.monotonic_ns())
+        if count:
+            super().count_transport_loss(name, count)
 
     def _on_command(self, msg: UInt8) -> None:
         self._command = msg.data if msg.data <= 3 else SensorFrame.COMMAND_UNKNOWN
@@ -190,7 +148,7 @@ class SensorSyncNode(LatentVlaNode):
             try:
                 for img in images:
                     image_to_numpy(img)  # validates encoding, step, size
-                pointcloud2_to_xyzi(lidar)  # validates layout; raises on an empty cloud
+                self._check_points(pointcloud2_to_xyzi(lidar))  # layout; empty or no finite point raises
                 velocity, yaw_rate = checked_odometry(odom)  # raises on NaN or implausible values
             except ConversionError as exc:
                 self.drop("bad_message", str(exc))
@@ -218,11 +176,20 @@ class SensorSyncNode(LatentVlaNode):
             self._pub.publish(frame)
             self.stats.on_publish("frame")
 
+    def _check_points(self, points: np.ndarray) -> None:
+        finite = int(np.count_nonzero(np.isfinite(points[:, :3]).all(axis=1)))
+        bad = points.shape[0] - finite
+        if bad:
+            self.nonfinite_points += bad  # a driver's no-return points (is_dense false): counted, ignored downstream
+        if not finite:
+            raise ConversionError(f"point cloud has no finite point ({bad} NaN/inf points)")
+
     # ------------------------------------------------------------ diagnostics
     def diagnostic_values(self) -> dict[str, str]:
         values = {f"sync/{k}": str(v) for k, v in self._sync.stats().items()}
         values.update({f"anomalies/{k}": str(v) for k, v in sorted(self.anomalies.items())})
         values["camera_infos_received"] = ",".join(sorted(self._camera_infos)) or "-"
+        values["nonfinite_points"] = str(self.nonfinite_points)
         for name, counter in self._gap_counters.items():
             period = counter.period_ns()
             if period:
