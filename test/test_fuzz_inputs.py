@@ -44,9 +44,12 @@ SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), dea
 floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 f32 = st.floats(allow_nan=True, allow_infinity=True, width=32)
 small = st.integers(0, 40)
-# stamps from a small set, so that random messages do meet in the synchronizer
-stamps = st.one_of(st.sampled_from([T0 + k * 50_000_000 for k in range(6)]), st.integers(0, 2_000_000_000 * 10**9))
-_valid_stamps = iter(range(2_100_000_000 * 10**9, 2_140_000_000 * 10**9, 10**9))  # after every fuzzed stamp
+# stamps from a small set, so that random messages do meet in the synchronizer; random past
+# ones, and far-future ones (sensor_sync drops those as bad_stamp)
+stamps = st.one_of(st.sampled_from([T0 + k * 50_000_000 for k in range(6)]), st.integers(0, 1_740_000_000 * 10**9),
+                   st.integers(2_000_000_000 * 10**9, (2**31 - 1) * 10**9))
+# after every fuzzed stamp that passes sensor_sync's stamp check, and in the past of the node clock
+_valid_stamps = iter(range(1_750_000_000 * 10**9, 1_760_000_000 * 10**9, 10**9))
 
 
 def header(stamp_ns, frame="base_link"):

@@ -77,7 +77,8 @@ def test_launch_arguments_select_nodes_namespace_time_and_topics(tmp_path):
     sync = dict(by_name["sensor_sync"].remappings)
     assert sync["~/input/lidar/points"] == "/velodyne_points"
     assert {k for k in sync if k.startswith("~/input/camera/")} == {
-        f"~/input/camera/{c}/{kind}" for c in ("left", "front", "right") for kind in ("image", "camera_info")}
+        f"~/input/camera/{c}/{kind}" for c in ("left", "front", "right")
+        for kind in ("image", "image/compressed", "camera_info")}  # image/compressed: camera_transport compressed
     inline = {k: v for p in by_name["sensor_sync"].parameters if isinstance(p, dict) for k, v in p.items()}
     assert inline["camera_names"] == ["left", "front", "right"]
 

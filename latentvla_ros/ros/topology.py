@@ -75,6 +75,9 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
     sync_remaps = []
     for name in camera_names:
         sync_remaps.append((f"~/input/camera/{name}/image", topics["camera_image"].format(name=name)))
+        # sensor_sync camera_transport: compressed (image_transport's topic name)
+        sync_remaps.append((f"~/input/camera/{name}/image/compressed",
+                            topics["camera_image"].format(name=name) + "/compressed"))
         sync_remaps.append((f"~/input/camera/{name}/camera_info", topics["camera_info"].format(name=name)))
     sync_remaps += [("~/input/lidar/points", topics["lidar"]), ("~/input/odometry", topics["odometry"]),
                     ("~/input/driving_command", topics["driving_command"]), ("~/output/frame", SENSOR_FRAME)]

@@ -1,5 +1,11 @@
 """sensor_sync: cameras + LiDAR + odometry -> one SensorFrame (approximate time).
 
+Cameras arrive as sensor_msgs/Image (``camera_transport: raw``; rgb8, bgr8, rgba8, bgra8,
+mono8 pass through, Bayer and YUV 4:2:2 are decoded) or sensor_msgs/CompressedImage
+(``compressed``: jpeg, png on ``.../image/compressed``); the SensorFrame carries images
+every consumer reads without a decoder (ros/conversions.py ``camera_image_msg``: cv_bridge
+where it is installed, else OpenCV).
+
 Nothing is lost silently, and nothing twice (core/input_checks.py):
 
 - a header stamp that cannot be a sensor's time (nanosec >= 1e9, zero, negative, more
@@ -29,7 +35,7 @@ import time
 import numpy as np
 from geometry_msgs.msg import Vector3
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import UInt8
 
 from latentvla_ros.core.ego_motion import AccelerationEstimator
@@ -37,7 +43,8 @@ from latentvla_ros.core.input_checks import LossLedger, StampGapCounter, stamp_p
 from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import (
     ConversionError,
-    image_to_numpy,
+    camera_image_msg,
+    image_decoder,
     make_header,
     pointcloud2_to_xyzi,
     stamp_to_ns,
@@ -67,7 +74,10 @@ class SensorSyncNode(LatentVlaNode):
         self._sequence = 0
         self._sync_drops_reported: dict[str, int] = {}
         qos = self.input_qos()
-        topics = [(f"~/input/camera/{name}/image", Image) for name in self.camera_names]
+        if p["camera_transport"] == "compressed":  # image_transport's name for the compressed stream
+            topics = [(f"~/input/camera/{name}/image/compressed", CompressedImage) for name in self.camera_names]
+        else:
+            topics = [(f"~/input/camera/{name}/image", Image) for name in self.camera_names]
         topics += [("~/input/lidar/points", PointCloud2), ("~/input/odometry", Odometry)]
         for name in self.camera_names:
             self.create_subscription(CameraInfo, f"~/input/camera/{name}/camera_info",
@@ -77,7 +87,8 @@ class SensorSyncNode(LatentVlaNode):
         self._sync = make_approximate_sync(self, topics, qos, p["queue_size"], p["slop_s"], self._on_synchronized,
                                            allow_headerless=p["allow_headerless"], time_jump_reset_s=p["time_jump_reset_s"])
         self._pub = self.create_publisher(SensorFrame, "~/output/frame", self.output_qos())
-        self.get_logger().info(f"synchronizing cameras {self.camera_names} + lidar + odometry "
+        self.get_logger().info(f"synchronizing cameras {self.camera_names} ({p['camera_transport']}, decoded with "
+                               f"{image_decoder()}) + lidar + odometry "
                                f"(queue {p['queue_size']}, slop {p['slop_s']} s, QoS {p['qos.input_reliability']} "
                                f"depth {p['qos.input_depth']})")
 
@@ -146,8 +157,8 @@ class SensorSyncNode(LatentVlaNode):
         stamp_ns = stamp_to_ns(images[0].header.stamp)
         with self.processing(stamp_ns):
             try:
-                for img in images:
-                    image_to_numpy(img)  # validates encoding, step, size
+                # validates encoding, step, size; Bayer, YUV and compressed images decoded once to rgb8
+                images = [camera_image_msg(img) for img in images]
                 self._check_points(pointcloud2_to_xyzi(lidar))  # layout; empty or no finite point raises
                 velocity, yaw_rate = checked_odometry(odom)  # raises on NaN or implausible values
             except ConversionError as exc:
