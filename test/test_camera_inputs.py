@@ -9,16 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image
 
 from conftest import wait_for
-from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros import conversions as conv
-from ros_helpers import lidar_cloud, odometry, sensor_remaps, stamp
+from ros_helpers import lidar_cloud, odometry, stamp
+from test_node_sensor_sync import make_rig
 
 
 def _have_cv_bridge() -> bool:
@@ -152,29 +149,12 @@ def test_camera_image_msg_passes_views_through_and_decodes_the_rest():
     assert conv.stamp_to_ns(decoded.header.stamp) == stamp(0)
 
 
-QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-
-
 @pytest.mark.parametrize("transport", ["compressed", "raw"])
 def test_sensor_sync_takes_compressed_or_bayer_cameras_and_frames_carry_rgb8(ros_context, spin, transport):
-    from latentvla_ros.ros.nodes.sensor_sync import SensorSyncNode
-
-    node = SensorSyncNode(context=ros_context,
-                          cli_args=sensor_remaps() + ["-r", "~/input/camera/front/image/compressed:=/test/camera/image/compressed"],
-                          parameter_overrides=[Parameter("qos.input_reliability", value="reliable"),
-                                               Parameter("qos.input_depth", value=10),
-                                               Parameter("camera_transport", value=transport)])
-    io = rclpy.create_node("camera_test_io", context=ros_context)
     cam_type, cam_topic = ((CompressedImage, "/test/camera/image/compressed") if transport == "compressed"
                            else (Image, "/test/camera/image"))
-    pubs = {"cam": io.create_publisher(cam_type, cam_topic, QOS),
-            "lidar": io.create_publisher(PointCloud2, "/test/lidar", QOS),
-            "odom": io.create_publisher(Odometry, "/test/odom", QOS)}
-    frames: list[SensorFrame] = []
-    io.create_subscription(SensorFrame, "/test/frame", frames.append, QOS)
-    spin(node, io)
-    assert wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 10)
-    assert wait_for(lambda: io.count_publishers("/test/frame") > 0, 10)
+    node, pubs, frames = make_rig(ros_context, spin, [Parameter("camera_transport", value=transport)], cam_type,
+                                  cam_topic, ["~/input/camera/front/image/compressed:=/test/camera/image/compressed"])
 
     def camera(k: int, corrupt: bool = False):
         if transport == "compressed":

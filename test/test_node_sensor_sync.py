@@ -23,11 +23,16 @@ QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 @pytest.fixture
 def rig(ros_context, spin):
-    node = SensorSyncNode(context=ros_context, cli_args=sensor_remaps(),
+    return make_rig(ros_context, spin)
+
+
+def make_rig(ros_context, spin, params=(), cam_type=Image, cam_topic="/test/camera/image", remaps=()):
+    """sensor_sync (reliable inputs, depth 10) with publishers for its inputs and the frames it publishes."""
+    node = SensorSyncNode(context=ros_context, cli_args=sensor_remaps() + [a for r in remaps for a in ("-r", r)],
                           parameter_overrides=[Parameter("qos.input_reliability", value="reliable"),
-                                               Parameter("qos.input_depth", value=10)])
+                                               Parameter("qos.input_depth", value=10), *params])
     io = rclpy.create_node("sync_test_io", context=ros_context)
-    pubs = {"cam": io.create_publisher(Image, "/test/camera/image", QOS),
+    pubs = {"cam": io.create_publisher(cam_type, cam_topic, QOS),
             "lidar": io.create_publisher(PointCloud2, "/test/lidar", QOS),
             "odom": io.create_publisher(Odometry, "/test/odom", QOS)}
     frames: list[SensorFrame] = []
