@@ -42,9 +42,9 @@ class StampGapCounter:
     of every single-period interval. An interval longer than ``factor`` periods means
     ``round(interval / period) - 1`` missing samples, if the arrivals paused as well
     (``arrival_ns`` given to ``update``; their period is the median arrival interval of
-    single-period stamp intervals). Stamps that jump forward while messages keep arriving at
-    their usual pace are a clock jump (``JUMP_FORWARD``), not lost samples; a stamp gap much
-    longer than the arrival pause counts what the arrivals show. Without arrival times every
+    single-period stamp intervals). Stamps that jump forward by two samples or more while
+    messages keep arriving at their usual pace are a clock jump (``JUMP_FORWARD``), not lost
+    samples; a stamp gap much longer than the arrival pause counts what the arrivals show. Without arrival times every
     stamp gap counts. A step forward of ``JUMP_FACTOR x reset_ns`` or more is always a clock
     jump (an outage that long shows in the input watchdog's staleness). Repeated stamps and small steps
     backwards are anomalies (negative codes); a step backwards of more than ``reset_ns``
@@ -142,17 +142,19 @@ class StampGapCounter:
         return missing
 
     def _judge_gap(self, from_stamps: int, arrival_dt: int | None) -> tuple[int, bool]:
-        """(missing samples, stamps jumped) for a stamp gap of ``from_stamps`` missing samples."""
+        """(missing samples, stamps jumped) for a stamp gap of ``from_stamps`` missing samples.
+
+        The arrivals jitter (a late callback, a burst after a busy executor: a queue overwrite
+        under load can hide one sample's pause), so a stamp gap up to one sample (plus a
+        quarter) longer than the arrival pause is taken as it is; a longer one is a jump, and
+        only the arrival pause counts."""
         arrival_period = self.arrival_period_ns()
         if arrival_dt is None or arrival_period is None:
             return from_stamps, False  # nothing to compare with (yet)
-        if arrival_dt <= self.factor * arrival_period:
-            return 0, True  # messages kept coming at their pace: the stamps jumped
-        from_arrivals = max(1, int(round(arrival_dt / arrival_period)) - 1)
-        if from_stamps > 2 * from_arrivals + 2:
-            return from_arrivals, True  # a pause and a jump: count what the arrivals show
-        return from_stamps, False
-
+        from_arrivals = int(round(arrival_dt / arrival_period)) - 1 if arrival_dt > self.factor * arrival_period else 0
+        if from_stamps <= from_arrivals + 1 + from_arrivals // 4:
+            return from_stamps, False
+        return max(0, from_arrivals), True
 
 class LossLedger:
     """Lost samples of one stream reported by two witnesses (the middleware's ``message_lost``
