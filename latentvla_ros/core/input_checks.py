@@ -42,9 +42,9 @@ class StampGapCounter:
     of every single-period interval. An interval longer than ``factor`` periods means
     ``round(interval / period) - 1`` missing samples, if the arrivals paused as well
     (``arrival_ns`` given to ``update``; their period is the median arrival interval of
-    single-period stamp intervals). Stamps that jump forward by two samples or more while
-    messages keep arriving at their usual pace are a clock jump (``JUMP_FORWARD``), not lost
-    samples; a stamp gap much longer than the arrival pause counts what the arrivals show. Without arrival times every
+    single-period stamp intervals). Stamps that advance ``reset_ns`` or more beyond what the
+    pause in the arrivals explains are a clock jump (``JUMP_FORWARD``), not lost samples, and
+    only the samples the arrival pause shows count. Without arrival times every
     stamp gap counts. A step forward of ``JUMP_FACTOR x reset_ns`` or more is always a clock
     jump (an outage that long shows in the input watchdog's staleness). Repeated stamps and small steps
     backwards are anomalies (negative codes); a step backwards of more than ``reset_ns``
@@ -128,7 +128,7 @@ class StampGapCounter:
         missing, jumped = 0, False
         for d, a in judged:
             if d > self.factor * period:
-                n, jump = self._judge_gap(int(round(d / period)) - 1, a)
+                n, jump = self._judge_gap(int(round(d / period)) - 1, d, a)
                 missing += n
                 jumped |= jump
         if bootstrapped and 0.75 * period < dt < 1.25 * period:  # refine with single intervals
@@ -141,20 +141,21 @@ class StampGapCounter:
                 return self.JUMP_FORWARD
         return missing
 
-    def _judge_gap(self, from_stamps: int, arrival_dt: int | None) -> tuple[int, bool]:
-        """(missing samples, stamps jumped) for a stamp gap of ``from_stamps`` missing samples.
+    def _judge_gap(self, from_stamps: int, stamp_dt: int, arrival_dt: int | None) -> tuple[int, bool]:
+        """(missing samples, stamps jumped) for a stamp gap ``stamp_dt`` of ``from_stamps`` missing samples.
 
-        The arrivals jitter (a late callback, a burst after a busy executor: a queue overwrite
-        under load can hide one sample's pause), so a stamp gap up to one sample (plus a
-        quarter) longer than the arrival pause is taken as it is; a longer one is a jump, and
-        only the arrival pause counts."""
+        Arrivals jitter (a late callback, a publisher that falls behind and catches up in a
+        burst), so only a stamp advance that the arrival pause leaves unexplained by
+        ``reset_ns`` or more (the threshold of backward jumps) is a clock jump; then only the
+        samples the arrival pause shows are counted."""
         arrival_period = self.arrival_period_ns()
         if arrival_dt is None or arrival_period is None:
             return from_stamps, False  # nothing to compare with (yet)
-        from_arrivals = int(round(arrival_dt / arrival_period)) - 1 if arrival_dt > self.factor * arrival_period else 0
-        if from_stamps <= from_arrivals + 1 + from_arrivals // 4:
+        explained = arrival_dt * self._period / arrival_period  # the arrival pause in stamp time
+        if stamp_dt - explained < self.reset_ns:
             return from_stamps, False
-        return max(0, from_arrivals), True
+        from_arrivals = int(round(arrival_dt / arrival_period)) - 1 if arrival_dt > self.factor * arrival_period else 0
+        return min(from_stamps, from_arrivals), True
 
 class LossLedger:
     """Lost samples of one stream reported by two witnesses (the middleware's ``message_lost``

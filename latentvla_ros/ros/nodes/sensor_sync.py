@@ -13,8 +13,9 @@ Nothing is lost silently, and nothing twice (core/input_checks.py):
   counted in ``dropped/bad_stamp/<input>`` with the reason in the log (a zero stamp with
   ``allow_headerless`` is stamped with the receive time instead, ``anomalies/restamped/<input>``);
 - every sensor input counts the samples missing from its stream (gaps between header
-  stamps of more than ``input_gap_factor`` nominal periods with a matching pause in the
-  arrivals: a sensor dropout or our own full input queue) in ``dropped/input_gap/<input>``;
+  stamps of more than ``input_gap_factor`` nominal periods: a sensor dropout or our own full
+  input queue) in ``dropped/input_gap/<input>``, unless the stamps advanced
+  ``time_jump_reset_s`` beyond what the pause in the arrivals explains (a clock jump);
   samples the middleware reports lost (``lost_in_transport/<input>``) are not counted again
   as a gap; stamps that repeat, go backwards or jump forward while messages keep arriving
   at their pace are ``anomalies/...``, not losses;
