@@ -58,6 +58,9 @@ def test_param_files_are_read_as_ros_reads_them(tmp_path):
     params = load_param_file(path, "sensor_sync")
     assert params["slop_s"] == 0.05 and params["frame_id"] == "7" and math.isnan(params["plan_timeout_s"])
     validate_parameters(load_schema("sensor_sync"), "sensor_sync", {"slop_s": params["slop_s"]})
+    # keys stay names, as in rcl: lidar_extrinsics.y is no bool (PyYAML 1.1 would make `on`, `no` bools)
+    path.write_text("/**:\n  ros__parameters:\n    g:\n      y: 2.0\n      on: 1\n      no: x\n")
+    assert load_param_file(path, "bev_features") == {"g.y": 2.0, "g.on": 1, "g.no": "x"}
 
 
 def test_graph_options_refuse_unknown_nodes_parameters_and_type_mismatches_and_take_integers_as_doubles():

@@ -114,7 +114,14 @@ def ros_scalar(text: str) -> bool | int | float | str:
 
 
 class _RosParamLoader(yaml.SafeLoader):
-    """PyYAML structure (mappings, sequences, quoting), rcl's scalar typing."""
+    """PyYAML structure (mappings, sequences, quoting), rcl's scalar typing of values. Keys
+    stay strings, as in rcl (a parameter named ``y`` or ``on`` is no bool)."""
+
+    def construct_mapping(self, node, deep=False):
+        if not isinstance(node, yaml.MappingNode):
+            return super().construct_mapping(node, deep)
+        return {self.construct_scalar(k) if isinstance(k, yaml.ScalarNode) else self.construct_object(k, deep):
+                self.construct_object(v, deep) for k, v in node.value}
 
 
 _RosParamLoader.yaml_implicit_resolvers = {}  # every plain scalar reaches the str constructor
