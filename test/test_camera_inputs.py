@@ -183,3 +183,34 @@ def test_sensor_sync_takes_compressed_or_bayer_cameras_and_frames_carry_rgb8(ros
         assert rgb.shape == (8, 8, 3) and np.abs(rgb[3, 3].astype(int) - (200, 100, 30)).max() <= 1
     core = conv.sensor_frame_to_core(frames[0])  # the consumers read it like any rgb8 frame
     assert core.cameras[0].image.shape == rgb.shape
+
+
+def test_a_vehicle_bag_with_compressed_cameras_becomes_a_driving_log(tmp_path):
+    """`latentvla label --bag` reads what vehicle bags hold: the raw camera topics of a bag
+    rewritten as CompressedImage (png: lossless) give the same camera arrays."""
+    from rosbags.rosbag2 import Reader, Writer
+
+    from latentvla_ros.data import bag_io
+    from latentvla_ros.data.highway import generate_log
+    from latentvla_ros.data.log_format import DrivingLog
+
+    src = tmp_path / "src"
+    generate_log(src, scenario="highway", seed=3, num_frames=6, overwrite=True)
+    bag_io.write_sensor_bag(src, tmp_path / "raw", storage="mcap")
+    ts = bag_io._typestore()
+    compressed_type = "sensor_msgs/msg/CompressedImage"
+    with Reader(tmp_path / "raw") as reader, Writer(tmp_path / "compressed", version=9, storage_plugin=bag_io._storage_plugin("mcap")) as writer:
+        conns = {}
+        for conn, recv, raw in reader.messages():
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            topic, msgtype = conn.topic, conn.msgtype
+            if msgtype == "sensor_msgs/msg/Image":
+                rgb = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+                ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+                msg = ts.types[compressed_type](header=msg.header, format="png", data=np.frombuffer(png.tobytes(), np.uint8))
+                topic, msgtype = topic + "/compressed", compressed_type
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=ts)
+            writer.write(conns[topic], recv, ts.serialize_cdr(msg, msgtype))
+    log = DrivingLog(bag_io.log_from_bag(tmp_path / "compressed", tmp_path / "log"))
+    np.testing.assert_array_equal(log.camera_array, DrivingLog(src).camera_array)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.core.images import ImageError, compressed_to_rgb, raw_to_rgb
 from latentvla_ros.data.log_format import (  # noqa: F401  (command_from_trajectory re-exported)
     DrivingLog,
     LogFormatError,
@@ -60,6 +61,7 @@ MAP_FRAME = "map"
 BASE_FRAME = "base_link"
 
 _IMAGE = "sensor_msgs/msg/Image"
+_COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 _CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 _POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 _ODOMETRY = "nav_msgs/msg/Odometry"
@@ -286,21 +288,18 @@ def _stamp_ns(header) -> int:
 
 
 def image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (rgb8, bgr8, rgba8, bgra8, mono8)."""
-    enc = msg.encoding.lower()
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1, "8uc3": 3}.get(enc)
-    if channels is None:
-        raise BagFormatError(f"unsupported image encoding {msg.encoding!r}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
-    if step < w * channels or len(buf) < step * h:
-        raise BagFormatError(f"image buffer too small: {len(buf)} bytes for {h}x{w}x{channels}, step {step}")
-    img = buf[: step * h].reshape(h, step)[:, : w * channels].reshape(h, w, channels)
-    if channels == 1:
-        return np.repeat(img, 3, axis=2)
-    if enc.startswith("bgr"):
-        img = img[:, :, 2::-1]
-    return np.ascontiguousarray(img[:, :, :3])
+    """sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB (core/images.py: rgb8, bgr8,
+    rgba8, bgra8, mono8 (8UC1, 8UC3 read as mono8, rgb8), Bayer, YUV 4:2:2; jpeg, png)."""
+    try:
+        if hasattr(msg, "format"):
+            return compressed_to_rgb(msg.format, bytes(msg.data))
+        encoding = {"8uc1": "mono8", "8uc3": "rgb8"}.get(msg.encoding.lower(), msg.encoding)
+        h, step = int(msg.height), int(msg.step)
+        buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
+        buf = buf[: step * h] if len(buf) >= step * h else buf  # trailing bytes are tolerated
+        return np.ascontiguousarray(raw_to_rgb(encoding, h, int(msg.width), step, buf))
+    except ImageError as exc:
+        raise BagFormatError(str(exc)) from exc
 
 
 def pointcloud2_to_xyzi(msg) -> np.ndarray:
@@ -349,7 +348,8 @@ def log_from_bag(
 ) -> Path:
     """Turn a bag with camera(s), a LiDAR PointCloud2 and odometry into a log.
 
-    ``camera_topics`` default to every ``sensor_msgs/msg/Image`` topic (sorted); the
+    ``camera_topics`` default to every ``sensor_msgs/msg/Image`` topic (sorted), or every
+    ``sensor_msgs/msg/CompressedImage`` topic when the bag has no raw images; the
     camera name is the topic component after ``/camera/`` when present. Frames whose
     camera or odometry is further than ``max_offset_ms`` from the LiDAR stamp are
     dropped. Timestamps are kept (``timestamps_ns.npy``).
@@ -361,7 +361,8 @@ def log_from_bag(
     with Reader(bag_path) as reader:
         by_topic = {c.topic: c for c in reader.connections}
         if camera_topics is None:
-            camera_topics = sorted(t for t, c in by_topic.items() if c.msgtype == _IMAGE)
+            camera_topics = (sorted(t for t, c in by_topic.items() if c.msgtype == _IMAGE)
+                             or sorted(t for t, c in by_topic.items() if c.msgtype == _COMPRESSED_IMAGE))
         needed = [lidar_topic, odom_topic, *camera_topics]
         missing = [t for t in needed if t not in by_topic]
         if missing or not camera_topics:

@@ -17,6 +17,16 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from latentvla_ros.core.images import (
+    DECODED,
+    VIEW_CHANNELS,
+    ImageError,
+    check_compressed,
+    check_raw,
+    checked_rgb,
+    compressed_to_rgb,
+    raw_to_rgb,
+)
 from latentvla_ros.core.types import (
     BevTokens,
     CameraImage,
@@ -66,21 +76,13 @@ def _read_only(view: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- images
-# Encodings read as a view into the message (no copy, no decoder); every consumer of a
-# SensorFrame reads its images this way.
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-# Encodings that need a decoder (cv_bridge or OpenCV), one byte per Bayer cell, two per
-# YUV 4:2:2 pixel; sensor_sync decodes them once into an rgb8 Image. The OpenCV codes are
-# cv_bridge's (ROS names the Bayer pattern from the top-left 2x2, OpenCV from the second
-# row and column; ROS's yuv422 is UYVY).
-_DECODED = {"bayer_rggb8": (1, "COLOR_BayerBG2RGB"), "bayer_bggr8": (1, "COLOR_BayerRG2RGB"),
-            "bayer_gbrg8": (1, "COLOR_BayerGR2RGB"), "bayer_grbg8": (1, "COLOR_BayerGB2RGB"),
-            "yuv422": (2, "COLOR_YUV2RGB_UYVY"), "uyvy": (2, "COLOR_YUV2RGB_UYVY"),
-            "yuv422_yuy2": (2, "COLOR_YUV2RGB_YUYV"), "yuyv": (2, "COLOR_YUV2RGB_YUYV")}
-_ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2"}
-RAW_ENCODINGS = tuple(sorted(_CHANNELS)) + tuple(sorted(_DECODED))
-COMPRESSED_FORMATS = ("jpeg", "png")
+# Pixel layouts and formats: core/images.py. rgb8/bgr8/rgba8/bgra8/mono8 are read as views
+# into the message (every consumer of a SensorFrame reads its images this way); Bayer,
+# YUV 4:2:2 and compressed images need a decoder: the real ROS 2 cv_bridge where it is
+# installed (apt ROS on a vehicle), else OpenCV. sensor_sync decodes them once.
+_ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2"}  # names newer than Humble's cv_bridge
 IMAGE_DECODERS = ("cv_bridge", "opencv")
+_BRIDGE = None
 
 
 def _cv_bridge():
@@ -95,9 +97,6 @@ def _cv_bridge():
         else:
             _BRIDGE = CvBridge()
     return _BRIDGE or None
-
-
-_BRIDGE = None
 
 
 def image_decoder(name: str | None = None) -> str:
@@ -115,81 +114,41 @@ def image_to_numpy(msg: Image, decoder: str | None = None) -> np.ndarray:
     """sensor_msgs/Image -> HxWx3 uint8 RGB. rgb8/bgr8/rgba8/bgra8/mono8 as a view (no copy);
     Bayer and YUV 4:2:2 decoded (``decoder``: cv_bridge or opencv; default: cv_bridge if installed)."""
     encoding = msg.encoding.lower()
-    if encoding not in _CHANNELS and encoding not in _DECODED:
-        raise ConversionError(f"unsupported image encoding {msg.encoding!r} (supported: {list(RAW_ENCODINGS)})")
-    channels = _CHANNELS[encoding] if encoding in _CHANNELS else _DECODED[encoding][0]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ConversionError("empty image (zero width or height)")
-    if step < width * channels:
-        raise ConversionError(f"step {step} < width {width} x {channels} bytes")
-    if len(msg.data) != step * height:
-        raise ConversionError(f"data has {len(msg.data)} bytes, expected step*height = {step * height}")
-    if encoding in _DECODED:
-        return _decode_raw(msg, encoding, image_decoder(decoder))
-    # a view into the message (read-only: in a composed process every consumer of a
-    # SensorFrame shares its buffers, ros/intra_process.py)
-    flat = _read_only(np.frombuffer(msg.data, dtype=np.uint8))
-    rows = flat.reshape(height, step)[:, : width * channels].reshape(height, width, channels)
-    if encoding == "rgb8":
-        return rows
-    if encoding == "bgr8":
-        return rows[:, :, ::-1]
-    if encoding == "rgba8":
-        return rows[:, :, :3]
-    if encoding == "bgra8":
-        return rows[:, :, 2::-1]
-    return np.repeat(rows, 3, axis=2)  # mono8
-
-
-def _decode_raw(msg: Image, encoding: str, decoder: str) -> np.ndarray:
-    import cv2
-
-    channels, code = _DECODED[encoding]
-    if encoding.startswith("yuv") or encoding in ("uyvy", "yuyv"):
-        if msg.width % 2:
-            raise ConversionError(f"{encoding}: odd width {msg.width} (4:2:2 pixels come in pairs)")
-    elif msg.width < 2 or msg.height < 2:
-        raise ConversionError(f"{encoding}: a Bayer image needs at least 2x2 cells, got {msg.width}x{msg.height}")
-    if decoder == "cv_bridge":
-        if encoding in _ALIASES:  # names newer than Humble's cv_bridge: the same bytes under the old name
-            msg = Image(header=msg.header, height=msg.height, width=msg.width, encoding=_ALIASES[encoding],
-                        is_bigendian=msg.is_bigendian, step=msg.step, data=msg.data)
-        try:
-            return _cv_bridge().imgmsg_to_cv2(msg, desired_encoding="rgb8")
-        except Exception as exc:  # noqa: BLE001 - CvBridgeError and cv2.error
-            raise ConversionError(f"cv_bridge cannot convert {encoding}: {exc}") from exc
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(height, step)[:, : width * channels]
-    rows = np.ascontiguousarray(rows).reshape(height, width, channels) if channels > 1 else np.ascontiguousarray(rows)
-    return cv2.cvtColor(rows, getattr(cv2, code))
+    try:
+        check_raw(encoding, height, width, step, len(msg.data))
+        if encoding in DECODED and image_decoder(decoder) == "cv_bridge":
+            return checked_rgb(_bridge_call("imgmsg_to_cv2", _with_encoding(msg, _ALIASES.get(encoding))), encoding)
+        # a view into the message (read-only: in a composed process every consumer of a
+        # SensorFrame shares its buffers, ros/intra_process.py)
+        return raw_to_rgb(encoding, height, width, step, _read_only(np.frombuffer(msg.data, dtype=np.uint8)))
+    except ImageError as exc:
+        raise ConversionError(str(exc)) from exc
 
 
 def compressed_image_to_numpy(msg, decoder: str | None = None) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png, image_transport's ``format`` strings such as
-    ``jpeg``, ``png`` or ``bgr8; jpeg compressed bgr8``) -> HxWx3 uint8 RGB."""
-    fmt = msg.format.lower()
-    if not any(f in fmt for f in COMPRESSED_FORMATS):
-        raise ConversionError(f"unsupported compressed format {msg.format!r} (supported: {list(COMPRESSED_FORMATS)})")
-    if len(msg.data) == 0:
-        raise ConversionError("empty compressed image")
-    if image_decoder(decoder) == "cv_bridge":
-        try:
-            image = _cv_bridge().compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
-        except Exception as exc:  # noqa: BLE001 - CvBridgeError and cv2.error
-            raise ConversionError(f"cv_bridge cannot decode the {msg.format!r} image: {exc}") from exc
-    else:
-        import cv2
+    """sensor_msgs/CompressedImage (jpeg or png) -> HxWx3 uint8 RGB."""
+    try:
+        check_compressed(msg.format, len(msg.data))
+        if image_decoder(decoder) == "cv_bridge":
+            return checked_rgb(_bridge_call("compressed_imgmsg_to_cv2", msg), repr(msg.format))
+        return compressed_to_rgb(msg.format, bytes(msg.data))
+    except ImageError as exc:
+        raise ConversionError(str(exc)) from exc
 
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ConversionError(f"cannot decode the {msg.format!r} image ({len(msg.data)} bytes)")
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-        raise ConversionError(f"decoded {msg.format!r} image has shape {image.shape} {image.dtype}, expected HxWx3 uint8")
-    return image
+
+def _with_encoding(msg: Image, encoding: str | None) -> Image:
+    if encoding is None:
+        return msg
+    return Image(header=msg.header, height=msg.height, width=msg.width, encoding=encoding,
+                 is_bigendian=msg.is_bigendian, step=msg.step, data=msg.data)
+
+
+def _bridge_call(method: str, msg):
+    try:
+        return getattr(_cv_bridge(), method)(msg, desired_encoding="rgb8")
+    except Exception as exc:  # noqa: BLE001 - CvBridgeError, cv2.error, a None from imdecode
+        raise ImageError(f"cv_bridge {method}: {exc}") from exc
 
 
 def camera_image_msg(msg, decoder: str | None = None) -> Image:
@@ -200,7 +159,7 @@ def camera_image_msg(msg, decoder: str | None = None) -> Image:
         image = compressed_image_to_numpy(msg, decoder)
     else:
         image = image_to_numpy(msg, decoder)
-        if msg.encoding.lower() in _CHANNELS:
+        if msg.encoding.lower() in VIEW_CHANNELS:
             return msg
     return numpy_to_image(image, stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
