@@ -139,3 +139,21 @@ def test_run_refuses_bad_overrides_with_one_line_and_exit_code_2_before_any_mode
     assert len(lines) == 1 and lines[0].startswith("latentvla run: ") and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and "UNTRAINED" not in proc.stdout + proc.stderr
     assert time.monotonic() - start < 60
+
+
+def test_ros2_launch_refuses_a_bad_param_file_before_starting_any_node(tmp_path):
+    """The launch path checks every node's files (as `latentvla run` does) before any Node starts."""
+    import shutil
+    from pathlib import Path
+
+    from launch_harness import evaluate
+
+    root = Path(__file__).resolve().parents[1]
+    for path in (root / "config").glob("*.param.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    nodes, _ = evaluate(root / "launch" / "latentvla.launch.py", {"param_dir": str(tmp_path)})
+    assert nodes  # the copies are fine
+    planner = tmp_path / "trajectory_planner.param.yaml"
+    planner.write_text(planner.read_text().replace("plan_timeout_s: 0.5", "plan_timeout_s: .nan"))
+    with pytest.raises(RuntimeError, match="latentvla launch: trajectory_planner: .*plan_timeout_s: nan is not a finite"):
+        evaluate(root / "launch" / "latentvla.launch.py", {"param_dir": str(tmp_path)})

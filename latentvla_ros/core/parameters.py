@@ -289,6 +289,29 @@ def validate_parameters(schema: dict[str, Any], node_name: str, params: dict[str
     return merged
 
 
+def validate_node_config(node_name: str, files, overrides: dict[str, Any] | None = None,
+                         namespace: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything a node will start with, checked before it starts (``latentvla run``,
+    ``ros2 launch``): its param files (unknown parameters refused), then ``overrides``
+    (integers for doubles become doubles, as ``-p`` literals; unknown ones refused).
+    Returns (validated parameters, the overrides to pass)."""
+    schema = load_schema(node_name)
+    merged: dict[str, Any] = {}
+    for path in files:
+        from_file = load_param_file(path, node_name, namespace)
+        unknown = unknown_parameters(schema, node_name, from_file)
+        if unknown:
+            raise ParameterError(f"{node_name}: unknown parameter(s) {', '.join(unknown)} in {path}")
+        merged.update(from_file)
+    overrides = coerce_integers_to_doubles(schema, node_name, dict(overrides or {}))
+    unknown = unknown_parameters(schema, node_name, overrides)
+    if unknown:
+        raise ParameterError(f"{node_name}: unknown parameter(s) {', '.join(unknown)} "
+                             f"(not in schema/{node_name}.schema.json)")
+    merged.update(overrides)
+    return validate_parameters(schema, node_name, merged), overrides
+
+
 def validate_param_file(path: str | Path, node_name: str) -> dict[str, Any]:
     schema = load_schema(node_name)
     return validate_parameters(schema, node_name, load_param_file(path, node_name))

@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentvla_ros.core.parameters import (ParameterError, coerce_integers_to_doubles, load_param_file, load_schema,
-                                           parse_override_value, unknown_parameters, validate_parameters)
+from latentvla_ros.core.parameters import ParameterError, parse_override_value, validate_node_config
 from latentvla_ros.core.resources import share_path
 from latentvla_ros.ros.executors import EXECUTOR_ENV, resolve_kind
 from latentvla_ros.ros.topology import NodeSpec
@@ -77,23 +76,10 @@ class GraphOptions:
         if stray:
             raise ParameterError(f"no node {', '.join(stray)} in this graph (nodes: {', '.join(names)})")
         for spec in self.nodes:
-            schema = load_schema(spec.name)
-            merged: dict[str, object] = {}
-            for path in self.files_for(spec):
-                from_file = load_param_file(path, spec.name, self.namespace)
-                unknown = unknown_parameters(schema, spec.name, from_file)
-                if unknown:
-                    raise ParameterError(f"{spec.name}: unknown parameter(s) {', '.join(unknown)} in {path}")
-                merged.update(from_file)
-            overrides = coerce_integers_to_doubles(schema, spec.name, self.overrides.get(spec.name, {}))
-            unknown = unknown_parameters(schema, spec.name, overrides)
-            if unknown:
-                raise ParameterError(f"{spec.name}: unknown parameter(s) {', '.join(unknown)} "
-                                     f"(not in schema/{spec.name}.schema.json)")
+            _, overrides = validate_node_config(spec.name, self.files_for(spec), self.overrides.get(spec.name),
+                                                self.namespace)
             if overrides:
                 self.overrides[spec.name] = overrides
-            merged.update(overrides)
-            validate_parameters(schema, spec.name, merged)
 
 
 def _param_literal(value: object) -> str:

@@ -89,6 +89,19 @@ def generate(profile: str = "default"):
     return LaunchDescription([*args, *env, OpaqueFunction(function=_nodes, kwargs={"profile": profile})])
 
 
+def _validate(node_name: str, params: list, namespace: str) -> None:
+    """Every node's parameters are checked before any node starts (no model loads for a bad
+    file); the launch stops with the reason (core/parameters.py, as `latentvla run`)."""
+    from latentvla_ros.core.parameters import ParameterError, validate_node_config
+
+    files = [p for p in params if isinstance(p, str)]
+    overrides = {k: v for p in params if isinstance(p, dict) for k, v in p.items()}
+    try:
+        validate_node_config(node_name, files, overrides, namespace)
+    except ParameterError as exc:
+        raise RuntimeError(f"latentvla launch: {exc}") from None
+
+
 def _truthy(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
@@ -117,16 +130,18 @@ def _nodes(context, profile: str):
             params.append(profile_param_file(profile, spec.name))
         params.append({"use_sim_time": use_sim_time, "camera_names": cameras} if spec.name == "sensor_sync"
                       else {"use_sim_time": use_sim_time})
+        _validate(spec.name, params, value("namespace"))
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
                             parameters=params, remappings=spec.remaps, output="screen",
                             ros_arguments=enclave_args(spec.name, value("namespace")),
                             arguments=["--ros-args", "--log-level", value("log_level")]))
     if profile == "carla" and _truthy(value("start_twist_controller")):
         spec = carla_controller_spec(topics)
+        params = [f"{param_dir}/{spec.name}.param.yaml",
+                  str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")), {"use_sim_time": use_sim_time}]
+        _validate(spec.name, params, value("namespace"))
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
-                            parameters=[f"{param_dir}/{spec.name}.param.yaml",
-                                        str(share_path(settings["extra_param_dir"], f"{spec.name}.param.yaml")),
-                                        {"use_sim_time": use_sim_time}],
+                            parameters=params,
                             remappings=spec.remaps, output="screen",
                             ros_arguments=enclave_args(spec.name, value("namespace")),
                             arguments=["--ros-args", "--log-level", value("log_level")]))
