@@ -422,7 +422,8 @@ def _soak(ros_context, spin, sensor_log, rate: float, duration_s: float, max_gro
     # 3. SensorFrames: consumed or counted as lost (sequence numbers) by both model nodes
     for name in ("bev_features", "latent_reasoner"):
         s = snaps[name]
-        assert s["received"].get("frame", 0) + s["dropped"].get("frame_lost_upstream", 0) == frames, (name, report)
+        assert (s["received"].get("frame", 0) + s["dropped"].get("frame_lost_upstream", 0)
+                + s["dropped"].get("lost_in_transport/frame", 0)) == frames, (name, report)  # each loss once
     # 4. planner: one trajectory per BEV frame it received; BEV and plans all arrived
     s_pl = snaps["trajectory_planner"]
     assert s_pl["received"].get("bev", 0) == snaps["bev_features"]["published"].get("bev", 0), report

@@ -135,3 +135,23 @@ def test_loss_ledger_counts_each_loss_once_whichever_witness_reports_first():
     assert ledger.from_gap(4, 2 * 10**8) == 4
     assert ledger.from_transport(6, 3 * 10**8) == 1  # 5 of the 6 were counted from the gaps
     assert ledger.from_gap(2, 20 * 10**9) == 2  # reports further apart than the window are different losses
+
+
+def test_a_sensor_frame_lost_in_transport_is_counted_once(ros_context):
+    """The middleware's message_lost report and the SensorFrame sequence gap are one loss."""
+    from rclpy.parameter import Parameter
+
+    from latentvla_ros.ros.nodes.latent_reasoner import LatentReasonerNode
+
+    node = LatentReasonerNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value="")])
+    try:
+        for sequence, lost_before in ((1, 0), (2, 0), (5, 2), (9, 0)):
+            if lost_before:  # the middleware noticed 2 of the 2 frames #3, #4 missing
+                node._on_message_lost("frame", SimpleNamespace(total_count_change=lost_before))
+            node.count_lost_frames(sequence)
+        node._on_message_lost("frame", SimpleNamespace(total_count_change=1))  # 1 of #6..#8, reported late
+        dropped = _dropped(node)
+        assert dropped.get("lost_in_transport/frame", 0) + dropped.get("frame_lost_upstream", 0) == 5, dropped
+        assert dropped["lost_in_transport/frame"] == 2 and dropped["frame_lost_upstream"] == 3
+    finally:
+        node.destroy_node()

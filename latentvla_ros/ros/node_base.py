@@ -42,6 +42,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_policy_name_from_kind
 from std_msgs.msg import Float64, Header, String
 
+from latentvla_ros.core.input_checks import LossLedger
 from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.core.parameters import (ParameterError, load_schema, node_definition, unknown_parameters,
                                            validate_parameters)
@@ -120,6 +121,7 @@ class LatentVlaNode(Node):
         self._started = time.monotonic()
         self._last_warn: dict[str, float] = {}
         self._inputs: dict[str, InputWatch] = {}
+        self._loss_ledgers: dict[str, LossLedger] = {}  # inputs whose losses two witnesses report
         self._inputs_lock = threading.Lock()
         self._drops_at_last_diag: dict[str, int] = {}
         self._seen_tracebacks: set[str] = set()
@@ -339,9 +341,27 @@ class LatentVlaNode(Node):
         self.count_transport_loss(name, change)
 
     def count_transport_loss(self, name: str, count: int) -> None:
-        """Samples the middleware lost on input ``name`` (nodes that also see the loss
-        another way override this to count it once)."""
-        self.drop(f"lost_in_transport/{name}", f"the middleware lost {count} message(s) on input {name}", count=count)
+        """Samples the middleware lost on input ``name``; those a gap in the input's stamps or
+        sequence numbers counted already are not counted again (``count_gap_loss``)."""
+        ledger = self._loss_ledgers.get(name)
+        if ledger is not None:
+            count = ledger.from_transport(count, time.monotonic_ns())
+        if count:
+            self.drop(f"lost_in_transport/{name}", f"the middleware lost {count} message(s) on input {name}",
+                      count=count)
+
+    def watch_gaps(self, name: str) -> None:
+        """Input ``name`` has a second witness of its losses (stamp or sequence gaps): from now on
+        the middleware's ``message_lost`` reports and the gaps are reconciled, each loss counted once."""
+        self._loss_ledgers.setdefault(name, LossLedger())
+
+    def count_gap_loss(self, name: str, reason: str, count: int, detail: str) -> None:
+        """``count`` samples of input ``name`` that a gap shows missing; counted as ``reason``
+        unless the middleware reported them lost already. ``detail`` may use ``{n}``."""
+        self.watch_gaps(name)
+        new = self._loss_ledgers[name].from_gap(count, time.monotonic_ns())
+        if new:
+            self.drop(reason, detail.format(n=new), count=new)
 
     def _on_incompatible_qos(self, name: str, event) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)
@@ -374,14 +394,17 @@ class LatentVlaNode(Node):
                 total = self.stats.dropped[reason]
         self._warn_throttled(reason, f"dropped input ({reason}, {total} so far): {detail}", throttle_s, level)
 
-    def count_lost_frames(self, sequence: int) -> None:
-        """Count SensorFrames that never reached this node (e.g. a full input queue)."""
+    def count_lost_frames(self, sequence: int, input_name: str = "frame") -> None:
+        """Count SensorFrames that never reached this node (e.g. a full input queue), from the
+        sequence numbers of ``input_name`` (once: not again as ``lost_in_transport``)."""
         if not hasattr(self, "_frame_gaps"):
             self._frame_gaps = SequenceGapCounter()
+            self.watch_gaps(input_name)
         gap = self._frame_gaps.update(int(sequence))
         if gap:
-            self.drop("frame_lost_upstream", f"{gap} sensor frame(s) before #{sequence} never arrived "
-                                             "(dropped upstream, a full input queue, or an upstream restart)", count=gap)
+            self.count_gap_loss(input_name, "frame_lost_upstream", gap,
+                                f"{{n}} sensor frame(s) before #{sequence} never arrived "
+                                "(dropped upstream, a full input queue, or an upstream restart)")
 
     @contextlib.contextmanager
     def processing(self, stamp_ns: int | None = None):

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import UInt8
 
 from latentvla_ros.core.ego_motion import AccelerationEstimator
-from latentvla_ros.core.input_checks import LossLedger, StampGapCounter, stamp_problem
+from latentvla_ros.core.input_checks import StampGapCounter, stamp_problem
 from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import (
     ConversionError,
@@ -62,7 +62,6 @@ class SensorSyncNode(LatentVlaNode):
 
     def __init__(self, **kwargs):
         self._gap_counters: dict[str, StampGapCounter] = {}
-        self._ledgers: dict[str, LossLedger] = {}
         self.anomalies: dict[str, int] = {}
         self.nonfinite_points = 0
         super().__init__(**kwargs)
@@ -122,12 +121,11 @@ class SensorSyncNode(LatentVlaNode):
         if counter is None:
             counter = self._gap_counters[name] = StampGapCounter(
                 self.params["input_gap_factor"], int(self.params["time_jump_reset_s"] * 1e9))
+            self.watch_gaps(name)
         result = counter.update(stamp, arrival)
         if result > 0:
-            new = self._ledger(name).from_gap(result, arrival)
-            if new:
-                self.drop(f"input_gap/{name}", f"{new} {name} sample(s) missing before stamp {stamp} "
-                                               "(sensor dropout or input queue overflow)", count=new)
+            self.count_gap_loss(name, f"input_gap/{name}", result, f"{{n}} {name} sample(s) missing before stamp "
+                                                                   f"{stamp} (sensor dropout or input queue overflow)")
         elif result < 0:
             kind = {StampGapCounter.DUPLICATE: "duplicate_stamp", StampGapCounter.OUT_OF_ORDER: "out_of_order",
                     StampGapCounter.RESET: "time_jump_back", StampGapCounter.JUMP_FORWARD: "time_jump_forward"}[result]
@@ -137,16 +135,6 @@ class SensorSyncNode(LatentVlaNode):
     def _anomaly(self, key: str, text: str) -> None:
         self.anomalies[key] = self.anomalies.get(key, 0) + 1
         self._warn_throttled(key, text)
-
-    def _ledger(self, name: str) -> LossLedger:
-        return self._ledgers.setdefault(name, LossLedger())
-
-    def count_transport_loss(self, name: str, count: int) -> None:
-        """A sensor sample the middleware lost also leaves a stamp gap: counted once."""
-        if name in self._gap_inputs:
-            count = self._ledger(name).from_transport(count, time.monotonic_ns())
-        if count:
-            super().count_transport_loss(name, count)
 
     def _on_command(self, msg: UInt8) -> None:
         self._command = msg.data if msg.data <= 3 else SensorFrame.COMMAND_UNKNOWN

@@ -192,7 +192,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
 
     def _on_bev(self, msg: BevFeatures) -> None:
         if msg.sequence:  # frames that bev_features dropped, or a full input queue here, are counted
-            self.count_lost_frames(msg.sequence)
+            self.count_lost_frames(msg.sequence, "bev")
         try:
             bev = msg_to_bev(msg)
         except ConversionError as exc:
