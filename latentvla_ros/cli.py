@@ -41,6 +41,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if "sensor_sync" in [s.name for s in specs]:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
+        if args.camera_transport:
+            overrides["sensor_sync"].setdefault("camera_transport", args.camera_transport)
     options = GraphOptions(nodes=specs, param_files=files, overrides=overrides, namespace=args.namespace,
                            use_sim_time=args.use_sim_time or profile_sim_time, log_level=args.log_level,
                            executor=args.executor, intra_process=not args.no_intra_process)
@@ -133,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--nodes", default="", help="comma-separated subset of nodes to start")
     run.add_argument("--cameras", default="", help="comma-separated camera names, left to right (default: the "
                      "profile's: front, autoware camera0)")
+    run.add_argument("--camera-transport", choices=["raw", "compressed"], default=None,
+                     help="camera input type of sensor_sync: raw sensor_msgs/Image, or CompressedImage (jpeg/png) on "
+                          "<camera topic>/compressed (default: the param files', raw)")
     run.add_argument("--param-file", action="append", help="extra ROS 2 param file applied to every node (repeatable)")
     run.add_argument("--set", action="append", help="NODE.PARAM=VALUE override (repeatable)")
     run.add_argument("--namespace", default="")

@@ -214,3 +214,25 @@ def test_a_vehicle_bag_with_compressed_cameras_becomes_a_driving_log(tmp_path):
             writer.write(conns[topic], recv, ts.serialize_cdr(msg, msgtype))
     log = DrivingLog(bag_io.log_from_bag(tmp_path / "compressed", tmp_path / "log"))
     np.testing.assert_array_equal(log.camera_array, DrivingLog(src).camera_array)
+
+
+def test_launch_argument_and_cli_option_choose_the_camera_transport(monkeypatch):
+    from pathlib import Path
+
+    from launch_harness import evaluate
+
+    from latentvla_ros import cli
+    from latentvla_ros.ros import graph
+
+    root = Path(__file__).resolve().parents[1]
+    for transport, expected in (("", None), ("compressed", "compressed")):
+        nodes, _ = evaluate(root / "launch" / "autoware.launch.py", {"camera_transport": transport} if transport else {})
+        sync = next(n for n in nodes if n.node_name == "sensor_sync")
+        inline = {k: v for p in sync.parameters if isinstance(p, dict) for k, v in p.items()}
+        assert inline.get("camera_transport") == expected
+        remaps = dict(sync.remappings)
+        assert remaps["~/input/camera/camera0/image/compressed"] == "/sensing/camera/camera0/image_rect_color/compressed"
+    started = []
+    monkeypatch.setattr(graph, "run_composed", lambda options: started.append(options) or 0)  # no graph: the options
+    assert cli.main(["run", "--profile", "autoware", "--camera-transport", "compressed"]) == 0
+    assert started[0].overrides["sensor_sync"]["camera_transport"] == "compressed"

@@ -72,6 +72,9 @@ def generate(profile: str = "default"):
         DeclareLaunchArgument("camera_names", default_value=settings["camera_names"],
                               description="Comma-separated camera names, left to right."),
         DeclareLaunchArgument("log_level", default_value="info", description="Logging level of every node."),
+        DeclareLaunchArgument("camera_transport", default_value="",
+                              description="sensor_sync camera input: raw (sensor_msgs/Image) or compressed "
+                                          "(CompressedImage on <camera topic>/compressed); empty: the param files' value."),
     ]
     for key, value in settings["sensor_topics"].items():
         args.append(DeclareLaunchArgument(f"{key}_topic", default_value=value,
@@ -128,8 +131,12 @@ def _nodes(context, profile: str):
         params = [f"{param_dir}/{spec.name}.param.yaml"]
         if profile_param_file(profile, spec.name):
             params.append(profile_param_file(profile, spec.name))
-        params.append({"use_sim_time": use_sim_time, "camera_names": cameras} if spec.name == "sensor_sync"
-                      else {"use_sim_time": use_sim_time})
+        inline = {"use_sim_time": use_sim_time}
+        if spec.name == "sensor_sync":
+            inline["camera_names"] = cameras
+            if value("camera_transport"):
+                inline["camera_transport"] = value("camera_transport")
+        params.append(inline)
         _validate(spec.name, params, value("namespace"))
         actions.append(Node(package="latentvla_ros", executable=spec.name, name=spec.name, namespace=value("namespace"),
                             parameters=params, remappings=spec.remaps, output="screen",
