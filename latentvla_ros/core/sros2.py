@@ -23,6 +23,7 @@ for identity and permissions, S/MIME-signed governance and permissions like sros
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import re
 import secrets
 import shutil
@@ -124,6 +125,17 @@ def _openssl(*args: str, cwd: Path | None = None) -> None:
         raise SecurityError(f"openssl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
 
 
+def _private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 (owner only) before a key is written into it:
+    openssl and shutil.copyfile truncate an existing file and keep its mode, so the key is
+    never readable by others, not even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)  # an existing file keeps its old mode on open: set it
+    return path
+
+
 def _subject(common_name: str) -> str:
     return "/CN=" + common_name.replace("/", r"\/")
 
@@ -203,12 +215,13 @@ def create_keystore(path: str | Path, days: int = 3650) -> Path:
     for sub in ("public", "private", "enclaves"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     priv, pub = root / "private", root / "public"
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(priv / "ca.key.pem"))
+    os.chmod(priv, 0o700)  # CA private keys: owner only (files 0600 as well)
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(_private_file(priv / "ca.key.pem")))
     _openssl("req", "-new", "-x509", "-sha256", "-days", str(days), "-key", str(priv / "ca.key.pem"),
              "-subj", _subject("latentvla_ros keystore CA"), "-out", str(pub / "ca.cert.pem"))
     for role in ("identity_ca", "permissions_ca"):
         shutil.copyfile(pub / "ca.cert.pem", pub / f"{role}.cert.pem")
-        shutil.copyfile(priv / "ca.key.pem", priv / f"{role}.key.pem")
+        shutil.copyfile(priv / "ca.key.pem", _private_file(priv / f"{role}.key.pem"))
     (root / "enclaves" / "governance.xml").write_text(governance_xml())
     _sign(root, root / "enclaves" / "governance.xml", root / "enclaves" / "governance.p7s")
     return root
@@ -229,7 +242,7 @@ def create_enclave(keystore: str | Path, enclave: str, days: int = 3650) -> Path
         raise ValueError(f"bad enclave name {enclave!r}")
     d = root / "enclaves" / enclave.strip("/")
     d.mkdir(parents=True, exist_ok=True)
-    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(d / "key.pem"))
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(_private_file(d / "key.pem")))
     _openssl("req", "-new", "-sha256", "-key", str(d / "key.pem"), "-subj", _subject(enclave), "-out", str(d / "req.csr"))
     _openssl("x509", "-req", "-sha256", "-days", str(days), "-in", str(d / "req.csr"),
              "-CA", str(root / "public" / "identity_ca.cert.pem"), "-CAkey", str(root / "private" / "identity_ca.key.pem"),
