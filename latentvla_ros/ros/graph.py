@@ -114,18 +114,24 @@ def create_composed_nodes(options: GraphOptions, context=None) -> list:
     return nodes
 
 
-def spawn_processes(options: GraphOptions, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+def process_commands(options: GraphOptions, env: dict[str, str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
+    """[(node name, command line, environment)] of every node as its own process (validated)."""
     options.validate()
     env = apply_transport_env(dict(os.environ if env is None else env))
     env[EXECUTOR_ENV] = resolve_kind(options.executor)
-    procs = []
+    out = []
     for spec in options.nodes:
         # one process per node: each runs in its own SROS2 enclave (docs/operations.md#security)
         cmd = [sys.executable, "-m", spec.module, *options.ros_args(spec), "--enclave", spec.enclave(options.namespace)]
         if options.namespace:
             cmd += ["-r", f"__ns:=/{options.namespace.strip('/')}"]
-        procs.append(subprocess.Popen(cmd, env=env))
-    return procs
+        out.append((spec.name, cmd, env))
+    return out
+
+
+def spawn_processes(options: GraphOptions, env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    """Start every node as a process, unsupervised (tests, bench, demo stop them themselves)."""
+    return [subprocess.Popen(cmd, env=child_env) for _, cmd, child_env in process_commands(options, env)]
 
 
 def stop_processes(procs: list[subprocess.Popen], timeout_s: float = 10.0) -> list[int]:
@@ -161,18 +167,13 @@ def run_composed(options: GraphOptions) -> int:
     return 0
 
 
-def run_processes(options: GraphOptions) -> int:
-    procs = spawn_processes(options)
-    try:
-        while all(p.poll() is None for p in procs):
-            try:
-                procs[0].wait(timeout=0.5)
-            except subprocess.TimeoutExpired:
-                continue
-    except KeyboardInterrupt:
-        pass
-    codes = stop_processes(procs)
-    return max(codes) if codes else 0
+def run_processes(options: GraphOptions, **supervisor_kwargs) -> int:
+    """Every node in its own process, supervised (ros/supervisor.py): a node that dies is
+    logged and restarted with back-off; SIGINT/SIGTERM stop all; the exit status says
+    whether any node died or failed to stop cleanly."""
+    from latentvla_ros.ros.supervisor import ProcessSupervisor
+
+    return ProcessSupervisor(process_commands(options), **supervisor_kwargs).run()
 
 
 def parse_param_overrides(items: list[str]) -> dict[str, dict[str, object]]:
