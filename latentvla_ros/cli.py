@@ -54,20 +54,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_composed(options) if args.mode == "composed" else run_processes(options)
 
 
+def _progress_printer(prefix: str):
+    """Progress lines on stderr: rewritten in place on a terminal, one line each otherwise."""
+    tty = sys.stderr.isatty()
+
+    def show(line: str) -> None:
+        print(f"\r[{prefix}] {line}\033[K" if tty else f"[{prefix}] {line}", end="" if tty else "\n",
+              file=sys.stderr, flush=True)
+
+    return show, tty
+
+
+def _print_stats(name: str, stats: dict, tty: bool) -> None:
+    import json
+
+    if tty:
+        print(file=sys.stderr)
+    print(f"{name} statistics:")
+    print(json.dumps(stats, indent=2, sort_keys=True, default=str), flush=True)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from latentvla_ros.ros.bag_player import play_bag
 
+    show, tty = _progress_printer("replay")
     stats = play_bag(args.bag, rate=args.rate, loop=args.loop, start_offset_s=args.start_offset,
-                     publish_clock=not args.no_clock, topics=args.topics.split(",") if args.topics else None)
-    print(stats)
-    return 0
+                     publish_clock=not args.no_clock, topics=args.topics.split(",") if args.topics else None,
+                     wait_for_subscribers_s=args.wait_for_subscribers,
+                     wait_topics=args.wait_for.split(",") if args.wait_for else None,
+                     progress=None if args.no_progress else show, progress_period_s=1.0 if tty else 2.0)
+    _print_stats("replay", stats, tty and not args.no_progress)
+    unheard = sum(stats["published_without_subscribers"].values())
+    if unheard:
+        print(f"replay: WARNING: {unheard} message(s) were published while their topic had no subscriber "
+              "(lost): see published_without_subscribers", file=sys.stderr)
+    return 1 if stats["read_errors"] or stats["publish_errors"] else 0
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     from latentvla_ros.ros.bag_recorder import record_bag
 
-    record_bag(args.output, args.topics, storage=args.storage, duration_s=args.duration)
-    return 0
+    stats = record_bag(args.output, args.topics, storage=args.storage,
+                       duration_s=args.duration if args.duration > 0 else None)
+    _print_stats("record", stats, False)
+    if stats["recorded_total"] == 0:
+        print(f"record: WARNING: no message was recorded into {args.output}", file=sys.stderr)
+        return 1
+    return 1 if stats["write_errors"] else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -159,13 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--start-offset", type=float, default=0.0, help="skip the first seconds of the bag")
     replay.add_argument("--no-clock", action="store_true", help="do not publish /clock")
     replay.add_argument("--topics", default="", help="comma-separated subset of topics")
+    replay.add_argument("--wait-for-subscribers", type=float, default=30.0, metavar="SECONDS",
+                        help="before playing, wait up to this long for the graph's subscribers (0: do not wait); "
+                             "what is published to a topic without subscriber is counted")
+    replay.add_argument("--wait-for", default="", metavar="TOPICS",
+                        help="comma-separated topics to wait for (default: the bag's topics a latentvla profile "
+                             "subscribes to, else all)")
+    replay.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     replay.set_defaults(func=cmd_replay)
 
     record = sub.add_parser("record", help="record topics to a rosbag2 MCAP")
     record.add_argument("topics", nargs="+")
     record.add_argument("-o", "--output", required=True)
     record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
-    record.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    record.add_argument("--duration", type=float, default=0.0,
+                        help="stop after this many seconds (default 0: until Ctrl-C or SIGTERM)")
     record.set_defaults(func=cmd_record)
 
     fox = sub.add_parser("foxglove", help="live Foxglove WebSocket server for the running graph (foxglove-sdk)")

@@ -10,6 +10,10 @@ fine. ``deserialize(msg)`` decodes with types rebuilt from the definitions
 stored in the bag (custom types included), falling back to the rosbags store
 for the configured distro.
 
+A directory without ``metadata.yaml`` (a bag copied without it, or written by a tool that
+makes none) is a normal case: its single storage file is opened like a ``.mcap`` / ``.db3``
+path, with its index. Only several storage files without metadata are scanned.
+
 Damaged recordings never raise from ``messages()``: the reader first tries
 rosbags' indexed reader; if the bag cannot be opened that way (truncated MCAP
 without summary/footer, missing ``metadata.yaml`` after a crash, broken sqlite
@@ -159,7 +163,7 @@ class BagReader:
         from rosbags.rosbag2 import Reader
 
         try:
-            reader = Reader(self.path)
+            reader = Reader(self.storage_path())
             reader.open()
         except Exception as err:  # noqa: BLE001 - damaged bag: recovery scan
             self.report.errors.append(f"indexed open failed: {type(err).__name__}: {err}")
@@ -178,6 +182,15 @@ class BagReader:
             self.message_count = int(reader.message_count)
         self._open = True
         return self
+
+    def storage_path(self) -> Path:
+        """What the indexed reader opens: the bag directory, or its only storage file when
+        the directory has no ``metadata.yaml``."""
+        if self.path.is_dir() and not (self.path / "metadata.yaml").exists():
+            files = sorted(self.path.glob("*.mcap")) or sorted(self.path.glob("*.db3"))
+            if len(files) == 1:
+                return files[0]
+        return self.path
 
     def close(self) -> None:
         if self._reader is not None:

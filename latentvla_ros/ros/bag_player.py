@@ -15,6 +15,18 @@ their original deadlines, so lateness never accumulates as drift.
 ``/clock`` (``rosgraph_msgs/Clock``) carries the bag time of each message just
 before the message is published, and the interpolated bag time at
 ``clock_hz`` while waiting, so ``use_sim_time`` nodes see a continuous clock.
+A bag that holds its own ``/clock`` (a simulator's, e.g. the CARLA bridge's) is the clock
+source instead: its messages are replayed and the player publishes no clock of its own
+beside them (two clocks on one topic make time jump back and forth); with
+``publish_clock=False`` the bag's ``/clock`` is not replayed either.
+
+Subscribers: pipeline topics are volatile, so what is published before a subscriber has
+matched is lost. With ``wait_for_subscribers_s`` the player first waits (up to that long)
+until the topics in ``wait_topics`` have a subscriber; by default these are the bag's
+topics that a latentvla profile subscribes to (``ros/topology.py``, every
+``*SENSOR_TOPICS``), or all of the bag's topics when none is one. The wait, the topics
+still unmatched when it ended and every message published while its topic had no
+subscriber (``published_without_subscribers``) are in ``stats()``.
 With ``loop=True`` playback restarts from the beginning (plus
 ``start_offset_s``): bag time and ``/clock`` jump backwards, and downstream
 must handle that (``ApproximateTimeSync`` resets on such jumps).
@@ -25,11 +37,27 @@ import importlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from latentvla_ros.bags.replay import BagReader, BagTopic, PlaybackSchedule
 
-__all__ = ["BagPlayer", "play_bag", "resolve_message_class", "publisher_qos_for"]
+__all__ = ["BagPlayer", "play_bag", "resolve_message_class", "publisher_qos_for", "graph_input_topics"]
+
+
+def graph_input_topics(topics: Iterable[str]) -> list[str]:
+    """Those of ``topics`` that a latentvla sensor profile subscribes to (camera topics match
+    any camera name)."""
+    import re
+
+    from latentvla_ros.ros import topology
+
+    patterns = []
+    for name, value in vars(topology).items():
+        if name.endswith("SENSOR_TOPICS") and isinstance(value, dict):
+            for topic in value.values():
+                if isinstance(topic, str):
+                    patterns.append(re.compile(re.escape(topic).replace(re.escape("{name}"), "[^/]+") + "$"))
+    return [t for t in topics if any(p.match(t) for p in patterns)]
 
 
 def resolve_message_class(msgtype: str):
@@ -83,8 +111,10 @@ class BagPlayer:
         clock_topic, clock_hz: clock topic and interpolation rate while waiting (0: only
             with messages).
         late_threshold_s: lateness beyond which a message counts as late.
-        wait_for_subscribers_s: before playing, wait up to this long until every
-            publisher has at least one matched subscription (0: don't wait).
+        wait_for_subscribers_s: before playing, wait up to this long until every topic of
+            ``wait_topics`` has a matched subscription (0: don't wait).
+        wait_topics: published topic names to wait for (``None``: the graph's inputs among
+            the bag's topics, see the module doc).
         max_loops: with ``loop``, stop after this many passes (``None``: until ``stop()``).
     """
 
@@ -104,6 +134,7 @@ class BagPlayer:
         clock_hz: float = 40.0,
         late_threshold_s: float = 0.005,
         wait_for_subscribers_s: float = 0.0,
+        wait_topics: Iterable[str] | None = None,
         max_loops: int | None = None,
     ) -> None:
         if not rate > 0:
@@ -122,6 +153,7 @@ class BagPlayer:
         self.clock_hz = float(clock_hz)
         self.late_threshold_ns = int(late_threshold_s * 1e9)
         self.wait_for_subscribers_s = float(wait_for_subscribers_s)
+        self.clock_topic = clock_topic
         self.max_loops = None if max_loops is None else int(max_loops)
         self._log = node.get_logger()
         self._stop = threading.Event()
@@ -135,14 +167,21 @@ class BagPlayer:
         self._clock_published = 0
         self._passes_completed = 0
         self._read_errors: list[str] = []
+        self._without_subscribers: dict[str, int] = {}
+        self._wait = {"waited_s": 0.0, "topics": [], "unmatched": [], "timed_out": False}
+        self._bag_ns: int | None = None
         self.unknown_type_topics: dict[str, str] = {}
         self._publishers: dict[str, Any] = {}  # bag topic -> publisher
 
         # Open once to learn topics/types and create publishers up front (discovery takes time).
         with BagReader(self.bag_path, self.topic_filter) as reader:
             self._read_errors.extend(reader.report.errors)
+            self.bag_start_ns, self.bag_end_ns = reader.start_time_ns, reader.end_time_ns
+            bag_clock = clock_topic in reader.selected_topics
             for name in reader.selected_topics:
                 info = reader.topics[name]
+                if name == clock_topic and not self.publish_clock:
+                    continue  # no clock at all: the bag's is not replayed either (counted as skipped)
                 cls = resolve_message_class(info.msgtype)
                 if cls is None:
                     self.unknown_type_topics[name] = info.msgtype
@@ -156,13 +195,20 @@ class BagPlayer:
                 self._publishers[name] = node.create_publisher(cls, out, qos)
                 self._published[out] = 0
         self._clock_pub = None
-        if self.publish_clock:
+        self.clock_source = "none"
+        if self.publish_clock and bag_clock:
+            self.clock_source = "bag"
+            self._log.info(f"the bag has its own {clock_topic}: replaying it, publishing no second clock")
+        elif self.publish_clock:
+            self.clock_source = "player"
             from rclpy.qos import QoSProfile, ReliabilityPolicy
             from rosgraph_msgs.msg import Clock
 
             self._clock_cls = Clock
             self._clock_pub = node.create_publisher(
                 Clock, clock_topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        published = [self.remap.get(t, t) for t in self._publishers if t != clock_topic]
+        self.wait_topics = list(wait_topics) if wait_topics is not None else (graph_input_topics(published) or published)
 
     # ---------------------------------------------------------------- control
     def start(self) -> None:
@@ -214,7 +260,18 @@ class BagPlayer:
                 "passes_completed": self._passes_completed,
                 "read_errors": list(self._read_errors),
                 "finished": self._done.is_set(),
+                "clock_source": self.clock_source,
+                "subscriber_wait": dict(self._wait),
+                "published_without_subscribers": dict(self._without_subscribers),
             }
+
+    def progress(self) -> dict[str, Any]:
+        """Where playback is: pass, bag seconds played of the bag's duration, messages."""
+        with self._lock:
+            played = 0.0 if self._bag_ns is None or self.bag_start_ns is None else (self._bag_ns - self.bag_start_ns) / 1e9
+            total = 0.0 if self.bag_start_ns is None or self.bag_end_ns is None else (self.bag_end_ns - self.bag_start_ns) / 1e9
+            return {"pass": self._passes_completed + 1, "bag_s": played, "duration_s": total,
+                    "published_total": sum(self._published.values()), "waiting": self._bag_ns is None}
 
     # --------------------------------------------------------------- playback
     def _run_safe(self) -> None:
@@ -241,12 +298,23 @@ class BagPlayer:
     def _wait_for_subscribers(self) -> None:
         if self.wait_for_subscribers_s <= 0:
             return
-        deadline = time.monotonic() + self.wait_for_subscribers_s
-        pubs = list(self._publishers.values())
-        while time.monotonic() < deadline and not self._stop.is_set():
-            if all(p.get_subscription_count() > 0 for p in pubs):
-                return
-            self._stop.wait(0.01)
+        start = time.monotonic()
+        deadline = start + self.wait_for_subscribers_s
+        pubs = {self.remap.get(t, t): p for t, p in self._publishers.items()}
+        wanted = [t for t in self.wait_topics if t in pubs]
+        unmatched = wanted
+        self._log.info(f"waiting up to {self.wait_for_subscribers_s:.0f} s for subscribers of {', '.join(wanted) or '-'}")
+        while not self._stop.is_set():
+            unmatched = [t for t in wanted if pubs[t].get_subscription_count() == 0]
+            if not unmatched or time.monotonic() >= deadline:
+                break
+            self._stop.wait(0.02)
+        with self._lock:
+            self._wait = {"waited_s": round(time.monotonic() - start, 3), "topics": wanted, "unmatched": unmatched,
+                          "timed_out": bool(unmatched)}
+        if unmatched:
+            self._log.warning(f"no subscriber on {', '.join(unmatched)} after {self.wait_for_subscribers_s:.0f} s: "
+                              "playing anyway; what nobody receives is counted (published_without_subscribers)")
 
     def _publish_clock(self, bag_ns: int) -> None:
         if self._clock_pub is None:
@@ -304,6 +372,7 @@ class BagPlayer:
                 late = time.monotonic_ns() - deadline > self.late_threshold_ns
                 self._publish_clock(m.log_time_ns)
                 out = self.remap.get(m.topic, m.topic)
+                unheard = m.topic != self.clock_topic and pub.get_subscription_count() == 0
                 try:
                     pub.publish(m.data)
                 except Exception as err:  # noqa: BLE001
@@ -314,13 +383,25 @@ class BagPlayer:
                     continue
                 with self._lock:
                     self._published[out] += 1
+                    self._bag_ns = m.log_time_ns
                     if late:
                         self._late += 1
+                    if unheard:
+                        self._without_subscribers[out] = self._without_subscribers.get(out, 0) + 1
             with self._lock:
                 for e in reader.report.errors:
                     if e not in self._read_errors:
                         self._read_errors.append(e)
         return handled
+
+
+def format_progress(progress: Mapping[str, Any]) -> str:
+    if progress["waiting"]:
+        return "waiting for subscribers ..."
+    total = progress["duration_s"]
+    pct = f" ({100.0 * progress['bag_s'] / total:3.0f}%)" if total > 0 else ""
+    return (f"pass {progress['pass']}: {progress['bag_s']:7.1f} / {total:.1f} s{pct}, "
+            f"{progress['published_total']} messages")
 
 
 def play_bag(
@@ -337,33 +418,66 @@ def play_bag(
     context=None,
     args: list[str] | None = None,
     wait_for_subscribers_s: float = 0.0,
+    progress: Callable[[str], None] | None = None,
+    progress_period_s: float = 1.0,
     **player_kwargs: Any,
 ) -> dict[str, Any]:
     """Blocking convenience: own node (and context unless given), play, clean up; returns stats.
 
-    Ctrl-C stops playback and still cleans up. With ``loop=True`` it runs until interrupted.
+    SIGINT (Ctrl-C) and SIGTERM stop playback, also a looping one, and the stats are still
+    returned (``stats['stopped_by']`` names the signal): with its own context the player
+    handles the signals itself instead of rclpy, whose handler would shut the context down
+    under the playing thread. ``progress`` receives a line (``format_progress``) every
+    ``progress_period_s``.
     """
+    import signal
+
     import rclpy
     from rclpy.context import Context
+    from rclpy.signals import SignalHandlerOptions
 
     own_context = context is None
     if own_context:
         context = Context()
-        rclpy.init(args=args, context=context)
+        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(node_name, context=context)
     player = None
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        if player is not None:
+            player.stop()
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         player = BagPlayer(node, bag_path, rate, loop, start_offset_s, publish_clock, topics, remap,
                            qos_overrides, wait_for_subscribers_s=wait_for_subscribers_s,
                            **player_kwargs)
+        if stopped_by:
+            player.stop()
         player.start()
+        next_report = time.monotonic() + progress_period_s
         try:
             while not player.wait(0.1):
-                pass
-        except KeyboardInterrupt:
+                if not context.ok():  # someone shut the context down: stop playing into it
+                    stopped_by.append("context shutdown")
+                    player.stop()
+                if progress is not None and time.monotonic() >= next_report:
+                    next_report += progress_period_s
+                    progress(format_progress(player.progress()))
+        except KeyboardInterrupt:  # a caller's own handler raised it
+            stopped_by.append("SIGINT")
             player.stop()
-        return player.stats()
+            player.wait(5.0)
+        stats = player.stats()
+        stats["stopped_by"] = stopped_by[0] if stopped_by else ""
+        return stats
     finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if player is not None:
             player.destroy()
         node.destroy_node()

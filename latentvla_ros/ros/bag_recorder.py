@@ -257,41 +257,52 @@ def record_bag(
     args: list[str] | None = None,
     **recorder_kwargs: Any,
 ) -> dict[str, Any]:
-    """Blocking convenience: record until ``duration_s`` passes or Ctrl-C / SIGTERM; the bag
-    is always closed. Returns the recorder stats."""
+    """Blocking convenience: record until ``duration_s`` passes (``None`` or <= 0: no limit)
+    or Ctrl-C / SIGTERM; the bag is always closed. Returns the recorder stats
+    (``stopped_by``: the signal, 'duration' or 'context shutdown')."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     own_context = context is None
     if own_context:
         context = Context()
-        rclpy.init(args=args, context=context)
+        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node(node_name, context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     recorder = None
-    previous_term = None
     stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        stopped_by.append(signal.Signals(signum).name)
+        stop.set()
+
+    handlers = {}
     if threading.current_thread() is threading.main_thread():
-        previous_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         recorder = BagRecorder(node, out_path, topics, storage, **recorder_kwargs)
-        end = None if duration_s is None else time.monotonic() + duration_s
+        end = time.monotonic() + duration_s if duration_s is not None and duration_s > 0 else None
         try:
             while not stop.is_set() and context.ok():
                 if end is not None and time.monotonic() >= end:
+                    stopped_by.append("duration")
                     break
                 executor.spin_once(timeout_sec=0.1)
         except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            stopped_by.append("SIGINT")
+        if not context.ok() and not stopped_by:
+            stopped_by.append("context shutdown")
         recorder.close()
-        return recorder.stats()
+        return {**recorder.stats(), "stopped_by": stopped_by[0] if stopped_by else ""}
     finally:
         if recorder is not None:
             recorder.close()
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         executor.shutdown()
         node.destroy_node()
         if own_context:
