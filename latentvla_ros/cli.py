@@ -39,6 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"latentvla run: {exc}", file=sys.stderr)
         return 2
+    if args.allow_untrained:  # the planner drives on untrained weights (flagged) instead of falling back
+        overrides.setdefault("trajectory_planner", {})["allow_untrained"] = True
     if "sensor_sync" in [s.name for s in specs]:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
         if args.camera_transport:
@@ -176,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", default="")
     run.add_argument("--use-sim-time", action="store_true")
     run.add_argument("--with-teacher", action="store_true", help="also start the offline teacher_labeler")
+    run.add_argument("--allow-untrained", action="store_true",
+                     help="let the planner drive on untrained weights (a missing or corrupt checkpoint of any model "
+                          "node), flagged 'untrained' in model_id; without it such frames get fallbacks")
     run.add_argument("--log-level", default="info")
     run.add_argument("--executor", choices=EXECUTOR_KINDS, default="auto",
                      help="rclpy executors (docs/performance.md): auto = EventsExecutor where rclpy has it, one "

@@ -92,7 +92,9 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
             overrides[node]["backend"] = backend
     untrained = [n for n, o in overrides.items() if not o["checkpoint"]]
     if untrained:
-        print(f"[demo] WARNING: no trained checkpoint under {checkpoints} for {untrained}: running UNTRAINED weights", flush=True)
+        print(f"[demo] WARNING: no trained checkpoint under {checkpoints} for {untrained}: running UNTRAINED weights "
+              "(allow_untrained: the trajectories are flagged 'untrained' in model_id)", flush=True)
+        overrides["trajectory_planner"]["allow_untrained"] = True
     options = GraphOptions(nodes=graph_nodes(), overrides=overrides, use_sim_time=True, log_level="warn",
                            executor=executor)
 

@@ -9,8 +9,10 @@ from nav_msgs.msg import Odometry
 from latentvla_ros.ros import conversions as conv
 
 T0_NS = 1_700_000_000_000_000_000
-#: node parameter overrides that run the model nodes on random weights with torch (no checkpoint)
+#: node parameter overrides that run the model nodes on random weights with torch (no checkpoint); the
+#: planner is told explicitly to drive on them (allow_untrained), else it publishes fallbacks only
 UNTRAINED = {n: {"checkpoint": "", "backend": "torch"} for n in ("bev_features", "latent_reasoner", "trajectory_planner")}
+UNTRAINED["trajectory_planner"]["allow_untrained"] = True
 
 
 def camera_image(stamp_ns: int, h: int = 128, w: int = 128, frame_id: str = "camera_front", seed: int = 0):

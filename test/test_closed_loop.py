@@ -123,7 +123,7 @@ def _variant_kwargs() -> dict:
     """Trained edge checkpoints when they exist, else untrained (flagged) weights."""
     ok = all((CHECKPOINTS / sub / "config.json").is_file() for sub in ("bev_backbone", "planner", "student"))
     if not ok:
-        return dict(name="latentvla_student", fusion="student")
+        return dict(name="latentvla_student", fusion="student", allow_untrained=True)
     return dict(name="latentvla_student", fusion="student", bev_checkpoint=str(CHECKPOINTS / "bev_backbone"),
                 planner_checkpoint=str(CHECKPOINTS / "planner"), student_checkpoint=str(CHECKPOINTS / "student"))
 

@@ -120,6 +120,7 @@ def live_graph():
         overrides[n]["checkpoint"] = ""
         overrides[n]["backend"] = "torch"  # untrained weights: no ONNX export at every start
     overrides["trajectory_planner"]["plan_timeout_s"] = 2.0
+    overrides["trajectory_planner"]["allow_untrained"] = True
     options = GraphOptions(nodes=specs, overrides=overrides, log_level="error")
     nodes = {n.get_name(): n for n in create_composed_nodes(options, context=context)}
     io = rclpy.create_node("diag_io", context=context)

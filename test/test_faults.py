@@ -152,7 +152,7 @@ def test_planner_falls_back_within_one_cycle_for_each_fault_and_recovers(ros_con
 
     plan_timeout, input_timeout, watchdog_hz = 0.3, 0.6, 10.0
     node = TrajectoryPlannerNode(context=ros_context, parameter_overrides=[
-        Parameter("checkpoint", value=""), Parameter("plan_timeout_s", value=plan_timeout),
+        Parameter("checkpoint", value=""), Parameter("allow_untrained", value=True), Parameter("plan_timeout_s", value=plan_timeout),
         Parameter("input_timeout_s", value=input_timeout), Parameter("watchdog_rate_hz", value=watchdog_hz),
         Parameter("diagnostics_period_s", value=0.2)],
         cli_args=["--ros-args", "-r", "~/input/bev:=/f/bev", "-r", "~/input/plan:=/f/plan", "-r", "~/input/odometry:=/f/odom",

@@ -197,7 +197,7 @@ def fuzz_nodes():
         "bev_features": BevFeaturesNode(context=context, cli_args=ns, parameter_overrides=untrained),
         "latent_reasoner": LatentReasonerNode(context=context, cli_args=ns, parameter_overrides=untrained),
         "trajectory_planner": TrajectoryPlannerNode(context=context, cli_args=ns, parameter_overrides=[
-            *untrained, Parameter("input_timeout_s", value=10.0)]),
+            *untrained, Parameter("allow_untrained", value=True), Parameter("input_timeout_s", value=10.0)]),
         "twist_controller": TwistControllerNode(context=context, cli_args=ns),
         "teacher_labeler": TeacherLabelerNode(context=context, cli_args=ns),  # tiny untrained teacher
     }

@@ -74,7 +74,8 @@ def test_model_node_processes_frames_and_drops_bad_ones(ros_context, spin, node_
 @pytest.fixture
 def planner_rig(ros_context, spin):
     node = TrajectoryPlannerNode(context=ros_context, parameter_overrides=[*UNTRAINED, Parameter("plan_timeout_s", value=0.3),
-                                                                            Parameter("input_timeout_s", value=5.0)],
+                                                                            Parameter("input_timeout_s", value=5.0),
+                                                                            Parameter("allow_untrained", value=True)],
                                  cli_args=["--ros-args", "-r", "~/input/bev:=/p/bev", "-r", "~/input/plan:=/p/plan",
                                            "-r", "~/output/trajectory:=/p/traj"])
     io = rclpy.create_node("planner_io", context=ros_context)

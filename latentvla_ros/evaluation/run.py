@@ -372,7 +372,8 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
             # the big suite runs the core stages directly (kind 'agent'); the ROS subset
             # (ros_closed_loop_method) the node graph with the same checkpoints
             graph = dict(name=name, fusion=spec.fusion, bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
-                         student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset)
+                         student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset,
+                         allow_untrained=bool(spec.untrained))  # the ROS twin's planner drives them, flagged
             out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation})
         elif spec.kind == "pdm_closed":
             out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,

@@ -263,7 +263,9 @@ def _checkpoint_fusion(planner_checkpoint: str, preset: str) -> str:
 
 @dataclass
 class GraphVariant:
-    """Which planner variant the graph runs; an empty checkpoint = untrained (flagged).
+    """Which planner variant the graph runs; an empty checkpoint = untrained: the planner then
+    publishes fallbacks unless ``allow_untrained`` (evaluation's ``--allow-untrained``) lets
+    it drive on the random weights, flagged in model_id.
 
     ``use_sim_time``: the nodes follow the bridge's ``/clock`` (set after construction in
     composed mode, by ``-p use_sim_time:=true`` in process mode).
@@ -288,6 +290,7 @@ class GraphVariant:
     input_timeout_s: float = 10.0
     log_level: str = "warn"
     use_sim_time: bool = True
+    allow_untrained: bool = False
     extra_overrides: dict = field(default_factory=dict)
 
     @property
@@ -340,7 +343,8 @@ class GraphVariant:
             "latent_reasoner": {**common, "checkpoint": self.student_checkpoint, "preset": self.preset},
             "trajectory_planner": {**common, "checkpoint": self.planner_checkpoint, "preset": self.preset,
                                    "plan_timeout_s": float(self.plan_timeout_s),
-                                   "input_timeout_s": float(self.input_timeout_s)},
+                                   "input_timeout_s": float(self.input_timeout_s),
+                                   "allow_untrained": bool(self.allow_untrained)},
             "teacher_labeler": {**common, "model_path": self.teacher_path},
         }
         for node, values in self.extra_overrides.items():

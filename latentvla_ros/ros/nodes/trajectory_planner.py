@@ -9,7 +9,11 @@ Exactly one trajectory per BEV frame: the model's, or a comfortable-stop fallbac
   silent ..."),
 - the model fails or produces NaN ("model error: ..."),
 - and, from the steady-clock watchdog, while no BEV frame arrives for ``input_timeout_s``
-  ("no BEV features for ...": sensors, sensor_sync or bev_features down).
+  ("no BEV features for ...": sensors, sensor_sync or bev_features down),
+- the weights are untrained ("untrained weights: ..."): this node's checkpoint, or the
+  model_id of the frame's BEV features or latent plan says ``untrained`` (a missing or
+  corrupt checkpoint upstream), unless ``allow_untrained`` is true; then the model's
+  trajectory is published with ``untrained`` in its model_id.
 
 Nothing is published before the first BEV frame (the controller brakes on its own while
 no trajectory comes). Trajectories are published in stamp order: watchdog fallbacks are
@@ -161,6 +165,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.fallback_reason = ""
         self.fallback_since: float | None = None
         self.fallback_episodes = 0
+        self.untrained_sources: set[str] = set()  # model ids with 'untrained' seen on this node's frames
         self._publishers_seen: dict[str, int] = {}
         out_qos = self.output_qos()
         self._traj_pub = self.create_publisher(PlannedTrajectory, "~/output/trajectory", out_qos)
@@ -179,6 +184,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._graph_check = self.create_timer(1.0, self._check_upstream, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params['plan_timeout_s']} s for plans")
+        if self.planner.untrained and not self.params["allow_untrained"]:
+            self.get_logger().error("the planner's own weights are untrained: every frame gets a fallback "
+                                    "(set allow_untrained to drive on random weights, flagged in model_id)")
+        elif self.planner.untrained:
+            self.get_logger().warning("allow_untrained: driving on the planner's UNTRAINED weights, flagged in model_id")
 
     # ---------------------------------------------------------------- inputs
     def _on_odometry(self, msg: Odometry) -> None:
@@ -315,6 +325,12 @@ class TrajectoryPlannerNode(LatentVlaNode):
                 self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
                 self._publish_fallback(item.stamp_ns, reason)
                 continue
+            untrained = self._untrained_weights(item)
+            if untrained and not self.params["allow_untrained"]:
+                self.drop("untrained_weights", f"frame {item.stamp_ns} would be planned with untrained weights "
+                          f"({', '.join(untrained)}): fallback (allow_untrained is false)")
+                self._publish_fallback(item.stamp_ns, f"untrained weights: {', '.join(untrained)}")
+                continue
             with self.processing(item.stamp_ns):
                 try:
                     traj = self.planner.plan(item.bev, item.plan)
@@ -326,12 +342,28 @@ class TrajectoryPlannerNode(LatentVlaNode):
                     self._publish_fallback(item.stamp_ns, f"model error: {exc}")
                     continue
                 self.model_succeeded()
+                if untrained and "untrained" not in traj.model_id:  # allowed: still flagged
+                    traj.model_id = f"{traj.model_id}+untrained_inputs({','.join(untrained)})"
                 if self._in_fallback:
                     self.get_logger().info(f"inputs are back: leaving fallback (was: {self.fallback_reason})")
                 self._in_fallback = False
                 self.fallback_reason = ""
                 self.fallback_since = None
                 self._publish(traj, item.plan)
+
+    def _untrained_weights(self, item: MatchedFrame) -> list[str]:
+        """Model ids of this frame's chain that say 'untrained' (own weights, BEV, plan)."""
+        ids = [self.planner.model_id, getattr(item.bev, "model_id", ""), getattr(item.plan, "model_id", "")]
+        found = [i for i in ids if i and "untrained" in i]
+        new = set(found) - self.untrained_sources
+        if new:
+            self.untrained_sources |= new
+            allowed = self.params["allow_untrained"]
+            self.get_logger().error(
+                f"UNTRAINED weights in the chain: {', '.join(sorted(new))}: "
+                + ("driving on them (allow_untrained), flagged in model_id" if allowed
+                   else "publishing fallbacks instead (a missing or corrupt checkpoint; allow_untrained is false)"))
+        return found
 
     def _publish_fallback(self, stamp_ns: int, reason: str) -> None:
         if not self._in_fallback:
@@ -376,10 +408,14 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if self.clock_offset_s is not None:
             values["clock_minus_stamp_s"] = f"{self.clock_offset_s:.3f}"
         values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
+        values["untrained_weights"] = ", ".join(sorted(self.untrained_sources)) or "-"
+        values["allow_untrained"] = str(self.params["allow_untrained"])
         return values
 
     def diagnostic_problems(self):
         problems = []
+        if self.untrained_sources and self.params["allow_untrained"]:
+            problems.append((DiagnosticStatus.WARN, f"driving on UNTRAINED weights ({', '.join(sorted(self.untrained_sources))})"))
         if self._in_fallback:
             problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))
         for name, count in self._publishers_seen.items():
