@@ -1,7 +1,8 @@
-"""ros2 launch latentvla_ros latentvla.launch.py [param_dir:=...] [use_sim_time:=true] [namespace:=...]
+"""ros2 launch latentvla_ros latentvla.launch.py [param_dir:=...] [use_sim_time:=true] [namespace:=...] [rviz:=true]
 
 Starts sensor_sync, bev_features, latent_reasoner and trajectory_planner (and, with
-with_teacher/start_teacher_labeler, the offline teacher) with config/<node>.param.yaml.
+start_teacher_labeler:=true, the offline teacher) with config/<node>.param.yaml.
+`ros2 launch latentvla_ros latentvla.launch.py --show-args` lists every argument.
 """
 from latentvla_ros.ros.launch_description import generate
 

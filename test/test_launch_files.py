@@ -146,3 +146,32 @@ def test_every_param_file_validates_against_its_schema(path):
         jsonschema.validate(flat, schema)
     validate_parameters(schema, node, load_param_file(path, node))
     json.dumps(schema)
+
+
+@pytest.mark.parametrize("launch,config", [("latentvla.launch.py", "latentvla.rviz"),
+                                           ("carla_bridge.launch.py", "latentvla_carla.rviz")])
+def test_rviz_starts_with_the_profiles_config(launch, config):
+    nodes, _ = evaluate(LAUNCH / launch, {"rviz": "true"})
+    rviz = [n for n in nodes if n.executable == "rviz2"]
+    assert len(rviz) == 1
+    args = list(getattr(rviz[0], "arguments", None) or getattr(rviz[0], "_Node__arguments", []))
+    path = Path(str(args[args.index("-d") + 1]))
+    assert path.name == config and path.is_file()
+    assert not any(n.executable == "rviz2" for n in evaluate(LAUNCH / launch)[0])  # only with rviz:=true
+
+
+def test_launch_files_document_only_arguments_they_declare():
+    """Every snake_case name a launch file's docstring mentions (outside topic and file paths)
+    is a declared argument, a node or a known package: no documented argument that does not exist."""
+    import ast
+
+    from launch_harness import load_launch_description
+    from latentvla_ros.ros.topology import NODE_NAMES
+
+    known = {*NODE_NAMES, "twist_controller", "latentvla_ros", "carla_twist_to_control"}
+    for path in sorted(LAUNCH.glob("*.launch.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        declared = {a.name for a in load_launch_description(path).get_launch_arguments()}
+        words = set(re.findall(r"(?<![/\w.<*])([a-z]+(?:_[a-z0-9]+)+)(?![\w.>*])", doc))
+        assert words - known <= declared, f"{path.name} documents undeclared arguments: {sorted(words - known - declared)}"
+        assert {m for m in re.findall(r"(\w+):=", doc)} <= declared

@@ -5,7 +5,8 @@ launch files and `latentvla run` start the same nodes with the same parameters.
 
 Every node gets ``--ros-args --enclave /latentvla/<node>`` (SROS2, harmless while
 security is off; docs/operations.md#security) and, with ``rviz:=true``, RViz starts with
-config/rviz/latentvla.rviz.
+the profile's config (config/rviz/latentvla.rviz; latentvla_carla.rviz for CARLA, whose
+fixed frame and topics are the bridge's).
 """
 from __future__ import annotations
 
@@ -27,11 +28,15 @@ from latentvla_ros.ros.topology import (
 PROFILES = {
     "default": {"sensor_topics": SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": "", "camera_names": "front"},
     "carla": {"sensor_topics": CARLA_SENSOR_TOPICS, "use_sim_time": "true", "extra_param_dir": "config/carla",
-              "camera_names": "front"},
+              "camera_names": "front", "rviz": "config/rviz/latentvla_carla.rviz"},
     "autoware": {"sensor_topics": AUTOWARE_SENSOR_TOPICS, "use_sim_time": "false", "extra_param_dir": "config/autoware",
                  "camera_names": "camera0"},
 }
-RVIZ_CONFIG = "config/rviz/latentvla.rviz"
+RVIZ_CONFIG = "config/rviz/latentvla.rviz"  # a profile's "rviz" entry overrides it
+
+
+def rviz_config(profile: str) -> str:
+    return PROFILES[profile].get("rviz", RVIZ_CONFIG)
 
 
 def profile_graph(profile: str = "default", camera_names=None, sensor_topics: dict[str, str] | None = None,
@@ -86,7 +91,7 @@ def generate(profile: str = "default"):
         args.append(DeclareLaunchArgument("start_twist_controller", default_value="true",
                                           description="Start twist_controller: AckermannDrive for carla_ackermann_control "
                                                       "(where ackermann_msgs is installed) or Twist for carla_twist_to_control."))
-    args.append(DeclareLaunchArgument("rviz", default_value="false", description=f"Start RViz with {RVIZ_CONFIG}."))
+    args.append(DeclareLaunchArgument("rviz", default_value="false", description=f"Start RViz with {rviz_config(profile)}."))
     # the same Fast DDS profile in every process the launch starts (a value already set wins)
     env = [SetEnvironmentVariable(k, os.environ.get(k, v)) for k, v in transport_env().items()]
     return LaunchDescription([*args, *env, OpaqueFunction(function=_nodes, kwargs={"profile": profile})])
@@ -154,6 +159,6 @@ def _nodes(context, profile: str):
                             arguments=["--ros-args", "--log-level", value("log_level")]))
     if _truthy(value("rviz")):
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", namespace=value("namespace"),
-                            arguments=["-d", str(share_path(RVIZ_CONFIG))], parameters=[{"use_sim_time": use_sim_time}],
+                            arguments=["-d", str(share_path(rviz_config(profile)))], parameters=[{"use_sim_time": use_sim_time}],
                             output="screen"))
     return actions
