@@ -39,7 +39,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"latentvla run: {exc}", file=sys.stderr)
         return 2
-    if args.allow_untrained:  # the planner drives on untrained weights (flagged) instead of falling back
+    if args.allow_untrained and "trajectory_planner" in [s.name for s in specs]:  # drives on them, flagged
         overrides.setdefault("trajectory_planner", {})["allow_untrained"] = True
     if "sensor_sync" in [s.name for s in specs]:
         overrides.setdefault("sensor_sync", {}).setdefault("camera_names", args.cameras.split(","))
