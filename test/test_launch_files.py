@@ -166,9 +166,13 @@ def test_launch_files_document_only_arguments_they_declare():
     import ast
 
     from launch_harness import load_launch_description
-    from latentvla_ros.ros.topology import NODE_NAMES
+    from latentvla_ros.ros import topology
 
-    known = {*NODE_NAMES, "twist_controller", "latentvla_ros", "carla_twist_to_control"}
+    known = {*topology.NODE_NAMES, "twist_controller", "latentvla_ros",  # nodes and packages the texts name
+             "carla_twist_to_control", "carla_ackermann_control", "ackermann_msgs"}
+    for name, topics in vars(topology).items():  # segments of topic names in prose (e.g. "+ camera_info")
+        if name.endswith("SENSOR_TOPICS"):
+            known |= {part for topic in topics.values() for part in topic.split("/")}
     for path in sorted(LAUNCH.glob("*.launch.py")):
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         declared = {a.name for a in load_launch_description(path).get_launch_arguments()}
