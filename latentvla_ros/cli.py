@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start the node graph (composed in one process or as processes)")
-    run.add_argument("--mode", choices=["composed", "processes"], default="composed")
+    run.add_argument("--mode", choices=["composed", "processes"], default="composed",
+                     help="composed: every node in this process; processes: one process per node, supervised (a node "
+                          "that dies is restarted with back-off; exit status 1 if any died)")
     run.add_argument("--profile", choices=["default", "carla", "autoware"], default="default",
                      help="topic names, sim time and param overlays: carla = the CARLA-ROS bridge, autoware = Autoware's "
                           "sensing/localization topics (docs/operations.md)")
@@ -195,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--rate", type=float, default=1.0)
     replay.add_argument("--loop", action="store_true")
     replay.add_argument("--start-offset", type=float, default=0.0, help="skip the first seconds of the bag")
-    replay.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    replay.add_argument("--no-clock", action="store_true", help="publish no /clock (neither the player's nor the bag's own)")
     replay.add_argument("--topics", default="", help="comma-separated subset of topics")
     replay.add_argument("--wait-for-subscribers", type=float, default=30.0, metavar="SECONDS",
                         help="before playing, wait up to this long for the graph's subscribers (0: do not wait); "
