@@ -33,7 +33,7 @@ ROSDEP = {
 # no rosdep key exists for these: requirements-vehicle.txt
 PIP_ONLY = {"safetensors": "safetensors", "tokenizers": "tokenizers", "onnx": "onnx", "mcap": "mcap"}
 # optional at run time (imported only where installed) or only for offline work here
-OPTIONAL = {"carla_msgs", "foxglove", "highway_env", "cv_bridge", "tf2_ros", "tf2_msgs", "ackermann_msgs",
+OPTIONAL = {"carla_msgs", "foxglove", "highway_env", "ray", "cv_bridge", "tf2_ros", "tf2_msgs", "ackermann_msgs",
             "autoware_vehicle_msgs", "autoware_planning_msgs"}
 # apt's numpy on the supported distributions (Ubuntu 22.04 / 24.04)
 APT_NUMPY = {"humble": "1.21.5", "jazzy": "1.26.4"}
