@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # against ros/rosdistro rosdep/python.yaml (2026-08): apt packages on Ubuntu, or '-pip' keys.
 ROSDEP = {
     "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "ament_index_python": "ament_index_python",
-    "launch": "launch", "launch_ros": "launch_ros", "message_filters": "message_filters",
+    "launch": "launch", "launch_ros": "launch_ros", "message_filters": "message_filters", "cv_bridge": "cv_bridge",
     "builtin_interfaces": "builtin_interfaces", "std_msgs": "std_msgs", "geometry_msgs": "geometry_msgs",
     "sensor_msgs": "sensor_msgs", "nav_msgs": "nav_msgs", "visualization_msgs": "visualization_msgs",
     "diagnostic_msgs": "diagnostic_msgs", "rosgraph_msgs": "rosgraph_msgs",
@@ -33,7 +33,7 @@ ROSDEP = {
 # no rosdep key exists for these: requirements-vehicle.txt
 PIP_ONLY = {"safetensors": "safetensors", "tokenizers": "tokenizers", "onnx": "onnx", "mcap": "mcap"}
 # optional at run time (imported only where installed) or only for offline work here
-OPTIONAL = {"carla_msgs", "foxglove", "highway_env", "ray", "cv_bridge", "tf2_ros", "tf2_msgs", "ackermann_msgs",
+OPTIONAL = {"carla_msgs", "foxglove", "highway_env", "ray", "tf2_ros", "tf2_msgs", "ackermann_msgs",
             "autoware_vehicle_msgs", "autoware_planning_msgs"}
 # apt's numpy on the supported distributions (Ubuntu 22.04 / 24.04)
 APT_NUMPY = {"humble": "1.21.5", "jazzy": "1.26.4"}
