@@ -365,7 +365,7 @@ def generate_log(
             ego.plan_route_to(destination or drawn)
         cruise = EXPERT_CRUISE_MPS[scenario]
         ego.lock_cruise_speed(cruise * float(rng.uniform(1.0 - EXPERT_CRUISE_SPREAD, 1.0 + EXPERT_CRUISE_SPREAD)))
-        ego.yield_to_crossing = scenario in ("roundabout", "intersection")
+        ego.set_scenario(scenario)
         road.vehicles[road.vehicles.index(old)] = ego
         env.vehicle = ego
         substeps = sim_hz // POLICY_HZ

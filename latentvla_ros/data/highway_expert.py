@@ -1,6 +1,7 @@
 """The highway-env expert that drives the logged ego (and the closed-loop ceiling).
 
-IDM (speed) + MOBIL (lane changes) + highway-env's lane-following steering, plus a
+IDM (speed) + MOBIL (lane changes) + smooth steering and curve speeds (``data/expert.py``:
+highway-env's own lane controller swerves where lanes meet at an angle), plus a
 crossing-conflict rule for intersections and roundabouts (yield to a vehicle that reaches
 a point of our route first, unless we can no longer stop comfortably); RegulatedRoad does
 not act on it. Also the route command (LEFT / RIGHT when the route turns by more than
@@ -57,8 +58,11 @@ def _expert_class():
     from highway_env.vehicle.controller import ControlledVehicle
     from highway_env.vehicle.kinematics import Vehicle
 
-    class ExpertVehicle(ego_color_mixin(), IDMVehicle):
-        """IDM + MOBIL ego with a crossing-conflict yield rule; ignores RegulatedRoad."""
+    from latentvla_ros.data.expert import SmoothDrivingMixin
+
+    class ExpertVehicle(ego_color_mixin(), SmoothDrivingMixin, IDMVehicle):
+        """IDM + MOBIL ego with a crossing-conflict yield rule, smooth steering and curve
+        speeds (``data/expert.py``); ignores RegulatedRoad."""
 
         ACC_MAX = 6.0
         COMFORT_ACC_MAX = 3.0
@@ -96,12 +100,13 @@ def _expert_class():
             self.follow_road()
             if self.enable_lane_change:
                 self.change_lane_policy()
-            steering = float(np.clip(self.steering_control(self.target_lane_index), -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE))
+            steering, curve_acc = self.smooth_controls()  # data/expert.py (not highway-env's swerving controller)
             front, rear = self.road.neighbour_vehicles(self, self.lane_index)
-            acc = self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear)
+            acc = max(self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear), self.following_braking_floor(front))
             if self.lane_index != self.target_lane_index:
                 front, rear = self.road.neighbour_vehicles(self, self.target_lane_index)
-                acc = min(acc, self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear))
+                acc = min(acc, max(self.acceleration(ego_vehicle=self, front_vehicle=front, rear_vehicle=rear),
+                                   self.following_braking_floor(front)))
             if self.yield_to_crossing:
                 # re-evaluated at the policy rate (every CONFLICT_PERIOD_S), held in between
                 now = getattr(self, "_clock", 0.0)
@@ -109,10 +114,11 @@ def _expert_class():
                     self._conflict_time = now
                     self._conflict_acc = self._conflict_acceleration()
                 acc = min(acc, self._conflict_acc)
-            acc = float(np.clip(acc, -self.ACC_MAX, self.ACC_MAX))
+            acc = self.comfortable_acceleration(min(acc, curve_acc), -self.ACC_MAX)
             Vehicle.act(self, {"steering": steering, "acceleration": acc})
 
         def step(self, dt: float) -> None:
+            self.note_step(dt)
             super().step(dt)
             self._clock = getattr(self, "_clock", 0.0) + dt
             if self.speed < 0.0:  # IDM may brake below zero: we never reverse

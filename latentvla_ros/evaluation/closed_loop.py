@@ -282,7 +282,7 @@ class HighwayClosedLoopEnv:
         if self.expert:
             ego = ego_classes["expert"].create_from(ego)
             ego.lock_cruise_speed(self.cruise_speed_mps)
-            ego.yield_to_crossing = self.scenario in ("roundabout", "intersection")
+            ego.set_scenario(self.scenario)
             ego.trace = []
         road.vehicles[road.vehicles.index(old)] = ego
         self.env.vehicle = ego

@@ -432,14 +432,18 @@ def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], 
 # ----------------------------------------------------------------------------- main flow
 def generator_fingerprint() -> str:
     """Short hash of the data generator's source: cached held-out logs are regenerated
-    whenever ``data/highway.py`` (or ``data/log_format.py``) changes."""
+    whenever the generator (``data/highway.py``, its expert ``data/highway_expert.py`` and
+    ``data/expert.py``, its sensors ``data/highway_sensors.py``) or ``data/log_format.py`` changes."""
     import hashlib
 
+    import latentvla_ros.data.expert as expert
     import latentvla_ros.data.highway as highway
+    import latentvla_ros.data.highway_expert as highway_expert
+    import latentvla_ros.data.highway_sensors as highway_sensors
     import latentvla_ros.data.log_format as log_format
 
     digest = hashlib.sha256()
-    for module in (highway, log_format):
+    for module in (highway, highway_expert, highway_sensors, expert, log_format):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:10]
 
