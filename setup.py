@@ -3,18 +3,15 @@
 On a ROS 2 workspace, colcon builds this directory as an ament_cmake package
 (CMakeLists.txt): messages are generated and the same Python sources installed.
 """
+import runpy
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 package_name = "latentvla_ros"
 
-NODE_ENTRY_POINTS = [
-    "sensor_sync = latentvla_ros.ros.nodes.sensor_sync:main",
-    "bev_features = latentvla_ros.ros.nodes.bev_features:main",
-    "latent_reasoner = latentvla_ros.ros.nodes.latent_reasoner:main",
-    "trajectory_planner = latentvla_ros.ros.nodes.trajectory_planner:main",
-    "teacher_labeler = latentvla_ros.ros.nodes.teacher_labeler:main",
-    "twist_controller = latentvla_ros.ros.nodes.twist_controller:main",
-]
+# the executables are listed once, in latentvla_ros/ros/contracts/executables.py (plain data)
+EXECUTABLES = runpy.run_path(str(Path(__file__).resolve().parent / "latentvla_ros/ros/contracts/executables.py"))
 
 setup(
     name=package_name,
@@ -31,5 +28,5 @@ setup(
     maintainer_email="maintainers@latentvla-ros.dev",
     description="LatentVLA-style end-to-end driving on ROS 2",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["latentvla = latentvla_ros.cli:main", *NODE_ENTRY_POINTS]},
+    entry_points={"console_scripts": EXECUTABLES["console_scripts"]()},
 )

@@ -4,7 +4,7 @@
 """
 import sys
 
-from latentvla_ros.benchmarking import script_main
+from latentvla_ros.apps.bench.main import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(sys.argv[1:], sections="conversions", out="artifacts/bench/conversions"))

@@ -5,7 +5,7 @@ model chain on the same frames; per-node processing time, throughput, dropped fr
 """
 import sys
 
-from latentvla_ros.benchmarking import script_main
+from latentvla_ros.apps.bench.main import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(sys.argv[1:], sections="graph", out="artifacts/bench/graph"))

@@ -5,7 +5,7 @@ on a real frame's inputs and the speed ratio of the two backends.
 """
 import sys
 
-from latentvla_ros.benchmarking import script_main
+from latentvla_ros.apps.bench.main import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(sys.argv[1:], sections="onnx", out="artifacts/bench/onnx"))

@@ -5,7 +5,7 @@ paper-size student on the same frame.
 """
 import sys
 
-from latentvla_ros.benchmarking import script_main
+from latentvla_ros.apps.bench.main import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main(sys.argv[1:], sections="teacher", configs="paper", out="artifacts/bench/teacher"))

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentvla_ros.evaluation import splits  # noqa: E402
-from latentvla_ros.core.fanout import worker_init  # noqa: E402
-from latentvla_ros.evaluation.run import (  # noqa: E402
+from latentvla_ros.core.fanout import worker_init
+from latentvla_ros.evaluation import splits
+from latentvla_ros.evaluation.run import (
     EvalPlan,
     closed_loop_methods,
     closed_loop_task,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentvla_ros.evaluation.run import (  # noqa: E402
+from latentvla_ros.evaluation.run import (
     OPEN_METRICS,
     EvalPlan,
     MethodSpec,

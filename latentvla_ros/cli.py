@@ -12,13 +12,13 @@ def _env_defaults() -> None:
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from latentvla_ros.ros.graph import apply_transport_env  # noqa: PLC0415 - no rclpy import
+    from latentvla_ros.ros.graph import apply_transport_env  # no rclpy import
 
     apply_transport_env()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.contracts.parameters import ParameterError
     from latentvla_ros.ros.graph import GraphOptions, parse_param_overrides, run_composed, run_processes
     from latentvla_ros.ros.launch_description import PROFILES, profile_graph
 
@@ -151,13 +151,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from latentvla_ros.benchmarking import main as bench_main
+    from latentvla_ros.apps.bench.main import main as bench_main
 
     return bench_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from latentvla_ros.ros.executors import EXECUTOR_KINDS  # noqa: PLC0415 - no rclpy import
+    from latentvla_ros.ros.executors import EXECUTOR_KINDS  # no rclpy import
 
     parser = argparse.ArgumentParser(prog="latentvla", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     fox = sub.add_parser("foxglove", help="live Foxglove WebSocket server for the running graph (foxglove-sdk)")
     fox.add_argument("--host", default="127.0.0.1")
     fox.add_argument("--port", type=int, default=8765)
-    fox.add_argument("--topics", default="", help="comma-separated topics (default: trajectory, path, markers, BEV image, diagnostics, tf); 'all' for every topic")
+    fox.add_argument("--topics", default="",
+                     help="comma-separated topics (default: trajectory, path, markers, BEV image, diagnostics, tf); 'all' for every topic")
     fox.add_argument("--mcap", default=None, help="also record the forwarded topics to this MCAP file")
     fox.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
 
@@ -289,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     bench = sub.add_parser("bench", help="latency of the graph vs. the bare model chain, ONNX, teacher vs student")
-    from latentvla_ros.benchmarking import add_bench_arguments  # light module: numpy + stdlib at import
+    from latentvla_ros.apps.bench.options import add_bench_arguments  # light module: stdlib only at import
 
     add_bench_arguments(bench)
     bench.set_defaults(func=cmd_bench)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from latentvla_ros.core.monitoring import percentile_summary
+from latentvla_ros.ros.contracts.monitoring import percentile_summary
 
 OUTPUT_TOPICS = ("planning/latentvla/trajectory", "planning/latentvla/path", "planning/latentvla/markers", "diagnostics")
 
@@ -68,7 +67,14 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
     from latentvla_ros.ros.bag_recorder import BagRecorder
     from latentvla_ros.ros.conversions import msg_to_trajectory, stamp_to_ns
     from latentvla_ros.ros.executors import GraphExecutor
-    from latentvla_ros.ros.graph import GraphOptions, apply_transport_env, create_composed_nodes, spawn_processes, stop_processes, wait_for_graph_ready
+    from latentvla_ros.ros.graph import (
+        GraphOptions,
+        apply_transport_env,
+        create_composed_nodes,
+        spawn_processes,
+        stop_processes,
+        wait_for_graph_ready,
+    )
     from latentvla_ros.ros.topology import graph_nodes
 
     apply_transport_env()

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
 
-from latentvla_ros.ros.graph import apply_transport_env  # noqa: E402 - before rclpy creates a participant
+from latentvla_ros.ros.graph import apply_transport_env  # before rclpy creates a participant
 
 apply_transport_env()  # the shipped Fast DDS profile, as every latentvla process uses
 

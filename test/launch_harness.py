@@ -11,8 +11,8 @@ STANDIN = Path(__file__).parent / "launch_standin"
 
 def _use_standin() -> bool:
     try:
-        import launch  # noqa: F401
-        import launch_ros  # noqa: F401
+        import launch  # noqa: F401 - only probing that it imports
+        import launch_ros  # noqa: F401 - only probing that it imports
         return False
     except ImportError:
         sys.path.insert(0, str(STANDIN))

@@ -1,4 +1,4 @@
-"""Tests for core.approx_sync.ApproximateTimeSync (pure) and the ros.sync adapter."""
+"""Tests for ros.contracts.approx_sync.ApproximateTimeSync (pure) and the ros.sync adapter."""
 from __future__ import annotations
 
 import itertools
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentvla_ros.core.approx_sync import ApproximateTimeSync
+from latentvla_ros.ros.contracts.approx_sync import ApproximateTimeSync
 
 SEC = 1_000_000_000
 
@@ -443,10 +443,13 @@ def test_adapter_backends(monkeypatch, backend):
     a, b = node.subs["/a"], node.subs["/b"]
     base = 50 * SEC
     m = [StampedMsg(base + k * SEC // 10, k) for k in range(4)]
-    a(m[0]); b(StampedMsg(base + 1_000_000, "b0"))
+    a(m[0])
+    b(StampedMsg(base + 1_000_000, "b0"))
     assert len(out) == 1 and out[0][0] is m[0]
     a(types.SimpleNamespace(data="no header"))
-    a(m[1]); a(m[2]); a(m[3])  # queue 2: m[1] overflows
+    a(m[1])
+    a(m[2])
+    a(m[3])  # queue 2: m[1] overflows
     a(StampedMsg(0, "loop"))  # backwards jump of ~50 s: reset
     b(StampedMsg(1_000_000, "b-loop"))
     assert len(out) == 2 and out[1][0].data == "loop"

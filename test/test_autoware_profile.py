@@ -11,10 +11,10 @@ import time
 
 import pytest
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-
 from conftest import wait_for
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import UNTRAINED
+
 from latentvla_ros.msg import PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
@@ -71,7 +71,7 @@ def test_autoware_profile_replay_plans_every_frame(ros_context, spin, autoware_b
     stats = player.stats()
     ticks = stats["published"]["/sensing/lidar/concatenated/pointcloud"]
     assert ticks == NUM_FRAMES
-    frame_stamps = lambda: {stamp_to_ns(f.header.stamp) for f in frames}  # noqa: E731
+    frame_stamps = lambda: {stamp_to_ns(f.header.stamp) for f in frames}
     assert wait_for(lambda: len(frames) >= 0.8 * ticks and frame_stamps() <= {
         stamp_to_ns(t.header.stamp) for t in trajectories}, 30), (len(frames), len(trajectories))
     time.sleep(0.3)

@@ -103,7 +103,7 @@ def write_mcap_ros2_file(path: Path, n: int = 10, period_ns: int = 20_000_000):
 
 # ------------------------------------------------------------------ pure
 def test_pure_modules_do_not_import_rclpy():
-    code = ("import sys, latentvla_ros.core.approx_sync, latentvla_ros.bags.replay, "
+    code = ("import sys, latentvla_ros.ros.contracts.approx_sync, latentvla_ros.bags.replay, "
             "latentvla_ros.bags.record; assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 

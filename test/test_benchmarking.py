@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from latentvla_ros import benchmarking as bench
-from latentvla_ros.core.pipeline import resolve_intra_op_threads
+from latentvla_ros.apps import bench
+from latentvla_ros.runtime import resolve_intra_op_threads
 
 
 def _args(**kw) -> argparse.Namespace:

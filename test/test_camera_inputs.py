@@ -9,13 +9,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
-
 from conftest import wait_for
-from latentvla_ros.ros import conversions as conv
+from rclpy.parameter import Parameter
 from ros_helpers import lidar_cloud, odometry, stamp
+from sensor_msgs.msg import CompressedImage, Image
 from test_node_sensor_sync import make_rig
+
+from latentvla_ros.ros import conversions as conv
 
 
 def _have_cv_bridge() -> bool:
@@ -199,7 +199,8 @@ def test_a_vehicle_bag_with_compressed_cameras_becomes_a_driving_log(tmp_path):
     bag_io.write_sensor_bag(src, tmp_path / "raw", storage="mcap")
     ts = bag_io._typestore()
     compressed_type = "sensor_msgs/msg/CompressedImage"
-    with Reader(tmp_path / "raw") as reader, Writer(tmp_path / "compressed", version=9, storage_plugin=bag_io._storage_plugin("mcap")) as writer:
+    with (Reader(tmp_path / "raw") as reader,
+          Writer(tmp_path / "compressed", version=9, storage_plugin=bag_io._storage_plugin("mcap")) as writer):
         conns = {}
         for conn, recv, raw in reader.messages():
             msg = ts.deserialize_cdr(raw, conn.msgtype)

@@ -250,7 +250,7 @@ def test_controller_output_selection(ros_context):
     ackermann output without the package refuses to start with the fix in the message."""
     from rclpy.parameter import Parameter
 
-    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.contracts.parameters import ParameterError
     from latentvla_ros.ros.nodes.twist_controller import TwistControllerNode, ackermann_drive_type
 
     node = TwistControllerNode(context=ros_context)

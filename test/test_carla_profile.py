@@ -19,15 +19,16 @@ from __future__ import annotations
 import math
 import threading
 import time
+
 import numpy as np
 import pytest
 import rclpy
+from conftest import wait_for
 from geometry_msgs.msg import Twist
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import UNTRAINED
 from rosgraph_msgs.msg import Clock
 
-from conftest import wait_for
-from ros_helpers import UNTRAINED
 from latentvla_ros.msg import PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from latentvla_ros.core.types import AgentBox, DrivingCommand  # noqa: E402
-from latentvla_ros.data import bag_io  # noqa: E402
-from latentvla_ros.data.log_format import DrivingLog, LogWriter  # noqa: E402
+from latentvla_ros.core.types import AgentBox, DrivingCommand
+from latentvla_ros.data import bag_io
+from latentvla_ros.data.log_format import DrivingLog, LogWriter
 
 N = 50
 EPOCH_NS = bag_io.DEFAULT_EPOCH_S * 1_000_000_000
@@ -103,7 +103,8 @@ def test_bag_messages_stamps_and_frames(tmp_path, source_log):
     assert path.header.frame_id == "base_link" and len(path.poses) == 8
     traj = DrivingLog(source_log).future_trajectory(0)
     assert path.poses[3].pose.position.x == pytest.approx(traj[3, 0], abs=1e-6)
-    assert bag_io.quaternion_to_yaw(0, 0, path.poses[7].pose.orientation.z, path.poses[7].pose.orientation.w) == pytest.approx(traj[7, 2], abs=1e-6)
+    q = path.poses[7].pose.orientation
+    assert bag_io.quaternion_to_yaw(0, 0, q.z, q.w) == pytest.approx(traj[7, 2], abs=1e-6)
     assert (path.poses[0].header.stamp.sec * 10**9 + path.poses[0].header.stamp.nanosec) - stamps["/debug/expert_path"][0] == 500_000_000
 
 
@@ -147,7 +148,8 @@ def test_image_and_cloud_decoding_variants():
     rec = np.zeros(2, dtype=np.dtype({"names": ["x", "y", "z", "ring"], "formats": ["<f4", "<f4", "<f4", "<u2"],
                                       "offsets": [0, 4, 8, 12], "itemsize": 16}))
     rec["x"], rec["y"], rec["z"], rec["ring"] = [1, 2], [3, 4], [5, 6], [7, 8]
-    fields = [SimpleNamespace(name=n, offset=o, datatype=d, count=1) for n, o, d in (("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("ring", 12, 4))]
+    fields = [SimpleNamespace(name=n, offset=o, datatype=d, count=1)
+              for n, o, d in (("x", 0, 7), ("y", 4, 7), ("z", 8, 7), ("ring", 12, 4))]
     cloud = SimpleNamespace(fields=fields, width=2, height=1, point_step=16, is_bigendian=False,
                             data=np.frombuffer(rec.tobytes(), np.uint8))
     np.testing.assert_array_equal(bag_io.pointcloud2_to_xyzi(cloud), [[1, 3, 5, 0], [2, 4, 6, 0]])

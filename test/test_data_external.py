@@ -123,7 +123,8 @@ def _nuscenes_fixture(root, seconds=5.0, speed=10.0, yaw=0.3, with_sensor_table=
                         {"token": "s_cam", "channel": "CAM_FRONT", "modality": "camera"}]
     tables["calibrated_sensor"] = [
         {"token": "cs_lidar", "sensor_token": "s_lidar", "translation": lidar_t, "rotation": lidar_rot, "camera_intrinsic": []},
-        {"token": "cs_cam", "sensor_token": "s_cam", "translation": [1.7, 0, 1.5], "rotation": _quat(0.0), "camera_intrinsic": np.eye(3).tolist()},
+        {"token": "cs_cam", "sensor_token": "s_cam", "translation": [1.7, 0, 1.5], "rotation": _quat(0.0),
+         "camera_intrinsic": np.eye(3).tolist()},
     ]
     n_samples = int(seconds * 2) + 1
 

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("highway_env")
 
-from latentvla_ros.core.features import lidar_bev_histogram  # noqa: E402
-from latentvla_ros.core.types import DrivingCommand  # noqa: E402
-from latentvla_ros.data import highway  # noqa: E402
-from latentvla_ros.data.log_format import DrivingLog, list_logs, world_to_ego  # noqa: E402
+from latentvla_ros.core.features import lidar_bev_histogram
+from latentvla_ros.core.types import DrivingCommand
+from latentvla_ros.data import highway
+from latentvla_ros.data.log_format import DrivingLog, list_logs, world_to_ego
 
 FRAMES = 30
 

@@ -46,7 +46,8 @@ def write_log(path, n=60, speed=10.0, yaw_rate=0.0, num_cams=1, hw=(32, 48), wit
     for t in range(n):
         cam = rng.integers(0, 255, size=(num_cams, *hw, 3), dtype=np.uint8)
         pts = rng.normal(size=(int(rng.integers(0, 50)), 4)).astype(np.float32)
-        boxes = [AgentBox(x=float(t), y=2.0, heading=0.1, length=4.5, width=1.9, vx=1.0, vy=0.0, track_id=k) for k in range(t % 3)] if with_agents else []
+        boxes = ([AgentBox(x=float(t), y=2.0, heading=0.1, length=4.5, width=1.9, vx=1.0, vy=0.0, track_id=k) for k in range(t % 3)]
+                 if with_agents else [])
         cams.append(cam)
         clouds.append(pts)
         agents.append(boxes)

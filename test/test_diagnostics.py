@@ -24,20 +24,19 @@ from pathlib import Path
 import pytest
 import rclpy
 import yaml
+from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from ros_helpers import camera_image, lidar_cloud, odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Float64, String
 
-from conftest import wait_for
-
-from latentvla_ros.ros.executors import GraphExecutor
 from latentvla_ros.ros.conversions import make_header
+from latentvla_ros.ros.executors import GraphExecutor
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
 from latentvla_ros.ros.topology import BEV_IMAGE, MARKERS, PATH, SENSOR_TOPICS, TRAJECTORY, carla_controller_spec, graph_nodes
-from ros_helpers import camera_image, lidar_cloud, odometry
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)

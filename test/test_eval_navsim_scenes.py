@@ -20,8 +20,8 @@ from latentvla_ros.evaluation.reference_planner import ReferencePlanner, Referen
 from latentvla_ros.evaluation.scenes import (
     expert_drift_m,
     highway_env_vehicle,
-    scene_from_log,
     scenario_speed_limit,
+    scene_from_log,
     vehicle_fields,
 )
 

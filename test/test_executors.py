@@ -8,13 +8,11 @@ import time
 
 import pytest
 import rclpy
-from std_msgs.msg import String
-
 from conftest import wait_for
 from ros_helpers import UNTRAINED
+from std_msgs.msg import String
 
-from latentvla_ros.ros.executors import (EXECUTOR_ENV, GraphExecutor, events_executor_available, resolve_kind,
-                                         spin_until_shutdown)
+from latentvla_ros.ros.executors import EXECUTOR_ENV, GraphExecutor, events_executor_available, resolve_kind, spin_until_shutdown
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes
 from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.topology import graph_nodes

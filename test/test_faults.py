@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import rclpy
+from conftest import wait_for
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-from conftest import wait_for
 from ros_helpers import UNTRAINED
 
 from latentvla_ros.bags.replay import BagReader, PlaybackSchedule
@@ -147,7 +146,6 @@ def _bev_plan(planner_node, stamp_ns: int, speed: float = 10.0):
 
 def test_planner_falls_back_within_one_cycle_for_each_fault_and_recovers(ros_context, spin):
     from nav_msgs.msg import Odometry
-
     from ros_helpers import odometry
 
     plan_timeout, input_timeout, watchdog_hz = 0.3, 0.6, 10.0
@@ -271,13 +269,13 @@ def test_reasoner_killed_and_restarted_during_replay(ros_context, spin, sensor_l
         player = BagPlayer(player_node, str(sensor_log / "bag"), rate=1.0, loop=True, publish_clock=False,
                            topics=SENSOR_TOPICS, wait_for_subscribers_s=5.0)
         player.start()
-        model_trajs = lambda since: [m for t, m in monitor.trajectories_since(since) if not m.is_fallback]  # noqa: E731
+        model_trajs = lambda since: [m for t, m in monitor.trajectories_since(since) if not m.is_fallback]
         assert wait_for(lambda: len(model_trajs(0)) >= 5, 90), "no model trajectories before the fault"
         # --- kill -9: no goodbye, no graph update; only the timeouts can tell
         procs[0].kill()
         procs[0].wait(10)
         t_kill = time.monotonic()
-        plan_fallback = lambda t0: [(t, m) for t, m in monitor.trajectories_since(t0)  # noqa: E731
+        plan_fallback = lambda t0: [(t, m) for t, m in monitor.trajectories_since(t0)
                                     if m.is_fallback and "plan" in m.fallback_reason]
         assert wait_for(lambda: plan_fallback(t_kill), 10), "no fallback after the reasoner died"
         first_fb = plan_fallback(t_kill)[0][0] - t_kill
@@ -395,7 +393,7 @@ def _soak(ros_context, spin, sensor_log, rate: float, duration_s: float, max_gro
         time.sleep(0.5)
     # drain: the graph finishes what is queued (bev/reasoner may be far behind at 5x)
     sync = by["sensor_sync"]
-    done = lambda: (by["bev_features"].stats.snapshot()["received"].get("frame", 0)  # noqa: E731
+    done = lambda: (by["bev_features"].stats.snapshot()["received"].get("frame", 0)
                     + by["bev_features"].stats.snapshot()["dropped"].get("frame_lost_upstream", 0)
                     == sync.stats.snapshot()["published"].get("frame", 0))
     wait_for(done, 30)
@@ -544,7 +542,7 @@ def test_bad_bags_nothing_crashes_nothing_lost_uncounted(bad_bag_graph, sensor_l
     stats = player.stats()
     player.destroy()
     bev = by["bev_features"]
-    drained = lambda: (bev.stats.snapshot()["received"].get("frame", 0) + bev.stats.snapshot()["dropped"].get(  # noqa: E731
+    drained = lambda: (bev.stats.snapshot()["received"].get("frame", 0) + bev.stats.snapshot()["dropped"].get(
         "frame_lost_upstream", 0) == sync.stats.snapshot()["published"].get("frame", 0)
         and by["trajectory_planner"].matcher.pending == 0)
     assert wait_for(drained, 90)

@@ -22,18 +22,18 @@ import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Duration, Time
+from conftest import wait_for
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
+from ros_helpers import camera_image, lidar_cloud, odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header, UInt8
 
-from conftest import wait_for
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame, TrajectoryPoint
 from latentvla_ros.ros import conversions as conv
-from ros_helpers import camera_image, lidar_cloud, odometry
 
 T0 = 1_700_000_000_000_000_000
 SETTINGS = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
@@ -86,8 +86,10 @@ def clouds(draw):
         elif mutate == "data":
             msg.data = draw(st.binary(max_size=300))
         elif mutate == "fields":
-            msg.fields = [PointField(name=draw(st.sampled_from(["x", "y", "z", "intensity", "rgb"])), offset=draw(st.integers(0, 40)),
-                                     datatype=draw(st.integers(0, 12)), count=draw(st.integers(0, 3))) for _ in range(draw(st.integers(0, 5)))]
+            msg.fields = [PointField(name=draw(st.sampled_from(["x", "y", "z", "intensity", "rgb"])),
+                                     offset=draw(st.integers(0, 40)),
+                                     datatype=draw(st.integers(0, 12)), count=draw(st.integers(0, 3)))
+                          for _ in range(draw(st.integers(0, 5)))]
         elif mutate == "width":
             msg.width, msg.height = draw(st.integers(0, 1000)), draw(st.integers(0, 3))
         if draw(st.booleans()):  # NaN/inf coordinates
@@ -209,7 +211,6 @@ def fuzz_nodes():
 
 def _inputs(node):
     """[(input name, message type, callback)] of a node, as rclpy would call them."""
-    from latentvla_ros.ros.node_base import input_name
 
     out = []
     for sub in node.subscriptions:

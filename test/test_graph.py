@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import rclpy
+from conftest import wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from conftest import wait_for
 from latentvla_ros.bags.replay import read_bag
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.bag_player import BagPlayer
@@ -60,7 +60,10 @@ def _run_graph_on_bag(ros_context, spin, bag, mode_overrides=None):
     player = BagPlayer(player_node, str(bag), rate=0.5, publish_clock=False, wait_for_subscribers_s=3.0)
     player.start()
     assert player.wait(timeout=60), "bag replay did not finish"
-    frames_done = lambda: len(monitor.frames) > 0 and len(monitor.per_frame_trajectories()) == len(set(monitor.frame_stamps()))
+
+    def frames_done() -> bool:
+        return len(monitor.frames) > 0 and len(monitor.per_frame_trajectories()) == len(set(monitor.frame_stamps()))
+
     assert wait_for(frames_done, timeout_s=30), (len(monitor.frames), len(monitor.per_frame_trajectories()))
     time.sleep(0.5)  # nothing more may arrive for these frames
     return nodes, monitor, player

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -32,8 +31,9 @@ def test_install_space_has_executables_launch_config_and_schemas():
                 "config/sensor_sync.param.yaml", "config/autoware/sensor_sync.param.yaml",
                 "schema/trajectory_planner.schema.json", "msg/PlannedTrajectory.msg"):
         assert (share / sub).is_file(), sub
-    cmake = (ROOT / "CMakeLists.txt").read_text()
-    for exe in re.findall(r'"(\w+):latentvla_ros\.', cmake):
+    from latentvla_ros.ros.contracts.executables import EXECUTABLES
+
+    for exe in EXECUTABLES:
         path = prefix / "lib" / "latentvla_ros" / exe
         assert path.is_file() and os.access(path, os.X_OK), path
     import latentvla_ros.msg

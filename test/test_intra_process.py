@@ -6,12 +6,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import rclpy
+from conftest import wait_for
+from fixtures.message_samples import samples
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64, String
 
-from conftest import wait_for
-from fixtures.message_samples import samples
 from latentvla_ros.msg import BevFeatures, SensorFrame
 from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription
 from latentvla_ros.ros.node_base import LatentVlaNode
@@ -43,8 +43,8 @@ def test_composed_nodes_hand_messages_over_in_process(ros_context, spin):
     bev = BevFeaturesNode(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
                           cli_args=["--ros-args", "-r", "~/input/frame:=/ipc/frame", "-r", "~/output/bev:=/ipc/bev"])
     spin(source, bev)
-    received = lambda: bev.stats.snapshot()["received"].get("frame", 0)  # noqa: E731
-    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)  # noqa: E731
+    received = lambda: bev.stats.snapshot()["received"].get("frame", 0)
+    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)
 
     # only in-process subscribers: the frame never goes over DDS (no DDS copy reaches bev)
     for seq in (1, 2, 3):
@@ -154,7 +154,7 @@ def test_a_node_behind_its_input_loses_frames_counted_once(ros_context, spin):
                           parameter_overrides=[Parameter("checkpoint", value=""), Parameter("qos.input_depth", value=1)],
                           cli_args=["--ros-args", "-r", "~/input/frame:=/ipc/frame", "-r", "~/output/bev:=/ipc/bev"])
     executor = spin(source, bev)
-    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)  # noqa: E731
+    published = lambda: bev.stats.snapshot()["published"].get("bev", 0)
     source.pub.publish(_frame(1))
     assert wait_for(lambda: published() == 1, 30)
     executor.remove(bev)  # stalled: frames 2..4 pile up in its depth-1 queue

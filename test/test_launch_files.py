@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from launch_harness import evaluate
-from latentvla_ros.core.parameters import load_param_file, validate_parameters, load_schema
+
+from latentvla_ros.ros.contracts.parameters import load_param_file, load_schema, validate_parameters
 from latentvla_ros.ros.topology import BEV_FEATURES, CARLA_TWIST_TOPIC, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_every_param_file_validates_against_its_schema(path):
     schema = load_schema(node)
     data = yaml.safe_load(path.read_text())
     if path.parent.name == "config":  # complete files validate against the whole schema
-        from latentvla_ros.core.parameters import flatten
+        from latentvla_ros.ros.contracts.parameters import flatten
 
         flat = {"/**": {"ros__parameters": flatten(data["/**"]["ros__parameters"])}}
         jsonschema.validate(flat, schema)

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
-
 from conftest import wait_for
 from fixtures.message_samples import samples
+from rclpy.parameter import Parameter
+from test_node_models import _io
+
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.extrinsics import (
     Extrinsics,
@@ -22,7 +23,6 @@ from latentvla_ros.core.extrinsics import (
 from latentvla_ros.core.features import lidar_bev_histogram
 from latentvla_ros.msg import BevFeatures, SensorFrame
 from latentvla_ros.ros.conversions import xyzi_to_pointcloud2
-from test_node_models import _io
 
 MOUNT = Extrinsics(frame_id="lidar_top", x=1.3, y=-0.2, z=1.9, roll=0.01, pitch=-0.03, yaw=0.25)
 
@@ -118,7 +118,7 @@ def test_bev_features_node_moves_the_cloud_into_the_ego_frame(ros_context, spin)
 
 
 def test_bad_mount_refuses_to_start_before_the_model_loads(ros_context, monkeypatch):
-    from latentvla_ros.core.parameters import ParameterError
+    from latentvla_ros.ros.contracts.parameters import ParameterError
     from latentvla_ros.ros.nodes import bev_features
 
     monkeypatch.setattr(bev_features, "load_model_runtime", lambda *a: pytest.fail("the model loaded first"))

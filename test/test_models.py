@@ -1,4 +1,4 @@
-"""BEV backbone, student, planner and the runtime pipeline (core/pipeline.py)."""
+"""BEV backbone, student, planner and the runtime pipeline (runtime/)."""
 from __future__ import annotations
 
 import dataclasses
@@ -255,7 +255,7 @@ def test_corrupt_or_mismatched_checkpoints_raise(tmp_path):
 
 # ----------------------------------------------------------------- pipeline
 def test_untrained_pipeline_on_synthetic_frame():
-    from latentvla_ros.core.pipeline import build_pipeline_from_dir
+    from latentvla_ros.runtime import build_pipeline_from_dir
 
     agent = build_pipeline_from_dir(None, preset="edge")
     frame = make_frame(cameras=3)
@@ -278,7 +278,7 @@ def test_untrained_pipeline_on_synthetic_frame():
 def test_concurrent_agent_gives_the_sequential_result_and_reports_errors(monkeypatch):
     import threading
 
-    from latentvla_ros.core.pipeline import build_pipeline_from_dir, resolve_intra_op_threads
+    from latentvla_ros.runtime import build_pipeline_from_dir, resolve_intra_op_threads
 
     assert resolve_intra_op_threads(3) == 3 and resolve_intra_op_threads(0) >= 1
     agent = build_pipeline_from_dir(None, preset="edge")
@@ -306,7 +306,7 @@ def test_concurrent_agent_gives_the_sequential_result_and_reports_errors(monkeyp
 
 
 def test_pipeline_loads_checkpoints_and_matches_models(tmp_path):
-    from latentvla_ros.core.pipeline import build_pipeline_from_dir
+    from latentvla_ros.runtime import build_pipeline_from_dir
 
     torch.manual_seed(1)
     bev, student, planner = BevBackbone().eval(), LatentStudent().eval(), randomize_(FusedPlanner()).eval()
@@ -328,7 +328,7 @@ def test_pipeline_loads_checkpoints_and_matches_models(tmp_path):
 
 
 def test_planner_input_and_output_errors():
-    from latentvla_ros.core.pipeline import (
+    from latentvla_ros.runtime import (
         BevFeatureExtractor,
         LatentReasoner,
         MissingInputError,
@@ -366,7 +366,7 @@ def test_planner_input_and_output_errors():
 
 
 def test_onnx_backend_matches_torch(tmp_path):
-    from latentvla_ros.core.pipeline import (
+    from latentvla_ros.runtime import (
         BevFeatureExtractor,
         LatentReasoner,
         TrajectoryPlanner,
@@ -408,7 +408,7 @@ def test_onnx_backend_matches_torch(tmp_path):
     # batch > 1 through the dynamic batch axis
     import onnxruntime as ort
 
-    from latentvla_ros.core.pipeline import example_inputs
+    from latentvla_ros.runtime import example_inputs
 
     model = FusedPlanner.from_pretrained(tmp_path / "planner")
     out = export_onnx("planner", tmp_path / "planner", tmp_path / "p2.onnx")
@@ -419,7 +419,7 @@ def test_onnx_backend_matches_torch(tmp_path):
 
 
 def test_channels_last_and_bf16_runtime_options():
-    from latentvla_ros.core.pipeline import BevFeatureExtractor
+    from latentvla_ros.runtime import BevFeatureExtractor
 
     torch.manual_seed(0)
     frame = make_frame(seed=7)

@@ -1,7 +1,7 @@
-"""core.monitoring: the per-node statistics behind diagnostics and the benchmark's per-node times."""
+"""ros.contracts.monitoring: the per-node statistics behind diagnostics and the benchmark's per-node times."""
 from __future__ import annotations
 
-from latentvla_ros.core.monitoring import NodeStats
+from latentvla_ros.ros.contracts.monitoring import NodeStats
 
 
 def test_since_mark_gives_the_samples_recorded_after_it():

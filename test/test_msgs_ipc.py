@@ -7,11 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from rclpy.serialization import deserialize_message, serialize_message
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
 from conftest import wait_for
 from fixtures.message_samples import TYPES, samples
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
 
 PUBLISHER = textwrap.dedent("""
     import os, sys, time

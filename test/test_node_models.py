@@ -7,17 +7,17 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from conftest import wait_for
+from fixtures.message_samples import STAMP_NS, samples
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from conftest import wait_for
-from fixtures.message_samples import STAMP_NS, samples
-from latentvla_ros.core.pipeline import ModelOutputError
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
 from latentvla_ros.ros.nodes.latent_reasoner import LatentReasonerNode
 from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
+from latentvla_ros.runtime import ModelOutputError
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 UNTRAINED = [Parameter("checkpoint", value="")]

@@ -5,18 +5,18 @@ import math
 
 import pytest
 import rclpy
+from conftest import wait_for
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import camera_image, lidar_cloud, odometry, sensor_remaps, stamp
 from sensor_msgs.msg import Image, PointCloud2
 
-from conftest import wait_for
-from latentvla_ros.core.parameters import ParameterError
 from latentvla_ros.msg import SensorFrame
+from latentvla_ros.ros.contracts.parameters import ParameterError
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.nodes.sensor_sync import SensorSyncNode
-from ros_helpers import camera_image, lidar_cloud, odometry, sensor_remaps, stamp
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from rclpy.parameter import Parameter
 
-from latentvla_ros.core.parameters import ParameterError, load_param_file, load_schema, parse_override_value, validate_parameters
+from latentvla_ros.ros.contracts.parameters import ParameterError, load_param_file, load_schema, parse_override_value, validate_parameters
 from latentvla_ros.ros.graph import GraphOptions, parse_param_overrides
 from latentvla_ros.ros.topology import graph_nodes
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 import rclpy
-from rclpy.parameter import Parameter
-
 from conftest import wait_for
 from fixtures.message_samples import STAMP_NS
+from rclpy.parameter import Parameter
+from test_node_models import QOS, UNTRAINED, _bev_and_plan, planner_rig  # noqa: F401 - the fixture
+
 from latentvla_ros.msg import PlannedTrajectory
 from latentvla_ros.ros.conversions import stamp_to_ns
 from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
-from test_node_models import QOS, UNTRAINED, _bev_and_plan, planner_rig  # noqa: F401 - the fixture
 
 S = 1_000_000_000
 

@@ -9,17 +9,16 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
-
 from launch_harness import evaluate
-from latentvla_ros.core import sros2
-from latentvla_ros.core.parameters import ParameterError, load_param_file, load_schema, validate_parameters
+
+from latentvla_ros.ros.contracts import sros2
+from latentvla_ros.ros.contracts.parameters import ParameterError, load_param_file, load_schema, validate_parameters
 from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, NODE_NAMES, carla_controller_spec, graph_nodes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +84,7 @@ class _Boom:
 
 
 def test_checkpoints_are_safetensors_only(tmp_path, monkeypatch):
-    import pickle  # noqa: S403 - only to build the hostile file
+    import pickle  # only to build the hostile file
 
     from latentvla_ros.core.checkpoint import CheckpointError, load_state_dict
 
@@ -109,7 +108,7 @@ def test_checkpoints_are_safetensors_only(tmp_path, monkeypatch):
 
 
 def test_node_with_a_pickle_checkpoint_runs_untrained_and_says_so(ros_context, tmp_path, monkeypatch):
-    import pickle  # noqa: S403
+    import pickle
 
     from rclpy.parameter import Parameter
 
@@ -302,6 +301,6 @@ def test_node_runs_with_dds_security_enforced(keystore):
 
 
 def test_sros2_helpers_and_topology_stay_free_of_rclpy():
-    code = ("import sys, latentvla_ros.core.sros2, latentvla_ros.ros.topology; "
+    code = ("import sys, latentvla_ros.ros.contracts.sros2, latentvla_ros.ros.topology; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

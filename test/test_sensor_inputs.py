@@ -7,14 +7,13 @@ import time
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
-
 from conftest import wait_for
+from ros_helpers import camera_image, lidar_cloud, odometry, stamp
+from test_node_sensor_sync import _publish_set, rig  # noqa: F401 - the fixture
+
 from latentvla_ros.core.input_checks import LossLedger, StampGapCounter, stamp_problem
 from latentvla_ros.ros import conversions as conv
 from latentvla_ros.ros.conversions import stamp_to_ns
-from ros_helpers import camera_image, lidar_cloud, odometry, stamp
-from test_node_sensor_sync import _publish_set, rig  # noqa: F401 - the fixture
 
 INPUTS = ("camera/front/image", "lidar/points", "odometry")
 
@@ -38,7 +37,7 @@ def test_stamp_problem_names_each_bad_stamp():
     assert stamp_problem(0, 50_000_000, None, 60 * 10**9) is None  # CARLA at t = 0.05 s, sim clock not yet known
 
 
-def test_bad_stamps_are_counted_per_input_with_the_reason_and_never_become_frames(rig):  # noqa: F811
+def test_bad_stamps_are_counted_per_input_with_the_reason_and_never_become_frames(rig):
     node, pubs, frames = rig
     bad = [(1_700_000_000, 1_500_000_000), (0, 0), (-3, 0), (2_100_000_000, 0)]  # nanosec >= 1e9, zero, negative, future
     for sec, nanosec in bad:
@@ -53,7 +52,7 @@ def test_bad_stamps_are_counted_per_input_with_the_reason_and_never_become_frame
     assert {stamp_to_ns(f.header.stamp) for f in frames} <= {stamp(1), stamp(2)}
 
 
-def test_nan_and_inf_clouds_are_counted_drops_and_nan_points_are_counted(rig):  # noqa: F811
+def test_nan_and_inf_clouds_are_counted_drops_and_nan_points_are_counted(rig):
     node, pubs, frames = rig
     for k, fill in ((0, math.nan), (1, math.inf)):
         pts = np.full((500, 4), fill, np.float32)
@@ -69,7 +68,7 @@ def test_nan_and_inf_clouds_are_counted_drops_and_nan_points_are_counted(rig):  
     assert node.diagnostic_values()["nonfinite_points"] == "1300"
 
 
-def test_forward_stamp_jumps_are_not_losses_and_real_losses_count_once(rig):  # noqa: F811
+def test_forward_stamp_jumps_are_not_losses_and_real_losses_count_once(rig):
     node, pubs, frames = rig
     period = 0.2
 

@@ -7,13 +7,13 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-from latentvla_ros.core.config_base import ConfigError  # noqa: E402
-from latentvla_ros.models.configuration_teacher import TeacherConfig  # noqa: E402
-from latentvla_ros.models.modeling_teacher import (  # noqa: E402
+from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.models.configuration_teacher import TeacherConfig
+from latentvla_ros.models.modeling_teacher import (
     TEACHER_CONFIG_NAME,
     LatentTeacher,
     TeacherError,

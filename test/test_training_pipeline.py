@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -47,7 +46,7 @@ def test_train_all_chain_exports_checkpoints_the_nodes_load(tiny_logs, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for stage in ("lam", "teacher", "student", "planner", "ego_mlp"):
         assert json.loads((out / stage / "DONE.json").read_text())["seconds"] > 0
-    from latentvla_ros.core.pipeline import build_pipeline_from_dir
+    from latentvla_ros.runtime import build_pipeline_from_dir
 
     agent = build_pipeline_from_dir(export)
     assert not agent.untrained

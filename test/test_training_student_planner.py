@@ -171,8 +171,9 @@ def test_trained_checkpoints_feed_the_pipeline(data, tmp_path):
     """A planner run's output directory plus a student checkpoint is a pipeline root."""
     import shutil
 
-    from latentvla_ros.core.pipeline import build_pipeline_from_dir
     from test_models import make_frame
+
+    from latentvla_ros.runtime import build_pipeline_from_dir
 
     root = tmp_path / "root"
     torch.manual_seed(0)

@@ -134,8 +134,7 @@ def register_msgtype(typestore, msgtype: str, search_paths: Sequence[Path] | Non
 def make_qos(reliability: str = "reliable", durability: str = "volatile", depth: int = 10,
              history: str = "keep_last"):
     """A rosbags ``Qos`` (for the offered_qos_profiles metadata) from plain names."""
-    from rosbags.interfaces import (
-        Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime)
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
     zero = QosTime(0, 0)
     return Qos(

@@ -126,7 +126,7 @@ def _qos_from_channel_metadata(meta: dict[str, str]) -> list[dict[str, Any]]:
         from rosbags.rosbag2.metadata import parse_qos
 
         return _qos_to_dicts(parse_qos(text))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - unparseable QoS metadata: the topic just has no offered profiles
         return []
 
 
@@ -196,7 +196,7 @@ class BagReader:
         if self._reader is not None:
             try:
                 self._reader.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - closing a reader that may already be broken
                 pass
             self._reader = None
         self._open = False
@@ -371,7 +371,7 @@ class BagReader:
 
                         try:
                             qd = _qos_to_dicts(parse_qos(qos or ""))
-                        except Exception:  # noqa: BLE001
+                        except Exception:  # noqa: BLE001 - unparseable QoS metadata: the topic just has no offered profiles
                             qd = []
                         self._add_topic(name, typ, None, "", "", qd)
                     for name, n, lo, hi in con.execute(
@@ -382,7 +382,7 @@ class BagReader:
                         end = hi if end is None or hi > end else end
                 finally:
                     con.close()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - a damaged file: reported in the replay report, the others still play
                 self.report.errors.append(f"{file.name}: metadata scan failed: "
                                           f"{type(err).__name__}: {err}")
         for name, topic in self.topics.items():
@@ -402,7 +402,7 @@ class BagReader:
             n_before = self.report.messages_read
             try:
                 con = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - a damaged file: reported in the replay report, the others still play
                 self.report.errors.append(f"{file.name}: {type(err).__name__}: {err}")
                 continue
             try:
@@ -424,7 +424,7 @@ class BagReader:
                         f"messages: {type(err).__name__}: {err}")
             except GeneratorExit:
                 raise
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - a damaged file: reported in the replay report, the others still play
                 self.report.errors.append(f"{file.name}: {type(err).__name__}: {err}")
             finally:
                 con.close()
@@ -449,7 +449,7 @@ class BagReader:
                             types.update(get_types_from_idl(part.split("\n", 1)[1]))
                     else:
                         types.update(get_types_from_idl(topic.msgdef))
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - a bad type definition: reported, the other topics still decode
                 self.report.errors.append(f"type {topic.msgtype}: {type(err).__name__}: {err}")
         # Bag definitions win over the default store (they describe the recorded bytes).
         for name in list(types):
@@ -457,7 +457,7 @@ class BagReader:
                 del store.fielddefs[name]
         try:
             store.register(types)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - reported; the default type store still decodes the standard types
             self.report.errors.append(f"type registration: {type(err).__name__}: {err}")
         self._typestore = store
         return store

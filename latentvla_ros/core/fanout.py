@@ -40,7 +40,7 @@ def worker_init() -> None:
     import torch
 
     torch.set_num_threads(1)
-    logging.getLogger("latentvla_ros.core.pipeline").setLevel(logging.ERROR)  # 'untrained' is in the table
+    logging.getLogger("latentvla_ros.runtime").setLevel(logging.ERROR)  # 'untrained' is in the table
 
 
 def ray_available() -> bool:

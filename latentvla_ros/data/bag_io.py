@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from latentvla_ros.core.images import ImageError, compressed_to_rgb, raw_to_rgb
-from latentvla_ros.data.log_format import (  # noqa: F401  (command_from_trajectory re-exported)
+from latentvla_ros.data.log_format import (
     DrivingLog,
     LogFormatError,
     LogWriter,
@@ -176,12 +176,16 @@ class _Msgs:
         )
 
     def accel(self, status: np.ndarray, stamp_ns: int):
-        acc = self.Accel(linear=self.Vector3(x=float(status[2]), y=float(status[3]), z=0.0), angular=self.Vector3(x=0.0, y=0.0, z=0.0))
-        return self.AccelStamped(header=self.header(stamp_ns, BASE_FRAME), accel=self.AccelWithCovariance(accel=acc, covariance=np.zeros(36)))
+        acc = self.Accel(linear=self.Vector3(x=float(status[2]), y=float(status[3]), z=0.0),
+                         angular=self.Vector3(x=0.0, y=0.0, z=0.0))
+        return self.AccelStamped(header=self.header(stamp_ns, BASE_FRAME),
+                                 accel=self.AccelWithCovariance(accel=acc, covariance=np.zeros(36)))
 
     def tf(self, pose: np.ndarray, stamp_ns: int):
-        tr = self.Transform(translation=self.Vector3(x=float(pose[0]), y=float(pose[1]), z=0.0), rotation=self.quat(float(pose[2])))
-        return self.TFMessage(transforms=[self.TransformStamped(header=self.header(stamp_ns, MAP_FRAME), child_frame_id=BASE_FRAME, transform=tr)])
+        tr = self.Transform(translation=self.Vector3(x=float(pose[0]), y=float(pose[1]), z=0.0),
+                            rotation=self.quat(float(pose[2])))
+        return self.TFMessage(transforms=[self.TransformStamped(header=self.header(stamp_ns, MAP_FRAME), child_frame_id=BASE_FRAME,
+                                                                transform=tr)])
 
     def path(self, traj: np.ndarray, stamp_ns: int, interval_ns: int):
         poses = [self.PoseStamped(header=self.header(stamp_ns + (k + 1) * interval_ns, BASE_FRAME), pose=self.pose(*traj[k]))
@@ -403,7 +407,8 @@ def log_from_bag(
     names = []
     for topic in camera_topics:
         parts = topic.strip("/").split("/")
-        names.append(parts[parts.index("camera") + 1] if "camera" in parts and parts.index("camera") + 1 < len(parts) else topic.strip("/").replace("/", "_"))
+        names.append(parts[parts.index("camera") + 1] if "camera" in parts and parts.index("camera") + 1 < len(parts)
+                     else topic.strip("/").replace("/", "_"))
     frames = []
     dropped = 0
     odom_keys, accel_keys = keys_of(odom), keys_of(accel)

@@ -114,7 +114,7 @@ def read_pcd(path: str | Path) -> np.ndarray:
         for name, count in zip(fields, counts):
             cols[name] = c
             c += count
-        get = lambda name: table[:, cols[name]]  # noqa: E731
+        get = lambda name: table[:, cols[name]]
     elif data_kind == "binary":
         kinds = {"F": "f", "I": "i", "U": "u"}
         dtype = np.dtype([(name, f"<{kinds[t]}{s}", (count,) if count > 1 else ())
@@ -122,7 +122,7 @@ def read_pcd(path: str | Path) -> np.ndarray:
         if len(raw) - pos < n * dtype.itemsize:
             raise ExternalDataError(f"{path}: PCD data has {len(raw) - pos} bytes, expected {n * dtype.itemsize}")
         rec = np.frombuffer(raw, dtype=dtype, count=n, offset=pos)
-        get = lambda name: rec[name]  # noqa: E731
+        get = lambda name: rec[name]
     else:
         raise ExternalDataError(f"{path}: PCD DATA {data_kind!r} not supported (convert to binary/ascii)")
     for name in ("x", "y", "z"):
@@ -210,7 +210,8 @@ def _boxes_to_world(boxes_ego: np.ndarray, vel_ego: np.ndarray | None, pose: np.
     else:
         vx = c * vel_ego[:, 0] - s * vel_ego[:, 1]
         vy = s * vel_ego[:, 0] + c * vel_ego[:, 1]
-    return np.stack([x, y, heading, boxes_ego[:, 3], boxes_ego[:, 4], vx, vy, np.asarray(track_ids, dtype=np.float64)], axis=1).astype(np.float32)
+    return np.stack([x, y, heading, boxes_ego[:, 3], boxes_ego[:, 4], vx, vy, np.asarray(track_ids, dtype=np.float64)],
+                    axis=1).astype(np.float32)
 
 
 class _TrackIds:
@@ -264,7 +265,7 @@ def convert_openscene_pickle(pkl_path: str | Path, out_path: str | Path, *, trus
     import pickle
 
     with open(pkl_path, "rb") as fh:
-        frames = pickle.load(fh)  # noqa: S301 - explicitly trusted input only
+        frames = pickle.load(fh)  # explicitly trusted input only
     if isinstance(frames, dict) and "frames" in frames:
         frames = frames["frames"]
     if not isinstance(frames, list):

@@ -31,7 +31,6 @@ Logs are written to a temporary sibling directory and renamed into place on
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 import re

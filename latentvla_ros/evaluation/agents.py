@@ -3,7 +3,7 @@ fusion ablations (issue 13 item 5), for open loop and the direct closed-loop pat
 
 ``build_agent(fusion, bev=..., planner=..., student=..., teacher=..., ablation=...)``:
 
-- fusion 'none' / 'student': ``core.pipeline.LatentVLAAgent`` (BEV backbone -> student
+- fusion 'none' / 'student': ``runtime.LatentVLAAgent`` (BEV backbone -> student
   -> fused planner), exactly the stages of the bev_features, latent_reasoner and
   trajectory_planner nodes;
 - fusion 'teacher': ``TeacherFusedAgent`` (BEV backbone + the VLM teacher's visual and
@@ -100,7 +100,7 @@ class AblatedReasoner:
 def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str = "", teacher: str = "",
                 preset: str = "edge", ablation: str = "") -> Any:
     """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained)."""
-    from latentvla_ros.core.pipeline import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
+    from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
     from latentvla_ros.models.configuration_planner import PlannerConfig
 
     if ablation not in ABLATIONS:

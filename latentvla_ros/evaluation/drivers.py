@@ -4,7 +4,7 @@
 - ``PlannerDriver``: a baseline (``evaluation.baselines.Planner``) on the sensor frame or
   on a PDMS ``Scene`` of the env state (the reference planner).
 - ``AgentDriver``: our planner variants through the same core objects the ROS nodes run
-  (``core.pipeline`` stages), with the frame built the way ``sensor_sync`` builds it: the
+  (``runtime`` stages), with the frame built the way ``sensor_sync`` builds it: the
   ego acceleration from the odometry velocity by the node's ``AccelerationEstimator``
   (its schema defaults), not the simulator's finite differences, so the direct path and
   the ROS graph see the same inputs and produce the same plans (``test_closed_loop``).
@@ -102,14 +102,14 @@ class PlannerDriver:
 def sensor_sync_acceleration_estimator() -> Any:
     """The ``AccelerationEstimator`` the sensor_sync node runs (its schema defaults)."""
     from latentvla_ros.core.ego_motion import AccelerationEstimator
-    from latentvla_ros.core.parameters import defaults_from_schema, load_schema
+    from latentvla_ros.ros.contracts.parameters import defaults_from_schema, load_schema
 
     p = defaults_from_schema(load_schema("sensor_sync"), "sensor_sync")
     return AccelerationEstimator(tau_s=float(p["acceleration_filter_tau_s"]), max_gap_s=float(p["time_jump_reset_s"]))
 
 
 class AgentDriver:
-    """A ``core.pipeline.LatentVLAAgent`` (or any object with ``compute_trajectory(frame)``)
+    """A ``runtime.LatentVLAAgent`` (or any object with ``compute_trajectory(frame)``)
     called directly, on the frame the node graph would build (no ROS).
 
     ``graph_frames=True`` (default) replaces the frame's ego acceleration with the

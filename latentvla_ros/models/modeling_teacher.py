@@ -32,17 +32,17 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-from pathlib import Path  # noqa: E402
+import dataclasses
+import json
+import math
+from pathlib import Path
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from latentvla_ros.core.types import EGO_STATUS_DIM, DrivingCommand  # noqa: E402
-from latentvla_ros.models.configuration_teacher import (  # noqa: E402
+from latentvla_ros.core.types import EGO_STATUS_DIM, DrivingCommand
+from latentvla_ros.models.configuration_teacher import (
     MERGE_SIZE,
     PATCH_SIZE,
     TEMPORAL_PATCH_SIZE,

@@ -242,7 +242,7 @@ class BagPlayer:
         for pub in list(self._publishers.values()) + ([self._clock_pub] if self._clock_pub else []):
             try:
                 self.node.destroy_publisher(pub)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - teardown: the publisher or its node may already be gone
                 pass
         self._publishers.clear()
         self._clock_pub = None
@@ -375,7 +375,7 @@ class BagPlayer:
                 unheard = m.topic != self.clock_topic and pub.get_subscription_count() == 0
                 try:
                     pub.publish(m.data)
-                except Exception as err:  # noqa: BLE001
+                except Exception as err:  # noqa: BLE001 - a failing publish is counted and logged, the replay goes on
                     with self._lock:
                         self._publish_errors += 1
                     self._log.warning(f"publish on {out} failed: {err}",

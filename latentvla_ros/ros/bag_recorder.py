@@ -158,7 +158,7 @@ class BagRecorder:
             return
         try:
             infos = self.node.get_publishers_info_by_topic(topic)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - graph query during shutdown: record without offered QoS
             infos = []
         profiles = [i.qos_profile for i in infos]
         qos = self.qos_overrides.get(topic) or subscription_qos_for(profiles, self.depth)
@@ -188,7 +188,7 @@ class BagRecorder:
         t = self.node.get_clock().now().nanoseconds
         try:
             ok = self.writer.write(topic, t, data)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - a failing write is counted and logged, recording goes on
             with self._lock:
                 self._write_errors += 1
             self._log.error(f"writing {topic} failed: {err}", throttle_duration_sec=5.0)
@@ -236,7 +236,7 @@ class BagRecorder:
         for sub in subs.values():
             try:
                 self.node.destroy_subscription(sub)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - teardown: the subscription or its node may already be gone
                 pass
 
     def __enter__(self) -> "BagRecorder":

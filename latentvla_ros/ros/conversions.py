@@ -10,7 +10,7 @@ import array
 import math
 
 import numpy as np
-from builtin_interfaces.msg import Duration, Time
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
 from nav_msgs.msg import Odometry, Path
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -147,7 +147,7 @@ def _with_encoding(msg: Image, encoding: str | None) -> Image:
 def _bridge_call(method: str, msg):
     try:
         return getattr(_cv_bridge(), method)(msg, desired_encoding="rgb8")
-    except Exception as exc:  # noqa: BLE001 - CvBridgeError, cv2.error, a None from imdecode
+    except Exception as exc:  # CvBridgeError, cv2.error, a None from imdecode
         raise ImageError(f"cv_bridge {method}: {exc}") from exc
 
 

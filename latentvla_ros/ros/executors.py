@@ -41,7 +41,7 @@ EXECUTOR_ENV = "LATENTVLA_EXECUTOR"
 
 def events_executor_available() -> bool:
     try:
-        from rclpy.experimental import EventsExecutor  # noqa: F401
+        from rclpy.experimental import EventsExecutor  # noqa: F401 - only probing that it imports
     except ImportError:
         return False
     return True
@@ -95,7 +95,7 @@ def _events_executor(context):
     saved = sys.stderr
     # the devnull file stays open on purpose: faulthandler keeps writing to its descriptor
     # ("the file must be kept open until the fault handler is disabled")
-    sys.stderr = sys.__stderr__ if _has_fileno(sys.__stderr__) else open(os.devnull, "w")  # noqa: SIM115
+    sys.stderr = sys.__stderr__ if _has_fileno(sys.__stderr__) else open(os.devnull, "w")
     try:
         return EventsExecutor(context=context)
     finally:

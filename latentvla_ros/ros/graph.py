@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from latentvla_ros.core.parameters import ParameterError, parse_override_value, validate_node_config
 from latentvla_ros.core.resources import share_path
+from latentvla_ros.ros.contracts.parameters import ParameterError, parse_override_value, validate_node_config
 from latentvla_ros.ros.executors import EXECUTOR_ENV, resolve_kind
 from latentvla_ros.ros.topology import NodeSpec
 
@@ -68,7 +68,7 @@ class GraphOptions:
 
     def validate(self) -> None:
         """Check every node's parameters against its schema before anything starts (before
-        any model loads), by the rules the nodes apply themselves (core/parameters.py):
+        any model loads), by the rules the nodes apply themselves (ros/contracts/parameters.py):
         overrides for a node not in the graph and unknown parameters are refused; an
         integer given for a double override becomes the double (ROS would refuse it)."""
         names = [spec.name for spec in self.nodes]

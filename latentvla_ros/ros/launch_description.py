@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from latentvla_ros.core.sros2 import enclave_args
+from latentvla_ros.ros.contracts.sros2 import enclave_args
 from latentvla_ros.ros.graph import transport_env
 from latentvla_ros.ros.topology import (
     AUTOWARE_SENSOR_TOPICS,
@@ -67,11 +67,11 @@ def profile_param_file(profile: str, node: str) -> str | None:
 def generate(profile: str = "default"):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-    from launch.substitutions import LaunchConfiguration
 
     settings = PROFILES[profile]
     args = [
-        DeclareLaunchArgument("param_dir", default_value="", description="Directory of <node>.param.yaml files (default: the package's config/)."),
+        DeclareLaunchArgument("param_dir", default_value="",
+                              description="Directory of <node>.param.yaml files (default: the package's config/)."),
         DeclareLaunchArgument("use_sim_time", default_value=settings["use_sim_time"], description="Use /clock (bag replay, simulator)."),
         DeclareLaunchArgument("namespace", default_value="", description="Namespace for every node."),
         DeclareLaunchArgument("camera_names", default_value=settings["camera_names"],
@@ -99,8 +99,8 @@ def generate(profile: str = "default"):
 
 def _validate(node_name: str, params: list, namespace: str) -> None:
     """Every node's parameters are checked before any node starts (no model loads for a bad
-    file); the launch stops with the reason (core/parameters.py, as `latentvla run`)."""
-    from latentvla_ros.core.parameters import ParameterError, validate_node_config
+    file); the launch stops with the reason (ros/contracts/parameters.py, as `latentvla run`)."""
+    from latentvla_ros.ros.contracts.parameters import ParameterError, validate_node_config
 
     files = [p for p in params if isinstance(p, str)]
     overrides = {k: v for p in params if isinstance(p, dict) for k, v in p.items()}

@@ -43,12 +43,10 @@ from rclpy.qos import qos_policy_name_from_kind
 from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.input_checks import LossLedger
-from latentvla_ros.core.monitoring import NodeStats, SequenceGapCounter
-from latentvla_ros.core.parameters import (ParameterError, load_schema, node_definition, unknown_parameters,
-                                           validate_parameters)
-from latentvla_ros.ros.intra_process import (IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable,
-                                             is_volatile, queue_depth)
-from latentvla_ros.ros.qos import describe, input_qos, output_qos, sensor_qos, static_qos
+from latentvla_ros.ros.contracts.monitoring import NodeStats, SequenceGapCounter
+from latentvla_ros.ros.contracts.parameters import ParameterError, load_schema, node_definition, unknown_parameters, validate_parameters
+from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable, is_volatile, queue_depth
+from latentvla_ros.ros.qos import input_qos, output_qos, sensor_qos, static_qos
 
 _TYPES = {
     "string": (ParameterType.PARAMETER_STRING, Parameter.Type.STRING),
@@ -171,7 +169,7 @@ class LatentVlaNode(Node):
             default = spec.get("default")
             try:
                 param = self.declare_parameter(name, py_type if default in (None, []) else default, descriptor)
-            except Exception as exc:  # noqa: BLE001 - e.g. InvalidParameterTypeException from a param file
+            except Exception as exc:  # e.g. InvalidParameterTypeException from a param file
                 message = f"{self.schema_name}: invalid parameters: {name}: {exc}"
                 self.get_logger().fatal(message)
                 raise ParameterError(message) from exc
@@ -573,8 +571,8 @@ def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
     loudly and the node runs with untrained weights, flagged in model_id and diagnostics.
     Checkpoints are safetensors only (core/checkpoint.py never unpickles)."""
     from latentvla_ros.core.checkpoint import CheckpointError
-    from latentvla_ros.core.pipeline import resolve_intra_op_threads
     from latentvla_ros.core.resources import resolve_path
+    from latentvla_ros.runtime import resolve_intra_op_threads
 
     p = node.params
     kwargs = dict(device=p["device"], torch_threads=resolve_intra_op_threads(p["torch_threads"]), backend=p["backend"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import rclpy
 
-from latentvla_ros.core.parameters import ParameterError
+from latentvla_ros.ros.contracts.parameters import ParameterError
 from latentvla_ros.ros.executors import spin_until_shutdown
 
 

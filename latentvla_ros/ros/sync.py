@@ -2,7 +2,7 @@
 
 ``make_approximate_sync`` uses the real ``message_filters.ApproximateTimeSynchronizer``
 with ``message_filters.Subscriber`` when ``import message_filters`` works
-(a sourced ROS 2 install), and otherwise ``core.approx_sync.ApproximateTimeSync``
+(a sourced ROS 2 install), and otherwise ``ros.contracts.approx_sync.ApproximateTimeSync``
 fed from plain rclpy subscriptions. Both give ``callback(*msgs)`` with one
 message per topic, in the order of ``topics_and_types``.
 
@@ -24,7 +24,7 @@ import threading
 from functools import partial
 from typing import Any, Callable, Sequence
 
-from latentvla_ros.core.approx_sync import ApproximateTimeSync
+from latentvla_ros.ros.contracts.approx_sync import ApproximateTimeSync
 
 __all__ = ["SyncHandle", "make_approximate_sync", "header_stamp_ns", "have_message_filters"]
 
@@ -42,7 +42,7 @@ def header_stamp_ns(msg: Any) -> int | None:
 
 def have_message_filters() -> bool:
     try:
-        import message_filters  # noqa: F401
+        import message_filters  # noqa: F401 - only probing that it imports
     except ImportError:
         return False
     return True

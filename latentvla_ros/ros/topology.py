@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from latentvla_ros.core.sros2 import enclave_for
+from latentvla_ros.ros.contracts.executables import NODE_EXECUTABLES
+from latentvla_ros.ros.contracts.sros2 import enclave_for
 
 # Topics between nodes (relative names: a namespace applies to them).
 SENSOR_FRAME = "latentvla/sensor_frame"
@@ -65,7 +66,7 @@ class NodeSpec:
         return f"config/{self.name}.param.yaml"
 
     def enclave(self, namespace: str = "") -> str:
-        """SROS2 enclave of this node (core/sros2.py, docs/operations.md#security)."""
+        """SROS2 enclave of this node (ros/contracts/sros2.py, docs/operations.md#security)."""
         return enclave_for(self.name, namespace)
 
 
@@ -82,22 +83,23 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
     sync_remaps += [("~/input/lidar/points", topics["lidar"]), ("~/input/odometry", topics["odometry"]),
                     ("~/input/driving_command", topics["driving_command"]), ("~/output/frame", SENSOR_FRAME)]
     nodes = [
-        NodeSpec("sensor_sync", "latentvla_ros.ros.nodes.sensor_sync", sync_remaps),
-        NodeSpec("bev_features", "latentvla_ros.ros.nodes.bev_features",
+        NodeSpec("sensor_sync", NODE_EXECUTABLES["sensor_sync"], sync_remaps),
+        NodeSpec("bev_features", NODE_EXECUTABLES["bev_features"],
                  [("~/input/frame", SENSOR_FRAME), ("~/output/bev", BEV_FEATURES), ("~/debug/bev_image", BEV_IMAGE)]),
-        NodeSpec("latent_reasoner", "latentvla_ros.ros.nodes.latent_reasoner",
+        NodeSpec("latent_reasoner", NODE_EXECUTABLES["latent_reasoner"],
                  [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN)]),
-        NodeSpec("trajectory_planner", "latentvla_ros.ros.nodes.trajectory_planner",
+        NodeSpec("trajectory_planner", NODE_EXECUTABLES["trajectory_planner"],
                  [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/odometry", topics["odometry"]),
                   ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),
     ]
     if with_teacher:
-        nodes.append(NodeSpec("teacher_labeler", "latentvla_ros.ros.nodes.teacher_labeler",
+        nodes.append(NodeSpec("teacher_labeler", NODE_EXECUTABLES["teacher_labeler"],
                               [("~/input/frame", SENSOR_FRAME), ("~/output/plan", TEACHER_PLAN)]))
     return nodes
 
 
-NODE_NAMES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner", "teacher_labeler")
+#: the nodes of the latentvla graph (launch/latentvla.launch.py); twist_controller belongs to the CARLA profile
+NODE_NAMES = tuple(name for name in NODE_EXECUTABLES if name != "twist_controller")
 
 
 CARLA_TWIST_TOPIC = "/carla/ego_vehicle/twist"  # carla_twist_to_control (geometry_msgs/Twist)
@@ -106,7 +108,7 @@ CARLA_ACKERMANN_TOPIC = "/carla/ego_vehicle/ackermann_cmd"  # carla_ackermann_co
 
 def carla_controller_spec(sensor_topics: dict[str, str] | None = None) -> NodeSpec:
     topics = sensor_topics or CARLA_SENSOR_TOPICS
-    return NodeSpec("twist_controller", "latentvla_ros.ros.nodes.twist_controller",
+    return NodeSpec("twist_controller", NODE_EXECUTABLES["twist_controller"],
                     [("~/input/trajectory", TRAJECTORY), ("~/input/odometry", topics["odometry"]),
                      ("~/input/vehicle_status", topics.get("vehicle_status", CARLA_SENSOR_TOPICS["vehicle_status"])),
                      ("~/output/twist", CARLA_TWIST_TOPIC), ("~/output/ackermann", CARLA_ACKERMANN_TOPIC)])

@@ -196,7 +196,7 @@ def export_checkpoints(out: Path, dest: Path) -> None:
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("train_state*", "tensorboard", "*.tmp"))
     # ONNX exports beside the weights the nodes load with backend=onnx (no export at start-up)
-    from latentvla_ros.core.pipeline import export_onnx
+    from latentvla_ros.runtime import export_onnx
 
     for kind, name in (("bev_backbone", "bev_backbone"), ("student", "student"), ("planner", "planner")):
         if (dest / name / "model.safetensors").is_file():

@@ -24,13 +24,13 @@ from sensor_msgs.msg import Image
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.extrinsics import Extrinsics, ExtrinsicsError, points_to_ego, rotation_from_quaternion
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
-from latentvla_ros.core.parameters import ParameterError
-from latentvla_ros.core.pipeline import BevFeatureExtractor
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
+from latentvla_ros.ros.contracts.parameters import ParameterError
 from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+from latentvla_ros.runtime import BevFeatureExtractor
 
 BEV_IMAGE_SIZE = 256
 
@@ -75,7 +75,7 @@ class BevFeaturesNode(LatentVlaNode):
     def _tf_listener(self):
         """A tf2 buffer fed by /tf and /tf_static where tf2_ros is importable (apt ROS), else None."""
         try:
-            import tf2_ros  # noqa: PLC0415 - optional
+            import tf2_ros
         except ImportError:
             return None
         buffer = tf2_ros.Buffer()
@@ -87,7 +87,7 @@ class BevFeaturesNode(LatentVlaNode):
         if self._tf_buffer is None:
             return None
         if source not in self._tf_cache:
-            from rclpy.time import Time  # noqa: PLC0415
+            from rclpy.time import Time
 
             try:
                 tr = self._tf_buffer.lookup_transform(self.params["frame_id"], source, Time()).transform

@@ -9,12 +9,12 @@ from __future__ import annotations
 import sys
 
 from latentvla_ros.core.features import FeatureError
-from latentvla_ros.core.pipeline import LatentReasoner
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
 from latentvla_ros.ros.conversions import ConversionError, plan_to_msg, sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+from latentvla_ros.runtime import LatentReasoner
 
 
 class LatentReasonerNode(LatentVlaNode):

@@ -98,7 +98,7 @@ class SensorSyncNode(LatentVlaNode):
         if getattr(self, "_gap_inputs", None) and name in self._gap_inputs:
             inner = callback
 
-            def callback(msg, _name=name, _inner=inner):  # noqa: F811 - wraps the synchronizer's callback
+            def callback(msg, _name=name, _inner=inner):  # wraps the synchronizer's callback
                 if self._check_stream(_name, msg):
                     _inner(msg)
 

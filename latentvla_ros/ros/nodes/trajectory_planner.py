@@ -44,10 +44,9 @@ from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from latentvla_ros.core.fallback import comfortable_stop
-from latentvla_ros.core.pipeline import TrajectoryPlanner
-from latentvla_ros.core.stamp_matcher import MatchedFrame, StampMatcher
 from latentvla_ros.models.configuration_planner import PlannerConfig
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory
+from latentvla_ros.ros.contracts.stamp_matcher import MatchedFrame, StampMatcher
 from latentvla_ros.ros.conversions import (
     ConversionError,
     make_header,
@@ -59,6 +58,7 @@ from latentvla_ros.ros.conversions import (
 )
 from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+from latentvla_ros.runtime import TrajectoryPlanner
 
 _RECENT = 256  # stamps remembered to detect duplicates
 _JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline

@@ -34,7 +34,6 @@ from nav_msgs.msg import Odometry
 
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.fallback import comfortable_stop
-from latentvla_ros.core.parameters import ParameterError
 from latentvla_ros.core.tracking import (
     ControlCommand,
     TrackerConfig,
@@ -44,6 +43,7 @@ from latentvla_ros.core.tracking import (
     track,
 )
 from latentvla_ros.msg import PlannedTrajectory
+from latentvla_ros.ros.contracts.parameters import ParameterError
 from latentvla_ros.ros.conversions import ConversionError, msg_to_trajectory
 from latentvla_ros.ros.node_base import ERROR, WARN, LatentVlaNode, checked_odometry
 from latentvla_ros.ros.node_main import run_node

@@ -137,7 +137,7 @@ _RosParamLoader.add_constructor("tag:yaml.org,2002:str", _construct_ros_scalar)
 
 def load_ros_yaml(text: str) -> Any:
     """YAML text (a param file, or the value of ``-p name:=value``) with ROS's value types."""
-    return yaml.load(text, Loader=_RosParamLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_RosParamLoader)  # a SafeLoader subclass
 
 
 def parse_override_value(raw: str) -> Any:
