@@ -4,13 +4,13 @@ Uses the real launch API where installed, otherwise test/launch_standin.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 from launch_harness import evaluate
 
+from latentvla_ros.ros.contracts.executables import EXECUTABLES
 from latentvla_ros.ros.contracts.parameters import load_param_file, load_schema, validate_parameters
 from latentvla_ros.ros.topology import BEV_FEATURES, CARLA_TWIST_TOPIC, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY
 
@@ -19,8 +19,8 @@ LAUNCH = ROOT / "launch"
 
 
 def _executables() -> set[str]:
-    cmake = (ROOT / "CMakeLists.txt").read_text()
-    return set(re.findall(r'"(\w+):latentvla_ros\.', cmake))
+    """What CMakeLists.txt installs (and setup.py declares): ros/contracts/executables.py."""
+    return set(EXECUTABLES)
 
 
 def _check_node(node, expected_name):

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latentvla_ros.apps.bench.meters import CpuMeter, ThreadCpu, _ratio, stats_ms
+from latentvla_ros.apps.bench.meters import CpuMeter, ThreadCpu, ratio_of, stats_ms
 from latentvla_ros.apps.bench.options import CAMERA, CAMERA_NAME, MODEL_KINDS
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_di
     return LatentVLAAgent(bev, reasoner, planner)
 
 
-def _sleep_until(deadline: float) -> None:
+def sleep_until(deadline: float) -> None:
     while True:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
@@ -160,7 +160,7 @@ def _run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
     meter.start()
     t0 = time.perf_counter()
     for i, frame in enumerate(frames):
-        _sleep_until(t0 + i / rate)
+        sleep_until(t0 + i / rate)
         try:
             agent.compute_trajectory(frame)
         except (ValueError, RuntimeError):
@@ -179,5 +179,5 @@ def _run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
             "frames": len(frames), "errors": errors,
             "latency_ms": stats_ms(totals), "stages_ms": {"bev_backbone": stats_ms(bev), "student": stats_ms(reason),
                                                            "planner": stats_ms(plan)},
-            "max_throughput_hz": _ratio(1000.0, float(np.median(totals))) if totals else None,
+            "max_throughput_hz": ratio_of(1000.0, float(np.median(totals))) if totals else None,
             "per_frame_ms": [round(v, 3) for v in totals], "cpu": cpu}

@@ -15,16 +15,16 @@ from latentvla_ros.apps.bench.harness import (
     DiagnosticsNodeTimes,
     Harness,
     InProcessNodeTimes,
-    _graph_options,
-    _idle_drain_s,
-    _new_context,
-    _shutdown_context,
-    _std_to,
-    _wait,
+    graph_options,
+    idle_drain_s,
     measure_graph,
+    new_ros_context,
+    shutdown_ros_context,
+    std_to,
+    wait_until,
     warm_up_graph,
 )
-from latentvla_ros.apps.bench.meters import _ratio, stats_ms
+from latentvla_ros.apps.bench.meters import ratio_of, stats_ms
 from latentvla_ros.apps.bench.options import BenchOptions
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             if "composed" in opts.modes:
                 from latentvla_ros.ros.graph import create_composed_nodes
 
-                ctx = _new_context(opts.domain_id)
-                options = _graph_options(config, data.checkpoint_dir, backend, opts.threads[config], min(rates), opts.overrides)
+                ctx = new_ros_context(opts.domain_id)
+                options = graph_options(config, data.checkpoint_dir, backend, opts.threads[config], min(rates), opts.overrides)
                 nodes = create_composed_nodes(options, context=ctx)
                 by_name = {nd.get_name(): nd for nd in nodes}
                 agent = LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
@@ -99,7 +99,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 bare["recheck_after_graph"] = {"frames": k, "latency_ms": again["latency_ms"],
                                                "cpu": again["cpu"]}
                 first = stats_ms(bare["per_frame_ms"][:k]).get("median_ms")
-                bare["recheck_after_graph"]["drift_median"] = _ratio(again["latency_ms"].get("median_ms"), first)
+                bare["recheck_after_graph"]["drift_median"] = ratio_of(again["latency_ms"].get("median_ms"), first)
         finally:
             agent = None
             if nodes:
@@ -108,7 +108,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                         nd.destroy_node()
             nodes = None
             if ctx is not None:
-                _shutdown_context(ctx)
+                shutdown_ros_context(ctx)
             gc.collect()
         if "processes" in opts.modes and bi == 0:
             for rate in rates:
@@ -194,10 +194,10 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
     harness = Harness(ctx)
     sync_node = by_name["sensor_sync"]
     try:
-        _wait(lambda: harness.connected(), 30.0)
+        wait_until(lambda: harness.connected(), 30.0)
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}
-        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=_idle_drain_s(rate, bare),
+        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=idle_drain_s(rate, bare),
                             node_times=InProcessNodeTimes(nodes), bare_parallel=bare_parallel)
         run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout(),
                    intra_process=bus.enabled)
@@ -218,21 +218,21 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
                   warm_msgs: list, bare: dict | None, bare_parallel: dict | None = None) -> dict[str, Any]:
     from latentvla_ros.ros.graph import apply_transport_env, spawn_processes, stop_processes
 
-    options = _graph_options(data.config, data.checkpoint_dir, backend, opts.threads[data.config], min_rate, opts.overrides)
+    options = graph_options(data.config, data.checkpoint_dir, backend, opts.threads[data.config], min_rate, opts.overrides)
     env = apply_transport_env(dict(os.environ))
     env["ROS_DOMAIN_ID"] = str(opts.domain_id)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     logfile = opts.out / "logs" / f"processes_{data.config}_{backend}_{rate:g}Hz.log"
-    ctx = _new_context(opts.domain_id)
+    ctx = new_ros_context(opts.domain_id)
     harness = None
     procs: list = []
     try:
         harness = Harness(ctx)
-        with _std_to(logfile):
+        with std_to(logfile):
             procs = spawn_processes(options, env=env)
         alive = lambda: all(p.poll() is None for p in procs)
         started = time.monotonic()
-        if not _wait(lambda: harness.connected(), opts.startup_timeout_s, 0.2, alive):
+        if not wait_until(lambda: harness.connected(), opts.startup_timeout_s, 0.2, alive):
             raise RuntimeError(f"graph processes did not come up (see {logfile})")
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s, alive)
         startup_s = time.monotonic() - started
@@ -240,13 +240,13 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
         def counters() -> dict:
             # diagnostics come once a second: wait for a fresh one
             t = time.time_ns()
-            _wait(lambda: harness.diagnostics.get("sensor_sync", (0, {}))[0] > t, 3.0)
+            wait_until(lambda: harness.diagnostics.get("sensor_sync", (0, {}))[0] > t, 3.0)
             entry = harness.diagnostics.get("sensor_sync")
             return {"sensor_sync": int(entry[1].get("published/frame", 0)) if entry else None}
 
         names = {p.pid: spec.name for p, spec in zip(procs, options.nodes)}
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [p.pid for p in procs],
-                            drain_s=_idle_drain_s(rate, bare), node_times=DiagnosticsNodeTimes(harness),
+                            drain_s=idle_drain_s(rate, bare), node_times=DiagnosticsNodeTimes(harness),
                             process_names=names, bare_parallel=bare_parallel)
         run.update(mode="processes", backend=backend, startup_s=startup_s, log=str(logfile),
                    node_diagnostics={k: v[1] for k, v in harness.diagnostics.items()})
@@ -257,7 +257,7 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
         if procs:
             codes = stop_processes(procs, timeout_s=10.0)
             log.debug("graph processes exited with %s", codes)
-        _shutdown_context(ctx)
+        shutdown_ros_context(ctx)
 
 
 def _run_line(config: str, key: str, run: dict) -> str:

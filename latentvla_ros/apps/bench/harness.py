@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latentvla_ros.apps.bench.data import _sleep_until
-from latentvla_ros.apps.bench.meters import CpuMeter, ThreadCpu, _ratio, stats_ms
+from latentvla_ros.apps.bench.data import sleep_until
+from latentvla_ros.apps.bench.meters import CpuMeter, ThreadCpu, ratio_of, stats_ms
 from latentvla_ros.apps.bench.options import CAMERA_NAME, GRAPH_NODES
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class DiagnosticsNodeTimes:
     def stop(self) -> tuple[dict[str, dict], dict[str, dict]]:
         t = time.time_ns()
         names = self._harness.node_names
-        _wait(lambda: all(self._harness.diagnostics.get(n, (0, {}))[0] > t for n in names), 3.0)
+        wait_until(lambda: all(self._harness.diagnostics.get(n, (0, {}))[0] > t for n in names), 3.0)
         processing, latency = {}, {}
         for name in names:
             values = self._harness.diagnostics.get(name, (0, {}))[1]
@@ -166,7 +166,7 @@ def _diagnostics_summary(values: dict[str, str], prefix: str) -> dict[str, float
         return {"count": 0}
 
 
-def _wait(predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.05, alive: Callable[[], bool] | None = None) -> bool:
+def wait_until(predicate: Callable[[], bool], timeout_s: float, period_s: float = 0.05, alive: Callable[[], bool] | None = None) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -192,7 +192,7 @@ def warm_up_graph(harness: Harness, msgs: list, rate: float, need: int, timeout_
         sent += 1
         ok = harness.wait_for([stamp], wait_s) and harness.model_trajectory(stamp)
         consecutive = consecutive + 1 if ok else 0
-        _sleep_until(start + 1.0 / rate)
+        sleep_until(start + 1.0 / rate)
     if consecutive < max(1, need):
         raise RuntimeError(f"the graph did not answer {need} warm-up frames in a row within {timeout_s:.0f} s")
     return sent
@@ -221,7 +221,7 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
     late = 0
     for i, m in enumerate(msgs):
         deadline = t0 + i / rate
-        _sleep_until(deadline)
+        sleep_until(deadline)
         if time.perf_counter() - deadline > 0.5 / rate:
             late += 1
         stamps.append(harness.publish(m))
@@ -273,7 +273,7 @@ def measure_graph(harness: Harness, msgs: list, rate: float, bare: dict | None, 
     return result
 
 
-def _idle_drain_s(rate: float, bare: dict | None) -> float:
+def idle_drain_s(rate: float, bare: dict | None) -> float:
     p99 = ((bare or {}).get("latency_ms") or {}).get("p99_ms") or 0.0
     return max(3.0, 3.0 / rate, 4.0 * p99 / 1e3)
 
@@ -300,12 +300,12 @@ def _ratios(run: dict, bare: dict) -> dict[str, Any]:
     g, b = run.get("latency_ms", {}), bare.get("latency_ms", {})
     per_frame = [x / y for x, y in zip(run.get("per_frame_ms", []), bare.get("per_frame_ms", []))
                  if x is not None and y is not None and y > 0]
-    return {"median": _ratio(g.get("median_ms"), b.get("median_ms")), "p99": _ratio(g.get("p99_ms"), b.get("p99_ms")),
+    return {"median": ratio_of(g.get("median_ms"), b.get("median_ms")), "p99": ratio_of(g.get("p99_ms"), b.get("p99_ms")),
             "per_frame_median": float(np.median(per_frame)) if per_frame else None,
             "overhead_median_ms": (g["median_ms"] - b["median_ms"]) if "median_ms" in g and "median_ms" in b else None}
 
 
-def _graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_rate: float,
+def graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_rate: float,
                    extra: dict[str, dict[str, Any]] | None = None):
     from latentvla_ros.ros.graph import GraphOptions
     from latentvla_ros.ros.topology import graph_nodes
@@ -325,7 +325,7 @@ def _graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_
 
 
 @contextlib.contextmanager
-def _std_to(path: Path):
+def std_to(path: Path):
     """Point fds 1 and 2 at ``path`` (children spawned inside inherit it)."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -343,7 +343,7 @@ def _std_to(path: Path):
             os.close(saved[1])
 
 
-def _new_context(domain_id: int):
+def new_ros_context(domain_id: int):
     import rclpy
     from rclpy.context import Context
 
@@ -352,7 +352,7 @@ def _new_context(domain_id: int):
     return ctx
 
 
-def _shutdown_context(ctx) -> None:
+def shutdown_ros_context(ctx) -> None:
     import rclpy
 
     with contextlib.suppress(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 
 from latentvla_ros.apps.bench.data import ConfigData, frame_messages, in_worker, prepare_checkpoints, prepare_log
 from latentvla_ros.apps.bench.graph import run_config_graph
-from latentvla_ros.apps.bench.meters import _round
+from latentvla_ros.apps.bench.meters import round_floats
 from latentvla_ros.apps.bench.options import BenchOptions, add_bench_arguments, resolve_options
 from latentvla_ros.apps.bench.report import evaluate_targets, print_report, write_docs
 from latentvla_ros.apps.bench.sections import conversions_section, onnx_section, teacher_section
@@ -49,7 +49,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
 
     def save() -> None:
         results["targets"] = evaluate_targets(results)
-        json_path.write_text(json.dumps(_round(results), indent=1))
+        json_path.write_text(json.dumps(round_floats(results), indent=1))
 
     save()
     for config in opts.configs:
@@ -127,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"\nwrote {opts.out / 'bench.json'}")
     if opts.write_docs:
         path = opts.docs_path or Path(__file__).resolve().parents[3] / "docs" / "performance.md"
-        write_docs(_round(results), path)
+        write_docs(round_floats(results), path)
         print(f"wrote {path}")
     return 0
 

@@ -23,13 +23,13 @@ def stats_ms(values) -> dict[str, float]:
             "max_ms": float(arr.max())}
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def ratio_of(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not np.isfinite(a) or not np.isfinite(b) or b <= 0:
         return None
     return float(a / b)
 
 
-def _round(obj: Any, nd: int = 3) -> Any:
+def round_floats(obj: Any, nd: int = 3) -> Any:
     """``nd`` decimals; values smaller than that keep 3 significant digits (an ONNX-vs-torch
     difference of 1.4e-06 must not be reported as 0)."""
     if isinstance(obj, float):
@@ -39,11 +39,11 @@ def _round(obj: Any, nd: int = 3) -> Any:
             return float(f"{obj:.3g}")
         return round(obj, nd)
     if isinstance(obj, dict):
-        return {k: _round(v, nd) for k, v in obj.items()}
+        return {k: round_floats(v, nd) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_round(v, nd) for v in obj]
+        return [round_floats(v, nd) for v in obj]
     if isinstance(obj, np.generic):
-        return _round(obj.item(), nd)
+        return round_floats(obj.item(), nd)
     return obj
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from latentvla_ros.apps.bench.options import BACKENDS, GRAPH_NODES, MODEL_KINDS, TARGETS
-from latentvla_ros.apps.reporting import fmt as _fmt
+from latentvla_ros.apps.reporting import fmt
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ def floor_lines(results: dict[str, Any]) -> list[str]:
             bound = g0 - b0 + critical
             lines.append(
                 f"{config}[{backend}]: with instant forward passes the composed graph takes {g0:.1f} ms median (p99 "
-                f"{_fmt(g0_p99)}) from sensor stamp to trajectory received, the bare chain {b0:.1f} ms: the graph costs "
+                f"{fmt(g0_p99)}) from sensor stamp to trajectory received, the bare chain {b0:.1f} ms: the graph costs "
                 f"{g0 - b0:.1f} ms per frame besides the models. The composed target (<= {limit} x the bare chain's "
                 f"{b:.1f} ms = {limit * b:.1f} ms) leaves {(limit - 1) * b:.1f} ms for that. With the models' "
                 f"critical path at its shortest (the student wholly beside the BEV backbone: max({calls['bev_backbone']:.1f}, "
-                f"{_fmt(calls['student'])}) + {calls['planner']:.1f} ms of model calls) the graph would still need about "
+                f"{fmt(calls['student'])}) + {calls['planner']:.1f} ms of model calls) the graph would still need about "
                 f"{bound:.1f} ms = {bound / b:.2f} x the bare chain"
                 + (": the target is out of reach on this machine with this graph." if bound > limit * b else "."))
     return lines
@@ -99,19 +99,19 @@ def latency_table(results: dict[str, Any]) -> list[str]:
     for config, cres in results.get("configs", {}).items():
         for key, run in cres.get("runs", {}).items():
             if "error" in run:
-                rows.append(f"| {config} | {key} | {_fmt(run.get('rate_hz'), 0)} | error: {run['error']} ||||||||||")
+                rows.append(f"| {config} | {key} | {fmt(run.get('rate_hz'), 0)} | error: {run['error']} ||||||||||")
                 continue
             lat = run.get("latency_ms", {})
             r = run.get("ratio_vs_bare") or {}
             rp = run.get("ratio_vs_bare_parallel")
-            vs_par = f"{_fmt(rp.get('median'), 2)} / {_fmt(rp.get('p99'), 2)}" if rp else "n/a"
+            vs_par = f"{fmt(rp.get('median'), 2)} / {fmt(rp.get('p99'), 2)}" if rp else "n/a"
             out_hz = run.get("output_hz") if run.get("mode") != "bare" else run.get("max_throughput_hz")
             rows.append(
-                f"| {config} | {key} | {_fmt(run.get('rate_hz'), 0)} | {_fmt(lat.get('median_ms'))} | {_fmt(lat.get('p99_ms'))} | "
-                f"{_fmt(r.get('median'), 2)} | {_fmt(r.get('p99'), 2)} | {_fmt(r.get('per_frame_median'), 2)} | {vs_par} | "
-                f"{_fmt(run.get('dropped', 0 if run.get('mode') == 'bare' else None))} | {_fmt(run.get('fallbacks'))} | "
-                f"{_fmt(run.get('dropped_synchronized'))} | {_fmt(out_hz)}{' (max)' if run.get('mode') == 'bare' else ''} | "
-                f"{_fmt(run.get('cpu', {}).get('foreign_cores'), 2)} |")
+                f"| {config} | {key} | {fmt(run.get('rate_hz'), 0)} | {fmt(lat.get('median_ms'))} | {fmt(lat.get('p99_ms'))} | "
+                f"{fmt(r.get('median'), 2)} | {fmt(r.get('p99'), 2)} | {fmt(r.get('per_frame_median'), 2)} | {vs_par} | "
+                f"{fmt(run.get('dropped', 0 if run.get('mode') == 'bare' else None))} | {fmt(run.get('fallbacks'))} | "
+                f"{fmt(run.get('dropped_synchronized'))} | {fmt(out_hz)}{' (max)' if run.get('mode') == 'bare' else ''} | "
+                f"{fmt(run.get('cpu', {}).get('foreign_cores'), 2)} |")
     return rows
 
 
@@ -143,10 +143,10 @@ def breakdown_table(results: dict[str, Any]) -> list[str]:
             if not lat:
                 continue
             bare = runs.get(run.get("bare_run", f"bare[{run.get('backend')}]"), {}).get("stages_ms", {})
-            calls = " / ".join(_fmt(bare.get(k, {}).get("median_ms")) for k in ("bev_backbone", "student", "planner"))
-            cells = [_fmt(lat.get(n, {}).get("median_ms")) for n in GRAPH_NODES]
+            calls = " / ".join(fmt(bare.get(k, {}).get("median_ms")) for k in ("bev_backbone", "student", "planner"))
+            cells = [fmt(lat.get(n, {}).get("median_ms")) for n in GRAPH_NODES]
             rows.append(f"| {config} | {key} | {calls} | " + " | ".join(cells)
-                        + f" | {_fmt(run.get('latency_ms', {}).get('median_ms'))} |")
+                        + f" | {fmt(run.get('latency_ms', {}).get('median_ms'))} |")
     return rows
 
 
@@ -187,8 +187,8 @@ def onnx_table(results: dict[str, Any]) -> list[str]:
             o = onnx[kind]
             diffs = ", ".join(f"{k} {v['max_abs_diff']:.1e}" for k, v in o["outputs"].items())
             rows.append(f"| {config} | {kind} | {o['parameters'] / 1e6:.2f}M | {diffs} | {o['within_tolerance']} | "
-                        f"{_fmt(o['torch_ms'].get('median_ms'), 2)} | {_fmt(o['onnx_ms'].get('median_ms'), 2)} | "
-                        f"{_fmt(o['speedup_onnx_over_torch'], 2)} | {_fmt(o['export_s'])} |")
+                        f"{fmt(o['torch_ms'].get('median_ms'), 2)} | {fmt(o['onnx_ms'].get('median_ms'), 2)} | "
+                        f"{fmt(o['speedup_onnx_over_torch'], 2)} | {fmt(o['export_s'])} |")
     return rows
 
 
@@ -216,11 +216,11 @@ def print_report(results: dict[str, Any], out=None) -> None:
     if tvs and "teacher" in tvs:
         p(f"\nteacher ({tvs['teacher'].get('name')}, {tvs['teacher']['parameters'] / 1e9:.2f}B params): median "
           f"{tvs['teacher']['latency_ms'].get('median_ms', float('nan')):.0f} ms; student ({tvs['student']['parameters'] / 1e6:.1f}M): "
-          f"{tvs['student']['latency_ms'].get('median_ms', float('nan')):.1f} ms; speedup {_fmt(tvs.get('speedup_student_over_teacher'))}x")
+          f"{tvs['student']['latency_ms'].get('median_ms', float('nan')):.1f} ms; speedup {fmt(tvs.get('speedup_student_over_teacher'))}x")
     p("\ntargets:")
     for t in results.get("targets", []):
         mark = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
-        p(f"  [{mark}] {t['target']}: {_fmt(t['value'], 3)} (goal {t['goal']})")
+        p(f"  [{mark}] {t['target']}: {fmt(t['value'], 3)} (goal {t['goal']})")
     floor = floor_lines(results)
     if floor:
         p("\nwhat the graph costs besides the models (instant forward passes):")
@@ -345,21 +345,21 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
                   f"Same frame (camera {s['input']}); teacher = {t.get('name')} ({t['parameters'] / 1e9:.3f}B parameters, "
                   f"{t.get('dtype', 'float32')}, image {t['image_size']} -> {t['image_tokens']} image tokens, "
                   f"{t['prompt_tokens']}-token prompt, {t['decode_steps']} greedy steps with KV cache; memory budget "
-                  f"{_fmt(t.get('mem_budget_gb'))} GB of {_fmt(t.get('mem_available_gb'))} GB available). "
+                  f"{fmt(t.get('mem_budget_gb'))} GB of {fmt(t.get('mem_available_gb'))} GB available). "
                   f"Student = {s['config']} ({s['parameters'] / 1e6:.1f}M parameters).", "",
                   "| model | params | median ms | p99 ms | runs |", "|---|---|---|---|---|",
-                  f"| teacher | {t['parameters'] / 1e9:.3f}B | {_fmt(t['latency_ms'].get('median_ms'))} | "
-                  f"{_fmt(t['latency_ms'].get('p99_ms'))} | {t['latency_ms'].get('count')} |",
-                  f"| student | {s['parameters'] / 1e6:.1f}M | {_fmt(s['latency_ms'].get('median_ms'))} | "
-                  f"{_fmt(s['latency_ms'].get('p99_ms'))} | {s['latency_ms'].get('count')} |", "",
-                  f"Speedup (teacher median / student median): **{_fmt(tvs.get('speedup_student_over_teacher'))}x**. "
+                  f"| teacher | {t['parameters'] / 1e9:.3f}B | {fmt(t['latency_ms'].get('median_ms'))} | "
+                  f"{fmt(t['latency_ms'].get('p99_ms'))} | {t['latency_ms'].get('count')} |",
+                  f"| student | {s['parameters'] / 1e6:.1f}M | {fmt(s['latency_ms'].get('median_ms'))} | "
+                  f"{fmt(s['latency_ms'].get('p99_ms'))} | {s['latency_ms'].get('count')} |", "",
+                  f"Speedup (teacher median / student median): **{fmt(tvs.get('speedup_student_over_teacher'))}x**. "
                   + (t.get("note", "")), ""]
     conv = {c: r["conversions"] for c, r in results.get("configs", {}).items() if r.get("conversions")}
     if conv:
         lines += ["## Message conversions", "", "| config | conversion | median ms | p99 ms |", "|---|---|---|---|"]
         for c, r in conv.items():
             for name, s in r["time_ms"].items():
-                lines.append(f"| {c} | {name} | {_fmt(s.get('median_ms'), 3)} | {_fmt(s.get('p99_ms'), 3)} |")
+                lines.append(f"| {c} | {name} | {fmt(s.get('median_ms'), 3)} | {fmt(s.get('p99_ms'), 3)} |")
         lines += ["", "Zero-copy checks:", ""]
         for c, r in conv.items():
             for name, v in r["zero_copy"].items():
@@ -376,7 +376,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
                   "the nodes' Python cost by themselves on this machine.", "", *[f"- {line}" for line in floor], ""]
     lines += ["## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
     for t in results.get("targets", []):
-        lines.append(f"| {t['target']} | {_fmt(t['value'], 3)} | {t['goal']} | {t['met']} |")
+        lines.append(f"| {t['target']} | {fmt(t['value'], 3)} | {t['goal']} | {t['met']} |")
     lines.append("")
     if results.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]

@@ -9,9 +9,9 @@ from typing import Any, Callable
 import numpy as np
 
 from latentvla_ros.apps.bench.data import ConfigData
-from latentvla_ros.apps.bench.meters import _ratio, stats_ms
+from latentvla_ros.apps.bench.meters import ratio_of, stats_ms
 from latentvla_ros.apps.bench.options import ONNX_ATOL, ONNX_RTOL, BenchOptions
-from latentvla_ros.apps.reporting import meminfo_gb as _meminfo_gb
+from latentvla_ros.apps.reporting import meminfo_gb
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def onnx_section(opts: BenchOptions, data: ConfigData, runs: int) -> dict[str, A
             times[label] = stats_ms(samples)
         params = sum(p.numel() for p in ts.model.parameters())
         out[kind] = {"outputs": outputs, "within_tolerance": bool(ok), "torch_ms": times["torch"], "onnx_ms": times["onnx"],
-                     "speedup_onnx_over_torch": _ratio(times["torch"].get("median_ms"), times["onnx"].get("median_ms")),
+                     "speedup_onnx_over_torch": ratio_of(times["torch"].get("median_ms"), times["onnx"].get("median_ms")),
                      "export_s": export_s[kind], "onnx_file": str(onnx_dir / f"{kind}.onnx"), "parameters": int(params)}
     del torch_stages, onnx_stages
     gc.collect()
@@ -152,7 +152,7 @@ def teacher_section(opts: BenchOptions, data: ConfigData) -> dict[str, Any]:
     s_params = sum(p.numel() for p in student.model.parameters())
     del student
     gc.collect()
-    avail = _meminfo_gb()
+    avail = meminfo_gb()
     budget = opts.teacher_mem_gb if opts.teacher_mem_gb > 0 else max(0.0, avail - 4.0)
     cfg, info = choose_teacher(budget, opts.quick)
     t = time.perf_counter()
@@ -174,7 +174,7 @@ def teacher_section(opts: BenchOptions, data: ConfigData) -> dict[str, Any]:
         run_teacher()
         t_times.append((time.perf_counter() - t) * 1e3)
     prompt_len = int(teacher.prepare_inputs(torch.zeros(1, 3, *cfg.image_size), torch.zeros(1, 8))["input_ids"].shape[1])
-    teacher = None  # frees the model (run_teacher's closure cell) before the student's numbers are summed up
+    teacher = None  # drops the model (run_teacher's closure holds it too) before gc.collect()
     gc.collect()
     s_stats, t_stats = stats_ms(s_times), stats_ms(t_times)
     result = {
@@ -185,7 +185,7 @@ def teacher_section(opts: BenchOptions, data: ConfigData) -> dict[str, Any]:
                     "image_size": list(cfg.image_size), "image_tokens": cfg.num_image_tokens, "prompt_tokens": prompt_len,
                     "decode_steps": cfg.num_latent_tokens, "mem_available_gb": avail,
                     "what": "LatentTeacher.predict: tokenise + patchify + prefill + 12 greedy steps with KV cache"},
-        "speedup_student_over_teacher": _ratio(t_stats.get("median_ms"), s_stats.get("median_ms")),
+        "speedup_student_over_teacher": ratio_of(t_stats.get("median_ms"), s_stats.get("median_ms")),
     }
     if info.get("scaled"):
         frac = info["layer_fraction"]
