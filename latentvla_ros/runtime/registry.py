@@ -34,7 +34,7 @@ class ModelSpec:
 MODEL_SPECS: dict[str, ModelSpec] = {
     "bev_backbone": ModelSpec(BevBackbone, BevBackboneConfig, ("image", "lidar_bev", "ego_status"), ("tokens",)),
     "student": ModelSpec(LatentStudent, StudentConfig, ("image", "ego_status"),
-                          ("logits", "action_embeddings", "visual_embeddings")),
+                         ("logits", "action_embeddings", "visual_embeddings")),
     "planner": ModelSpec(FusedPlanner, PlannerConfig, ("bev_tokens", "ego_status", "context"), ("poses",)),
 }
 

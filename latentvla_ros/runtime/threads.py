@@ -1,4 +1,4 @@
-"""Thread counts of the model stages (no torch import: the nodes read it before loading a model)."""
+"""Thread counts of the model stages (stdlib only)."""
 from __future__ import annotations
 
 import os

@@ -306,7 +306,7 @@ def _ratios(run: dict, bare: dict) -> dict[str, Any]:
 
 
 def graph_options(config: str, ckpt_dir: Path, backend: str, threads: int, min_rate: float,
-                   extra: dict[str, dict[str, Any]] | None = None):
+                  extra: dict[str, dict[str, Any]] | None = None):
     from latentvla_ros.ros.graph import GraphOptions
     from latentvla_ros.ros.topology import graph_nodes
 
