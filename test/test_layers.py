@@ -38,10 +38,9 @@ KNOWN_LAYER_BREAKS = {
     ("training.pipeline", "evaluation"),
 }
 KNOWN_RCLPY = {"evaluation.sim_bridge"}
-#: import circles being removed by the evaluation work (issue 12): the method factory in closed_loop
-#: starts the ROS graph of sim_bridge; the PDM score calls the reference planner.
+#: import circles being removed by the evaluation work (issue 12): the PDM score calls the reference
+#: planner (closed_loop <-> sim_bridge is gone already).
 KNOWN_CIRCLES = {
-    frozenset({"evaluation.closed_loop", "evaluation.sim_bridge"}),
     frozenset({"evaluation.pdms", "evaluation.reference_planner"}),
     # landed with the issue 12 data presets: highway's CLI runs the presets, which take their
     # missions from data/missions.py, which takes the expert's cruise speed from highway.py
