@@ -15,14 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rclpy
+from conftest import wait_for
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import String
-
-from conftest import wait_for
 
 SEC = 1_000_000_000
 T0 = 1_700_000_000 * SEC
@@ -140,12 +138,12 @@ def test_replay_waits_for_the_graphs_subscribers_and_counts_what_nobody_heard(ro
     """Sensor topics of the default profile: the player waits until they have subscribers.
     A subscriber that comes 1.5 s late still gets every message; without one, the timeout
     ends the wait and every message is counted as unheard."""
+    from ros_helpers import lidar_cloud
     from sensor_msgs.msg import PointCloud2
 
     from latentvla_ros.bags.record import BagWriter
     from latentvla_ros.ros.bag_player import BagPlayer, graph_input_topics
     from latentvla_ros.ros.topology import CARLA_SENSOR_TOPICS, SENSOR_TOPICS
-    from ros_helpers import lidar_cloud
 
     lidar = SENSOR_TOPICS["lidar"]
     assert graph_input_topics(["/chatter", lidar, "/carla/ego_vehicle/rgb_left/image"]) == [

@@ -17,11 +17,11 @@ import pytest
 
 pytest.importorskip("highway_env")
 
-from latentvla_ros.data.highway import generate_log  # noqa: E402
-from latentvla_ros.data.log_format import DrivingLog  # noqa: E402
-from latentvla_ros.evaluation.geometry import box_corners, points_in_union  # noqa: E402
-from latentvla_ros.evaluation.pdms import PdmsConfig  # noqa: E402
-from latentvla_ros.evaluation.savgol import savgol_filter  # noqa: E402
+from latentvla_ros.data.highway import generate_log
+from latentvla_ros.data.log_format import DrivingLog
+from latentvla_ros.evaluation.geometry import box_corners, points_in_union
+from latentvla_ros.evaluation.pdms import PdmsConfig
+from latentvla_ros.evaluation.savgol import savgol_filter
 
 BOUNDS = PdmsConfig()  # NAVSIM v1.1's comfort bounds
 

@@ -4,6 +4,7 @@ Uses the real launch API where installed, otherwise test/launch_standin.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,7 @@ def test_launch_files_document_only_arguments_they_declare():
     import ast
 
     from launch_harness import load_launch_description
+
     from latentvla_ros.ros import topology
 
     known = {*topology.NODE_NAMES, "twist_controller", "latentvla_ros",  # nodes and packages the texts name

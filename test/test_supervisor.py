@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import wait_for
 
 # a stand-in node: up until SIGINT/SIGTERM (exits 0 on SIGINT like run_node); 'stubborn' ignores SIGINT;

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 import rclpy
+from conftest import wait_for
+from fixtures.message_samples import STAMP_NS, samples
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from conftest import wait_for
-from fixtures.message_samples import STAMP_NS, samples
 from latentvla_ros.core.resources import share_path
 from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.conversions import stamp_to_ns
