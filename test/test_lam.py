@@ -471,7 +471,7 @@ def test_report_writes_docs_shape(trained, tmp_path):
     assert data["other"] == 1
     lam = data["lam"]
     assert set(lam["ego_motion_r2"]) == {"ego_tokens", "env_tokens"}
-    assert set(lam["agent_motion_r2"]) == {"ego_tokens", "env_tokens"}
+    assert set(lam["agent_motion_r2"]) == {"ego_tokens", "env_tokens", "no_tokens"}
     assert set(lam["next_frame_mse"]) == {"true_codes", "random_ego_codes", "swapped_ego_codes", "copy_last_frame"}
     assert isinstance(lam["h_ego_given_env_bits"], float)
     assert set(lam["codes_used"]) == {"env", "ego"} and set(lam["perplexity"]) == {"env", "ego"}
