@@ -1,6 +1,7 @@
 """bev_features, latent_reasoner, trajectory_planner and teacher_labeler on real messages."""
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -69,6 +70,32 @@ def test_model_node_processes_frames_and_drops_bad_ones(ros_context, spin, node_
     pub.publish(_frame(6))  # sequences 4 and 5 never arrived: counted
     assert wait_for(lambda: len(got) == 2, 30)
     assert node.stats.snapshot()["dropped"]["frame_lost_upstream"] == 2
+
+
+def test_reasoner_token_markers_carry_the_lam_code_names(ros_context, spin, tmp_path):
+    """The latent_reasoner's ~/debug/markers label its tokens with the LAM's code names (issue 13)."""
+    from visualization_msgs.msg import MarkerArray
+
+    names = [f"code {k} straight {k} m/s" for k in range(16)]
+    lam = tmp_path / "lam"
+    lam.mkdir()
+    (lam / "config.json").write_text(json.dumps({"model_type": "lam", "config": {"code_names": names}, "meta": {}}))
+    node = LatentReasonerNode(context=ros_context, parameter_overrides=UNTRAINED + [Parameter("lam_checkpoint", value=str(lam))],
+                              cli_args=["--ros-args", "-r", "~/input/frame:=/m/frame", "-r", "~/debug/markers:=/m/markers"])
+    io, pub, got = _io(ros_context, SensorFrame, "/m/frame", MarkerArray, "/m/markers")
+    spin(node, io)
+    assert node.code_names == tuple(names)
+    assert wait_for(lambda: pub.get_subscription_count() > 0 and io.count_publishers("/m/markers") > 0)
+    pub.publish(_frame(1))
+    assert wait_for(lambda: len(got) >= 1, 30)
+    labels = [m.text for m in got[0].markers if m.text]
+    assert len(labels) == 1 and labels[0].startswith("latent tokens: code ")
+    assert all(m.ns == "latentvla/reasoner/latent_tokens" for m in got[0].markers)
+    # a LAM checkpoint without names (or none at all): the ids are shown, nothing fails
+    bare = LatentReasonerNode(context=ros_context,
+                              parameter_overrides=UNTRAINED + [Parameter("lam_checkpoint", value=str(tmp_path / "none"))])
+    assert bare.code_names == ()
+    bare.destroy_node()
 
 
 @pytest.fixture

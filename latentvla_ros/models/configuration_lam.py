@@ -4,19 +4,23 @@ The LAM learns, from camera video alone plus the logged ego trajectory, a discre
 "latent action" for every transition ``t -> t + frame_stride``:
 
 - stage 1 ("environmental" action): an inverse dynamics model (IDM) sees the
-  previous, current and next frame together with the ground-truth future
-  trajectory and ego status, and emits one code of a 16-entry codebook; a
-  forward dynamics model (FDM) rebuilds the next frame from the current and
-  previous frame, that code and the same ground-truth conditioning. Because the
-  FDM already knows the ego motion, the code only needs to explain the rest of
-  the scene (other road users).
+  current and the next frame only (never the ego's motion: no shortcut) and emits
+  one code of a 16-entry codebook; a forward dynamics model (FDM) rebuilds the
+  next frame from the current frame, that code and the ego's own motion (the
+  true motion of the transition, the ground-truth future trajectory and the ego
+  status). Because the FDM already knows the ego motion, the code only needs to
+  explain the rest of the scene (other road users). The codebook is then frozen.
 - stage 2 ("ego" action): the stage-1 IDM and codebook are frozen; a new IDM
-  sees the three frames plus the environmental action and emits one code of a
-  new 16-entry codebook; the FDM rebuilds the next frame from both codes and no
-  ground truth, so the ego code must carry the ego motion.
+  sees the two frames plus the environmental action and emits one code of a
+  new 16-entry codebook; the FDM rebuilds the next frame from the current frame
+  and both codes, without any ego motion, so the ego code must carry it.
 
-Frames are the log camera (``camera.npy``) resized to ``image_size`` squared,
-RGB scaled to [-0.5, 0.5].
+The FDM sees one frame only (no previous frame): steady motion cannot be
+extrapolated, every change must come from the actions. Frames are an ego-centred
+crop of the log camera (``crop_px``, see training/lam_data.py) resized to
+``image_size`` squared, RGB scaled to [-0.5, 0.5]. ``code_names`` holds a short
+name per ego code (what motion it stands for), written after training by the
+atlas (training/lam_atlas.py) and shown by the latent_reasoner's markers.
 """
 from __future__ import annotations
 
@@ -38,7 +42,22 @@ class LamConfig(ConfigBase):
 
     # ---- data -------------------------------------------------------------
     image_size: int = 64
-    """Side of the square model input in pixels (the 128x128 log camera is area-downsampled). Multiple of 8, 16..256."""
+    """Side of the square model input in pixels (the crop is area-resampled to it). Multiple of 8, 16..256."""
+    crop_px: int = 64
+    """Side of the square cut from the camera around the ego pixel, in camera pixels (0: whole frame).
+    64 px of the 0.5 m/px highway-env camera = 32 m x 32 m at the native scale."""
+    crop_ego_row_fraction: float = 0.625
+    """Row of the ego inside the crop as a fraction of its height (0.5: centred; larger: more road ahead). In (0, 1)."""
+    meters_per_pixel: float = 0.5
+    """Scale of the model input [m/px] (camera scale x crop_px / image_size); logs at another scale are rejected."""
+    ego_warp: bool = True
+    """The forward model first moves the view rigidly about the ego pixel by an ego motion (stage 1: the true
+    one, stage 2: the ego code's, ``LatentActionModel.code_motion``), then predicts the rest."""
+    odometry_scale: tuple[float, float, float] = (5.0, 0.2, 0.04)
+    """The ego IDM's registration estimate (dx, dy [m], dyaw [rad], models/lam_odometry.py) is divided by this:
+    the first three entries of an ego latent, and so of every ego code, are that motion in these units."""
+    ego_feature_scale: float = 0.1
+    """Bound of the ego latent's learned entries (tanh x this), in the same units as the motion entries."""
     camera_index: int = 0
     """Which camera of ``camera.npy`` (T, Ncam, H, W, 3) feeds the LAM."""
     frame_stride: int = 3
@@ -63,14 +82,15 @@ class LamConfig(ConfigBase):
     """Width of the fully connected layers after the IDM CNN."""
     cond_hidden_dim: int = 64
     """Width of the MLP embedding of the ground-truth conditioning (future trajectory, ego status)."""
-    cond_dropout: float = 0.1
-    """Stage 1: probability of hiding the conditioning from the environmental IDM (not from the FDM),
-    so that ``encode_env``/``encode_ego`` also work from frames alone. In [0, 1)."""
+    code_names: tuple[str, ...] = ()
+    """Short name per ego code (``codebook_size`` entries, e.g. "straight 24 m/s"), from the atlas; empty before."""
 
-    env_code_dropout: float = 0.5
-    """Stage 1: probability of hiding the environmental code from the FDM for a sample, so the FDM
-    must learn to explain the ego motion from the ground-truth conditioning and the code is left
-    with what the conditioning cannot explain (disentanglement). In [0, 1)."""
+    ego_supervision_fraction: float = 0.0
+    """Optional weak supervision of stage 2 (off by default, reported separately): this share of the
+    training transitions (fixed by a hash of log and frame) also regress the true ego motion from the
+    ego latent. In [0, 1)."""
+    ego_supervision_weight: float = 1.0
+    """Weight of that regression loss (standardised dx, dy, dyaw)."""
 
     # ---- forward dynamics model (small UNet) -------------------------------
     fdm_channels: tuple[int, ...] = (16, 32, 64)
@@ -89,7 +109,9 @@ class LamConfig(ConfigBase):
     """Weight of the commitment loss ||z - sg(q)||^2; 0.05 (LAPO) to 0.25 (UniVLA) is typical. In (0, 1]."""
     vq_eps: float = 1e-5
     """Laplace smoothing of the EMA cluster sizes."""
-    dead_code_threshold: int = 1
+    usage_entropy_weight: float = 1e-2
+    """Weight of the anti-collapse term on soft code assignments (``LatentActionModel.usage_loss``); 0 disables."""
+    dead_code_threshold: int = 20
     """A code picked fewer than this many times during an epoch is re-initialised from a recent
     encoder output at the end of the epoch (0 disables the restart)."""
     restart_buffer_size: int = 2048
@@ -106,6 +128,10 @@ class LamConfig(ConfigBase):
     """Ego velocity (ego status) is divided by this [m/s]."""
     accel_scale_mps2: float = 3.0
     """Ego acceleration (ego status) is divided by this [m/s^2]."""
+    motion_scale_m: float = 5.0
+    """The transition's ego displacement (dx, dy) is divided by this [m] (conditioning and weak supervision)."""
+    motion_scale_rad: float = 0.1
+    """The transition's ego yaw change is divided by this [rad]."""
 
     def validate(self) -> None:
         require(isinstance(self.image_size, int) and 16 <= self.image_size <= 256 and self.image_size % 8 == 0,
@@ -124,10 +150,22 @@ class LamConfig(ConfigBase):
                 "encoder_res_blocks", "must be in [0, 8]")
         require(isinstance(self.idm_hidden_dim, int) and self.idm_hidden_dim >= 1, "idm_hidden_dim", "must be >= 1")
         require(isinstance(self.cond_hidden_dim, int) and self.cond_hidden_dim >= 1, "cond_hidden_dim", "must be >= 1")
-        require(isinstance(self.cond_dropout, (int, float)) and 0.0 <= self.cond_dropout < 1.0,
-                "cond_dropout", "must be in [0, 1)")
-        require(isinstance(self.env_code_dropout, (int, float)) and 0.0 <= self.env_code_dropout < 1.0,
-                "env_code_dropout", "must be in [0, 1)")
+        require(isinstance(self.crop_px, int) and (self.crop_px == 0 or self.crop_px >= 8), "crop_px",
+                "must be 0 (whole frame) or >= 8")
+        require(isinstance(self.crop_ego_row_fraction, (int, float)) and 0.0 < self.crop_ego_row_fraction < 1.0,
+                "crop_ego_row_fraction", "must be in (0, 1)")
+        require(_finite_positive(self.meters_per_pixel), "meters_per_pixel", "must be a positive number")
+        require(isinstance(self.ego_warp, bool), "ego_warp", "must be true or false")
+        require(len(self.odometry_scale) == 3 and all(_finite_positive(v) for v in self.odometry_scale),
+                "odometry_scale", "must be three positive numbers")
+        require(_finite_positive(self.ego_feature_scale), "ego_feature_scale", "must be a positive number")
+        require(self.latent_dim >= 4, "latent_dim", "must be >= 4 (3 motion entries + features)")
+        require(isinstance(self.code_names, tuple) and all(isinstance(n, str) for n in self.code_names)
+                and len(self.code_names) in (0, self.codebook_size), "code_names",
+                "must be empty or one string per code")
+        require(isinstance(self.ego_supervision_fraction, (int, float)) and 0.0 <= self.ego_supervision_fraction < 1.0,
+                "ego_supervision_fraction", "must be in [0, 1)")
+        require(_finite_positive(self.ego_supervision_weight), "ego_supervision_weight", "must be a positive number")
         require(len(self.fdm_channels) >= 2 and all(isinstance(c, int) and c >= 1 for c in self.fdm_channels),
                 "fdm_channels", "must be a tuple of >= 2 positive ints")
         require(self.image_size % (self.stem_downsample * 2 ** (len(self.fdm_channels) - 1)) == 0, "fdm_channels",
@@ -140,13 +178,16 @@ class LamConfig(ConfigBase):
         require(isinstance(self.vq_commitment, (int, float)) and 0.0 < self.vq_commitment <= 1.0,
                 "vq_commitment", "must be in (0, 1] (0.05-0.25 is typical)")
         require(_finite_positive(self.vq_eps) and self.vq_eps < 1.0, "vq_eps", "must be in (0, 1)")
+        require(isinstance(self.usage_entropy_weight, (int, float)) and 0.0 <= self.usage_entropy_weight < 1.0,
+                "usage_entropy_weight", "must be in [0, 1)")
         require(isinstance(self.dead_code_threshold, int) and self.dead_code_threshold >= 0,
                 "dead_code_threshold", "must be an int >= 0")
         require(isinstance(self.restart_buffer_size, int) and self.restart_buffer_size >= 1,
                 "restart_buffer_size", "must be >= 1")
         require(isinstance(self.restart_noise, (int, float)) and 0.0 <= self.restart_noise <= 1.0,
                 "restart_noise", "must be in [0, 1]")
-        for name in ("trajectory_scale_m", "heading_scale_rad", "speed_scale_mps", "accel_scale_mps2"):
+        for name in ("trajectory_scale_m", "heading_scale_rad", "speed_scale_mps", "accel_scale_mps2",
+                     "motion_scale_m", "motion_scale_rad"):
             require(_finite_positive(getattr(self, name)), name, "must be a positive finite number")
 
     # ---- presets ----------------------------------------------------------
@@ -185,8 +226,16 @@ class LamConfig(ConfigBase):
         return presets[name](**overrides)
 
     @property
+    def ego_row_px(self) -> float:
+        """Row (pixel-centre index) of the ego in the model input."""
+        if self.crop_px:
+            return (self.crop_ego_row_fraction * self.crop_px + 0.5) * self.image_size / self.crop_px - 0.5
+        return self.crop_ego_row_fraction * self.image_size - 0.5
+
+    @property
     def cond_dim(self) -> int:
-        """Size of the raw conditioning vector: trajectory (8x3) + ego status (8) + future-valid flag."""
+        """Size of the stage-1 FDM conditioning (the ego's own motion): transition motion (dx, dy, dyaw)
+        + its valid flag + trajectory (8x3) + ego status (8) + future-valid flag."""
         from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES
 
-        return NUM_POSES * 3 + EGO_STATUS_DIM + 1
+        return 4 + NUM_POSES * 3 + EGO_STATUS_DIM + 1

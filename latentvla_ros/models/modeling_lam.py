@@ -6,21 +6,24 @@ Modules:
   loss, per-epoch code usage counts, perplexity and dead-code restart from a
   ring buffer of recent encoder outputs (DDP aware: statistics are all-reduced
   and restarted codes broadcast from rank 0).
-- ``ImpalaEncoder``: IMPALA CNN over the three stacked frames (9 channels).
-- ``ForwardDynamicsModel``: small UNet from (current, previous) frame to the
-  next frame; the action embedding is tiled onto the input, tiled and
-  concatenated at the bottleneck and added per decoder level; it predicts the
-  change over the current frame (residual).
-- ``LatentActionModel``: stage 1 trains ``idm_env`` + ``vq_env`` + FDM with
-  ground-truth conditioning; ``set_stage(2)`` freezes ``idm_env``/``vq_env``
-  (``requires_grad_(False)``, no EMA updates, no restarts) and trains
-  ``idm_ego`` + ``vq_ego`` + FDM from both codes without ground truth.
+- ``ImpalaEncoder``: IMPALA CNN over the two stacked frames t, t + s (6 channels).
+- ``ForwardDynamicsModel``: small UNet from the current frame alone to the next
+  frame; the action embedding is tiled onto the input, tiled and concatenated at
+  the bottleneck and added per decoder level; it predicts the change over the
+  current frame (residual).
+- ``LatentActionModel``: stage 1 trains ``idm_env`` + ``vq_env`` + FDM, the FDM
+  also given the ego's own motion (``conditioning``: the true motion of the
+  transition, the ground-truth trajectory and the ego status), which the IDM never
+  sees; ``set_stage(2)`` freezes ``idm_env``/``vq_env`` (``requires_grad_(False)``,
+  no EMA updates, no restarts) and trains ``idm_ego`` + ``vq_ego`` + FDM from both
+  codes without any ego motion, so the ego code has to carry it.
 
 Frames go in as uint8 (B, 3, H, W) tensors (scaled to [-0.5, 0.5] inside) or as
 floats already in [-0.5, 0.5].
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +31,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES
 from latentvla_ros.models.configuration_lam import LamConfig
+from latentvla_ros.models.lam_odometry import register_rigid, warp_by_ego_motion
 
 MODEL_TYPE = "lam"
 
@@ -276,15 +281,17 @@ class _ConvBlock(nn.Module):
 
 
 class ForwardDynamicsModel(nn.Module):
-    """UNet: (frame_t, frame_prev, action embedding) -> predicted next frame.
+    """UNet: (frame_t, action embedding) -> predicted next frame.
 
     ``stem`` > 1 folds stem x stem pixel blocks into channels on the way in and
     unfolds them on the way out (the UNet runs at 1/stem resolution). The action
     is tiled onto the input (``input_action_channels``), tiled and concatenated at
     the bottleneck and added as a per-channel bias at each decoder level. Decoder
     levels convolve at the coarse resolution, upsample (nearest) and add the skip.
-    Output = frame_t + predicted change (the last layer starts at zero, so an
-    untrained FDM is the copy-the-last-frame baseline).
+    Output = base + predicted change, where base is frame_t, or frame_t warped by an ego
+    motion when one is given (``warp_by_ego_motion``); the last layer starts at zero, so
+    an untrained FDM without motion is the copy-the-last-frame baseline. It sees one
+    frame only: the motion of the scene has to come from the action.
     """
 
     def __init__(self, channels: tuple[int, ...], action_dim: int, input_action_channels: int,
@@ -293,7 +300,7 @@ class ForwardDynamicsModel(nn.Module):
         self.stem = stem
         self.input_action_channels = input_action_channels
         self.in_action = nn.Linear(action_dim, input_action_channels) if input_action_channels else None
-        self.inc = _ConvBlock(6 * stem * stem + input_action_channels, channels[0], convs_per_block)
+        self.inc = _ConvBlock(3 * stem * stem + input_action_channels, channels[0], convs_per_block)
         self.downs = nn.ModuleList()
         for i in range(1, len(channels)):
             self.downs.append(nn.ModuleDict({
@@ -314,8 +321,9 @@ class ForwardDynamicsModel(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, frame_t: torch.Tensor, frame_prev: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([frame_t, frame_prev], dim=1)
+    def forward(self, frame_t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``frame_t`` is the (possibly ego-motion-warped) current frame."""
+        x = frame_t
         if self.stem > 1:
             x = F.pixel_unshuffle(x, self.stem)
         b, _, h, w = x.shape
@@ -354,20 +362,20 @@ class LatentActionModel(nn.Module):
         config.validate()
         self.config = config
         c = config
-        # stage 1: environmental action
-        self.idm_env_cnn = ImpalaEncoder(9, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
-                                     c.stem_downsample)
-        self.idm_env_cond = _mlp(c.cond_dim, c.cond_hidden_dim, c.cond_hidden_dim)
-        self.idm_env_head = _mlp(c.idm_hidden_dim + c.cond_hidden_dim, c.idm_hidden_dim, c.latent_dim)
+        # stage 1: environmental action (IDM from frames only)
+        self.idm_env_cnn = ImpalaEncoder(6, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
+                                         c.stem_downsample)
+        self.idm_env_head = _mlp(c.idm_hidden_dim, c.idm_hidden_dim, c.latent_dim)
         self.vq_env = self._make_vq()
-        # FDM side input: stage 1 GT conditioning, stage 2 ego action
+        # FDM side input: stage 1 the ego's own motion (ground truth), stage 2 the ego action
         self.fdm_cond = _mlp(c.cond_dim, c.cond_hidden_dim, c.action_embed_dim)
         # stage 2: ego action
-        self.idm_ego_cnn = ImpalaEncoder(9, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
-                                     c.stem_downsample)
-        self.idm_ego_head = _mlp(c.idm_hidden_dim + c.latent_dim, c.idm_hidden_dim, c.latent_dim)
+        self.idm_ego_cnn = ImpalaEncoder(6, c.encoder_channels, c.encoder_res_blocks, c.image_size, c.idm_hidden_dim,
+                                         c.stem_downsample)
+        self.idm_ego_head = _mlp(c.idm_hidden_dim + c.latent_dim + 3, c.idm_hidden_dim, c.latent_dim - 3)
         self.vq_ego = self._make_vq()
         self.fdm_ego = nn.Linear(c.latent_dim, c.action_embed_dim)
+        self.ego_motion_head = nn.Linear(c.latent_dim, 3)  # weak supervision only (ego_supervision_fraction)
         # decoder
         self.fdm_env = nn.Linear(c.latent_dim, c.action_embed_dim)
         self.fdm = ForwardDynamicsModel(c.fdm_channels, 2 * c.action_embed_dim, c.fdm_input_action_channels,
@@ -387,10 +395,10 @@ class LatentActionModel(nn.Module):
 
     def env_modules(self) -> list[nn.Module]:
         """Modules frozen in stage 2 (stage-1 IDM and codebook)."""
-        return [self.idm_env_cnn, self.idm_env_cond, self.idm_env_head, self.vq_env]
+        return [self.idm_env_cnn, self.idm_env_head, self.vq_env]
 
     def ego_modules(self) -> list[nn.Module]:
-        return [self.idm_ego_cnn, self.idm_ego_head, self.vq_ego, self.fdm_ego]
+        return [self.idm_ego_cnn, self.idm_ego_head, self.vq_ego, self.fdm_ego, self.ego_motion_head]
 
     def set_stage(self, stage: int) -> None:
         """1: train the environmental IDM/codebook + FDM (ego parts idle).
@@ -418,13 +426,24 @@ class LatentActionModel(nn.Module):
             return x.float() * (1.0 / 255.0) - 0.5
         return x.float()
 
-    def conditioning(self, trajectory: torch.Tensor | None, ego_status: torch.Tensor | None,
-                     future_valid: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
-        """Normalised conditioning vector (B, cond_dim): trajectory (8x3), ego status (8), valid flag.
-
-        Missing parts are zeros (valid flag 0), as seen in training via ``cond_dropout``.
-        """
+    def normalised_motion(self, ego_motion: torch.Tensor) -> torch.Tensor:
+        """(B, 3) dx, dy [m], dyaw [rad] of the transition -> the scale the networks see."""
         c = self.config
+        scale = torch.tensor([c.motion_scale_m, c.motion_scale_m, c.motion_scale_rad], device=ego_motion.device)
+        return torch.nan_to_num(ego_motion.float() / scale)
+
+    def conditioning(self, ego_motion: torch.Tensor | None, motion_valid: torch.Tensor | None,
+                     trajectory: torch.Tensor | None, ego_status: torch.Tensor | None,
+                     future_valid: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor:
+        """The ego's own motion as the stage-1 FDM sees it (B, cond_dim): transition motion (3)
+        + valid flag, trajectory (8x3), ego status (8), future-valid flag. Missing parts are zeros."""
+        c = self.config
+        if ego_motion is None:
+            motion = torch.zeros(batch, 3, device=device)
+            m_valid = torch.zeros(batch, device=device)
+        else:
+            m_valid = torch.ones(batch, device=device) if motion_valid is None else motion_valid.float().reshape(batch)
+            motion = self.normalised_motion(ego_motion.reshape(batch, 3)) * m_valid[:, None]
         if trajectory is None:
             traj = torch.zeros(batch, NUM_POSES, 3, device=device)
             valid = torch.zeros(batch, device=device)
@@ -439,99 +458,142 @@ class LatentActionModel(nn.Module):
             status = ego_status.float().reshape(batch, EGO_STATUS_DIM)
             sscale = torch.tensor([1.0] * 4 + [c.speed_scale_mps] * 2 + [c.accel_scale_mps2] * 2, device=device)
             status = torch.nan_to_num(status / sscale)
-        return torch.cat([traj.flatten(1), status, valid[:, None]], dim=1)
+        return torch.cat([motion, m_valid[:, None], traj.flatten(1), status, valid[:, None]], dim=1)
 
     # ---- encoders -----------------------------------------------------------
-    def _env_latent(self, stack: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.idm_env_cnn(stack)
-        return self.idm_env_head(torch.cat([h, self.idm_env_cond(cond)], dim=1))
+    def _env_latent(self, cur: torch.Tensor, nxt: torch.Tensor, odometry: torch.Tensor) -> torch.Tensor:
+        """From frame t moved by the frames' own registered motion (never the true ego motion) and
+        frame t + s: what is left to explain is mostly the other road users."""
+        c = self.config
+        aligned = warp_by_ego_motion(cur, odometry, c.meters_per_pixel, c.ego_row_px) if c.ego_warp else cur
+        return self.idm_env_head(self.idm_env_cnn(self._stack(aligned, nxt)))
 
-    def _ego_latent(self, stack: torch.Tensor, env_q: torch.Tensor) -> torch.Tensor:
+    def _odometry_scale(self, device: torch.device) -> torch.Tensor:
+        return torch.tensor(self.config.odometry_scale, device=device, dtype=torch.float32)
+
+    def odometry(self, cur: torch.Tensor, nxt: torch.Tensor, odometry: torch.Tensor | None) -> torch.Tensor:
+        """The transition's rigid view motion estimated from the frames (B, 3): ``odometry`` when the
+        caller registered the single frame steps (``lam_data``), else one registration t -> t + s."""
+        if odometry is not None:
+            return torch.nan_to_num(odometry.float().reshape(-1, 3))
+        return register_rigid(cur, nxt, self.config.meters_per_pixel, self.config.ego_row_px)
+
+    def _ego_latent(self, stack: torch.Tensor, env_q: torch.Tensor, odometry: torch.Tensor) -> torch.Tensor:
+        """[odometry / odometry_scale (3), learned features (latent_dim - 3, bounded)]: the code's
+        first three entries are a rigid motion (``code_motion``)."""
+        odo = odometry / self._odometry_scale(stack.device)
         h = self.idm_ego_cnn(stack)
-        return self.idm_ego_head(torch.cat([h, env_q], dim=1))
+        feats = torch.tanh(self.idm_ego_head(torch.cat([h, env_q, odo], dim=1))) * self.config.ego_feature_scale
+        return torch.cat([odo, feats], dim=1)
 
-    def _stack(self, prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
-        return torch.cat([prev, cur, nxt], dim=1)
+    def _stack(self, cur: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        return torch.cat([cur, nxt], dim=1)
 
     @torch.no_grad()
-    def encode(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
-               trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
-               future_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(env_codes, ego_codes), each (B,) long, without touching usage statistics."""
+    def encode(self, frames_t: torch.Tensor, frames_next: torch.Tensor,
+               odometry: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(env_codes, ego_codes), each (B,) long, of the transitions frames_t -> frames_next, from
+        the frames alone (``odometry``: see ``odometry``); usage statistics are not touched."""
         was_training = self.training
         self.eval()
         try:
-            prev, cur, nxt = (self.prepare_frames(x) for x in (frames_prev, frames_t, frames_next))
-            b = cur.shape[0]
-            cond = self.conditioning(trajectory, ego_status, future_valid, b, cur.device)
-            stack = self._stack(prev, cur, nxt)
-            env_codes = self.vq_env.quantize(self._env_latent(stack, cond))
+            cur, nxt = self.prepare_frames(frames_t), self.prepare_frames(frames_next)
+            stack, odo = self._stack(cur, nxt), self.odometry(cur, nxt, odometry)
+            env_codes = self.vq_env.quantize(self._env_latent(cur, nxt, odo))
             env_q = self.vq_env.lookup(env_codes)
-            ego_codes = self.vq_ego.quantize(self._ego_latent(stack, env_q))
+            ego_codes = self.vq_ego.quantize(self._ego_latent(stack, env_q, odo))
         finally:
             self.train(was_training)
         return env_codes, ego_codes
 
-    def encode_ego(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
-                   trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
-                   future_valid: torch.Tensor | None = None) -> torch.Tensor:
-        """Ego-action codes (B,) of the transitions frames_t -> frames_next.
+    def encode_ego(self, frames_t: torch.Tensor, frames_next: torch.Tensor,
+                   odometry: torch.Tensor | None = None) -> torch.Tensor:
+        """Ego-action codes (B,) of the transitions frames_t -> frames_next."""
+        return self.encode(frames_t, frames_next, odometry)[1]
 
-        The environmental IDM is conditioned on the ground-truth future trajectory and
-        ego status; pass them when known (labeling logs), otherwise frames alone are used.
-        """
-        return self.encode(frames_prev, frames_t, frames_next, trajectory, ego_status, future_valid)[1]
-
-    def encode_env(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
-                   trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
-                   future_valid: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_env(self, frames_t: torch.Tensor, frames_next: torch.Tensor,
+                   odometry: torch.Tensor | None = None) -> torch.Tensor:
         """Environmental-action codes (B,)."""
-        return self.encode(frames_prev, frames_t, frames_next, trajectory, ego_status, future_valid)[0]
+        return self.encode(frames_t, frames_next, odometry)[0]
+
+    def code_motion(self, ego_q: torch.Tensor) -> torch.Tensor:
+        """(B, 3) rigid ego motion (dx, dy [m], dyaw [rad]) the forward model applies for ego latents."""
+        return ego_q[:, :3] * self._odometry_scale(ego_q.device)
+
+    def _predict(self, cur: torch.Tensor, action: torch.Tensor, motion: torch.Tensor | None) -> torch.Tensor:
+        c = self.config
+        base = cur
+        if c.ego_warp and motion is not None:
+            base = warp_by_ego_motion(cur, motion, c.meters_per_pixel, c.ego_row_px)
+        return self.fdm(base, action)
 
     @torch.no_grad()
-    def decode(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, env_codes: torch.Tensor,
-               ego_codes: torch.Tensor) -> torch.Tensor:
-        """Stage-2 prediction of the next frame (float, [-0.5, 0.5] scale) from both codes."""
-        prev, cur = self.prepare_frames(frames_prev), self.prepare_frames(frames_t)
-        action = torch.cat([self.fdm_env(self.vq_env.lookup(env_codes)),
-                            self.fdm_ego(self.vq_ego.lookup(ego_codes))], dim=1)
-        return self.fdm(cur, prev, action)
+    def decode(self, frames_t: torch.Tensor, env_codes: torch.Tensor, ego_codes: torch.Tensor) -> torch.Tensor:
+        """Stage-2 prediction of the next frame (float, [-0.5, 0.5] scale) from frame t and both codes."""
+        ego_q = self.vq_ego.lookup(ego_codes)
+        action = torch.cat([self.fdm_env(self.vq_env.lookup(env_codes)), self.fdm_ego(ego_q)], dim=1)
+        return self._predict(self.prepare_frames(frames_t), action, self.code_motion(ego_q))
 
     # ---- training forward ---------------------------------------------------
-    def forward(self, frames_prev: torch.Tensor, frames_t: torch.Tensor, frames_next: torch.Tensor,
-                trajectory: torch.Tensor | None = None, ego_status: torch.Tensor | None = None,
-                future_valid: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, frames_t: torch.Tensor, frames_next: torch.Tensor, *, ego_motion: torch.Tensor | None = None,
+                motion_valid: torch.Tensor | None = None, trajectory: torch.Tensor | None = None,
+                ego_status: torch.Tensor | None = None, future_valid: torch.Tensor | None = None,
+                supervised: torch.Tensor | None = None, odometry: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Loss of the current stage. Returns ``loss``, ``recon_mse``, ``commitment``,
-        ``perplexity`` (batch, active codebook), ``prediction``, ``env_codes`` and, in stage 2, ``ego_codes``."""
-        prev, cur, nxt = (self.prepare_frames(x) for x in (frames_prev, frames_t, frames_next))
+        ``perplexity`` (batch, active codebook), ``prediction``, ``env_codes``, ``usage_loss``
+        (anti-collapse term), ``ego_supervision`` (0 unless weak supervision is on: ``supervised``
+        (B,) marks the transitions whose true ``ego_motion`` may be used) and, in stage 2, ``ego_codes``."""
+        cur, nxt = self.prepare_frames(frames_t), self.prepare_frames(frames_next)
         b = cur.shape[0]
-        cond = self.conditioning(trajectory, ego_status, future_valid, b, cur.device)
-        stack = self._stack(prev, cur, nxt)
+        stack, odo = self._stack(cur, nxt), self.odometry(cur, nxt, odometry)
         out: dict[str, torch.Tensor] = {}
+        usage = supervision = torch.zeros((), device=cur.device)
         if self._stage == 1:
-            idm_cond = cond
-            if self.training and self.config.cond_dropout > 0:
-                keep = (torch.rand(b, 1, device=cur.device) >= self.config.cond_dropout).float()
-                idm_cond = cond * keep
-            env = self.vq_env(self._env_latent(stack, idm_cond))
-            env_emb = self.fdm_env(env.quantized)
-            if self.training and self.config.env_code_dropout > 0:
-                env_emb = env_emb * (torch.rand(b, 1, device=cur.device) >= self.config.env_code_dropout).float()
-            action = torch.cat([env_emb, self.fdm_cond(cond)], dim=1)
+            env = self.vq_env(self._env_latent(cur, nxt, odo))  # frames only: no ego motion, no shortcut
+            cond = self.conditioning(ego_motion, motion_valid, trajectory, ego_status, future_valid, b, cur.device)
+            action = torch.cat([self.fdm_env(env.quantized), self.fdm_cond(cond)], dim=1)
+            motion = None
+            if ego_motion is not None:  # the true motion warps the view (the ego's own motion, given)
+                valid = torch.ones(b, device=cur.device) if motion_valid is None else motion_valid.float().reshape(b)
+                motion = torch.nan_to_num(ego_motion.float().reshape(b, 3)) * valid[:, None]
             commitment, perplexity = env.commitment_loss, env.perplexity
+            usage = self.usage_loss(env.latents, self.vq_env)
         else:
             with torch.no_grad():
-                env = self.vq_env(self._env_latent(stack, cond))
+                env = self.vq_env(self._env_latent(cur, nxt, odo))
             env_q = env.quantized.detach()
-            ego = self.vq_ego(self._ego_latent(stack, env_q))
+            ego = self.vq_ego(self._ego_latent(stack, env_q, odo))
             action = torch.cat([self.fdm_env(env_q), self.fdm_ego(ego.quantized)], dim=1)
+            motion = self.code_motion(ego.quantized)
             commitment, perplexity = ego.commitment_loss, ego.perplexity
+            usage = self.usage_loss(ego.latents, self.vq_ego)
             out["ego_codes"] = ego.codes
-        pred = self.fdm(cur, prev, action)
+            if self.config.ego_supervision_fraction > 0 and supervised is not None and ego_motion is not None:
+                mask = supervised.float().reshape(b)
+                if motion_valid is not None:
+                    mask = mask * motion_valid.float().reshape(b)
+                err = (self.ego_motion_head(ego.latents) - self.normalised_motion(ego_motion)).pow(2).mean(1)
+                supervision = self.config.ego_supervision_weight * (err * mask).sum() / mask.sum().clamp_min(1.0)
+        pred = self._predict(cur, action, motion)
         recon = F.mse_loss(pred, nxt)
-        out.update(loss=recon + commitment, recon_mse=recon.detach(), commitment=commitment.detach(),
-                   perplexity=perplexity.detach(), prediction=pred, env_codes=env.codes)
+        out.update(loss=recon + commitment + usage + supervision, recon_mse=recon.detach(),
+                   commitment=commitment.detach(), perplexity=perplexity.detach(), prediction=pred,
+                   env_codes=env.codes, usage_loss=usage.detach(), ego_supervision=supervision.detach())
         return out
+
+    def usage_loss(self, z: torch.Tensor, vq: EmaVectorQuantizer) -> torch.Tensor:
+        """Anti-collapse term (``usage_entropy_weight``): soft assignments of the latents to the codes
+        (temperature: a tenth of the batch's mean squared distance); pushes the batch's mean assignment towards uniform use
+        of the codebook and each latent towards one code (log K - H(mean p) + mean H(p))."""
+        w = self.config.usage_entropy_weight
+        if w <= 0 or not self.training:
+            return torch.zeros((), device=z.device)
+        d = torch.cdist(z, vq.codebook.detach()).pow(2)
+        p = torch.softmax(-d / (0.1 * d.mean().detach()).clamp_min(1e-12), dim=1)
+        mean_p = p.mean(0)
+        h_mean = -(mean_p * mean_p.clamp_min(1e-12).log()).sum()
+        h_each = -(p * p.clamp_min(1e-12).log()).sum(1).mean()
+        return w * (math.log(vq.num_codes) - h_mean + h_each)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -558,7 +620,11 @@ def load_lam(directory, device: str | torch.device = "cpu") -> LatentActionModel
     payload = read_checkpoint_config(directory)
     if payload.get("model_type") != MODEL_TYPE:
         raise CheckpointError(f"checkpoint {directory} holds a {payload.get('model_type')!r}, expected {MODEL_TYPE!r}")
-    config = LamConfig.from_dict(payload["config"])
+    try:
+        config = LamConfig.from_dict(payload["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {directory}: not a LAM of this version ({exc}); "
+                              "retrain it with `latentvla train lam`") from exc
     model = LatentActionModel(config)
     load_weights_into(model, directory, MODEL_TYPE)
     stage = int(payload.get("meta", {}).get("stage", 2))

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 DEFAULT_TOPICS = (
     "/planning/latentvla/trajectory", "/planning/latentvla/path", "/planning/latentvla/markers",
-    "/latentvla/bev_image", "/diagnostics", "/tf", "/tf_static",
+    "/latentvla/bev_image", "/latentvla/latent_token_markers", "/diagnostics", "/tf", "/tf_static",
 )
 DEFAULT_PORT = 8765
 

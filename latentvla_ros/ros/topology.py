@@ -18,6 +18,7 @@ TRAJECTORY = "planning/latentvla/trajectory"
 PATH = "planning/latentvla/path"
 MARKERS = "planning/latentvla/markers"
 BEV_IMAGE = "latentvla/bev_image"
+TOKEN_MARKERS = "latentvla/latent_token_markers"
 TEACHER_PLAN = "latentvla/teacher_plan"
 
 # Default sensor topics (a vehicle's sensing stack or the demo bag).
@@ -87,7 +88,7 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
         NodeSpec("bev_features", NODE_EXECUTABLES["bev_features"],
                  [("~/input/frame", SENSOR_FRAME), ("~/output/bev", BEV_FEATURES), ("~/debug/bev_image", BEV_IMAGE)]),
         NodeSpec("latent_reasoner", NODE_EXECUTABLES["latent_reasoner"],
-                 [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN)]),
+                 [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN), ("~/debug/markers", TOKEN_MARKERS)]),
         NodeSpec("trajectory_planner", NODE_EXECUTABLES["trajectory_planner"],
                  [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/odometry", topics["odometry"]),
                   ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),

@@ -26,5 +26,5 @@ def add_train_parser(sub, func) -> None:
                        help="stage data: 'balanced' (data/presets.py: every turn and both lane-change directions "
                             "equally often per scenario, densities 0.6/1.0/1.5; --data-seeds = seeds per scenario and "
                             "density, a multiple of 12 balances all); default: the model preset's data")
-    train.add_argument("--write-docs", action="store_true", help="stage all: also write the report to docs/training.md")
+    train.add_argument("--write-docs", action="store_true", help="stage all: also write the report to docs/training.md; stage lam: its section there, docs/training.json and docs/images/lam_atlas.png")
     train.set_defaults(func=func)

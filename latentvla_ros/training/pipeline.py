@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from latentvla_ros.training.common import TrainConfig
+from latentvla_ros.training.lam_report import fmt_value as _fmt
 
 FUSIONS = ("none", "student", "teacher")
 # Whole logs held out for the student and planner reports: every 5th log, which with
@@ -119,8 +120,26 @@ def stage_lam(args, out: Path) -> dict[str, Any]:
                        train_cfg_stage2=_scaled(s2, args), resume=not args.no_resume, label=False)
     if _rank() == 0:
         label_logs_with_lam(out / "lam_run" / "lam", _logs(Path(args.data)))
+        write_lam_report(args, out)
     _barrier()
-    return result
+    return {key: value for key, value in result.items() if key != "eval"}
+
+
+def write_lam_report(args, out: Path) -> None:
+    """``<out>/lam_report.md``: the LAM section (probes, reconstruction, codebooks, atlas); with
+    ``--write-docs`` also docs/training.md's LAM section, docs/training.json and the atlas image."""
+    from latentvla_ros.core.resources import share_path
+    from latentvla_ros.training.lam_report import write_lam_docs
+
+    command = (f"latentvla train {args.stage} --out {args.out} --data {args.data}"
+               + (f" --threads {args.threads}" if args.threads else "")
+               + (f" --epochs-scale {args.epochs_scale}" if args.epochs_scale != 1.0 else "")
+               + (f" --max-steps {args.max_steps}" if args.max_steps else "")
+               + (" --write-docs" if args.write_docs else ""))
+    note = ("" if args.stage == "all" else "This section comes from the LAM stage alone: the teacher, student and "
+            "planner figures elsewhere on this page were not retrained on its codes.")
+    lines = write_lam_docs(out / "lam_run" / "lam", out, command, share_path("docs") if args.write_docs else None, note)
+    print("\n".join(lines), flush=True)
 
 
 def stage_teacher(args, out: Path) -> dict[str, Any]:
@@ -210,21 +229,6 @@ def _load_json(path: Path) -> dict:
         return {}
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, (int, float)):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _get(d: dict, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
-    return d
-
 
 def _loading_rate(data_dir: Path) -> tuple[float, float] | None:
     """(frames/s loaded by the planner's dataset, frames/s the planner stage trained): loading
@@ -279,30 +283,9 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     if rates:
         lines += [f"Data loading: {rates[0]:.0f} frames/s (camera + cached LiDAR BEV + targets, one process), "
                   f"while the planner stage trained {rates[1]:.0f} frames/s: training is compute-bound.", ""]
-    nf = lam.get("next_frame", {})
-    lines += ["## Latent action model (held-out transitions)", "",
-              f"{_fmt(lam.get('num_transitions'))} transitions from {_fmt(lam.get('num_logs'))} logs; "
-              f"hold-out fraction {_fmt(lam.get('holdout_fraction'))}.", "",
-              "| next-frame MSE | value |", "|---|---|",
-              f"| LAM (previous frame + env + ego actions) | {_fmt(nf.get('mse'))} |",
-              f"| copy the last frame (baseline) | {_fmt(nf.get('mse_copy_last_frame'))} |",
-              f"| LAM with random ego codes | {_fmt(nf.get('mse_random_ego_codes'))} |",
-              f"| ratio LAM / copy | {_fmt(nf.get('mse_ratio_to_copy'))} |", "",
-              "| codebook | codes used / 16 | perplexity |", "|---|---|---|"]
-    for name in ("env", "ego"):
-        cb = _get(lam, "codebooks", name) or {}
-        lines.append(f"| {name} | {_fmt(cb.get('codes_used'))} | {_fmt(cb.get('perplexity'))} |")
-    for key, title in (("probe", "ego motion over the transition (dx, dy, dyaw)"), ("probe_change", "change of ego motion")):
-        probe = lam.get(key) or {}
-        if not probe:
-            continue
-        lines += ["", f"Probe: how well the tokens predict the true {title} (held-out; accuracy over "
-                  f"{_fmt(probe.get('num_classes'))} classes, R^2 of a regression):", "",
-                  "| tokens | accuracy | R^2 |", "|---|---|---|"]
-        for name, label in (("ego", "ego tokens"), ("env", "environmental tokens"), ("ego_env", "both"),
-                            ("baseline", "no tokens (majority / mean)")):
-            entry = probe.get(name) or {}
-            lines.append(f"| {label} | {_fmt(entry.get('accuracy'))} | {_fmt(entry.get('r2'))} |")
+    from latentvla_ros.training.lam_report import lam_report_lines
+
+    lines += lam_report_lines(lam, _load_json(out / "lam_run" / "lam" / "atlas.json"))
     tv = teacher.get("val", {})
     sh = student.get("holdout", {})
     lines += ["", "## Teacher and distilled student (held-out frames)", "",

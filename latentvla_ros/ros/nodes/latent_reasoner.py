@@ -3,17 +3,25 @@
 A failing model call (exception, NaN output) is counted as ``model_error``; the frame
 gets no plan and the planner publishes a fallback for it (plan timeout). Three failures
 in a row turn the model status in /diagnostics to ERROR until a call succeeds again.
+
+``~/debug/markers`` (only while subscribed): the plan's tokens as bars with the LAM's
+short code names ("straight 24 m/s x5 > left 8 m/s ..."), read from the ``code_names``
+of the ``lam_checkpoint`` config (JSON only; ids are shown when it has none).
 """
 from __future__ import annotations
 
 import sys
 
+from visualization_msgs.msg import MarkerArray
+
+from latentvla_ros.core.checkpoint import CheckpointError, read_checkpoint_config
 from latentvla_ros.core.features import FeatureError
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
-from latentvla_ros.ros.conversions import ConversionError, plan_to_msg, sensor_frame_to_core
+from latentvla_ros.ros.conversions import ConversionError, make_header, plan_to_msg, sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+from latentvla_ros.ros.nodes.trajectory_planner import latent_token_markers
 from latentvla_ros.runtime import LatentReasoner
 
 
@@ -25,6 +33,8 @@ class LatentReasonerNode(LatentVlaNode):
         super().__init__(**kwargs)
         self.reasoner = load_model_runtime(self, LatentReasoner, StudentConfig)
         self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos())
+        self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", self.output_qos())
+        self.code_names = self._code_names(self.params["lam_checkpoint"])
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
 
     def _on_frame(self, msg: SensorFrame) -> None:
@@ -47,6 +57,26 @@ class LatentReasonerNode(LatentVlaNode):
             self.model_succeeded()
             self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
             self.stats.on_publish("plan")
+            if self._marker_pub.get_subscription_count() > 0:
+                header = make_header(plan.stamp_ns, self.params["frame_id"])
+                self._marker_pub.publish(MarkerArray(markers=latent_token_markers(
+                    header, plan, "latentvla/reasoner", self.code_names, label_z=4.6)))
+
+    def _code_names(self, lam_checkpoint: str) -> tuple[str, ...]:
+        """The LAM's code names for the markers; () (ids shown) when absent or unreadable."""
+        if not lam_checkpoint:
+            return ()
+        from latentvla_ros.core.resources import resolve_path
+
+        try:
+            names = read_checkpoint_config(resolve_path(lam_checkpoint))["config"].get("code_names") or ()
+        except (CheckpointError, KeyError, TypeError, AttributeError, OSError) as exc:
+            self.get_logger().warning(f"no LAM code names for the token markers ({exc}); showing code ids")
+            return ()
+        if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
+            self.get_logger().warning(f"{lam_checkpoint}: code_names is not a list of strings; showing code ids")
+            return ()
+        return tuple(names)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,9 +99,26 @@ def token_color(token_id: int, codebook_size: int = 16, alpha: float = 1.0) -> C
     return ColorRGBA(r=r, g=g, b=b, a=alpha)
 
 
-def latent_token_markers(header, plan, namespace: str = "latentvla") -> list[Marker]:
+def token_label(ids: list[int], names: tuple[str, ...] | list[str] = ()) -> str:
+    """'latent tokens: 3 3 5 ...', or with the LAM's code names (runs merged, in order):
+    'latent tokens: straight 24 m/s x5 > left 8 m/s 12 deg/s x7'."""
+    if not names:
+        return "latent tokens: " + " ".join(str(t) for t in ids)
+    runs: list[list] = []
+    for t in ids:
+        if runs and runs[-1][0] == t:
+            runs[-1][1] += 1
+        else:
+            runs.append([t, 1])
+    return "latent tokens: " + " > ".join(
+        f"{names[t] if 0 <= t < len(names) else t} x{n}" for t, n in runs)
+
+
+def latent_token_markers(header, plan, namespace: str = "latentvla", names: tuple[str, ...] | list[str] = (),
+                         label_z: float = 3.6) -> list[Marker]:
     """The 12 latent tokens as a row of bars to the right of the ego: colour = code id,
-    height = the token's probability; a label with the ids above them."""
+    height = the token's probability; a label above them with the ids, or the LAM's code
+    names when ``names`` are given (``token_label``)."""
     markers = []
     if plan is None:
         markers.append(Marker(header=header, ns=f"{namespace}/latent_tokens", id=0, action=Marker.DELETEALL))
@@ -118,8 +135,8 @@ def latent_token_markers(header, plan, namespace: str = "latentvla") -> list[Mar
         markers.append(m)
     label = Marker(header=header, ns=f"{namespace}/latent_tokens", id=len(ids), type=Marker.TEXT_VIEW_FACING,
                    action=Marker.ADD, scale=Vector3(x=0.0, y=0.0, z=0.8), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0),
-                   text="latent tokens: " + " ".join(str(t) for t in ids))
-    label.pose.position.x, label.pose.position.y, label.pose.position.z = 3.5, -6.0, 3.6
+                   text=token_label(ids, names))
+    label.pose.position.x, label.pose.position.y, label.pose.position.z = 3.5, -6.0, label_z
     label.pose.orientation.w = 1.0
     markers.append(label)
     return markers
