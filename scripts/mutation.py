@@ -1,0 +1,245 @@
+"""Mutation testing of the core modules with mutmut (``make mutation``).
+
+For every module in ``MODULES`` this builds a scratch copy of the repository under
+``artifacts/mutation/<slug>/`` with a ``[mutmut]`` section that mutates only that
+module and runs only the fast test files that cover it, runs ``mutmut run`` there
+and reads the verdicts back. Surviving mutants listed in
+``scripts/mutation_equivalent.json`` (matched by function and mutated line, not by
+mutant number, so edits elsewhere in the file do not break the list) count as
+equivalent. Writes docs/testing.json and docs/testing.md.
+
+    python scripts/mutation.py                      # all modules
+    python scripts/mutation.py --modules latentvla_ros/core/fallback.py
+    python scripts/mutation.py --report-only        # rebuild the docs from the last runs
+
+Timing: each module's wall time is written into docs/testing.json.
+"""
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "artifacts" / "mutation"
+EQUIVALENT_FILE = ROOT / "scripts" / "mutation_equivalent.json"
+
+# module -> (fast test files that cover it, mutant-name globs; None = every function)
+MODULES: dict[str, tuple[list[str], list[str] | None]] = {
+    "latentvla_ros/core/approx_sync.py": (["test/test_approx_sync.py"], None),
+    "latentvla_ros/core/features.py": (["test/test_numeric_contracts.py"], None),
+    "latentvla_ros/core/fallback.py": (["test/test_numeric_contracts.py"], None),
+    "latentvla_ros/models/modeling_lam.py": (
+        ["test/test_vq_contracts.py", "test/test_lam.py"],
+        ["latentvla_ros.models.modeling_lam.xǁEmaVectorQuantizerǁ*",
+         "latentvla_ros.models.modeling_lam.x_perplexity_from_counts*"],
+    ),
+    "latentvla_ros/core/tracking.py": (["test/test_closed_loop.py", "test/test_carla_profile.py"], None),
+    "latentvla_ros/ros/conversions.py": (["test/test_conversions.py", "test/test_numeric_contracts.py"], None),
+    "latentvla_ros/evaluation/pdms.py": (["test/test_eval_pdms.py", "test/test_pdms_boundaries.py"], None),
+    "latentvla_ros/evaluation/geometry.py": (
+        ["test/test_eval_geometry.py", "test/test_eval_pdms.py", "test/test_pdms_boundaries.py"], None),
+}
+# what the tests read besides the package and test/
+ALSO_COPY = ["config", "schema", "launch", "msg", "package.xml", "setup.py", "resource"]
+KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+
+
+def _slug(module: str) -> str:
+    return module.removesuffix(".py").replace("/", "_")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # the mutated copy must be the one imported
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", SDL_VIDEODRIVER="offscreen", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    env.setdefault("AMENT_PREFIX_PATH", str(Path(sys.prefix)))
+    return env
+
+
+def _prepare(module: str, tests: list[str], work: Path) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    shutil.copytree(ROOT / "latentvla_ros", work / "latentvla_ros",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "test", work / "test", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ALSO_COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name)
+        elif src.exists():
+            shutil.copy2(src, work / name)
+    (work / "checkpoints").symlink_to(ROOT / "checkpoints")
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    cfg["mutmut"] = {
+        "source_paths": "latentvla_ros",
+        "only_mutate": module,
+        "also_copy": "\n" + "\n".join(ALSO_COPY + ["checkpoints"]),
+        "pytest_add_cli_args_test_selection": "\n" + "\n".join(tests),
+        "pytest_add_cli_args": "\n-p\nno:randomly\n-x",
+        "process_isolation": "fork",
+        "use_git_change_detection": "false",
+    }
+    with open(work / "setup.cfg", "w") as f:
+        cfg.write(f)
+
+
+def _diff(work: Path, name: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=_env(),
+                         capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+def _mutated_lines(diff: str) -> list[str]:
+    return [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+
+
+def _function(name: str) -> str:
+    """'pkg.mod.xǁClsǁmeth__mutmut_3' -> 'Cls.meth'; 'pkg.mod.x_func__mutmut_1' -> 'func'."""
+    base = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    if base.startswith("xǁ"):
+        return ".".join(p for p in base[2:].split("ǁ") if p)
+    return base.removeprefix("x_")
+
+
+def _selected(name: str, globs: list[str] | None) -> bool:
+    import fnmatch
+    return globs is None or any(fnmatch.fnmatch(name, g) for g in globs)
+
+
+def _verdicts(module: str, globs: list[str] | None, work: Path) -> dict[str, str]:
+    from mutmut.stats import status_by_exit_code  # noqa: PLC0415 (mutmut is a dev requirement)
+
+    meta = json.loads((work / "mutants" / (module + ".meta")).read_text())
+    return {k: status_by_exit_code[v] for k, v in meta["exit_code_by_key"].items() if _selected(k, globs)}
+
+
+def run_module(module: str, max_children: int) -> dict:
+    tests, globs = MODULES[module]
+    work = WORK / _slug(module)
+    _prepare(module, tests, work)
+    args = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *(globs or [])]
+    start = time.monotonic()
+    log = work / "mutmut.log"
+    with open(log, "w") as f:
+        proc = subprocess.run(args, cwd=work, env=_env(), stdout=f, stderr=subprocess.STDOUT, timeout=6 * 3600)
+    seconds = time.monotonic() - start
+    if not (work / "mutants" / (module + ".meta")).exists():
+        raise SystemExit(f"mutmut produced no results for {module} (exit {proc.returncode}); see {log}")
+    survivors = {}
+    for name, status in sorted(_verdicts(module, globs, work).items()):
+        if status not in KILLED:
+            survivors[name] = {"status": status, "diff": _diff(work, name)}
+    result = {"verdicts": _verdicts(module, globs, work), "survivors": survivors, "seconds": round(seconds, 1),
+              "tests": tests, "exit_code": proc.returncode}
+    (work / "result.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    return result
+
+
+def _load_equivalent() -> dict[str, list[dict]]:
+    return json.loads(EQUIVALENT_FILE.read_text()) if EQUIVALENT_FILE.exists() else {}
+
+
+def _match_equivalent(module: str, name: str, diff: str, equivalent: dict[str, list[dict]]) -> str | None:
+    func, lines = _function(name), _mutated_lines(diff)
+    for entry in equivalent.get(module, []):
+        if entry["function"] == func and entry["mutated"] in lines:
+            return entry["reason"]
+    return None
+
+
+def summarise(results: dict[str, dict]) -> dict:
+    equivalent = _load_equivalent()
+    summary = {}
+    for module, res in results.items():
+        verdicts = res["verdicts"]
+        killed = sum(1 for s in verdicts.values() if s in KILLED)
+        eq, surv = [], []
+        for name, info in res["survivors"].items():
+            reason = _match_equivalent(module, name, info["diff"], equivalent)
+            item = {"mutant": name, "function": _function(name), "status": info["status"],
+                    "mutated": " | ".join(_mutated_lines(info["diff"]))}
+            if reason:
+                eq.append({**item, "reason": reason})
+            else:
+                surv.append(item)
+        non_eq = len(verdicts) - len(eq)
+        summary[module] = {"mutants": len(verdicts), "killed": killed, "equivalent": len(eq), "survived": len(surv),
+                           "score": round(killed / non_eq, 3) if non_eq else 1.0, "seconds": res["seconds"],
+                           "tests": res["tests"], "equivalent_mutants": eq, "surviving_mutants": surv}
+    return summary
+
+
+def write_docs(summary: dict) -> None:
+    out_json = {"mutation": {m: {k: s[k] for k in ("mutants", "killed", "equivalent", "survived")}
+                             for m, s in summary.items()},
+                "mutation_details": {m: {"score": s["score"], "seconds": s["seconds"], "tests": s["tests"]}
+                                     for m, s in summary.items()}}
+    (ROOT / "docs" / "testing.json").write_text(json.dumps(out_json, indent=2) + "\n")
+    lines = [
+        "# Testing: mutation score of the core modules",
+        "",
+        "Generated by `make mutation` (`scripts/mutation.py`, mutmut). Each module is mutated on its own and",
+        "only the fast test files listed for it run against its mutants. Score = killed / (mutants - equivalent);",
+        "the target is >= 85% per module. A timeout counts as killed; a mutant no selected test reaches counts",
+        "as survived. Equivalent mutants are listed in `scripts/mutation_equivalent.json` with the reason.",
+        "",
+        "| module | mutants | killed | equivalent | survived | score | time [s] | tests |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for m, s in summary.items():
+        lines.append(f"| `{m}` | {s['mutants']} | {s['killed']} | {s['equivalent']} | {s['survived']} | "
+                     f"{100 * s['score']:.1f}% | {s['seconds']:.0f} | {', '.join(s['tests'])} |")
+    lines += ["", "## Surviving mutants judged equivalent", ""]
+    for m, s in summary.items():
+        for e in s["equivalent_mutants"]:
+            lines.append(f"- `{m}` `{e['function']}`: `{e['mutated']}`: {e['reason']}")
+    lines += ["", "## Surviving mutants not (yet) killed", ""]
+    for m, s in summary.items():
+        for e in s["surviving_mutants"]:
+            lines.append(f"- `{m}` `{e['function']}` ({e['status']}): `{e['mutated']}`")
+    (ROOT / "docs" / "testing.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modules", nargs="*", default=list(MODULES), help="modules to (re)run")
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--report-only", action="store_true", help="only rebuild docs from the last results")
+    args = parser.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown modules {unknown}; known: {list(MODULES)}")
+    results = {}
+    for module in MODULES:  # keep the table order; modules not rerun keep their last result
+        path = WORK / _slug(module) / "result.json"
+        if module in args.modules and not args.report_only:
+            print(f"[mutation] {module} ...", flush=True)
+            results[module] = run_module(module, args.max_children)
+            print(f"[mutation] {module}: {len(results[module]['verdicts'])} mutants, "
+                  f"{len(results[module]['survivors'])} survivors, {results[module]['seconds']:.0f} s", flush=True)
+        elif path.exists():
+            results[module] = json.loads(path.read_text())
+    summary = summarise(results)
+    write_docs(summary)
+    bad = {m: s["score"] for m, s in summary.items() if s["score"] < 0.85}
+    for m, s in summary.items():
+        print(f"{m}: {s['killed']}/{s['mutants'] - s['equivalent']} killed ({100 * s['score']:.1f}%), "
+              f"{s['equivalent']} equivalent, {s['survived']} survived, {s['seconds']:.0f} s")
+    if bad:
+        print(f"below the 85% target: {bad}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Numeric contracts pinned by answers computed by hand or by an independent reference.
+
+Each expected value here is worked out in the comment next to it (or by a
+brute-force reference written differently from the implementation), so a
+plausible one-line bug (a swapped axis, a sign, the interval read from the wrong
+point, a wrong pixel) fails a test instead of passing shape-and-sign checks.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from latentvla_ros.core.ego_motion import AccelerationEstimator
+from latentvla_ros.core.fallback import comfortable_stop
+from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitch_cameras
+from latentvla_ros.core.types import CameraImage, Trajectory
+from latentvla_ros.ros import conversions as conv
+
+
+# ----------------------------------------------------------------- trajectory message
+def _poses(xs, ys, yaws):
+    return np.stack([np.asarray(xs, float), np.asarray(ys, float), np.asarray(yaws, float)], axis=1)
+
+
+def test_trajectory_message_kinematics_by_hand():
+    # straight along x with segment lengths 1, 2, 3, 4 m at 0.5 s: speeds 2, 4, 6, 8 m/s;
+    # from an initial 0 m/s every step adds 2 m/s in 0.5 s: 4 m/s^2 each;
+    # headings 0, 0.1, 0.3, 0.6 rad after 0 at the ego: changes 0, .1, .2, .3 per 0.5 s.
+    traj = Trajectory(poses=_poses([1, 3, 6, 10], [0, 0, 0, 0], [0.0, 0.1, 0.3, 0.6]), interval_s=0.5,
+                      stamp_ns=7_000_000_123, model_id="m")
+    msg = conv.trajectory_to_msg(traj, "base_link")
+    got = [(p.longitudinal_velocity_mps, p.acceleration_mps2, p.heading_rate_rps) for p in msg.points]
+    np.testing.assert_allclose(got, [(2, 4, 0.0), (4, 4, 0.2), (6, 4, 0.4), (8, 4, 0.6)], atol=1e-6)
+    times = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
+    np.testing.assert_allclose(times, [0.5, 1.0, 1.5, 2.0])
+    assert msg.header.frame_id == "base_link"
+    assert conv.stamp_to_ns(msg.header.stamp) == 7_000_000_123
+
+
+def test_trajectory_message_acceleration_from_initial_speed_and_braking():
+    # initial 6 m/s, segments 2.5, 2, 1.5, 1 m at 0.5 s: speeds 5, 4, 3, 2 -> -2 m/s^2 each
+    traj = Trajectory(poses=_poses([2.5, 4.5, 6, 7], [0] * 4, [0] * 4), interval_s=0.5)
+    msg = conv.trajectory_to_msg(traj, "base_link", initial_speed=6.0)
+    np.testing.assert_allclose([p.longitudinal_velocity_mps for p in msg.points], [5, 4, 3, 2], atol=1e-6)
+    np.testing.assert_allclose([p.acceleration_mps2 for p in msg.points], [-2, -2, -2, -2], atol=1e-6)
+
+
+def test_trajectory_message_speed_uses_both_axes_and_unwrapped_heading():
+    # a 3-4-5 segment in 0.25 s is 20 m/s; heading 3.0 -> -3.0 is +0.2832 rad (through pi), not -6 rad
+    traj = Trajectory(poses=_poses([3, 3], [4, 4], [3.0, -3.0]), interval_s=0.25)
+    speeds, acc, dyaw = conv.trajectory_kinematics(traj, initial_speed=10.0)
+    np.testing.assert_allclose(speeds, [20.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(acc, [40.0, -80.0], atol=1e-9)
+    np.testing.assert_allclose(dyaw, [3.0 / 0.25, (2 * math.pi - 6.0) / 0.25], atol=1e-9)
+
+
+@pytest.mark.parametrize("interval", [0.1, 0.25, 0.5, 1.5])
+def test_trajectory_message_round_trip_keeps_interval_and_poses(interval):
+    poses = _poses([1.0, 2.5, 4.5, 7.0], [0.0, 0.2, -0.4, 0.8], [0.05, -0.1, 0.2, 0.4])
+    traj = Trajectory(poses=poses, interval_s=interval, stamp_ns=42, is_fallback=True, fallback_reason="r",
+                      model_id="id")
+    back = conv.msg_to_trajectory(conv.trajectory_to_msg(traj, "base_link"))
+    assert back.interval_s == pytest.approx(interval, abs=1e-9)
+    np.testing.assert_allclose(back.poses, poses, atol=1e-9)
+    assert (back.stamp_ns, back.is_fallback, back.fallback_reason, back.model_id) == (42, True, "r", "id")
+
+
+def test_quaternion_yaw_round_trip_by_hand():
+    q = conv.quaternion_from_yaw(math.pi / 2)  # half angle 45 deg
+    assert (q.x, q.y) == (0.0, 0.0)
+    assert q.z == pytest.approx(math.sqrt(0.5)) and q.w == pytest.approx(math.sqrt(0.5))
+    for yaw in (-3.0, -1.0, 0.0, 0.7, 3.1):
+        assert conv.yaw_from_quaternion(conv.quaternion_from_yaw(yaw)) == pytest.approx(yaw, abs=1e-12)
+
+
+# ----------------------------------------------------------------- fallback
+def test_fallback_straight_endpoint_by_hand():
+    # 10 m/s, 2 m/s^2: s(t) = 10 t - t^2; at 0.5 s 4.75 m, at 4 s 40 - 16 = 24 m; stops only at 5 s
+    traj = comfortable_stop(10.0, 0.0, deceleration_mps2=2.0, num_poses=8, interval_s=0.5, stamp_ns=9, reason="x")
+    np.testing.assert_allclose(traj.poses[:, 0], [4.75, 9.0, 12.75, 16.0, 18.75, 21.0, 22.75, 24.0])
+    np.testing.assert_allclose(traj.poses[:, 1:], 0.0)
+    assert traj.is_fallback and traj.fallback_reason == "x" and traj.stamp_ns == 9 and traj.interval_s == 0.5
+    assert traj.model_id == "fallback:comfortable_stop"
+    assert comfortable_stop(1.0).fallback_reason == "fallback"
+
+
+def test_fallback_stops_and_stays():
+    # 4 m/s at 2 m/s^2 stops after 2 s at 4 * 2 - 2^2 = 4 m and stays there
+    traj = comfortable_stop(4.0, 0.0, deceleration_mps2=2.0, num_poses=6, interval_s=0.5)
+    np.testing.assert_allclose(traj.poses[:, 0], [1.75, 3.0, 3.75, 4.0, 4.0, 4.0])
+
+
+def _arc_reference(v0, kappa, decel, t):
+    """Independent reference: integrate (cos, sin) of the heading along the arc numerically."""
+    t_stop = v0 / decel
+    s_end = v0 * min(t, t_stop) - 0.5 * decel * min(t, t_stop) ** 2
+    s = np.linspace(0.0, s_end, 200_001)
+    h = kappa * s
+    return np.trapezoid(np.cos(h), s), np.trapezoid(np.sin(h), s), kappa * s_end
+
+
+@pytest.mark.parametrize("speed,yaw_rate", [(10.0, 1.0), (10.0, -0.5), (6.0, 0.3)])
+def test_fallback_curved_endpoint_matches_integrated_arc(speed, yaw_rate):
+    # curvature = yaw_rate / speed; e.g. 10 m/s, 1 rad/s: 0.1 1/m; after 4 s s = 24 m, heading 2.4 rad,
+    # x = sin(2.4) / 0.1 = 6.755, y = (1 - cos 2.4) / 0.1 = 17.374
+    traj = comfortable_stop(speed, yaw_rate, deceleration_mps2=2.0, num_poses=8, interval_s=0.5)
+    x, y, h = _arc_reference(speed, yaw_rate / speed, 2.0, 4.0)
+    np.testing.assert_allclose(traj.poses[-1], [x, y, h], atol=1e-6)
+    if (speed, yaw_rate) == (10.0, 1.0):
+        np.testing.assert_allclose(traj.poses[-1], [6.7546, 17.3739, 2.4], atol=1e-4)
+
+
+def test_fallback_curvature_is_clipped_and_needs_speed():
+    # 10 m/s at 5 rad/s would be 0.5 1/m: clipped to 0.2 (and -0.2 to the right)
+    for sign in (1.0, -1.0):
+        traj = comfortable_stop(10.0, sign * 5.0, deceleration_mps2=2.0, num_poses=8, interval_s=0.5)
+        x, y, h = _arc_reference(10.0, sign * 0.2, 2.0, 4.0)
+        np.testing.assert_allclose(traj.poses[-1], [x, y, h], atol=1e-6)
+    # at 0.5 m/s (not above) the yaw rate is ignored: a straight stop
+    slow = comfortable_stop(0.5, 0.4, deceleration_mps2=2.0)
+    np.testing.assert_allclose(slow.poses[:, 1:], 0.0)
+    np.testing.assert_allclose(slow.poses[-1, 0], 0.0625)  # 0.5^2 / (2 * 2)
+    # just above 0.5 m/s the curvature is used
+    assert comfortable_stop(0.6, 0.06, deceleration_mps2=0.1).poses[-1, 2] > 0
+
+
+def test_fallback_defaults_and_interval():
+    # defaults: straight, 2 m/s^2, 8 poses at 0.5 s, stamp 0; 10 m/s -> 24 m after 4 s
+    traj = comfortable_stop(10.0)
+    np.testing.assert_allclose(traj.poses[-1], [24.0, 0.0, 0.0])
+    assert traj.poses.shape == (8, 3) and traj.stamp_ns == 0 and traj.interval_s == 0.5
+    # another interval is kept on the trajectory: 4 poses at 0.25 s from 8 m/s: s(1 s) = 8 - 1 = 7 m
+    short = comfortable_stop(8.0, num_poses=4, interval_s=0.25)
+    assert short.interval_s == 0.25
+    np.testing.assert_allclose(short.poses[:, 0], [1.9375, 3.75, 5.4375, 7.0])
+
+
+def test_fallback_straight_below_the_curvature_threshold_is_exactly_straight():
+    # 1 m/s at 1e-6 rad/s: curvature exactly 1e-6, not above the threshold -> the straight branch: y exactly 0
+    # (the circle would give y = (1 - cos(k s)) / k, about 8e-6 m at s = 3.92 m)
+    traj = comfortable_stop(1.0, 1e-6, deceleration_mps2=0.01)
+    assert np.all(traj.poses[:, 1] == 0.0)
+    np.testing.assert_allclose(traj.poses[:, 0], 0.5 * np.arange(1, 9) - 0.005 * (0.5 * np.arange(1, 9)) ** 2)
+    bent = comfortable_stop(1.0, 2e-6, deceleration_mps2=0.01)
+    assert np.all(bent.poses[:, 1] > 0.0)
+
+
+@pytest.mark.parametrize("speed,yaw_rate,decel", [
+    (float("nan"), 0.0, 2.0), (-3.0, 0.0, 2.0), (float("inf"), 0.0, 2.0), (0.0, 1.0, 2.0), (5.0, 0.0, 0.0),
+])
+def test_fallback_degenerate_inputs_stand_still(speed, yaw_rate, decel):
+    traj = comfortable_stop(speed, yaw_rate, deceleration_mps2=decel)
+    assert traj.poses.shape == (8, 3)
+    np.testing.assert_array_equal(traj.poses, 0.0)
+
+
+def test_fallback_non_finite_yaw_rate_goes_straight():
+    traj = comfortable_stop(10.0, float("nan"), deceleration_mps2=2.0, num_poses=8, interval_s=0.5)
+    np.testing.assert_allclose(traj.poses[-1], [24.0, 0.0, 0.0])
+
+
+# ----------------------------------------------------------------- LiDAR BEV histogram
+def test_lidar_bev_pixels_by_hand():
+    # grid 8 over +-4 m: 1 pixel per m. Row = floor(4 - x), column = floor(4 - y).
+    pts = np.array([
+        [3.5, 3.5, 1.0],     # far front, far left: (0, 0)
+        [-3.5, -3.5, 1.0],   # far back, far right: (7, 7)
+        [3.5, -3.5, 1.0],    # front right: (0, 7)
+        [0.5, 2.5, 1.0],     # (3, 1)
+        [0.5, 2.5, 1.0],     # same pixel again: 2 of max 4
+        [1.0, 0.0, 0.1],     # below the height threshold: ignored
+        [1.0, 0.0, 0.2],     # exactly at the threshold: ignored (strictly above counts)
+        [4.0, 0.0, 1.0],     # on the range edge: ignored
+        [0.0, -4.0, 1.0],    # on the range edge: ignored
+        [np.nan, 0.0, 1.0],  # non-finite: ignored
+    ])
+    hist = lidar_bev_histogram(pts, grid_size=8, range_m=4.0, min_height_m=0.2, max_points_per_pixel=4)
+    expected = np.zeros((1, 8, 8), np.float32)
+    expected[0, 0, 0] = expected[0, 7, 7] = expected[0, 0, 7] = 0.25
+    expected[0, 3, 1] = 0.5
+    assert hist.dtype == np.float32
+    np.testing.assert_array_equal(hist, expected)
+
+
+def test_lidar_bev_cap_and_extra_columns():
+    # 7 points in one pixel with a cap of 5 -> 1.0; intensity column is ignored; 2 points / 5 -> 0.4
+    pts = np.array([[0.3, 0.3, 1.0, 9.0]] * 7 + [[-0.3, -0.3, 0.5, 1.0]] * 2)
+    hist = lidar_bev_histogram(pts, grid_size=4, range_m=2.0, min_height_m=0.2, max_points_per_pixel=5)
+    # 1 pixel per m: (0.3, 0.3) -> row floor(1.7) = 1, col 1; (-0.3, -0.3) -> row floor(2.3) = 2, col 2
+    expected = np.zeros((1, 4, 4), np.float32)
+    expected[0, 1, 1] = 1.0
+    expected[0, 2, 2] = 0.4
+    np.testing.assert_allclose(hist, expected, atol=1e-7)
+    assert lidar_bev_histogram(np.zeros((0, 3)), grid_size=4).sum() == 0.0
+
+
+def test_lidar_bev_resolution_scales_with_range():
+    # grid 4 over +-8 m is 0.25 px/m: (7, -7) -> row floor(0.25) = 0, col floor(3.75) = 3
+    hist = lidar_bev_histogram(np.array([[7.0, -7.0, 1.0]]), grid_size=4, range_m=8.0, max_points_per_pixel=1)
+    assert np.argwhere(hist[0]).tolist() == [[0, 3]]
+
+
+def test_lidar_bev_defaults_transfuser_grid():
+    # defaults: 256 x 256 over +-32 m (4 px/m), cap 5. (31.9, 31.9) -> (0, 0); (0.1, -0.1) -> row
+    # floor(31.9 * 4) = 127, col floor(32.1 * 4) = 128; 4 points there -> 0.8; 6 points -> capped at 1.0
+    pts = np.array([[31.9, 31.9, 1.0]] * 6 + [[0.1, -0.1, 1.0]] * 4 + [[-31.9, -31.9, 0.5]])
+    hist = lidar_bev_histogram(pts)
+    assert hist.shape == (1, 256, 256)
+    assert {tuple(ij): float(hist[0][tuple(ij)]) for ij in np.argwhere(hist[0])} == {
+        (0, 0): 1.0, (127, 128): pytest.approx(0.8), (255, 255): pytest.approx(0.2)}
+
+
+def test_lidar_bev_points_just_inside_the_far_edges_land_in_the_last_pixel():
+    # x, y one ulp inside -range: (range - x) * px/m rounds to exactly grid_size; such points belong in the
+    # last row / column, not outside the image
+    r = 4.0
+    edge = np.nextafter(-r, 0.0)
+    pts = np.array([[edge, 0.5, 1.0], [0.5, edge, 1.0], [edge, edge, 1.0]])
+    hist = lidar_bev_histogram(pts, grid_size=8, range_m=r, max_points_per_pixel=1)
+    assert sorted(map(tuple, np.argwhere(hist[0]).tolist())) == [(3, 7), (7, 3), (7, 7)]
+
+
+def test_lidar_bev_columns_use_the_resolution_too():
+    # 0.25 px/m (grid 4 over +-8 m): y = 7 -> col floor(1 * 0.25) = 0, y = -3 -> col floor(11 * 0.25) = 2
+    pts = np.array([[0.5, 7.0, 1.0], [0.5, -3.0, 1.0], [0.5, 3.0, 1.0]])
+    hist = lidar_bev_histogram(pts, grid_size=4, range_m=8.0, max_points_per_pixel=1)
+    # x = 0.5 -> row floor(7.5 * 0.25) = 1; y = 3 -> col floor(5 * 0.25) = 1
+    assert sorted(map(tuple, np.argwhere(hist[0]).tolist())) == [(1, 0), (1, 1), (1, 2)]
+
+
+def test_lidar_bev_ignores_the_intensity_column():
+    # a non-finite intensity does not drop a point: only x, y, z are read
+    pts = np.array([[0.5, 0.5, 1.0, np.nan], [0.5, 0.5, 1.0, np.inf]])
+    hist = lidar_bev_histogram(pts, grid_size=4, range_m=2.0, max_points_per_pixel=2)
+    assert hist[0, 1, 1] == 1.0
+
+
+@pytest.mark.parametrize("bad", [np.zeros((3, 2)), np.zeros(6)])
+def test_lidar_bev_rejects_bad_shapes(bad):
+    with pytest.raises(FeatureError, match=r"lidar points must be \(N, >=3\)"):
+        lidar_bev_histogram(bad)
+
+
+# ----------------------------------------------------------------- camera stitching
+def test_stitch_cameras_order_scale_and_layout():
+    left = np.full((2, 3, 3), 255, np.uint8)
+    right = np.zeros((2, 3, 3), np.uint8)
+    right[..., 2] = 51  # blue 51 / 255 = 0.2
+    out = stitch_cameras([CameraImage(image=left, name="l"), CameraImage(image=right, name="r")], (2, 6))
+    assert out.shape == (3, 2, 6) and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, :, :3], 1.0)  # left camera on the left, all channels
+    np.testing.assert_allclose(out[:2, :, 3:], 0.0)
+    np.testing.assert_allclose(out[2, :, 3:], 0.2, atol=1e-7)  # channel-first: blue is channel 2
+
+
+def test_stitch_cameras_resizes_other_heights_and_output():
+    # a 4x2 camera beside a 2x2 one is scaled to 2x1 first: stitched 2x3, then resized to 1x3
+    a = np.full((2, 2, 3), 100, np.uint8)
+    b = np.full((4, 2, 3), 200, np.uint8)
+    out = stitch_cameras([CameraImage(image=a, name="a"), CameraImage(image=b, name="b")], (2, 3))
+    np.testing.assert_allclose(out[:, :, :2], 100 / 255, atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 2], 200 / 255, atol=1e-6)
+    small = stitch_cameras([CameraImage(image=a, name="a")], (1, 1))
+    np.testing.assert_allclose(small, np.full((3, 1, 1), 100 / 255), atol=1e-6)
+
+
+def test_stitch_cameras_without_resizing_is_exact():
+    # a 2 x 3 image already at the output size comes out exactly, channel first, / 255
+    img = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10
+    out = stitch_cameras([CameraImage(image=img, name="c")], (2, 3))
+    np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255))
+
+
+def test_stitch_cameras_resize_averages_areas():
+    # 4x downscale by area: columns (0, 0, 0, 200) average to 50 (bilinear would sample 0)
+    img = np.zeros((4, 8, 3), np.uint8)
+    img[:, 3] = 200
+    img[:, 7] = 200
+    out = stitch_cameras([CameraImage(image=img, name="c")], (1, 2))
+    np.testing.assert_allclose(out, 50 / 255, atol=1e-6)
+    # the same for a camera of another height scaled to the first one's: 8x4 -> 2x1 next to a 2x1
+    tall = np.zeros((8, 4, 3), np.uint8)
+    tall[:, 3] = 200
+    first = np.full((2, 1, 3), 255, np.uint8)
+    out = stitch_cameras([CameraImage(image=first, name="a"), CameraImage(image=tall, name="b")], (2, 2))
+    np.testing.assert_allclose(out[:, :, 1], 50 / 255, atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 0], 1.0)
+
+
+@pytest.mark.parametrize("image", [np.zeros((2, 2), np.uint8), np.zeros((2, 2, 4), np.uint8),
+                                   np.zeros((2, 2, 3), np.float32)])
+def test_stitch_cameras_rejects_bad_images(image):
+    with pytest.raises(FeatureError, match="camera 'c'"):
+        stitch_cameras([CameraImage(image=image, name="c")], (2, 2))
+    with pytest.raises(FeatureError, match="^no camera images$"):
+        stitch_cameras([], (2, 2))
+
+
+# ----------------------------------------------------------------- ego motion from odometry
+def test_acceleration_estimator_straight_by_hand():
+    est = AccelerationEstimator(tau_s=0.0)  # no filter: raw finite difference
+    np.testing.assert_array_equal(est.update(0, [10.0, 0.0], 0.0), [0.0, 0.0])  # first sample
+    # 10 -> 11 m/s in 0.1 s: 10 m/s^2
+    np.testing.assert_allclose(est.update(100_000_000, [11.0, 0.0], 0.0), [10.0, 0.0], atol=1e-5)
+    # lateral 0 -> 0.5 m/s in 0.5 s: 1 m/s^2 lateral, no longitudinal change
+    np.testing.assert_allclose(est.update(600_000_000, [11.0, 0.5], 0.0), [0.0, 1.0], atol=1e-5)
+    assert est.resets == 0
+
+
+def test_acceleration_estimator_low_pass_by_hand():
+    # tau 0.2 s, dt 0.2 s: alpha = 0.2 / 0.4 = 0.5. Raw 5 m/s^2 each step: 2.5, then 2.5 + 0.5 * 2.5 = 3.75
+    est = AccelerationEstimator(tau_s=0.2)
+    est.update(0, [0.0, 0.0], 0.0)
+    np.testing.assert_allclose(est.update(200_000_000, [1.0, 0.0], 0.0), [2.5, 0.0], atol=1e-6)
+    np.testing.assert_allclose(est.update(400_000_000, [2.0, 0.0], 0.0), [3.75, 0.0], atol=1e-6)
+    # the same stamp again changes nothing
+    np.testing.assert_allclose(est.update(400_000_000, [9.0, 0.0], 0.0), [3.75, 0.0], atol=1e-6)
+
+
+def test_acceleration_estimator_constant_speed_circle_is_centripetal():
+    # constant 10 m/s with yaw rate 0.5 rad/s: the ego-frame velocity stays (10, 0) but the car
+    # accelerates towards the centre: v * omega = 5 m/s^2 to the left (+y); small dt -> sin(w dt)/dt ~ w
+    est = AccelerationEstimator(tau_s=0.0)
+    est.update(0, [10.0, 0.0], 0.5)
+    acc = est.update(10_000_000, [10.0, 0.0], 0.5)
+    dyaw = 0.5 * 0.01
+    np.testing.assert_allclose(acc, [10 * (1 - math.cos(dyaw)) / 0.01, 10 * math.sin(dyaw) / 0.01], rtol=1e-5)
+    assert acc[1] == pytest.approx(5.0, rel=1e-3)
+    # turning right: towards -y
+    est = AccelerationEstimator(tau_s=0.0)
+    est.update(0, [10.0, 0.0], -0.5)
+    assert est.update(10_000_000, [10.0, 0.0], -0.5)[1] == pytest.approx(-5.0, rel=1e-3)
+
+
+def test_acceleration_estimator_rotation_uses_previous_lateral_velocity():
+    # previous (0, 2) m/s, yaw 90 deg in 1 s to the left: expressed in the new frame it is (2, 0); now (2, 0)
+    est = AccelerationEstimator(tau_s=0.0, max_gap_s=2.0)
+    est.update(0, [0.0, 2.0], math.pi / 2)
+    np.testing.assert_allclose(est.update(1_000_000_000, [2.0, 0.0], math.pi / 2), [0.0, 0.0], atol=1e-6)
+
+
+def test_acceleration_estimator_resets_on_jumps_and_gaps():
+    est = AccelerationEstimator(tau_s=0.0, max_gap_s=1.0)
+    est.update(2_000_000_000, [5.0, 0.0], 0.0)
+    np.testing.assert_allclose(est.update(2_100_000_000, [6.0, 0.0], 0.0), [10.0, 0.0], atol=1e-5)
+    np.testing.assert_array_equal(est.update(1_000_000_000, [7.0, 0.0], 0.0), [0.0, 0.0])  # backwards
+    assert est.resets == 1
+    # a gap of exactly max_gap_s is still used; one beyond resets
+    np.testing.assert_allclose(est.update(2_000_000_000, [8.0, 0.0], 0.0), [1.0, 0.0], atol=1e-5)
+    np.testing.assert_array_equal(est.update(3_000_000_001, [20.0, 0.0], 0.0), [0.0, 0.0])
+    assert est.resets == 2
+    # after the reset it differentiates from the new sample
+    np.testing.assert_allclose(est.update(3_100_000_001, [21.0, 0.0], 0.0), [10.0, 0.0], atol=1e-4)
+    est.reset()
+    assert est.resets == 0
+    np.testing.assert_array_equal(est.update(5, [1.0, 0.0], 0.0), [0.0, 0.0])
+
+
+def test_odometry_velocity_reads_body_twist():
+    from nav_msgs.msg import Odometry
+
+    msg = Odometry()
+    msg.twist.twist.linear.x, msg.twist.twist.linear.y, msg.twist.twist.angular.z = 7.5, -0.25, 0.125
+    msg.pose.pose.orientation.w = 1.0
+    vel, yaw_rate = conv.odometry_velocity(msg)
+    np.testing.assert_array_equal(vel, np.array([7.5, -0.25], np.float32))
+    assert yaw_rate == 0.125
+    msg.pose.pose.position.y = float("inf")
+    with pytest.raises(conv.ConversionError, match="NaN"):
+        conv.odometry_velocity(msg)

@@ -1,0 +1,288 @@
+"""PDMS sub-metrics at their boundaries, on hand-made simulated states.
+
+``score_states`` is fed states built by hand (no simulator), so each case sits
+just inside or just outside one bound: one ego corner off the drivable area, a
+time-to-collision hit at each lookahead horizon, each comfort bound. Bounds and
+horizons are read from ``PdmsConfig`` (and a DAC tolerance from the module if
+it has one), not repeated here as numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+
+from latentvla_ros.core.types import AgentBox, EgoState, MapGeometry
+from latentvla_ros.evaluation import pdms
+from latentvla_ros.evaluation.pdms import (
+    COMFORT_METRICS,
+    InvalidSceneError,
+    PdmsConfig,
+    Scene,
+    comfort_checks,
+    normalized_progress,
+    score_states,
+    weighted_score,
+)
+from latentvla_ros.evaluation.simulation import AX, AY, HEADING, SIM_DT_S, STATE_SIZE, VX, X, Y
+from reference_impl import savgol_reference
+
+T = 41
+TIMES = SIM_DT_S * np.arange(T)
+CFG = PdmsConfig()
+
+
+def _dac_tolerance() -> float:
+    """Distance a corner may lie outside the drivable area and still count as inside (0 if none)."""
+    names = [f.name for f in dataclasses.fields(PdmsConfig)] + [n for n in dir(pdms) if n.isupper()]
+    for name in names:
+        low = name.lower()
+        if "tol" in low and ("dac" in low or "drivable" in low):
+            return float(getattr(CFG, name, getattr(pdms, name, 0.0)))
+    return 0.0
+
+
+def _scene(half_width=2.0, agents=None, lanes=True) -> Scene:
+    poly = np.array([[-100.0, -half_width], [400.0, -half_width], [400.0, half_width], [-100.0, half_width]])
+    centre = [np.array([[-100.0, 0.0], [400.0, 0.0]])] if lanes else []
+    return Scene(ego_pose=np.zeros(3), ego=EgoState(velocity=np.array([10.0, 0.0]), acceleration=np.zeros(2)),
+                 map=MapGeometry(lane_centerlines=centre, drivable_polygons=[poly]),
+                 agent_frames=agents or [], ego_length_m=5.0, ego_width_m=2.0)
+
+
+def _states(x=None, y=0.0, heading=0.0, vx=10.0, batch=1) -> np.ndarray:
+    s = np.zeros((batch, T, STATE_SIZE))
+    s[..., X] = TIMES * vx if x is None else x
+    s[..., Y] = y
+    s[..., HEADING] = heading
+    s[..., VX] = vx
+    return s
+
+
+def _stopped_agent(x, y=0.0, static=False, n=51):
+    box = AgentBox(x=x, y=y, heading=0.0, length=5.0, width=2.0, track_id=7, is_static=static)
+    return [[box] for _ in range(n)]
+
+
+# ----------------------------------------------------------------- DAC
+def test_dac_one_corner_off_the_road_is_enough():
+    # heading 0.1 rad at y = 0.8: the front-left corner is at y = 0.8 + 2.5 sin 0.1 + cos 0.1 = 2.0445,
+    # the rear-left at 0.8 - 0.2496 + 0.995 = 1.545: only one corner is off a road whose edge is at 2.0 - margin
+    tol = _dac_tolerance()
+    front_left_y = 0.8 + 2.5 * np.sin(0.1) + np.cos(0.1)
+    edge_off = front_left_y - tol - 0.02  # the corner is 2 cm beyond edge + tolerance
+    edge_in = front_left_y + 0.02  # every corner 2 cm inside
+    states = _states(y=0.8, heading=0.1)
+    states[0, :, HEADING] = 0.0
+    states[0, 20, HEADING] = 0.1  # only state 20 turns the box
+    off = score_states(_scene(half_width=edge_off), states)
+    assert off.drivable_area_compliance.tolist() == [0.0]
+    assert off.off_road[0].tolist() == [t == 20 for t in range(T)]
+    inside = score_states(_scene(half_width=edge_in), states)
+    assert inside.drivable_area_compliance.tolist() == [1.0]
+
+
+def test_dac_last_state_counts_and_a_rear_corner_counts():
+    # a rear-right corner off at the final state only: heading 0.1 at y = -0.8 puts the rear-right corner at
+    # y = -0.8 - 2.5 sin 0.1 - cos 0.1 = -2.0445
+    tol = _dac_tolerance()
+    states = _states(y=-0.8, heading=0.0)
+    states[0, -1, HEADING] = 0.1
+    corner = 0.8 + 2.5 * np.sin(0.1) + np.cos(0.1)
+    assert score_states(_scene(half_width=corner - tol - 0.02), states).drivable_area_compliance[0] == 0.0
+    assert score_states(_scene(half_width=corner + 0.02), states).drivable_area_compliance[0] == 1.0
+
+
+def test_dac_without_drivable_area_is_an_error():
+    scene = _scene()
+    scene.map.drivable_polygons = []
+    with pytest.raises(InvalidSceneError):
+        score_states(scene, _states())
+
+
+# ----------------------------------------------------------------- TTC
+@pytest.mark.parametrize("horizon", CFG.ttc_future_steps)
+def test_ttc_each_horizon_just_inside_and_outside(horizon):
+    # the ego box (front at x = 2.5) stays at the origin but reports 10 m/s: projected by horizon * 0.1 s
+    # it reaches x = 2.5 + horizon; a stopped car whose rear is 5 cm nearer is hit, 5 cm further is not.
+    # Only this horizon is checked, so each horizon is pinned on its own.
+    cfg = PdmsConfig(ttc_future_steps=(horizon,))
+    reach = 2.5 + 10.0 * horizon * SIM_DT_S
+    states = _states(x=0.0)
+    near = score_states(_scene(agents=_stopped_agent(reach + 2.5 - 0.05)), states, cfg)
+    far = score_states(_scene(agents=_stopped_agent(reach + 2.5 + 0.05)), states, cfg)
+    if horizon == 0:  # touching at horizon 0 is a collision as well
+        assert near.no_at_fault_collisions[0] == 0.0
+    else:
+        assert near.no_at_fault_collisions[0] == 1.0
+    assert near.ttc.tolist() == [0.0] and near.ttc_time_s[0] == 0.0
+    assert far.ttc.tolist() == [1.0] and far.ttc_time_s[0] == np.inf
+
+
+def test_ttc_uses_the_longest_default_horizon_only_when_needed():
+    # with the default horizons, a car 0.05 m beyond the longest reach is never hit, 0.05 m inside it is
+    reach = 2.5 + 10.0 * max(CFG.ttc_future_steps) * SIM_DT_S
+    assert score_states(_scene(agents=_stopped_agent(reach + 2.45)), _states(x=0.0)).ttc[0] == 0.0
+    assert score_states(_scene(agents=_stopped_agent(reach + 2.55)), _states(x=0.0)).ttc[0] == 1.0
+
+
+def test_ttc_first_infraction_time():
+    # ego really moving at 10 m/s towards a stopped car whose rear is at x = 30: the front (x = 2.5 + 10 t)
+    # projected 0.9 s ahead reaches 30 when 10 t + 11.5 > 30, first at t = 1.9 s (19 states)
+    cfg = PdmsConfig()
+    res = score_states(_scene(agents=_stopped_agent(32.5)), _states(), cfg)
+    assert res.ttc[0] == 0.0
+    reach = 2.5 + 10.0 * max(cfg.ttc_future_steps) * SIM_DT_S
+    first = np.ceil(((30.0 - reach) / 10.0) / SIM_DT_S + 1e-9) * SIM_DT_S
+    assert res.ttc_time_s[0] == pytest.approx(first)
+
+
+def test_ttc_skipped_below_the_stopped_speed():
+    # an overlapping car ahead at horizon 0: TTC hit for any speed at or above the threshold, none below
+    thr = CFG.ttc_stopped_speed_threshold
+    agents = _stopped_agent(5.0 - 0.05)
+    slow = score_states(_scene(agents=agents), _states(x=0.0, vx=0.5 * thr))
+    fast = score_states(_scene(agents=agents), _states(x=0.0, vx=thr))
+    assert slow.ttc[0] == 1.0 and fast.ttc[0] == 0.0
+    # both are below the collision speed threshold: not at fault
+    assert slow.no_at_fault_collisions[0] == fast.no_at_fault_collisions[0] == 1.0
+
+
+@pytest.mark.parametrize("angle_deg,on_road,expected", [
+    (25.0, True, 0.0), (40.0, True, 1.0), (40.0, False, 0.0), (160.0, False, 1.0)])
+def test_ttc_only_for_agents_ahead_unless_lateral(angle_deg, on_road, expected):
+    # a 1 m x 4 m agent whose centre is 4.3 m away on a bearing of angle_deg: not touching the ego now
+    # (its near edge at x = 4.3 cos(angle) - 0.5 > 2.5 for 25 and 40 deg), touched by the ego box shifted
+    # 3 m at horizon 3. Ahead (< 30 deg) always counts; 40 deg only when the ego is off the road (or in
+    # several lanes); behind (> 150 deg) never.
+    assert CFG.agent_ahead_angle_deg < 40.0 and CFG.agent_behind_angle_deg < 160.0
+    d = 4.3
+    ax, ay = d * np.cos(np.deg2rad(angle_deg)), d * np.sin(np.deg2rad(angle_deg))
+    agents = [[AgentBox(x=ax, y=ay, heading=0.0, length=1.0, width=4.0, track_id=3)] for _ in range(51)]
+    states = _states(x=0.0)
+    if angle_deg == 160.0:  # behind: move the ego backwards into it instead
+        states[..., VX] = -10.0
+        states[..., HEADING] = 0.0
+    scene = _scene(half_width=20.0 if on_road else 0.5, agents=agents)
+    res = score_states(scene, states, PdmsConfig(ttc_future_steps=(0, 3)))
+    assert res.no_at_fault_collisions[0] == 1.0
+    assert bool(res.off_road[0].all()) is (not on_road)
+    assert res.ttc[0] == expected
+
+
+# ----------------------------------------------------------------- comfort
+def _check(states, name, cfg=CFG) -> bool:
+    return bool(comfort_checks(states, SIM_DT_S, cfg)[0, COMFORT_METRICS.index(name)])
+
+
+@pytest.mark.parametrize("name,field,sign", [
+    ("lon_accel", "max_lon_accel", 1.0), ("lon_accel", "min_lon_accel", 1.0), ("lat_accel", "max_abs_lat_accel", 1.0),
+    ("lat_accel", "max_abs_lat_accel", -1.0),
+])
+def test_comfort_accelerations_just_inside_and_outside(name, field, sign):
+    bound = sign * getattr(CFG, field)
+    col = AX if name == "lon_accel" else AY
+    inward = -np.sign(bound) * 0.01
+    for offset, ok in ((inward, True), (-inward, False), (0.0, False)):  # strict bounds: equal is outside
+        s = _states()
+        s[..., col] = bound + offset
+        assert _check(s, name) is ok, (name, bound + offset)
+
+
+@pytest.mark.parametrize("name,field", [("yaw_rate", "max_abs_yaw_rate"), ("yaw_accel", "max_abs_yaw_accel")])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_comfort_yaw_just_inside_and_outside(name, field, sign):
+    bound = getattr(CFG, field)
+    for value, ok in ((bound - 0.01, True), (bound + 0.01, False)):
+        s = _states()
+        if name == "yaw_rate":
+            s[..., HEADING] = sign * value * TIMES  # constant yaw rate
+        else:
+            s[..., HEADING] = sign * 0.5 * value * TIMES**2  # constant yaw acceleration
+        assert _check(s, name) is ok, (name, sign * value)
+
+
+@functools.cache
+def _ramp_jerk_gain() -> float:
+    """Largest |jerk| NAVSIM's smoothing reports for the acceleration ramp a = t (true jerk 1).
+
+    Window-8 smoothing evaluates the interior half a sample late, which bends the ramp at the
+    edges, so the whole-horizon quadratic's slope is not exactly 1; computed with the
+    independent reference filter."""
+    acc8 = np.round(savgol_reference(TIMES, 8, 2), 8)
+    return float(np.abs(savgol_reference(acc8, T, 2, deriv=1, delta=SIM_DT_S)).max())
+
+
+@pytest.mark.parametrize("name,field", [("lon_jerk", "max_abs_lon_jerk"), ("jerk", "max_abs_mag_jerk")])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_comfort_jerk_just_inside_and_outside(name, field, sign):
+    bound = getattr(CFG, field)
+    gain = _ramp_jerk_gain()
+    assert 1.0 < gain < 1.1
+    for value, ok in ((bound - 0.01, True), (bound + 0.01, False)):
+        s = _states()
+        s[..., AX] = sign * value / gain * TIMES  # acceleration ramp whose reported max |jerk| is value
+        assert _check(s, name) is ok, (name, sign * value)
+
+
+def test_comfort_magnitude_jerk_combines_both_axes():
+    # ax = 4 t (lon jerk 4 < 4.13 passes), ay = b t with hypot(4, b) just above / below the magnitude bound
+    gain = _ramp_jerk_gain()
+    lon = CFG.max_abs_lon_jerk - 0.13
+    for mag, ok in ((CFG.max_abs_mag_jerk + 0.01, False), (CFG.max_abs_mag_jerk - 0.01, True)):
+        s = _states()
+        s[..., AX] = lon / gain * TIMES
+        s[..., AY] = np.sqrt(mag**2 - lon**2) / gain * TIMES
+        assert _check(s, "lon_jerk")
+        assert _check(s, "jerk") is ok
+
+
+def test_comfort_lateral_from_kinematics_option():
+    # v * yaw rate = 10 * 0.6 = 6 m/s^2 > 4.89: only flagged with the kinematic option
+    s = _states()
+    s[..., HEADING] = 0.6 * TIMES
+    s[..., 9] = 0.6  # YAW_RATE
+    assert _check(s, "lat_accel")
+    assert not _check(s, "lat_accel", PdmsConfig(lateral_accel_from_kinematics=True))
+
+
+def test_comfort_flag_is_all_six_checks():
+    good = _states()
+    bad = _states()
+    bad[..., AX] = CFG.max_lon_accel + 0.01
+    res = score_states(_scene(), np.concatenate([good, bad]))
+    assert res.comfort.tolist() == [1.0, 0.0]
+    assert res.comfort_checks[1].tolist() == [name != "lon_accel" for name in COMFORT_METRICS]
+
+
+# ----------------------------------------------------------------- progress, weights
+def test_progress_is_centre_path_along_route_clipped_at_zero():
+    forward = _states()  # 10 m/s for 4 s: 40 m
+    backward = _states(vx=-2.0)  # moves backwards 8 m: clipped to 0
+    res = score_states(_scene(), np.concatenate([forward, backward]))
+    np.testing.assert_allclose(res.progress_m, [40.0, 0.0], atol=1e-9)
+
+
+def test_normalized_progress_threshold_by_hand():
+    thr = CFG.progress_distance_threshold
+    # max exactly at the threshold: not above it, so EP = 1 except where NC * DAC = 0
+    np.testing.assert_array_equal(normalized_progress(np.array([thr, 1.0, 0.0]), np.array([1.0, 1.0, 0.0]), thr),
+                                  [1.0, 1.0, 0.0])
+    # above: divided by the max
+    np.testing.assert_allclose(normalized_progress(np.array([thr + 1.0, 3.0]), np.array([1.0, 1.0]), thr),
+                               [1.0, 3.0 / (thr + 1.0)])
+    assert normalized_progress(np.array([]), np.array([]), thr).size == 0
+
+
+def test_weighted_score_by_hand():
+    # NC * DAC * (5 TTC + 5 EP + 2 C) / 12
+    assert weighted_score(1.0, 1.0, 1.0, 1.0) == pytest.approx(1.0)
+    assert weighted_score(1.0, 0.0, 0.5, 1.0) == pytest.approx((0 + 2.5 + 2) / 12)
+    assert weighted_score(0.5, 1.0, 0.2, 0.0) == pytest.approx(0.5 * (5 + 1) / 12)
+    assert weighted_score(0.0, 1.0, 1.0, 1.0) == 0.0
+    cfg = PdmsConfig(progress_weight=1.0, ttc_weight=2.0, comfort_weight=3.0)
+    assert weighted_score(1.0, 1.0, 0.0, 0.0, cfg) == pytest.approx(2.0 / 6.0)
+    assert weighted_score(1.0, 0.0, 1.0, 0.0, cfg) == pytest.approx(1.0 / 6.0)
+    assert weighted_score(1.0, 0.0, 0.0, 1.0, cfg) == pytest.approx(3.0 / 6.0)

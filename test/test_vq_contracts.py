@@ -1,0 +1,186 @@
+"""The VQ quantiser's numeric contracts, by brute force and by hand.
+
+Nearest code against an independent loop over the codebook, the straight-through
+gradient (exactly ones with commitment 0), the commitment loss and its gradient,
+and the EMA codebook update worked out on a two-point example.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from latentvla_ros.models.modeling_lam import EmaVectorQuantizer, codebook_stats, perplexity_from_counts
+
+
+def _vq(codebook, decay=0.5, commitment=0.0, eps=0.0, **kw) -> EmaVectorQuantizer:
+    codebook = torch.as_tensor(codebook, dtype=torch.float32)
+    vq = EmaVectorQuantizer(codebook.shape[0], codebook.shape[1], decay=decay, commitment=commitment, eps=eps, **kw)
+    vq.codebook.copy_(codebook)
+    vq.ema_sum.copy_(codebook)
+    vq.ema_count.fill_(1.0)
+    vq.initialized.fill_(True)
+    return vq
+
+
+def test_nearest_code_matches_brute_force():
+    g = torch.Generator().manual_seed(0)
+    codebook = torch.randn(16, 5, generator=g)
+    z = torch.randn(200, 5, generator=g) * 1.5
+    vq = _vq(codebook).eval()
+    expected = []
+    for row in z:  # independent reference: loop over codes, squared distance
+        dists = [float(((row - c) ** 2).sum()) for c in codebook]
+        expected.append(min(range(len(dists)), key=dists.__getitem__))
+    assert vq.quantize(z).tolist() == expected
+    out = vq(z)
+    assert out.codes.tolist() == expected
+    torch.testing.assert_close(out.quantized, codebook[expected])
+    torch.testing.assert_close(vq.lookup(torch.tensor(expected)), codebook[expected])
+    torch.testing.assert_close(out.latents, z)
+
+
+def test_nearest_code_by_hand_not_largest_dot_product():
+    # code 1 has the larger dot product with z = (1, 0) but code 0 is nearer: |(1,0)-(0.9,0)| < |(1,0)-(3,0)|;
+    # 0 is 0.9 from code 0 and 1.0 from code 2; -0.2 is 1.1 from code 0 and 0.8 from code 2
+    vq = _vq([[0.9, 0.0], [3.0, 0.0], [-1.0, 0.0]]).eval()
+    assert vq.quantize(torch.tensor([[1.0, 0.0], [2.5, 0.0], [0.0, 0.0], [-0.2, 0.0], [-5.0, 1.0]])).tolist() == [0, 1, 0, 2, 2]
+
+
+def test_straight_through_gradient_is_ones_with_commitment_zero():
+    vq = _vq([[0.0, 0.0], [1.0, 1.0]]).eval()
+    z = torch.tensor([[0.2, -0.1], [0.7, 0.9], [3.0, 2.0]], requires_grad=True)
+    out = vq(z)
+    torch.testing.assert_close(out.quantized.detach(), torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]))
+    (out.quantized.sum() + out.commitment_loss).backward()
+    torch.testing.assert_close(z.grad, torch.ones_like(z))
+    assert float(out.commitment_loss.detach()) == 0.0
+
+
+def test_commitment_loss_and_gradient_by_hand():
+    # z = (0.5, 0), code (0, 0): mse = 0.25 / 2 = 0.125, loss = 0.4 * 0.125 = 0.05;
+    # d loss / d z = 0.4 * 2 (z - q) / 2 = (0.2, 0); the codebook gets no gradient (q is detached)
+    vq = _vq([[0.0, 0.0], [5.0, 5.0]], commitment=0.4).eval()
+    z = torch.tensor([[0.5, 0.0]], requires_grad=True)
+    out = vq(z)
+    assert float(out.commitment_loss) == pytest.approx(0.05)
+    out.commitment_loss.backward()
+    torch.testing.assert_close(z.grad, torch.tensor([[0.2, 0.0]]))
+
+
+def test_ema_update_two_points_by_hand():
+    # codes (0) and (10), counts 1 and 1, decay 0.5, eps 0. Batch z = 1 and 2: both nearest code 0.
+    # batch counts (2, 0), sums (3, 0): ema_count = 0.5 (1, 1) + 0.5 (2, 0) = (1.5, 0.5)
+    # ema_sum = 0.5 (0, 10) + 0.5 (3, 0) = (1.5, 5); codebook = ema_sum / ema_count = (1, 10)
+    vq = _vq([[0.0], [10.0]], decay=0.5, eps=0.0).train()
+    out = vq(torch.tensor([[1.0], [2.0]]))
+    assert out.codes.tolist() == [0, 0]
+    torch.testing.assert_close(vq.ema_count, torch.tensor([1.5, 0.5]))
+    torch.testing.assert_close(vq.ema_sum, torch.tensor([[1.5], [5.0]]))
+    torch.testing.assert_close(vq.codebook, torch.tensor([[1.0], [10.0]]))
+    # the returned quantised latents are the codes before the update (0, 0) ... or after: pin what is used
+    torch.testing.assert_close(out.quantized.detach(), vq.codebook[[0, 0]])
+    assert float(out.perplexity) == pytest.approx(1.0)
+    assert vq.usage_counts().tolist() == [2.0, 0.0]
+
+
+def test_ema_update_laplace_smoothing_by_hand():
+    # same step with eps 0.5: total 2, smoothed n_k = (n_k + 0.5) / (2 + 2 * 0.5) * 2 = (4/3, 2/3)
+    # codebook = (1.5 / (4/3), 5 / (2/3)) = (1.125, 7.5)
+    vq = _vq([[0.0], [10.0]], decay=0.5, eps=0.5).train()
+    vq(torch.tensor([[1.0], [2.0]]))
+    torch.testing.assert_close(vq.codebook, torch.tensor([[1.125], [7.5]]))
+
+
+def test_ema_decay_weights_old_and_new():
+    # decay 0.9: ema_count = 0.9 (1, 1) + 0.1 (1, 1) = (1, 1); ema_sum = 0.9 (0, 10) + 0.1 (2, 8) = (0.2, 9.8)
+    vq = _vq([[0.0], [10.0]], decay=0.9, eps=0.0).train()
+    out = vq(torch.tensor([[2.0], [8.0]]))
+    assert out.codes.tolist() == [0, 1]
+    torch.testing.assert_close(vq.ema_count, torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(vq.codebook, torch.tensor([[0.2], [9.8]]))
+    assert float(out.perplexity) == pytest.approx(2.0)  # two codes used equally
+
+
+def test_no_update_when_frozen_or_in_eval():
+    for mode in ("eval", "frozen"):
+        vq = _vq([[0.0], [10.0]])
+        if mode == "eval":
+            vq.eval()
+        else:
+            vq.train()
+            vq.frozen = True
+        vq(torch.tensor([[1.0], [2.0]]))
+        torch.testing.assert_close(vq.codebook, torch.tensor([[0.0], [10.0]]))
+        torch.testing.assert_close(vq.ema_count, torch.tensor([1.0, 1.0]))
+    # frozen still counts usage in training mode, eval does not
+    assert vq.usage_counts().tolist() == [2.0, 0.0]
+    ev = _vq([[0.0], [10.0]]).eval()
+    ev(torch.tensor([[1.0]]))
+    assert ev.usage_counts().tolist() == [0.0, 0.0]
+
+
+def test_usage_accumulates_and_resets():
+    vq = _vq([[0.0], [10.0], [20.0]]).train()
+    vq.frozen = True
+    vq(torch.tensor([[1.0], [9.0]]))
+    vq(torch.tensor([[11.0], [19.0], [21.0]]))
+    assert vq.usage_counts().tolist() == [1.0, 2.0, 2.0]
+    stats = codebook_stats(vq)
+    assert stats["codes_used"] == 3.0 and stats["usage"] == 1.0
+    assert stats["perplexity"] == pytest.approx(math.exp(-(0.2 * math.log(0.2) + 2 * 0.4 * math.log(0.4))))
+    vq.reset_usage()
+    assert vq.usage_counts().tolist() == [0.0, 0.0, 0.0]
+
+
+def test_perplexity_from_counts_by_hand():
+    # p = (1/4, 1/4, 1/2): entropy = 1.5 ln 2, perplexity = 2^1.5
+    assert perplexity_from_counts(torch.tensor([1.0, 1.0, 2.0, 0.0])) == pytest.approx(2 ** 1.5)
+    assert perplexity_from_counts(torch.tensor([0.0, 5.0])) == pytest.approx(1.0)
+    assert perplexity_from_counts(torch.zeros(4)) == 0.0
+
+
+def test_first_training_batch_initialises_codes_from_data():
+    torch.manual_seed(0)
+    z = torch.arange(16, dtype=torch.float32).reshape(8, 2) * 3.0
+    vq = EmaVectorQuantizer(4, 2, decay=1.0, commitment=0.0).train()  # decay 1: the EMA keeps the init
+    assert not bool(vq.initialized)
+    vq(z)
+    assert bool(vq.initialized)
+    # every code is (within the 1% noise) one of the batch rows, and no row is used twice
+    dists = torch.cdist(vq.codebook, z)
+    nearest = dists.argmin(dim=1)
+    assert float(dists.min(dim=1).values.max()) < 0.5
+    assert len(set(nearest.tolist())) == 4
+    torch.testing.assert_close(vq.ema_count, torch.ones(4))
+
+
+def test_dead_code_restart_only_restarts_unused_codes():
+    torch.manual_seed(0)
+    vq = _vq([[0.0, 0.0], [100.0, 100.0], [-100.0, -100.0]], decay=1.0).train()
+    z = torch.tensor([[0.1, 0.0], [0.0, 0.1], [0.2, 0.2], [-0.1, 0.1]])
+    vq(z)  # only code 0 used
+    assert vq.restart_dead_codes(min_count=0) == 0  # disabled: usage still reset
+    vq(z)
+    before = vq.codebook.clone()
+    assert vq.restart_dead_codes(min_count=1) == 2
+    torch.testing.assert_close(vq.codebook[0], before[0])  # the used code is kept
+    for k in (1, 2):  # restarted near a recent encoder output, with count 1
+        assert float(torch.cdist(vq.codebook[k:k + 1], z).min()) < 0.05
+        torch.testing.assert_close(vq.ema_sum[k], vq.codebook[k])
+    torch.testing.assert_close(vq.ema_count[1:], torch.ones(2))
+    assert vq.usage_counts().tolist() == [0.0, 0.0, 0.0]
+    # min_count 5 with 4 uses of code 0: all three are dead now
+    vq(z)
+    assert vq.restart_dead_codes(min_count=5) == 3
+    vq.frozen = True
+    vq(z)
+    assert vq.restart_dead_codes(min_count=5) == 0
+
+
+def test_restart_without_any_training_forward_is_a_no_op():
+    vq = _vq([[0.0], [1.0]])
+    before = vq.codebook.clone()
+    assert vq.restart_dead_codes(min_count=1) == 0
+    torch.testing.assert_close(vq.codebook, before)
