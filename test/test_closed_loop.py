@@ -130,7 +130,7 @@ def _variant_kwargs() -> dict:
 
 def test_ros_graph_drives_the_ego_through_topics(ros_context):
     from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
-    from latentvla_ros.ros.conversions import msg_to_trajectory, stamp_to_ns
+    from latentvla_ros.ros.conversions import stamp_to_ns
 
     variant = GraphVariant(**_variant_kwargs())
     if variant.check_available():
@@ -155,7 +155,17 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
     assert result.trajectory_stamps_ns == result.stamps_ns[:n]
     for msg, (traj, ctrl) in zip(driver.messages, steps):
         assert ctrl is not None and len(msg.points) == 8
-        np.testing.assert_allclose(traj.poses, msg_to_trajectory(msg).poses)
+        # the trajectory that drove the step is the message's content, read here field by field
+        # (not through msg_to_trajectory, which the driver itself uses)
+        raw = np.array([[p.pose.position.x, p.pose.position.y, 2.0 * math.atan2(p.pose.orientation.z,
+                                                                               p.pose.orientation.w)]
+                        for p in msg.points])
+        np.testing.assert_allclose(traj.poses[:, :2], raw[:, :2], atol=1e-9)
+        np.testing.assert_allclose(np.angle(np.exp(1j * (traj.poses[:, 2] - raw[:, 2]))), 0.0, atol=1e-9)
+        t_from_start = [p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points]
+        np.testing.assert_allclose(t_from_start, 0.5 * np.arange(1, 9), atol=1e-9)
+        assert traj.interval_s == pytest.approx(0.5)
+        assert traj.stamp_ns == stamp_to_ns(msg.header.stamp) and traj.model_id == msg.model_id
     assert all(m.model_id for m in driver.messages) and unmatched == 0
     if not variant.planner_checkpoint:
         assert "untrained" in result.model_id

@@ -103,6 +103,19 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
     assert all(0.0 <= r["pdms"] <= 1.0 for r in scenes)
     summary = scores["open_loop"]["summary"]["expert"]["pdms"]
     assert summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
+    # the scores are computed, not constants: every row is NC * DAC * (5 TTC + 5 EP + 2 C) / 12 of its own
+    # sub-scores, the summaries are the means of the rows, and the methods do not all score alike
+    for r in scenes:
+        assert r["pdms"] == pytest.approx(r["nc"] * r["dac"] * (5 * r["ttc"] + 5 * r["ep"] + 2 * r["c"]) / 12), r
+    by_method = {}
+    for r in scenes:
+        by_method.setdefault(r["method"], []).append(r["pdms"])
+    for method, values in by_method.items():
+        assert scores["open_loop"]["summary"][method]["pdms"]["mean"] == pytest.approx(np.mean(values)), method
+    assert len({round(np.mean(v), 6) for v in by_method.values()}) > 1
+    assert len({(r["nc"], r["dac"], r["ttc"], r["ep"], r["c"]) for r in scenes}) > 1
+    # untrained weights cannot plan as well as the logged expert on the same scenes
+    assert np.mean(by_method["latentvla_student"]) < np.mean(by_method["expert"])
     episodes = scores["closed_loop"]["episodes"]
     assert {e["method"] for e in episodes} >= {"constant_velocity", "ego_mlp", "pdm_closed", "expert", "latentvla_student"}
     for e in episodes:
@@ -110,6 +123,12 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
                 "nc", "dac", "ep", "c", "path", "termination"} <= set(e)
     expert = [e for e in episodes if e["method"] == "expert"][0]
     assert expert["ep"] == 1.0
+    for e in episodes:  # the closed-loop score of each episode from its own sub-scores
+        if e["collision"] or e["off_road"]:
+            assert e["score"] == 0.0, e
+        elif not np.isnan(e["ep"]):
+            assert e["score"] == pytest.approx(e["nc"] * e["dac"] * (5 * e["ep"] + 2 * e["c"]) / 7), e
+    assert len({round(e["progress_m"], 3) for e in episodes}) > 1
     status = scores["closed_loop"]["status"]
     assert status["latentvla_teacher"].startswith("not available")  # no teacher node / checkpoint: never substituted
     assert scores["methods"]["latentvla_student"]["status"] == "UNTRAINED"

@@ -237,12 +237,16 @@ def test_malformed_messages_are_counted_never_crash(fuzz_nodes, node_name, input
         pytest.skip(f"{node_name} has no input {input_name} in this configuration")
     msg_type, callback = entry[0]
     before = node.stats.snapshot()
+    accepted_before = getattr(node, "accepted_trajectories", 0)
 
     slow_model = node_name == "teacher_labeler"  # a VLM call per valid-looking frame
+
+    must_drop = []  # messages an independent check says are malformed (see _must_drop)
 
     @settings(SETTINGS, max_examples=max(10, SETTINGS.max_examples // 3) if slow_model else SETTINGS.max_examples)
     @given(msg=STRATEGIES[msg_type])
     def feed(msg):
+        must_drop.append(_must_drop(msg))
         callback(msg)  # the guarded callback: must not raise, whatever comes in
 
     feed()
@@ -267,11 +271,28 @@ def test_malformed_messages_are_counted_never_crash(fuzz_nodes, node_name, input
         per_frame = d("published", "trajectory") - d("published", "fallback_no_bev")
         assert per_frame + d("dropped", "bad_bev") + d("dropped", "duplicate_bev") == fed
     elif node_name == "twist_controller" and input_name == "trajectory":
-        assert d("dropped", "bad_trajectory") + d("dropped", "out_of_order_trajectory") <= fed
+        # accepted or dropped, and at least every message with a non-finite pose or no points was dropped
+        accepted = node.accepted_trajectories - accepted_before
+        assert accepted + d("dropped", "bad_trajectory") + d("dropped", "out_of_order_trajectory") == fed
+        assert sum(must_drop) > 0 and d("dropped", "bad_trajectory") >= sum(must_drop)
     elif input_name == "odometry" and node_name != "sensor_sync":
-        assert d("dropped", "bad_odometry") <= fed
+        # every message with a non-finite twist was dropped (and some were: the fuzzing did produce them)
+        assert sum(must_drop) > 0 and sum(must_drop) <= d("dropped", "bad_odometry") <= fed
     # and the node still works: a valid message goes through
     _valid_message_goes_through(node_name, input_name, node)
+
+
+def _must_drop(msg) -> bool:
+    """Independent of the nodes' validation: odometry whose twist is not finite, a trajectory with no
+    points or a non-finite position / orientation cannot be used, whatever else is in them."""
+    if isinstance(msg, Odometry):
+        tw = msg.twist.twist
+        return not all(math.isfinite(v) for v in (tw.linear.x, tw.linear.y, tw.angular.z))
+    if isinstance(msg, PlannedTrajectory):
+        return not msg.points or not all(
+            math.isfinite(v) for p in msg.points
+            for v in (p.pose.position.x, p.pose.position.y, p.pose.orientation.z, p.pose.orientation.w))
+    return False
 
 
 def _valid_message_goes_through(node_name, input_name, node):

@@ -59,8 +59,22 @@ def test_synchronizes_sets_and_estimates_acceleration(rig):
     last = frames[-1]
     assert last.header.frame_id == "base_link" and len(last.images) == 1
     assert 0.0 < last.sync_spread_s <= 0.05
-    assert last.odometry.twist.twist.linear.x == pytest.approx(10.0 + 0.1 * (len(frames) - 1 + (6 - len(frames))), abs=0.11)
-    assert 0.3 < last.ego_acceleration.x < 1.2  # low-pass filtered towards 1 m/s^2
+    # each frame carries the odometry of its own set: set k was published at 10 + 0.1 k m/s
+    ks = [round((s - stamp(0)) / 100_000_000) for s in stamps]
+    assert [stamp(k) for k in ks] == stamps
+    for frame, k in zip(frames, ks):
+        assert frame.odometry.twist.twist.linear.x == pytest.approx(10.0 + 0.1 * k, abs=1e-9)
+    # acceleration: +1 m/s^2 between any two frames, through the first-order low-pass (time constant tau):
+    # the first frame gives 0, then each step of dt closes alpha = dt / (tau + dt) of the remaining gap to 1,
+    # so after the frames received a = 1 - prod(1 - alpha); e.g. 5 steps of 0.1 s at tau 0.2: 1 - (2/3)^5
+    tau = node.params["acceleration_filter_tau_s"]
+    remaining = 1.0
+    for k0, k1 in zip(ks, ks[1:]):
+        dt = 0.1 * (k1 - k0)
+        remaining *= 1.0 - dt / (tau + dt)
+    assert frames[0].ego_acceleration.x == 0.0  # the first sample of the estimator
+    assert last.ego_acceleration.x == pytest.approx(1.0 - remaining, abs=1e-4)
+    assert last.ego_acceleration.y == pytest.approx(0.0, abs=1e-6)
 
 
 def test_bad_messages_are_dropped_counted_and_node_keeps_running(rig):

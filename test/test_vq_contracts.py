@@ -27,7 +27,7 @@ def _vq(codebook, decay=0.5, commitment=0.0, eps=0.0, **kw) -> EmaVectorQuantize
 def test_nearest_code_matches_brute_force():
     g = torch.Generator().manual_seed(0)
     codebook = torch.randn(16, 5, generator=g)
-    z = torch.randn(200, 5, generator=g) * 1.5
+    z = torch.randn(60, 5, generator=g) * 1.5
     vq = _vq(codebook).eval()
     expected = []
     for row in z:  # independent reference: loop over codes, squared distance
@@ -184,3 +184,103 @@ def test_restart_without_any_training_forward_is_a_no_op():
     before = vq.codebook.clone()
     assert vq.restart_dead_codes(min_count=1) == 0
     torch.testing.assert_close(vq.codebook, before)
+
+
+def test_constructor_defaults():
+    # checkpoint and training contracts: a bool "initialized" buffer, small random codes, 2048 recent
+    # latents for restarts, eps 1e-5, not frozen
+    torch.manual_seed(0)
+    vq = EmaVectorQuantizer(512, 16, decay=0.99, commitment=0.25)
+    assert vq.initialized.dtype == torch.bool and not bool(vq.initialized)
+    assert 0.09 < float(vq.codebook.std()) < 0.11
+    torch.testing.assert_close(vq.ema_sum, vq.codebook)
+    torch.testing.assert_close(vq.ema_count, torch.ones(512))
+    assert vq.frozen is False and vq.buffer_size == 2048 and vq.eps == 1e-5 and vq.restart_noise == 0.01
+    assert set(vq.state_dict()) == {"codebook", "ema_count", "ema_sum", "initialized"}
+
+
+def test_default_eps_barely_changes_the_ema_update():
+    # the two-point example with the default eps 1e-5: n_k = (n_k + 1e-5) / (2 + 2e-5) * 2
+    codebook = torch.tensor([[0.0], [10.0]])
+    vq = EmaVectorQuantizer(2, 1, decay=0.5, commitment=0.0)
+    vq.codebook.copy_(codebook)
+    vq.ema_sum.copy_(codebook)
+    vq.initialized.fill_(True)
+    vq.train()(torch.tensor([[1.0], [2.0]]))
+    eps = 1e-5
+    expected = [[1.5 / ((1.5 + eps) / (2 + 2 * eps) * 2)], [5.0 / ((0.5 + eps) / (2 + 2 * eps) * 2)]]
+    torch.testing.assert_close(vq.codebook, torch.tensor(expected), atol=1e-6, rtol=1e-6)
+
+
+def test_perplexity_of_a_single_sample_is_one():
+    out = _vq([[0.0], [10.0]]).eval()(torch.tensor([[0.5]]))
+    assert float(out.perplexity) == pytest.approx(1.0)
+
+
+def _restarted_sources(vq, rows: torch.Tensor, rounds: int = 5) -> set[int]:
+    """Indices of ``rows`` that codes restarted over several rounds came from (each within 5, the
+    restart noise being 1% of the latents' spread of about 60)."""
+    found = set()
+    for _ in range(rounds):
+        vq.reset_usage()  # no use counted: every code is dead for this restart
+        vq.restart_dead_codes(min_count=1)
+        d = torch.cdist(vq.codebook, rows)
+        assert float(d.min(dim=1).values.max()) < 5.0, "a code restarted away from every recent latent"
+        found |= set(d.argmin(dim=1).tolist())
+    return found
+
+
+def test_restart_draws_from_the_most_recent_latents_across_batches():
+    # ring buffer of 3: batches (a, b) then (c, d) leave (b, c, d); a was overwritten, b survives the batch
+    torch.manual_seed(0)
+    rows = torch.tensor([[100.0, 0.0], [0.0, 100.0], [-100.0, 0.0], [0.0, -100.0]])  # a, b, c, d
+    vq = _vq(torch.zeros(30, 2), decay=1.0, buffer_size=3).train()
+    vq.frozen = False
+    vq(rows[:2])
+    vq(rows[2:])
+    assert _restarted_sources(vq, rows) == {1, 2, 3}
+
+
+def test_restart_pool_before_the_buffer_is_full_holds_only_real_latents():
+    # 2 latents in a 5-slot buffer: restarted codes come from those two, never from empty slots (zeros)
+    torch.manual_seed(1)
+    rows = torch.tensor([[50.0, 50.0], [-50.0, 50.0]])
+    vq = _vq(torch.zeros(20, 2), decay=1.0, buffer_size=5).train()
+    vq(rows)
+    assert _restarted_sources(vq, rows) == {0, 1}
+
+
+def _ddp_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        vq = _vq([[0.0], [10.0]], decay=0.5, eps=0.0).train()
+        z = torch.tensor([[1.0]]) if rank == 0 else torch.tensor([[2.0], [9.0]])
+        vq(z)
+        result = (vq.codebook.flatten().tolist(), vq.ema_count.tolist(), vq.usage_counts().tolist())
+        with open(f"{out_dir}/rank{rank}.json", "w") as f:
+            json.dump(result, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ema_update_and_usage_are_all_reduced_across_ranks(tmp_path):
+    # two CPU ranks (gloo). Rank 0 sees z = 1, rank 1 sees z = 2 and 9: together counts (2, 1), sums (3, 9);
+    # ema_count = 0.5 (1, 1) + 0.5 (2, 1) = (1.5, 1); ema_sum = 0.5 (0, 10) + 0.5 (3, 9) = (1.5, 9.5)
+    # codebook (1, 9.5) on both ranks; usage summed over ranks (2, 1)
+    import json
+
+    import torch.multiprocessing as mp
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("this torch build has no torch.distributed / gloo")
+    mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
+    for rank in (0, 1):
+        codebook, ema_count, usage = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert codebook == pytest.approx([1.0, 9.5]) and ema_count == pytest.approx([1.5, 1.0]), rank
+        assert usage == [2.0, 1.0], rank
