@@ -132,7 +132,12 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
     from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.ros.conversions import stamp_to_ns
 
-    variant = GraphVariant(**_variant_kwargs())
+    from latentvla_ros.core.pipeline import _OnnxRunner
+
+    # the models run on the ONNX backend inside the running graph (the deployment default, set explicitly)
+    onnx = {"backend": "onnx"}
+    variant = GraphVariant(**_variant_kwargs(), extra_overrides={
+        "bev_features": onnx, "latent_reasoner": onnx, "trajectory_planner": onnx})
     if variant.check_available():
         pytest.skip(variant.check_available())
     cfg = ClosedLoopConfig(max_steps=6, stop_off_road=False)
@@ -143,6 +148,8 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
         result = run_episode(HighwayClosedLoopEnv("highway", 20_000, cfg, stamp_base_ns=7 * 10**9), driver,
                              on_step=lambda obs, traj, ctrl, out: steps.append((traj, ctrl)))
         stats = session.node_stats()
+        runtimes = {n.get_name(): getattr(n, attr) for n in session.nodes
+                    for attr in ("extractor", "reasoner", "planner") if hasattr(n, attr)}
         probes = session.probes_sent
         bridge = session.bridge
         assert bridge is not None
@@ -167,6 +174,10 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
         assert traj.interval_s == pytest.approx(0.5)
         assert traj.stamp_ns == stamp_to_ns(msg.header.stamp) and traj.model_id == msg.model_id
     assert all(m.model_id for m in driver.messages) and unmatched == 0
+    assert {"bev_features", "latent_reasoner", "trajectory_planner"} <= set(runtimes)
+    for name, runtime in runtimes.items():  # each ran ONNX inference on the episode's frames
+        assert runtime.backend == "onnx" and isinstance(runtime._run, _OnnxRunner), name
+        assert math.isfinite(runtime.last_inference_ms), name
     if not variant.planner_checkpoint:
         assert "untrained" in result.model_id
     # the graph did the work: one synchronized frame and one trajectory per step (plus

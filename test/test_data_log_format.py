@@ -202,7 +202,8 @@ def test_list_logs_finds_nested_and_skips_partial(tmp_path):
 
 
 def test_frame_dataset_shapes_and_index(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from latentvla_ros.data.torch_datasets import FrameDataset, measure_loading
 
     write_log(tmp_path / "l1", n=50, num_cams=2)
@@ -226,7 +227,6 @@ def test_frame_dataset_shapes_and_index(tmp_path):
 
 
 def test_frame_dataset_latent_tokens_and_teacher(tmp_path):
-    pytest.importorskip("torch")
     from latentvla_ros.data.torch_datasets import FrameDataset
 
     write_log(tmp_path / "l1", n=60)
@@ -261,7 +261,6 @@ def test_data_modules_do_not_import_rclpy():
 
 
 def test_frame_dataset_pickles_without_copying_arrays(tmp_path):
-    pytest.importorskip("torch")
     import pickle
 
     from latentvla_ros.data.torch_datasets import FrameDataset
