@@ -200,6 +200,30 @@ def test_env_loop_and_metrics_do_not_import_rclpy():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def test_ros_graph_as_processes_drives_the_ego_fast():
+    """Fast coverage of process mode (the slow test below runs the student graph): the smallest graph,
+    fusion 'none' (sensor_sync, bev_features, trajectory_planner), one OS process per node, 2 steps."""
+    import os
+
+    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+
+    none = CHECKPOINTS / "variants" / "none"
+    kw = dict(bev_checkpoint=str(none / "bev_backbone"), planner_checkpoint=str(none / "planner")) \
+        if (none / "planner" / "config.json").is_file() else {}
+    torch_backend = {"backend": "torch"}  # the variant checkpoints ship no ONNX export: no export at start-up
+    variant = GraphVariant(name="latentvla_none", fusion="none", mode="processes", use_sim_time=False,
+                           extra_overrides={"bev_features": torch_backend, "trajectory_planner": torch_backend}, **kw)
+    cfg = ClosedLoopConfig(max_steps=2, stop_off_road=False)
+    with RosGraphSession(variant, domain_id=int(os.environ["ROS_DOMAIN_ID"]), ready_timeout_s=120) as session:
+        procs = list(session.procs)
+        result = run_episode(HighwayClosedLoopEnv("highway", 20_000, cfg), session.driver())
+        alive = [p.poll() is None for p in procs]
+    assert len(procs) == 3 and all(alive) and len({p.pid for p in procs} | {os.getpid()}) == 4
+    assert result.error == "" and result.no_plan == 0 and result.steps == 2
+    assert result.trajectory_stamps_ns == result.stamps_ns[:2]
+    assert all(p.poll() is not None for p in procs)  # the session stopped its processes
+
+
 @pytest.mark.slow
 def test_ros_graph_as_separate_processes_drives_the_ego():
     import os
