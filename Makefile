@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test test-all train evaluate bench colcon-check clean
+.PHONY: setup demo test test-all train evaluate bench colcon-check mutation clean
 
 setup:
 	bash scripts/bootstrap.sh
@@ -36,6 +36,12 @@ bench: setup
 
 colcon-check: setup
 	bash scripts/colcon_check.sh
+
+# mutation score of the core modules on their fast tests -> docs/testing.md, docs/testing.json
+# (one module: make mutation MODULES=latentvla_ros/core/fallback.py; takes long, not part of CI)
+mutation: setup
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(PY) scripts/mutation.py $(if $(MODULES),--modules $(MODULES))
 
 clean:
 	rm -rf build install log artifacts
