@@ -370,3 +370,101 @@ def test_odometry_velocity_reads_body_twist():
     msg.pose.pose.position.y = float("inf")
     with pytest.raises(conv.ConversionError, match="NaN"):
         conv.odometry_velocity(msg)
+
+
+# ----------------------------------------------------------------- SensorFrame message -> core
+def _sensor_frame_msg(command=2, k=None):
+    from geometry_msgs.msg import Vector3
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import CameraInfo
+
+    from latentvla_ros.msg import SensorFrame
+
+    left = np.zeros((2, 3, 3), np.uint8)
+    left[..., 0] = 7
+    right = np.full((2, 3, 3), 9, np.uint8)
+    msg = SensorFrame(header=conv.make_header(5_000_000_017, "base_link"), driving_command=command,
+                      ego_acceleration=Vector3(x=0.5, y=-0.25, z=9.0))
+    msg.images = [conv.numpy_to_image(left, 1, "cam_left"), conv.numpy_to_image(right, 1, "")]
+    info = CameraInfo()
+    info.k = k if k is not None else [100.0, 0.0, 1.5, 0.0, 100.0, 1.0, 0.0, 0.0, 1.0]
+    msg.camera_infos = [info]  # only the first camera has one
+    msg.lidar = conv.xyzi_to_pointcloud2(np.array([[1.0, 2.0, 3.0, 0.5]], np.float32), 1, "lidar")
+    odom = Odometry()
+    odom.twist.twist.linear.x, odom.twist.twist.linear.y, odom.twist.twist.angular.z = 12.0, 0.5, -0.1
+    odom.pose.pose.orientation.w = 1.0
+    msg.odometry = odom
+    return msg
+
+
+def test_sensor_frame_message_to_core_field_by_field():
+    from latentvla_ros.core.types import DrivingCommand
+
+    frame = conv.sensor_frame_to_core(_sensor_frame_msg())
+    assert frame.stamp_ns == 5_000_000_017
+    assert [c.name for c in frame.cameras] == ["cam_left", "camera1"]  # unnamed camera: by index
+    assert frame.cameras[0].image[0, 0].tolist() == [7, 0, 0] and frame.cameras[1].image[0, 0].tolist() == [9, 9, 9]
+    np.testing.assert_array_equal(frame.cameras[0].intrinsics, [[100, 0, 1.5], [0, 100, 1], [0, 0, 1]])
+    assert frame.cameras[1].intrinsics is None
+    np.testing.assert_array_equal(frame.lidar_points, [[1.0, 2.0, 3.0, 0.5]])
+    np.testing.assert_array_equal(frame.ego.velocity, np.array([12.0, 0.5], np.float32))
+    assert frame.ego.yaw_rate == pytest.approx(-0.1)
+    np.testing.assert_array_equal(frame.ego.acceleration, np.array([0.5, -0.25], np.float32))  # z is dropped
+    assert frame.ego.command == DrivingCommand(2)
+
+
+@pytest.mark.parametrize("command,expected", [(0, 0), (3, 3), (4, 3), (255, 3)])
+def test_sensor_frame_command_out_of_range_is_unknown(command, expected):
+    from latentvla_ros.core.types import DrivingCommand
+
+    assert conv.sensor_frame_to_core(_sensor_frame_msg(command=command)).ego.command == DrivingCommand(expected)
+    assert int(DrivingCommand.UNKNOWN) == 3
+
+
+def test_sensor_frame_message_rejections():
+    msg = _sensor_frame_msg()
+    msg.images = []
+    with pytest.raises(conv.ConversionError, match="without images"):
+        conv.sensor_frame_to_core(msg)
+    msg = _sensor_frame_msg()
+    msg.ego_acceleration.y = float("nan")
+    with pytest.raises(conv.ConversionError, match="acceleration"):
+        conv.sensor_frame_to_core(msg)
+    msg = _sensor_frame_msg()
+    msg.odometry.twist.twist.angular.z = float("inf")
+    with pytest.raises(conv.ConversionError):
+        conv.sensor_frame_to_core(msg)
+
+
+@pytest.mark.parametrize("k", [[float("nan")] + [0.0] * 8, [1.0, 0, 0, 0, 1.0, 0, 0, 0, 0.0]])
+def test_camera_intrinsics_unusable_give_none(k):
+    msg = _sensor_frame_msg(k=k)
+    assert conv.camera_info_intrinsics(msg.camera_infos[0]) is None
+    assert conv.camera_info_intrinsics(None) is None
+
+
+def test_trajectory_markers_by_hand():
+    from visualization_msgs.msg import Marker
+
+    from latentvla_ros.core.types import LatentPlan
+
+    poses = _poses([1.0, 2.0], [0.5, -0.5], [0.0, 0.1])
+    model = conv.trajectory_markers(Trajectory(poses=poses, stamp_ns=3_000_000_001), "base_link", namespace="ns")
+    spheres, text = model.markers
+    assert (spheres.ns, spheres.id, spheres.type, spheres.action) == ("ns/poses", 0, Marker.SPHERE_LIST, Marker.ADD)
+    assert (text.ns, text.id, text.type, text.action) == ("ns/state", 1, Marker.TEXT_VIEW_FACING, Marker.ADD)
+    assert [(p.x, p.y, p.z) for p in spheres.points] == [(1.0, 0.5, 0.2), (2.0, -0.5, 0.2)]
+    assert (spheres.scale.x, spheres.scale.y, spheres.scale.z) == (0.6, 0.6, 0.6) and text.scale.z == 1.0
+    assert spheres.pose.orientation.w == 1.0 and text.pose.orientation.w == 1.0 and text.pose.position.z == 3.0
+    for m in (spheres, text):
+        assert m.header.frame_id == "base_link" and conv.stamp_to_ns(m.header.stamp) == 3_000_000_001
+    green = (spheres.color.r, spheres.color.g, spheres.color.b, spheres.color.a)
+    assert green == pytest.approx((0.1, 0.8, 0.3, 1.0)) and text.color == spheres.color
+    assert text.text == "model\nlatent: -"
+    plan = LatentPlan(stamp_ns=0, token_ids=np.array([3, 14]), token_probabilities=np.zeros((2, 16), np.float32),
+                      action_embeddings=np.zeros((2, 4), np.float32), visual_embeddings=np.zeros((0, 4), np.float32))
+    fb = conv.trajectory_markers(Trajectory(poses=poses, is_fallback=True, fallback_reason="timeout"), "map", plan)
+    red = fb.markers[0].color
+    assert (red.r, red.g, red.b, red.a) == pytest.approx((0.95, 0.2, 0.2, 1.0))
+    assert fb.markers[1].text == "FALLBACK: timeout\nlatent: 3 14"
+    assert fb.markers[0].ns == "latentvla/poses"

@@ -278,6 +278,11 @@ def test_ema_update_and_usage_are_all_reduced_across_ranks(tmp_path):
 
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("this torch build has no torch.distributed / gloo")
+    # rank 1's batch alone (no process group): counts (1, 1), sums (2, 9) -> codebook (1, 9.5) as well but
+    # ema_count (1, 1) and usage (1, 1); run here too so that the mutation tool links this test to forward()
+    alone = _vq([[0.0], [10.0]], decay=0.5, eps=0.0).train()
+    alone(torch.tensor([[2.0], [9.0]]))
+    assert alone.ema_count.tolist() == [1.0, 1.0] and alone.usage_counts().tolist() == [1.0, 1.0]
     mp.start_processes(_ddp_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
                        start_method="fork")
     for rank in (0, 1):
