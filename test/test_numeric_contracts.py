@@ -468,3 +468,152 @@ def test_trajectory_markers_by_hand():
     assert (red.r, red.g, red.b, red.a) == pytest.approx((0.95, 0.2, 0.2, 1.0))
     assert fb.markers[1].text == "FALLBACK: timeout\nlatent: 3 14"
     assert fb.markers[0].ns == "latentvla/poses"
+
+
+# ----------------------------------------------------------------- more message conversions, field by field
+@pytest.mark.parametrize("field", ["linear.x", "linear.y", "angular.z", "position.x", "position.y",
+                                   "orientation.z", "orientation.w"])
+def test_odometry_with_any_non_finite_checked_value_is_rejected(field):
+    from nav_msgs.msg import Odometry
+
+    msg = Odometry()
+    msg.pose.pose.orientation.w = 1.0
+    part, name = field.split(".")
+    owner = {"linear": msg.twist.twist.linear, "angular": msg.twist.twist.angular,
+             "position": msg.pose.pose.position, "orientation": msg.pose.pose.orientation}[part]
+    setattr(owner, name, float("nan"))
+    with pytest.raises(conv.ConversionError, match="odometry contains NaN/inf"):
+        conv.odometry_velocity(msg)
+
+
+def test_image_message_fields():
+    img = np.arange(2 * 5 * 3, dtype=np.uint8).reshape(2, 5, 3)
+    msg = conv.numpy_to_image(img, 3_000_000_004, "cam")
+    assert (msg.height, msg.width, msg.step, msg.encoding, msg.is_bigendian) == (2, 5, 15, "rgb8", 0)
+    assert msg.header.frame_id == "cam" and conv.stamp_to_ns(msg.header.stamp) == 3_000_000_004
+    assert bytes(msg.data) == img.tobytes()
+    for bad in (img[..., :2], img.astype(np.float32), img[..., 0]):
+        with pytest.raises(conv.ConversionError, match="expected HxWx3 uint8"):
+            conv.numpy_to_image(np.ascontiguousarray(bad), 0, "cam")
+    empty = conv.numpy_to_image(np.zeros((0, 4, 3), np.uint8), 0, "cam")
+    assert len(empty.data) == 0
+
+
+def test_stamp_conversions_by_hand():
+    t = conv.ns_to_stamp(7_123_456_789)
+    assert (t.sec, t.nanosec) == (7, 123_456_789)
+    assert conv.stamp_to_ns(t) == 7_123_456_789
+    h = conv.make_header(1_000_000_000, "f")
+    assert (h.stamp.sec, h.stamp.nanosec, h.frame_id) == (1, 0, "f")
+
+
+def test_bev_message_fields_round_trip():
+    from latentvla_ros.core.types import BevTokens
+
+    tokens = (np.arange(6 * 3, dtype=np.float32) * 0.5).reshape(6, 3)
+    bev = BevTokens(stamp_ns=9_000_000_001, tokens=tokens, grid_rows=2, grid_cols=3, cell_size_m=4.5,
+                    origin_x_m=-12.0, origin_y_m=7.5, ego_status=np.array([1, 2, 3], np.float32), model_id="bev:x")
+    msg = conv.bev_to_msg(bev, "base_link", sequence=77)
+    assert (msg.num_tokens, msg.channels, msg.grid_rows, msg.grid_cols, msg.sequence) == (6, 3, 2, 3, 77)
+    assert (msg.cell_size_m, msg.origin_x_m, msg.origin_y_m, msg.model_id) == (4.5, -12.0, 7.5, "bev:x")
+    assert msg.header.frame_id == "base_link" and conv.stamp_to_ns(msg.header.stamp) == 9_000_000_001
+    assert msg.tokens.typecode == "f" and list(msg.tokens) == tokens.reshape(-1).tolist()
+    assert list(msg.ego_status) == [1.0, 2.0, 3.0]
+    back = conv.msg_to_bev(msg)
+    np.testing.assert_array_equal(back.tokens, tokens)
+    np.testing.assert_array_equal(back.ego_status, [1.0, 2.0, 3.0])
+    assert (back.stamp_ns, back.grid_rows, back.grid_cols, back.cell_size_m, back.origin_x_m, back.origin_y_m,
+            back.model_id) == (9_000_000_001, 2, 3, 4.5, -12.0, 7.5, "bev:x")
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: setattr(m, "num_tokens", 0), r"BEV tokens: 18 values for 0 x 3"),
+    (lambda m: setattr(m, "channels", 0), r"BEV tokens: 18 values for 6 x 0"),
+    (lambda m: setattr(m, "channels", 2), r"BEV tokens: 18 values for 6 x 2"),
+    (lambda m: setattr(m, "grid_cols", 2), r"BEV tokens: 6 tokens for a 2 x 2 grid"),
+    (lambda m: setattr(m, "grid_rows", 3), r"BEV tokens: 6 tokens for a 3 x 3 grid"),
+    (lambda m: m.ego_status.__setitem__(1, float("inf")), "NaN/inf"),
+    (lambda m: m.tokens.__setitem__(17, float("nan")), "NaN/inf"),
+])
+def test_bev_message_rejections(mutate, match):
+    from latentvla_ros.core.types import BevTokens
+
+    bev = BevTokens(stamp_ns=1, tokens=np.ones((6, 3), np.float32), grid_rows=2, grid_cols=3, cell_size_m=1.0,
+                    origin_x_m=0.0, origin_y_m=0.0, ego_status=np.zeros(3, np.float32))
+    msg = conv.bev_to_msg(bev, "base_link")
+    mutate(msg)
+    with pytest.raises(conv.ConversionError, match=match):
+        conv.msg_to_bev(msg)
+
+
+def test_trajectory_path_by_hand():
+    traj = Trajectory(poses=_poses([1.0, 2.5], [0.5, -1.0], [0.0, math.pi / 2]), stamp_ns=4_000_000_002)
+    path = conv.trajectory_to_path(traj, "odom")
+    assert path.header.frame_id == "odom" and conv.stamp_to_ns(path.header.stamp) == 4_000_000_002
+    got = [(p.pose.position.x, p.pose.position.y, p.pose.position.z, p.pose.orientation.x, p.pose.orientation.y,
+            p.pose.orientation.z, p.pose.orientation.w) for p in path.poses]
+    s = math.sqrt(0.5)
+    np.testing.assert_allclose(got, [(0, 0, 0, 0, 0, 0, 1), (1.0, 0.5, 0, 0, 0, 0, 1), (2.5, -1.0, 0, 0, 0, s, s)],
+                               atol=1e-12)
+    for p in path.poses:
+        assert p.header.frame_id == "odom" and conv.stamp_to_ns(p.header.stamp) == 4_000_000_002
+
+
+def _cloud(points: np.ndarray, fields, point_step: int, data: bytes, width: int, height: int = 1,
+           row_step: int | None = None, bigendian: bool = False):
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    msg = PointCloud2(height=height, width=width, point_step=point_step,
+                      row_step=row_step if row_step is not None else point_step * width, is_bigendian=bigendian,
+                      is_dense=True)
+    msg.fields = [PointField(name=n, offset=o, datatype=d, count=1) for n, o, d in fields]
+    msg.data = data
+    return msg
+
+
+_F32 = 7  # PointField.FLOAT32
+XYZI = [("x", 0, _F32), ("y", 4, _F32), ("z", 8, _F32), ("intensity", 12, _F32)]
+
+
+def test_pointcloud_big_endian_is_byte_swapped():
+    pts = np.array([[1.5, -2.0, 3.25, 0.5], [4.0, 5.0, -6.0, 1.0]], np.float32)
+    msg = _cloud(pts, XYZI, 16, pts.astype(">f4").tobytes(), 2, bigendian=True)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+
+
+def test_pointcloud_padded_rows_and_other_layouts_are_read_by_field():
+    pts = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]], np.float32)
+    # 2 rows of 2 points, each row padded by 8 bytes: not the packed layout
+    rows = [pts[:2].tobytes() + b"\0" * 8, pts[2:].tobytes() + b"\0" * 8]
+    msg = _cloud(pts, XYZI, 16, b"".join(rows), 2, height=2, row_step=40)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+    # x and y swapped in memory (y at offset 0): the columns still come out as x, y
+    swapped = pts[:, [1, 0, 2, 3]].copy()
+    msg = _cloud(pts, [("x", 4, _F32), ("y", 0, _F32), ("z", 8, _F32), ("intensity", 12, _F32)], 16,
+                 swapped.tobytes(), 4)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+    # a uint8 intensity at offset 12 (padded to 16 bytes a point): read as a number, not as float bits
+    raw = np.zeros(4, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("i", "u1"), ("pad", "V3")])
+    raw["x"], raw["y"], raw["z"], raw["i"] = pts[:, 0], pts[:, 1], pts[:, 2], [10, 20, 30, 40]
+    msg = _cloud(pts, [("x", 0, _F32), ("y", 4, _F32), ("z", 8, _F32), ("intensity", 12, 2)], 16, raw.tobytes(), 4)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg)[:, 3], [10, 20, 30, 40])
+    # a fifth field (ring) after the four: point_step 20, read by field
+    ring = np.zeros(4, dtype=[("xyzi", "<f4", 4), ("ring", "<u4")])
+    ring["xyzi"] = pts
+    msg = _cloud(pts, XYZI + [("ring", 16, 6)], 20, ring.tobytes(), 4)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), pts)
+    # without intensity: zeros
+    msg = _cloud(pts, XYZI[:3], 16, pts.tobytes(), 4)
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyzi(msg), np.concatenate([pts[:, :3], np.zeros((4, 1))], 1))
+
+
+def test_pointcloud_packed_layout_is_a_read_only_view():
+    pts = np.arange(8, dtype=np.float32).reshape(2, 4)
+    msg = conv.xyzi_to_pointcloud2(pts, 1, "lidar")
+    out = conv.pointcloud2_to_xyzi(msg)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8)) and not out.flags.writeable
+    # a field with count 2 is not the packed layout (read by field, a copy)
+    msg.fields[3].count = 2
+    out = conv.pointcloud2_to_xyzi(msg)
+    np.testing.assert_array_equal(out, pts)
+    assert not np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
