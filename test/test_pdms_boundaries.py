@@ -286,3 +286,47 @@ def test_weighted_score_by_hand():
     assert weighted_score(1.0, 1.0, 0.0, 0.0, cfg) == pytest.approx(2.0 / 6.0)
     assert weighted_score(1.0, 0.0, 1.0, 0.0, cfg) == pytest.approx(1.0 / 6.0)
     assert weighted_score(1.0, 0.0, 0.0, 1.0, cfg) == pytest.approx(3.0 / 6.0)
+
+
+# ----------------------------------------------------------------- forecasts and aggregation
+def test_constant_velocity_forecast_by_hand():
+    from latentvla_ros.evaluation.pdms import constant_velocity_frames
+
+    moving = AgentBox(x=1.0, y=2.0, heading=0.3, length=4.0, width=1.8, vx=10.0, vy=-2.0, track_id=5)
+    parked = AgentBox(x=-3.0, y=0.0, heading=1.0, length=2.0, width=1.0, vx=9.0, vy=9.0, track_id=6, is_static=True)
+    frames = constant_velocity_frames([moving, parked], 3, dt_s=0.5)
+    assert len(frames) == 3 and all(len(f) == 2 for f in frames)
+    # frame k at k * 0.5 s: the moving car at (1 + 5k, 2 - k); the static object stays, its velocity zeroed
+    for k, (m, p) in enumerate(frames):
+        assert (m.x, m.y, m.heading, m.length, m.width, m.vx, m.vy, m.track_id, m.is_static) == pytest.approx(
+            (1.0 + 5.0 * k, 2.0 - 1.0 * k, 0.3, 4.0, 1.8, 10.0, -2.0, 5, False))
+        assert (p.x, p.y, p.heading, p.vx, p.vy, p.track_id, p.is_static) == (-3.0, 0.0, 1.0, 0.0, 0.0, 6, True)
+        assert (p.length, p.width) == (2.0, 1.0)
+    assert constant_velocity_frames([moving], 0) == []
+    default = constant_velocity_frames([moving], 2)  # default step: the 0.1 s simulation step
+    assert default[1][0].x == pytest.approx(1.0 + 10.0 * SIM_DT_S)
+
+
+def _result(**scores):
+    from latentvla_ros.evaluation.pdms import PdmsResult
+    from latentvla_ros.evaluation.simulation import SimulatedTrajectory
+
+    base = dict(no_at_fault_collisions=1.0, drivable_area_compliance=1.0, time_to_collision_within_bound=1.0,
+                ego_progress=1.0, comfort=1.0, score=1.0, progress_m=10.0, reference_progress_m=12.0,
+                collision_time_s=np.inf, ttc_time_s=np.inf, comfort_checks={}, collided_track_ids=[],
+                simulated=SimulatedTrajectory(times_s=np.zeros(1), states=np.zeros((1, STATE_SIZE))))
+    return pdms.PdmsResult(**(base | scores))
+
+
+def test_result_dict_names_and_aggregate_means():
+    r1 = _result(no_at_fault_collisions=0.5, drivable_area_compliance=1.0, time_to_collision_within_bound=0.0,
+                 ego_progress=0.25, comfort=1.0, score=0.2, progress_m=3.0, reference_progress_m=7.0)
+    r2 = _result(no_at_fault_collisions=1.0, drivable_area_compliance=0.0, time_to_collision_within_bound=1.0,
+                 ego_progress=0.75, comfort=0.0, score=0.6)
+    assert r1.as_dict() == {"nc": 0.5, "dac": 1.0, "ttc": 0.0, "ep": 0.25, "c": 1.0, "pdms": 0.2,
+                            "progress_m": 3.0, "reference_progress_m": 7.0}
+    assert (r1.nc, r1.dac, r1.ttc, r1.ep, r1.c, r1.pdms) == (0.5, 1.0, 0.0, 0.25, 1.0, 0.2)
+    agg = pdms.aggregate_results([r1, r2])
+    assert agg == pytest.approx({"nc": 0.75, "dac": 0.5, "ttc": 0.5, "ep": 0.5, "c": 0.5, "pdms": 0.4, "count": 2.0})
+    empty = pdms.aggregate_results([])
+    assert set(empty) == {"nc", "dac", "ttc", "ep", "c", "pdms"} and all(np.isnan(v) for v in empty.values())
