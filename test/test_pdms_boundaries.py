@@ -330,3 +330,57 @@ def test_result_dict_names_and_aggregate_means():
     assert agg == pytest.approx({"nc": 0.75, "dac": 0.5, "ttc": 0.5, "ep": 0.5, "c": 0.5, "pdms": 0.4, "count": 2.0})
     empty = pdms.aggregate_results([])
     assert set(empty) == {"nc", "dac", "ttc", "ep", "c", "pdms"} and all(np.isnan(v) for v in empty.values())
+
+
+# ----------------------------------------------------------------- agent bearing, references
+def test_relative_angle_by_hand_and_at_rounding_limits():
+    import warnings
+
+    from latentvla_ros.evaluation.pdms import _relative_angle
+
+    ego = np.array([[1.0, 2.0, np.pi / 2], [1.0, 2.0, np.pi / 2], [1.0, 2.0, np.pi / 2], [0.0, 0.0, 0.0]])
+    pts = np.array([[1.0, 2.5], [0.0, 2.0], [2.0, 1.0], [0.3, 0.0]])
+    # heading north: a point 0.5 m north is straight ahead (0), one west is at 90 deg, one south-east at 135 deg;
+    # a point 0.3 m ahead (closer than 1 m) still has a bearing
+    np.testing.assert_allclose(_relative_angle(ego, pts), [0.0, np.pi / 2, 3 * np.pi / 4, 0.0], atol=1e-7)
+    # directly ahead / behind where cos and sin round the normalised dot product just past +-1
+    h = 0.01
+    v = 3.0 * np.array([np.cos(h), np.sin(h)])
+    pose = np.array([0.0, 0.0, h])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning either, even for a coincident point
+        assert _relative_angle(pose, v) == 0.0
+        assert _relative_angle(pose, -v) == pytest.approx(np.pi)
+        assert np.isnan(_relative_angle(pose, np.zeros(2)))
+
+
+def test_normalized_progress_is_float_for_integer_input():
+    out = normalized_progress(np.array([2, 3]), np.array([1, 0]), 5.0)
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 0.0]
+    out = normalized_progress(np.array([6, 3]), np.array([1, 1]), 5.0)
+    assert out.dtype == np.float64 and out.tolist() == [1.0, 0.5]
+
+
+def test_simulate_world_references_uses_the_given_tracker_and_float_references():
+    from latentvla_ros.evaluation.pdms import simulate_world_references
+    from latentvla_ros.evaluation.simulation import TrackerConfig
+
+    scene = _scene()
+    refs = np.zeros((1, T, 3), dtype=np.int64)
+    refs[0, :, 0] = np.arange(T) * 2  # 20 m/s reference from 10 m/s: the tracker has to accelerate
+    default = simulate_world_references(scene, refs)
+    np.testing.assert_array_equal(default, simulate_world_references(scene, refs.astype(np.float64)))
+    slow = simulate_world_references(scene, refs.astype(np.float64), TrackerConfig(accel_time_constant=2.0))
+    assert default.shape == slow.shape == (1, T, STATE_SIZE)
+    assert slow[0, 10, X] < default[0, 10, X] - 0.1  # a slower acceleration response falls behind
+
+
+def test_reference_progress_is_cached_per_config():
+    from latentvla_ros.evaluation.pdms import compute_reference_progress
+
+    scene = _scene()
+    first = compute_reference_progress(scene)
+    assert first > 0.0 and compute_reference_progress(scene) == first
+    # a config the scene cannot serve (TTC horizon past the 5 s replay) is computed, not served from the cache
+    with pytest.raises(InvalidSceneError):
+        compute_reference_progress(scene, PdmsConfig(ttc_future_steps=(0, 90)))
