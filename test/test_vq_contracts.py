@@ -138,6 +138,7 @@ def test_perplexity_from_counts_by_hand():
     # p = (1/4, 1/4, 1/2): entropy = 1.5 ln 2, perplexity = 2^1.5
     assert perplexity_from_counts(torch.tensor([1.0, 1.0, 2.0, 0.0])) == pytest.approx(2 ** 1.5)
     assert perplexity_from_counts(torch.tensor([0.0, 5.0])) == pytest.approx(1.0)
+    assert perplexity_from_counts(torch.tensor([1.0, 0.0])) == pytest.approx(1.0)  # a single pick
     assert perplexity_from_counts(torch.zeros(4)) == 0.0
 
 
