@@ -617,3 +617,97 @@ def test_pointcloud_packed_layout_is_a_read_only_view():
     out = conv.pointcloud2_to_xyzi(msg)
     np.testing.assert_array_equal(out, pts)
     assert not np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+
+
+# ----------------------------------------------------------------- exactness of the remaining conversions
+def test_trajectory_message_interval_from_one_or_two_points_and_empty():
+    for n, interval in ((1, 0.25), (2, 0.75)):
+        traj = Trajectory(poses=_poses(np.arange(1, n + 1), np.zeros(n), np.zeros(n)), interval_s=interval)
+        back = conv.msg_to_trajectory(conv.trajectory_to_msg(traj, "base_link"))
+        assert back.interval_s == pytest.approx(interval), n
+        assert back.poses.shape == (n, 3)
+    from latentvla_ros.msg import PlannedTrajectory
+
+    empty = conv.msg_to_trajectory(PlannedTrajectory())
+    assert empty.poses.shape == (0, 3) and empty.interval_s == 0.5 and empty.poses.dtype == np.float64
+
+
+def _quaternion_zyx(roll, pitch, yaw):
+    cr, sr, cp, sp, cy, sy = (f(a / 2) for a in (roll, pitch, yaw) for f in (math.cos, math.sin))
+    from geometry_msgs.msg import Quaternion
+
+    return Quaternion(w=cr * cp * cy + sr * sp * sy, x=sr * cp * cy - cr * sp * sy,
+                      y=cr * sp * cy + sr * cp * sy, z=cr * cp * sy - sr * sp * cy)
+
+
+@pytest.mark.parametrize("roll,pitch,yaw", [(0.3, -0.2, 1.1), (-0.4, 0.25, -2.5), (0.1, 0.1, 0.0)])
+def test_yaw_of_a_tilted_quaternion_is_the_heading(roll, pitch, yaw):
+    # reference: the heading of the body x axis, from the rotation matrix R = Rz(yaw) Ry(pitch) Rx(roll):
+    # R[0, 0] = cos(yaw) cos(pitch), R[1, 0] = sin(yaw) cos(pitch) -> atan2 gives yaw
+    assert conv.yaw_from_quaternion(_quaternion_zyx(roll, pitch, yaw)) == pytest.approx(yaw, abs=1e-12)
+
+
+def test_ego_vectors_are_float32():
+    frame = conv.sensor_frame_to_core(_sensor_frame_msg())
+    assert frame.ego.velocity.dtype == np.float32 and frame.ego.acceleration.dtype == np.float32
+    from nav_msgs.msg import Odometry
+
+    odom = Odometry()
+    odom.pose.pose.orientation.w = 1.0
+    assert conv.odometry_velocity(odom)[0].dtype == np.float32
+
+
+def test_exact_error_messages():
+    msg = _sensor_frame_msg()
+    msg.images = []
+    with pytest.raises(conv.ConversionError, match="^sensor frame without images$"):
+        conv.sensor_frame_to_core(msg)
+    msg = _sensor_frame_msg()
+    msg.ego_acceleration.x = float("inf")
+    with pytest.raises(conv.ConversionError, match="^ego acceleration contains NaN/inf$"):
+        conv.sensor_frame_to_core(msg)
+    msg = _sensor_frame_msg()
+    msg.odometry.twist.twist.linear.x = float("nan")
+    with pytest.raises(conv.ConversionError, match="^odometry contains NaN/inf$"):
+        conv.sensor_frame_to_core(msg)
+    cloud = conv.xyzi_to_pointcloud2(np.zeros((0, 4), np.float32), 1, "lidar")
+    with pytest.raises(conv.ConversionError, match="^empty point cloud$"):
+        conv.pointcloud2_to_xyzi(cloud)
+    cloud = conv.xyzi_to_pointcloud2(np.zeros((3, 4), np.float32), 1, "lidar")
+    cloud.point_step = 0
+    with pytest.raises(conv.ConversionError, match="inconsistent point_step 0"):
+        conv.pointcloud2_to_xyzi(cloud)
+
+
+def test_pointcloud_count_zero_fields_are_still_the_packed_layout():
+    pts = np.arange(8, dtype=np.float32).reshape(2, 4)
+    msg = conv.xyzi_to_pointcloud2(pts, 1, "lidar")
+    for f in msg.fields:
+        f.count = 0  # some drivers leave count at 0 for scalars
+    out = conv.pointcloud2_to_xyzi(msg)
+    np.testing.assert_array_equal(out, pts)
+    assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))
+
+
+def test_plan_message_fields():
+    from latentvla_ros.core.types import LatentPlan
+
+    plan = LatentPlan(stamp_ns=6_000_000_003, token_ids=np.array([1, 15]), model_id="student:x",
+                      token_probabilities=np.full((2, 16), 1 / 16, np.float64),
+                      action_embeddings=np.ones((2, 3), np.float64), visual_embeddings=np.zeros((4, 3), np.float64))
+    msg = conv.plan_to_msg(plan, "base_link")
+    assert msg.header.frame_id == "base_link" and conv.stamp_to_ns(msg.header.stamp) == 6_000_000_003
+    assert (msg.num_tokens, msg.codebook_size, msg.embedding_dim, msg.num_visual_tokens) == (2, 16, 3, 4)
+    assert msg.model_id == "student:x" and list(msg.token_ids) == [1, 15]
+    for name in ("token_probabilities", "action_embeddings", "visual_embeddings"):
+        assert getattr(msg, name).typecode == "f", name
+    back = conv.msg_to_plan(msg)
+    assert back.model_id == "student:x" and back.stamp_ns == 6_000_000_003
+    np.testing.assert_allclose(back.token_probabilities, 1 / 16)
+
+
+def test_marker_scales_exact():
+    poses = _poses([1.0], [0.0], [0.0])
+    spheres, text = conv.trajectory_markers(Trajectory(poses=poses), "base_link").markers
+    assert (text.scale.x, text.scale.y, text.scale.z) == (0.0, 0.0, 1.0)
+    assert spheres.id == 0 and text.id == 1

@@ -392,7 +392,7 @@ def trajectory_to_msg(traj: Trajectory, frame_id: str, initial_speed: float = 0.
 def msg_to_trajectory(msg: PlannedTrajectory) -> Trajectory:
     poses = np.array([[p.pose.position.x, p.pose.position.y, yaw_from_quaternion(p.pose.orientation)] for p in msg.points],
                      dtype=np.float64).reshape(-1, 3)
-    if len(msg.points) >= 2:
+    if msg.points:  # points are at interval * (1, 2, ...): the first one's time is the interval
         t0 = msg.points[0].time_from_start
         interval = t0.sec + t0.nanosec * 1e-9
     else:
