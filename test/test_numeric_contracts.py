@@ -711,3 +711,72 @@ def test_marker_scales_exact():
     spheres, text = conv.trajectory_markers(Trajectory(poses=poses), "base_link").markers
     assert (text.scale.x, text.scale.y, text.scale.z) == (0.0, 0.0, 1.0)
     assert spheres.id == 0 and text.id == 1
+
+
+def _plan_msg():
+    from latentvla_ros.core.types import LatentPlan
+
+    plan = LatentPlan(stamp_ns=8_000_000_005, token_ids=np.array([0, 3]), model_id="s",
+                      token_probabilities=np.full((2, 4), 0.25, np.float32),
+                      action_embeddings=np.arange(6, dtype=np.float32).reshape(2, 3),
+                      visual_embeddings=np.ones((1, 3), np.float32))
+    return conv.plan_to_msg(plan, "base_link")
+
+
+def test_plan_message_back_field_by_field():
+    back = conv.msg_to_plan(_plan_msg())
+    assert back.stamp_ns == 8_000_000_005 and back.model_id == "s" and back.token_ids.dtype == np.int64
+    assert back.token_ids.tolist() == [0, 3]
+    np.testing.assert_array_equal(back.token_probabilities, np.full((2, 4), 0.25))
+    np.testing.assert_array_equal(back.action_embeddings, np.arange(6).reshape(2, 3))
+    np.testing.assert_array_equal(back.visual_embeddings, np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m: m.token_ids.pop(), "^latent plan: token arrays do not match num_tokens x codebook_size$"),
+    (lambda m: m.token_probabilities.pop(), "^latent plan: token arrays do not match num_tokens x codebook_size$"),
+    (lambda m: m.action_embeddings.pop(), "^latent plan: embedding arrays do not match their shape fields$"),
+    (lambda m: m.visual_embeddings.pop(), "^latent plan: embedding arrays do not match their shape fields$"),
+    (lambda m: m.token_ids.__setitem__(1, 4), "^latent plan: token id 4 outside codebook of 4$"),
+    (lambda m: m.visual_embeddings.__setitem__(0, float("nan")), "^latent plan contains NaN/inf$"),
+    (lambda m: m.action_embeddings.__setitem__(5, float("inf")), "^latent plan contains NaN/inf$"),
+    (lambda m: m.token_probabilities.__setitem__(7, float("nan")), "^latent plan contains NaN/inf$"),
+])
+def test_plan_message_rejections_exact(mutate, match):
+    msg = _plan_msg()
+    mutate(msg)
+    with pytest.raises(conv.ConversionError, match=match):
+        conv.msg_to_plan(msg)
+    assert conv.msg_to_plan(_plan_msg()).token_ids.tolist() == [0, 3]
+
+
+def test_defaults_of_message_builders():
+    from latentvla_ros.core.types import BevTokens
+
+    bev = BevTokens(stamp_ns=1, tokens=np.ones((1, 2), np.float64), grid_rows=1, grid_cols=1, cell_size_m=1.0,
+                    origin_x_m=0.0, origin_y_m=0.0, ego_status=np.zeros(2, np.float32))
+    msg = conv.bev_to_msg(bev, "f")
+    assert msg.sequence == 0 and msg.tokens.typecode == "f" and list(msg.tokens) == [1.0, 1.0]
+    traj = Trajectory(poses=_poses([1.0], [0.0], [0.0]), interval_s=0.5)
+    speeds, acc, _ = conv.trajectory_kinematics(traj)  # from standstill by default: 2 m/s in 0.5 s
+    assert speeds.tolist() == [2.0] and acc.tolist() == [4.0]
+    q = conv.quaternion_from_yaw(1.0)
+    assert (q.x, q.y) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("h,w,step,data,match", [
+    (0, 2, 6, b"", "^empty image \\(zero width or height\\)$"),
+    (1, 0, 0, b"", "^empty image \\(zero width or height\\)$"),
+    (1, 2, 5, b"\0" * 5, "^step 5 < width 2 x 3 channels$"),
+    (2, 2, 6, b"\0" * 10, "^data has 10 bytes, expected step\\*height = 12$"),
+])
+def test_image_rejections_exact(h, w, step, data, match):
+    from sensor_msgs.msg import Image
+
+    msg = Image(height=h, width=w, encoding="rgb8", step=step)
+    msg.data = data
+    with pytest.raises(conv.ConversionError, match=match):
+        conv.image_to_numpy(msg)
+    ok = Image(height=1, width=2, encoding="rgb8", step=6)
+    ok.data = bytes(range(6))
+    assert conv.image_to_numpy(ok).tolist() == [[[0, 1, 2], [3, 4, 5]]]
