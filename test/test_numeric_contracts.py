@@ -767,7 +767,7 @@ def test_defaults_of_message_builders():
 @pytest.mark.parametrize("h,w,step,data,match", [
     (0, 2, 6, b"", "^empty image \\(zero width or height\\)$"),
     (1, 0, 0, b"", "^empty image \\(zero width or height\\)$"),
-    (1, 2, 5, b"\0" * 5, "^step 5 < width 2 x 3 channels$"),
+    (1, 2, 5, b"\0" * 5, "^step 5 < width 2 x 3 bytes$"),
     (2, 2, 6, b"\0" * 10, "^data has 10 bytes, expected step\\*height = 12$"),
 ])
 def test_image_rejections_exact(h, w, step, data, match):
