@@ -35,7 +35,7 @@ EQUIVALENT_FILE = ROOT / "scripts" / "mutation_equivalent.json"
 # that other branches add), mutant-name globs (None = every function), extra pytest arguments.
 # Tests that start ROS nodes or processes are left out: mutmut forks a worker per mutant.
 MODULES: dict[str, dict] = {
-    "latentvla_ros/core/approx_sync.py": {
+    "latentvla_ros/ros/contracts/approx_sync.py": {
         "tests": ["test/test_approx_sync.py", "test/test_approx_sync_contracts.py"]},
     "latentvla_ros/core/features.py": {"tests": ["test/test_numeric_contracts.py"]},
     "latentvla_ros/core/fallback.py": {"tests": ["test/test_numeric_contracts.py"]},

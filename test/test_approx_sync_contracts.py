@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from latentvla_ros.core.approx_sync import ApproximateTimeSync
+from latentvla_ros.ros.contracts.approx_sync import ApproximateTimeSync
 
 SEC = 1_000_000_000
 MS = 1_000_000

@@ -132,7 +132,7 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
     from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.ros.conversions import stamp_to_ns
 
-    from latentvla_ros.core.pipeline import _OnnxRunner
+    from latentvla_ros.runtime.backends import OnnxRunner
 
     # the models run on the ONNX backend inside the running graph (the deployment default, set explicitly)
     onnx = {"backend": "onnx"}
@@ -176,7 +176,7 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
     assert all(m.model_id for m in driver.messages) and unmatched == 0
     assert {"bev_features", "latent_reasoner", "trajectory_planner"} <= set(runtimes)
     for name, runtime in runtimes.items():  # each ran ONNX inference on the episode's frames
-        assert runtime.backend == "onnx" and isinstance(runtime._run, _OnnxRunner), name
+        assert runtime.backend == "onnx" and isinstance(runtime._run, OnnxRunner), name
         assert math.isfinite(runtime.last_inference_ms), name
     if not variant.planner_checkpoint:
         assert "untrained" in result.model_id

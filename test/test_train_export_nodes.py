@@ -12,7 +12,7 @@ import json
 import torch
 from rclpy.parameter import Parameter
 
-from latentvla_ros.core.pipeline import build_pipeline_from_dir, onnx_model_id
+from latentvla_ros.runtime import build_pipeline_from_dir, onnx_model_id
 from latentvla_ros.models.modeling_student import LatentStudent
 from latentvla_ros.training.common import TrainConfig
 from latentvla_ros.training.pipeline import export_checkpoints
