@@ -20,7 +20,6 @@ import argparse
 import configparser
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -129,7 +128,7 @@ def _selected(name: str, globs: list[str] | None) -> bool:
 
 def _verdicts(module: str, globs: list[str] | None, work: Path) -> dict[str, str]:
     """mutant name -> mutmut status, for the selected functions only."""
-    from mutmut.stats import status_by_exit_code  # noqa: PLC0415 (mutmut is a dev requirement)
+    from mutmut.stats import status_by_exit_code
 
     meta = json.loads((work / "mutants" / (module + ".meta")).read_text())
     return {k: status_by_exit_code[v] for k, v in meta["exit_code_by_key"].items() if _selected(k, globs)}

@@ -131,7 +131,6 @@ def _variant_kwargs() -> dict:
 def test_ros_graph_drives_the_ego_through_topics(ros_context):
     from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.ros.conversions import stamp_to_ns
-
     from latentvla_ros.runtime.backends import OnnxRunner
 
     # the models run on the ONNX backend inside the running graph (the deployment default, set explicitly)

@@ -6,8 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-import rosbags  # noqa: E402,F401  (a requirement: a missing install fails, not skips)
+import rosbags  # noqa: F401  (a requirement: a missing install fails, not skips)
 
 from latentvla_ros.core.types import AgentBox, DrivingCommand
 from latentvla_ros.data import bag_io

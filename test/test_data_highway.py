@@ -5,10 +5,9 @@ import os
 
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
+import highway_env  # noqa: F401  (a requirement: a missing install fails, not skips)
 import numpy as np
 import pytest
-
-import highway_env  # noqa: E402,F401  (a requirement: a missing install fails, not skips)
 
 from latentvla_ros.core.features import lidar_bev_histogram
 from latentvla_ros.core.types import DrivingCommand

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference_impl import savgol_reference
 
 from latentvla_ros.evaluation.geometry import (
     Polyline,
@@ -19,7 +20,6 @@ from latentvla_ros.evaluation.geometry import (
     wrap_angle,
 )
 from latentvla_ros.evaluation.pdms import savgol_filter
-from reference_impl import savgol_reference
 
 
 def test_box_corner_order_front_left_first():

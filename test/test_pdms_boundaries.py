@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 import pytest
+from reference_impl import savgol_reference
 
 from latentvla_ros.core.types import AgentBox, EgoState, MapGeometry
 from latentvla_ros.evaluation import pdms
@@ -26,7 +27,6 @@ from latentvla_ros.evaluation.pdms import (
     weighted_score,
 )
 from latentvla_ros.evaluation.simulation import AX, AY, HEADING, SIM_DT_S, STATE_SIZE, VX, X, Y
-from reference_impl import savgol_reference
 
 T = 41
 TIMES = SIM_DT_S * np.arange(T)
@@ -308,7 +308,6 @@ def test_constant_velocity_forecast_by_hand():
 
 
 def _result(**scores):
-    from latentvla_ros.evaluation.pdms import PdmsResult
     from latentvla_ros.evaluation.simulation import SimulatedTrajectory
 
     base = dict(no_at_fault_collisions=1.0, drivable_area_compliance=1.0, time_to_collision_within_bound=1.0,

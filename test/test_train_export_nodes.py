@@ -11,14 +11,14 @@ import json
 
 import torch
 from rclpy.parameter import Parameter
+from test_models import make_frame
+from test_training_student_planner import SyntheticFrames
 
-from latentvla_ros.runtime import build_pipeline_from_dir, onnx_model_id
 from latentvla_ros.models.modeling_student import LatentStudent
+from latentvla_ros.runtime import build_pipeline_from_dir, onnx_model_id
 from latentvla_ros.training.common import TrainConfig
 from latentvla_ros.training.pipeline import export_checkpoints
 from latentvla_ros.training.planner import train_planner
-from test_models import make_frame
-from test_training_student_planner import SyntheticFrames
 
 
 def test_exported_chain_loads_in_the_nodes_without_reexport(ros_context, tmp_path):
