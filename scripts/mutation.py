@@ -44,7 +44,7 @@ MODULES: dict[str, dict] = {
                   "latentvla_ros.models.modeling_lam.x_perplexity_from_counts*"]},
     "latentvla_ros/ros/conversions.py": {"tests": ["test/test_conversions.py", "test/test_numeric_contracts.py"]},
     "latentvla_ros/core/tracking.py": {
-        "tests": ["test/test_tracking.py", "test/test_carla_control.py", "test/test_closed_loop.py"],
+        "tests": ["test/test_carla_control.py", "test/test_closed_loop.py"],
         "pytest_args": ["-k", "not ros_graph and not controller_output_selection"]},
     "latentvla_ros/evaluation/geometry.py": {
         "tests": ["test/test_eval_geometry.py", "test/test_geometry_contracts.py", "test/test_pdms_boundaries.py",
