@@ -61,7 +61,8 @@ def test_model_node_processes_frames_and_drops_bad_ones(ros_context, spin, node_
         np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
     bad = _frame(2)
     bad.odometry.twist.twist.linear.x = math.nan
-    pub.publish(bad)
+    pub.publish(bad)  # one at a time: of a burst, a busy node takes the newest (latest-frame policy)
+    assert wait_for(lambda: node.stats.snapshot()["dropped"].get("bad_message", 0) == 1, 10)
     empty = _frame(3)
     empty.lidar.width = 0
     empty.lidar.data = []

@@ -46,6 +46,7 @@ from latentvla_ros.core.input_checks import LossLedger
 from latentvla_ros.ros.contracts.monitoring import NodeStats, SequenceGapCounter
 from latentvla_ros.ros.contracts.parameters import ParameterError, load_schema, node_definition, unknown_parameters, validate_parameters
 from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable, is_volatile, queue_depth
+from latentvla_ros.ros.latest_frame import SUPERSEDED, LatestFrame
 from latentvla_ros.ros.qos import input_qos, output_qos, sensor_qos, static_qos
 
 _TYPES = {
@@ -237,6 +238,43 @@ class LatentVlaNode(Node):
         self._local_subscriptions[id(sub)] = local
         bus.add_subscription(local)
         return sub
+
+    def create_latest_subscription(self, msg_type, topic, process: Callable[[Any], None], qos_profile, *,
+                                   on_arrival: Callable[[Any], None] | None = None, **kwargs) -> LatestFrame:
+        """A model stage's input under the latest-frame policy (ros/latest_frame.py): every
+        message is counted and passed to ``on_arrival`` (cheap: sequence accounting), only the
+        newest one waiting when the node is free reaches ``process``; the others are counted
+        as ``dropped/superseded``."""
+        name = input_name(topic)
+
+        def work(msg):
+            try:
+                process(msg)
+            except Exception as exc:  # noqa: BLE001 - a callback must never kill the node
+                self._callback_failed(f"input {name}", exc, "callback_error")
+
+        latest = LatestFrame(work, functools.partial(self._on_superseded, name), self._schedule_task)
+
+        def arrive(msg):
+            if on_arrival is not None:
+                on_arrival(msg)
+            latest.offer(msg)
+
+        self.create_subscription(msg_type, topic, arrive, qos_profile, **kwargs)
+        return latest
+
+    def _schedule_task(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on this node's executor after what is already waiting there (at once when
+        the node is not spun: nothing else can be waiting)."""
+        executor = self.executor
+        if executor is None:
+            fn()
+        else:
+            executor.create_task(fn)
+
+    def _on_superseded(self, name: str, msg: Any) -> None:
+        self.drop(SUPERSEDED, f"a newer {name} arrived before this node was free: the older one is skipped "
+                              "(latest-frame policy; the model is slower than its input)")
 
     def create_publisher(self, msg_type, topic, qos_profile, **kwargs):
         """Like rclpy's; in a composed process (``intra_process`` bus) volatile topics also reach

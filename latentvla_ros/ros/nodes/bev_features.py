@@ -70,7 +70,9 @@ class BevFeaturesNode(LatentVlaNode):
         self.lidar_frames: dict[str, str] = {}  # LiDAR frame -> where its transform came from
         self._tf_buffer = self._tf_listener() if self.params["use_tf"] else None
         self._tf_cache: dict[str, tuple] = {}
-        self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
+        # latest-frame policy (ros/latest_frame.py): a slow model skips to the newest frame
+        self.latest_frame = self.create_latest_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos(),
+                                                            on_arrival=lambda msg: self.count_lost_frames(msg.sequence))
 
     def _tf_listener(self):
         """A tf2 buffer fed by /tf and /tf_static where tf2_ros is importable (apt ROS), else None."""
@@ -108,7 +110,6 @@ class BevFeaturesNode(LatentVlaNode):
         return frame if how == "identity" else dataclasses.replace(frame, lidar_points=points)
 
     def _on_frame(self, msg: SensorFrame) -> None:
-        self.count_lost_frames(msg.sequence)
         try:
             frame = sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:

@@ -35,10 +35,11 @@ class LatentReasonerNode(LatentVlaNode):
         self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", self.output_qos())
         self.code_names = self._code_names(self.params["lam_checkpoint"])
-        self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
+        # latest-frame policy (ros/latest_frame.py): a slow model skips to the newest frame
+        self.latest_frame = self.create_latest_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos(),
+                                                            on_arrival=lambda msg: self.count_lost_frames(msg.sequence))
 
     def _on_frame(self, msg: SensorFrame) -> None:
-        self.count_lost_frames(msg.sequence)
         try:
             frame = sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:

@@ -1,0 +1,71 @@
+"""Latest-frame policy of the model stages: bounded latency when a model is slower than its input.
+
+A model stage (bev_features, latent_reasoner, the trajectory planner's model call) that is
+slower than the sensor rate must not work through a queue of old frames: at 10 Hz with a
+150 ms forward pass a FIFO queue grows by one frame every third period, and the car plans
+on frames seconds old. With this policy a message is only *parked* when it arrives (a
+cheap callback: counters, sequence accounting); the work runs as a separate executor task
+on the node's own thread and takes the newest parked message. A message replaced before
+the node got to it is counted once as ``dropped/superseded``, with a throttled warning.
+
+Why this bounds the age: the task is queued behind the arrivals that are already waiting,
+so every message that arrived while the node worked is parked (newest wins) before the
+next piece of work starts. The work therefore starts on a message that arrived at most one
+input period plus one processing time ago (plus the executor's hand-off), never on a
+backlog. The FIFO order of arrivals and tasks is what rclpy's executors and the in-process
+bus (``ros/intra_process.py``: one drain task delivers everything queued) give.
+
+Each stage decides alone: bev_features and latent_reasoner may take different frames when
+both are overloaded; the planner then publishes a fallback for a BEV frame whose plan was
+superseded (``plan_timeout``/"a newer frame's plan arrived first"), counted as usual.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+SUPERSEDED = "superseded"
+
+
+class LatestFrame:
+    """One parked message and the work that takes it (``process``, guarded by the caller).
+
+    ``offer(msg)`` is called by the subscription callback (any thread); the work runs through
+    ``schedule`` (the node's ``executor.create_task``), or at once where nothing schedules."""
+
+    def __init__(self, process: Callable[[Any], None], on_superseded: Callable[[Any], None],
+                 schedule: Callable[[Callable[[], None]], None] | None):
+        self._process = process
+        self._on_superseded = on_superseded
+        self._schedule = schedule
+        self._lock = threading.Lock()
+        self._pending: Any = None
+        self._scheduled = False
+        self.superseded = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._pending is not None
+
+    def offer(self, msg: Any) -> None:
+        with self._lock:
+            replaced, self._pending = self._pending, msg
+            start = not self._scheduled
+            self._scheduled = True
+            if replaced is not None:
+                self.superseded += 1
+        if replaced is not None:
+            self._on_superseded(replaced)
+        if start:
+            if self._schedule is None:
+                self.run()
+            else:
+                self._schedule(self.run)
+
+    def run(self) -> None:
+        """Take the newest parked message and process it (nothing if none is parked)."""
+        with self._lock:
+            msg, self._pending = self._pending, None
+            self._scheduled = False
+        if msg is not None:
+            self._process(msg)

@@ -1,0 +1,91 @@
+"""Latest-frame policy (ros/latest_frame.py): a model stage slower than its input works on
+the newest frame, never on a backlog, and counts every frame it skips once."""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+
+import pytest
+from rclpy.parameter import Parameter
+
+from conftest import wait_for
+from fixtures.message_samples import samples
+from latentvla_ros.msg import SensorFrame
+from latentvla_ros.ros.conversions import sensor_frame_to_core
+from latentvla_ros.ros.intra_process import IntraProcessBus
+from latentvla_ros.ros.latest_frame import LatestFrame
+from latentvla_ros.ros.node_base import LatentVlaNode
+from latentvla_ros.ros.nodes.latent_reasoner import LatentReasonerNode
+from latentvla_ros.ros.qos import output_qos
+
+PERIOD_S = 0.1  # 10 Hz input
+MODEL_S = 0.15  # the stub forward pass: slower than the input
+FRAMES = 30
+SLACK_S = 0.1  # executor hand-off and a loaded machine
+
+
+def test_latest_frame_keeps_the_newest_and_counts_each_replaced_once():
+    done, skipped, scheduled = [], [], []
+    latest = LatestFrame(done.append, skipped.append, scheduled.append)
+    for k in range(1, 5):
+        latest.offer(k)
+    assert len(scheduled) == 1 and latest.pending  # one run scheduled for the lot
+    scheduled.pop()()
+    assert done == [4] and skipped == [1, 2, 3] and latest.superseded == 3 and not latest.pending
+    latest.offer(5)
+    scheduled.pop()()
+    assert done == [4, 5] and skipped == [1, 2, 3]
+    LatestFrame(done.append, skipped.append, None).offer(6)  # nothing schedules: at once
+    assert done[-1] == 6
+
+
+class FrameSource(LatentVlaNode):
+    """Stands in for sensor_sync (in the composed process when given the bus)."""
+
+    schema_name = "sensor_sync"
+
+    def __init__(self, **kwargs):
+        super().__init__("overload_source", **kwargs)
+        self.pub = self.create_publisher(SensorFrame, "/overload/frame", output_qos(5))
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["composed", "dds"])
+def test_overloaded_model_stage_works_on_fresh_frames_only(ros_context, spin, in_process):
+    bus = IntraProcessBus() if in_process else None
+    source = FrameSource(context=ros_context, intra_process=bus)
+    node = LatentReasonerNode(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
+                              cli_args=["--ros-args", "-r", "~/input/frame:=/overload/frame"])
+    plan = node.reasoner.reason(sensor_frame_to_core(samples()["SensorFrame"]))  # the real output, reused by the stub
+    ages, busy = [], threading.Lock()
+
+    def slow_reason(frame):  # slower than the input period; records the age of every frame it gets
+        assert busy.acquire(blocking=False), "two forward passes at once"
+        try:
+            ages.append(time.time_ns() * 1e-9 - frame.stamp_ns * 1e-9)
+            time.sleep(MODEL_S)
+            return dataclasses.replace(plan, stamp_ns=frame.stamp_ns)
+        finally:
+            busy.release()
+
+    node.reasoner.reason = slow_reason
+    spin(source, node)
+    if not in_process:
+        assert wait_for(lambda: source.pub.get_subscription_count() > 0)
+    start = time.monotonic()
+    for k in range(1, FRAMES + 1):
+        msg = samples()["SensorFrame"]
+        msg.sequence = k
+        now_ns = time.time_ns()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+        source.pub.publish(msg)
+        time.sleep(max(0.0, start + k * PERIOD_S - time.monotonic()))
+    assert wait_for(lambda: node.stats.snapshot()["received"].get("frame", 0) == FRAMES, 10)
+    assert wait_for(lambda: not node.latest_frame.pending and not busy.locked(), 10)
+    time.sleep(MODEL_S)  # the last one's publish
+    dropped = node.stats.snapshot()["dropped"]
+    bound = PERIOD_S + MODEL_S + SLACK_S
+    assert max(ages) <= bound, f"frame ages {[round(a, 3) for a in ages]}: a backlog (bound {bound:.2f} s)"
+    assert len(ages) < FRAMES  # overloaded: some frames were skipped ...
+    assert len(ages) + dropped.get("superseded", 0) == FRAMES  # ... each counted exactly once
+    assert dropped.get("frame_lost_upstream", 0) == 0  # and not again as a sequence gap
