@@ -354,31 +354,49 @@ def msg_to_plan(msg: LatentActionPlan) -> LatentPlan:
 
 
 # ---------------------------------------------------------------- trajectory
+def _kinematics(poses: list, dt: float, initial_speed: float) -> tuple[list, list, list]:
+    """Per-point longitudinal velocity, acceleration and heading rate by finite differences
+    from the ego (origin, heading 0); headings unwrapped as ``np.unwrap`` does. Plain floats:
+    eight points are cheaper in ``math`` than in numpy (on the planner's critical path)."""
+    speeds, acc, yaw_rate = [], [], []
+    px = py = pyaw = 0.0
+    prev_speed = initial_speed
+    for x, y, yaw in poses:
+        speed = math.hypot(x - px, y - py) / dt
+        dyaw = yaw - pyaw
+        if abs(dyaw) >= math.pi:
+            wrapped = (dyaw + math.pi) % (2.0 * math.pi) - math.pi
+            dyaw = math.pi if wrapped == -math.pi and dyaw > 0 else wrapped
+        speeds.append(speed)
+        acc.append((speed - prev_speed) / dt)
+        yaw_rate.append(dyaw / dt)
+        px, py, pyaw = x, y, pyaw + dyaw
+        prev_speed = speed
+    return speeds, acc, yaw_rate
+
+
 def trajectory_kinematics(traj: Trajectory, initial_speed: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-point longitudinal velocity, acceleration and heading rate by finite differences."""
-    poses = np.vstack([np.zeros((1, 3)), np.asarray(traj.poses, dtype=np.float64)])
-    dt = traj.interval_s
-    seg = np.linalg.norm(np.diff(poses[:, :2], axis=0), axis=1) / dt
-    speeds = seg
-    acc = np.diff(np.concatenate([[initial_speed], speeds])) / dt
-    dyaw = np.diff(np.unwrap(poses[:, 2])) / dt
-    return speeds, acc, dyaw
+    poses = np.asarray(traj.poses, dtype=np.float64).tolist()
+    return tuple(np.asarray(v, dtype=np.float64) for v in _kinematics(poses, traj.interval_s, initial_speed))
 
 
 def trajectory_to_msg(traj: Trajectory, frame_id: str, initial_speed: float = 0.0) -> PlannedTrajectory:
     """On the planner's critical path: each point's sub-messages are the ones its default
     constructor made, filled in place (generated constructors build every default even when
     a value is passed), from plain floats."""
-    speeds, acc, yaw_rate = (v.tolist() for v in trajectory_kinematics(traj, initial_speed))
     poses = np.asarray(traj.poses, dtype=np.float64).tolist()
-    times = traj.times_s.tolist()
+    dt = float(traj.interval_s)
+    speeds, acc, yaw_rate = _kinematics(poses, dt, initial_speed)
     points = []
     for i, (x, y, yaw) in enumerate(poses):
         point = TrajectoryPoint()
-        t_ns = int(round(times[i] * 1e9))
+        t_ns = int(round((i + 1) * dt * 1e9))
         point.time_from_start.sec, point.time_from_start.nanosec = divmod(t_ns, 1_000_000_000)
-        point.pose.position.x, point.pose.position.y = x, y
-        point.pose.orientation = quaternion_from_yaw(yaw)
+        pose = point.pose
+        pose.position.x, pose.position.y = x, y
+        q = pose.orientation  # in place: no Quaternion built per point
+        q.z, q.w = math.sin(yaw / 2.0), math.cos(yaw / 2.0)
         point.longitudinal_velocity_mps = speeds[i]
         point.acceleration_mps2 = acc[i]
         point.heading_rate_rps = yaw_rate[i]

@@ -196,7 +196,9 @@ class IntraProcessPublisher:
     def publish(self, msg: Any) -> None:
         local = self._bus.subscriptions(self.topic, self.msg_type, self.reliable)
         if not local:
-            self._publisher.publish(msg)
+            # nobody matched: a volatile sample would reach no one, skip its serialisation
+            if self._publisher.get_subscription_count():
+                self._publisher.publish(msg)
             return
         for sub in local:
             sub.offer(msg)

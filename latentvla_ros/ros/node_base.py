@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import threading
 import time
 import traceback
@@ -442,18 +443,29 @@ class LatentVlaNode(Node):
                                 f"{{n}} sensor frame(s) before #{sequence} never arrived "
                                 "(dropped upstream, a full input queue, or an upstream restart)")
 
+    def now_ns(self) -> int:
+        """This node's clock in ns: the simulation time under an active /clock, else the system
+        time, read without building an rclpy ``Time`` (on the frame path)."""
+        clock = self.get_clock()
+        if getattr(clock, "ros_time_is_active", True):
+            return clock.now().nanoseconds
+        return time.time_ns()  # rcl's system time is the realtime clock
+
     @contextlib.contextmanager
     def processing(self, stamp_ns: int | None = None):
-        """Time a processing step; publishes ~/debug/processing_time_ms and pipeline latency."""
+        """Time a processing step (counted in the diagnostics); ~/debug/processing_time_ms and
+        ~/debug/pipeline_latency_ms are published only while someone subscribes to them."""
         start = time.perf_counter()
         yield
         elapsed_ms = (time.perf_counter() - start) * 1e3
         latency_ms = None
         if stamp_ns:
-            latency_ms = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-6
-            self._latency_pub.publish(Float64(data=latency_ms))
+            latency_ms = (self.now_ns() - stamp_ns) * 1e-6
+            if self._latency_pub.get_subscription_count():
+                self._latency_pub.publish(Float64(data=latency_ms))
         self.stats.on_processed(elapsed_ms, latency_ms)
-        self._processing_pub.publish(Float64(data=elapsed_ms))
+        if self._processing_pub.get_subscription_count():
+            self._processing_pub.publish(Float64(data=elapsed_ms))
 
     # ------------------------------------------------------------ model status
     def model_succeeded(self) -> None:
@@ -575,6 +587,8 @@ class LatentVlaNode(Node):
     def _publish_diagnostics(self) -> None:
         if self.__dict__.pop("_info_dirty", False):
             self.publish_node_info()
+        if not self._diag_pub.get_subscription_count():
+            return  # nobody listens: building the report would only cost the frame threads time
         status = self.diagnostic_status()
         self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
 
@@ -584,18 +598,17 @@ MAX_PLAUSIBLE_YAW_RATE_RPS = 20.0
 
 
 def checked_odometry(msg):
-    """``conversions.odometry_velocity`` plus a plausibility check: finite in float32 and
-    within physical bounds (a 1e300 m/s twist is a malformed message, not a fast car)."""
-    import numpy as np
-
+    """``conversions.odometry_velocity`` plus a plausibility check: within physical bounds
+    (a 1e300 m/s twist is a malformed message, not a fast car), so finite in float32 too.
+    Plain ``math`` on the scalars: numpy on two floats costs more than the check."""
     from latentvla_ros.ros.conversions import ConversionError, odometry_velocity
 
-    with np.errstate(over="ignore", invalid="ignore"):
-        velocity, yaw_rate = odometry_velocity(msg)
-    if not (np.all(np.isfinite(velocity)) and abs(yaw_rate) <= MAX_PLAUSIBLE_YAW_RATE_RPS
-            and float(np.hypot(*velocity)) <= MAX_PLAUSIBLE_SPEED_MPS):
-        raise ConversionError(f"implausible odometry twist (v={velocity.tolist()}, yaw rate={yaw_rate})")
-    return velocity, yaw_rate
+    tw = msg.twist.twist
+    vx, vy, yaw_rate = tw.linear.x, tw.linear.y, tw.angular.z
+    if math.isfinite(vx) and math.isfinite(vy) and math.isfinite(yaw_rate) and not (  # NaN/inf: raised below
+            math.hypot(vx, vy) <= MAX_PLAUSIBLE_SPEED_MPS and abs(yaw_rate) <= MAX_PLAUSIBLE_YAW_RATE_RPS):
+        raise ConversionError(f"implausible odometry twist (v={[vx, vy]}, yaw rate={yaw_rate})")
+    return odometry_velocity(msg)  # raises on NaN/inf
 
 
 def level_value(level) -> int:

@@ -275,7 +275,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _check_clock(self, stamp_ns: int) -> None:
         """One warning (until they agree again) when header stamps and this node's clock differ
         by more than a few seconds: a bag or simulator without use_sim_time."""
-        self.clock_offset_s = (self.get_clock().now().nanoseconds - stamp_ns) * 1e-9
+        self.clock_offset_s = (self.now_ns() - stamp_ns) * 1e-9
         if abs(self.clock_offset_s) <= _CLOCK_MISMATCH_S:
             self._clock_warned = False
             return
