@@ -271,6 +271,9 @@ def odometry_velocity(msg: Odometry) -> tuple[np.ndarray, float]:
     return np.array([tw.linear.x, tw.linear.y], dtype=np.float32), float(tw.angular.z)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def sensor_frame_to_core(msg: SensorFrame):
     """SensorFrame message -> core SensorFrame (images and points as views into the message)."""
     from latentvla_ros.core.types import SensorFrame as CoreFrame
@@ -285,12 +288,30 @@ def sensor_frame_to_core(msg: SensorFrame):
     points = pointcloud2_to_xyzi(msg.lidar)
     velocity, yaw_rate = odometry_velocity(msg.odometry)
     acc = msg.ego_acceleration
-    acceleration = np.array([acc.x, acc.y], dtype=np.float32)
-    if not np.all(np.isfinite(acceleration)):
+    if not (abs(acc.x) <= _FLOAT32_MAX and abs(acc.y) <= _FLOAT32_MAX):  # NaN, inf, or inf in float32
         raise ConversionError("ego acceleration contains NaN/inf")
+    acceleration = np.array([acc.x, acc.y], dtype=np.float32)
     command = DrivingCommand(msg.driving_command) if msg.driving_command <= 3 else DrivingCommand.UNKNOWN
     ego = EgoState(velocity=velocity, acceleration=acceleration, yaw_rate=yaw_rate, command=command)
     return CoreFrame(stamp_ns=stamp_to_ns(msg.header.stamp), cameras=cameras, lidar_points=points, ego=ego)
+
+
+_shared_frame: tuple = (None, None)  # (message, its conversion): see shared_sensor_frame_to_core
+
+
+def shared_sensor_frame_to_core(msg: SensorFrame):
+    """``sensor_frame_to_core`` once per message object. In a composed process bev_features
+    and latent_reasoner receive the same SensorFrame object (in-process messages are shared
+    and never modified after publishing: ros/intra_process.py), so the second gets the first
+    one's conversion (read-only views; the core never modifies a frame). Over DDS every
+    message is a new object and is converted each time. A failed conversion is not kept."""
+    global _shared_frame
+    last_msg, last_frame = _shared_frame
+    if last_msg is msg:
+        return last_frame
+    frame = sensor_frame_to_core(msg)
+    _shared_frame = (msg, frame)
+    return frame
 
 
 # ---------------------------------------------------------------- BEV tokens

@@ -27,7 +27,7 @@ from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
 from latentvla_ros.ros.contracts.parameters import ParameterError
-from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, sensor_frame_to_core
+from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, shared_sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.runtime import BevFeatureExtractor
@@ -111,7 +111,7 @@ class BevFeaturesNode(LatentVlaNode):
 
     def _on_frame(self, msg: SensorFrame) -> None:
         try:
-            frame = sensor_frame_to_core(msg)
+            frame = shared_sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:
             self.drop("bad_message", str(exc))
             return

@@ -18,7 +18,7 @@ from latentvla_ros.core.checkpoint import CheckpointError, read_checkpoint_confi
 from latentvla_ros.core.features import FeatureError
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
-from latentvla_ros.ros.conversions import ConversionError, make_header, plan_to_msg, sensor_frame_to_core
+from latentvla_ros.ros.conversions import ConversionError, make_header, plan_to_msg, shared_sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.ros.nodes.trajectory_planner import latent_token_markers
@@ -41,7 +41,7 @@ class LatentReasonerNode(LatentVlaNode):
 
     def _on_frame(self, msg: SensorFrame) -> None:
         try:
-            frame = sensor_frame_to_core(msg)
+            frame = shared_sensor_frame_to_core(msg)
         except (ConversionError, FeatureError) as exc:
             self.drop("bad_message", str(exc))
             return
