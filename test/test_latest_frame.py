@@ -39,6 +39,17 @@ def test_latest_frame_keeps_the_newest_and_counts_each_replaced_once():
     LatestFrame(done.append, skipped.append, None).offer(6)  # nothing schedules: at once
     assert done[-1] == 6
 
+    def busy_process(msg):  # another thread offers while the model runs (MultiThreadedExecutor)
+        done.append(msg)
+        if msg == 7:
+            latest.offer(8)
+            latest.offer(9)
+
+    latest = LatestFrame(busy_process, skipped.append, scheduled.append)
+    latest.offer(7)
+    scheduled.pop()()
+    assert done[-3:] == [6, 7, 9] and skipped[-1] == 8 and scheduled == []  # no second run scheduled alongside
+
 
 class FrameSource(LatentVlaNode):
     """Stands in for sensor_sync (in the composed process when given the bus)."""

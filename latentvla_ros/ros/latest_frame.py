@@ -15,6 +15,12 @@ input period plus one processing time ago (plus the executor's hand-off), never 
 backlog. The FIFO order of arrivals and tasks is what rclpy's executors and the in-process
 bus (``ros/intra_process.py``: one drain task delivers everything queued) give.
 
+Where it holds: in a composed process (the in-process bus) with every executor kind, and
+over DDS with the EventsExecutor (the default where rclpy has it). Over DDS with the
+``single`` executor (Humble/Jazzy) rclpy's executor takes one message per wait and runs
+pending tasks first, so a backlog in the reader is not skipped (bounded by the input depth,
+and losses show as ``frame_lost_upstream``).
+
 Each stage decides alone: bev_features and latent_reasoner may take different frames when
 both are overloaded; the planner then publishes a fallback for a BEV frame whose plan was
 superseded (``plan_timeout``/"a newer frame's plan arrived first"), counted as usual.
@@ -31,7 +37,10 @@ class LatestFrame:
     """One parked message and the work that takes it (``process``, guarded by the caller).
 
     ``offer(msg)`` is called by the subscription callback (any thread); the work runs through
-    ``schedule`` (the node's ``executor.create_task``), or at once where nothing schedules."""
+    ``schedule`` (the node's ``executor.create_task``), or at once where nothing schedules.
+    One run at a time: a run in progress (or scheduled) takes what is parked meanwhile before
+    it ends, so executors that run tasks in parallel (``MultiThreadedExecutor``) never run two
+    forward passes of one node at once."""
 
     def __init__(self, process: Callable[[Any], None], on_superseded: Callable[[Any], None],
                  schedule: Callable[[Callable[[], None]], None] | None):
@@ -40,8 +49,9 @@ class LatestFrame:
         self._schedule = schedule
         self._lock = threading.Lock()
         self._pending: Any = None
-        self._scheduled = False
+        self._busy = False  # a run is scheduled or in progress
         self.superseded = 0
+        self.subscription: Any = None  # the rclpy subscription feeding it (set by the node)
 
     @property
     def pending(self) -> bool:
@@ -50,8 +60,8 @@ class LatestFrame:
     def offer(self, msg: Any) -> None:
         with self._lock:
             replaced, self._pending = self._pending, msg
-            start = not self._scheduled
-            self._scheduled = True
+            start = not self._busy
+            self._busy = True
             if replaced is not None:
                 self.superseded += 1
         if replaced is not None:
@@ -63,9 +73,16 @@ class LatestFrame:
                 self._schedule(self.run)
 
     def run(self) -> None:
-        """Take the newest parked message and process it (nothing if none is parked)."""
-        with self._lock:
-            msg, self._pending = self._pending, None
-            self._scheduled = False
-        if msg is not None:
-            self._process(msg)
+        """Process the newest parked message, then whatever was parked meanwhile, until none is."""
+        while True:
+            with self._lock:
+                msg, self._pending = self._pending, None
+                if msg is None:
+                    self._busy = False
+                    return
+            try:
+                self._process(msg)
+            except BaseException:
+                with self._lock:
+                    self._busy = False
+                raise

@@ -261,7 +261,7 @@ class LatentVlaNode(Node):
                 on_arrival(msg)
             latest.offer(msg)
 
-        self.create_subscription(msg_type, topic, arrive, qos_profile, **kwargs)
+        latest.subscription = self.create_subscription(msg_type, topic, arrive, qos_profile, **kwargs)
         return latest
 
     def _schedule_task(self, fn: Callable[[], None]) -> None:
