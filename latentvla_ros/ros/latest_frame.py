@@ -15,11 +15,10 @@ input period plus one processing time ago (plus the executor's hand-off), never 
 backlog. The FIFO order of arrivals and tasks is what rclpy's executors and the in-process
 bus (``ros/intra_process.py``: one drain task delivers everything queued) give.
 
-Where it holds: in a composed process (the in-process bus) with every executor kind, and
-over DDS with the EventsExecutor (the default where rclpy has it). Over DDS with the
-``single`` executor (Humble/Jazzy) rclpy's executor takes one message per wait and runs
-pending tasks first, so a backlog in the reader is not skipped (bounded by the input depth,
-and losses show as ``frame_lost_upstream``).
+Over DDS with rclpy's wait-set executors (``single``, ``multi``: Humble/Jazzy) the executor
+takes one message per wait and runs pending tasks first, so the node reads what is still
+waiting in its DDS reader itself before it takes the newest (``collect``); the
+EventsExecutor queues every arrival ahead of the task and needs nothing of the sort.
 
 Each stage decides alone: bev_features and latent_reasoner may take different frames when
 both are overloaded; the planner then publishes a fallback for a BEV frame whose plan was
@@ -43,7 +42,10 @@ class LatestFrame:
     forward passes of one node at once."""
 
     def __init__(self, process: Callable[[Any], None], on_superseded: Callable[[Any], None],
-                 schedule: Callable[[Callable[[], None]], None] | None):
+                 schedule: Callable[[Callable[[], None]], None] | None, collect: Callable[[], None] | None = None):
+        """``collect``: called before each message is taken; it may ``offer`` what is still
+        waiting elsewhere (a DDS reader the executor has not read yet)."""
+        self._collect = collect
         self._process = process
         self._on_superseded = on_superseded
         self._schedule = schedule
@@ -75,6 +77,8 @@ class LatestFrame:
     def run(self) -> None:
         """Process the newest parked message, then whatever was parked meanwhile, until none is."""
         while True:
+            if self._collect is not None:
+                self._collect()
             with self._lock:
                 msg, self._pending = self._pending, None
                 if msg is None:

@@ -254,7 +254,20 @@ class LatentVlaNode(Node):
             except Exception as exc:  # noqa: BLE001 - a callback must never kill the node
                 self._callback_failed(f"input {name}", exc, "callback_error")
 
-        latest = LatestFrame(work, functools.partial(self._on_superseded, name), self._schedule_task)
+        def collect():
+            """Wait-set executors take one message per wait and run tasks first: read what
+            waits in the DDS reader here (as the executor would: its callback, guarded)."""
+            sub = latest.subscription
+            if sub is None or type(self.executor).__name__ == "EventsExecutor":
+                return
+            while True:
+                with sub.handle:
+                    taken = sub.handle.take_message(sub.msg_type, sub.raw)
+                if taken is None:
+                    return
+                sub.callback(taken[0])
+
+        latest = LatestFrame(work, functools.partial(self._on_superseded, name), self._schedule_task, collect)
 
         def arrive(msg):
             if on_arrival is not None:
