@@ -162,3 +162,21 @@ def test_comfortable_stop_is_comfortable_and_stops():
     assert curved.poses[-1, 1] > 0 and curved.poses[-1, 2] > 0
     still = comfortable_stop(float("nan"), float("nan"))
     assert np.all(still.poses == 0)
+
+
+def test_trajectory_kinematics_across_the_heading_wrap():
+    """Speeds, accelerations and heading rates by finite differences from the ego; a heading
+    that crosses +-pi turns by the short way (np.unwrap semantics), not by ~2 pi."""
+    yaw = [0.0, 1.5, 3.1, -3.1, -1.5, 0.0, 3.0, -3.0]
+    traj = Trajectory(poses=np.stack([np.arange(1, 9) * 2.0, np.zeros(8), yaw], 1), stamp_ns=1)
+    speeds, acc, rate = conv.trajectory_kinematics(traj, initial_speed=2.0)
+    np.testing.assert_allclose(speeds, 4.0)  # 2 m per 0.5 s
+    np.testing.assert_allclose(acc, [4.0] + [0.0] * 7, atol=1e-12)
+    expected = np.diff(np.unwrap(np.concatenate([[0.0], yaw]))) / traj.interval_s
+    np.testing.assert_allclose(rate, expected, atol=1e-12)
+    assert abs(rate[3]) < 0.2 and abs(rate[7]) < 1.0  # 3.1 -> -3.1 and 3.0 -> -3.0: short way round
+    msg = conv.trajectory_to_msg(traj, "base_link", initial_speed=2.0)
+    np.testing.assert_allclose([p.heading_rate_rps for p in msg.points], expected, atol=1e-12)
+    np.testing.assert_allclose([math.atan2(2 * p.pose.orientation.w * p.pose.orientation.z,
+                                           1 - 2 * p.pose.orientation.z ** 2) for p in msg.points],
+                               np.arctan2(np.sin(yaw), np.cos(yaw)), atol=1e-12)

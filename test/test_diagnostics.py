@@ -400,3 +400,37 @@ def test_live_foxglove_server_advertises_the_graph_topics(live_graph):
         bridge.close()
         ex.stop()
         fox_node.destroy_node()
+
+
+def test_reports_and_debug_topics_are_built_only_for_subscribers(ros_context):
+    """Nobody listens: no /diagnostics report is built and no debug sample published (both
+    would run on the node's frame thread); a subscriber gets both again."""
+    from types import SimpleNamespace
+
+    from latentvla_ros.ros.node_base import LatentVlaNode
+
+    class Quiet(LatentVlaNode):
+        schema_name = "sensor_sync"
+
+    node = Quiet("quiet_node", context=ros_context)
+    io = rclpy.create_node("quiet_io", context=ros_context)
+    try:
+        built, sent = [], []
+        status = node.diagnostic_status
+        node.diagnostic_status = lambda: built.append(1) or status()
+        pub = node._processing_pub
+        node._processing_pub = SimpleNamespace(get_subscription_count=pub.get_subscription_count, publish=sent.append)
+        node._publish_diagnostics()
+        with node.processing(time.time_ns()):
+            pass
+        assert built == [] and sent == [] and node.stats.snapshot()["processing"]["count"] == 1  # still counted
+        io.create_subscription(DiagnosticArray, "/diagnostics", lambda m: None, 10)
+        io.create_subscription(Float64, "/quiet_node/debug/processing_time_ms", lambda m: None, 10)
+        assert wait_for(lambda: node._diag_pub.get_subscription_count() > 0 and pub.get_subscription_count() > 0)
+        node._publish_diagnostics()
+        with node.processing(time.time_ns()):
+            pass
+        assert built == [1] and len(sent) == 1
+    finally:
+        io.destroy_node()
+        node.destroy_node()
