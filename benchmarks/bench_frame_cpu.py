@@ -54,8 +54,8 @@ def direct(args) -> int:
     in-process queues), its trajectory goes to a DDS reader; each node's diagnostics once
     per ``--rate`` frames (1 Hz). ``time.thread_time`` per frame."""
     import rclpy
-
     from fixtures.message_samples import samples
+
     from latentvla_ros.msg import PlannedTrajectory
     from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes
     from latentvla_ros.ros.topology import TRAJECTORY, graph_nodes
@@ -94,7 +94,7 @@ def direct(args) -> int:
             for node in nodes:
                 node._publish_diagnostics()
 
-    published = lambda: planner.stats.snapshot()["published"].get("trajectory", 0)  # noqa: E731
+    published = lambda: planner.stats.snapshot()["published"].get("trajectory", 0)
     for k in range(args.warmup):
         one_frame(k, msgs[k])
     results = []
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         return direct(args)
 
     import rclpy
+    from fixtures.message_samples import samples
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    from fixtures.message_samples import samples
     from latentvla_ros.msg import PlannedTrajectory, SensorFrame
     from latentvla_ros.ros.executors import GraphExecutor
     from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes

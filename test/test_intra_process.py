@@ -49,7 +49,7 @@ def test_composed_nodes_hand_messages_over_in_process(ros_context, spin):
     # only in-process subscribers: the frame never goes over DDS (no DDS copy reaches bev)
     for seq in (1, 2, 3):  # one at a time: of a burst, a busy node takes the newest (latest-frame policy)
         source.pub.publish(_frame(seq))
-        assert wait_for(lambda: published() == seq, 30)  # noqa: B023 - evaluated at once
+        assert wait_for(lambda: published() == seq, 30)
     assert received() == 3 and bev.dds_duplicates_ignored == {}
 
     # an outside subscriber: it gets every frame over DDS, bev still gets each frame once
@@ -60,7 +60,7 @@ def test_composed_nodes_hand_messages_over_in_process(ros_context, spin):
     assert wait_for(lambda: source.pub.get_subscription_count() == 2)
     for seq in (4, 5, 6):
         source.pub.publish(_frame(seq))
-        assert wait_for(lambda: published() == seq, 30)  # noqa: B023 - evaluated at once
+        assert wait_for(lambda: published() == seq, 30)
     assert wait_for(lambda: len(seen) == 3, 30)
     assert wait_for(lambda: bev.dds_duplicates_ignored.get("frame") == 3)
     assert received() == 6 and [m.sequence for m in seen] == [4, 5, 6]

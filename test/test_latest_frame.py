@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
-from rclpy.parameter import Parameter
-
 from conftest import wait_for
 from fixtures.message_samples import samples
+from rclpy.parameter import Parameter
+
 from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import sensor_frame_to_core
 from latentvla_ros.ros.intra_process import IntraProcessBus
