@@ -109,6 +109,9 @@ def test_bev_features_node_moves_the_cloud_into_the_ego_frame(ros_context, spin)
         msg.lidar = xyzi_to_pointcloud2(points, 0, frame_id)
         frames.append(msg)
         pub.publish(msg)
+        # one frame at a time: the node works on the newest frame only (a burst would be superseded)
+        handled = lambda n=k + 1: len(got) + node.stats.snapshot()["dropped"].get("lidar_frame_unknown", 0) >= n
+        assert wait_for(handled, 30)
     assert wait_for(lambda: len(got) == 2 and node.stats.snapshot()["dropped"].get("lidar_frame_unknown") == 1, 30)
     tokens = [np.frombuffer(b.tokens, np.float32) for b in got]
     np.testing.assert_allclose(tokens[1], tokens[0], atol=1e-5)  # same BEV from either frame
