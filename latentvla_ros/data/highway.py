@@ -57,19 +57,7 @@ from latentvla_ros.data.highway_expert import (  # noqa: F401 - the expert's pub
 )
 from latentvla_ros.data.highway_sensors import DrivableRaster, LidarConfig, ray_box_distances, synthesize_lidar  # noqa: F401
 from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
-
-SCENARIOS = ("highway", "merge", "roundabout", "intersection")
-POLICY_HZ = 10
-EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
-"""The expert's nominal cruise speed per scenario; each log draws its own within +-EXPERT_CRUISE_SPREAD."""
-EXPERT_CRUISE_SPREAD = 0.1
-
-
-def speed_limit_mps(scenario: str) -> float:
-    """The scenario's speed limit: the fastest cruise speed the expert may draw (it never
-    drives above the limit), as a map's legal limit is for human drivers."""
-    return EXPERT_CRUISE_MPS[scenario] * (1.0 + EXPERT_CRUISE_SPREAD)
-
+from latentvla_ros.data.scenarios import EXPERT_CRUISE_MPS, EXPERT_CRUISE_SPREAD, POLICY_HZ, SCENARIOS, log_name
 
 # IDMVehicle class attributes that IntersectionEnv mutates process-wide; restored
 # before and after every log so logs do not depend on what ran before in the process.
@@ -297,10 +285,6 @@ def render_ego_camera(env, ego_pose: np.ndarray, cam: CameraConfig) -> np.ndarra
 
 def _rng_for(seed: int, scenario: str, density: float) -> np.random.Generator:
     return np.random.default_rng([int(seed), SCENARIOS.index(scenario), int(round(density * 1000))])
-
-
-def log_name(scenario: str, seed: int, density: float) -> str:
-    return f"{scenario}_d{density:g}_s{int(seed):05d}"
 
 
 def generate_log(
