@@ -455,7 +455,8 @@ def generate_log(
     }
     writer = LogWriter(out_dir, meta, dt_s=1.0 / POLICY_HZ, camera_names=("front",), overwrite=overwrite)
     for t in range(n):
-        writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t], agents=agents[t])
+        writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t],
+                      agents=agents[t])
     writer.set_map(map_geometry)
     writer.close()
     wall = time.perf_counter() - t_start
@@ -503,7 +504,7 @@ def generate_dataset(
 def _generation_task(job: dict) -> tuple[GenerationStats | None, str]:
     try:
         return generate_log(**job), ""
-    except Exception as exc:  # keep going: one bad episode should not stop a dataset
+    except Exception as exc:  # noqa: BLE001 - keep going: one bad episode should not stop a dataset (reported)
         return None, repr(exc)
 
 
@@ -538,7 +539,8 @@ def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bo
               f"simulation+render {per_log:.1f} steps/s per worker")
         crashed = [r for r in results if r.terminated_reason != "max_frames"]
         if crashed:
-            print(f"  {len(crashed)} log(s) ended early: " + ", ".join(f"{Path(r.path).name} ({r.terminated_reason} at {r.frames})" for r in crashed))
+            print(f"  {len(crashed)} log(s) ended early: "
+                  + ", ".join(f"{Path(r.path).name} ({r.terminated_reason} at {r.frames})" for r in crashed))
         for path, err in failures:
             print(f"  failed {path}: {err}", file=sys.stderr)
     results.sort(key=lambda r: r.path)

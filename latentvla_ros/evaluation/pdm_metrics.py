@@ -12,7 +12,6 @@ from latentvla_ros.evaluation.agent_replay import (
     AgentReplay,
     build_agent_replay,
 )
-from latentvla_ros.evaluation.savgol import savgol_filter
 from latentvla_ros.evaluation.geometry import (
     FRONT_LEFT,
     FRONT_RIGHT,
@@ -26,6 +25,7 @@ from latentvla_ros.evaluation.geometry import (
     unwrap_angles,
     world_to_ego_poses,
 )
+from latentvla_ros.evaluation.savgol import savgol_filter
 from latentvla_ros.evaluation.simulation import (
     AX,
     AY,
@@ -33,12 +33,12 @@ from latentvla_ros.evaluation.simulation import (
     SIM_DT_S,
     VX,
     VY,
-    X,
-    Y,
     YAW_RATE,
     LQRSimulator,
     TrackerConfig,
     VehicleParams,
+    X,
+    Y,
     initial_state,
 )
 
