@@ -20,15 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentvla_ros.core.fanout import worker_init
-from latentvla_ros.evaluation import splits
-from latentvla_ros.evaluation.run import (
+from latentvla_ros.apps.evaluate import (
     EvalPlan,
     closed_loop_methods,
     closed_loop_task,
     resolve_methods,
     ros_closed_loop_method,
 )
+from latentvla_ros.core.fanout import worker_init
+from latentvla_ros.data import splits
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from latentvla_ros.evaluation.run import (
+from latentvla_ros.apps.evaluate import (
     OPEN_METRICS,
     EvalPlan,
     MethodSpec,

@@ -145,7 +145,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from latentvla_ros.evaluation.run import main as eval_main
+    from latentvla_ros.apps.evaluate import main as eval_main
 
     return eval_main(args)
 

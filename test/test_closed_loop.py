@@ -129,7 +129,7 @@ def _variant_kwargs() -> dict:
 
 
 def test_ros_graph_drives_the_ego_through_topics(ros_context):
-    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+    from latentvla_ros.apps.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.ros.conversions import stamp_to_ns
     from latentvla_ros.runtime.backends import OnnxRunner
 
@@ -191,8 +191,8 @@ def test_env_loop_and_metrics_do_not_import_rclpy():
     import subprocess
     import sys
 
-    code = ("import sys; import latentvla_ros.evaluation.closed_loop, latentvla_ros.evaluation.run, "
-            "latentvla_ros.evaluation.ego_mlp, latentvla_ros.evaluation.splits, latentvla_ros.evaluation.drivers, "
+    code = ("import sys; import latentvla_ros.evaluation.closed_loop, latentvla_ros.apps.evaluate, "
+            "latentvla_ros.evaluation.ego_mlp, latentvla_ros.data.splits, latentvla_ros.evaluation.drivers, "
             "latentvla_ros.evaluation.agents, latentvla_ros.evaluation.results_json, "
             "latentvla_ros.evaluation.episode_plots, latentvla_ros.core.fanout, latentvla_ros.data.presets; "
             "assert 'rclpy' not in sys.modules, 'rclpy imported'")
@@ -204,7 +204,7 @@ def test_ros_graph_as_processes_drives_the_ego_fast():
     fusion 'none' (sensor_sync, bev_features, trajectory_planner), one OS process per node, 2 steps."""
     import os
 
-    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+    from latentvla_ros.apps.sim_bridge import GraphVariant, RosGraphSession
 
     none = CHECKPOINTS / "variants" / "none"
     kw = dict(bev_checkpoint=str(none / "bev_backbone"), planner_checkpoint=str(none / "planner")) \
@@ -227,7 +227,7 @@ def test_ros_graph_as_processes_drives_the_ego_fast():
 def test_ros_graph_as_separate_processes_drives_the_ego():
     import os
 
-    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
+    from latentvla_ros.apps.sim_bridge import GraphVariant, RosGraphSession
 
     # use_sim_time is off in process mode for now (see sim_bridge / run.py)
     variant = GraphVariant(**_variant_kwargs(), mode="processes", use_sim_time=False)

@@ -91,9 +91,9 @@ def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
     """The big suite runs the core stages directly; on the same episode (same observations,
     stamped as the suite stamps a session's first episode) the ROS node graph publishes
     the same trajectories."""
+    from latentvla_ros.apps.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.evaluation.agents import build_agent_from_graph
     from latentvla_ros.evaluation.drivers import episode_stamp_base
-    from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
 
     graph = _student_graph()
     cfg = ClosedLoopConfig(max_steps=10, stop_off_road=False)
@@ -111,7 +111,8 @@ def test_suite_drives_the_same_path_directly_and_through_ros():
     included: its acceleration estimate must start fresh, as the direct path's does)."""
     import os
 
-    from latentvla_ros.evaluation.drivers import ClosedLoopMethod, run_method_episodes
+    from latentvla_ros.apps.sim_bridge import run_method_episodes
+    from latentvla_ros.evaluation.drivers import ClosedLoopMethod
 
     graph = _student_graph()
     cfg = ClosedLoopConfig(max_steps=12, stop_off_road=False)

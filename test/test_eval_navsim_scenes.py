@@ -213,7 +213,7 @@ def test_reference_planner_yields_to_crossing_traffic():
 
 # ----------------------------------------------------------------------------- per-scenario results
 def test_open_loop_results_per_scenario():
-    from latentvla_ros.evaluation.run import per_scenario_pdms
+    from latentvla_ros.apps.evaluate import per_scenario_pdms
 
     rows = [{"method": "expert", "scenario": "roundabout", "pdms": 1.0},
             {"method": "expert", "scenario": "roundabout", "pdms": 0.5},

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from latentvla_ros.evaluation import splits
-from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, EgoMLPPlanner, train_ego_mlp
-from latentvla_ros.evaluation.run import EvalPlan, bootstrap_ci, main, resolve_methods
+from latentvla_ros.apps.evaluate import EvalPlan, bootstrap_ci, main, resolve_methods
+from latentvla_ros.data import splits
+from latentvla_ros.evaluation.ego_mlp import EgoMLPPlanner
+from latentvla_ros.models.configuration_ego_mlp import EgoMLPConfig
+from latentvla_ros.training.ego_mlp import train_ego_mlp
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ inside functions alike.
 - rclpy only in ``ros/`` (not ``ros/contracts/``), ``apps/``, ``cli.py`` and ``demo.py``;
 - no import circle between modules.
 
-Known violations that other work removes are listed explicitly (``KNOWN_*``), so that any NEW one fails.
+No exception is listed: every break that existed was removed (issue 14), so none can come back.
 """
 from __future__ import annotations
 
@@ -29,23 +29,6 @@ ALLOWED: dict[str, set[str]] = {
 }
 #: apps on top: anything below them (the CLI and the demo move into apps/ later)
 TOP = {"apps", "cli", "demo", "__init__"}
-
-#: (module, package it imports) that break ALLOWED today and are being removed by the issue 12/13 work:
-#: sim_bridge starts the ROS graph for the closed loop; training reports use the ego-MLP baseline.
-KNOWN_LAYER_BREAKS = {
-    ("evaluation.sim_bridge", "ros"),
-    ("evaluation.sim_bridge", "msg"),
-    ("training.pipeline", "evaluation"),
-}
-KNOWN_RCLPY = {"evaluation.sim_bridge"}
-#: import circles being removed by the evaluation work (issue 12): the PDM score calls the reference
-#: planner (closed_loop <-> sim_bridge is gone already).
-KNOWN_CIRCLES = {
-    frozenset({"evaluation.pdms", "evaluation.reference_planner"}),
-    # landed with the issue 12 data presets: highway's CLI runs the presets, which take their
-    # missions from data/missions.py, which takes the expert's cruise speed from highway.py
-    frozenset({"data.highway", "data.missions", "data.presets"}),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -114,8 +97,7 @@ def test_each_package_imports_only_the_layers_below_it():
             tl = _layer(t)
             if tl != layer and tl not in ALLOWED[layer]:
                 breaks.add((m, tl))
-    new = sorted(breaks - KNOWN_LAYER_BREAKS)
-    assert not new, f"imports across the layers (docs/architecture.md): {new}"
+    assert not breaks, f"imports across the layers (docs/architecture.md): {sorted(breaks)}"
 
 
 def test_core_imports_nothing_of_ours_above_it():
@@ -128,7 +110,7 @@ def test_rclpy_only_on_the_ros_side_and_in_the_apps():
     _, foreign = _graph()
     users = {m for m, pkgs in foreign.items() if "rclpy" in pkgs}
     allowed = {m for m in users if _layer(m) in ({"ros"} | TOP)}
-    new = sorted(users - allowed - KNOWN_RCLPY)
+    new = sorted(users - allowed)
     assert not new, f"rclpy imported outside ros/ and the apps: {new}"
     contracts = sorted(m for m, pkgs in foreign.items() if _layer(m) == "ros.contracts" and "rclpy" in pkgs)
     assert not contracts, contracts
@@ -182,10 +164,10 @@ def test_circle_finder_finds_a_circle():
     assert _circles({"a": {"b"}, "b": set()}) == []
 
 
-def test_no_new_import_circles():
+def test_no_import_circles():
     ours, _ = _graph()
-    new = [sorted(c) for c in _circles(ours) if c not in KNOWN_CIRCLES]
-    assert not new, f"import circles: {new}"
+    circles = [sorted(c) for c in _circles(ours)]
+    assert not circles, f"import circles: {circles}"
 
 
 def test_executables_are_listed_once_and_exist():

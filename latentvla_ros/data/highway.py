@@ -57,19 +57,7 @@ from latentvla_ros.data.highway_expert import (  # noqa: F401 - the expert's pub
 )
 from latentvla_ros.data.highway_sensors import DrivableRaster, LidarConfig, ray_box_distances, synthesize_lidar  # noqa: F401
 from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
-
-SCENARIOS = ("highway", "merge", "roundabout", "intersection")
-POLICY_HZ = 10
-EXPERT_CRUISE_MPS = {"highway": 25.0, "merge": 28.0, "roundabout": 11.0, "intersection": 9.0}
-"""The expert's nominal cruise speed per scenario; each log draws its own within +-EXPERT_CRUISE_SPREAD."""
-EXPERT_CRUISE_SPREAD = 0.1
-
-
-def speed_limit_mps(scenario: str) -> float:
-    """The scenario's speed limit: the fastest cruise speed the expert may draw (it never
-    drives above the limit), as a map's legal limit is for human drivers."""
-    return EXPERT_CRUISE_MPS[scenario] * (1.0 + EXPERT_CRUISE_SPREAD)
-
+from latentvla_ros.data.scenarios import EXPERT_CRUISE_MPS, EXPERT_CRUISE_SPREAD, POLICY_HZ, SCENARIOS, log_name
 
 # IDMVehicle class attributes that IntersectionEnv mutates process-wide; restored
 # before and after every log so logs do not depend on what ran before in the process.
@@ -299,10 +287,6 @@ def _rng_for(seed: int, scenario: str, density: float) -> np.random.Generator:
     return np.random.default_rng([int(seed), SCENARIOS.index(scenario), int(round(density * 1000))])
 
 
-def log_name(scenario: str, seed: int, density: float) -> str:
-    return f"{scenario}_d{density:g}_s{int(seed):05d}"
-
-
 def generate_log(
     out_dir: str | Path,
     scenario: str = "highway",
@@ -471,7 +455,8 @@ def generate_log(
     }
     writer = LogWriter(out_dir, meta, dt_s=1.0 / POLICY_HZ, camera_names=("front",), overwrite=overwrite)
     for t in range(n):
-        writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t], agents=agents[t])
+        writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t],
+                      agents=agents[t])
     writer.set_map(map_geometry)
     writer.close()
     wall = time.perf_counter() - t_start
@@ -519,7 +504,7 @@ def generate_dataset(
 def _generation_task(job: dict) -> tuple[GenerationStats | None, str]:
     try:
         return generate_log(**job), ""
-    except Exception as exc:  # keep going: one bad episode should not stop a dataset
+    except Exception as exc:  # noqa: BLE001 - keep going: one bad episode should not stop a dataset (reported)
         return None, repr(exc)
 
 
@@ -554,7 +539,8 @@ def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bo
               f"simulation+render {per_log:.1f} steps/s per worker")
         crashed = [r for r in results if r.terminated_reason != "max_frames"]
         if crashed:
-            print(f"  {len(crashed)} log(s) ended early: " + ", ".join(f"{Path(r.path).name} ({r.terminated_reason} at {r.frames})" for r in crashed))
+            print(f"  {len(crashed)} log(s) ended early: "
+                  + ", ".join(f"{Path(r.path).name} ({r.terminated_reason} at {r.frames})" for r in crashed))
         for path, err in failures:
             print(f"  failed {path}: {err}", file=sys.stderr)
     results.sort(key=lambda r: r.path)

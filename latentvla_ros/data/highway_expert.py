@@ -188,7 +188,8 @@ def _expert_class():
                     acc = self.COMFORT_ACC_MAX * (free - (s_star / max(gap, 0.5)) ** 2)
                     best = min(best, acc)
                 if self.debug_records is not None:
-                    self.debug_records.append((getattr(self, "_clock", 0.0), id(other), tau_other, a_conflict, gap, t_ego, committed, go, acc))
+                    self.debug_records.append((getattr(self, "_clock", 0.0), id(other), tau_other, a_conflict, gap, t_ego,
+                                               committed, go, acc))
             return best
 
     _EXPERT["expert"] = ExpertVehicle

@@ -28,11 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from latentvla_ros.data.highway import EXPERT_CRUISE_MPS  # the expert's cruise speed per scenario
-
-SCENARIOS = ("highway", "merge", "roundabout", "intersection")
-POLICY_HZ = 10
-
+from latentvla_ros.data.scenarios import EXPERT_CRUISE_MPS, POLICY_HZ, SCENARIOS
 
 ROUNDABOUT_EXITS = ("exr", "nxr", "wxr")
 INTERSECTION_EXITS = ("o1", "o2", "o3")

@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from latentvla_ros.data.missions import SCENARIOS, destination_for
+from latentvla_ros.data.missions import destination_for
+from latentvla_ros.data.scenarios import SCENARIOS, log_name
 
 DENSITIES = (0.6, 1.0, 1.5)
 HIGHWAY_LANES = 4
@@ -31,8 +32,6 @@ def preset_jobs(preset: str, root: str | Path, seeds_per_cell: int = 12, frames_
                 densities: Sequence[float] = DENSITIES, seed_start: int = 0,
                 scenarios: Sequence[str] = SCENARIOS) -> list[dict]:
     """``generate_log`` keyword arguments of every log of ``preset`` under ``root``."""
-    from latentvla_ros.data.highway import log_name
-
     if preset not in PRESETS:
         raise ValueError(f"unknown data preset {preset!r}; expected one of {PRESETS}")
     seeds = range(seed_start, seed_start + int(seeds_per_cell))  # training seeds: callers check the split

@@ -100,8 +100,8 @@ class AblatedReasoner:
 def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str = "", teacher: str = "",
                 preset: str = "edge", ablation: str = "") -> Any:
     """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained)."""
-    from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
     from latentvla_ros.models.configuration_planner import PlannerConfig
+    from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
 
     if ablation not in ABLATIONS:
         raise ValueError(f"unknown ablation {ablation!r}; expected one of {ABLATIONS}")
@@ -131,7 +131,7 @@ def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str =
 
 
 def build_agent_from_graph(graph: dict) -> Any:
-    """``build_agent`` from ``sim_bridge.GraphVariant`` keyword arguments (+ ``ablation``)."""
+    """``build_agent`` from ``apps.sim_bridge.GraphVariant`` keyword arguments (+ ``ablation``)."""
     return build_agent(graph.get("fusion", "student"), bev=graph.get("bev_checkpoint", ""),
                        planner=graph.get("planner_checkpoint", ""), student=graph.get("student_checkpoint", ""),
                        teacher=graph.get("teacher_path", ""), preset=graph.get("preset", "edge"),

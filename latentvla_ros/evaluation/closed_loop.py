@@ -9,7 +9,7 @@ The loop (``run_episode``) is the same for every method:
    route command, stamped with simulation time (``stamp_base_ns + step * 100 ms``).
 2. A *driver* turns that observation into a planned ``Trajectory`` (8 poses at 0.5 s,
    ego frame). For our methods the driver is the ROS 2 node graph itself
-   (``sim_bridge.RosGraphDriver``: sensor messages out, ``PlannedTrajectory`` with the
+   (``apps.sim_bridge.RosGraphDriver``: sensor messages out, ``PlannedTrajectory`` with the
    same stamp back); baselines implement ``evaluation.baselines.Planner`` and are
    called directly (``PlannerDriver``); the IDM/MOBIL expert (``ExpertDriver``) drives
    the ego itself (the ceiling).
@@ -33,7 +33,7 @@ DAC = 0 after leaving the road, EP = progress / max(progress, expert progress on
 same seed) (1 when both are below 5 m) and C the comfort fraction. There is no TTC
 term (it needs a 4 s open-loop proposal; closed loop collisions are counted directly).
 
-Pure: no rclpy import (the ROS driver lives in ``sim_bridge.py``).
+Pure: no rclpy import (the ROS driver lives in ``apps/sim_bridge.py``).
 """
 from __future__ import annotations
 
@@ -54,10 +54,10 @@ from latentvla_ros.core.types import (
     SensorFrame,
 )
 from latentvla_ros.data.missions import EXPERT_CRUISE_MPS, Mission, mission_for, plan_route, prune_route, route_points
+from latentvla_ros.data.splits import SCENARIOS
 from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
 from latentvla_ros.evaluation.pdms import COMFORT_METRICS, DRIVABLE_AREA_TOLERANCE_M, PdmsConfig, comfort_checks
-from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, X, Y, YAW_RATE
-from latentvla_ros.evaluation.splits import SCENARIOS
+from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, YAW_RATE, X, Y
 
 POLICY_HZ = 10
 STEP_NS = 100_000_000
@@ -610,7 +610,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
             if outcome.route_completed:
                 termination = "route_completed"
                 break
-    except Exception as exc:  # keep the benchmark going; the episode is marked
+    except Exception as exc:  # noqa: BLE001 - keep the benchmark going; the episode is marked
         termination, error = "error", f"{type(exc).__name__}: {exc}"
     finally:
         env.close()

@@ -8,7 +8,7 @@
   ego acceleration from the odometry velocity by the node's ``AccelerationEstimator``
   (its schema defaults), not the simulator's finite differences, so the direct path and
   the ROS graph see the same inputs and produce the same plans (``test_closed_loop``).
-- the ROS graph itself is ``sim_bridge.RosGraphDriver`` (rclpy; not imported here).
+- the ROS graph itself is ``apps/sim_bridge.py``'s ``RosGraphDriver`` (rclpy; above evaluation/).
 
 ``ClosedLoopMethod`` is the picklable description a worker turns into a driver;
 ``run_method_episodes`` runs one method on a list of (scenario, seed) episodes.
@@ -170,7 +170,7 @@ class ClosedLoopMethod:
 
     ``kind``: 'expert', 'constant_velocity', 'ego_mlp' (``checkpoint``), 'reference',
     'agent' (the core stages directly, no ROS; ``graph`` holds the same
-    ``sim_bridge.GraphVariant`` keyword arguments as 'ros', plus ``ablation``), or 'ros'
+    ``apps.sim_bridge.GraphVariant`` keyword arguments as 'ros', plus ``ablation``), or 'ros'
     (the node graph).
     """
 
@@ -190,7 +190,7 @@ _DRIVERS: dict[str, Any] = {}
 
 
 def build_driver(method: ClosedLoopMethod) -> Any:
-    """Driver for a non-ROS method (the ROS driver comes from ``sim_bridge``), built once
+    """Driver for a non-ROS method (the ROS driver comes from ``apps/sim_bridge.py``), built once
     per worker process (checkpoints load once; drivers reset per episode)."""
     key = repr(method)
     if key not in _DRIVERS:
@@ -234,36 +234,34 @@ def episode_stamp_base(k: int, stamp_base_ns: int = 0) -> int:
 
 
 def run_method_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]],
-                        config: ClosedLoopConfig | None = None, *, domain_id: int | None = None,
-                        stamp_base_ns: int = 0, on_episode: Any = None) -> list[EpisodeResult]:
-    """Run ``method`` on every (scenario, seed); ROS methods share one graph session.
+                        config: ClosedLoopConfig | None = None, *, stamp_base_ns: int = 0,
+                        on_episode: Any = None) -> list[EpisodeResult]:
+    """Run a direct (non-ROS) ``method`` on every (scenario, seed); the node graph ('ros') runs
+    from ``apps.sim_bridge.run_method_episodes`` (one graph session for all episodes).
 
     Episode k's stamps start at ``episode_stamp_base(k, stamp_base_ns)``.
     ``on_episode(env, result)`` is called after each episode (the closed env still holds
     its map, route and last observation).
     """
+    if method.kind == "ros":
+        raise ValueError(f"{method.name}: the node-graph method ('ros') runs from apps.sim_bridge.run_method_episodes "
+                         "(evaluation/ does not start ROS graphs)")
+    driver = build_driver(method)
+    return drive_episodes(method, episodes, lambda: driver, config, sensors=getattr(driver, "needs_sensors", True),
+                          stamp_base_ns=stamp_base_ns, on_episode=on_episode)
+
+
+def drive_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]], driver: Any,
+                   config: ClosedLoopConfig | None = None, *, sensors: bool = True, stamp_base_ns: int = 0,
+                   on_episode: Any = None) -> list[EpisodeResult]:
+    """Run every (scenario, seed) of ``episodes`` with the driver ``driver()`` returns for each
+    episode (episode k's stamps start at ``episode_stamp_base(k, stamp_base_ns)``)."""
     cfg = config or ClosedLoopConfig()
     results: list[EpisodeResult] = []
-
-    def make_env(k: int, scenario: str, seed: int, sensors: bool) -> HighwayClosedLoopEnv:
-        return HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
-                                    stamp_base_ns=episode_stamp_base(k, stamp_base_ns))
-
-    if method.kind == "ros":
-        from latentvla_ros.evaluation.sim_bridge import GraphVariant, RosGraphSession
-
-        variant = GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"})
-        with RosGraphSession(variant, domain_id=domain_id) as session:
-            for k, (scenario, seed) in enumerate(episodes):
-                env = make_env(k, scenario, seed, True)
-                results.append(run_episode(env, session.driver(name=method.name)))
-                if on_episode is not None:
-                    on_episode(env, results[-1])
-        return results
-    driver = build_driver(method)
     for k, (scenario, seed) in enumerate(episodes):
-        env = make_env(k, scenario, seed, getattr(driver, "needs_sensors", True))
-        results.append(run_episode(env, driver))
+        env = HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
+                                   stamp_base_ns=episode_stamp_base(k, stamp_base_ns))
+        results.append(run_episode(env, driver()))
         if on_episode is not None:
             on_episode(env, results[-1])
     return results

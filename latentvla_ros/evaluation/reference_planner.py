@@ -38,7 +38,7 @@ from latentvla_ros.evaluation.geometry import (
     ego_box,
     wrap_angle,
 )
-from latentvla_ros.evaluation.pdms import (
+from latentvla_ros.evaluation.pdm_metrics import (
     BatchScores,
     PdmsConfig,
     Scene,

@@ -6,6 +6,7 @@ from math import factorial
 
 import numpy as np
 
+
 def _savgol_weights(window: int, polyorder: int, deriv: int, positions: np.ndarray, delta: float) -> np.ndarray:
     """Weights (P, window) evaluating the ``deriv``-th derivative of the least
     squares polynomial through ``window`` unit-spaced samples at ``positions``

@@ -16,7 +16,7 @@ The scene is built the way NAVSIM's metric cache builds it:
   the scenario asked for, not the straightest successor (which loops around a
   roundabout's ring);
 - speed limit: ``meta["speed_limit_mps"]``, else the scenario's
-  (``data.highway.speed_limit_mps``), for the reference planner and so EP;
+  (``data.scenarios.speed_limit_mps``), for the reference planner and so EP;
 - ego vehicle: highway-env's (``ego_reference == "vehicle_center"``) is a
   kinematic bicycle about its box centre with ``l_f = l_r = L / 2`` and slip
   ``tan(beta) = tan(delta) / 2``: exactly a rear-axle bicycle with wheelbase
@@ -73,7 +73,7 @@ def scenario_speed_limit(meta: dict) -> float | None:
     """The log's speed limit [m/s]: ``meta["speed_limit_mps"]``, else its scenario's, else None."""
     if meta.get("speed_limit_mps") is not None:
         return float(meta["speed_limit_mps"])
-    from latentvla_ros.data.highway import EXPERT_CRUISE_MPS, speed_limit_mps
+    from latentvla_ros.data.scenarios import EXPERT_CRUISE_MPS, speed_limit_mps
 
     scenario = meta.get("scenario")
     return speed_limit_mps(scenario) if scenario in EXPERT_CRUISE_MPS else None

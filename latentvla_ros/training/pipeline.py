@@ -93,7 +93,7 @@ def _logs(data_dir: Path) -> list[Path]:
 
 def stage_data(args, out: Path) -> dict[str, Any]:
     from latentvla_ros.data.highway import generate_dataset
-    from latentvla_ros.evaluation.splits import check_training_seeds
+    from latentvla_ros.data.splits import check_training_seeds
 
     spec = EDGE_DATA if args.preset == "edge" else PAPER_DATA
     seeds = list(range(args.seed * 1000, args.seed * 1000 + (args.data_seeds or spec["seeds"])))
@@ -183,7 +183,7 @@ def stage_planner(args, out: Path) -> dict[str, Any]:
 
 def stage_ego_mlp(args, out: Path) -> dict[str, Any]:
     """NAVSIM's ego-status MLP baseline (ego status -> 8 poses), trained on the same logs."""
-    from latentvla_ros.evaluation.ego_mlp import train_ego_mlp
+    from latentvla_ros.training.ego_mlp import train_ego_mlp
 
     if _rank() == 0:
         info = train_ego_mlp(_logs(Path(args.data)), out / "ego_mlp_run" / "ego_mlp")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-SCENARIOS = ("highway", "merge", "roundabout", "intersection")
+from latentvla_ros.data.scenarios import SCENARIOS
 
 RESERVED_SEED_START = 10_000
 """Seeds >= this are reserved for evaluation; training data must use smaller seeds."""

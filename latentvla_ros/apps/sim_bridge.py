@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import rclpy
@@ -38,6 +38,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import UInt8
 
 from latentvla_ros.core.types import Trajectory
+from latentvla_ros.evaluation import drivers
 from latentvla_ros.evaluation.closed_loop import HighwayClosedLoopEnv, Observation
 from latentvla_ros.msg import PlannedTrajectory
 from latentvla_ros.ros.conversions import (
@@ -448,7 +449,7 @@ class RosGraphSession:
         for node in [*self.nodes, *([self.bridge] if self.bridge else [])]:
             try:
                 node.destroy_node()
-            except Exception:
+            except Exception:  # noqa: BLE001 - shutdown: one node failing to close must not keep the others open
                 pass
         self.nodes, self.bridge = [], None
         if self.procs:
@@ -466,3 +467,16 @@ class RosGraphSession:
     def node_stats(self) -> dict[str, dict]:
         """Counters of the composed nodes (empty in process mode)."""
         return {n.get_name(): n.stats.snapshot() for n in self.nodes if hasattr(n, "stats")}
+
+
+def run_method_episodes(method: Any, episodes: Sequence[tuple[str, int]], config: Any = None, *,
+                        domain_id: int | None = None, stamp_base_ns: int = 0, on_episode: Any = None) -> list[Any]:
+    """``evaluation.drivers.run_method_episodes`` plus the node graph: a 'ros' method
+    (``ClosedLoopMethod``) drives every episode through one ``RosGraphSession`` on
+    ``domain_id``; every other kind runs directly."""
+    if method.kind != "ros":
+        return drivers.run_method_episodes(method, episodes, config, stamp_base_ns=stamp_base_ns, on_episode=on_episode)
+    variant = GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"})
+    with RosGraphSession(variant, domain_id=domain_id) as session:
+        return drivers.drive_episodes(method, episodes, lambda: session.driver(name=method.name), config, sensors=True,
+                                      stamp_base_ns=stamp_base_ns, on_episode=on_episode)

@@ -1,6 +1,6 @@
 """``latentvla evaluate``: open-loop PDMS and closed-loop driving for every method.
 
-(a) Open loop: NAVSIM-style PDMS on held-out highway-env logs (``evaluation/splits.py``:
+(a) Open loop: NAVSIM-style PDMS on held-out highway-env logs (``data/splits.py``:
     scenarios x reserved seeds, generated once into ``--test-data``), one scene every
     ``scene_stride`` frames with 4 s of logged future, for constant velocity, the
     ego-status MLP, the PDM-Closed-style reference planner, the E2E planner without
@@ -8,7 +8,7 @@
     expert (ceiling). Every trajectory of a scene is scored in one batch against the
     same reference progress.
 (b) Closed loop: ``closed_loop.py`` episodes on the fixed seeds: our planner variants
-    through the ROS 2 node graph (``sim_bridge.py``), the baselines through the same env
+    through the ROS 2 node graph (``apps/sim_bridge.py``), the baselines through the same env
     loop, the IDM/MOBIL expert (ceiling; its progress is EP's reference).
 
 A method whose checkpoint is missing is listed as 'not available (no checkpoint)' and
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from latentvla_ros.evaluation import splits
-from latentvla_ros.evaluation.report import (  # noqa: F401 - the report's names, also from here
+from latentvla_ros.data import splits
+from latentvla_ros.evaluation.report import (
     METHOD_LABELS,
     machine_info,
     markdown_tables,
@@ -216,8 +216,9 @@ def prepare_ego_mlp(checkpoints: Path, train_data: Path | None, out: Path, epoch
     logs = list_logs(train_data) if train_data is not None and Path(train_data).exists() else []
     if not logs:
         return None, f"no checkpoint ({existing}) and no training logs ({train_data})", {}
-    from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, train_ego_mlp
-    from latentvla_ros.evaluation.splits import SplitLeakError
+    from latentvla_ros.data.splits import SplitLeakError
+    from latentvla_ros.models.configuration_ego_mlp import EgoMLPConfig
+    from latentvla_ros.training.ego_mlp import train_ego_mlp
 
     try:
         info = train_ego_mlp(logs, out / "ego_mlp", EgoMLPConfig(epochs=epochs))
@@ -250,7 +251,9 @@ def _planner_for(spec: MethodSpec) -> Any:
 
         obj = ConstantVelocityPlanner(use_yaw_rate=False)
     elif spec.kind == "ego_mlp":
-        from latentvla_ros.evaluation.ego_mlp import EgoMLPConfig, EgoMLPPlanner, EgoStatusMLP
+        from latentvla_ros.evaluation.ego_mlp import EgoMLPPlanner
+        from latentvla_ros.models.configuration_ego_mlp import EgoMLPConfig
+        from latentvla_ros.models.modeling_ego_mlp import EgoStatusMLP
 
         obj = EgoMLPPlanner.from_checkpoint(spec.ego_mlp) if spec.ego_mlp else EgoMLPPlanner(EgoStatusMLP(EgoMLPConfig()))
     elif spec.kind == "agent":
@@ -284,7 +287,7 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
             try:
                 if spec.kind in ("agent", "ego_mlp", "constant_velocity"):
                     _planner_for(spec)  # built (and cached) outside the timing
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a method that cannot be built is recorded, the others run
                 errors.append(f"{spec.name}: cannot build: {type(exc).__name__}: {exc}")
                 continue
             t0 = time.perf_counter()
@@ -299,7 +302,7 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                     poses = np.asarray(_planner_for(spec).compute_trajectory(frame).poses)
                 else:
                     poses = np.asarray(_planner_for(spec).plan(frame).poses)
-            except Exception as exc:  # a failing method is recorded, not fatal
+            except Exception as exc:  # noqa: BLE001 - a failing method is recorded, not fatal
                 errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
                 continue
             plan_ms[spec.name] = (time.perf_counter() - t0) * 1e3
@@ -330,8 +333,8 @@ def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int | 
                      pictures: str = "") -> dict:
     """Run one closed-loop method on episodes (in a worker); a picture of every failure
     goes to ``pictures`` (a directory) when given."""
+    from latentvla_ros.apps.sim_bridge import run_method_episodes  # rclpy: imported in the worker, when needed
     from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig
-    from latentvla_ros.evaluation.drivers import run_method_episodes
 
     def on_episode(env: Any, result: Any) -> None:
         from latentvla_ros.evaluation.episode_plots import failure_name, is_failure, plot_episode
@@ -339,14 +342,14 @@ def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int | 
         if pictures and is_failure(result):
             try:
                 plot_episode(env, result, Path(pictures) / failure_name(result))
-            except Exception as exc:  # a picture never costs the episode
+            except Exception as exc:  # noqa: BLE001 - a picture never costs the episode
                 result.error = result.error or f"failure picture: {type(exc).__name__}: {exc}"
 
     try:
         results = run_method_episodes(method, episodes, ClosedLoopConfig(max_steps=steps), domain_id=domain_id,
                                       on_episode=on_episode)
         return {"episodes": [r.to_dict() for r in results], "errors": [r.error for r in results if r.error]}
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failed task is recorded (with its traceback) in the results
         return {"episodes": [], "errors": [f"{method.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"]}
 
 
@@ -405,7 +408,7 @@ def closed_loop_unavailable_reason(spec: MethodSpec, method: Any) -> str:
     if method is None:
         return "no checkpoint"
     if getattr(method, "kind", "") in ("ros", "agent") and spec.fusion:
-        from latentvla_ros.evaluation.sim_bridge import GraphVariant
+        from latentvla_ros.apps.sim_bridge import GraphVariant
 
         return GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"}).check_available()
     return ""
@@ -432,8 +435,9 @@ def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], 
 # ----------------------------------------------------------------------------- main flow
 def generator_fingerprint() -> str:
     """Short hash of the data generator's source: cached held-out logs are regenerated
-    whenever the generator (``data/highway.py``, its expert ``data/highway_expert.py`` and
-    ``data/expert.py``, its sensors ``data/highway_sensors.py``) or ``data/log_format.py`` changes."""
+    whenever the generator (``data/highway.py``, its scenario constants ``data/scenarios.py``, its
+    expert ``data/highway_expert.py`` and ``data/expert.py``, its sensors ``data/highway_sensors.py``)
+    or ``data/log_format.py`` changes."""
     import hashlib
 
     import latentvla_ros.data.expert as expert
@@ -441,9 +445,10 @@ def generator_fingerprint() -> str:
     import latentvla_ros.data.highway_expert as highway_expert
     import latentvla_ros.data.highway_sensors as highway_sensors
     import latentvla_ros.data.log_format as log_format
+    import latentvla_ros.data.scenarios as scenarios
 
     digest = hashlib.sha256()
-    for module in (highway, highway_expert, highway_sensors, expert, log_format):
+    for module in (highway, scenarios, highway_expert, highway_sensors, expert, log_format):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:10]
 
@@ -550,7 +555,7 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
             cl_status[name] = spec.status()
             add_tasks(method, plan.closed_loop_seeds, max(plan.episodes_per_task, 1))
             if name in plan.ros_subset_methods and plan.ros_subset_seeds and method.kind == "agent":
-                from latentvla_ros.evaluation.sim_bridge import GraphVariant
+                from latentvla_ros.apps.sim_bridge import GraphVariant
 
                 twin = ros_closed_loop_method(spec, method, plan)
                 problem = GraphVariant(**twin.graph).check_available()
