@@ -10,7 +10,8 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--data", default="artifacts/train/data", help="directory of driving logs (created by stage data/all)")
     train.add_argument("--out", default="artifacts/train", help="output directory (checkpoints, metrics, reports)")
     train.add_argument("--preset", choices=["edge", "paper"], default="edge")
-    train.add_argument("--teacher-preset", default="tiny", help="teacher size: tiny (CPU) or qwen2.5-vl-3b (GPU, local --teacher-model-path)")
+    train.add_argument("--teacher-preset", default="tiny",
+                       help="teacher size: tiny (CPU) or qwen2.5-vl-3b (GPU, local --teacher-model-path)")
     train.add_argument("--teacher-model-path", default="", help="local folder with Qwen2.5-VL weights (never downloaded)")
     train.add_argument("--fusion", default="all", help="planner variants: none, student, teacher or all")
     train.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every stage's epochs (tests use < 1)")
@@ -26,5 +27,7 @@ def add_train_parser(sub, func) -> None:
                        help="stage data: 'balanced' (data/presets.py: every turn and both lane-change directions "
                             "equally often per scenario, densities 0.6/1.0/1.5; --data-seeds = seeds per scenario and "
                             "density, a multiple of 12 balances all); default: the model preset's data")
-    train.add_argument("--write-docs", action="store_true", help="stage all: also write the report to docs/training.md; stage lam: its section there, docs/training.json and docs/images/lam_atlas.png")
+    train.add_argument("--write-docs", action="store_true",
+                       help="stage all: also write the report to docs/training.md; "
+                            "stage lam: its section there, docs/training.json and docs/images/lam_atlas.png")
     train.set_defaults(func=func)

@@ -134,7 +134,7 @@ class MetricsLogger:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except Exception:  # tensorboard missing or broken: CSV is enough
+        except Exception:  # noqa: BLE001 - tensorboard missing or broken in any way: the CSV log is enough
             self._tb = None
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
@@ -274,7 +274,8 @@ def train_loop(
         wrapped = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if info.device.type == "cuda" else None, find_unused_parameters=True
         )
-    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=cfg.seed, shuffle=True) if info.distributed else None
+    sampler = (DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, seed=cfg.seed, shuffle=True)
+               if info.distributed else None)
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(
         dataset,
