@@ -44,7 +44,7 @@ MODULES: dict[str, dict] = {
                   "latentvla_ros.models.modeling_lam.x_perplexity_from_counts*"]},
     "latentvla_ros/ros/conversions.py": {"tests": ["test/test_conversions.py", "test/test_numeric_contracts.py"]},
     "latentvla_ros/core/tracking.py": {
-        "tests": ["test/test_carla_control.py", "test/test_closed_loop.py"],
+        "tests": ["test/test_tracking.py", "test/test_carla_control.py", "test/test_closed_loop.py"],
         "pytest_args": ["-k", "not ros_graph and not controller_output_selection"]},
     "latentvla_ros/evaluation/geometry.py": {
         "tests": ["test/test_eval_geometry.py", "test/test_geometry_contracts.py", "test/test_pdms_boundaries.py",
@@ -174,6 +174,35 @@ def _match_equivalent(module: str, name: str, diff: str, equivalent: dict[str, l
     return None
 
 
+def previous_summary() -> dict[str, dict]:
+    """Modules measured earlier, read back from docs/testing.json and the lists in docs/testing.md.
+
+    Rerunning one module on a checkout without the other modules' ``artifacts/mutation`` results keeps
+    their lines as they were instead of dropping them from the docs.
+    """
+    try:
+        data = json.loads((ROOT / "docs" / "testing.json").read_text())
+        md = (ROOT / "docs" / "testing.md").read_text()
+    except (OSError, ValueError):
+        return {}
+    lines: dict[str, dict[str, list[str]]] = {}
+    section = None
+    for line in md.splitlines():
+        if line.startswith("## "):
+            section = "equivalent_lines" if "equivalent" in line else "surviving_lines"
+        elif section and line.startswith("- `"):
+            module = line[3:].split("`", 1)[0]
+            lines.setdefault(module, {"equivalent_lines": [], "surviving_lines": []})[section].append(line)
+    out = {}
+    for module, counts in data.get("mutation", {}).items():
+        details = data.get("mutation_details", {}).get(module, {})
+        non_eq = counts["mutants"] - counts["equivalent"]
+        out[module] = {**counts, "score": details.get("score", round(counts["killed"] / non_eq, 3) if non_eq else 1.0),
+                       "seconds": details.get("seconds", 0.0), "tests": details.get("tests", []),
+                       **lines.get(module, {"equivalent_lines": [], "surviving_lines": []})}
+    return out
+
+
 def summarise(results: dict[str, dict]) -> dict:
     equivalent = _load_equivalent()
     summary = {}
@@ -224,11 +253,13 @@ def write_docs(summary: dict) -> None:
             lines.append(f"| `{m}` | not measured yet: `make mutation MODULES={m}` | | | | | | |")
     lines += ["", "## Surviving mutants judged equivalent", ""]
     for m, s in summary.items():
-        for e in s["equivalent_mutants"]:
+        lines += s.get("equivalent_lines", [])
+        for e in s.get("equivalent_mutants", []):
             lines.append(f"- `{m}` `{e['function']}`: `{e['mutated']}`: {e['reason']}")
     lines += ["", "## Surviving mutants not (yet) killed", ""]
     for m, s in summary.items():
-        for e in s["surviving_mutants"]:
+        lines += s.get("surviving_lines", [])
+        for e in s.get("surviving_mutants", []):
             lines.append(f"- `{m}` `{e['function']}` ({e['status']}): `{e['mutated']}`")
     (ROOT / "docs" / "testing.md").write_text("\n".join(lines) + "\n")
 
@@ -243,6 +274,7 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown modules {unknown}; known: {list(MODULES)}")
     results = {}
+    previous = previous_summary()
     for module in MODULES:  # keep the table order; modules not rerun keep their last result
         path = WORK / _slug(module) / "result.json"
         if module in args.modules and not args.report_only:
@@ -252,7 +284,9 @@ def main() -> int:
                   f"{len(results[module]['survivors'])} survivors, {results[module]['seconds']:.0f} s", flush=True)
         elif path.exists():
             results[module] = json.loads(path.read_text())
-    summary = summarise(results)
+    fresh = summarise(results)
+    # modules with no result here keep their last documented line
+    summary = {m: fresh[m] if m in fresh else previous[m] for m in MODULES if m in fresh or m in previous}
     write_docs(summary)
     bad = {m: s["score"] for m, s in summary.items() if s["score"] < 0.85}
     for m, s in summary.items():
