@@ -47,8 +47,8 @@ MODULES: dict[str, dict] = {
         "tests": ["test/test_tracking.py", "test/test_carla_control.py", "test/test_closed_loop.py"],
         "pytest_args": ["-k", "not ros_graph and not controller_output_selection"]},
     "latentvla_ros/evaluation/geometry.py": {
-        "tests": ["test/test_eval_geometry.py", "test/test_geometry_contracts.py", "test/test_pdms_boundaries.py",
-                  "test/test_eval_pdms.py"]},
+        "tests": ["test/test_geometry_routes.py", "test/test_eval_geometry.py", "test/test_geometry_contracts.py",
+                  "test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
     "latentvla_ros/evaluation/pdm_metrics.py": {
         "tests": ["test/test_pdms_boundaries.py", "test/test_eval_pdms.py", "test/test_eval_geometry.py"]},
     "latentvla_ros/evaluation/pdms.py": {
