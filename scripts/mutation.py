@@ -56,7 +56,7 @@ MODULES: dict[str, dict] = {
     "latentvla_ros/evaluation/agent_replay.py": {
         "tests": ["test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
     "latentvla_ros/evaluation/savgol.py": {
-        "tests": ["test/test_eval_geometry.py", "test/test_pdms_boundaries.py"]},
+        "tests": ["test/test_savgol_contracts.py", "test/test_eval_geometry.py", "test/test_pdms_boundaries.py"]},
 }
 # what the tests read besides the package and test/
 ALSO_COPY = ["config", "schema", "launch", "msg", "package.xml", "setup.py", "resource"]
