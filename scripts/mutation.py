@@ -54,7 +54,7 @@ MODULES: dict[str, dict] = {
     "latentvla_ros/evaluation/pdms.py": {
         "tests": ["test/test_pdms_boundaries.py", "test/test_eval_pdms.py", "test/test_eval_geometry.py"]},
     "latentvla_ros/evaluation/agent_replay.py": {
-        "tests": ["test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
+        "tests": ["test/test_agent_replay.py", "test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
     "latentvla_ros/evaluation/savgol.py": {
         "tests": ["test/test_savgol_contracts.py", "test/test_eval_geometry.py", "test/test_pdms_boundaries.py"]},
 }
