@@ -412,7 +412,9 @@ def test_reports_and_debug_topics_are_built_only_for_subscribers(ros_context):
     class Quiet(LatentVlaNode):
         schema_name = "sensor_sync"
 
-    node = Quiet("quiet_node", context=ros_context)
+    # a topic of its own: another graph in this DDS domain listening on /diagnostics must not count
+    diagnostics = f"/quiet_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
+    node = Quiet("quiet_node", context=ros_context, cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
     io = rclpy.create_node("quiet_io", context=ros_context)
     try:
         built, sent = [], []
@@ -424,7 +426,7 @@ def test_reports_and_debug_topics_are_built_only_for_subscribers(ros_context):
         with node.processing(time.time_ns()):
             pass
         assert built == [] and sent == [] and node.stats.snapshot()["processing"]["count"] == 1  # still counted
-        io.create_subscription(DiagnosticArray, "/diagnostics", lambda m: None, 10)
+        io.create_subscription(DiagnosticArray, diagnostics, lambda m: None, 10)
         io.create_subscription(Float64, "/quiet_node/debug/processing_time_ms", lambda m: None, 10)
         assert wait_for(lambda: node._diag_pub.get_subscription_count() > 0 and pub.get_subscription_count() > 0)
         node._publish_diagnostics()
