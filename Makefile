@@ -26,7 +26,7 @@ test-all: setup
 	$(PY) -m pytest -q -m ""
 
 train: setup
-	$(PY) -m latentvla_ros.cli train all --out artifacts/train --data artifacts/train/data --export-to checkpoints/edge --threads 1 --write-docs
+	$(PY) -m latentvla_ros.cli train all --out artifacts/train --data artifacts/train/data --export-to checkpoints/edge --threads 2 --data-preset balanced --data-seeds 12 --epochs-scale 0.25 --write-docs
 
 evaluate: setup
 	$(PY) -m latentvla_ros.cli evaluate --out artifacts/eval

@@ -124,6 +124,10 @@ def cmd_generate_data(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from latentvla_ros.training.pipeline import main as train_main
 
+    if not getattr(args, "no_round_eval", False):  # the dart stage's per-round closed-loop score (apps layer)
+        from latentvla_ros.apps.round_eval import evaluate_round
+
+        args.round_evaluator = evaluate_round
     return train_main(args)
 
 

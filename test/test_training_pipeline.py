@@ -42,9 +42,10 @@ def test_torchrun_two_cpu_processes_on_gloo(tiny_logs, tmp_path):
 def test_train_all_chain_exports_checkpoints_the_nodes_load(tiny_logs, tmp_path):
     out, export = tmp_path / "all", tmp_path / "ckpt"
     proc = _cli("-m", "latentvla_ros.cli", "train", "all", "--data", str(tiny_logs), "--out", str(out), "--max-steps", "3",
-                "--epochs-scale", "0.1", "--export-to", str(export), timeout=1800)
+                "--epochs-scale", "0.1", "--export-to", str(export), "--dart-seeds", "1", "--dart-frames", "60",
+                "--no-round-eval", timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for stage in ("lam", "teacher", "student", "planner", "ego_mlp"):
+    for stage in ("lam", "teacher", "student", "planner", "dart", "ego_mlp"):
         assert json.loads((out / stage / "DONE.json").read_text())["seconds"] > 0
     from latentvla_ros.runtime import build_pipeline_from_dir
 
@@ -54,4 +55,4 @@ def test_train_all_chain_exports_checkpoints_the_nodes_load(tiny_logs, tmp_path)
     assert "copy the last frame" in report and "top-1 agreement" in report
     # a second run resumes: every stage is skipped
     again = _cli("-m", "latentvla_ros.cli", "train", "all", "--data", str(tiny_logs), "--out", str(out), "--max-steps", "3")
-    assert again.returncode == 0 and again.stdout.count("already done") == 6
+    assert again.returncode == 0 and again.stdout.count("already done") == 7

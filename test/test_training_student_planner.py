@@ -220,3 +220,28 @@ def test_stages_read_driving_logs(tmp_path):
     assert p["eval"]["holdout"]["num_frames"] > 0
     assert (p["eval"]["num_train"], p["eval"]["num_holdout"]) != (0, 0)
     assert E2EPlanner.from_pretrained(tmp_path / "planner_run").planner.config.context_dim == 24
+
+
+def test_planner_init_from_starts_at_the_previous_round(data, tmp_path):
+    """A data-aggregation round fine-tunes the previous round's planner: with lr ~0 the new run's
+    weights are the previous run's (a fresh init's are not), and a previous run of another
+    configuration is refused."""
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=2e-3, warmup_steps=1, seed=0)
+    first = tmp_path / "planner_none"
+    train_planner(data, first, "edge", "none", cfg, holdout_fraction=0.25, show_progress=False)
+    frozen = TrainConfig(epochs=1, batch_size=8, lr=1e-12, warmup_steps=0, seed=7)  # lr must be > 0
+    second, fresh = tmp_path / "planner_none_r1", tmp_path / "fresh"
+    train_planner(data, second, "edge", "none", frozen, holdout_fraction=0.25, show_progress=False, init_from=first)
+    train_planner(data, fresh, "edge", "none", frozen, holdout_fraction=0.25, show_progress=False)
+
+    def weights(run):  # parameters only: BatchNorm statistics move with every training forward pass
+        model = E2EPlanner.from_pretrained(run)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    a, b, c = weights(first), weights(second), weights(fresh)
+    assert (a - b).abs().max() < 1e-6
+    assert (a - c).abs().max() > 1e-2
+    assert json.loads((second / "planner" / "config.json").read_text())["meta"]["init_from"] == str(first)
+    with pytest.raises(ConfigError, match="init_from"):
+        train_planner(data, tmp_path / "other", "edge", "teacher", cfg, holdout_fraction=0.25, show_progress=False,
+                      init_from=first)

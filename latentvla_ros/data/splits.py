@@ -35,6 +35,11 @@ ROS_SUBSET_SEEDS: tuple[int, ...] = CLOSED_LOOP_SEEDS[:3]
 """Seeds per scenario on which the fused student also drives through the ROS 2 graph
 (one of each turn); the rest of the suite runs the same core stages directly."""
 
+VALIDATION_CLOSED_LOOP_SEEDS: tuple[int, ...] = tuple(range(30_000, 30_006))
+"""Closed-loop seeds per scenario for the per-round score while training (the data-aggregation
+rounds, ``training/rounds.py``): reserved (never trained on) and disjoint from the test seeds
+above, so the reported test results never steer training. Six seeds: each turn twice."""
+
 QUICK_OPEN_LOOP_SEEDS: tuple[int, ...] = OPEN_LOOP_TEST_SEEDS[:1]
 QUICK_OPEN_LOOP_FRAMES = 60
 QUICK_CLOSED_LOOP_SEEDS: tuple[int, ...] = CLOSED_LOOP_SEEDS[:1]

@@ -1,7 +1,7 @@
 """Arguments of `latentvla train` (kept apart so the CLI starts without importing torch)."""
 from __future__ import annotations
 
-STAGES = ("data", "lam", "teacher", "student", "planner", "ego_mlp", "all")
+STAGES = ("data", "lam", "teacher", "student", "planner", "dart", "ego_mlp", "all")
 
 
 def add_train_parser(sub, func) -> None:
@@ -27,6 +27,15 @@ def add_train_parser(sub, func) -> None:
                        help="stage data: 'balanced' (data/presets.py: every turn and both lane-change directions "
                             "equally often per scenario, densities 0.6/1.0/1.5; --data-seeds = seeds per scenario and "
                             "density, a multiple of 12 balances all); default: the model preset's data")
+    train.add_argument("--dart-rounds", type=int, default=1,
+                       help="stage dart: data-aggregation rounds (recovery logs + fine-tuning; 0: none)")
+    train.add_argument("--dart-seeds", type=int, default=6,
+                       help="stage dart: recovery-log seeds per scenario and density per round (a multiple of 6 balances the turns)")
+    train.add_argument("--dart-frames", type=int, default=200, help="stage dart: frames per recovery log")
+    train.add_argument("--recovery-data", default="",
+                       help="stage dart: directory of the recovery logs (default: beside --data, named 'recovery')")
+    train.add_argument("--no-round-eval", action="store_true",
+                       help="stage dart: skip the closed-loop score of each round on the validation seeds")
     train.add_argument("--write-docs", action="store_true",
                        help="stage all: also write the report to docs/training.md; "
                             "stage lam: its section there, docs/training.json and docs/images/lam_atlas.png")

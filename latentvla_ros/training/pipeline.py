@@ -191,29 +191,54 @@ def stage_ego_mlp(args, out: Path) -> dict[str, Any]:
     return info if _rank() == 0 else {}
 
 
+def stage_dart(args, out: Path) -> dict[str, Any]:
+    """Closed-loop data aggregation rounds (``training/rounds.py``): recovery logs, fine-tuning."""
+    from latentvla_ros.training.rounds import run_rounds
+
+    fusions = FUSIONS if args.fusion == "all" else tuple(args.fusion.split(","))
+    spec = EDGE_DATA if args.preset == "edge" else PAPER_DATA
+
+    def train_cfg_for(base: dict) -> TrainConfig:
+        return _scaled(TrainConfig(**base), args)
+
+    if _rank() != 0 or not args.dart_rounds:
+        return {}
+    record = run_rounds(args, out, _logs(Path(args.data)), fusions, spec["scenarios"], train_cfg_for,
+                        evaluate=getattr(args, "round_evaluator", None), holdout_fraction=HOLDOUT_FRACTION)
+    return {"rounds": {k: v.get("closed_loop", {}).get("summary", {}) for k, v in record["rounds"].items()}}
+
+
 STAGES = {"data": stage_data, "lam": stage_lam, "teacher": stage_teacher, "student": stage_student,
-          "planner": stage_planner, "ego_mlp": stage_ego_mlp}
+          "planner": stage_planner, "dart": stage_dart, "ego_mlp": stage_ego_mlp}
 
 
-def export_checkpoints(out: Path, dest: Path) -> None:
-    """Copy the final checkpoints into the layout the nodes load (``checkpoints/edge``)."""
+def export_checkpoints(out: Path, dest: Path, round_index: int | None = None, onnx: bool = True) -> None:
+    """Copy the final checkpoints into the layout the nodes load (``checkpoints/edge``).
+
+    The planners come from the last finished data-aggregation round (``training/rounds.py``;
+    round 0 is the planner stage's), or from round ``round_index`` when given."""
+    from latentvla_ros.training.rounds import latest_round, planner_dir
+
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
+    k = latest_round(out, FUSIONS) if round_index is None else int(round_index)
     copies = {
         "lam": out / "lam_run" / "lam",
         "teacher": out / "teacher_run" / "teacher",
         "student": out / "student_run" / "student",
-        "bev_backbone": out / "planner_student" / "bev_backbone",
-        "planner": out / "planner_student" / "planner",
+        "bev_backbone": planner_dir(out, "student", k) / "bev_backbone",
+        "planner": planner_dir(out, "student", k) / "planner",
         "ego_mlp": out / "ego_mlp_run" / "ego_mlp",
     }
     for fusion in FUSIONS:
         for part in ("bev_backbone", "planner"):
-            copies[f"variants/{fusion}/{part}"] = out / f"planner_{fusion}" / part
+            copies[f"variants/{fusion}/{part}"] = planner_dir(out, fusion, k) / part
     for name, src in copies.items():
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("train_state*", "tensorboard", "*.tmp"))
+    if not onnx:
+        return
     # ONNX exports beside the weights the nodes load with backend=onnx (no export at start-up)
     from latentvla_ros.runtime import export_onnx
 
@@ -271,7 +296,10 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     lam = _load_json(out / "lam_run" / "lam" / "eval.json")
     teacher = _load_json(out / "teacher_run" / "eval.json")
     student = _load_json(out / "student_run" / "eval.json")
-    planners = {f: _load_json(out / f"planner_{f}" / "eval.json") for f in FUSIONS}
+    from latentvla_ros.training.rounds import latest_round, planner_dir
+
+    planners = {(f if k == 0 else f"{f} (round {k})"): _load_json(planner_dir(out, f, k) / "eval.json")
+                for k in range(latest_round(out, FUSIONS) + 1) for f in FUSIONS}
     lines = ["# Training report", "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, no GPU).",
              "Every number below is read from the `eval.json` files that command writes (under its `--out`); rerun it to reproduce.",
@@ -302,6 +330,9 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
         h = data.get("holdout", {})
         lines.append(f"| {fusion} | {_fmt(h.get('l1'))} | {_fmt(h.get('ade'))} | {_fmt(h.get('fde'))} | "
                      f"{_fmt(h.get('heading_error'))} | {_fmt(h.get('num_frames'))} |")
+    from latentvla_ros.training.rounds import rounds_report_lines
+
+    lines += [""] + rounds_report_lines(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
@@ -337,6 +368,10 @@ def main(args) -> int:
                        + (f" --threads {args.threads}" if args.threads else "")
                        + (f" --epochs-scale {args.epochs_scale}" if args.epochs_scale != 1.0 else "")
                        + (f" --max-steps {args.max_steps}" if args.max_steps else "")
+                       + (f" --data-preset {args.data_preset}" if getattr(args, "data_preset", "") else "")
+                       + (f" --data-seeds {args.data_seeds}" if args.data_seeds else "")
+                       + (f" --dart-rounds {args.dart_rounds}" if args.dart_rounds != 1 else "")
+                       + (f" --dart-seeds {args.dart_seeds}" if args.dart_seeds != 6 else "")
                        + (" --write-docs" if args.write_docs else ""))
             write_report(out, timings, out / "training.md", command, Path(args.data))
             if args.write_docs:

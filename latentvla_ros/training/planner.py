@@ -161,12 +161,15 @@ def train_planner(
     eval_batch_size: int = 32,
     resume: bool = True,
     show_progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """E2E imitation of the backbone + planner; returns train_loop's summary + 'eval' + 'checkpoints'.
 
     ``planner_config`` (optional) replaces the preset's; its ``fusion``,
     ``context_dim`` and ``num_context_tokens`` are set from ``fusion`` and the
-    student / teacher context actually used.
+    student / teacher context actually used. ``init_from``: a previous run directory
+    (``bev_backbone/`` + ``planner/``) whose weights start this one (a data-aggregation
+    round fine-tunes the previous round's planner); its configs must equal this run's.
     """
     if fusion not in FUSION_MODES:
         raise ConfigError(f"fusion: must be one of {FUSION_MODES}, got {fusion!r}")
@@ -216,6 +219,12 @@ def train_planner(
     check_run_config(out_dir, {"bev_backbone": bev_cfg.to_dict(), "planner": plan_cfg.to_dict()}, resume)
     torch.manual_seed(train_cfg.seed)
     model = E2EPlanner(bev_cfg, plan_cfg)
+    if init_from is not None:
+        previous = E2EPlanner.from_pretrained(init_from)
+        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or previous.planner.config.to_dict() != plan_cfg.to_dict():
+            raise ConfigError(f"init_from={init_from}: its backbone/planner configs differ from this run's "
+                              f"(fusion={fusion!r}, preset={preset!r})")
+        model.load_state_dict(previous.state_dict())
     meta = {
         "stage": "planner",
         "preset": preset,
@@ -223,6 +232,7 @@ def train_planner(
         "student_checkpoint": student_id,
         "holdout_fraction": holdout_fraction,
         "train_cfg": train_cfg.to_dict(),
+        "init_from": str(init_from) if init_from is not None else None,
         "log_dirs": [] if isinstance(log_dirs, Dataset) else [str(p) for p in resolve_log_dirs(log_dirs)],
     }
 
