@@ -19,8 +19,25 @@ def test_balanced_preset_covers_every_turn_equally(tmp_path):
             turns = Counter(TURNS[j["destination"]] for j in jobs if j["scenario"] == scenario and j["density"] == density)
             assert turns == {"left": 4, "straight": 4, "right": 4}
     lanes = Counter(j["initial_lane"] for j in jobs if j["scenario"] == "highway")
-    assert set(lanes) == {0, 1, 2, 3} and len(set(lanes.values())) == 1
+    assert set(lanes) == {0, 1, 2} and len(set(lanes.values())) == 1
     assert all(j["destination"] is None for j in jobs if j["scenario"] in ("highway", "merge"))
+
+
+def test_every_highway_preset_lane_exists(tmp_path):
+    """Each starting lane the preset asks for is a lane of the simulated road (a 4th lane of the
+    3-lane HighwayEnvFast failed a quarter of the highway logs with an IndexError), the ego starts
+    in it, and a lane that does not exist is a clear error."""
+    import numpy as np
+    import pytest
+
+    starts = {}
+    for job in preset_jobs("balanced", tmp_path, seeds_per_cell=3, densities=(1.0,), scenarios=("highway",)):
+        generate_log(**{**job, "num_frames": 1})
+        starts[job["initial_lane"]] = float(DrivingLog(job["out_dir"]).ego_pose_array[0, 1])
+    ys = np.array([starts[k] for k in sorted(starts)])
+    assert sorted(starts) == [0, 1, 2] and np.all(np.abs(np.diff(ys)) > 3.0)  # one lane width apart
+    with pytest.raises(ValueError, match="lanes 0..2"):
+        generate_log(tmp_path / "bad", "highway", seed=0, num_frames=1, initial_lane=3)
 
 
 def test_preset_logs_take_the_asked_exit(tmp_path):

@@ -338,6 +338,10 @@ def generate_log(
     config = _scenario_config(scenario, density, num_frames, render_px, scaling, sim_hz, initial_lane)
     if scenario == "intersection":
         config["destination"] = destination
+    if initial_lane is not None:  # checked before the env exists: its constructor already places the ego
+        lanes = int({**classes[scenario].default_config(), **config}.get("lanes_count", 1))
+        if not 0 <= int(initial_lane) < lanes:
+            raise ValueError(f"initial_lane {initial_lane}: the {scenario} road has lanes 0..{lanes - 1}")
     env = classes[scenario](config=config, render_mode="rgb_array")
     try:
         env.reset(seed=int(seed))

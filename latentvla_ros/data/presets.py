@@ -5,7 +5,7 @@ training seeds (below the reserved evaluation range), with
 
 - roundabout and intersection: the exit cycling with the seed (``data/missions.py``:
   right / straight / left), so each turn gets the same number of logs;
-- highway: the starting lane cycling over the four lanes (from the leftmost lane the
+- highway: the starting lane cycling over the three lanes (from the leftmost lane the
   expert can only change right, from the rightmost only left; MOBIL changes lanes as the
   traffic asks), so lane changes go both ways;
 - merge: every seed (the ramp traffic merging in front of the ego at each density).
@@ -24,7 +24,7 @@ from latentvla_ros.data.missions import destination_for
 from latentvla_ros.data.scenarios import SCENARIOS, log_name
 
 DENSITIES = (0.6, 1.0, 1.5)
-HIGHWAY_LANES = 4
+HIGHWAY_LANES = 3  # highway-env's HighwayEnvFast (data/highway.py) has 3 lanes; lane 3 does not exist
 PRESETS = ("balanced",)
 
 
