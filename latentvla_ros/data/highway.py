@@ -57,6 +57,7 @@ from latentvla_ros.data.highway_expert import (  # noqa: F401 - the expert's pub
 )
 from latentvla_ros.data.highway_sensors import DrivableRaster, LidarConfig, ray_box_distances, synthesize_lidar  # noqa: F401
 from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
+from latentvla_ros.data.perturbation import PerturbationConfig, burst_schedule, schedule_rng
 from latentvla_ros.data.scenarios import EXPERT_CRUISE_MPS, EXPERT_CRUISE_SPREAD, POLICY_HZ, SCENARIOS, log_name
 
 # IDMVehicle class attributes that IntersectionEnv mutates process-wide; restored
@@ -303,6 +304,7 @@ def generate_log(
     verbose: bool = False,
     destination: str | None = None,
     initial_lane: int | None = None,
+    perturb: PerturbationConfig | None = None,
 ) -> GenerationStats:
     """Roll out one expert episode and write it as a driving log at ``out_dir``.
 
@@ -312,6 +314,9 @@ def generate_log(
     arguments give byte-identical arrays. ``destination``: the roundabout exit / intersection
     exit to take (``data/missions.py``; None: drawn from the seed as before);
     ``initial_lane``: the highway lane the ego starts in (None: highway-env's choice).
+    ``perturb``: DART recovery data (``data/perturbation.py``): bursts of noise on the expert's
+    executed controls, seeded by the log's key; training seeds only; stored as
+    ``perturbation.npy``, and frames whose 4 s future a burst touches get ``future_valid = False``.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {SCENARIOS}")
@@ -319,6 +324,10 @@ def generate_log(
         raise ValueError("num_frames must be >= 1")
     if sim_hz % POLICY_HZ:
         raise ValueError(f"sim_hz must be a multiple of {POLICY_HZ}")
+    if perturb is not None:
+        from latentvla_ros.data.splits import check_training_seeds
+
+        check_training_seeds([seed])  # perturbed logs are training data: never in the evaluation range
     cam = camera or CameraConfig()
     lid = lidar or LidarConfig()
     out_dir = Path(out_dir)
@@ -358,6 +367,10 @@ def generate_log(
         env.vehicle = ego
         substeps = sim_hz // POLICY_HZ
         dt_sim = 1.0 / sim_hz
+        schedule = executed = None
+        if perturb is not None:
+            schedule = burst_schedule(perturb, num_frames, 1.0 / POLICY_HZ, schedule_rng(seed, SCENARIOS.index(scenario), density))
+            executed = np.zeros((num_frames, 2), dtype=np.float32)
 
         tracks: dict[int, tuple[Any, int]] = {}
 
@@ -368,7 +381,12 @@ def generate_log(
                 tracks[id(obj)] = entry
             return entry[1]
 
-        def policy_step() -> list[tuple[float, float, float]]:
+        def policy_step(k: int | None = None) -> list[tuple[float, float, float]]:
+            """Simulate policy step ``k`` (frame k -> k + 1; None: the warm-up step, never perturbed)."""
+            if schedule is not None and k is not None:
+                row = schedule[k]
+                ego.control_noise = (float(row[0]), float(row[1]), perturb) if row.any() else None
+                ego.executed_noise = []
             states = []
             for _ in range(substeps):
                 road.act()
@@ -377,6 +395,10 @@ def generate_log(
             if scenario == "intersection":
                 env._clear_vehicles()
                 env._spawn_vehicle(spawn_probability=env.config["spawn_probability"])
+            if schedule is not None and k is not None:
+                if ego.control_noise is not None and ego.executed_noise:
+                    executed[k] = np.mean(ego.executed_noise, axis=0)
+                ego.control_noise = None
             return states
 
         history = [_flip_pose(ego.position[0], ego.position[1], ego.heading)]
@@ -386,7 +408,7 @@ def generate_log(
         render_s = 0.0
         for t in range(num_frames):
             if t > 0:
-                history += policy_step()
+                history += policy_step(t - 1)
             if stop_on_crash and ego.crashed:
                 reason = "crashed"
                 break
@@ -457,12 +479,14 @@ def generate_log(
         "lidar": asdict(lid),
         "world_frame": "highway-env x, -y (right-handed, y up), heading CCW",
     }
+    if executed is not None:
+        meta["perturbation"] = perturb.to_meta() | {"perturbed_steps": int(np.any(executed[:n] != 0.0, axis=1).sum())}
     writer = LogWriter(out_dir, meta, dt_s=1.0 / POLICY_HZ, camera_names=("front",), overwrite=overwrite)
     for t in range(n):
         writer.append(camera=cams[t], lidar_points=clouds[t], ego_pose=poses[t], ego_status=status[t], command=commands[t],
                       agents=agents[t])
     writer.set_map(map_geometry)
-    writer.close()
+    writer.close(perturbation=None if executed is None else executed[:n])
     wall = time.perf_counter() - t_start
     stats = GenerationStats(
         path=str(out_dir), scenario=scenario, seed=int(seed), density=float(density), frames=n,
@@ -552,6 +576,8 @@ def run_generation_jobs(jobs: Sequence[dict], workers: int = 1, *, overwrite: bo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from latentvla_ros.data.presets import PRESETS
+
     parser = argparse.ArgumentParser(description="Generate highway-env driving logs")
     parser.add_argument("root", type=Path)
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
@@ -561,9 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="traffic densities (default 1.0; with --preset its DENSITIES)")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--preset", choices=["balanced"], default=None,
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
                         help="data/presets.py: every command balanced per scenario, several densities "
-                             "(--seeds START STOP: seeds per scenario and density, a multiple of 12 balances all)")
+                             "(--seeds START STOP: seeds per scenario and density, a multiple of 12 balances all); "
+                             "'recovery': the same, every log perturbed (DART), seeds START+500...")
     parser.add_argument("--backend", choices=["process", "ray", "inline"], default="process",
                         help="fan-out of the logs over --workers: a process pool, or Ray (core/fanout.py)")
     parser.add_argument("--address", default=None, help="Ray cluster address (ray://head:10001 or auto)")

@@ -59,6 +59,7 @@ def _expert_class():
     from highway_env.vehicle.kinematics import Vehicle
 
     from latentvla_ros.data.expert import SmoothDrivingMixin
+    from latentvla_ros.data.perturbation import steering_offset, within_noise_envelope
 
     class ExpertVehicle(ego_color_mixin(), SmoothDrivingMixin, IDMVehicle):
         """IDM + MOBIL ego with a crossing-conflict yield rule, smooth steering and curve
@@ -78,6 +79,8 @@ def _expert_class():
 
         yield_to_crossing = False
         debug_records: list | None = None  # set to [] to record conflict decisions
+        control_noise: tuple | None = None  # (lateral acc, acc offset, PerturbationConfig) now
+        executed_noise: list  # (steering [rad], acceleration) offsets executed, per act() while noisy
 
         # RegulatedRoad sets target_speed/color on yielding vehicles: keep our own.
         @property
@@ -115,7 +118,19 @@ def _expert_class():
                     self._conflict_acc = self._conflict_acceleration()
                 acc = min(acc, self._conflict_acc)
             acc = self.comfortable_acceleration(min(acc, curve_acc), -self.ACC_MAX)
+            if self.control_noise is not None:  # data/perturbation.py: DART noise on the executed controls only
+                steering, acc = self._noisy_controls(steering, acc)
             Vehicle.act(self, {"steering": steering, "acceleration": acc})
+
+        def _noisy_controls(self, steering: float, acc: float) -> tuple[float, float]:
+            lat_acc, d_acc, cfg = self.control_noise
+            s, lateral = self.lane.local_coordinates(self.position)
+            d_steer = steering_offset(lat_acc, self.speed, self.LENGTH, cfg.max_steering_rad)
+            turn_acc = self.speed ** 2 * math.tan(steering) / self.LENGTH  # the expert's own lateral acceleration
+            if not within_noise_envelope(lateral, wrap_angle(self.heading - self.lane.heading_at(s)), turn_acc, d_steer, cfg):
+                return steering, acc  # not executed (the rest of the burst is cut while outside)
+            self.executed_noise.append((d_steer, d_acc))
+            return float(np.clip(steering + d_steer, -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE)), acc + d_acc
 
         def step(self, dt: float) -> None:
             self.note_step(dt)

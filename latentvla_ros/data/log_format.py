@@ -13,7 +13,7 @@ file                        dtype / shape                   meaning
 ``ego_status.npy``          float32 (T, 5)                  vx, vy, ax, ay (ego frame), yaw rate
 ``command.npy``             uint8 (T,)                      ``DrivingCommand``
 ``future_trajectory.npy``   float32 (T, 8, 3)               8 poses at 0.5 s in frame t's ego frame
-``future_valid.npy``        bool (T,)                       the 4 s future lies inside the log
+``future_valid.npy``        bool (T,)                       the 4 s future lies inside the log (and is clean)
 ``agents.npy``              float32 (A, 8)                  x, y, heading, length, width, vx, vy, id
 ``agents_offsets.npy``      int64 (T+1,)                    frame t = ``agents[off[t]:off[t+1]]``
 ``map.json``                                                lane centerlines, drivable polygons (world)
@@ -22,8 +22,8 @@ file                        dtype / shape                   meaning
 Optional files, read when present: ``timestamps_ns.npy`` int64 (T,) (exact stamps;
 without it, stamps are ``meta["start_stamp_ns"] + t * dt_s``), ``latent_ego_codes.npy``
 int16 (T,), ``teacher_probs.npy`` float32 (T, 12, 16), ``teacher_context.npy``
-float16 (T, M, D); derived caches such as ``lidar_bev_256.npy`` are written with
-:meth:`DrivingLog.write_array`.
+float16 (T, M, D), ``perturbation.npy`` float32 (T, 2) (``data/perturbation.py``: noise executed
+from frame t to t+1; no ``future_valid`` where it acts in the horizon); caches via ``DrivingLog.write_array``.
 
 Logs are written to a temporary sibling directory and renamed into place on
 ``close()``, so a half-written log is never listed by :func:`list_logs`.
@@ -54,6 +54,7 @@ from latentvla_ros.core.types import (
     MapGeometry,
     SensorFrame,
 )
+from latentvla_ros.data.perturbation import PERTURBATION_FILE, clean_future_mask
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -61,21 +62,10 @@ MAP_FILE = "map.json"
 REQUIRED_META_KEYS = ("source", "dt_s", "num_frames", "camera_names")
 AGENT_FIELDS = ("x", "y", "heading", "length", "width", "vx", "vy", "track_id")
 EGO_STATUS_FIELDS = ("vx", "vy", "ax", "ay", "yaw_rate")
-OPTIONAL_LABELS = ("latent_ego_codes", "teacher_probs", "teacher_context")
+OPTIONAL_LABELS = ("latent_ego_codes", "teacher_probs", "teacher_context", PERTURBATION_FILE)
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_CORE_ARRAYS = (
-    "camera",
-    "lidar_points",
-    "lidar_offsets",
-    "ego_pose",
-    "ego_status",
-    "command",
-    "future_trajectory",
-    "future_valid",
-    "agents",
-    "agents_offsets",
-    "timestamps_ns",
-)
+_CORE_ARRAYS = ("camera", "lidar_points", "lidar_offsets", "ego_pose", "ego_status", "command", "future_trajectory",
+                "future_valid", "agents", "agents_offsets", "timestamps_ns")
 
 
 class LogFormatError(ValueError):
@@ -319,8 +309,9 @@ class LogWriter:
         self._agents.append(_agents_to_array(agents))
         self._stamps.append(None if stamp_ns is None else int(stamp_ns))
 
-    def close(self) -> Path:
-        """Write everything; returns the log directory."""
+    def close(self, perturbation: np.ndarray | None = None) -> Path:
+        """Write everything; returns the log directory. ``perturbation`` (T, 2): the expert's control
+        noise (``data/perturbation.py``), saved; frames whose future it touches lose ``future_valid``."""
         if self._closed:
             return self.out_dir
         if not self._pose:
@@ -335,6 +326,8 @@ class LogWriter:
             stamps = self.start_stamp_ns + np.round(np.arange(n) * self.dt_s * 1e9).astype(np.int64)
         pose = np.stack(self._pose)
         traj, valid = compute_future_trajectory(pose, stamps)
+        if perturbation is not None:  # DART recovery logs: a perturbed future is no expert label
+            valid &= clean_future_mask(perturbation := np.asarray(perturbation, dtype=np.float32).reshape(n, 2), self.dt_s)
         lidar_off = np.zeros(n + 1, dtype=np.int64)
         lidar_off[1:] = np.cumsum([len(p) for p in self._lidar])
         agent_off = np.zeros(n + 1, dtype=np.int64)
@@ -353,6 +346,8 @@ class LogWriter:
         }
         if explicit_stamps:
             arrays["timestamps_ns"] = stamps
+        if perturbation is not None:
+            arrays[PERTURBATION_FILE] = perturbation
         meta = dict(self.meta)
         meta.setdefault("source", "unknown")
         meta.update(
@@ -483,6 +478,11 @@ class DrivingLog:
         elif name == "teacher_context":
             _expect(arr.dtype == np.float16 and arr.ndim == 3 and arr.shape[0] == n, self.path,
                     f"teacher_context.npy must be float16 ({n}, M, D), got {arr.dtype} {arr.shape}")
+        elif name == PERTURBATION_FILE:
+            _expect(arr.dtype == np.float32 and arr.shape == (n, 2) and bool(np.isfinite(arr).all()), self.path,
+                    f"perturbation.npy must be finite float32 ({n}, 2), got {arr.dtype} {arr.shape}")
+            leak = np.asarray(self.future_valid) & ~clean_future_mask(arr, self.dt_s)
+            _expect(not leak.any(), self.path, f"future_valid is True at perturbed frames {np.flatnonzero(leak)[:5].tolist()}")
 
     # ---- metadata
     def __len__(self) -> int:

@@ -23,10 +23,12 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--export-to", default="", help="copy the final edge checkpoints here (e.g. checkpoints/edge)")
     train.add_argument("--data-seeds", type=int, default=0, help="stage data: seeds per scenario (0: preset default)")
     train.add_argument("--data-frames", type=int, default=0, help="stage data: frames per log (0: preset default)")
-    train.add_argument("--data-preset", choices=["", "balanced"], default="",
+    train.add_argument("--data-preset", choices=["", "balanced", "recovery"], default="",
                        help="stage data: 'balanced' (data/presets.py: every turn and both lane-change directions "
                             "equally often per scenario, densities 0.6/1.0/1.5; --data-seeds = seeds per scenario and "
-                            "density, a multiple of 12 balances all); default: the model preset's data")
+                            "density, a multiple of 12 balances all); 'recovery': the same cells, every log perturbed "
+                            "(DART: noise bursts on the expert's steering, its recoveries logged; seeds +500); "
+                            "default: the model preset's data")
     train.add_argument("--dart-rounds", type=int, default=1,
                        help="stage dart: data-aggregation rounds (recovery logs + fine-tuning; 0: none)")
     train.add_argument("--dart-seeds", type=int, default=6,

@@ -219,19 +219,34 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def _perturbed_transitions(path: Path, num_frames: int, stride: int) -> np.ndarray:
+    """(T,) bool: transitions t -> t + stride during which a recovery log's expert carried noise
+    (``data/perturbation.py``); all False for a clean log."""
+    from latentvla_ros.data.perturbation import PERTURBATION_FILE, clean_transition_mask
+
+    file = path / f"{PERTURBATION_FILE}.npy"
+    if not file.is_file():
+        return np.zeros(num_frames, bool)
+    return ~clean_transition_mask(np.load(file, allow_pickle=False).reshape(num_frames, -1), stride)
+
+
 def label_logs_with_lam(checkpoint: str | Path | LatentActionModel, log_dirs: str | Path | Sequence[str | Path],
                         batch_size: int = 256, device: str | torch.device = "cpu") -> dict[str, dict[str, Any]]:
     """Write ``latent_ego_codes.npy`` and ``latent_env_codes.npy`` (int16 (T,), -1 where
-    t + stride >= T) into every log; returns {log_dir: {'frames', 'labeled', 'ego_code_counts'}}."""
+    t + stride >= T, and ego codes -1 where a recovery log's noise acts) into every log;
+    returns {log_dir: {'frames', 'labeled', 'ego_code_counts'}}."""
     model = _as_model(checkpoint, device)
     out: dict[str, dict[str, Any]] = {}
     for path in resolve_log_dirs(log_dirs):
         log = load_log_arrays(path, model.config)
         env, ego = encode_log(model, log, batch_size)
         n = log.num_frames
+        perturbed = _perturbed_transitions(path, n, model.config.frame_stride)
         for name, codes in ((ENV_CODES_FILE, env), (EGO_CODES_FILE, ego)):
             full = np.full(n, -1, np.int16)
             full[: len(codes)] = codes.astype(np.int16)
+            if name == EGO_CODES_FILE:  # the motion of a DART noise burst is no expert action to imitate
+                full[perturbed] = -1
             _save_npy_atomic(path / name, full)
         out[str(path)] = {
             "frames": n,
