@@ -505,3 +505,22 @@ def test_weak_supervision_is_optional_and_fixed(logs):
     assert float(out["ego_supervision"]) > 0
     out["loss"].backward()
     assert model.ego_motion_head.weight.grad is not None
+
+
+def test_noisy_transitions_of_recovery_logs_get_no_ego_code(trained, logs, tmp_path):
+    # DART recovery logs (data/perturbation.py): the motion of a noise burst is no expert action,
+    # so its transitions get ego code -1 (teacher / token targets skip them); the rest is unchanged
+    import shutil
+
+    copy = tmp_path / "noisy"
+    shutil.copytree(logs[0], copy)
+    pert = np.zeros((100, 2), np.float32)
+    pert[40:45, 0] = 0.1  # steps 40..44 carried noise
+    np.save(copy / "perturbation.npy", pert)
+    label_logs_with_lam(trained["out"] / "lam", [copy])
+    clean, noisy = np.load(logs[0] / EGO_CODES_FILE), np.load(copy / EGO_CODES_FILE)
+    stride = load_lam(trained["out"] / "lam").config.frame_stride
+    dropped = np.zeros(100, bool)
+    dropped[40 - stride + 1:45] = True  # transition t -> t + stride spans steps t .. t + stride - 1
+    assert np.all(noisy[dropped] == -1) and np.array_equal(noisy[~dropped], clean[~dropped])
+    assert np.array_equal(np.load(copy / ENV_CODES_FILE), np.load(logs[0] / ENV_CODES_FILE))
