@@ -222,18 +222,20 @@ def export_checkpoints(out: Path, dest: Path, round_index: int | None = None, on
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    k = latest_round(out, FUSIONS) if round_index is None else int(round_index)
+    def run(fusion: str) -> Path:
+        return planner_dir(out, fusion, latest_round(out, fusion) if round_index is None else int(round_index))
+
     copies = {
         "lam": out / "lam_run" / "lam",
         "teacher": out / "teacher_run" / "teacher",
         "student": out / "student_run" / "student",
-        "bev_backbone": planner_dir(out, "student", k) / "bev_backbone",
-        "planner": planner_dir(out, "student", k) / "planner",
+        "bev_backbone": run("student") / "bev_backbone",
+        "planner": run("student") / "planner",
         "ego_mlp": out / "ego_mlp_run" / "ego_mlp",
     }
     for fusion in FUSIONS:
         for part in ("bev_backbone", "planner"):
-            copies[f"variants/{fusion}/{part}"] = planner_dir(out, fusion, k) / part
+            copies[f"variants/{fusion}/{part}"] = run(fusion) / part
     for name, src in copies.items():
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("train_state*", "tensorboard", "*.tmp"))
@@ -299,7 +301,7 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     from latentvla_ros.training.rounds import latest_round, planner_dir
 
     planners = {(f if k == 0 else f"{f} (round {k})"): _load_json(planner_dir(out, f, k) / "eval.json")
-                for k in range(latest_round(out, FUSIONS) + 1) for f in FUSIONS}
+                for k in range(max(latest_round(out, f) for f in FUSIONS) + 1) for f in FUSIONS}
     lines = ["# Training report", "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, no GPU).",
              "Every number below is read from the `eval.json` files that command writes (under its `--out`); rerun it to reproduce.",

@@ -17,7 +17,7 @@ path, so its errors compound in closed loop. Each round here:
 
 Round 0 is the planner stage's result (``planner_<fusion>``); round k writes
 ``planner_<fusion>_r<k>``; ``rounds.json`` holds each round's closed-loop score and
-``latest_planner_dir`` gives the directory the export uses.
+``latest_round`` gives the round the export uses.
 """
 from __future__ import annotations
 
@@ -40,16 +40,12 @@ def planner_dir(out: Path, fusion: str, round_index: int) -> Path:
     return Path(out) / (f"planner_{fusion}" if round_index == 0 else f"planner_{fusion}_r{round_index}")
 
 
-def latest_round(out: Path, fusions: tuple[str, ...]) -> int:
-    """The last round whose planners all finished (0: the planner stage's)."""
+def latest_round(out: Path, fusion: str) -> int:
+    """The last round whose ``fusion`` planner finished (0: the planner stage's)."""
     k = 0
-    while all((planner_dir(out, f, k + 1) / "eval.json").is_file() for f in fusions):
+    while (planner_dir(out, fusion, k + 1) / "eval.json").is_file():
         k += 1
     return k
-
-
-def latest_planner_dir(out: Path, fusion: str, fusions: tuple[str, ...]) -> Path:
-    return planner_dir(out, fusion, latest_round(out, fusions))
 
 
 def recovery_root(args) -> Path:
@@ -63,7 +59,8 @@ def generate_recovery(args, round_index: int, seeds_per_cell: int, frames: int, 
     from latentvla_ros.data.presets import preset_jobs
 
     root = recovery_root(args) / f"r{round_index}"
-    jobs = preset_jobs("recovery", root, seeds_per_cell, frames, scenarios=scenarios, round_index=round_index)
+    jobs = preset_jobs("recovery", root, seeds_per_cell, frames, seed_start=int(getattr(args, "seed", 0)) * 1000,
+                       scenarios=scenarios, round_index=round_index)
     todo = [j for j in jobs if not (Path(j["out_dir"]) / "meta.json").is_file()]
     if todo:
         run_generation_jobs(todo, workers=1)
@@ -108,7 +105,8 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
             label_logs(teacher, recovery)
         logs += recovery
         entry = record["rounds"].setdefault(str(k), {})
-        entry.update(recovery_logs=len(recovery), data_seconds=time.time() - t0)
+        entry["recovery_logs"] = len(recovery)
+        entry.setdefault("data_seconds", time.time() - t0)  # a resumed round keeps its first measurement
         for fusion in fusions:
             if (planner_dir(out, fusion, k) / "eval.json").is_file():
                 continue
@@ -119,7 +117,7 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
                                    init_from=planner_dir(out, fusion, k - 1))
             entry.setdefault("planners", {})[fusion] = {"steps": result["steps"], "seconds": result["seconds"],
                                                         "num_train": result.get("eval", {}).get("num_train")}
-        entry["train_seconds"] = time.time() - t0 - entry["data_seconds"]
+        entry.setdefault("train_seconds", time.time() - t0 - entry["data_seconds"])
         save()
         score(k)
     return record
