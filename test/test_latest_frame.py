@@ -16,6 +16,7 @@ from latentvla_ros.ros.conversions import sensor_frame_to_core
 from latentvla_ros.ros.intra_process import IntraProcessBus
 from latentvla_ros.ros.latest_frame import LatestFrame
 from latentvla_ros.ros.node_base import LatentVlaNode
+from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
 from latentvla_ros.ros.nodes.latent_reasoner import LatentReasonerNode
 from latentvla_ros.ros.qos import output_qos
 
@@ -61,25 +62,33 @@ class FrameSource(LatentVlaNode):
         self.pub = self.create_publisher(SensorFrame, "/overload/frame", output_qos(5))
 
 
+#: the model stages under the latest-frame policy: node class, its runtime attribute, the model call
+MODEL_STAGES = {"latent_reasoner": (LatentReasonerNode, "reasoner", "reason"),
+                "bev_features": (BevFeaturesNode, "extractor", "extract")}
+
+
+@pytest.mark.parametrize("stage", sorted(MODEL_STAGES))
 @pytest.mark.parametrize("in_process", [True, False], ids=["composed", "dds"])
-def test_overloaded_model_stage_works_on_fresh_frames_only(ros_context, spin, in_process):
+def test_overloaded_model_stage_works_on_fresh_frames_only(ros_context, spin, in_process, stage):
     bus = IntraProcessBus() if in_process else None
     source = FrameSource(context=ros_context, intra_process=bus)
-    node = LatentReasonerNode(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
-                              cli_args=["--ros-args", "-r", "~/input/frame:=/overload/frame"])
-    plan = node.reasoner.reason(sensor_frame_to_core(samples()["SensorFrame"]))  # the real output, reused by the stub
+    node_cls, attr, method = MODEL_STAGES[stage]
+    node = node_cls(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
+                    cli_args=["--ros-args", "-r", "~/input/frame:=/overload/frame"])
+    runtime = getattr(node, attr)
+    real = getattr(runtime, method)(sensor_frame_to_core(samples()["SensorFrame"]))  # the real output, reused
     ages, busy = [], threading.Lock()
 
-    def slow_reason(frame):  # slower than the input period; records the age of every frame it gets
+    def slow_model(frame):  # slower than the input period; records the age of every frame it gets
         assert busy.acquire(blocking=False), "two forward passes at once"
         try:
             ages.append(time.time_ns() * 1e-9 - frame.stamp_ns * 1e-9)
             time.sleep(MODEL_S)
-            return dataclasses.replace(plan, stamp_ns=frame.stamp_ns)
+            return dataclasses.replace(real, stamp_ns=frame.stamp_ns)
         finally:
             busy.release()
 
-    node.reasoner.reason = slow_reason
+    setattr(runtime, method, slow_model)
     spin(source, node)
     if not in_process:
         assert wait_for(lambda: source.pub.get_subscription_count() > 0)
@@ -100,3 +109,7 @@ def test_overloaded_model_stage_works_on_fresh_frames_only(ros_context, spin, in
     assert len(ages) < FRAMES  # overloaded: some frames were skipped ...
     assert len(ages) + dropped.get("superseded", 0) == FRAMES  # ... each counted exactly once
     assert dropped.get("frame_lost_upstream", 0) == 0  # and not again as a sequence gap
+    # operators see the reason: the node's /diagnostics report counts the skipped frames as superseded
+    values = {kv.key: kv.value for kv in node.diagnostic_status().values}
+    assert values["dropped/superseded"] == str(FRAMES - len(ages))
+    assert node.stats.snapshot()["published"].get("bev" if stage == "bev_features" else "plan", 0) == len(ages)

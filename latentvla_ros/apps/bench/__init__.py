@@ -15,6 +15,11 @@ frames (a highway-env driving log, cached under ``<out>/data``):
   between the nodes; ``composed-events-dds``: over DDS), fed by a harness
   node that publishes camera image + camera info + LiDAR + odometry at ``--rate`` with
   header stamps = wall clock at publication, and receives the trajectories.
+- ``floor`` (``floor.py``): a no-work rclpy graph of the same topology and message sizes
+  (sensors in over DDS, synchroniser, two parallel stages, planner, trajectory back over
+  DDS), stages called directly (``floor``) or with one executor hop per node
+  (``floor-hops``): what any rclpy graph of our shape costs here. Graph overhead =
+  instant composed - instant bare, read against it.
 - ``processes``: the same nodes as separate processes (``ros.graph.spawn_processes``, the
   same environment, the shipped Fast DDS profile in every process), the
   harness in this process.
@@ -34,13 +39,16 @@ here vs. the paper student on the same frame) and ``conversions`` (message
 conversion costs and zero-copy checks).
 
 Every run writes ``<out>/bench.json`` (after each section, so a crash keeps what was
-measured) and prints a table; ``--write-docs`` also writes ``docs/performance.md``.
+measured) and prints a table; ``--write-docs`` also writes ``docs/performance.md``,
+``docs/performance.json`` (``summary.py``: the figures the latency targets read, medians over
+``--repeat N`` runs with each run's) and README.md's latency paragraph (between its markers).
 The CPU use of *other* processes during each run is measured from ``/proc`` and
 reported (``cpu.foreign_cores``): figures taken on a loaded machine say so.
 
 Modules: ``options`` (arguments, targets), ``meters`` (statistics, CPU meters), ``data``
 (inputs, bare chain), ``harness`` (the ROS harness node, one measured graph run), ``graph``
-(the graph section), ``sections`` (ONNX, teacher, conversions), ``report`` (tables, docs
+(the graph section), ``floor`` (the no-work graph), ``summary`` (performance.json, README
+paragraph), ``sections`` (ONNX, teacher, conversions), ``report`` (tables, docs
 page), ``main`` (``run``, ``main``); ``apps/reporting.py`` (machine info, number format).
 
 Importing this package loads none of them: every name below is imported on first use
@@ -64,6 +72,9 @@ _NAMES = {
     'DEFAULT_RATES': 'options',
     'DiagnosticsNodeTimes': 'harness',
     'EXECUTORS': 'options',
+    'FLOOR_VARIANTS': 'floor',
+    'FloorGraph': 'floor',
+    'FloorOutputs': 'floor',
     'GRAPH_NODES': 'options',
     'Harness': 'harness',
     'InProcessNodeTimes': 'harness',
@@ -71,6 +82,8 @@ _NAMES = {
     'MODES': 'options',
     'ONNX_ATOL': 'options',
     'ONNX_RTOL': 'options',
+    'README_BEGIN': 'summary',
+    'README_END': 'summary',
     'ReplayedForwardPass': 'graph',
     'SECTIONS': 'options',
     'TARGETS': 'options',
@@ -100,6 +113,7 @@ _NAMES = {
     'frame_messages': 'data',
     'in_worker': 'data',
     'instant_forward_passes': 'graph',
+    'latency_paragraph': 'summary',
     'latency_table': 'report',
     'machine_info': 'reporting',
     'main': 'main',
@@ -111,19 +125,24 @@ _NAMES = {
     'other_processes': 'reporting',
     'prepare_checkpoints': 'data',
     'prepare_log': 'data',
+    'performance_summary': 'summary',
     'print_report': 'report',
     'resolve_options': 'options',
     'run': 'main',
     'run_bare': 'data',
     'run_composed': 'graph',
+    'run_floor': 'floor',
     'run_config_graph': 'graph',
     'run_instant': 'graph',
     'run_processes': 'graph',
     'script_main': 'main',
     'stats_ms': 'meters',
+    'summary_lines': 'summary',
     'teacher_section': 'sections',
+    'update_readme': 'summary',
     'warm_up_graph': 'harness',
     'write_docs': 'report',
+    'write_summary': 'summary',
 }
 
 

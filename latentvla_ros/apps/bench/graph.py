@@ -10,7 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latentvla_ros.apps.bench.data import ConfigData, build_agent, run_bare
+from latentvla_ros.apps.bench.data import ConfigData, build_agent, in_worker, run_bare
+from latentvla_ros.apps.bench.floor import FLOOR_VARIANTS, floor_outputs, run_floor
 from latentvla_ros.apps.bench.harness import (
     DiagnosticsNodeTimes,
     Harness,
@@ -25,7 +26,7 @@ from latentvla_ros.apps.bench.harness import (
     warm_up_graph,
 )
 from latentvla_ros.apps.bench.meters import ratio_of, stats_ms
-from latentvla_ros.apps.bench.options import BenchOptions
+from latentvla_ros.apps.bench.options import CAMERA_NAME, BenchOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
     msgs = data.msgs[warm:warm + n]
     warm_msgs = data.msgs[:warm]
     runs: dict[str, Any] = {}
+    floor_out = None  # one real output of each stage: the floor's message sizes
     for bi, backend in enumerate(opts.backends):
         ctx = nodes = None
         try:
@@ -62,6 +64,8 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             bare = run_bare(agent, frames, warm_frames, rates[0])
             bare.update(backend=backend, agent=agent_source, model_id=agent.model_id)
             runs[f"bare[{backend}]"] = bare
+            if "floor" in opts.modes and floor_out is None:
+                floor_out = in_worker(floor_outputs, agent, frames[0])
             report(f"  {config} bare[{backend}] @ {rates[0]:g} Hz: median {bare['latency_ms'].get('median_ms', float('nan')):.1f} ms")
             bare_parallel = None
             if agent.reasoner is not None and agent.planner.needs_plan:
@@ -122,6 +126,15 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                     run = {"mode": "processes", "backend": backend, "rate_hz": rate, "error": f"{type(exc).__name__}: {exc}"}
                 runs[key] = run
                 report(_run_line(config, key, run))
+    if floor_out is not None:
+        for variant in FLOOR_VARIANTS:  # last, in a context of their own: nothing else on the domain
+            key = f"{variant}@{rates[0]:g}Hz"
+            try:
+                run = run_floor(opts, floor_out, variant, rates[0], warm_msgs, msgs, CAMERA_NAME)
+            except Exception as exc:  # noqa: BLE001 - record and go on
+                run = {"mode": "floor", "variant": variant, "rate_hz": rates[0], "error": f"{type(exc).__name__}: {exc}"}
+            runs[key] = run
+            report(_run_line(config, key, run))
     return runs
 
 
@@ -197,16 +210,28 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         wait_until(lambda: harness.connected(), 30.0)
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}
+        before = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=idle_drain_s(rate, bare),
                             node_times=InProcessNodeTimes(nodes), bare_parallel=bare_parallel)
         run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout(),
                    intra_process=bus.enabled)
         run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
+        run["node_drops"] = {name: _new_drops(before[name], snap) for name, snap in run["node_stats"].items()}
         return run
     finally:
         harness.close()
         spinner.stop()  # detaches the nodes: the next variant spins them again
         bus.enabled = True
+
+
+def _new_drops(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Drops by reason counted during a run (the node counters are cumulative)."""
+    was = before.get("dropped") or {}
+    return {k: int(v) - int(was.get(k, 0)) for k, v in (after.get("dropped") or {}).items() if int(v) > int(was.get(k, 0))}
+
+
+def _diagnostic_drops(values: dict[str, str]) -> dict[str, int]:
+    return {k[len("dropped/"):]: int(v) for k, v in values.items() if k.startswith("dropped/") and v.isdigit()}
 
 
 def _node_snapshot(node) -> dict[str, Any]:
@@ -245,11 +270,14 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
             return {"sensor_sync": int(entry[1].get("published/frame", 0)) if entry else None}
 
         names = {p.pid: spec.name for p, spec in zip(procs, options.nodes)}
+        before = {k: _diagnostic_drops(v[1]) for k, v in harness.diagnostics.items()}  # the last report (1 Hz)
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [p.pid for p in procs],
                             drain_s=idle_drain_s(rate, bare), node_times=DiagnosticsNodeTimes(harness),
                             process_names=names, bare_parallel=bare_parallel)
         run.update(mode="processes", backend=backend, startup_s=startup_s, log=str(logfile),
                    node_diagnostics={k: v[1] for k, v in harness.diagnostics.items()})
+        run["node_drops"] = {k: _new_drops({"dropped": before.get(k, {})}, {"dropped": _diagnostic_drops(v[1])})
+                             for k, v in harness.diagnostics.items()}
         return run
     finally:
         if harness is not None:

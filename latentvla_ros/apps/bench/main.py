@@ -19,6 +19,7 @@ from latentvla_ros.apps.bench.meters import round_floats
 from latentvla_ros.apps.bench.options import BenchOptions, add_bench_arguments, resolve_options
 from latentvla_ros.apps.bench.report import evaluate_targets, print_report, write_docs
 from latentvla_ros.apps.bench.sections import conversions_section, onnx_section, teacher_section
+from latentvla_ros.apps.bench.summary import write_summary
 from latentvla_ros.apps.reporting import machine_info, other_processes
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         "meta": {"date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"), "command": opts.command,
                  "out": str(opts.out), "threads": opts.threads, "quick": opts.quick, "configs": opts.configs,
                  "modes": opts.modes, "backends": opts.backends, "rates_hz": opts.rates, "frames": opts.frames,
-                 "warmup": opts.warmup, "sections": opts.sections, "domain_id": opts.domain_id,
+                 "warmup": opts.warmup, "repeat": opts.repeat, "sections": opts.sections, "domain_id": opts.domain_id,
                  "executors": opts.executors, "node_overrides": opts.overrides,
                  "machine": machine_info(), "loadavg_start": list(os.getloadavg()),
                  "other_processes_start": other_processes()},
@@ -78,6 +79,10 @@ def run(opts: BenchOptions, report: Callable[[str], None] = print) -> dict[str, 
         if "graph" in opts.sections:
             cres["runs"] = run_config_graph(opts, data, report)
             save()
+            for r in range(1, opts.repeat):  # the same runs again: their spread goes into docs/performance.json
+                report(f"[{config}] graph runs, repeat {r + 1}/{opts.repeat}")
+                cres.setdefault("repeat_runs", []).append(run_config_graph(opts, data, report))
+                save()
         if "onnx" in opts.sections:
             report(f"[{config}] onnx export + comparison")
             try:
@@ -126,9 +131,16 @@ def main(args: argparse.Namespace) -> int:
     print_report(results)
     print(f"\nwrote {opts.out / 'bench.json'}")
     if opts.write_docs:
-        path = opts.docs_path or Path(__file__).resolve().parents[3] / "docs" / "performance.md"
+        repo = Path(__file__).resolve().parents[3]
+        path = opts.docs_path or repo / "docs" / "performance.md"
         write_docs(round_floats(results), path)
-        print(f"wrote {path}")
+        # README's paragraph only when the page goes to the repository's docs/ (not a --docs-path elsewhere)
+        readme = repo / "README.md" if path.parent.resolve() == (repo / "docs").resolve() else None
+        summary = write_summary(results, path.parent, readme)
+        print(f"wrote {path}, {path.parent / 'performance.json'}"
+              + (f", {readme} (latency paragraph)" if readme is not None and "readme" not in summary else ""))
+        if summary.get("readme"):
+            print(summary["readme"])
     return 0
 
 

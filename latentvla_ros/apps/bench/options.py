@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 
 
 CONFIGS = ("edge", "paper")
-MODES = ("bare", "composed", "processes", "instant")
-BACKENDS = ("torch", "onnx")
+MODES = ("bare", "composed", "processes", "instant", "floor")
+BACKENDS = ("onnx", "torch")  # the nodes ship with onnx (config/*.param.yaml): first, so processes/instant/floor use it
 SECTIONS = ("graph", "onnx", "teacher", "conversions")
 #: composed-graph variants: a ros/executors.py kind, "-per-node" for one thread per node, "-dds" with
 #: in-process delivery off (ros/intra_process.py); events ships
@@ -48,10 +48,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--modes", default=None,
                         help="comma-separated graph modes of bare,composed,processes,instant (default all; quick: "
                              "bare,composed). instant: the bare chain and the composed graph again with every forward "
-                             "pass answered at once (its first output replayed): what the graph costs besides the models")
+                             "pass answered at once (its first output replayed): what the graph costs besides the models. floor: "
+                             "a no-work rclpy graph of the same topology and message sizes (apps/bench/floor.py)")
     parser.add_argument("--backends", default=None,
-                        help="inference backends of the graph runs, torch,onnx (default torch,onnx; quick: torch). "
-                             "processes mode runs with the first one only")
+                        help="inference backends of the graph runs, onnx,torch (default onnx,torch; quick: torch). "
+                             "processes and instant modes run with the first one only")
     parser.add_argument("--rate", default=None,
                         help="input rate [Hz]: one number, or per config 'edge=10,paper=2'; several rates with ':' "
                              "('paper=2:10'); the first is the one the targets refer to (default edge=10,paper=2)")
@@ -73,7 +74,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--teacher-mem-gb", type=float, default=0.0,
                         help="memory the teacher may take (0: MemAvailable - 4 GB); decides full vs. scaled Qwen2.5-VL-3B")
     parser.add_argument("--teacher-runs", type=int, default=3, help="timed teacher forward passes (after one warm-up)")
-    parser.add_argument("--write-docs", action="store_true", help="also write docs/performance.md from the results")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the graph section this many times in the one command: docs/performance.json "
+                             "gives the median over the runs and each run's figures (their spread)")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="also write docs/performance.md, docs/performance.json and README.md's latency "
+                             "paragraph (between its latency markers) from the results")
     parser.add_argument("--docs-path", default=None, help="where --write-docs writes (default <repo>/docs/performance.md)")
     parser.add_argument("--domain-id", type=int, default=-1, help="ROS domain id (default: $ROS_DOMAIN_ID or a random one)")
     parser.add_argument("--seed", type=int, default=3, help="seed of the generated driving log and random weights")
@@ -98,6 +104,7 @@ class BenchOptions:
     teacher_mem_gb: float = 0.0
     teacher_runs: int = 3
     quick: bool = False
+    repeat: int = 1
     write_docs: bool = False
     docs_path: Path | None = None
     domain_id: int = 0
@@ -177,6 +184,7 @@ def resolve_options(args: argparse.Namespace) -> BenchOptions:
         frames=frames, sections=sections, threads=_threads(get("threads"), configs), warmup=int(get("warmup", 5) or 0),
         checkpoints=Path(ckpt) if ckpt else None, teacher_mem_gb=float(get("teacher_mem_gb", 0.0) or 0.0),
         teacher_runs=max(1, int(get("teacher_runs", 3) or 3)) if not quick else 2, quick=quick,
+        repeat=max(1, int(get("repeat", 1) or 1)),
         write_docs=bool(get("write_docs", False)), docs_path=Path(docs) if docs else None, domain_id=domain,
         seed=int(get("seed", 3) if get("seed") is not None else 3), command=get("command_line") or _command_line(),
         executors=executors, overrides=_overrides(get("set") or []),

@@ -221,6 +221,12 @@ def print_report(results: dict[str, Any], out=None) -> None:
     for t in results.get("targets", []):
         mark = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
         p(f"  [{mark}] {t['target']}: {fmt(t['value'], 3)} (goal {t['goal']})")
+    from latentvla_ros.apps.bench.summary import performance_summary
+
+    p("\nissue targets (docs/performance.json):")
+    for t in performance_summary(results)["targets"]:
+        mark = {True: "MET", False: "NOT MET", None: "n/a"}[t["met"]]
+        p(f"  [{mark}] {t['target']}: {fmt(t['value'], 3)} (goal {t['goal']})")
     floor = floor_lines(results)
     if floor:
         p("\nwhat the graph costs besides the models (instant forward passes):")
@@ -374,6 +380,14 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
                   "`latentvla_ros/apps/bench/graph.py`); everything else is unchanged: messages, conversions, feature "
                   "building, synchronisation, executors, the harness. The composed graph's latency then is what ROS and "
                   "the nodes' Python cost by themselves on this machine.", "", *[f"- {line}" for line in floor], ""]
+    from latentvla_ros.apps.bench.summary import performance_summary, summary_lines
+
+    lines += ["## The floor, graph overhead, repeats (docs/performance.json)", "",
+              "The `floor` runs: a no-work rclpy graph of the same topology and message sizes (sensors in over DDS, a "
+              "synchroniser, two parallel stages, a planner, the trajectory back over DDS; `latentvla_ros/apps/bench/"
+              "floor.py`), with the stages called directly after the sensor subscription (`floor`) and with one executor "
+              "hop per node (`floor_hops`). With `--repeat N` each figure is the median over the N runs.", "",
+              *summary_lines(performance_summary(results)), ""]
     lines += ["## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
     for t in results.get("targets", []):
         lines.append(f"| {t['target']} | {fmt(t['value'], 3)} | {t['goal']} | {t['met']} |")
