@@ -12,7 +12,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64, String
 
-from latentvla_ros.msg import BevFeatures, SensorFrame
+from latentvla_ros.msg import BevFeatures, LatentActionPlan, SensorFrame
 from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription
 from latentvla_ros.ros.node_base import LatentVlaNode
 from latentvla_ros.ros.nodes.bev_features import BevFeaturesNode
@@ -172,3 +172,55 @@ def test_a_node_behind_its_input_loses_frames_counted_once(ros_context, spin):
     assert snap["dropped"] == {"frame_lost_upstream": 2} and snap["dropped_total"] == 2
     status = {kv.key: kv.value for kv in bev.diagnostic_status().values}
     assert status["intra_process/queue_overflow/frame"] == "2"
+
+
+def test_a_direct_subscription_runs_in_the_publishers_thread_when_spun():
+    node = _Node()
+    got = []
+    sub = LocalSubscription(node, "/t", BevFeatures, got.append, depth=2, on_overflow=lambda n: None, direct=True)
+    sub.offer(BevFeatures(sequence=1))
+    assert got == [] and len(sub.queue) == 1  # not spun: queued, as a DDS reader keeps it
+    node.executor = node
+    sub.offer(BevFeatures(sequence=2))  # one waits already: behind it, in order, on the executor
+    assert got == [] and len(node.tasks) == 1
+    node.tasks.pop()()
+    assert [m.sequence for m in got] == [1, 2]
+    sub.offer(BevFeatures(sequence=3))  # nothing waits: called at once, in this thread
+    assert [m.sequence for m in got] == [1, 2, 3] and node.tasks == []
+
+
+class StageSource(LatentVlaNode):
+    """Stands in for bev_features and latent_reasoner in the composed process."""
+
+    schema_name = "sensor_sync"
+
+    def __init__(self, **kwargs):
+        super().__init__("stage_source", **kwargs)
+        self.bev_pub = self.create_publisher(BevFeatures, "/ipc2/bev", QOS)
+        self.plan_pub = self.create_publisher(LatentActionPlan, "/ipc2/plan", QOS)
+
+
+def test_composed_planner_plans_in_the_thread_that_hands_the_pair_over(ros_context, spin):
+    """No executor hop to the planner's own thread in a composed process: the frame is planned
+    and its trajectory published in the thread that delivered the last of its inputs (the
+    planner is a serial stage; the hop only added a thread wake-up per frame)."""
+    import threading
+
+    from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
+
+    bus = IntraProcessBus()
+    source = StageSource(context=ros_context, intra_process=bus)
+    planner = TrajectoryPlannerNode(context=ros_context, intra_process=bus,
+                                    parameter_overrides=[Parameter("checkpoint", value=""),
+                                                         Parameter("allow_untrained", value=True)],
+                                    cli_args=["--ros-args", "-r", "~/input/bev:=/ipc2/bev", "-r", "~/input/plan:=/ipc2/plan"])
+    threads = []
+    publish = planner._publish
+    planner._publish = lambda traj, plan: (threads.append(threading.current_thread()), publish(traj, plan))
+    spin(source, planner)
+    assert wait_for(lambda: planner.executor is not None and planner in planner.executor.get_nodes())
+    sample = samples()
+    source.plan_pub.publish(sample["LatentActionPlan"])
+    source.bev_pub.publish(sample["BevFeatures"])
+    assert threads[:1] == [threading.current_thread()]  # planned before publish() returned, in this thread
+    assert planner.stats.snapshot()["received"] == {"bev": 1, "plan": 1}

@@ -20,7 +20,10 @@ inside kernels), ``planner`` and ``teacher``. Measured with one intra-op thread 
 composed latency by less than the run-to-run spread; with 2 intra-op threads the planner
 on the BEV thread was faster (1.25 vs 1.42 x bare), but the planner then lost BEV frames
 in a full queue at 5x replay, which it now counts (``BevFeatures.sequence``).
-``layout="per_node"`` gives every node its own thread.
+``layout="per_node"`` gives every node its own thread. In a composed process the planner's
+BEV and plan inputs skip the hop to its thread (``in_process_direct``, ros/intra_process.py):
+the thread that delivers a frame's last input plans it; the planner's thread keeps odometry
+and the timers.
 """
 from __future__ import annotations
 

@@ -76,6 +76,9 @@ class LocalSubscription:
     on_overflow: Callable[[int], None]
     #: a reliable subscription does not match a best-effort publisher (DDS would not deliver)
     requires_reliable: bool = False
+    #: run the callback in the publisher's thread (no executor hop): for a serial stage whose
+    #: callbacks are thread-safe, where the hop to its own thread buys nothing (the planner)
+    direct: bool = False
     queue: collections.deque = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,9 @@ class LocalSubscription:
         return executor
 
     def offer(self, msg: Any) -> None:
+        if self.direct and not self.queue and self._executor() is not None:
+            self.callback(msg)  # nothing waits before it: in order
+            return
         if len(self.queue) == self.depth:
             self.on_overflow(1)
         self.queue.append(msg)

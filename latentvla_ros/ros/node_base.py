@@ -209,8 +209,11 @@ class LatentVlaNode(Node):
 
     # ------------------------------------------------------------ guarded callbacks
     def create_subscription(self, msg_type, topic, callback, qos_profile, *, watch: bool = True,
-                            timeout_param: str | None = "input_timeout_s", **kwargs):
-        """Like rclpy's, plus: counted, watched (``watch=False``: optional input) and guarded."""
+                            timeout_param: str | None = "input_timeout_s", in_process_direct: bool = False, **kwargs):
+        """Like rclpy's, plus: counted, watched (``watch=False``: optional input) and guarded.
+        ``in_process_direct``: in a composed process, in-process messages run the callback in the
+        publisher's thread instead of a hop to this node's executor (the callback must be
+        thread-safe; ros/intra_process.py)."""
         if "_inputs_lock" not in self.__dict__:  # rclpy's own, during Node.__init__ (/clock with use_sim_time)
             return super().create_subscription(msg_type, topic, callback, qos_profile, **kwargs)
         name = input_name(topic)
@@ -227,7 +230,7 @@ class LatentVlaNode(Node):
             return super().create_subscription(msg_type, topic, guarded, qos_profile, **kwargs)
         local = LocalSubscription(self, self.resolve_topic_name(topic), msg_type, guarded, queue_depth(qos_profile),
                                   functools.partial(self._on_queue_overflow, name),
-                                  requires_reliable=is_reliable(qos_profile))
+                                  requires_reliable=is_reliable(qos_profile), direct=in_process_direct)
 
         def from_dds(msg, *rest):
             if bus.local_publishers(local.topic, msg_type, local.requires_reliable):  # delivered in-process already

@@ -125,15 +125,20 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._path_pub = self.create_publisher(Path, "~/output/path", out_qos)
         self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", out_qos)
         in_qos = self.input_qos()
-        self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._on_bev, in_qos)
+        # composed: BEV features and plans are planned in the thread that hands them over (the
+        # last of the pair does the work; ``_serial`` keeps one frame path at a time), no hop
+        # to the planner's own thread, which then only runs odometry and the timers
+        self._serial = threading.RLock()
+        self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._serialised(self._on_bev), in_qos,
+                                                 in_process_direct=True)
         self._plan_sub = None
         if self.planner.needs_plan:
-            self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._on_plan, in_qos,
-                                                      timeout_param="plan_timeout_s")
+            self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._serialised(self._on_plan),
+                                                      in_qos, timeout_param="plan_timeout_s", in_process_direct=True)
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         # steady clock: under use_sim_time a stalled /clock (dead simulator, ended bag)
         # must not stop the watchdog that publishes the fallback
-        self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._on_watchdog,
+        self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._serialised(self._on_watchdog),
                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._graph_check = self.create_timer(1.0, self._check_upstream, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params['plan_timeout_s']} s for plans")
@@ -144,6 +149,15 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self.get_logger().warning("allow_untrained: driving on the planner's UNTRAINED weights, flagged in model_id")
 
     # ---------------------------------------------------------------- inputs
+    def _serialised(self, callback):
+        """``callback`` holding ``_serial``: the frame path runs in one thread at a time."""
+        def run(*args):
+            with self._serial:
+                callback(*args)
+
+        run.__name__ = getattr(callback, "__name__", "callback")
+        return run
+
     def _on_odometry(self, msg: Odometry) -> None:
         try:
             velocity, yaw_rate = checked_odometry(msg)
