@@ -302,6 +302,8 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "`/diagnostics` summary in processes runs (every frame the node processed, warm-up included). The harness "
         "subscribes only to the trajectory and `/diagnostics`: eight debug subscriptions more per frame would load "
         "the graph being measured.",
+        "- **floor** / **floor-hops** (`--modes ...,floor`): a no-work rclpy graph of the same topology and message "
+        "sizes, measured the same way; see *The floor, graph overhead, repeats*.",
         "- **-instant** runs (`--modes ...,instant`): the bare chain and the composed graph (shipped executors) with "
         "every forward pass answered at once; see *What the graph costs besides the models*.",
         "- foreign load = cores used by processes other than the benchmark during the run (from `/proc`).",

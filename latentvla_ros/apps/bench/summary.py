@@ -57,16 +57,22 @@ def _lost(run: dict[str, Any]) -> int:
 
 
 def _drop_reasons(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Why frames were lost, over the repeats: fallback reasons (harness) and each node's drop counters."""
+    """Why frames were lost, over the repeats: fallback reasons (harness) and each node's drop counters
+    during the measured frames. ``input_gap/*`` (samples missing in a sensor stream) are kept apart:
+    the harness pauses between warm-up and the measured frames, which sensor_sync rightly counts."""
     fallback: dict[str, int] = {}
     nodes: dict[str, dict[str, int]] = {}
+    gaps: dict[str, int] = {}
     for run in runs:
         for reason, n in (run.get("fallback_reasons") or {}).items():
             fallback[reason] = fallback.get(reason, 0) + int(n)
-        for node, drops in (run.get("node_drops") or {}).items():  # counted during the measured frames
+        for node, drops in (run.get("node_drops") or {}).items():
             for reason, n in (drops or {}).items():
-                nodes.setdefault(node, {})[reason] = nodes.setdefault(node, {}).get(reason, 0) + int(n)
-    return {"fallback_reasons": fallback, "node_drops": nodes}
+                if reason.startswith("input_gap/"):
+                    gaps[reason] = gaps.get(reason, 0) + int(n)
+                else:
+                    nodes.setdefault(node, {})[reason] = nodes.setdefault(node, {}).get(reason, 0) + int(n)
+    return {"fallback_reasons": fallback, "node_drops": nodes, "sensor_input_gaps": gaps}
 
 
 def config_summary(cres: dict[str, Any], backend: str) -> dict[str, Any] | None:
@@ -190,8 +196,9 @@ def latency_paragraph(summary: dict[str, Any]) -> str:
         lines.append(
             f"  `paper` at {p.get('rate_hz', 2):g} Hz (overloaded: the bare chain takes {_ms(fig(p, 'bare'))}): composed "
             f"median {_ms(fig(p, 'composed'))}, p99 {_ms(fig(p, 'composed', 'p99_ms'))} (target <= "
-            f"{PAPER_BUDGET_MS:g} ms + the bare median); frames dropped by the latest-frame policy and others, by "
-            f"reason: {text or 'none'}.")
+            f"{PAPER_BUDGET_MS:g} ms + the bare median); {p.get('dropped_frames', 'n/a')} frame(s) without a model "
+            f"trajectory; drops the nodes counted (the latest-frame policy's `superseded` among them), by reason: "
+            f"{text or 'none'}.")
     lines.append("  Targets " + ("all met." if met and not missed else
                                  f"not met: {'; '.join(missed)}." if missed else "not measured."))
     return "\n".join(lines)
@@ -250,7 +257,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                                     for n, r in d["node_drops"].items() if r) or "none"
                 notes.append(f"{config}[{backend}]: frames without a model trajectory (composed + processes, worst "
                              f"repeat) {s.get('dropped_frames')}; fallback reasons {d['fallback_reasons'] or 'none'}; "
-                             f"node drops by reason (all repeats): {reasons}.")
+                             f"node drops by reason (all repeats): {reasons}; sensor samples counted missing by "
+                             f"sensor_sync {d.get('sensor_input_gaps') or 'none'} (the harness pauses between "
+                             "warm-up and measured frames).")
     lines += ["", *[f"- {n}" for n in notes], "", "| target (docs/performance.json) | value | goal | met |",
               "|---|---|---|---|"]
     for t in summary.get("targets", []):
