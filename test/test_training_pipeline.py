@@ -42,7 +42,7 @@ def test_torchrun_two_cpu_processes_on_gloo(tiny_logs, tmp_path):
 def test_train_all_chain_exports_checkpoints_the_nodes_load(tiny_logs, tmp_path):
     out, export = tmp_path / "all", tmp_path / "ckpt"
     proc = _cli("-m", "latentvla_ros.cli", "train", "all", "--data", str(tiny_logs), "--out", str(out), "--max-steps", "3",
-                "--epochs-scale", "0.1", "--export-to", str(export), "--dart-seeds", "1", "--dart-frames", "60",
+                "--epochs-scale", "0.1", "--export-to", str(export), "--dart-seeds", "1", "--dart-frames", "60", "--dart-epochs", "1",
                 "--no-round-eval", timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for stage in ("lam", "teacher", "student", "planner", "dart", "ego_mlp"):

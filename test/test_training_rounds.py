@@ -35,7 +35,8 @@ def test_rounds_finetune_score_resume_and_export_the_last(tmp_path, monkeypatch)
                                          "route_completion": 0.5, "per_scenario": {"roundabout": {"off_road_rate": 0.9}}}}}
 
     monkeypatch.setattr(rounds, "generate_recovery", fake_recovery)
-    args = argparse.Namespace(preset="edge", dart_rounds=2, dart_seeds=1, dart_frames=48, no_resume=False, seed=0)
+    args = argparse.Namespace(preset="edge", dart_rounds=2, dart_seeds=1, dart_frames=48, dart_epochs=1,
+                              no_resume=False, seed=0)
     record = rounds.run_rounds(args, out, base, ("none",), ("highway",), lambda _base: cfg, evaluate, holdout_fraction=0.0)
     assert scored == [0, 1, 2] and generated == [1, 2]
     assert rounds.latest_round(out, "none") == 2

@@ -33,6 +33,8 @@ def add_train_parser(sub, func) -> None:
                        help="stage dart: data-aggregation rounds (recovery logs + fine-tuning; 0: none)")
     train.add_argument("--dart-seeds", type=int, default=6,
                        help="stage dart: recovery-log seeds per scenario and density per round (a multiple of 6 balances the turns)")
+    train.add_argument("--dart-epochs", type=int, default=4,
+                       help="stage dart: fine-tuning epochs per round over all logs so far (not scaled by --epochs-scale)")
     train.add_argument("--dart-frames", type=int, default=200, help="stage dart: frames per recovery log")
     train.add_argument("--recovery-data", default="",
                        help="stage dart: directory of the recovery logs (default: beside --data, named 'recovery')")

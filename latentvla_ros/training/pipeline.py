@@ -198,8 +198,9 @@ def stage_dart(args, out: Path) -> dict[str, Any]:
     fusions = FUSIONS if args.fusion == "all" else tuple(args.fusion.split(","))
     spec = EDGE_DATA if args.preset == "edge" else PAPER_DATA
 
-    def train_cfg_for(base: dict) -> TrainConfig:
-        return _scaled(TrainConfig(**base), args)
+    def train_cfg_for(base: dict) -> TrainConfig:  # --dart-epochs as given: --epochs-scale is for the base stages
+        cfg = _scaled(TrainConfig(**base), args)
+        return TrainConfig.from_dict({**cfg.to_dict(), "epochs": int(base["epochs"])})
 
     if _rank() != 0 or not args.dart_rounds:
         return {}
@@ -374,6 +375,7 @@ def main(args) -> int:
                        + (f" --data-seeds {args.data_seeds}" if args.data_seeds else "")
                        + (f" --dart-rounds {args.dart_rounds}" if args.dart_rounds != 1 else "")
                        + (f" --dart-seeds {args.dart_seeds}" if args.dart_seeds != 6 else "")
+                       + (f" --dart-epochs {args.dart_epochs}" if args.dart_epochs != 4 else "")
                        + (" --write-docs" if args.write_docs else ""))
             write_report(out, timings, out / "training.md", command, Path(args.data))
             if args.write_docs:

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 ROUNDS_FILE = "rounds.json"
-#: fine-tuning per round (edge): one pass over all logs at a lower learning rate
-ROUND_TRAIN = {"edge": dict(epochs=1, batch_size=32, lr=2e-4, warmup_steps=20),
-               "paper": dict(epochs=10, batch_size=64, lr=5e-5, warmup_steps=200)}
+#: fine-tuning per round: all logs so far at a lower learning rate (epochs: ``--dart-epochs``)
+ROUND_TRAIN = {"edge": dict(batch_size=32, lr=2e-4, warmup_steps=20),
+               "paper": dict(batch_size=64, lr=5e-5, warmup_steps=200)}
 
 RoundEvaluator = Callable[[Path, Path, int], dict[str, Any]]
 """``evaluate(out, work_dir, round) -> summary``: closed-loop scores of round ``round``'s planners."""
@@ -111,8 +111,9 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
             if (planner_dir(out, fusion, k) / "eval.json").is_file():
                 continue
             student = out / "student_run" / "student" if fusion == "student" else None
+            cfg = train_cfg_for({**ROUND_TRAIN[args.preset], "epochs": int(args.dart_epochs)})
             result = train_planner(logs, planner_dir(out, fusion, k), preset=args.preset, fusion=fusion,
-                                   train_cfg=train_cfg_for(ROUND_TRAIN[args.preset]), student_checkpoint=student,
+                                   train_cfg=cfg, student_checkpoint=student,
                                    resume=not args.no_resume, holdout_fraction=holdout_fraction,
                                    init_from=planner_dir(out, fusion, k - 1))
             entry.setdefault("planners", {})[fusion] = {"steps": result["steps"], "seconds": result["seconds"],
