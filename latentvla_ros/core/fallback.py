@@ -3,15 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from latentvla_ros.core.types import NUM_POSES, POSE_INTERVAL_S, Trajectory
+from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING
+from latentvla_ros.core.types import Trajectory
 
 
 def comfortable_stop(
     speed_mps: float,
     yaw_rate_rps: float = 0.0,
     deceleration_mps2: float = 2.0,
-    num_poses: int = NUM_POSES,
-    interval_s: float = POSE_INTERVAL_S,
+    num_poses: int = DEFAULT_TRAJECTORY_SAMPLING.num_poses,
+    interval_s: float = DEFAULT_TRAJECTORY_SAMPLING.interval_s,
     stamp_ns: int = 0,
     reason: str = "",
 ) -> Trajectory:

@@ -6,7 +6,8 @@ Conventions (NAVSIM-like):
   radians, counter-clockwise from +x.
 - Times are integers in nanoseconds (``stamp_ns``) so they survive round trips
   through ROS stamps exactly.
-- A trajectory is ``NUM_POSES`` poses (x, y, heading) at ``POSE_INTERVAL_S``.
+- A trajectory is ``NUM_POSES`` poses (x, y, heading) at ``POSE_INTERVAL_S``
+  (defaults of ``core.sizes.TrajectorySampling``).
 """
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ from enum import IntEnum
 
 import numpy as np
 
-NUM_POSES = 8
-POSE_INTERVAL_S = 0.5
-NUM_LATENT_TOKENS = 12
-CODEBOOK_SIZE = 16
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, DEFAULT_TRAJECTORY_SAMPLING
+
+# Defaults, from core/sizes.py (change them there); a checkpoint's config.json wins over them.
+NUM_POSES = DEFAULT_TRAJECTORY_SAMPLING.num_poses
+POSE_INTERVAL_S = DEFAULT_TRAJECTORY_SAMPLING.interval_s
+NUM_LATENT_TOKENS = DEFAULT_ACTION_SPACE.tokens_per_frame
+CODEBOOK_SIZE = DEFAULT_ACTION_SPACE.codebook_size
 EGO_STATUS_DIM = 8  # command one-hot (4) + velocity (2) + acceleration (2)
 
 

@@ -21,7 +21,7 @@ file                        dtype / shape                   meaning
 
 Optional files, read when present: ``timestamps_ns.npy`` int64 (T,) (exact stamps;
 without it, stamps are ``meta["start_stamp_ns"] + t * dt_s``), ``latent_ego_codes.npy``
-int16 (T,), ``teacher_probs.npy`` float32 (T, 12, 16), ``teacher_context.npy``
+int16 (T,), ``teacher_probs.npy`` float32 (T, 12, 16) (data/label_sizes.py), ``teacher_context.npy``
 float16 (T, M, D), ``perturbation.npy`` float32 (T, 2) (``data/perturbation.py``: noise executed
 from frame t to t+1; no ``future_valid`` where it acts in the horizon); caches via ``DrivingLog.write_array``.
 
@@ -43,8 +43,6 @@ from typing import Any
 import numpy as np
 
 from latentvla_ros.core.types import (
-    CODEBOOK_SIZE,
-    NUM_LATENT_TOKENS,
     NUM_POSES,
     POSE_INTERVAL_S,
     AgentBox,
@@ -54,10 +52,10 @@ from latentvla_ros.core.types import (
     MapGeometry,
     SensorFrame,
 )
+from latentvla_ros.data.label_sizes import META_FILE, teacher_action_space, write_text_atomic
 from latentvla_ros.data.perturbation import PERTURBATION_FILE, clean_future_mask
 
 FORMAT_VERSION = 1
-META_FILE = "meta.json"
 MAP_FILE = "map.json"
 REQUIRED_META_KEYS = ("source", "dt_s", "num_frames", "camera_names")
 AGENT_FIELDS = ("x", "y", "heading", "length", "width", "vx", "vy", "track_id")
@@ -161,12 +159,6 @@ def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     with open(tmp, "wb") as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -473,8 +465,9 @@ class DrivingLog:
             _expect(arr.dtype == np.int16 and arr.shape == (n,), self.path,
                     f"latent_ego_codes.npy must be int16 ({n},), got {arr.dtype} {arr.shape}")
         elif name == "teacher_probs":
-            _expect(arr.dtype == np.float32 and arr.shape == (n, NUM_LATENT_TOKENS, CODEBOOK_SIZE), self.path,
-                    f"teacher_probs.npy must be float32 ({n}, {NUM_LATENT_TOKENS}, {CODEBOOK_SIZE}), got {arr.dtype} {arr.shape}")
+            k, c = teacher_action_space(self.meta).shape  # the teacher's sizes, data/label_sizes.py
+            _expect(arr.dtype == np.float32 and arr.shape == (n, k, c), self.path,
+                    f"teacher_probs.npy must be float32 ({n}, {k}, {c}), got {arr.dtype} {arr.shape}")
         elif name == "teacher_context":
             _expect(arr.dtype == np.float16 and arr.ndim == 3 and arr.shape[0] == n, self.path,
                     f"teacher_context.npy must be float16 ({n}, M, D), got {arr.dtype} {arr.shape}")
@@ -675,7 +668,7 @@ class DrivingLog:
     def update_meta(self, **items: Any) -> None:
         """Merge keys into ``meta.json`` (atomic rewrite)."""
         self.meta.update(items)
-        _atomic_write_text(self.path / META_FILE, json.dumps(self.meta, indent=2, sort_keys=True, default=_json_default))
+        write_text_atomic(self.path / META_FILE, json.dumps(self.meta, indent=2, sort_keys=True, default=_json_default))
 
 
 def is_log_dir(path: str | Path) -> bool:

@@ -20,7 +20,10 @@ key                 dtype / shape        source
 Only frames whose *required* targets are valid are indexed (``require``: any of
 ``future``, ``next_image``, ``latent_tokens``, ``teacher_probs``, ``teacher_context``).
 Optional label keys are returned when every log has them (or when required; logs
-lacking a required label are skipped).
+lacking a required label are skipped). ``action_space`` (the consuming model's, e.g.
+``StudentConfig.action_space``) is checked against the sizes each log's labels were
+made with (``data/label_sizes.py``): a mismatch raises ``SizeMismatchError``, and so
+does a latent code outside the labelling LAM's codebook (never a silent drop).
 
 LiDAR histograms are cached once per log in ``lidar_bev_<grid>.npy`` (uint8 point
 counts capped at ``max_points_per_pixel``; parameters in ``meta.json`` under
@@ -37,7 +40,9 @@ import torch
 from torch.utils.data import Dataset
 
 from latentvla_ros.core.features import lidar_bev_histogram, stitch_cameras
-from latentvla_ros.core.types import CODEBOOK_SIZE, NUM_LATENT_TOKENS, CameraImage
+from latentvla_ros.core.sizes import ActionSpace, check_same
+from latentvla_ros.core.types import NUM_LATENT_TOKENS, CameraImage
+from latentvla_ros.data.label_sizes import check_latent_codes, latent_codebook_size, teacher_action_space
 from latentvla_ros.data.log_format import DrivingLog, LogFormatError, list_logs
 
 TARGETS = ("future", "next_image", "latent_tokens", "teacher_probs", "teacher_context")
@@ -101,6 +106,7 @@ class FrameDataset(Dataset):
         with_next_image: bool = False,
         cache_lidar: bool = True,
         progress: bool = False,
+        action_space: ActionSpace | None = None,
     ) -> None:
         if isinstance(log_dirs, (str, Path)):
             log_dirs = list_logs(log_dirs)
@@ -121,6 +127,7 @@ class FrameDataset(Dataset):
         if self.with_next_image and "next_image" not in self.require:
             self.require = self.require + ("next_image",)
         self.cache_lidar = cache_lidar
+        self.action_space = action_space
 
         logs = [DrivingLog(p) for p in self.log_dirs]
         # labels: required ones filter logs; optional ones are returned if every log has them
@@ -134,6 +141,9 @@ class FrameDataset(Dataset):
             for label, attr in (("latent_tokens", "latent_ego_codes"), ("teacher_probs", "teacher_probs"),
                                 ("teacher_context", "teacher_context"))
         }
+        if action_space is not None and self.returns["teacher_probs"]:
+            for lg in logs:
+                check_same("action space", action_space, "the model", teacher_action_space(lg.meta), f"the teacher labels of {lg.path}")
         if self.returns["teacher_context"]:
             shapes = {lg.teacher_context.shape[1:] for lg in logs}
             if len(shapes) > 1:
@@ -197,9 +207,11 @@ class FrameDataset(Dataset):
 
     def _token_valid(self, log: DrivingLog) -> np.ndarray:
         codes = np.asarray(log.latent_ego_codes)
+        expected = self.action_space.codebook_size if self.action_space is not None else latent_codebook_size(log.meta)
+        check_latent_codes(log.path, log.meta, codes, expected, "the model" if self.action_space is not None else "the log")
         n = log.num_frames
         ok = np.zeros(n, dtype=bool)
-        good = (codes >= 0) & (codes < CODEBOOK_SIZE)
+        good = codes >= 0  # -1: no transition (the log's tail)
         for t in range(n):
             idx = self._token_indices(t)
             ok[t] = idx[-1] < n and bool(good[idx].all())

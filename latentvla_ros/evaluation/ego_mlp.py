@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentvla_ros.core.types import POSE_INTERVAL_S, Trajectory
+from latentvla_ros.core.types import Trajectory
 from latentvla_ros.models.configuration_ego_mlp import MODEL_TYPE
 from latentvla_ros.models.modeling_ego_mlp import EgoStatusMLP, load_ego_mlp
 
@@ -39,4 +39,4 @@ class EgoMLPPlanner:
         status = np.nan_to_num(ego.status_vector(), nan=0.0, posinf=0.0, neginf=0.0)
         poses = self.model(torch.from_numpy(status)[None])[0].double().numpy()
         stamp = int(getattr(scene_or_frame, "stamp_ns", 0) or 0)
-        return Trajectory(poses=poses, interval_s=POSE_INTERVAL_S, stamp_ns=stamp, model_id=self.model_id)
+        return Trajectory(poses=poses, interval_s=self.model.config.trajectory_sampling.interval_s, stamp_ns=stamp, model_id=self.model_id)

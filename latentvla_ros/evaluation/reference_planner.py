@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING
 from latentvla_ros.core.types import Trajectory
 from latentvla_ros.evaluation.agent_replay import constant_velocity_frames
 from latentvla_ros.evaluation.geometry import (
@@ -71,8 +72,8 @@ class ReferencePlannerConfig:
     yield_lookahead_s: float = 3.0
     yield_margin_s: float = 1.0
     yield_clearance_m: float = 0.5
-    num_poses: int = 8
-    pose_interval_s: float = 0.5
+    num_poses: int = DEFAULT_TRAJECTORY_SAMPLING.num_poses
+    pose_interval_s: float = DEFAULT_TRAJECTORY_SAMPLING.interval_s
 
 
 @dataclass

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 
 from latentvla_ros.core.config_base import ConfigBase, require
-from latentvla_ros.core.types import NUM_POSES
+from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING, TrajectorySampling
 
 MODEL_TYPE = "ego_mlp"
 
@@ -20,8 +20,8 @@ class EgoMLPConfig(ConfigBase):
     """Width of the hidden layers (NAVSIM's agent uses 512)."""
     num_layers: int = 2
     """Hidden layers (Linear + ReLU)."""
-    num_poses: int = NUM_POSES
-    """Output poses (at 0.5 s)."""
+    num_poses: int = DEFAULT_TRAJECTORY_SAMPLING.num_poses
+    """Output poses, at the logs' interval (``DEFAULT_TRAJECTORY_SAMPLING.interval_s``)."""
     velocity_scale: float = 10.0
     """Velocities are divided by this before the MLP [m/s]."""
     acceleration_scale: float = 3.0
@@ -38,6 +38,11 @@ class EgoMLPConfig(ConfigBase):
     """Adam weight decay."""
     seed: int = 0
     """Initialisation and shuffling seed."""
+
+    @property
+    def trajectory_sampling(self) -> TrajectorySampling:
+        """Poses at the interval of the logs' future trajectories it is trained on."""
+        return TrajectorySampling(self.num_poses, DEFAULT_TRAJECTORY_SAMPLING.interval_s)
 
     def validate(self) -> None:
         require(self.hidden_dim >= 1, "hidden_dim", "must be >= 1")

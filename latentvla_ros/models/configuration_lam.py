@@ -29,7 +29,7 @@ import math
 from typing import Any
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError, require
-from latentvla_ros.core.types import CODEBOOK_SIZE
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE
 
 
 def _finite_positive(value: float) -> bool:
@@ -64,7 +64,7 @@ class LamConfig(ConfigBase):
     """Frames between the current and the next frame of a transition (3 at 10 Hz = 0.3 s); also the gap to the previous frame."""
 
     # ---- latent actions ---------------------------------------------------
-    codebook_size: int = CODEBOOK_SIZE
+    codebook_size: int = DEFAULT_ACTION_SPACE.codebook_size
     """Codes per codebook (environmental and ego each); the project-wide token vocabulary is 16."""
     latent_dim: int = 32
     """Dimension of a continuous latent action and of each codebook entry."""

@@ -19,7 +19,8 @@ import dataclasses
 from typing import Any
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError, require
-from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES
+from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING, TrajectorySampling
+from latentvla_ros.core.types import EGO_STATUS_DIM
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_student import StudentConfig
 
@@ -53,7 +54,7 @@ class PlannerConfig(ConfigBase):
     """Fusion blocks (BEV queries cross-attend to the context); unused for fusion='none'."""
     dropout: float = 0.0
     """Dropout in attention and feed-forward layers."""
-    num_poses: int = NUM_POSES
+    num_poses: int = DEFAULT_TRAJECTORY_SAMPLING.num_poses
     """Poses of the output trajectory (8 at 0.5 s)."""
     ego_status_dim: int = EGO_STATUS_DIM
     """Size of the ego-status vector fed as the status token."""
@@ -70,8 +71,13 @@ class PlannerConfig(ConfigBase):
     whose lateral part vy = v sin(slip) grows with the tracker's own steering, so every
     correction makes the next plan turn harder (issue 12). Checkpoints written before this
     field existed were trained with ``'velocity'`` and load with it (``from_dict``)."""
-    pose_interval_s: float = 0.5
+    pose_interval_s: float = DEFAULT_TRAJECTORY_SAMPLING.interval_s
     """Time between the output poses [s] (used by the constant-velocity prior)."""
+
+    @property
+    def trajectory_sampling(self) -> TrajectorySampling:
+        """How this planner samples its output (``core.sizes.TrajectorySampling``)."""
+        return TrajectorySampling(self.num_poses, float(self.pose_interval_s))
 
     @property
     def uses_context(self) -> bool:

@@ -13,7 +13,8 @@ import dataclasses
 from typing import Any
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError, require
-from latentvla_ros.core.types import CODEBOOK_SIZE, EGO_STATUS_DIM, NUM_LATENT_TOKENS
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, ActionSpace
+from latentvla_ros.core.types import EGO_STATUS_DIM
 
 
 @dataclasses.dataclass
@@ -42,12 +43,17 @@ class StudentConfig(ConfigBase):
     """Hidden size of the feed-forward layers."""
     dropout: float = 0.0
     """Dropout in attention and feed-forward layers."""
-    num_action_tokens: int = NUM_LATENT_TOKENS
+    num_action_tokens: int = DEFAULT_ACTION_SPACE.tokens_per_frame
     """Latent action slots predicted per frame (12)."""
-    codebook_size: int = CODEBOOK_SIZE
+    codebook_size: int = DEFAULT_ACTION_SPACE.codebook_size
     """Size of the latent action codebook (16)."""
     ego_status_dim: int = EGO_STATUS_DIM
     """Size of the ego-status vector (command one-hot 4, velocity 2, acceleration 2)."""
+
+    @property
+    def action_space(self) -> ActionSpace:
+        """The latent actions this student predicts (``core.sizes.ActionSpace``)."""
+        return ActionSpace(self.codebook_size, self.num_action_tokens)
 
     @property
     def stem_stride(self) -> int:

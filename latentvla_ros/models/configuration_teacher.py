@@ -21,7 +21,7 @@ import math
 from typing import Any
 
 from latentvla_ros.core.config_base import ConfigBase, require
-from latentvla_ros.core.types import CODEBOOK_SIZE, NUM_LATENT_TOKENS
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, ActionSpace
 
 PRESETS = ("tiny", "qwen2.5-vl-3b")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -121,9 +121,9 @@ class TeacherConfig(ConfigBase):
     image_size: tuple[int, int] = (112, 112)
     """(height, width) the camera image is resized to; multiples of 28 (one image token
     per 28x28 px: 112x112 -> 16 image tokens, 224x224 -> 64)."""
-    num_latent_tokens: int = NUM_LATENT_TOKENS
+    num_latent_tokens: int = DEFAULT_ACTION_SPACE.tokens_per_frame
     """Latent action tokens predicted per frame (12 in the paper)."""
-    codebook_size: int = CODEBOOK_SIZE
+    codebook_size: int = DEFAULT_ACTION_SPACE.codebook_size
     """Size of the LAM codebook; one special token <act_i> per code (16)."""
     num_visual_context_tokens: int = 16
     """The image-token hidden states are average-pooled to this many tokens (a perfect
@@ -176,6 +176,11 @@ class TeacherConfig(ConfigBase):
                     and all(isinstance(v, dict) for v in self.arch_overrides.values()),
                     "arch_overrides", "must be a dict with optional 'text' / 'vision' dicts")
         require(self.trust_remote_code is False, "trust_remote_code", "must be False (remote code is never run)")
+
+    @property
+    def action_space(self) -> ActionSpace:
+        """The latent actions this teacher predicts (``core.sizes.ActionSpace``)."""
+        return ActionSpace(self.codebook_size, self.num_latent_tokens)
 
     @property
     def image_token_grid(self) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Traject
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, check_compatible
 from latentvla_ros.runtime.registry import STUDENT_SUBDIR
+from latentvla_ros.runtime.sizes import check_checkpoint_sizes
 from latentvla_ros.runtime.stages import BevFeatureExtractor, LatentReasoner, TrajectoryPlanner
 
 log = logging.getLogger(__name__)
@@ -123,10 +124,13 @@ def build_pipeline_from_dir(
 
     Missing stages are built untrained from ``preset`` (``model_id`` says
     ``untrained`` and a warning is logged). The student is loaded only when the
-    planner fuses it. A ``fusion='teacher'`` planner needs the VLM teacher at run
+    planner fuses it. LAM, teacher and student of ``root`` must agree on the action space
+    (``runtime.sizes.check_checkpoint_sizes``: ``SizeMismatchError``). A ``fusion='teacher'`` planner needs the VLM teacher at run
     time, which this function does not build: ConfigError.
     """
     root = Path(checkpoints_root) if checkpoints_root else None
+    if root is not None:
+        check_checkpoint_sizes(root)  # LAM, teacher and student agree on the action space
 
     def ckdir(sub: str) -> Path | None:
         if root is not None and (root / sub / ckpt.CONFIG_NAME).is_file():

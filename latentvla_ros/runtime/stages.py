@@ -214,4 +214,4 @@ class TrajectoryPlanner(_Stage):
         poses = poses[0].astype(np.float64)
         if poses.shape != (cfg.num_poses, 3):
             raise ModelOutputError(f"planner output shape {poses.shape}, expected ({cfg.num_poses}, 3)")
-        return Trajectory(poses=poses, stamp_ns=bev.stamp_ns, model_id=self.model_id)
+        return Trajectory(poses=poses, interval_s=cfg.pose_interval_s, stamp_ns=bev.stamp_ns, model_id=self.model_id)

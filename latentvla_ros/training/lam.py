@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from latentvla_ros.core.checkpoint import save_checkpoint
+from latentvla_ros.data.label_sizes import latent_codes_meta, record_label_sizes
 from latentvla_ros.models.configuration_lam import LamConfig
 from latentvla_ros.models.modeling_lam import MODEL_TYPE, LatentActionModel, codebook_stats, load_lam
 from latentvla_ros.training.common import TrainConfig, seed_everything, setup_distributed, train_loop
@@ -248,6 +249,7 @@ def label_logs_with_lam(checkpoint: str | Path | LatentActionModel, log_dirs: st
             if name == EGO_CODES_FILE:  # the motion of a DART noise burst is no expert action to imitate
                 full[perturbed] = -1
             _save_npy_atomic(path / name, full)
+        record_label_sizes(path, latent_codes_meta(model.config.codebook_size))
         out[str(path)] = {
             "frames": n,
             "labeled": int(len(ego)),

@@ -262,7 +262,8 @@ def train_student(
     def make_dataset(dirs):
         from latentvla_ros.data.torch_datasets import FrameDataset
 
-        return FrameDataset(dirs, image_size=cfg.image_size, with_lidar=False, require=("teacher_probs",))
+        return FrameDataset(dirs, image_size=cfg.image_size, with_lidar=False, require=("teacher_probs",),
+                            action_space=cfg.action_space)
 
     train_ds, hold_ds = split_holdout(log_dirs, holdout_fraction, make_dataset)
     _check_sample(train_ds[0], cfg)

@@ -24,8 +24,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from latentvla_ros.core.types import CODEBOOK_SIZE, EGO_STATUS_DIM, NUM_LATENT_TOKENS
+from latentvla_ros.data.label_sizes import check_latent_codes, read_label_meta, record_label_sizes, teacher_labels_meta
 from latentvla_ros.models.configuration_teacher import TeacherConfig
 from latentvla_ros.models.modeling_teacher import TEACHER_CONFIG_NAME, LatentTeacher
+from latentvla_ros.runtime.sizes import TEACHER_SUBDIR
 from latentvla_ros.training.common import TrainConfig, train_loop
 
 try:  # progress bars are optional at run time
@@ -34,7 +36,6 @@ except ImportError:  # pragma: no cover
     tqdm = None
 
 DEFAULT_STRIDE = 3
-TEACHER_SUBDIR = "teacher"
 
 
 class LogFormatError(ValueError):
@@ -140,6 +141,8 @@ def build_datasets(log_dirs: Sequence[str | Path], cfg: TeacherConfig, stride: i
     logs, targets, train, val = [], [], [], []
     for li, d in enumerate(log_dirs):
         log = read_log(d, cfg.camera_index, need_codes=True)
+        # the LAM that labelled the log must have the teacher's codebook (no code silently dropped)
+        check_latent_codes(d, read_label_meta(d), log["codes"], cfg.codebook_size, "the teacher config")
         tgt, valid = latent_targets(log["codes"], cfg.num_latent_tokens, stride, cfg.codebook_size)
         logs.append(log)
         targets.append(tgt)
@@ -328,6 +331,7 @@ def label_logs(
         del probs_mm, ctx_mm
         os.replace(probs_tmp, d / "teacher_probs.npy")
         os.replace(ctx_tmp, d / "teacher_context.npy")
+        record_label_sizes(d, teacher_labels_meta(cfg.action_space))
         results.append({"log_dir": str(d), "frames": t_count, "seconds": time.time() - start})
     if bar is not None:
         bar.close()

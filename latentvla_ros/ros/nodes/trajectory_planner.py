@@ -339,8 +339,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._in_fallback = True
         self.fallback_reason = reason
         odom_fresh = self._odom_time is not None and time.monotonic() - self._odom_time <= self.params["input_timeout_s"]
+        sampling = self.planner.config.trajectory_sampling  # the fallback has the model's poses and interval
         traj = comfortable_stop(self._speed, self._yaw_rate if odom_fresh else 0.0,
-                                self.params["fallback_deceleration_mps2"], stamp_ns=stamp_ns, reason=reason)
+                                self.params["fallback_deceleration_mps2"], num_poses=sampling.num_poses,
+                                interval_s=sampling.interval_s, stamp_ns=stamp_ns, reason=reason)
         self.stats.on_publish("fallback")
         self._publish(traj, None)
 

@@ -1,0 +1,89 @@
+"""The sizes a log's labels were made with, recorded in its ``meta.json``.
+
+- ``latent_ego_codes.npy`` (written by the LAM, ``training/lam.py``): the LAM's codebook
+  size under ``meta["latent_codes"]["codebook_size"]``.
+- ``teacher_probs.npy`` (written by the teacher, ``training/teacher.py``): the teacher's
+  ``core.sizes.ActionSpace`` under ``meta["teacher_labels"]``.
+
+Logs labelled before these keys existed were labelled with the default sizes
+(``core.sizes.DEFAULT_ACTION_SPACE``, 16 codes, 12 tokens) and read as such. Consumers
+compare a log's sizes with their own config's (``check_latent_codes``) and raise
+``SizeMismatchError`` instead of dropping the frames whose codes do not fit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, ActionSpace, SizeMismatchError, check_codebook
+
+LATENT_CODES_META = "latent_codes"
+TEACHER_LABELS_META = "teacher_labels"
+META_FILE = "meta.json"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``path`` through a hidden temporary sibling and a rename (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_label_meta(log_dir: str | Path) -> dict[str, Any]:
+    """A log's ``meta.json`` (empty for a bare directory of arrays without one)."""
+    path = Path(log_dir) / META_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from exc
+
+
+def record_label_sizes(log_dir: str | Path, items: dict[str, Any]) -> None:
+    """Merge ``items`` (``latent_codes_meta`` / ``teacher_labels_meta``) into the log's ``meta.json``
+    where it has one; the labellers call it after writing their arrays."""
+    path = Path(log_dir) / META_FILE
+    if path.is_file():
+        meta = read_label_meta(log_dir)
+        meta.update(items)
+        write_text_atomic(path, json.dumps(meta, indent=2, sort_keys=True))
+
+
+def latent_codebook_size(meta: dict[str, Any]) -> int:
+    """Codebook size of the LAM that wrote the log's ``latent_ego_codes.npy``."""
+    return int(meta.get(LATENT_CODES_META, {}).get("codebook_size", DEFAULT_ACTION_SPACE.codebook_size))
+
+
+def teacher_action_space(meta: dict[str, Any]) -> ActionSpace:
+    """Action space of the teacher that wrote the log's ``teacher_probs.npy``."""
+    rec = meta.get(TEACHER_LABELS_META, {})
+    return ActionSpace(int(rec.get("codebook_size", DEFAULT_ACTION_SPACE.codebook_size)),
+                       int(rec.get("tokens_per_frame", DEFAULT_ACTION_SPACE.tokens_per_frame)))
+
+
+def latent_codes_meta(codebook_size: int) -> dict[str, Any]:
+    """The ``meta.json`` items the LAM labeller records."""
+    return {LATENT_CODES_META: {"codebook_size": int(codebook_size)}}
+
+
+def teacher_labels_meta(space: ActionSpace) -> dict[str, Any]:
+    """The ``meta.json`` items the teacher labeller records."""
+    return {TEACHER_LABELS_META: {"codebook_size": int(space.codebook_size),
+                                  "tokens_per_frame": int(space.tokens_per_frame)}}
+
+
+def check_latent_codes(log_dir: str | Path, meta: dict[str, Any], codes: np.ndarray,
+                       expected_codebook: int, expected_from: str) -> None:
+    """``SizeMismatchError`` when the log's LAM codebook differs from ``expected_codebook``
+    or a code lies outside [-1, codebook) (-1: no transition, the log's tail)."""
+    recorded = latent_codebook_size(meta)
+    check_codebook(expected_codebook, expected_from, recorded, f"the LAM that labelled {log_dir}")
+    arr = np.asarray(codes)
+    if arr.size and (int(arr.min()) < -1 or int(arr.max()) >= recorded):
+        raise SizeMismatchError(
+            f"{log_dir}/latent_ego_codes.npy holds codes in [{int(arr.min())}, {int(arr.max())}], outside "
+            f"[-1, {recorded}) of its {recorded}-code LAM (relabel the log)")
