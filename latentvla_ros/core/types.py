@@ -33,6 +33,27 @@ class DrivingCommand(IntEnum):
     UNKNOWN = 3
 
 
+def ego_status_vectors(motion: np.ndarray, command: np.ndarray, finite: bool = True) -> np.ndarray:
+    """The one ego-status builder: (T, 8) float32 rows of one-hot command (4), vx, vy, ax, ay.
+
+    ``motion``: (T, >= 4) vx, vy, ax, ay in the ego frame (a log's (T, 5) ``ego_status``
+    works as is); ``command``: (T,) driving commands, values outside 0..3 count as UNKNOWN.
+    ``finite``: non-finite motion values become 0 (log rows for training); False keeps them
+    (``EgoState.status_vector``, whose callers check and refuse them). A shape mismatch is a
+    ``ValueError``.
+    """
+    motion = np.asarray(motion, dtype=np.float32)
+    cmd = np.asarray(command).astype(np.int64)
+    if motion.ndim != 2 or motion.shape[1] < 4 or cmd.shape != (motion.shape[0],):
+        raise ValueError(f"ego status (T, >=4) / command (T,) mismatch: {motion.shape}, {cmd.shape}")
+    unknown = int(DrivingCommand.UNKNOWN)
+    cmd = np.where((cmd >= 0) & (cmd <= unknown), cmd, unknown)
+    out = np.zeros((motion.shape[0], EGO_STATUS_DIM), dtype=np.float32)
+    out[np.arange(len(cmd)), cmd] = 1.0
+    out[:, 4:8] = np.nan_to_num(motion[:, :4], nan=0.0, posinf=0.0, neginf=0.0) if finite else motion[:, :4]
+    return out
+
+
 @dataclass
 class CameraImage:
     """One camera image: ``image`` is HxWx3 uint8 RGB."""
@@ -52,12 +73,10 @@ class EgoState:
     command: DrivingCommand = DrivingCommand.UNKNOWN
 
     def status_vector(self) -> np.ndarray:
-        """The 8-d ego-status feature TransFuser/NAVSIM use: one-hot command, v, a."""
-        out = np.zeros(EGO_STATUS_DIM, dtype=np.float32)
-        out[int(self.command)] = 1.0
-        out[4:6] = self.velocity
-        out[6:8] = self.acceleration
-        return out
+        """The 8-d ego-status feature TransFuser/NAVSIM use: one-hot command, v, a
+        (``ego_status_vectors`` of one row; non-finite values are kept for the caller to check)."""
+        motion = np.concatenate([np.asarray(self.velocity, np.float32), np.asarray(self.acceleration, np.float32)])
+        return ego_status_vectors(motion[None], np.array([int(self.command)]), finite=False)[0]
 
     def is_finite(self) -> bool:
         return bool(

@@ -18,23 +18,12 @@ import numpy as np
 import torch
 
 from latentvla_ros.core import checkpoint as ckpt
-from latentvla_ros.core.types import EGO_STATUS_DIM
+from latentvla_ros.core.types import ego_status_vectors
 from latentvla_ros.models.configuration_ego_mlp import MODEL_TYPE, EgoMLPConfig
 from latentvla_ros.models.modeling_ego_mlp import EgoStatusMLP
 
 
 # ----------------------------------------------------------------------------- data
-def status_vectors(ego_status: np.ndarray, command: np.ndarray) -> np.ndarray:
-    """(T, 8) ``EgoState.status_vector`` rows from a log's (T, 5) ego status and (T,) command."""
-    status = np.nan_to_num(np.asarray(ego_status, dtype=np.float32)[:, :4], nan=0.0, posinf=0.0, neginf=0.0)
-    cmd = np.asarray(command).astype(np.int64)
-    cmd = np.where((cmd >= 0) & (cmd < 4), cmd, 3)
-    out = np.zeros((len(status), EGO_STATUS_DIM), dtype=np.float32)
-    out[np.arange(len(cmd)), cmd] = 1.0
-    out[:, 4:8] = status
-    return out
-
-
 def ego_mlp_samples(log_dirs: Sequence[str | Path]) -> tuple[np.ndarray, np.ndarray]:
     """(status (N, 8), future poses (N, P, 3)) from every frame with a valid future."""
     from latentvla_ros.data.log_format import DrivingLog
@@ -45,7 +34,7 @@ def ego_mlp_samples(log_dirs: Sequence[str | Path]) -> tuple[np.ndarray, np.ndar
         valid = np.asarray(log.future_valid, dtype=bool)
         if not valid.any():
             continue
-        status = status_vectors(np.asarray(log.ego_status_array), np.asarray(log.command_array))
+        status = ego_status_vectors(np.asarray(log.ego_status_array), np.asarray(log.command_array))
         future = np.asarray(log.future_trajectory_array, dtype=np.float32)
         ok = valid & np.all(np.isfinite(future.reshape(len(future), -1)), axis=1)
         xs.append(status[ok])

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from latentvla_ros.core.types import EGO_STATUS_DIM, NUM_POSES, DrivingCommand
+from latentvla_ros.core.types import NUM_POSES, DrivingCommand, ego_status_vectors
 from latentvla_ros.models.configuration_lam import LamConfig
 from latentvla_ros.models.lam_odometry import compose_motions, refine_transition, register_rigid
 
@@ -190,14 +190,8 @@ def load_log_arrays(path: str | Path, config: LamConfig) -> LogArrays:
 
     status5 = _load_optional(path, "ego_status.npy", (5,), num)
     command = _load_optional(path, "command.npy", (), num)
-    status = np.zeros((num, EGO_STATUS_DIM), np.float32)
-    cmd = np.full(num, int(DrivingCommand.UNKNOWN), np.int64)
-    if command is not None:
-        cmd = np.asarray(command, dtype=np.int64)
-        cmd = np.where((cmd >= 0) & (cmd < 4), cmd, int(DrivingCommand.UNKNOWN))
-    status[np.arange(num), cmd] = 1.0
-    if status5 is not None:
-        status[:, 4:8] = np.nan_to_num(np.asarray(status5[:, :4], dtype=np.float32))
+    status = ego_status_vectors(np.zeros((num, 4), np.float32) if status5 is None else status5,
+                                np.full(num, int(DrivingCommand.UNKNOWN)) if command is None else command)
 
     pose = _load_optional(path, "ego_pose.npy", (3,), num)
     ego_pose = None if pose is None else np.asarray(pose, dtype=np.float64)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from latentvla_ros.core.types import CODEBOOK_SIZE, EGO_STATUS_DIM, NUM_LATENT_TOKENS
+from latentvla_ros.core.types import CODEBOOK_SIZE, NUM_LATENT_TOKENS, ego_status_vectors
 from latentvla_ros.data.label_sizes import check_latent_codes, read_label_meta, record_label_sizes, teacher_labels_meta
 from latentvla_ros.models.configuration_teacher import TeacherConfig
 from latentvla_ros.models.modeling_teacher import TEACHER_CONFIG_NAME, LatentTeacher
@@ -45,17 +45,12 @@ class LogFormatError(ValueError):
 # ------------------------------------------------------------------------ log reading
 
 
-def ego_status_vectors(ego_status: np.ndarray, command: np.ndarray) -> np.ndarray:
-    """(T, 8) float32: one-hot command (4) + vx, vy + ax, ay (``EgoState.status_vector``)."""
-    ego_status = np.asarray(ego_status, dtype=np.float32)
-    command = np.asarray(command).astype(np.int64)
-    if ego_status.ndim != 2 or ego_status.shape[1] < 4 or command.shape != (ego_status.shape[0],):
-        raise LogFormatError(f"ego_status (T, 5) / command (T,) mismatch: {ego_status.shape}, {command.shape}")
-    out = np.zeros((ego_status.shape[0], EGO_STATUS_DIM), dtype=np.float32)
-    cmd = np.where((command >= 0) & (command < 4), command, 3)
-    out[np.arange(len(cmd)), cmd] = 1.0
-    out[:, 4:8] = np.nan_to_num(ego_status[:, :4], nan=0.0, posinf=0.0, neginf=0.0)
-    return out
+def log_status_vectors(log_dir: Path, ego_status: np.ndarray, command: np.ndarray) -> np.ndarray:
+    """(T, 8) rows of ``core.types.ego_status_vectors`` (the one builder); a mismatch is a LogFormatError."""
+    try:
+        return ego_status_vectors(ego_status, command)
+    except ValueError as exc:
+        raise LogFormatError(f"{log_dir}: {exc}") from exc
 
 
 def latent_targets(codes: np.ndarray, num_tokens: int = NUM_LATENT_TOKENS, stride: int = DEFAULT_STRIDE,
@@ -92,7 +87,7 @@ def read_log(log_dir: str | Path, camera_index: int = 0, need_codes: bool = True
     if not 0 <= camera_index < camera.shape[1]:
         raise LogFormatError(f"{log_dir}: camera_index {camera_index} outside {camera.shape[1]} cameras")
     t_count = camera.shape[0]
-    status = ego_status_vectors(_load(log_dir, "ego_status.npy"), _load(log_dir, "command.npy"))
+    status = log_status_vectors(log_dir, _load(log_dir, "ego_status.npy"), _load(log_dir, "command.npy"))
     if status.shape[0] != t_count:
         raise LogFormatError(f"{log_dir}: {t_count} camera frames but {status.shape[0]} ego states")
     out = {"dir": log_dir, "camera": camera, "status": status, "num_frames": t_count}
