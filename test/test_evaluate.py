@@ -97,7 +97,7 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["schema_version"] == 1
     assert {"meta", "splits", "methods", "open_loop", "closed_loop"} <= set(scores)
-    assert scores["meta"]["machine"]["cpu_count"] >= 1 and scores["meta"]["command"] == "pytest"
+    assert scores["meta"]["machine"]["cores"] >= 1 and scores["meta"]["command"] == "pytest"
     assert scores["splits"]["reserved_seed_start"] == splits.RESERVED_SEED_START
     scenes = scores["open_loop"]["scenes"]
     assert scenes and {"method", "scenario", "seed", "frame", "pdms", "nc", "dac", "ttc", "ep", "c"} <= set(scenes[0])

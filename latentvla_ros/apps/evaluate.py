@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.apps.reporting import machine_info
 from latentvla_ros.data import splits
 from latentvla_ros.evaluation.report import (
     METHOD_LABELS,
-    machine_info,
     markdown_tables,
     plot_bars,
     plot_examples,

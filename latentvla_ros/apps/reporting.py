@@ -1,4 +1,4 @@
-"""Reporting helpers shared by the apps (bench; evaluate once it lives here): the machine a
+"""Reporting helpers shared by the apps (bench, evaluate): the machine a
 measurement ran on, the processes that competed with it, and number formatting for tables."""
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def machine_info() -> dict[str, Any]:
         flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
         info["simd"] = sorted(f for f in flags.split() if f.startswith(("avx", "amx")) or f == "fma")
     except OSError:
+        pass
+    try:
+        import torch
+
+        info["cuda"] = bool(torch.cuda.is_available())
+    except ImportError:  # pragma: no cover
+        info["cuda"] = None
+    try:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
         pass
     for name, module in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("transformers", "transformers"),
                          ("numpy", "numpy")):

@@ -2,12 +2,9 @@
 ``docs/results.md`` (split out of ``apps/evaluate.py``)."""
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -169,32 +166,7 @@ def plot_paths(episodes: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- machine / docs
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count()}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        info["cuda"] = bool(torch.cuda.is_available())
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        pass
-    return info
-
-
+# ----------------------------------------------------------------------------- docs
 def write_results_doc(path: Path, result: dict, out: Path, extra_tables: str = "") -> None:
     meta = result["meta"]
     m = meta["machine"]
@@ -212,7 +184,7 @@ def write_results_doc(path: Path, result: dict, out: Path, extra_tables: str = "
         "",
         f"- Date: {meta['date']}",
         f"- Command: `{meta['command']}`",
-        f"- Machine: {m.get('cpu', '?')}, {m.get('cpu_count')} CPUs, {m.get('platform')}, torch {m.get('torch', '?')}"
+        f"- Machine: {m.get('cpu', '?')}, {m.get('cores', m.get('cpu_count'))} CPUs, {m.get('platform')}, torch {m.get('torch', '?')}"
         f"{' (CUDA)' if m.get('cuda') else ' (CPU only)'}; load average at the end {m.get('load_average')}",
         f"- Wall time: {meta['wall_s']:.0f} s with {meta['workers']} worker process(es)"
         f"{' (--quick)' if meta['quick'] else ''}",
