@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,33 +30,20 @@ ABLATION_BANK = 256
 
 
 class TeacherFusedAgent:
-    """BEV backbone + VLM teacher (its visual + action embeddings) + teacher-fused planner."""
+    """BEV backbone + VLM teacher (``runtime.teacher.TeacherReasoner``: its visual + action
+    embeddings) + teacher-fused planner."""
 
-    def __init__(self, bev: Any, teacher: Any, planner: Any, teacher_dir: str = ""):
+    def __init__(self, bev: Any, teacher: Any, planner: Any):
         self.bev, self.teacher, self.planner = bev, teacher, planner
-        self.teacher_dir = teacher_dir
         self.name = "latentvla[teacher]"
 
     @property
     def model_id(self) -> str:
-        tid = f"teacher:{Path(self.teacher_dir).name}" if self.teacher_dir else "teacher:untrained"
-        return "|".join([self.bev.model_id, tid, self.planner.model_id])
+        return "|".join([self.bev.model_id, self.teacher.model_id, self.planner.model_id])
 
     def compute_trajectory(self, frame: Any) -> Any:
-        import torch
-
-        from latentvla_ros.core.types import LatentPlan
-
         bev = self.bev.extract(frame)
-        image = torch.from_numpy(np.ascontiguousarray(frame.cameras[0].image)).permute(2, 0, 1).float().div(255.0)
-        status = torch.from_numpy(frame.ego.status_vector())[None]
-        probs, context = self.teacher.predict(image[None], status)
-        ctx = context[0].float().numpy()
-        k = probs.shape[1]
-        plan = LatentPlan(stamp_ns=frame.stamp_ns, token_ids=probs[0].argmax(-1).numpy(),
-                          token_probabilities=probs[0].numpy(), action_embeddings=ctx[-k:],
-                          visual_embeddings=ctx[:-k], model_id="teacher")
-        return self.planner.plan(bev, plan)
+        return self.planner.plan(bev, self.teacher.reason(frame))
 
 
 class AblatedReasoner:
@@ -110,18 +96,13 @@ def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str =
     common = dict(preset=preset)
     bev_stage = BevFeatureExtractor(checkpoint_dir=bev or None, **common)
     if fusion == "teacher":
-        from latentvla_ros.models.modeling_teacher import LatentTeacher
+        from latentvla_ros.runtime.teacher import TeacherReasoner
 
-        if teacher:
-            vlm = LatentTeacher.load(teacher, device="cpu")
-        else:
-            from latentvla_ros.models.configuration_teacher import TeacherConfig
-
-            vlm = LatentTeacher.build(TeacherConfig()).eval()
+        vlm = TeacherReasoner.load(teacher or None, device="cpu")
         pcfg = None if planner else PlannerConfig.preset(
-            preset, fusion="teacher", context_dim=vlm.hidden_size, num_context_tokens=vlm.cfg.context_tokens)
+            preset, fusion="teacher", context_dim=vlm.hidden_size, num_context_tokens=vlm.config.context_tokens)
         plan_stage = TrajectoryPlanner(config=pcfg, checkpoint_dir=planner or None, **common)
-        return TeacherFusedAgent(bev_stage, vlm, plan_stage, teacher_dir=teacher)
+        return TeacherFusedAgent(bev_stage, vlm, plan_stage)
     pcfg = None if planner else PlannerConfig.preset(preset, fusion=fusion)
     plan_stage = TrajectoryPlanner(config=pcfg, checkpoint_dir=planner or None, **common)
     reasoner = LatentReasoner(checkpoint_dir=student or None, **common) if plan_stage.needs_plan else None

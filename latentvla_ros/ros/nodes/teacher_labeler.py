@@ -15,7 +15,6 @@ import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from latentvla_ros.core.resources import resolve_path
-from latentvla_ros.core.types import LatentPlan
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
 from latentvla_ros.ros.conversions import ConversionError, plan_to_msg, sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode
@@ -28,8 +27,7 @@ class TeacherLabelerNode(LatentVlaNode):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        from latentvla_ros.models.configuration_teacher import TeacherConfig
-        from latentvla_ros.models.modeling_teacher import LatentTeacher
+        from latentvla_ros.runtime.teacher import TeacherReasoner
 
         p = self.params
         if p["torch_threads"]:
@@ -38,14 +36,13 @@ class TeacherLabelerNode(LatentVlaNode):
         problem = ""
         if path is not None:
             try:
-                self.teacher = LatentTeacher.load(path, device=p["device"])
+                self.teacher = TeacherReasoner.load(path, device=p["device"])
             except Exception as exc:  # noqa: BLE001 - any load failure: report, run untrained
                 problem = f"cannot load teacher from {path}: {exc}"
                 path = None
         if path is None:
-            self.teacher = LatentTeacher.build(TeacherConfig(preset="tiny"))
-        self.teacher.eval()
-        self.model_id = f"teacher:{path.name}" if path else "teacher:untrained"
+            self.teacher = TeacherReasoner.load(None)
+        self.model_id = self.teacher.model_id
         self.model_status = self.model_id
         if path is None:
             self.model_level = DiagnosticStatus.WARN
@@ -61,32 +58,22 @@ class TeacherLabelerNode(LatentVlaNode):
         except ConversionError as exc:
             self.drop("bad_message", str(exc))
             return
-        cam = self.teacher.cfg.camera_index
+        cam = self.teacher.config.camera_index
         if cam >= len(frame.cameras):
             self.drop("bad_message", f"teacher reads camera {cam}, frame has {len(frame.cameras)}")
             return
         with self.processing(frame.stamp_ns):
-            # a copy: the camera array is a read-only view into the (possibly shared) message
-            image = torch.from_numpy(np.array(frame.cameras[cam].image)).permute(2, 0, 1).float().div_(255.0)
-            status = torch.from_numpy(frame.ego.status_vector())
             try:
-                with torch.inference_mode():
-                    probs, context = self.teacher.predict(image[None], status[None])
-                probs, context = probs[0].numpy(), context[0].float().numpy()
-                if not (np.all(np.isfinite(probs)) and np.all(np.isfinite(context))):
-                    raise ValueError("teacher produced non-finite values")
+                plan = self.teacher.reason(frame)  # runtime/teacher.py: the one teacher inference stage
             except Exception as exc:  # noqa: BLE001 - a failing teacher call must not stop labeling
                 self.model_failed(exc)
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            k = probs.shape[0]
             self.records["stamps_ns"].append(frame.stamp_ns)
-            self.records["probs"].append(probs)
-            self.records["context"].append(context.astype(np.float16))
+            self.records["probs"].append(plan.token_probabilities)
+            self.records["context"].append(np.concatenate([plan.visual_embeddings, plan.action_embeddings]).astype(np.float16))
             if self._pub is not None:
-                plan = LatentPlan(stamp_ns=frame.stamp_ns, token_ids=probs.argmax(-1), token_probabilities=probs,
-                                  action_embeddings=context[-k:], visual_embeddings=context[:-k], model_id=self.model_id)
                 self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
                 self.stats.on_publish("plan")
 
