@@ -13,34 +13,16 @@ compare a log's sizes with their own config's (``check_latent_codes``) and raise
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, ActionSpace, SizeMismatchError, check_codebook
+from latentvla_ros.data.log_files import META_FILE, read_meta, write_text_atomic
 
 LATENT_CODES_META = "latent_codes"
 TEACHER_LABELS_META = "teacher_labels"
-META_FILE = "meta.json"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``path`` through a hidden temporary sibling and a rename (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def read_label_meta(log_dir: str | Path) -> dict[str, Any]:
-    """A log's ``meta.json`` (empty for a bare directory of arrays without one)."""
-    path = Path(log_dir) / META_FILE
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read: {exc}") from exc
 
 
 def record_label_sizes(log_dir: str | Path, items: dict[str, Any]) -> None:
@@ -48,7 +30,7 @@ def record_label_sizes(log_dir: str | Path, items: dict[str, Any]) -> None:
     where it has one; the labellers call it after writing their arrays."""
     path = Path(log_dir) / META_FILE
     if path.is_file():
-        meta = read_label_meta(log_dir)
+        meta = read_meta(log_dir)
         meta.update(items)
         write_text_atomic(path, json.dumps(meta, indent=2, sort_keys=True))
 

@@ -52,7 +52,8 @@ from latentvla_ros.core.types import (
     MapGeometry,
     SensorFrame,
 )
-from latentvla_ros.data.label_sizes import META_FILE, teacher_action_space, write_text_atomic
+from latentvla_ros.data.label_sizes import teacher_action_space
+from latentvla_ros.data.log_files import META_FILE, LogFormatError, load_array, read_meta, write_text_atomic
 from latentvla_ros.data.perturbation import PERTURBATION_FILE, clean_future_mask
 
 FORMAT_VERSION = 1
@@ -64,10 +65,6 @@ OPTIONAL_LABELS = ("latent_ego_codes", "teacher_probs", "teacher_context", PERTU
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _CORE_ARRAYS = ("camera", "lidar_points", "lidar_offsets", "ego_pose", "ego_status", "command", "future_trajectory",
                 "future_valid", "agents", "agents_offsets", "timestamps_ns")
-
-
-class LogFormatError(ValueError):
-    """A driving log that is missing files or whose arrays do not match the format."""
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -395,12 +392,7 @@ class DrivingLog:
         self.path = Path(log_dir)
         if not self.path.is_dir():
             raise LogFormatError(f"{self.path}: not a log directory")
-        meta_path = self.path / META_FILE
-        _expect(meta_path.is_file(), self.path, f"missing {META_FILE}")
-        try:
-            self.meta: dict = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise LogFormatError(f"{self.path}: {META_FILE} is not valid JSON: {exc}") from exc
+        self.meta: dict = read_meta(self.path, required=True)
         missing = [k for k in REQUIRED_META_KEYS if k not in self.meta]
         _expect(not missing, self.path, f"{META_FILE} lacks keys {missing}")
         self.dt_s = float(self.meta["dt_s"])
@@ -420,12 +412,7 @@ class DrivingLog:
 
     # ---- loading / validation
     def _load(self, name: str) -> np.ndarray:
-        path = self.path / f"{name}.npy"
-        _expect(path.is_file(), self.path, f"missing {name}.npy")
-        try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise LogFormatError(f"{path}: cannot read: {exc}") from exc
+        return load_array(self.path, f"{name}.npy", mmap=True)
 
     def _check(self, name: str, dtype: Any, shape: tuple) -> None:
         arr = self._arrays.get(name, self._labels.get(name))
@@ -638,10 +625,7 @@ class DrivingLog:
         """Any extra per-log array (labels, caches such as ``lidar_bev_256``)."""
         if not _NAME_RE.match(name):
             raise ValueError(f"bad array name {name!r}")
-        path = self.path / f"{name}.npy"
-        if not path.is_file():
-            raise LogFormatError(f"{self.path}: missing {name}.npy")
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        return load_array(self.path, f"{name}.npy", mmap=mmap)
 
     def write_array(self, name: str, array: np.ndarray) -> Path:
         """Add or replace a per-frame array file (first dimension = num_frames), atomically.

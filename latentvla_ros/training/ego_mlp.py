@@ -19,6 +19,7 @@ import torch
 
 from latentvla_ros.core import checkpoint as ckpt
 from latentvla_ros.core.types import ego_status_vectors
+from latentvla_ros.data.log_files import LogFormatError, read_meta
 from latentvla_ros.models.configuration_ego_mlp import MODEL_TYPE, EgoMLPConfig
 from latentvla_ros.models.modeling_ego_mlp import EgoStatusMLP
 
@@ -45,11 +46,9 @@ def ego_mlp_samples(log_dirs: Sequence[str | Path]) -> tuple[np.ndarray, np.ndar
 
 
 def _log_seed(log_dir: Path) -> int | None:
-    import json
-
     try:
-        return int(json.loads((Path(log_dir) / "meta.json").read_text()).get("seed"))
-    except (OSError, ValueError, TypeError):
+        return int(read_meta(log_dir).get("seed"))
+    except (LogFormatError, ValueError, TypeError):
         return None
 
 

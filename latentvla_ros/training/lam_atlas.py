@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from latentvla_ros.core.checkpoint import CONFIG_NAME, read_checkpoint_config
+from latentvla_ros.data.log_files import LogFormatError, read_meta
 from latentvla_ros.models.modeling_lam import load_lam
 from latentvla_ros.training.lam_data import ego_motion, encode_log, load_log_arrays, resolve_log_dirs
 
@@ -60,8 +61,8 @@ def _unique(names: list[str]) -> list[str]:
 
 def _dt_s(path: Path) -> float:
     try:
-        return float(json.loads((path / "meta.json").read_text()).get("dt_s", 0.1))
-    except (OSError, ValueError, AttributeError):
+        return float(read_meta(path).get("dt_s", 0.1))
+    except (LogFormatError, ValueError, TypeError):
         return 0.1
 
 

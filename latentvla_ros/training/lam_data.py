@@ -15,7 +15,6 @@ conditioning of stage 1 and for the probes of the evaluation.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import threading
 import zlib
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from latentvla_ros.core.types import NUM_POSES, DrivingCommand, ego_status_vectors
+from latentvla_ros.data.log_files import LogFormatError, load_array, read_meta
 from latentvla_ros.models.configuration_lam import LamConfig
 from latentvla_ros.models.lam_odometry import compose_motions, refine_transition, register_rigid
 
@@ -113,14 +113,19 @@ def _cached_frames(path: Path, camera: np.ndarray, config: LamConfig, ego_xy: tu
     return frames
 
 
+def _lam_array(path: Path, name: str, mmap: bool = True) -> np.ndarray:
+    """``data.log_files.load_array`` (the one loader), its errors as ``LamDataError``."""
+    try:
+        return load_array(path, name, mmap=mmap)
+    except LogFormatError as exc:
+        raise LamDataError(str(exc)) from exc
+
+
 def _load_optional(path: Path, name: str, shape_tail: tuple[int, ...], num_frames: int) -> np.ndarray | None:
     f = path / name
     if not f.is_file():
         return None
-    try:
-        arr = np.load(f, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LamDataError(f"{f}: cannot read: {exc}") from exc
+    arr = _lam_array(path, name)
     if arr.shape[0] != num_frames or tuple(arr.shape[1:]) != shape_tail:
         raise LamDataError(f"{f}: expected shape ({num_frames}, {', '.join(map(str, shape_tail))}), got {arr.shape}")
     return arr
@@ -152,10 +157,7 @@ def load_log_arrays(path: str | Path, config: LamConfig) -> LogArrays:
     cam_file = path / "camera.npy"
     if not cam_file.is_file():
         raise LamDataError(f"{path}: no camera.npy")
-    try:
-        camera = np.load(cam_file, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LamDataError(f"{cam_file}: cannot read: {exc}") from exc
+    camera = _lam_array(path, "camera.npy")
     if camera.ndim != 5 or camera.shape[-1] != 3 or camera.dtype != np.uint8:
         raise LamDataError(f"{cam_file}: expected uint8 (T, Ncam, H, W, 3), got {camera.dtype} {camera.shape}")
     if config.camera_index >= camera.shape[1]:
@@ -198,7 +200,7 @@ def load_log_arrays(path: str | Path, config: LamConfig) -> LogArrays:
     agents = offsets = None
     if (path / "agents.npy").is_file() and (path / "agents_offsets.npy").is_file():
         offsets = _load_optional(path, "agents_offsets.npy", (), num + 1)
-        agents = np.load(path / "agents.npy", allow_pickle=False)
+        agents = _lam_array(path, "agents.npy", mmap=False)
         if agents.ndim != 2 or agents.shape[1] != 8 or offsets[-1] != len(agents):
             raise LamDataError(f"{path}: agents.npy {agents.shape} does not match agents_offsets.npy")
         offsets = np.asarray(offsets, dtype=np.int64)
@@ -207,11 +209,11 @@ def load_log_arrays(path: str | Path, config: LamConfig) -> LogArrays:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
+    """The log's meta.json, {} when it is absent or unreadable (the LAM needs only the camera)."""
     try:
-        meta = json.loads((path / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return read_meta(path)
+    except LogFormatError:
         return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def _cached_odometry(path: Path, frames: torch.Tensor, config: LamConfig, chunk: int = 128) -> torch.Tensor:

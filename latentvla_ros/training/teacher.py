@@ -8,7 +8,7 @@
 - ``label_logs``: writes ``teacher_probs.npy`` float32 (T, 12, 16) and
   ``teacher_context.npy`` float16 (T, M, D) into each log directory.
 
-Log arrays are read with ``np.load`` (format table in docs/architecture.md).
+Log arrays are read with ``data.log_files.load_array`` (format table in docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from latentvla_ros.core.types import CODEBOOK_SIZE, NUM_LATENT_TOKENS, ego_status_vectors
-from latentvla_ros.data.label_sizes import check_latent_codes, read_label_meta, record_label_sizes, teacher_labels_meta
+from latentvla_ros.data.label_sizes import check_latent_codes, record_label_sizes, teacher_labels_meta
+from latentvla_ros.data.log_files import LogFormatError, load_array, read_meta
 from latentvla_ros.models.configuration_teacher import TeacherConfig
 from latentvla_ros.models.modeling_teacher import TEACHER_CONFIG_NAME, LatentTeacher
 from latentvla_ros.runtime.sizes import TEACHER_SUBDIR
@@ -36,10 +37,6 @@ except ImportError:  # pragma: no cover
     tqdm = None
 
 DEFAULT_STRIDE = 3
-
-
-class LogFormatError(ValueError):
-    """A driving-log directory lacks a file or holds arrays of the wrong shape."""
 
 
 # ------------------------------------------------------------------------ log reading
@@ -68,31 +65,21 @@ def latent_targets(codes: np.ndarray, num_tokens: int = NUM_LATENT_TOKENS, strid
     return np.where(valid[:, None], gathered, 0), valid
 
 
-def _load(log_dir: Path, name: str, mmap: bool = False) -> np.ndarray:
-    path = log_dir / name
-    if not path.is_file():
-        raise LogFormatError(f"{log_dir}: missing {name}")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise LogFormatError(f"{path}: cannot read: {exc}") from exc
-
-
 def read_log(log_dir: str | Path, camera_index: int = 0, need_codes: bool = True) -> dict[str, Any]:
     """The arrays the teacher needs from one log (camera memory-mapped)."""
     log_dir = Path(log_dir)
-    camera = _load(log_dir, "camera.npy", mmap=True)
+    camera = load_array(log_dir, "camera.npy", mmap=True)
     if camera.ndim != 5 or camera.shape[-1] != 3 or camera.dtype != np.uint8:
         raise LogFormatError(f"{log_dir}/camera.npy must be uint8 (T, Ncam, H, W, 3), got {camera.dtype} {camera.shape}")
     if not 0 <= camera_index < camera.shape[1]:
         raise LogFormatError(f"{log_dir}: camera_index {camera_index} outside {camera.shape[1]} cameras")
     t_count = camera.shape[0]
-    status = log_status_vectors(log_dir, _load(log_dir, "ego_status.npy"), _load(log_dir, "command.npy"))
+    status = log_status_vectors(log_dir, load_array(log_dir, "ego_status.npy"), load_array(log_dir, "command.npy"))
     if status.shape[0] != t_count:
         raise LogFormatError(f"{log_dir}: {t_count} camera frames but {status.shape[0]} ego states")
     out = {"dir": log_dir, "camera": camera, "status": status, "num_frames": t_count}
     if need_codes:
-        codes = _load(log_dir, "latent_ego_codes.npy")
+        codes = load_array(log_dir, "latent_ego_codes.npy")
         if codes.shape != (t_count,):
             raise LogFormatError(f"{log_dir}/latent_ego_codes.npy must be ({t_count},), got {codes.shape}")
         out["codes"] = codes
@@ -137,7 +124,7 @@ def build_datasets(log_dirs: Sequence[str | Path], cfg: TeacherConfig, stride: i
     for li, d in enumerate(log_dirs):
         log = read_log(d, cfg.camera_index, need_codes=True)
         # the LAM that labelled the log must have the teacher's codebook (no code silently dropped)
-        check_latent_codes(d, read_label_meta(d), log["codes"], cfg.codebook_size, "the teacher config")
+        check_latent_codes(d, read_meta(d), log["codes"], cfg.codebook_size, "the teacher config")
         tgt, valid = latent_targets(log["codes"], cfg.num_latent_tokens, stride, cfg.codebook_size)
         logs.append(log)
         targets.append(tgt)
