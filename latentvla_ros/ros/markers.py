@@ -8,8 +8,10 @@ from geometry_msgs.msg import Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker
 
+from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE
 
-def token_color(token_id: int, codebook_size: int = 16, alpha: float = 1.0) -> ColorRGBA:
+
+def token_color(token_id: int, codebook_size: int = DEFAULT_ACTION_SPACE.codebook_size, alpha: float = 1.0) -> ColorRGBA:
     r, g, b = colorsys.hsv_to_rgb((token_id % codebook_size) / codebook_size, 0.75, 0.95)
     return ColorRGBA(r=r, g=g, b=b, a=alpha)
 
@@ -40,11 +42,12 @@ def latent_token_markers(header, plan, namespace: str = "latentvla", names: tupl
         return markers
     ids = [int(t) for t in plan.token_ids]
     probs = plan.token_probabilities
+    codebook = probs.shape[-1] if probs.ndim == 2 else DEFAULT_ACTION_SPACE.codebook_size  # the plan's own codebook
     for k, tok in enumerate(ids):
         p = float(probs[k, tok]) if probs.ndim == 2 and tok < probs.shape[1] else 1.0
         height = 0.3 + 2.7 * max(0.0, min(1.0, p))
         m = Marker(header=header, ns=f"{namespace}/latent_tokens", id=k, type=Marker.CUBE, action=Marker.ADD,
-                   scale=Vector3(x=0.6, y=0.6, z=height), color=token_color(tok, probs.shape[-1] if probs.ndim == 2 else 16))
+                   scale=Vector3(x=0.6, y=0.6, z=height), color=token_color(tok, codebook))
         m.pose.position.x, m.pose.position.y, m.pose.position.z = 1.0 * k - 2.0, -6.0, height / 2
         m.pose.orientation.w = 1.0
         markers.append(m)
