@@ -146,3 +146,26 @@ def test_planner_and_fallback_use_the_checkpoints_sampling():
     stop = comfortable_stop(10.0, num_poses=cfg.trajectory_sampling.num_poses, interval_s=cfg.trajectory_sampling.interval_s)
     assert stop.poses.shape == (6, 3) and stop.interval_s == 0.25
     assert stop.poses[0, 0] == pytest.approx(10.0 * 0.25 - 0.5 * 2.0 * 0.25**2)
+
+
+def test_logs_record_their_trajectory_sampling(tmp_path):
+    from latentvla_ros.data.log_format import LogWriter
+    from latentvla_ros.data.torch_datasets import FrameDataset
+
+    write_log(tmp_path / "default", n=60)
+    assert DrivingLog(tmp_path / "default").trajectory_sampling == DEFAULT_TRAJECTORY_SAMPLING
+    coarse = TrajectorySampling(4, 1.0)
+    src = DrivingLog(tmp_path / "default")
+    writer = LogWriter(tmp_path / "coarse", {"source": "test"}, trajectory_sampling=coarse)
+    for t in range(60):
+        writer.append(camera=src.camera(t), lidar_points=src.lidar_points(t), ego_pose=src.ego_pose(t),
+                      ego_status=src.ego_status_array[t], command=src.command(t))
+    writer.close()
+    log = DrivingLog(tmp_path / "coarse")
+    assert log.trajectory_sampling == coarse and log.future_trajectory_array.shape == (60, 4, 3)
+    # pose k at (k + 1) s equals the default log's pose 2k + 1 at the same time
+    np.testing.assert_allclose(log.future_trajectory(0), src.future_trajectory(0)[1::2], atol=1e-5)
+    ds = FrameDataset(tmp_path / "coarse", with_lidar=False, trajectory_sampling=coarse)
+    assert tuple(ds[0]["trajectory"].shape) == (4, 3)
+    with pytest.raises(SizeMismatchError, match="trajectory sampling mismatch"):
+        FrameDataset(tmp_path, with_lidar=False, trajectory_sampling=DEFAULT_TRAJECTORY_SAMPLING)

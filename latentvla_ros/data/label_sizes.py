@@ -4,6 +4,8 @@
   size under ``meta["latent_codes"]["codebook_size"]``.
 - ``teacher_probs.npy`` (written by the teacher, ``training/teacher.py``): the teacher's
   ``core.sizes.ActionSpace`` under ``meta["teacher_labels"]``.
+- ``future_trajectory.npy`` (written by ``LogWriter``): its ``core.sizes.TrajectorySampling``
+  under ``meta["trajectory_sampling"]``.
 
 Logs labelled before these keys existed were labelled with the default sizes
 (``core.sizes.DEFAULT_ACTION_SPACE``, 16 codes, 12 tokens) and read as such. Consumers
@@ -18,11 +20,31 @@ from typing import Any
 
 import numpy as np
 
-from latentvla_ros.core.sizes import DEFAULT_ACTION_SPACE, ActionSpace, SizeMismatchError, check_codebook
+from latentvla_ros.core.sizes import (
+    DEFAULT_ACTION_SPACE,
+    DEFAULT_TRAJECTORY_SAMPLING,
+    ActionSpace,
+    SizeMismatchError,
+    TrajectorySampling,
+    check_codebook,
+)
 from latentvla_ros.data.log_files import META_FILE, read_meta, write_text_atomic
 
 LATENT_CODES_META = "latent_codes"
 TEACHER_LABELS_META = "teacher_labels"
+TRAJECTORY_SAMPLING_META = "trajectory_sampling"
+
+
+def trajectory_sampling_of(meta: dict[str, Any]) -> TrajectorySampling:
+    """Sampling of the log's ``future_trajectory.npy`` (``LogWriter`` records it; older logs: the default)."""
+    rec = meta.get(TRAJECTORY_SAMPLING_META, {})
+    return TrajectorySampling(int(rec.get("num_poses", DEFAULT_TRAJECTORY_SAMPLING.num_poses)),
+                              float(rec.get("interval_s", DEFAULT_TRAJECTORY_SAMPLING.interval_s)))
+
+
+def trajectory_sampling_meta(sampling: TrajectorySampling) -> dict[str, Any]:
+    """The ``meta.json`` items ``LogWriter`` records."""
+    return {TRAJECTORY_SAMPLING_META: {"num_poses": int(sampling.num_poses), "interval_s": float(sampling.interval_s)}}
 
 
 def record_label_sizes(log_dir: str | Path, items: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING, TrajectorySampling
 from latentvla_ros.core.types import (
     NUM_POSES,
     POSE_INTERVAL_S,
@@ -52,7 +53,7 @@ from latentvla_ros.core.types import (
     MapGeometry,
     SensorFrame,
 )
-from latentvla_ros.data.label_sizes import teacher_action_space
+from latentvla_ros.data.label_sizes import teacher_action_space, trajectory_sampling_meta, trajectory_sampling_of
 from latentvla_ros.data.log_files import META_FILE, LogFormatError, load_array, read_meta, write_text_atomic
 from latentvla_ros.data.perturbation import PERTURBATION_FILE, clean_future_mask
 
@@ -228,8 +229,10 @@ class LogWriter:
         camera_names: Sequence[str] = ("front",),
         start_stamp_ns: int = 0,
         overwrite: bool = False,
+        trajectory_sampling: TrajectorySampling = DEFAULT_TRAJECTORY_SAMPLING,
     ) -> None:
         self.out_dir = Path(out_dir)
+        self.trajectory_sampling = trajectory_sampling  # of future_trajectory.npy, recorded in meta.json
         if self.out_dir.exists() and not overwrite:
             raise FileExistsError(f"log directory exists: {self.out_dir} (pass overwrite=True)")
         if dt_s <= 0:
@@ -314,7 +317,8 @@ class LogWriter:
         else:
             stamps = self.start_stamp_ns + np.round(np.arange(n) * self.dt_s * 1e9).astype(np.int64)
         pose = np.stack(self._pose)
-        traj, valid = compute_future_trajectory(pose, stamps)
+        s = self.trajectory_sampling
+        traj, valid = compute_future_trajectory(pose, stamps, num_poses=s.num_poses, interval_s=s.interval_s)
         if perturbation is not None:  # DART recovery logs: a perturbed future is no expert label
             valid &= clean_future_mask(perturbation := np.asarray(perturbation, dtype=np.float32).reshape(n, 2), self.dt_s)
         lidar_off = np.zeros(n + 1, dtype=np.int64)
@@ -337,7 +341,7 @@ class LogWriter:
             arrays["timestamps_ns"] = stamps
         if perturbation is not None:
             arrays[PERTURBATION_FILE] = perturbation
-        meta = dict(self.meta)
+        meta = dict(self.meta, **trajectory_sampling_meta(s))
         meta.setdefault("source", "unknown")
         meta.update(
             format_version=FORMAT_VERSION,
@@ -431,7 +435,7 @@ class DrivingLog:
         self._check("ego_pose", np.float64, (n, 3))
         self._check("ego_status", np.float32, (n, 5))
         self._check("command", np.uint8, (n,))
-        self._check("future_trajectory", np.float32, (n, NUM_POSES, 3))
+        self._check("future_trajectory", np.float32, (n, self.trajectory_sampling.num_poses, 3))
         self._check("future_valid", np.bool_, (n,))
         self._check("agents", np.float32, (None, 8))
         self._check("agents_offsets", np.int64, (n + 1,))
@@ -609,6 +613,10 @@ class DrivingLog:
     @property
     def latent_ego_codes(self) -> np.ndarray | None:
         return self._labels.get("latent_ego_codes")
+
+    @property
+    def trajectory_sampling(self) -> TrajectorySampling:
+        return trajectory_sampling_of(self.meta)
 
     @property
     def teacher_probs(self) -> np.ndarray | None:

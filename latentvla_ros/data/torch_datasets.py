@@ -21,9 +21,11 @@ Only frames whose *required* targets are valid are indexed (``require``: any of
 ``future``, ``next_image``, ``latent_tokens``, ``teacher_probs``, ``teacher_context``).
 Optional label keys are returned when every log has them (or when required; logs
 lacking a required label are skipped). ``action_space`` (the consuming model's, e.g.
-``StudentConfig.action_space``) is checked against the sizes each log's labels were
-made with (``data/label_sizes.py``): a mismatch raises ``SizeMismatchError``, and so
-does a latent code outside the labelling LAM's codebook (never a silent drop).
+``StudentConfig.action_space``) and ``trajectory_sampling`` (``PlannerConfig.
+trajectory_sampling``) are checked against the sizes each log's labels and future
+trajectories were made with (``data/label_sizes.py``): a mismatch raises
+``SizeMismatchError``, and so does a latent code outside the labelling LAM's codebook
+(never a silent drop).
 
 LiDAR histograms are cached once per log in ``lidar_bev_<grid>.npy`` (uint8 point
 counts capped at ``max_points_per_pixel``; parameters in ``meta.json`` under
@@ -40,7 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from latentvla_ros.core.features import lidar_bev_histogram, stitch_cameras
-from latentvla_ros.core.sizes import ActionSpace, check_same
+from latentvla_ros.core.sizes import ActionSpace, TrajectorySampling, check_same
 from latentvla_ros.core.types import NUM_LATENT_TOKENS, CameraImage
 from latentvla_ros.data.label_sizes import check_latent_codes, latent_codebook_size, teacher_action_space
 from latentvla_ros.data.log_format import DrivingLog, LogFormatError, list_logs
@@ -107,6 +109,7 @@ class FrameDataset(Dataset):
         cache_lidar: bool = True,
         progress: bool = False,
         action_space: ActionSpace | None = None,
+        trajectory_sampling: TrajectorySampling | None = None,
     ) -> None:
         if isinstance(log_dirs, (str, Path)):
             log_dirs = list_logs(log_dirs)
@@ -141,6 +144,10 @@ class FrameDataset(Dataset):
             for label, attr in (("latent_tokens", "latent_ego_codes"), ("teacher_probs", "teacher_probs"),
                                 ("teacher_context", "teacher_context"))
         }
+        if trajectory_sampling is not None:  # the planner's; every log's future trajectories must match it
+            for lg in logs:
+                check_same("trajectory sampling", trajectory_sampling, "the model", lg.trajectory_sampling,
+                           f"the future trajectories of {lg.path}")
         if action_space is not None and self.returns["teacher_probs"]:
             for lg in logs:
                 check_same("action space", action_space, "the model", teacher_action_space(lg.meta), f"the teacher labels of {lg.path}")
