@@ -35,9 +35,10 @@ class ArcPlanner:
     """Constant speed along a left-turning arc (tests the steering sign end to end)."""
 
     name = "left_arc"
+    requires_scene = False
 
-    def plan(self, frame) -> Trajectory:
-        speed = float(np.hypot(*frame.ego.velocity))
+    def compute_trajectory(self, agent_input) -> Trajectory:  # core.agent.AbstractAgent
+        speed = float(np.hypot(*agent_input.ego.velocity))
         curvature = 1.0 / 40.0
         s = speed * 0.5 * np.arange(1, 9)
         h = curvature * s

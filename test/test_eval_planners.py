@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from latentvla_ros.core.agent import AbstractAgent
 from latentvla_ros.core.types import AgentBox, DrivingCommand, EgoState, MapGeometry, SensorFrame, Trajectory
 from latentvla_ros.evaluation.baselines import (
     ConstantVelocityPlanner,
     ExpertPlanner,
-    Planner,
     constant_turn_rate_poses,
 )
 from latentvla_ros.evaluation.geometry import world_to_ego_poses
@@ -64,7 +64,7 @@ def test_reference_planner_free_road_follows_speed_limit():
     plan = ReferencePlanner().plan_detailed(s)
     assert plan.target_speeds[plan.best] == pytest.approx(10.0)
     np.testing.assert_allclose(plan.trajectory.poses[:, 0], 5.0 * np.arange(1, 9), atol=0.05)
-    assert isinstance(ReferencePlanner(), Planner)
+    assert isinstance(ReferencePlanner(), AbstractAgent)
 
 
 def test_reference_planner_forecast_modes_and_validation():
@@ -96,7 +96,7 @@ def test_constant_velocity_planner():
     np.testing.assert_allclose(t2.poses[:, 2], 0.25 * 0.5 * np.arange(1, 9))
     radius = 10.0 / 0.25
     np.testing.assert_allclose(np.hypot(t2.poses[:, 0], t2.poses[:, 1] - radius), radius)
-    assert isinstance(ConstantVelocityPlanner(), Planner)
+    assert isinstance(ConstantVelocityPlanner(), AbstractAgent)
     with pytest.raises(TypeError):
         ConstantVelocityPlanner().plan(42)
 

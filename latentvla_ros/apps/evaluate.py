@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from latentvla_ros.apps.reporting import machine_info
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.data import splits
 from latentvla_ros.evaluation.report import (
     METHOD_LABELS,
@@ -298,10 +299,8 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                     ref_plan = ref_planner.plan_detailed(scene)
                     poses = np.asarray(ref_plan.trajectory.poses)
                     scene._cache["ref_plan"] = ref_plan
-                elif spec.kind == "agent":
-                    poses = np.asarray(_planner_for(spec).compute_trajectory(frame).poses)
-                else:
-                    poses = np.asarray(_planner_for(spec).plan(frame).poses)
+                else:  # core.agent.AbstractAgent: our agents and the sensor-only baselines
+                    poses = np.asarray(_planner_for(spec).compute_trajectory(agent_input_of(frame)).poses)
             except Exception as exc:  # noqa: BLE001 - a failing method is recorded, not fatal
                 errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
                 continue

@@ -33,6 +33,8 @@ class TeacherFusedAgent:
     """BEV backbone + VLM teacher (``runtime.teacher.TeacherReasoner``: its visual + action
     embeddings) + teacher-fused planner."""
 
+    requires_scene = False  # core.agent.AbstractAgent: sensors and ego status only
+
     def __init__(self, bev: Any, teacher: Any, planner: Any):
         self.bev, self.teacher, self.planner = bev, teacher, planner
         self.name = "latentvla[teacher]"
@@ -41,7 +43,10 @@ class TeacherFusedAgent:
     def model_id(self) -> str:
         return "|".join([self.bev.model_id, self.teacher.model_id, self.planner.model_id])
 
-    def compute_trajectory(self, frame: Any) -> Any:
+    def compute_trajectory(self, agent_input: Any) -> Any:
+        from latentvla_ros.core.agent import AgentInput
+
+        frame = agent_input.require_frame(self.name) if isinstance(agent_input, AgentInput) else agent_input
         bev = self.bev.extract(frame)
         return self.planner.plan(bev, self.teacher.reason(frame))
 

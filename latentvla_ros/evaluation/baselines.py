@@ -1,10 +1,10 @@
-"""Planner interface and simple baselines for PDMS evaluation (pure numpy).
+"""Simple baselines for PDMS evaluation (pure numpy).
 
-Every planner evaluated by the benchmarks follows ``Planner``: ``plan(x)``
-takes a ``Scene`` (privileged, offline evaluation), a ``SensorFrame`` or an
-``EgoState`` -- whatever the planner needs -- and returns a ``Trajectory`` of
-``NUM_POSES`` poses at ``POSE_INTERVAL_S`` in the ego frame. Learned planners
-(ego-status MLP, E2E models) implement the same protocol in their modules.
+Every planner evaluated by the benchmarks is a ``core.agent.AbstractAgent``:
+``compute_trajectory(AgentInput) -> Trajectory`` (ego frame); ``requires_scene`` says
+whether it reads the privileged ``Scene``. ``plan(x)`` is the shorthand
+``compute_trajectory(agent_input_of(x))`` for a ``Scene``, ``SensorFrame`` or ``EgoState``.
+Learned planners (ego-status MLP, E2E models) implement the same interface in their modules.
 
 Baselines here:
 - ``ConstantVelocityPlanner``: current speed (and yaw rate, optional) held.
@@ -14,33 +14,19 @@ Baselines here:
 """
 from __future__ import annotations
 
-from typing import Protocol, Union, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from latentvla_ros.core.types import NUM_POSES, POSE_INTERVAL_S, EgoState, SensorFrame, Trajectory
-
-PlannerInput = Union["Scene", SensorFrame, EgoState]  # noqa: F821 (Scene imported lazily)
-
-
-@runtime_checkable
-class Planner(Protocol):
-    """A trajectory planner: ``plan(scene_or_frame) -> Trajectory`` (ego frame)."""
-
-    name: str
-
-    def plan(self, scene_or_frame) -> Trajectory:  # pragma: no cover - protocol
-        ...
+from latentvla_ros.core.agent import AgentInput, agent_input_of
+from latentvla_ros.core.types import NUM_POSES, POSE_INTERVAL_S, Trajectory
 
 
-def ego_state_of(scene_or_frame) -> EgoState:
-    """The ``EgoState`` of a Scene, SensorFrame or EgoState."""
-    if isinstance(scene_or_frame, EgoState):
-        return scene_or_frame
-    ego = getattr(scene_or_frame, "ego", None)
-    if isinstance(ego, EgoState):
-        return ego
-    raise TypeError(f"cannot get an EgoState from {type(scene_or_frame).__name__}")
+class PlanShorthand:
+    """``plan(x)`` = ``compute_trajectory(agent_input_of(x))`` (x: Scene, SensorFrame, EgoState)."""
+
+    def plan(self, x: Any) -> Trajectory:
+        return self.compute_trajectory(agent_input_of(x))
 
 
 def constant_turn_rate_poses(
@@ -58,8 +44,10 @@ def constant_turn_rate_poses(
     return np.stack([x, y, heading], axis=-1)
 
 
-class ConstantVelocityPlanner:
+class ConstantVelocityPlanner(PlanShorthand):
     """Holds the current speed (|v|) and, optionally, the current yaw rate."""
+
+    requires_scene = False
 
     def __init__(self, use_yaw_rate: bool = True, num_poses: int = NUM_POSES, interval_s: float = POSE_INTERVAL_S):
         self.use_yaw_rate = use_yaw_rate
@@ -67,23 +55,23 @@ class ConstantVelocityPlanner:
         self.interval_s = interval_s
         self.name = "constant_velocity" + ("_yaw_rate" if use_yaw_rate else "")
 
-    def plan(self, scene_or_frame) -> Trajectory:
-        ego = ego_state_of(scene_or_frame)
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        ego = agent_input.ego
         v = np.asarray(ego.velocity, dtype=np.float64)
         speed = float(np.hypot(v[0], v[1])) if np.all(np.isfinite(v)) else 0.0
         yaw_rate = float(ego.yaw_rate) if (self.use_yaw_rate and np.isfinite(ego.yaw_rate)) else 0.0
         poses = constant_turn_rate_poses(speed, yaw_rate, self.num_poses, self.interval_s)
-        stamp = int(getattr(scene_or_frame, "stamp_ns", 0) or 0)
-        return Trajectory(poses=poses, interval_s=self.interval_s, stamp_ns=stamp, model_id=self.name)
+        return Trajectory(poses=poses, interval_s=self.interval_s, stamp_ns=agent_input.stamp_ns, model_id=self.name)
 
 
-class ExpertPlanner:
+class ExpertPlanner(PlanShorthand):
     """Returns the scene's logged future trajectory (needs a ``Scene``)."""
 
     name = "expert"
+    requires_scene = True
 
-    def plan(self, scene_or_frame) -> Trajectory:
-        traj = getattr(scene_or_frame, "expert_trajectory", None)
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        traj = getattr(agent_input.scene, "expert_trajectory", None)
         if traj is None:
             raise ValueError("ExpertPlanner needs a Scene with an expert_trajectory")
         return Trajectory(poses=np.asarray(traj, dtype=np.float64), interval_s=POSE_INTERVAL_S, model_id=self.name)

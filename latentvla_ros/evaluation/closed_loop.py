@@ -10,7 +10,7 @@ The loop (``run_episode``) is the same for every method:
 2. A *driver* turns that observation into a planned ``Trajectory`` (8 poses at 0.5 s,
    ego frame). For our methods the driver is the ROS 2 node graph itself
    (``apps.sim_bridge.RosGraphDriver``: sensor messages out, ``PlannedTrajectory`` with the
-   same stamp back); baselines implement ``evaluation.baselines.Planner`` and are
+   same stamp back); baselines implement ``core.agent.AbstractAgent`` and are
    called directly (``PlannerDriver``); the IDM/MOBIL expert (``ExpertDriver``) drives
    the ego itself (the ceiling).
 3. ``core.tracking.track`` (pure pursuit + P speed control, ``highway_tracker_config``)

@@ -1,8 +1,8 @@
 """Closed-loop drivers and methods: what turns an observation into a trajectory.
 
 - ``ExpertDriver``: the IDM/MOBIL expert drives the ego itself (the ceiling).
-- ``PlannerDriver``: a baseline (``evaluation.baselines.Planner``) on the sensor frame or
-  on a PDMS ``Scene`` of the env state (the reference planner).
+- ``PlannerDriver``: a baseline (a ``core.agent.AbstractAgent``) on the sensor frame or,
+  for agents that require it, on a PDMS ``Scene`` of the env state (the reference planner).
 - ``AgentDriver``: our planner variants through the same core objects the ROS nodes run
   (``runtime`` stages), with the frame built the way ``sensor_sync`` builds it: the
   ego acceleration from the odometry velocity by the node's ``AccelerationEstimator``
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.core.types import EgoState, SensorFrame, Trajectory
 from latentvla_ros.evaluation.closed_loop import (
     ClosedLoopConfig,
@@ -60,8 +61,9 @@ class ExpertDriver:
 
 
 class PlannerDriver:
-    """Any ``evaluation.baselines.Planner``, called directly with the sensor frame, or
-    with a PDMS ``Scene`` built from the env state (``input='scene'``).
+    """Any ``core.agent.AbstractAgent``, called directly with the sensor frame, or with a
+    PDMS ``Scene`` built from the env state (``input='scene'``; the default for agents
+    whose ``requires_scene`` is True).
 
     ``replan_every`` > 1 re-plans every n-th step and otherwise follows the last plan
     shifted to the current pose (for planners too slow for 10 Hz on a CPU).
@@ -70,7 +72,8 @@ class PlannerDriver:
     needs_expert_env = False
     needs_sensors = True
 
-    def __init__(self, planner: Any, input: str = "frame", name: str | None = None, replan_every: int = 1):
+    def __init__(self, planner: Any, input: str | None = None, name: str | None = None, replan_every: int = 1):
+        input = input or ("scene" if getattr(planner, "requires_scene", False) else "frame")
         if input not in ("frame", "scene"):
             raise ValueError("input must be 'frame' or 'scene'")
         self.planner = planner
@@ -89,11 +92,11 @@ class PlannerDriver:
             return _shift_plan(self._last[1], self._last[0], obs.pose)
         if self.input == "scene":
             assert self._env is not None
-            traj = self.planner.plan(self._env.scene(obs))
+            traj = self.planner.compute_trajectory(agent_input_of(self._env.scene(obs)))
         else:
             if obs.frame is None:
                 raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
-            traj = self.planner.plan(obs.frame)
+            traj = self.planner.compute_trajectory(agent_input_of(obs.frame))
         traj.stamp_ns = obs.stamp_ns
         self._last = (obs.pose.copy(), traj)
         return traj
@@ -109,7 +112,7 @@ def sensor_sync_acceleration_estimator() -> Any:
 
 
 class AgentDriver:
-    """A ``runtime.LatentVLAAgent`` (or any object with ``compute_trajectory(frame)``)
+    """A ``runtime.LatentVLAAgent`` (or any ``core.agent.AbstractAgent`` on sensor frames)
     called directly, on the frame the node graph would build (no ROS).
 
     ``graph_frames=True`` (default) replaces the frame's ego acceleration with the
@@ -148,7 +151,7 @@ class AgentDriver:
                                            yaw_rate=float(ego.yaw_rate), command=ego.command))
 
     def plan(self, obs: Observation) -> Trajectory | None:
-        traj = self.agent.compute_trajectory(self.graph_frame(obs))
+        traj = self.agent.compute_trajectory(agent_input_of(self.graph_frame(obs)))
         traj.stamp_ns = obs.stamp_ns
         return traj
 

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentvla_ros.core.agent import AgentInput
 from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING
 from latentvla_ros.core.types import Trajectory
 from latentvla_ros.evaluation.agent_replay import constant_velocity_frames
+from latentvla_ros.evaluation.baselines import PlanShorthand
 from latentvla_ros.evaluation.geometry import (
     Polyline,
     boxes_intersect,
@@ -88,10 +90,12 @@ class ReferencePlan:
     target_speeds: np.ndarray  # (P,)
 
 
-class ReferencePlanner:
-    """PDM-Closed-like planner; also the ``Planner`` baseline ``pdm_closed``."""
+class ReferencePlanner(PlanShorthand):
+    """PDM-Closed-like planner; also the baseline ``pdm_closed`` (a ``core.agent.AbstractAgent``
+    on the privileged scene; ``plan(scene)``: the shorthand)."""
 
     name = "pdm_closed"
+    requires_scene = True
 
     def __init__(
         self,
@@ -343,8 +347,8 @@ class ReferencePlanner:
             target_speeds=np.asarray(speeds),
         )
 
-    def plan(self, scene: Scene) -> Trajectory:
-        return self.plan_detailed(scene).trajectory
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        return self.plan_detailed(agent_input.require_scene(self.name)).trajectory
 
     def reference_progress(self, scene: Scene, plan: ReferencePlan | None = None) -> float:
         """Raw progress * NC * DAC of the chosen proposal, simulated in the logged scene."""

@@ -1,4 +1,5 @@
-"""The agent: ``LatentVLAAgent.compute_trajectory(frame)`` chains the stages NAVSIM-style,
+"""The agent: ``LatentVLAAgent.compute_trajectory(AgentInput)`` (``core.agent.AbstractAgent``)
+chains the stages NAVSIM-style,
 and ``build_pipeline_from_dir`` loads it from ``<root>/{bev_backbone,student,planner}``."""
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from latentvla_ros.core import checkpoint as ckpt
+from latentvla_ros.core.agent import AgentInput
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Trajectory
 from latentvla_ros.models.configuration_student import StudentConfig
@@ -60,6 +62,8 @@ class LatentVLAAgent:
                     f"student gives {scfg.context_tokens} x {scfg.d_model} embeddings, planner expects "
                     f"{pcfg.num_context_tokens} x {pcfg.context_dim}")
 
+    requires_scene = False  # core.agent.AbstractAgent: sensors and ego status only
+
     @property
     def name(self) -> str:
         return f"latentvla[{self.planner.config.fusion}]"
@@ -76,7 +80,9 @@ class LatentVLAAgent:
         return self.bev.untrained or self.planner.untrained or (
             self.planner.needs_plan and self.reasoner is not None and self.reasoner.untrained)
 
-    def compute_trajectory(self, frame: SensorFrame) -> Trajectory:
+    def compute_trajectory(self, agent_input: AgentInput | SensorFrame) -> Trajectory:
+        """``core.agent.AbstractAgent``; a bare ``SensorFrame`` is taken as well (the benchmark's calls)."""
+        frame = agent_input.require_frame(self.name) if isinstance(agent_input, AgentInput) else agent_input
         use_reasoner = self.reasoner is not None and self.planner.needs_plan
         t0 = time.perf_counter()
         if use_reasoner and self.concurrent:
