@@ -154,6 +154,7 @@ def test_logs_record_their_trajectory_sampling(tmp_path):
 
     write_log(tmp_path / "default", n=60)
     assert DrivingLog(tmp_path / "default").trajectory_sampling == DEFAULT_TRAJECTORY_SAMPLING
+    assert "trajectory_sampling" not in DrivingLog(tmp_path / "default").meta  # default logs: bytes as before
     coarse = TrajectorySampling(4, 1.0)
     src = DrivingLog(tmp_path / "default")
     writer = LogWriter(tmp_path / "coarse", {"source": "test"}, trajectory_sampling=coarse)
@@ -163,9 +164,23 @@ def test_logs_record_their_trajectory_sampling(tmp_path):
     writer.close()
     log = DrivingLog(tmp_path / "coarse")
     assert log.trajectory_sampling == coarse and log.future_trajectory_array.shape == (60, 4, 3)
+    assert log.meta["trajectory_sampling"] == {"num_poses": 4, "interval_s": 1.0}
     # pose k at (k + 1) s equals the default log's pose 2k + 1 at the same time
     np.testing.assert_allclose(log.future_trajectory(0), src.future_trajectory(0)[1::2], atol=1e-5)
     ds = FrameDataset(tmp_path / "coarse", with_lidar=False, trajectory_sampling=coarse)
     assert tuple(ds[0]["trajectory"].shape) == (4, 3)
     with pytest.raises(SizeMismatchError, match="trajectory sampling mismatch"):
         FrameDataset(tmp_path, with_lidar=False, trajectory_sampling=DEFAULT_TRAJECTORY_SAMPLING)
+
+
+def test_label_sizes_are_written_only_when_not_the_default(tmp_path):
+    write_log(tmp_path / "l1", n=20)
+    meta_file = tmp_path / "l1" / "meta.json"
+    before = meta_file.read_bytes()
+    record_label_sizes(tmp_path / "l1", latent_codes_meta(16))  # the default: the file is not rewritten
+    record_label_sizes(tmp_path / "l1", teacher_labels_meta(ActionSpace(16, 12)))
+    assert meta_file.read_bytes() == before
+    record_label_sizes(tmp_path / "l1", latent_codes_meta(32))
+    assert json.loads(meta_file.read_text())["latent_codes"] == {"codebook_size": 32}
+    record_label_sizes(tmp_path / "l1", latent_codes_meta(16))  # relabelled by a 16-code LAM: the record goes
+    assert "latent_codes" not in json.loads(meta_file.read_text())

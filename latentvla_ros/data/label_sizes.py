@@ -5,10 +5,11 @@
 - ``teacher_probs.npy`` (written by the teacher, ``training/teacher.py``): the teacher's
   ``core.sizes.ActionSpace`` under ``meta["teacher_labels"]``.
 - ``future_trajectory.npy`` (written by ``LogWriter``): its ``core.sizes.TrajectorySampling``
-  under ``meta["trajectory_sampling"]``.
+  under ``meta["trajectory_sampling"]`` when it is not the default.
 
-Logs labelled before these keys existed were labelled with the default sizes
-(``core.sizes.DEFAULT_ACTION_SPACE``, 16 codes, 12 tokens) and read as such. Consumers
+The keys are written only for sizes other than the defaults (``core.sizes``), so logs at
+the default sizes keep the bytes they had before; an absent key means the default
+(16 codes, 12 tokens; 8 poses at 0.5 s). Consumers
 compare a log's sizes with their own config's (``check_latent_codes``) and raise
 ``SizeMismatchError`` instead of dropping the frames whose codes do not fit.
 """
@@ -43,18 +44,24 @@ def trajectory_sampling_of(meta: dict[str, Any]) -> TrajectorySampling:
 
 
 def trajectory_sampling_meta(sampling: TrajectorySampling) -> dict[str, Any]:
-    """The ``meta.json`` items ``LogWriter`` records."""
+    """The ``meta.json`` items ``LogWriter`` records: none for the default sampling (absent means
+    the default, so logs at the default stay byte-identical to those written before the key existed)."""
+    if sampling == DEFAULT_TRAJECTORY_SAMPLING:
+        return {}
     return {TRAJECTORY_SAMPLING_META: {"num_poses": int(sampling.num_poses), "interval_s": float(sampling.interval_s)}}
 
 
 def record_label_sizes(log_dir: str | Path, items: dict[str, Any]) -> None:
-    """Merge ``items`` (``latent_codes_meta`` / ``teacher_labels_meta``) into the log's ``meta.json``
-    where it has one; the labellers call it after writing their arrays."""
+    """Merge ``items`` (``latent_codes_meta`` / ``teacher_labels_meta``; a None value removes the key)
+    into the log's ``meta.json`` where it has one, rewriting it only when that changes it; the
+    labellers call it after writing their arrays."""
     path = Path(log_dir) / META_FILE
-    if path.is_file():
-        meta = read_meta(log_dir)
-        meta.update(items)
-        write_text_atomic(path, json.dumps(meta, indent=2, sort_keys=True))
+    if not path.is_file():
+        return
+    meta = read_meta(log_dir)
+    new = {k: v for k, v in {**meta, **items}.items() if v is not None}
+    if new != meta:
+        write_text_atomic(path, json.dumps(new, indent=2, sort_keys=True))
 
 
 def latent_codebook_size(meta: dict[str, Any]) -> int:
@@ -70,14 +77,15 @@ def teacher_action_space(meta: dict[str, Any]) -> ActionSpace:
 
 
 def latent_codes_meta(codebook_size: int) -> dict[str, Any]:
-    """The ``meta.json`` items the LAM labeller records."""
-    return {LATENT_CODES_META: {"codebook_size": int(codebook_size)}}
+    """The ``meta.json`` item the LAM labeller records (None, i.e. removed, for the default codebook)."""
+    default = int(codebook_size) == DEFAULT_ACTION_SPACE.codebook_size
+    return {LATENT_CODES_META: None if default else {"codebook_size": int(codebook_size)}}
 
 
 def teacher_labels_meta(space: ActionSpace) -> dict[str, Any]:
-    """The ``meta.json`` items the teacher labeller records."""
-    return {TEACHER_LABELS_META: {"codebook_size": int(space.codebook_size),
-                                  "tokens_per_frame": int(space.tokens_per_frame)}}
+    """The ``meta.json`` item the teacher labeller records (None, i.e. removed, for the default action space)."""
+    return {TEACHER_LABELS_META: None if space == DEFAULT_ACTION_SPACE else {
+        "codebook_size": int(space.codebook_size), "tokens_per_frame": int(space.tokens_per_frame)}}
 
 
 def check_latent_codes(log_dir: str | Path, meta: dict[str, Any], codes: np.ndarray,
