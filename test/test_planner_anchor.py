@@ -53,3 +53,28 @@ def test_planner_uses_the_heading_anchor_and_old_checkpoints_keep_theirs(tmp_pat
     assert poses[0, -1, 1].item() == pytest.approx(5.0 * 4.0, abs=1e-3)
     with pytest.raises(Exception, match="anchor"):
         PlannerConfig.preset("edge", anchor="sideways")
+
+
+def test_the_status_token_sees_no_acceleration_unless_configured(tmp_path):
+    """Closed loop, a planner that sees the acceleration braked itself to a stop (its own braking
+    predicts more braking): by default the acceleration never reaches the status token, while the
+    command and velocity do; old checkpoints (no field) saw it and keep it."""
+    torch.manual_seed(0)
+    planner = FusedPlanner(PlannerConfig.preset("edge", fusion="none")).eval()
+    assert planner.config.status_acceleration is False
+    bev = torch.randn(1, planner.config.num_bev_tokens, planner.config.bev_token_dim)
+    status = torch.zeros(1, 8)
+    status[0, 1], status[0, 4] = 1.0, 12.0
+    braking = status.clone()
+    braking[0, 6], braking[0, 7] = -4.0, 1.5
+    faster = status.clone()
+    faster[0, 4] = 20.0
+    with torch.no_grad():
+        assert torch.equal(planner(bev, status), planner(bev, braking))
+        assert not torch.allclose(planner(bev, status), planner(bev, faster))
+        sees = FusedPlanner(PlannerConfig.preset("edge", fusion="none", status_acceleration=True)).eval()
+        sees.load_state_dict(planner.state_dict())
+        assert not torch.allclose(sees(bev, status), sees(bev, braking))
+    data = planner.config.to_dict()
+    data.pop("status_acceleration")
+    assert PlannerConfig.from_dict(data).status_acceleration is True

@@ -71,6 +71,13 @@ class PlannerConfig(ConfigBase):
     whose lateral part vy = v sin(slip) grows with the tracker's own steering, so every
     correction makes the next plan turn harder (issue 12). Checkpoints written before this
     field existed were trained with ``'velocity'`` and load with it (``from_dict``)."""
+    status_acceleration: bool = False
+    """Whether the status token sees the ego's acceleration (ego status [6:8]). Off: it is zeroed
+    before the status token, in training and at run time. With it, the closed-loop planner braked
+    itself to a stop (a deceleration in the status predicts more deceleration in the logs, and the
+    tracker's own braking then feeds the next plan: the inertia / causal-confusion problem of
+    behaviour cloning, Codevilla et al. 2019, de Haan et al. 2019). Checkpoints written before
+    this field existed saw it and load with True (``from_dict``)."""
     pose_interval_s: float = DEFAULT_TRAJECTORY_SAMPLING.interval_s
     """Time between the output poses [s] (used by the constant-velocity prior)."""
 
@@ -103,9 +110,12 @@ class PlannerConfig(ConfigBase):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlannerConfig:
-        """A saved config; one without ``anchor`` predates it and used the (vx, vy) anchor."""
+        """A saved config; one without ``anchor`` predates it and used the (vx, vy) anchor, one
+        without ``status_acceleration`` saw the acceleration."""
         if "anchor" not in data:
             data = {**data, "anchor": "velocity"}
+        if "status_acceleration" not in data:
+            data = {**data, "status_acceleration": True}
         return super().from_dict(data)
 
     @classmethod

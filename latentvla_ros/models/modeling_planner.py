@@ -11,7 +11,8 @@
    start at zero, so an untrained fusion module is the identity and the fused
    planner starts exactly as the unfused one.
 3. Trajectory decoder (TransFuser): one learned trajectory query attends to the
-   fused BEV tokens + a status token (Linear(8, d)); an MLP maps it to
+   fused BEV tokens + a status token (Linear(8, d); the acceleration zeroed unless
+   ``status_acceleration``); an MLP maps it to
    ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to a constant-velocity
    anchor (``constant_velocity_prior``: straight ahead along the heading at the ego's speed,
    ``anchor_xy``), heading = tanh * pi.
@@ -110,7 +111,9 @@ class FusedPlanner(nn.Module):
             if context is None:
                 raise ValueError(f"planner with fusion={cfg.fusion!r} needs a context tensor")
             bev = self.fusion(bev, context)
-        memory = torch.cat([bev, self.status(ego_status).unsqueeze(1)], dim=1)
+        status = ego_status if cfg.status_acceleration else torch.cat(
+            [ego_status[:, :6], torch.zeros_like(ego_status[:, 6:])], dim=1)  # no acceleration (config doc)
+        memory = torch.cat([bev, self.status(status).unsqueeze(1)], dim=1)
         q = self.query.expand(bev_tokens.shape[0], -1, -1)
         for block in self.decoder:
             q = block(q, memory)
