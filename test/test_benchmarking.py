@@ -40,7 +40,7 @@ def test_options_defaults_and_per_config_values(tmp_path):
 
 
 def test_cli_parser_has_the_bench_options():
-    from latentvla_ros.cli import build_parser
+    from latentvla_ros.apps.cli import build_parser
 
     args = build_parser().parse_args(["bench", "--quick", "--configs", "edge", "--rate", "10", "--write-docs"])
     opts = bench.resolve_options(args)

@@ -222,7 +222,7 @@ def test_launch_argument_and_cli_option_choose_the_camera_transport(monkeypatch)
 
     from launch_harness import evaluate
 
-    from latentvla_ros import cli
+    from latentvla_ros.apps import cli
     from latentvla_ros.ros import graph
 
     root = Path(__file__).resolve().parents[1]

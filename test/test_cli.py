@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 
-def _latentvla(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "latentvla_ros.cli", *args], capture_output=True, text=True,
+def _latentvla(*args, timeout=120, module="latentvla_ros.cli"):
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ))
 
 
-def test_run_rejects_a_bad_parameter_before_starting():
-    proc = _latentvla("run", "--set", "sensor_sync.slop_s=-1")
+@pytest.mark.parametrize("module", ["latentvla_ros.cli", "latentvla_ros.apps.cli"])  # the shim and the command
+def test_run_rejects_a_bad_parameter_before_starting(module):
+    proc = _latentvla("run", "--set", "sensor_sync.slop_s=-1", module=module)
     assert proc.returncode == 2
     assert "slop_s" in proc.stderr and "minimum" in proc.stderr.lower() or "exclusiveMinimum" in proc.stderr
 

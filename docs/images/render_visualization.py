@@ -38,9 +38,9 @@ def record(out_dir: Path, frames: int = 120, seed: int = 7) -> Path:
     import rclpy
     from rclpy.context import Context
 
+    from latentvla_ros.apps.demo import _checkpoint_overrides
     from latentvla_ros.data.bag_io import write_sensor_bag
     from latentvla_ros.data.highway import generate_log
-    from latentvla_ros.demo import _checkpoint_overrides
     from latentvla_ros.ros.bag_player import BagPlayer
     from latentvla_ros.ros.bag_recorder import BagRecorder
     from latentvla_ros.ros.executors import GraphExecutor

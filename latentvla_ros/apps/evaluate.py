@@ -668,7 +668,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main(args: Any) -> int:
-    """Entry point of ``latentvla evaluate`` (args from ``cli.py``)."""
+    """Entry point of ``latentvla evaluate`` (args from ``apps/cli.py``)."""
     plan = getattr(args, "plan", None) or (EvalPlan.quick() if getattr(args, "quick", False) else EvalPlan.full())
     if getattr(args, "skip_open_loop", False):
         plan = replace(plan, run_open_loop=False)

@@ -15,7 +15,7 @@ NODE_EXECUTABLES = {
     "twist_controller": "latentvla_ros.ros.nodes.twist_controller",
 }
 #: every executable: the nodes and the command line
-EXECUTABLES = {**NODE_EXECUTABLES, "latentvla": "latentvla_ros.cli"}
+EXECUTABLES = {**NODE_EXECUTABLES, "latentvla": "latentvla_ros.apps.cli"}
 
 
 def console_scripts() -> list[str]:
