@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.models.modeling_planner import E2EPlanner
 from latentvla_ros.models.modeling_student import LatentStudent
@@ -185,7 +186,7 @@ def test_trained_checkpoints_feed_the_pipeline(data, tmp_path):
         shutil.copytree(tmp_path / "run" / sub, root / sub)
     agent = build_pipeline_from_dir(root)
     assert not agent.untrained
-    assert agent.compute_trajectory(make_frame()).is_finite()
+    assert agent.compute_trajectory(agent_input_of(make_frame())).is_finite()
 
 
 def write_labelled_log(directory, frames: int = 70, seed: int = 0):
@@ -220,6 +221,19 @@ def test_stages_read_driving_logs(tmp_path):
     assert p["eval"]["holdout"]["num_frames"] > 0
     assert (p["eval"]["num_train"], p["eval"]["num_holdout"]) != (0, 0)
     assert E2EPlanner.from_pretrained(tmp_path / "planner_run").planner.config.context_dim == 24
+
+
+def test_planner_training_refuses_logs_of_another_trajectory_sampling(tmp_path):
+    """The planner's poses are spaced as its config says: logs sampled otherwise (here 8 poses at
+    0.5 s for a planner of 8 at 0.25 s, same shapes) are a clear error, not silently learned."""
+    from latentvla_ros.core.sizes import SizeMismatchError
+    from latentvla_ros.models.configuration_planner import PlannerConfig
+
+    logs = [write_labelled_log(tmp_path / "logs" / f"log{i}", seed=i) for i in range(2)]
+    cfg = TrainConfig(epochs=1, batch_size=8, max_steps=1, warmup_steps=0)
+    with pytest.raises(SizeMismatchError, match="trajectory sampling mismatch: the model has .*0.25"):
+        train_planner(logs, tmp_path / "run", "edge", "none", cfg, holdout_fraction=0.5, show_progress=False,
+                      planner_config=PlannerConfig.preset("edge", pose_interval_s=0.25))
 
 
 def test_planner_init_from_starts_at_the_previous_round(data, tmp_path):

@@ -198,7 +198,8 @@ def train_planner(
         from latentvla_ros.data.torch_datasets import FrameDataset
 
         return FrameDataset(dirs, image_size=bev_cfg.image_size, lidar_grid=bev_cfg.lidar_grid,
-                            lidar_range_m=bev_cfg.lidar_range_m, with_lidar=True, require=require)
+                            lidar_range_m=bev_cfg.lidar_range_m, with_lidar=True, require=require,
+                            trajectory_sampling=(planner_config or PlannerConfig.preset(preset)).trajectory_sampling)
 
     train_ds, hold_ds = split_holdout(log_dirs, holdout_fraction, make_dataset)
     sample = train_ds[0]
