@@ -17,6 +17,7 @@ planner does) the car must slow down and stop, and reverse gear must never engag
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -265,3 +266,32 @@ def test_controller_output_selection(ros_context):
     with pytest.raises(ParameterError, match="coast_mps2"):
         TwistControllerNode(context=ros_context, parameter_overrides=[Parameter("twist.coast_mps2", value=5.0),
                                                                       Parameter("twist.full_brake_mps2", value=4.0)])
+
+
+def test_stale_trajectory_stop_keeps_the_last_plans_sampling(ros_context):
+    """When the trajectory goes stale, the comfortable stop is sampled like the last trajectory
+    received (its number of poses and interval), not at the default sampling."""
+    from ros_helpers import odometry
+
+    from latentvla_ros.core.types import Trajectory
+    from latentvla_ros.ros.conversions import trajectory_to_msg
+    from latentvla_ros.ros.nodes.twist_controller import TwistControllerNode
+
+    node = TwistControllerNode(context=ros_context)  # not spun: its callbacks are called here
+    try:
+        node._on_odometry(odometry(10**9, speed=10.0))
+        poses = np.column_stack([10.0 * 0.2 * np.arange(1, 5), np.zeros(4), np.zeros(4)])
+        node._on_trajectory(trajectory_to_msg(Trajectory(poses, interval_s=0.2, stamp_ns=10**9), "base_link"))
+        node._on_timer()
+        assert node.mode == "following"
+        node._trajectory_time -= node.params["trajectory_timeout_s"] + 1.0  # no trajectory since: stale
+        node._on_timer()
+        assert node.mode == "stale_trajectory"
+        decel = node.params["stale_deceleration_mps2"]
+        own = comfortable_stop(10.0, 0.0, decel, num_poses=4, interval_s=0.2)
+        expected = track(own.poses, own.interval_s, 10.0, node.tracker)
+        default = comfortable_stop(10.0, 0.0, decel)
+        assert track(default.poses, default.interval_s, 10.0, node.tracker) != expected  # the check can fail
+        assert dataclasses.astuple(node.last_command) == pytest.approx(dataclasses.astuple(expected))
+    finally:
+        node.destroy_node()

@@ -159,7 +159,9 @@ class TwistControllerNode(LatentVlaNode):
                 known = self._speed if speed is None else speed
                 self.mode = "stale_odometry" if speed is None and self._trajectory is not None and not stale else (
                     "stale_trajectory" if self._trajectory is not None else "waiting")
-                stop = comfortable_stop(known, 0.0, self.params["stale_deceleration_mps2"])
+                sampling = {} if self._trajectory is None else {  # the last plan's own poses and interval
+                    "num_poses": len(self._trajectory.poses), "interval_s": self._trajectory.interval_s}
+                stop = comfortable_stop(known, 0.0, self.params["stale_deceleration_mps2"], **sampling)
                 cmd = track(stop.poses, stop.interval_s, known, self.tracker)
                 if speed is None:  # unknown speed: brake firmly, straight
                     cmd = ControlCommand(-self.params["stale_deceleration_mps2"], 0.0, 0.0)
