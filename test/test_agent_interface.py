@@ -42,9 +42,11 @@ def test_every_planner_is_an_agent():
         assert agent.requires_scene is False
         traj = agent.compute_trajectory(agent_input_of(frame))
         assert traj.is_finite() and traj.poses.shape == (8, 3)
-    for agent in ours:  # the benchmark's bare-frame call gives the same trajectory
+    for agent in ours:  # one way in: an AgentInput; a bare frame is refused clearly
         wrapped = agent.compute_trajectory(AgentInput(frame.ego, frame.stamp_ns, frame))
-        np.testing.assert_allclose(agent.compute_trajectory(frame).poses, wrapped.poses)
+        np.testing.assert_allclose(agent.compute_trajectory(agent_input_of(frame)).poses, wrapped.poses)
+        with pytest.raises(TypeError, match="takes an AgentInput"):
+            agent.compute_trajectory(frame)
     cv = ConstantVelocityPlanner()
     np.testing.assert_array_equal(cv.plan(frame).poses, cv.compute_trajectory(agent_input_of(frame)).poses)
     assert ExpertPlanner().requires_scene and ReferencePlanner().requires_scene

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.core.checkpoint import CheckpointError
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.features import FeatureError
@@ -259,7 +260,7 @@ def test_untrained_pipeline_on_synthetic_frame():
 
     agent = build_pipeline_from_dir(None, preset="edge")
     frame = make_frame(cameras=3)
-    traj = agent.compute_trajectory(frame)
+    traj = agent.compute_trajectory(agent_input_of(frame))
     assert traj.poses.shape == (8, 3) and traj.is_finite() and not traj.is_fallback
     assert traj.stamp_ns == frame.stamp_ns
     assert agent.untrained and "untrained" in agent.model_id and "untrained" in traj.model_id
@@ -283,14 +284,14 @@ def test_concurrent_agent_gives_the_sequential_result_and_reports_errors(monkeyp
     assert resolve_intra_op_threads(3) == 3 and resolve_intra_op_threads(0) >= 1
     agent = build_pipeline_from_dir(None, preset="edge")
     frames = [make_frame(seed=s) for s in range(3)]
-    sequential = [agent.compute_trajectory(f).poses for f in frames]
+    sequential = [agent.compute_trajectory(agent_input_of(f)).poses for f in frames]
     agent.concurrent = True
     seen_threads = []
     reason = agent.reasoner.reason
     monkeypatch.setattr(agent.reasoner, "reason", lambda f: seen_threads.append(threading.current_thread()) or reason(f))
     try:
         for frame, expected in zip(frames, sequential):
-            np.testing.assert_allclose(agent.compute_trajectory(frame).poses, expected, atol=1e-6)
+            np.testing.assert_allclose(agent.compute_trajectory(agent_input_of(frame)).poses, expected, atol=1e-6)
         assert seen_threads and all(t is not threading.current_thread() for t in seen_threads)
         assert agent.timings.reason_ms > 0 and agent.timings.total_ms > 0
 
@@ -299,7 +300,7 @@ def test_concurrent_agent_gives_the_sequential_result_and_reports_errors(monkeyp
 
         monkeypatch.setattr(agent.reasoner, "reason", broken)
         with pytest.raises(ValueError, match="bad frame"):  # the worker's error reaches the caller
-            agent.compute_trajectory(frames[0])
+            agent.compute_trajectory(agent_input_of(frames[0]))
     finally:
         agent.close()
     assert agent._worker is None
@@ -317,7 +318,7 @@ def test_pipeline_loads_checkpoints_and_matches_models(tmp_path):
     assert not agent.untrained and "untrained" not in agent.model_id
     assert agent.bev.model_id.startswith("bev_backbone:bev_backbone:")
     frame = make_frame(seed=3)
-    traj = agent.compute_trajectory(frame)
+    traj = agent.compute_trajectory(agent_input_of(frame))
     feats = agent.bev.features(frame)
     with torch.no_grad():
         image = torch.from_numpy(feats["image"])

@@ -9,6 +9,7 @@ import pytest
 import torch
 from test_models import make_frame
 
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.runtime.stages import MissingInputError, ModelOutputError
 from latentvla_ros.runtime.teacher import TeacherReasoner
 
@@ -47,6 +48,6 @@ def test_teacher_fused_agent_plans_from_the_stage():
     agent = build_agent("teacher")
     assert agent.model_id.split("|")[1] == "teacher:untrained"
     frame = make_frame()
-    traj = agent.compute_trajectory(frame)
+    traj = agent.compute_trajectory(agent_input_of(frame))
     expected = agent.planner.plan(agent.bev.extract(frame), agent.teacher.reason(frame))
     np.testing.assert_allclose(traj.poses, expected.poses)

@@ -14,6 +14,7 @@ from rclpy.parameter import Parameter
 from test_models import make_frame
 from test_training_student_planner import SyntheticFrames
 
+from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.models.modeling_student import LatentStudent
 from latentvla_ros.runtime import build_pipeline_from_dir, onnx_model_id
 from latentvla_ros.training.common import TrainConfig
@@ -42,7 +43,7 @@ def test_exported_chain_loads_in_the_nodes_without_reexport(ros_context, tmp_pat
     assert json.loads((dest / "planner" / "config.json").read_text())["model_type"] == "planner"
 
     agent = build_pipeline_from_dir(dest)
-    assert not agent.untrained and agent.compute_trajectory(make_frame()).is_finite()
+    assert not agent.untrained and agent.compute_trajectory(agent_input_of(make_frame())).is_finite()
 
     nodes = {}
     for name, cls, sub in (("bev_features", BevFeaturesNode, "bev_backbone"),

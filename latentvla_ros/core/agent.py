@@ -59,6 +59,15 @@ class AbstractAgent(Protocol):
         ...
 
 
+def require_agent_input(x: Any, who: str) -> AgentInput:
+    """``x`` itself if it is an ``AgentInput``; anything else (a bare ``SensorFrame``) is a
+    ``TypeError`` that names ``agent_input_of``: agents take one kind of input."""
+    if not isinstance(x, AgentInput):
+        raise TypeError(f"{who}.compute_trajectory takes an AgentInput (core.agent.agent_input_of), "
+                        f"got {type(x).__name__}")
+    return x
+
+
 def agent_input_of(x: Any) -> AgentInput:
     """An ``AgentInput`` from an ``AgentInput``, a ``SensorFrame``, a PDMS ``Scene`` (anything
     with an ``ego`` EgoState and no cameras) or a bare ``EgoState``."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.core.agent import require_agent_input
+
 ABLATIONS = ("", "zeroed", "shuffled")
 ABLATION_BANK = 256
 
@@ -44,9 +46,7 @@ class TeacherFusedAgent:
         return "|".join([self.bev.model_id, self.teacher.model_id, self.planner.model_id])
 
     def compute_trajectory(self, agent_input: Any) -> Any:
-        from latentvla_ros.core.agent import AgentInput
-
-        frame = agent_input.require_frame(self.name) if isinstance(agent_input, AgentInput) else agent_input
+        frame = require_agent_input(agent_input, self.name).require_frame(self.name)
         bev = self.bev.extract(frame)
         return self.planner.plan(bev, self.teacher.reason(frame))
 

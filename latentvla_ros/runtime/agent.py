@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from latentvla_ros.core import checkpoint as ckpt
-from latentvla_ros.core.agent import AgentInput
+from latentvla_ros.core.agent import AgentInput, require_agent_input
 from latentvla_ros.core.config_base import ConfigError
-from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Trajectory
+from latentvla_ros.core.types import BevTokens, LatentPlan, Trajectory
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, check_compatible
 from latentvla_ros.runtime.registry import STUDENT_SUBDIR
@@ -33,7 +33,7 @@ class AgentTimings:
 
 @dataclass
 class LatentVLAAgent:
-    """NAVSIM-style agent: ``compute_trajectory(frame)`` runs BEV -> (student) -> planner.
+    """NAVSIM-style agent: ``compute_trajectory(AgentInput)`` runs BEV -> (student) -> planner.
 
     ``concurrent=True`` runs the student in a worker thread while the BEV backbone runs
     in the caller's (both only read the frame; torch and onnxruntime release the GIL
@@ -80,9 +80,9 @@ class LatentVLAAgent:
         return self.bev.untrained or self.planner.untrained or (
             self.planner.needs_plan and self.reasoner is not None and self.reasoner.untrained)
 
-    def compute_trajectory(self, agent_input: AgentInput | SensorFrame) -> Trajectory:
-        """``core.agent.AbstractAgent``; a bare ``SensorFrame`` is taken as well (the benchmark's calls)."""
-        frame = agent_input.require_frame(self.name) if isinstance(agent_input, AgentInput) else agent_input
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        """``core.agent.AbstractAgent``: the input's sensor frame through the chain."""
+        frame = require_agent_input(agent_input, self.name).require_frame(self.name)
         use_reasoner = self.reasoner is not None and self.planner.needs_plan
         t0 = time.perf_counter()
         if use_reasoner and self.concurrent:

@@ -14,6 +14,7 @@ import numpy as np
 
 from latentvla_ros.apps.bench.meters import CpuMeter, ThreadCpu, ratio_of, stats_ms
 from latentvla_ros.apps.bench.options import CAMERA, CAMERA_NAME, MODEL_KINDS
+from latentvla_ros.core.agent import agent_input_of
 
 log = logging.getLogger(__name__)
 
@@ -151,18 +152,19 @@ def in_worker(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _run_bare(agent, frames: list, warmup: list, rate: float) -> dict[str, Any]:
+    inputs = [agent_input_of(f) for f in frames]  # built before the clock starts
     for f in warmup:
-        agent.compute_trajectory(f)
+        agent.compute_trajectory(agent_input_of(f))
     totals, bev, reason, plan, errors = [], [], [], [], 0
     meter = CpuMeter()
     threads = ThreadCpu()
     threads.start()
     meter.start()
     t0 = time.perf_counter()
-    for i, frame in enumerate(frames):
+    for i, agent_input in enumerate(inputs):
         sleep_until(t0 + i / rate)
         try:
-            agent.compute_trajectory(frame)
+            agent.compute_trajectory(agent_input)
         except (ValueError, RuntimeError):
             errors += 1
             continue
