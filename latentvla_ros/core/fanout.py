@@ -159,7 +159,9 @@ def _run_ray(calls: Sequence[tuple[Callable, tuple]], order: list[int], costs: l
         ray.init(**kwargs)
         started_here = True
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
+        # a worker that dies mid-task (seen once: a full evaluation lost after 17 min to one crashed
+        # worker) has its task run again elsewhere; tasks are deterministic and write only their results
+        remote = ray.remote(num_cpus=1, max_retries=2)(_ray_call)
         refs = {remote.remote(calls[i][0], calls[i][1]): i for i in order}
         out: list[Any] = [None] * len(calls)
         pending = list(refs)
