@@ -60,7 +60,7 @@ def test_autoware_profile_replay_plans_every_frame(ros_context, spin, autoware_b
     spin(io, player_node)
     assert wait_for_graph_ready(player_node, specs, timeout_s=30)
     sync, bev, planner = nodes["sensor_sync"], nodes["bev_features"], nodes["trajectory_planner"]
-    assert sync.params["camera_names"] == ["camera0"]
+    assert sync.params.camera_names == ["camera0"]
     # the graph listens on Autoware's topics as they are
     subscribed = {name for name, _ in sync.get_subscriber_names_and_types_by_node("sensor_sync", "/")}
     assert {"/sensing/camera/camera0/image_rect_color", "/sensing/camera/camera0/camera_info",

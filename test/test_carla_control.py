@@ -284,10 +284,10 @@ def test_stale_trajectory_stop_keeps_the_last_plans_sampling(ros_context):
         node._on_trajectory(trajectory_to_msg(Trajectory(poses, interval_s=0.2, stamp_ns=10**9), "base_link"))
         node._on_timer()
         assert node.mode == "following"
-        node._trajectory_time -= node.params["trajectory_timeout_s"] + 1.0  # no trajectory since: stale
+        node._trajectory_time -= node.params.trajectory_timeout_s + 1.0  # no trajectory since: stale
         node._on_timer()
         assert node.mode == "stale_trajectory"
-        decel = node.params["stale_deceleration_mps2"]
+        decel = node.params.stale_deceleration_mps2
         own = comfortable_stop(10.0, 0.0, decel, num_poses=4, interval_s=0.2)
         expected = track(own.poses, own.interval_s, 10.0, node.tracker)
         default = comfortable_stop(10.0, 0.0, decel)

@@ -164,7 +164,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     ctrl, planner, sync, bev = (nodes[n] for n in ("twist_controller", "trajectory_planner", "sensor_sync", "bev_features"))
     # the profile's parameters are in force: bridge frames, sim time, reliable depth-10 sensor inputs, LiDAR mount
     assert all(n.get_parameter("use_sim_time").value for n in nodes.values())
-    assert planner.params["frame_id"] == "ego_vehicle" and sync.params["qos.input_reliability"] == "reliable"
+    assert planner.params.frame_id == "ego_vehicle" and sync.params.qos.input_reliability == "reliable"
     assert (bev.lidar_extrinsics.frame_id, bev.lidar_extrinsics.z) == ("ego_vehicle/lidar", LIDAR_MOUNT_Z)
     # two passes: the second restarts simulation time (a simulator reset / looping bag)
     player = BagPlayer(player_node, str(bag), rate=1.0, publish_clock=True, wait_for_subscribers_s=5.0,
@@ -185,7 +185,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     # --- phase 2: the planner dies mid-run (the bridge keeps ticking): brake within trajectory_timeout
     graph_ex.remove(planner)
     t_dead = time.monotonic()
-    timeout = ctrl.params["trajectory_timeout_s"]
+    timeout = ctrl.params.trajectory_timeout_s
     t_stale = None
     while not player.finished and time.monotonic() - t_dead < 30:
         if t_stale is None and ctrl.mode in ("stale_trajectory", "standstill"):
@@ -202,7 +202,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     ang = np.array([m.angular.z for _, _, m in twists])
     assert np.isfinite(lin).all() and np.isfinite(ang).all()
     assert np.abs(lin).max() <= 10.0, "carla_twist_to_control clips linear.x to +-10"
-    assert np.abs(ang).max() <= ctrl.params["max_steering_rad"] + 1e-9
+    assert np.abs(ang).max() <= ctrl.params.max_steering_rad + 1e-9
     assert all(m.linear.y == m.linear.z == m.angular.x == m.angular.y == 0.0 for _, _, m in twists)
     sim = np.array([c for t, c, _ in twists if c > bag_start_ns and t < t_jump])  # the first pass
     span_s = (sim.max() - sim.min()) * 1e-9
@@ -212,7 +212,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
     assert any(abs(m.linear.x) > 1e-6 for _, m in following)  # a real command, not the zero (full brake) twist
     # carla_twist_to_control semantics: linear.x <= 0 in a non-zero Twist is REVERSE gear, never
     # sent; every command is a throttle request (linear.x > 0) or the exactly zero Twist (brake)
-    assert ctrl.output == "twist" or ctrl.params["output"] == "ackermann"
+    assert ctrl.output == "twist" or ctrl.params.output == "ackermann"
     assert all(m.linear.x > 0 or (m.linear.x == 0.0 and m.angular.z == 0.0) for _, _, m in twists), \
         "a Twist that carla_twist_to_control reads as reverse gear"
     # after the planner died: braking (zero Twists, full brake) within trajectory_timeout + a control
@@ -224,7 +224,7 @@ def test_carla_profile_replay_drives_the_twist_stream(ros_context, spin, carla_b
         [(round(t - t_dead, 2), m.linear.x) for t, m in brake_after[:5]]
     assert t_stale is not None, "the controller never noticed the silent planner"
     first_brake = t_stale - t_dead
-    assert first_brake <= timeout + 2.0 / ctrl.params["control_rate_hz"] + 0.3, f"braking {first_brake:.2f} s after"
+    assert first_brake <= timeout + 2.0 / ctrl.params.control_rate_hz + 0.3, f"braking {first_brake:.2f} s after"
     assert ctrl.mode in ("stale_trajectory", "standstill")
     # --- the bridge's stamps, frames and QoS made it through
     frames = list(side.frames)

@@ -435,7 +435,7 @@ def _soak(ros_context, spin, sensor_log, rate: float, duration_s: float, max_gro
     assert set(monitor.stamps(monitor.bevs)) <= set(stamps)
     # 5. nothing crashed, memory and queues stay bounded
     assert not any("callback_error" in d or "timer_error" in d for d in report["drops"].values()), report
-    assert st["queued"] <= 3 * sync.params["queue_size"]
+    assert st["queued"] <= 3 * sync.params.queue_size
     assert by["trajectory_planner"].matcher.pending <= by["trajectory_planner"].matcher.max_pending
     half = [r for t, r in rss if t >= min(5.0, duration_s / 3)]
     growth = max(half) - half[0] if half else 0.0

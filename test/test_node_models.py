@@ -219,7 +219,7 @@ def test_drops_log_at_any_severity_in_any_order(planner_rig):
 def test_planner_runtime_parameters(planner_rig):
     node, *_ = planner_rig
     assert node.set_parameters([Parameter("plan_timeout_s", value=0.2)])[0].successful
-    assert node.params["plan_timeout_s"] == 0.2
+    assert node.params.plan_timeout_s == 0.2
     result = node.set_parameters([Parameter("plan_timeout_s", value=-1.0)])[0]
     assert not result.successful and "plan_timeout_s" in result.reason
     assert not node.set_parameters([Parameter("checkpoint", value="x")])[0].successful  # read-only

@@ -67,7 +67,7 @@ def test_synchronizes_sets_and_estimates_acceleration(rig):
     # acceleration: +1 m/s^2 between any two frames, through the first-order low-pass (time constant tau):
     # the first frame gives 0, then each step of dt closes alpha = dt / (tau + dt) of the remaining gap to 1,
     # so after the frames received a = 1 - prod(1 - alpha); e.g. 5 steps of 0.1 s at tau 0.2: 1 - (2/3)^5
-    tau = node.params["acceleration_filter_tau_s"]
+    tau = node.params.acceleration_filter_tau_s
     remaining = 1.0
     for k0, k1 in zip(ks, ks[1:]):
         dt = 0.1 * (k1 - k0)
@@ -108,7 +108,7 @@ def test_invalid_parameters_are_rejected_with_a_reason(ros_context):
         # slop_s shapes the synchronizer at start-up: changing it later is refused, not ignored
         result: SetParametersResult = node.set_parameters([Parameter("slop_s", value=0.08)])[0]
         assert not result.successful and "read-only" in result.reason
-        assert node.params["slop_s"] == 0.05
+        assert node.params.slop_s == 0.05
     finally:
         node.destroy_node()
 

@@ -90,7 +90,7 @@ def test_a_node_started_with_the_cli_arguments_gets_the_coerced_double(ros_conte
     options.validate()
     node = SensorSyncNode(context=ros_context, cli_args=options.ros_args(options.nodes[0]))
     try:
-        assert node.params["slop_s"] == 1.0 and node.params["time_jump_reset_s"] == 0.5
+        assert node.params.slop_s == 1.0 and node.params.time_jump_reset_s == 0.5
     finally:
         node.destroy_node()
 
@@ -106,7 +106,7 @@ def test_nodes_refuse_nan_and_type_mismatches_at_start_and_at_run_time(ros_conte
     try:
         result = node.set_parameters([Parameter("input_timeout_s", value=math.nan)])[0]
         assert not result.successful and "not a finite number" in result.reason
-        assert node.params["input_timeout_s"] == 1.0
+        assert node.params.input_timeout_s == 1.0
     finally:
         node.destroy_node()
 

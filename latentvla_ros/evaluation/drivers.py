@@ -105,10 +105,10 @@ class PlannerDriver:
 def sensor_sync_acceleration_estimator() -> Any:
     """The ``AccelerationEstimator`` the sensor_sync node runs (its schema defaults)."""
     from latentvla_ros.core.ego_motion import AccelerationEstimator
-    from latentvla_ros.ros.contracts.parameters import defaults_from_schema, load_schema
+    from latentvla_ros.ros.contracts.parameters import load_schema, parse_parameters
 
-    p = defaults_from_schema(load_schema("sensor_sync"), "sensor_sync")
-    return AccelerationEstimator(tau_s=float(p["acceleration_filter_tau_s"]), max_gap_s=float(p["time_jump_reset_s"]))
+    p = parse_parameters(load_schema("sensor_sync"), "sensor_sync", {})
+    return AccelerationEstimator(tau_s=p.acceleration_filter_tau_s, max_gap_s=p.time_jump_reset_s)
 
 
 class AgentDriver:

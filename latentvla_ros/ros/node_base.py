@@ -6,7 +6,9 @@ What every node gets from here (docs/operations.md explains it for operators):
 
 - Parameters declared from ``schema/<node>.schema.json`` and validated before use; an
   invalid value or an *unknown* parameter (a typo in a param file) refuses the start
-  (``ParameterError``); runtime changes are validated too.
+  (``ParameterError``); runtime changes are validated too, and a parameter the schema marks
+  ``"readOnly"`` is refused at run time. ``self.params`` is the node's typed dataclass
+  (``ros/contracts/param_types.py``): ``self.params.slop_s``, ``self.params.qos.input_depth``.
 - Guarded callbacks: every subscription and timer callback runs inside a guard, so an
   unexpected exception is counted (``dropped/callback_error``), logged (throttled, with
   the traceback the first time) and the node keeps running: an exception escaping a
@@ -45,7 +47,15 @@ from std_msgs.msg import Float64, Header, String
 
 from latentvla_ros.core.input_checks import LossLedger
 from latentvla_ros.ros.contracts.monitoring import NodeStats, SequenceGapCounter
-from latentvla_ros.ros.contracts.parameters import ParameterError, load_schema, node_definition, unknown_parameters, validate_parameters
+from latentvla_ros.ros.contracts.parameters import (
+    ParameterError,
+    load_schema,
+    node_definition,
+    parse_parameters,
+    read_only_parameters,
+    unknown_parameters,
+)
+from latentvla_ros.ros.contracts.typed_params import ParamGroup
 from latentvla_ros.ros.intra_process import IntraProcessBus, IntraProcessPublisher, LocalSubscription, is_reliable, is_volatile, queue_depth
 from latentvla_ros.ros.latest_frame import SUPERSEDED, LatestFrame
 from latentvla_ros.ros.qos import input_qos, output_qos, sensor_qos, static_qos
@@ -61,11 +71,6 @@ _ARRAY_TYPES = {
     "number": (ParameterType.PARAMETER_DOUBLE_ARRAY, Parameter.Type.DOUBLE_ARRAY),
     "integer": (ParameterType.PARAMETER_INTEGER_ARRAY, Parameter.Type.INTEGER_ARRAY),
 }
-
-# Parameters that may change at run time; all others only take effect at start-up
-# (they shape subscriptions or models) and are read-only.
-_RUNTIME_SETTABLE = {"plan_timeout_s", "input_timeout_s", "fallback_deceleration_mps2", "trajectory_timeout_s",
-                     "stale_deceleration_mps2"}
 
 OK, WARN, ERROR = 0, 1, 2  # DiagnosticStatus levels as ints
 
@@ -130,7 +135,8 @@ class LatentVlaNode(Node):
         self._model_error: str | None = None
         self._model_errors_in_row = 0
         self._schema = load_schema(self.schema_name)
-        self.params = self._declare_and_validate()
+        #: typed, validated parameters (ros/contracts/param_types.py); replaced whole by a runtime change
+        self.params: ParamGroup = self._declare_and_validate()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._processing_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", output_qos(1))
         self._latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", output_qos(1))
@@ -139,13 +145,14 @@ class LatentVlaNode(Node):
         # steady clock: under use_sim_time a stalled /clock (dead simulator, paused bag)
         # must not silence the diagnostics that report it
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._diag_timer = self.create_timer(float(self.params["diagnostics_period_s"]), self._publish_diagnostics,
+        self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self._publish_diagnostics,
                                              clock=self._steady)
         self.publish_node_info()
 
     # ------------------------------------------------------------ parameters
-    def _declare_and_validate(self) -> dict[str, Any]:
+    def _declare_and_validate(self) -> ParamGroup:
         props = node_definition(self._schema, self.schema_name)["properties"]
+        read_only = read_only_parameters(self._schema, self.schema_name)
         unknown = unknown_parameters(self._schema, self.schema_name, self._parameter_overrides)
         if unknown:
             message = (f"{self.schema_name}: unknown parameter(s) {', '.join(unknown)}: not in "
@@ -156,7 +163,7 @@ class LatentVlaNode(Node):
         # "InvalidParameterTypeException" for a type mismatch, and nothing for a NaN)
         given = {n: _plain(p.value) for n, p in self._parameter_overrides.items() if n in props}
         try:
-            validate_parameters(self._schema, self.schema_name, given)
+            parse_parameters(self._schema, self.schema_name, given)
         except ParameterError as exc:
             self.get_logger().fatal(str(exc))
             raise
@@ -167,7 +174,7 @@ class LatentVlaNode(Node):
             else:
                 ros_type, py_type = _TYPES[spec["type"]]
             descriptor = ParameterDescriptor(name=name, type=ros_type, description=spec.get("description", ""),
-                                             read_only=name not in _RUNTIME_SETTABLE)
+                                             read_only=name in read_only)
             default = spec.get("default")
             try:
                 param = self.declare_parameter(name, py_type if default in (None, []) else default, descriptor)
@@ -178,19 +185,21 @@ class LatentVlaNode(Node):
             value = param.value
             values[name] = [] if value is None and spec["type"] == "array" else _plain(value)
         try:
-            return validate_parameters(self._schema, self.schema_name, values)
+            return parse_parameters(self._schema, self.schema_name, values)
         except ParameterError as exc:
             self.get_logger().fatal(str(exc))
             raise
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        candidate = dict(self.params)
+        candidate = self.params.as_dict()
+        changing = []
         for p in params:
             if p.name not in candidate:
                 continue  # rclpy's own (use_sim_time, ...)
             candidate[p.name] = _plain(p.value)
+            changing.append(p.name)
         try:
-            validated = validate_parameters(self._schema, self.schema_name, candidate)
+            validated = parse_parameters(self._schema, self.schema_name, candidate, changing)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.params = validated
@@ -198,14 +207,15 @@ class LatentVlaNode(Node):
 
     # ------------------------------------------------------------ QoS
     def input_qos(self):
-        return input_qos(self.params["qos.input_reliability"], self.params["qos.input_depth"])
+        return input_qos(self.params.qos.input_reliability, self.params.qos.input_depth)
 
     def sensor_qos(self):
         """Sensor inputs of nodes that also have pipeline inputs (odometry, vehicle status)."""
-        return sensor_qos(self.params.get("qos.sensor_reliability", "best_effort"), self.params.get("qos.sensor_depth", 1))
+        qos = self.params.qos
+        return sensor_qos(getattr(qos, "sensor_reliability", "best_effort"), getattr(qos, "sensor_depth", 1))
 
     def output_qos(self):
-        return output_qos(self.params["qos.output_depth"])
+        return output_qos(self.params.qos.output_depth)
 
     # ------------------------------------------------------------ guarded callbacks
     def create_subscription(self, msg_type, topic, callback, qos_profile, *, watch: bool = True,
@@ -502,7 +512,7 @@ class LatentVlaNode(Node):
     def publish_node_info(self) -> None:
         """``~/debug/node_info`` (transient local): what this node runs with, as JSON."""
         info = {"node": self.get_fully_qualified_name(), "schema": self.schema_name, "model": self.model_status,
-                "parameters": self.params, "inputs": {k: w.topic for k, w in self._inputs.items()},
+                "parameters": self.params.as_dict(), "inputs": {k: w.topic for k, w in self._inputs.items()},
                 "use_sim_time": bool(self.get_parameter("use_sim_time").value)}
         self._info_pub.publish(String(data=json.dumps(info, default=str, sort_keys=True)))
 
@@ -542,7 +552,7 @@ class LatentVlaNode(Node):
         for name, w in watches:
             if w.timeout_param is None or w.timeout_param not in self.params:
                 continue
-            timeout = float(self.params[w.timeout_param])
+            timeout = float(self.params.value(w.timeout_param))
             age = None if w.last is None else now - w.last
             if (age is None and now - self._started > timeout) or (age is not None and age > timeout):
                 out[name] = age
@@ -642,20 +652,20 @@ def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
     from latentvla_ros.runtime import resolve_intra_op_threads
 
     p = node.params
-    kwargs = dict(device=p["device"], torch_threads=resolve_intra_op_threads(p["torch_threads"]), backend=p["backend"])
-    path = resolve_path(p["checkpoint"]) if p["checkpoint"] else None
+    kwargs = dict(device=p.device, torch_threads=resolve_intra_op_threads(p.torch_threads), backend=p.backend)
+    path = resolve_path(p.checkpoint) if p.checkpoint else None
     problem = ""
     if path is not None and not path.is_dir():
         problem = f"checkpoint {path} does not exist"
         path = None
-    if path is not None and p["backend"] == "onnx" and (path / "model.onnx").is_file():
+    if path is not None and p.backend == "onnx" and (path / "model.onnx").is_file():
         kwargs["onnx_path"] = path / "model.onnx"  # shipped export; re-exported if it does not match the weights
     try:
-        runtime = runtime_cls(config=config_cls.preset(p["preset"]), checkpoint_dir=path, **kwargs)
+        runtime = runtime_cls(config=config_cls.preset(p.preset), checkpoint_dir=path, **kwargs)
     except CheckpointError as exc:
         kwargs.pop("onnx_path", None)
         problem = f"checkpoint rejected: {exc}"
-        runtime = runtime_cls(config=config_cls.preset(p["preset"]), checkpoint_dir=None, **kwargs)
+        runtime = runtime_cls(config=config_cls.preset(p.preset), checkpoint_dir=None, **kwargs)
     node.model_status = runtime.model_id
     if runtime.untrained:
         node.model_level = DiagnosticStatus.WARN

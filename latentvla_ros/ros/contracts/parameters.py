@@ -17,6 +17,11 @@ runtime changes), the one ROS applies:
 - A number the schema bounds must be finite (NaN compares false with every bound, so
   JSON Schema alone lets ``.nan`` through).
 - ``device: cuda[:N]`` must name a device that exists.
+- Groups a core config checks as a whole (``GROUP_CONFIGS``) pass that config's checks.
+- At run time, a parameter the schema marks ``"readOnly": true`` is refused.
+
+``parse_parameters`` is that check; it returns the node's typed dataclass
+(``param_types.py``, generated from the schemas by ``typed_params.py``).
 """
 from __future__ import annotations
 
@@ -31,7 +36,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.core.extrinsics import Extrinsics
 from latentvla_ros.core.resources import share_path
+from latentvla_ros.core.tracking import TwistConfig
+from latentvla_ros.ros.contracts.param_types import PARAM_TYPES
+from latentvla_ros.ros.contracts.typed_params import ParamGroup
 
 
 class ParameterError(ValueError):
@@ -175,6 +185,9 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # Parameters rclpy itself understands: never "unknown".
 RCLPY_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 RCLPY_PREFIXES = ("qos_overrides.",)
+# Parameter groups a core config checks as a whole (rules across fields that JSON Schema
+# cannot state, e.g. a LiDAR frame name, coast between brake and throttle).
+GROUP_CONFIGS = {("bev_features", "lidar_extrinsics"): Extrinsics, ("twist_controller", "twist"): TwistConfig}
 
 
 def _is_type(value: Any, json_type: str) -> bool:
@@ -266,7 +279,7 @@ def validate_parameters(schema: dict[str, Any], node_name: str, params: dict[str
     Parameters that the node does not know (e.g. ``use_sim_time`` or another node's
     section of a shared file) are ignored here: rclpy handles its own ones, and
     ``unknown_parameters`` finds typos. Checks: ROS parameter types, the schema
-    (JSON Schema), finite bounded numbers, an available device.
+    (JSON Schema), finite bounded numbers, the groups of ``GROUP_CONFIGS``, an available device.
     """
     definition = node_definition(schema, node_name)
     known = definition["properties"]
@@ -280,6 +293,12 @@ def validate_parameters(schema: dict[str, Any], node_name: str, params: dict[str
         if not any(r.startswith(f"{where}:") for r in reasons):
             reasons.append(f"{where}: {err.message}")
     reasons += [r for k, v in sorted(merged.items()) if (r := _finite_problem(k, known[k], v))]
+    for (node, group), config_cls in GROUP_CONFIGS.items():
+        if node == node_name and not reasons:
+            try:
+                config_cls(**{k.removeprefix(group + "."): v for k, v in merged.items() if k.startswith(group + ".")})
+            except ConfigError as exc:
+                reasons.append(f"{group}.{exc}")
     if not reasons and isinstance(merged.get("device"), str):
         problem = device_problem(merged["device"], str(merged.get("backend", "torch")))
         if problem:
@@ -289,12 +308,33 @@ def validate_parameters(schema: dict[str, Any], node_name: str, params: dict[str
     return merged
 
 
+def read_only_parameters(schema: dict[str, Any], node_name: str) -> frozenset[str]:
+    """Parameters the schema marks ``"readOnly": true``: they shape subscriptions or models,
+    take effect at start-up only and are refused at run time."""
+    return frozenset(n for n, spec in node_definition(schema, node_name)["properties"].items() if spec.get("readOnly"))
+
+
+def parse_parameters(schema: dict[str, Any], node_name: str, params: dict[str, Any],
+                     changing=()) -> ParamGroup:
+    """THE check of a node's parameters, on every path (``latentvla run``, param files,
+    ``ros2 launch``, node start, runtime changes): ``validate_parameters`` plus, for a runtime
+    change of the parameters named in ``changing``, the schema's ``readOnly``. Returns the
+    node's typed parameters (``param_types.py``); raises ``ParameterError`` naming the
+    parameter, its value and the rule."""
+    read_only = sorted(set(changing) & read_only_parameters(schema, node_name))
+    if read_only:
+        raise ParameterError(f"{node_name}: invalid parameters: " + "; ".join(
+            f"{name}: read-only (readOnly in schema/{node_name}.schema.json): set it at start-up, "
+            f"not at run time (got {params.get(name)!r})" for name in read_only))
+    return PARAM_TYPES[node_name].from_flat(validate_parameters(schema, node_name, params))
+
+
 def validate_node_config(node_name: str, files, overrides: dict[str, Any] | None = None,
                          namespace: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything a node will start with, checked before it starts (``latentvla run``,
     ``ros2 launch``): its param files (unknown parameters refused), then ``overrides``
     (integers for doubles become doubles, as ``-p`` literals; unknown ones refused).
-    Returns (validated parameters, the overrides to pass)."""
+    Returns (the typed parameters, the overrides to pass)."""
     schema = load_schema(node_name)
     merged: dict[str, Any] = {}
     for path in files:
@@ -309,9 +349,9 @@ def validate_node_config(node_name: str, files, overrides: dict[str, Any] | None
         raise ParameterError(f"{node_name}: unknown parameter(s) {', '.join(unknown)} "
                              f"(not in schema/{node_name}.schema.json)")
     merged.update(overrides)
-    return validate_parameters(schema, node_name, merged), overrides
+    return parse_parameters(schema, node_name, merged), overrides
 
 
-def validate_param_file(path: str | Path, node_name: str) -> dict[str, Any]:
+def validate_param_file(path: str | Path, node_name: str) -> ParamGroup:
     schema = load_schema(node_name)
-    return validate_parameters(schema, node_name, load_param_file(path, node_name))
+    return parse_parameters(schema, node_name, load_param_file(path, node_name))

@@ -21,12 +21,10 @@ import time
 import numpy as np
 from sensor_msgs.msg import Image
 
-from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.extrinsics import Extrinsics, ExtrinsicsError, points_to_ego, rotation_from_quaternion
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
-from latentvla_ros.ros.contracts.parameters import ParameterError
 from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, shared_sensor_frame_to_core
 from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
@@ -58,17 +56,15 @@ class BevFeaturesNode(LatentVlaNode):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        try:  # before the model loads: a bad mount is a parameter error
-            self.lidar_extrinsics = Extrinsics(**{k: self.params[f"lidar_extrinsics.{k}"]
-                                                  for k in ("frame_id", "x", "y", "z", "roll", "pitch", "yaw")})
-        except ConfigError as exc:
-            raise ParameterError(f"bev_features: invalid parameters: lidar_extrinsics.{exc}") from exc
+        # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS): a bad mount
+        # refuses the start before the model loads
+        self.lidar_extrinsics = Extrinsics(**dataclasses.asdict(self.params.lidar_extrinsics))
         self.extractor = load_model_runtime(self, BevFeatureExtractor, BevBackboneConfig)
         self._pub = self.create_publisher(BevFeatures, "~/output/bev", self.output_qos())
         self._image_pub = self.create_publisher(Image, "~/debug/bev_image", self.output_qos())
         self._last_image = -1e9
         self.lidar_frames: dict[str, str] = {}  # LiDAR frame -> where its transform came from
-        self._tf_buffer = self._tf_listener() if self.params["use_tf"] else None
+        self._tf_buffer = self._tf_listener() if self.params.use_tf else None
         self._tf_cache: dict[str, tuple] = {}
         # latest-frame policy (ros/latest_frame.py): a slow model skips to the newest frame
         self.latest_frame = self.create_latest_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos(),
@@ -92,7 +88,7 @@ class BevFeaturesNode(LatentVlaNode):
             from rclpy.time import Time
 
             try:
-                tr = self._tf_buffer.lookup_transform(self.params["frame_id"], source, Time()).transform
+                tr = self._tf_buffer.lookup_transform(self.params.frame_id, source, Time()).transform
             except Exception:  # noqa: BLE001 - tf2 Lookup/Connectivity/Extrapolation errors: not (yet) known
                 return None
             q, t = tr.rotation, tr.translation
@@ -100,7 +96,7 @@ class BevFeaturesNode(LatentVlaNode):
         return self._tf_cache[source]
 
     def _lidar_in_ego(self, frame, source: str):
-        ego = self.params["frame_id"]
+        ego = self.params.frame_id
         looked_up = self._tf_lookup(source) if source != ego else None
         points, how = points_to_ego(frame.lidar_points, source, ego, self.lidar_extrinsics, looked_up)
         if self.lidar_frames.get(source) != how:
@@ -131,19 +127,19 @@ class BevFeaturesNode(LatentVlaNode):
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            self._pub.publish(bev_to_msg(bev, self.params["frame_id"], msg.sequence))
+            self._pub.publish(bev_to_msg(bev, self.params.frame_id, msg.sequence))
             self.stats.on_publish("bev")
         self._maybe_publish_image(frame, bev)
 
     def _maybe_publish_image(self, frame, bev) -> None:
-        period = self.params["debug.bev_image_period_s"]
+        period = self.params.debug.bev_image_period_s
         now = time.monotonic()
         if period <= 0 or now - self._last_image < period or self._image_pub.get_subscription_count() == 0:
             return
         self._last_image = now
         range_m = 0.5 * bev.cell_size_m * bev.grid_rows
         img = bev_debug_image(frame.lidar_points, bev.tokens, bev.grid_rows, bev.grid_cols, range_m)
-        self._image_pub.publish(numpy_to_image(img, bev.stamp_ns, self.params["frame_id"]))
+        self._image_pub.publish(numpy_to_image(img, bev.stamp_ns, self.params.frame_id))
         self.stats.on_publish("bev_image")
 
 

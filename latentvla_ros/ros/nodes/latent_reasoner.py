@@ -34,7 +34,7 @@ class LatentReasonerNode(LatentVlaNode):
         self.reasoner = load_model_runtime(self, LatentReasoner, StudentConfig)
         self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", self.output_qos())
-        self.code_names = self._code_names(self.params["lam_checkpoint"])
+        self.code_names = self._code_names(self.params.lam_checkpoint)
         # latest-frame policy (ros/latest_frame.py): a slow model skips to the newest frame
         self.latest_frame = self.create_latest_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos(),
                                                             on_arrival=lambda msg: self.count_lost_frames(msg.sequence))
@@ -56,10 +56,10 @@ class LatentReasonerNode(LatentVlaNode):
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
+            self._pub.publish(plan_to_msg(plan, self.params.frame_id))
             self.stats.on_publish("plan")
             if self._marker_pub.get_subscription_count() > 0:
-                header = make_header(plan.stamp_ns, self.params["frame_id"])
+                header = make_header(plan.stamp_ns, self.params.frame_id)
                 self._marker_pub.publish(MarkerArray(markers=latent_token_markers(
                     header, plan, "latentvla/reasoner", self.code_names, label_z=4.6)))
 

@@ -66,15 +66,15 @@ class SensorSyncNode(LatentVlaNode):
         self.nonfinite_points = 0
         super().__init__(**kwargs)
         p = self.params
-        self.camera_names = list(p["camera_names"])
+        self.camera_names = list(p.camera_names)
         self._camera_infos: dict[str, CameraInfo] = {}
         self._command = SensorFrame.COMMAND_UNKNOWN
-        self._accel = AccelerationEstimator(tau_s=p["acceleration_filter_tau_s"], max_gap_s=p["time_jump_reset_s"])
+        self._accel = AccelerationEstimator(tau_s=p.acceleration_filter_tau_s, max_gap_s=p.time_jump_reset_s)
         self._last_stamp_ns: int | None = None
         self._sequence = 0
         self._sync_drops_reported: dict[str, int] = {}
         qos = self.input_qos()
-        if p["camera_transport"] == "compressed":  # image_transport's name for the compressed stream
+        if p.camera_transport == "compressed":  # image_transport's name for the compressed stream
             topics = [(f"~/input/camera/{name}/image/compressed", CompressedImage) for name in self.camera_names]
         else:
             topics = [(f"~/input/camera/{name}/image", Image) for name in self.camera_names]
@@ -84,13 +84,13 @@ class SensorSyncNode(LatentVlaNode):
                                      lambda msg, n=name: self._camera_infos.__setitem__(n, msg), qos, watch=False)
         self.create_subscription(UInt8, "~/input/driving_command", self._on_command, 10, watch=False)
         self._gap_inputs = {input_name(t) for t, _ in topics}
-        self._sync = make_approximate_sync(self, topics, qos, p["queue_size"], p["slop_s"], self._on_synchronized,
-                                           allow_headerless=p["allow_headerless"], time_jump_reset_s=p["time_jump_reset_s"])
+        self._sync = make_approximate_sync(self, topics, qos, p.queue_size, p.slop_s, self._on_synchronized,
+                                           allow_headerless=p.allow_headerless, time_jump_reset_s=p.time_jump_reset_s)
         self._pub = self.create_publisher(SensorFrame, "~/output/frame", self.output_qos())
-        self.get_logger().info(f"synchronizing cameras {self.camera_names} ({p['camera_transport']}, decoded with "
+        self.get_logger().info(f"synchronizing cameras {self.camera_names} ({p.camera_transport}, decoded with "
                                f"{image_decoder()}) + lidar + odometry "
-                               f"(queue {p['queue_size']}, slop {p['slop_s']} s, QoS {p['qos.input_reliability']} "
-                               f"depth {p['qos.input_depth']})")
+                               f"(queue {p.queue_size}, slop {p.slop_s} s, QoS {p.qos.input_reliability} "
+                               f"depth {p.qos.input_depth})")
 
     # ------------------------------------------------------------ per-input stream checks
     def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
@@ -108,11 +108,11 @@ class SensorSyncNode(LatentVlaNode):
         """Validates the stamp (False: dropped, counted) and counts the samples missing before it."""
         arrival = time.monotonic_ns()
         st = msg.header.stamp
-        if st.sec == 0 and st.nanosec == 0 and self.params["allow_headerless"]:
+        if st.sec == 0 and st.nanosec == 0 and self.params.allow_headerless:
             st.sec, st.nanosec = divmod(self.get_clock().now().nanoseconds, 1_000_000_000)
             self._anomaly(f"restamped/{name}", f"{name}: zero stamp replaced by the receive time")
         problem = stamp_problem(int(st.sec), int(st.nanosec), self.get_clock().now().nanoseconds,
-                                int(self.params["max_stamp_ahead_s"] * 1e9))
+                                int(self.params.max_stamp_ahead_s * 1e9))
         if problem:
             self.drop(f"bad_stamp/{name}", f"{name}: {problem}")
             return False
@@ -120,7 +120,7 @@ class SensorSyncNode(LatentVlaNode):
         counter = self._gap_counters.get(name)
         if counter is None:
             counter = self._gap_counters[name] = StampGapCounter(
-                self.params["input_gap_factor"], int(self.params["time_jump_reset_s"] * 1e9))
+                self.params.input_gap_factor, int(self.params.time_jump_reset_s * 1e9))
             self.watch_gaps(name)
         result = counter.update(stamp, arrival)
         if result > 0:
@@ -158,7 +158,7 @@ class SensorSyncNode(LatentVlaNode):
                 if back_ns == 0:
                     self.drop("duplicate_frame", f"synchronized set repeats stamp {stamp_ns}")
                     return
-                if back_ns < self.params["time_jump_reset_s"] * 1e9:
+                if back_ns < self.params.time_jump_reset_s * 1e9:
                     self.drop("out_of_order_frame", f"synchronized set {back_ns * 1e-6:.1f} ms older than the last frame")
                     return
                 self.get_logger().warning(f"time jumped backwards by {back_ns * 1e-9:.2f} s: "
@@ -167,7 +167,7 @@ class SensorSyncNode(LatentVlaNode):
             self._last_stamp_ns = stamp_ns
             acc = self._accel.update(stamp_to_ns(odom.header.stamp), velocity, yaw_rate)
             stamps = [stamp_to_ns(m.header.stamp) for m in msgs]
-            frame = SensorFrame(header=make_header(stamp_ns, self.params["frame_id"]), images=images,
+            frame = SensorFrame(header=make_header(stamp_ns, self.params.frame_id), images=images,
                                 camera_infos=[self._camera_infos.get(n, CameraInfo()) for n in self.camera_names],
                                 lidar=lidar, odometry=odom, driving_command=self._command,
                                 ego_acceleration=Vector3(x=float(acc[0]), y=float(acc[1]), z=0.0),

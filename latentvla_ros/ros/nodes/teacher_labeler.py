@@ -30,13 +30,13 @@ class TeacherLabelerNode(LatentVlaNode):
         from latentvla_ros.runtime.teacher import TeacherReasoner
 
         p = self.params
-        if p["torch_threads"]:
-            torch.set_num_threads(p["torch_threads"])
-        path = resolve_path(p["model_path"]) if p["model_path"] else None
+        if p.torch_threads:
+            torch.set_num_threads(p.torch_threads)
+        path = resolve_path(p.model_path) if p.model_path else None
         problem = ""
         if path is not None:
             try:
-                self.teacher = TeacherReasoner.load(path, device=p["device"])
+                self.teacher = TeacherReasoner.load(path, device=p.device)
             except Exception as exc:  # noqa: BLE001 - any load failure: report, run untrained
                 problem = f"cannot load teacher from {path}: {exc}"
                 path = None
@@ -48,7 +48,7 @@ class TeacherLabelerNode(LatentVlaNode):
             self.model_level = DiagnosticStatus.WARN
             self.get_logger().error(f"*** TEACHER WITH UNTRAINED WEIGHTS *** {problem or 'no model_path given'}")
         self.records: dict[str, list] = {"stamps_ns": [], "probs": [], "context": []}
-        self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos()) if p["publish"] else None
+        self._pub = self.create_publisher(LatentActionPlan, "~/output/plan", self.output_qos()) if p.publish else None
         self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos())
 
     def _on_frame(self, msg: SensorFrame) -> None:
@@ -74,14 +74,14 @@ class TeacherLabelerNode(LatentVlaNode):
             self.records["probs"].append(plan.token_probabilities)
             self.records["context"].append(np.concatenate([plan.visual_embeddings, plan.action_embeddings]).astype(np.float16))
             if self._pub is not None:
-                self._pub.publish(plan_to_msg(plan, self.params["frame_id"]))
+                self._pub.publish(plan_to_msg(plan, self.params.frame_id))
                 self.stats.on_publish("plan")
 
     def write_dataset(self) -> Path | None:
         """Write collected labels to ``output_file`` (.npz: stamps_ns, probs, context)."""
-        if not self.params["output_file"] or not self.records["stamps_ns"]:
+        if not self.params.output_file or not self.records["stamps_ns"]:
             return None
-        path = Path(self.params["output_file"])
+        path = Path(self.params.output_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, stamps_ns=np.asarray(self.records["stamps_ns"], np.int64), probs=np.stack(self.records["probs"]),
                  context=np.stack(self.records["context"]), model_id=np.asarray(self.model_id))

@@ -100,7 +100,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         super().__init__(**kwargs)
         self.planner = load_model_runtime(self, TrajectoryPlanner, PlannerConfig)
         self._lock = threading.Lock()
-        self.matcher = StampMatcher(needs_plan=self.planner.needs_plan, plan_timeout_s=self.params["plan_timeout_s"])
+        self.matcher = StampMatcher(needs_plan=self.planner.needs_plan, plan_timeout_s=self.params.plan_timeout_s)
         self._speed = 0.0
         self._yaw_rate = 0.0
         self._odom_time: float | None = None
@@ -138,11 +138,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         # steady clock: under use_sim_time a stalled /clock (dead simulator, ended bag)
         # must not stop the watchdog that publishes the fallback
-        self._watchdog = self.create_timer(1.0 / self.params["watchdog_rate_hz"], self._serialised(self._on_watchdog),
+        self._watchdog = self.create_timer(1.0 / self.params.watchdog_rate_hz, self._serialised(self._on_watchdog),
                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._graph_check = self.create_timer(1.0, self._check_upstream, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params['plan_timeout_s']} s for plans")
-        if self.planner.untrained and not self.params["allow_untrained"]:
+        self.get_logger().info(f"planner fusion={self.planner.fusion}; waits {self.params.plan_timeout_s} s for plans")
+        if self.planner.untrained and not self.params.allow_untrained:
             self.get_logger().error("the planner's own weights are untrained: every frame gets a fallback "
                                     "(set allow_untrained to drive on random weights, flagged in model_id)")
         elif self.planner.untrained:
@@ -191,7 +191,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         arrival = now
         if self._plan_stream_down(now) is not None:
             # no plan is likely to come: wait one watchdog cycle at most, not plan_timeout_s
-            arrival = now - max(0.0, self.params["plan_timeout_s"] - 1.0 / self.params["watchdog_rate_hz"])
+            arrival = now - max(0.0, self.params.plan_timeout_s - 1.0 / self.params.watchdog_rate_hz)
         with self._lock:
             ready = self.matcher.add_bev(bev.stamp_ns, bev, arrival)
         self._handle(ready)
@@ -249,12 +249,12 @@ class TrajectoryPlannerNode(LatentVlaNode):
         return f"latent plan stream silent for {now - self._last_plan_time:.1f} s"
 
     def _on_watchdog(self) -> None:
-        self.matcher.plan_timeout_s = self.params["plan_timeout_s"]
+        self.matcher.plan_timeout_s = self.params.plan_timeout_s
         with self._lock:
             expired = self.matcher.expire(time.monotonic())
         self._handle(expired)
         silent_for = time.monotonic() - self._last_bev_time
-        if self._last_bev_stamp is not None and silent_for >= self.params["input_timeout_s"]:
+        if self._last_bev_stamp is not None and silent_for >= self.params.input_timeout_s:
             reason = f"no BEV features for {silent_for:.1f} s"
             if not self._in_fallback:
                 self.get_logger().warning(f"entering fallback: {reason}")
@@ -293,7 +293,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
                 self._publish_fallback(item.stamp_ns, reason)
                 continue
             untrained = self._untrained_weights(item)
-            if untrained and not self.params["allow_untrained"]:
+            if untrained and not self.params.allow_untrained:
                 self.drop("untrained_weights", f"frame {item.stamp_ns} would be planned with untrained weights "
                           f"({', '.join(untrained)}): fallback (allow_untrained is false)")
                 self._publish_fallback(item.stamp_ns, f"untrained weights: {', '.join(untrained)}")
@@ -325,7 +325,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         new = set(found) - self.untrained_sources
         if new:
             self.untrained_sources |= new
-            allowed = self.params["allow_untrained"]
+            allowed = self.params.allow_untrained
             self.get_logger().error(
                 f"UNTRAINED weights in the chain: {', '.join(sorted(new))}: "
                 + ("driving on them (allow_untrained), flagged in model_id" if allowed
@@ -338,10 +338,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self.fallback_since = time.monotonic()
         self._in_fallback = True
         self.fallback_reason = reason
-        odom_fresh = self._odom_time is not None and time.monotonic() - self._odom_time <= self.params["input_timeout_s"]
+        odom_fresh = self._odom_time is not None and time.monotonic() - self._odom_time <= self.params.input_timeout_s
         sampling = self.planner.config.trajectory_sampling  # the fallback has the model's poses and interval
         traj = comfortable_stop(self._speed, self._yaw_rate if odom_fresh else 0.0,
-                                self.params["fallback_deceleration_mps2"], num_poses=sampling.num_poses,
+                                self.params.fallback_deceleration_mps2, num_poses=sampling.num_poses,
                                 interval_s=sampling.interval_s, stamp_ns=stamp_ns, reason=reason)
         self.stats.on_publish("fallback")
         self._publish(traj, None)
@@ -350,7 +350,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         """The trajectory first (the controller waits for it); Path and markers, for RViz
         and Foxglove, after it and only while someone subscribes: building 17 markers
         costs more than the planner's model call on the edge config."""
-        frame_id = self.params["frame_id"]
+        frame_id = self.params.frame_id
         self._traj_pub.publish(trajectory_to_msg(traj, frame_id, initial_speed=self._speed))
         self.stats.on_publish("trajectory")
         if self._path_pub.get_subscription_count() > 0:
@@ -378,12 +378,12 @@ class TrajectoryPlannerNode(LatentVlaNode):
             values["clock_minus_stamp_s"] = f"{self.clock_offset_s:.3f}"
         values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
         values["untrained_weights"] = ", ".join(sorted(self.untrained_sources)) or "-"
-        values["allow_untrained"] = str(self.params["allow_untrained"])
+        values["allow_untrained"] = str(self.params.allow_untrained)
         return values
 
     def diagnostic_problems(self):
         problems = []
-        if self.untrained_sources and self.params["allow_untrained"]:
+        if self.untrained_sources and self.params.allow_untrained:
             problems.append((DiagnosticStatus.WARN, f"driving on UNTRAINED weights ({', '.join(sorted(self.untrained_sources))})"))
         if self._in_fallback:
             problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))

@@ -25,6 +25,7 @@ in for a stale odometry speed. Without carla_msgs, odometry carries everything n
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -32,7 +33,6 @@ import time
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 
-from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.fallback import comfortable_stop
 from latentvla_ros.core.tracking import (
     ControlCommand,
@@ -75,13 +75,9 @@ class TwistControllerNode(LatentVlaNode):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         p = self.params
-        self.tracker = TrackerConfig(wheelbase_m=p["wheelbase_m"], max_steering_rad=p["max_steering_rad"])
-        try:
-            self.twist_mapper = TwistMapper(TwistConfig(full_throttle_mps2=p["twist.full_throttle_mps2"],
-                                                        full_brake_mps2=p["twist.full_brake_mps2"],
-                                                        coast_mps2=p["twist.coast_mps2"]))
-        except ConfigError as exc:
-            raise ParameterError(f"twist_controller: invalid parameters: twist.{exc}") from exc
+        self.tracker = TrackerConfig(wheelbase_m=p.wheelbase_m, max_steering_rad=p.max_steering_rad)
+        # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS)
+        self.twist_mapper = TwistMapper(TwistConfig(**dataclasses.asdict(p.twist)))
         self._trajectory = None
         self._trajectory_time = -math.inf
         self._speed = 0.0
@@ -92,10 +88,10 @@ class TwistControllerNode(LatentVlaNode):
         self.last_command: ControlCommand | None = None
         self.mode = "waiting"  # following | following_fallback | stale_trajectory | stale_odometry | standstill
         drive_type = ackermann_drive_type()
-        if p["output"] == "ackermann" and drive_type is None:
+        if p.output == "ackermann" and drive_type is None:
             raise ParameterError("twist_controller: output 'ackermann' needs ackermann_msgs (apt: "
                                  "ros-$ROS_DISTRO-ackermann-msgs), not importable here: use output 'twist' or 'auto'")
-        self.output = "ackermann" if p["output"] == "ackermann" or (p["output"] == "auto" and drive_type) else "twist"
+        self.output = "ackermann" if p.output == "ackermann" or (p.output == "auto" and drive_type) else "twist"
         self._drive_type = drive_type
         self._twist_pub = self._drive_pub = None
         if self.output == "ackermann":
@@ -107,12 +103,12 @@ class TwistControllerNode(LatentVlaNode):
         self.create_subscription(PlannedTrajectory, "~/input/trajectory", self._on_trajectory, self.input_qos(),
                                  timeout_param="trajectory_timeout_s")
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
-        status_type = vehicle_status_type() if p["use_vehicle_status"] else None
+        status_type = vehicle_status_type() if p.use_vehicle_status else None
         self.vehicle_status_subscribed = status_type is not None
         if status_type is not None:
             self.create_subscription(status_type, "~/input/vehicle_status", self._on_vehicle_status, self.sensor_qos(),
                                      watch=False)
-        self.create_timer(1.0 / p["control_rate_hz"], self._on_timer)
+        self.create_timer(1.0 / p.control_rate_hz, self._on_timer)
 
     def _on_odometry(self, msg: Odometry) -> None:
         try:
@@ -144,9 +140,9 @@ class TwistControllerNode(LatentVlaNode):
         self.accepted_trajectories += 1
 
     def _current_speed(self, now: float) -> float | None:
-        if now - self._odom_time <= self.params["input_timeout_s"]:
+        if now - self._odom_time <= self.params.input_timeout_s:
             return self._speed
-        if self._status_speed is not None and now - self._status_time <= self.params["input_timeout_s"]:
+        if self._status_speed is not None and now - self._status_time <= self.params.input_timeout_s:
             return self._status_speed
         return None
 
@@ -154,17 +150,17 @@ class TwistControllerNode(LatentVlaNode):
         with self.processing():
             now = time.monotonic()
             speed = self._current_speed(now)
-            stale = now - self._trajectory_time > self.params["trajectory_timeout_s"]
+            stale = now - self._trajectory_time > self.params.trajectory_timeout_s
             if self._trajectory is None or stale or speed is None:
                 known = self._speed if speed is None else speed
                 self.mode = "stale_odometry" if speed is None and self._trajectory is not None and not stale else (
                     "stale_trajectory" if self._trajectory is not None else "waiting")
                 sampling = {} if self._trajectory is None else {  # the last plan's own poses and interval
                     "num_poses": len(self._trajectory.poses), "interval_s": self._trajectory.interval_s}
-                stop = comfortable_stop(known, 0.0, self.params["stale_deceleration_mps2"], **sampling)
+                stop = comfortable_stop(known, 0.0, self.params.stale_deceleration_mps2, **sampling)
                 cmd = track(stop.poses, stop.interval_s, known, self.tracker)
                 if speed is None:  # unknown speed: brake firmly, straight
-                    cmd = ControlCommand(-self.params["stale_deceleration_mps2"], 0.0, 0.0)
+                    cmd = ControlCommand(-self.params.stale_deceleration_mps2, 0.0, 0.0)
                 elif known < 0.1:
                     cmd = ControlCommand(0.0, 0.0, 0.0)  # standstill: hold
                     self.mode = "standstill"
@@ -186,7 +182,7 @@ class TwistControllerNode(LatentVlaNode):
     def diagnostic_values(self) -> dict[str, str]:
         return {"mode": self.mode, "output": self.output, "accepted_trajectories": str(self.accepted_trajectories),
                 "vehicle_status": "subscribed" if self.vehicle_status_subscribed else
-                "not available (carla_msgs not importable)" if self.params["use_vehicle_status"] else "off"}
+                "not available (carla_msgs not importable)" if self.params.use_vehicle_status else "off"}
 
     def diagnostic_problems(self):
         if self.mode in ("stale_trajectory", "stale_odometry"):
