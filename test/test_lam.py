@@ -147,11 +147,11 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 # ---------------------------------------------------------------------------
 def test_presets_validate_and_round_trip():
     for name in ("edge", "paper"):
-        cfg = LamConfig.from_preset(name)
+        cfg = LamConfig.preset(name)
         assert cfg.codebook_size == 16 and cfg.frame_stride == 3 and cfg.image_size == 64
         assert LamConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="preset"):
-        LamConfig.from_preset("huge")
+        LamConfig.preset("huge")
 
 
 @pytest.mark.parametrize("field,value", [

@@ -218,7 +218,7 @@ class LamConfig(ConfigBase):
         return cls(**values)
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> LamConfig:
+    def preset(cls, name: str, **overrides: Any) -> LamConfig:
         """``'edge'`` or ``'paper'`` with field overrides."""
         presets = {"edge": cls.edge, "paper": cls.paper}
         if name not in presets:

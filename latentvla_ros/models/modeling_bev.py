@@ -18,15 +18,12 @@ control flow, so every model exports to ONNX and runs under bf16 autocast.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentvla_ros.core import checkpoint as ckpt
 from latentvla_ros.core.types import EGO_STATUS_DIM
+from latentvla_ros.models.base import PretrainedModel
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 
 
@@ -188,9 +185,10 @@ class FusionTransformer(nn.Module):
 
 
 # ------------------------------------------------------------------- backbone
-class BevBackbone(nn.Module):
+class BevBackbone(PretrainedModel):
     """Camera + LiDAR -> ``(B, grid_rows * grid_cols, token_dim)`` BEV tokens (row-major, row 0 front)."""
 
+    CONFIG_CLASS = BevBackboneConfig
     MODEL_TYPE = "bev_backbone"
 
     def __init__(self, config: BevBackboneConfig | None = None):
@@ -219,28 +217,3 @@ class BevBackbone(nn.Module):
                 img, lid = self.fusion[key](img, lid, ego_status)
         bev = self.proj(F.avg_pool2d(lid, self.grid_kernel))
         return self.norm(bev.flatten(2).transpose(1, 2))
-
-    # ------------------------------------------------------------ checkpoints
-    def save_pretrained(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, self, self.MODEL_TYPE, self.config.to_dict(), meta)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> BevBackbone:
-        payload = ckpt.read_checkpoint_config(directory)
-        model = cls(_config_from_payload(BevBackboneConfig, payload, directory, cls.MODEL_TYPE))
-        ckpt.load_weights_into(model, directory, cls.MODEL_TYPE)
-        return model.to(map_location).eval()
-
-
-def _config_from_payload(config_cls: type, payload: dict[str, Any], directory: str | Path, expected_type: str):
-    """Build a config from a checkpoint payload; bad content -> CheckpointError."""
-    from latentvla_ros.core.config_base import ConfigError
-
-    if payload.get("model_type") != expected_type:
-        raise ckpt.CheckpointError(
-            f"checkpoint {directory} holds a {payload.get('model_type')!r}, expected {expected_type!r}"
-        )
-    try:
-        return config_cls.from_dict(payload["config"])
-    except (ConfigError, TypeError) as exc:
-        raise ckpt.CheckpointError(f"checkpoint {directory}: invalid config: {exc}") from exc

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from latentvla_ros.core import checkpoint as ckpt
+from latentvla_ros.models.base import PretrainedModel
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_planner import PlannerConfig
-from latentvla_ros.models.modeling_bev import BevBackbone, CrossAttentionBlock, _config_from_payload
+from latentvla_ros.models.modeling_bev import BevBackbone, CrossAttentionBlock
 
 BEV_SUBDIR = "bev_backbone"
 PLANNER_SUBDIR = "planner"
@@ -79,9 +79,10 @@ class FusionModule(nn.Module):
         return bev
 
 
-class FusedPlanner(nn.Module):
+class FusedPlanner(PretrainedModel):
     """BEV tokens (+ fused context) + ego status -> (B, num_poses, 3) trajectory."""
 
+    CONFIG_CLASS = PlannerConfig
     MODEL_TYPE = "planner"
 
     def __init__(self, config: PlannerConfig | None = None):
@@ -124,16 +125,6 @@ class FusedPlanner(nn.Module):
         heading = torch.tanh(raw[..., 2:]) * math.pi
         return torch.cat([xy, heading], dim=-1)
 
-    # ------------------------------------------------------------ checkpoints
-    def save_pretrained(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, self, self.MODEL_TYPE, self.config.to_dict(), meta)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> FusedPlanner:
-        payload = ckpt.read_checkpoint_config(directory)
-        model = cls(_config_from_payload(PlannerConfig, payload, directory, cls.MODEL_TYPE))
-        ckpt.load_weights_into(model, directory, cls.MODEL_TYPE)
-        return model.to(map_location).eval()
 
 
 def check_compatible(bev: BevBackboneConfig, planner: PlannerConfig) -> None:

@@ -23,16 +23,15 @@ attends to ``concat(visual_embeddings, action_embeddings)``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentvla_ros.core import checkpoint as ckpt
+from latentvla_ros.models.base import PretrainedModel
 from latentvla_ros.models.configuration_student import StudentConfig
-from latentvla_ros.models.modeling_bev import TransformerBlock, _config_from_payload
+from latentvla_ros.models.modeling_bev import TransformerBlock
 
 
 class StudentOutput(NamedTuple):
@@ -73,9 +72,10 @@ class PatchStem(nn.Sequential):
         super().__init__(*layers)
 
 
-class LatentStudent(nn.Module):
+class LatentStudent(PretrainedModel):
     """Camera image + ego status -> 12 latent action tokens (logits) and embeddings."""
 
+    CONFIG_CLASS = StudentConfig
     MODEL_TYPE = "student"
 
     def __init__(self, config: StudentConfig | None = None):
@@ -129,13 +129,3 @@ class LatentStudent(nn.Module):
         visual = F.avg_pool2d(visual, self.embedding_kernel).flatten(2).transpose(1, 2)
         return StudentOutput(self.head(actions), actions, visual)
 
-    # ------------------------------------------------------------ checkpoints
-    def save_pretrained(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, self, self.MODEL_TYPE, self.config.to_dict(), meta)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> LatentStudent:
-        payload = ckpt.read_checkpoint_config(directory)
-        model = cls(_config_from_payload(StudentConfig, payload, directory, cls.MODEL_TYPE))
-        ckpt.load_weights_into(model, directory, cls.MODEL_TYPE)
-        return model.to(map_location).eval()

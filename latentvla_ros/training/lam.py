@@ -119,7 +119,7 @@ def make_epoch_end(stage: int, dead_code_threshold: int, final_epoch: int | None
 
 
 def _model_config(preset: str, model_config: LamConfig | None) -> LamConfig:
-    return model_config if model_config is not None else LamConfig.from_preset(preset)
+    return model_config if model_config is not None else LamConfig.preset(preset)
 
 
 def train_lam(
