@@ -357,7 +357,14 @@ def _run_tasks(calls: list[tuple[Any, tuple]], workers: int, *, backend: str = "
     """Run (function, args) calls on ``core.fanout`` (Ray / process pool); results in order."""
     from latentvla_ros.core.fanout import run_tasks
 
-    return run_tasks(calls, workers, backend=backend, address=address, costs=costs, desc=desc, progress=progress)
+    def crashed(i: int, exc: BaseException) -> dict:  # recorded like a failed task; the rest of the run goes on
+        fn, args = calls[i]
+        what = getattr(args[0], "name", "") if args else ""
+        return {"episodes": [], "rows": [], "examples": [],
+                "errors": [f"{fn.__name__}({what} {args[1] if len(args) > 1 else ''}): worker crashed: {exc}"]}
+
+    return run_tasks(calls, workers, backend=backend, address=address, costs=costs, desc=desc, progress=progress,
+                     on_crash=crashed)
 
 
 # ----------------------------------------------------------------------------- closed-loop methods

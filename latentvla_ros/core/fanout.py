@@ -101,9 +101,12 @@ class Progress:
 
 def run_tasks(calls: Sequence[tuple[Callable, tuple]], workers: int, *, backend: str = "auto",
               address: str | None = None, costs: Sequence[float] | None = None, desc: str = "tasks",
-              progress: bool = True, init_inline: bool = True) -> list[Any]:
+              progress: bool = True, init_inline: bool = True,
+              on_crash: Callable[[int, BaseException], Any] | None = None) -> list[Any]:
     """Run ``(fn, args)`` calls; results in the order of ``calls``. ``init_inline=False``
-    leaves this process's settings (torch threads) alone when the calls run in-process."""
+    leaves this process's settings (torch threads) alone when the calls run in-process.
+    ``on_crash(i, exc)`` (Ray): the result of call ``i`` whose worker died on every retry; without
+    it such a crash ends the whole run."""
     costs = list(costs) if costs is not None else [1.0] * len(calls)
     if len(costs) != len(calls):
         raise ValueError("one cost per call")
@@ -130,7 +133,7 @@ def run_tasks(calls: Sequence[tuple[Callable, tuple]], workers: int, *, backend:
                     out[i] = fut.result()
                     bar.advance(costs[i])
         else:
-            out = _run_ray(calls, order, costs, workers, address, bar)
+            out = _run_ray(calls, order, costs, workers, address, bar, on_crash)
     finally:
         bar.close()
     return out
@@ -142,7 +145,7 @@ def _ray_call(fn: Callable, args: tuple) -> Any:
 
 
 def _run_ray(calls: Sequence[tuple[Callable, tuple]], order: list[int], costs: list[float], workers: int,
-             address: str | None, bar: Progress) -> list[Any]:
+             address: str | None, bar: Progress, on_crash: Callable[[int, BaseException], Any] | None = None) -> list[Any]:
     import ray
 
     started_here = False
@@ -169,7 +172,12 @@ def _run_ray(calls: Sequence[tuple[Callable, tuple]], order: list[int], costs: l
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 i = refs[ref]
-                out[i] = ray.get(ref)
+                try:
+                    out[i] = ray.get(ref)
+                except ray.exceptions.WorkerCrashedError as exc:
+                    if on_crash is None:
+                        raise
+                    out[i] = on_crash(i, exc)
                 bar.advance(costs[i])
         return out
     finally:
