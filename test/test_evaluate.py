@@ -120,6 +120,9 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
     assert np.mean(by_method["latentvla_student"]) < np.mean(by_method["expert"])
     episodes = scores["closed_loop"]["episodes"]
     assert {e["method"] for e in episodes} >= {"constant_velocity", "ego_mlp", "pdm_closed", "expert", "latentvla_student"}
+    # the ROS-graph subset ran (in the evaluating process, after the fan-out) beside the direct path
+    ros = [e for e in episodes if e["method"] == "latentvla_student_ros"]
+    assert len(ros) == len(splits.QUICK_CLOSED_LOOP_SEEDS) and all(e["termination"] != "error" for e in ros), ros
     for e in episodes:
         assert {"scenario", "seed", "collision", "off_road", "progress_m", "mean_speed_mps", "comfort", "score",
                 "nc", "dac", "ep", "c", "path", "termination"} <= set(e)

@@ -535,6 +535,7 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         base_domain = 101 + random.SystemRandom().randint(0, 99)
         pictures = str(out / "failures") if plan.failure_pictures else ""
         calls, costs = [], []
+        ros_calls: list[tuple[Any, tuple]] = []  # the ROS-graph subset: run in this process after the fan-out
 
         def add_tasks(method: Any, seeds: Sequence[int], chunk: int) -> None:
             from latentvla_ros.data.missions import time_limit_steps
@@ -548,8 +549,12 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
                     part = mine[k:k + chunk]
                     dom = base_domain + len(calls) if method.kind == "ros" else None
                     steps = plan.closed_loop_steps or time_limit_steps(sc)
+                    call = (closed_loop_task, (method, part, plan.closed_loop_steps, dom, pictures))
+                    if method.kind == "ros":
+                        ros_calls.append(call)
+                        continue
                     costs.append(step_cost * len(part) * 0.6 * steps)
-                    calls.append((closed_loop_task, (method, part, plan.closed_loop_steps, dom, pictures)))
+                    calls.append(call)
 
         for name in plan.closed_loop_methods:
             spec = specs[name]
@@ -575,6 +580,12 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
                 add_tasks(twin, plan.ros_subset_seeds, len(plan.ros_subset_seeds))
         results = _run_tasks(calls, workers, backend=backend, address=address, costs=costs,
                              desc=f"closed loop ({len(calls)} tasks)", progress=verbose)
+        if ros_calls:
+            # The node graph runs here, in the evaluating process, after the fan-out: inside a Ray worker
+            # it took the worker down in two full runs (session 7; not reproducible alone), and a crashed
+            # worker lost the ROS-vs-direct rows. In-process it is what the path-equivalence test runs.
+            say(f"closed loop: ROS-graph subset ({len(ros_calls)} task(s)) in this process")
+            results += _run_tasks(ros_calls, 1, backend="inline", desc="ROS-graph subset", progress=verbose)
         for res in results:
             episodes += res["episodes"]
             errors += res["errors"]
