@@ -268,6 +268,7 @@ def _planner_for(spec: MethodSpec) -> Any:
 def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int, want_example: bool) -> dict:
     """Score every method on the scenes of one held-out log (runs in a worker)."""
     from latentvla_ros.data.log_format import DrivingLog
+    from latentvla_ros.data.route import log_route_ego
     from latentvla_ros.evaluation.pdms import score_trajectories
     from latentvla_ros.evaluation.reference_planner import ReferencePlanner
     from latentvla_ros.evaluation.scenes import scene_from_log, scene_indices
@@ -283,6 +284,7 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
         if scene.expert_trajectory is None:
             continue
         frame = log.sensor_frame(t)
+        route = log_route_ego(log, t)  # the agents' route input: the scene's mission route (data/route.py)
         trajs, names, plan_ms = [], [], {}
         for spec in specs:
             try:
@@ -300,7 +302,7 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                     poses = np.asarray(ref_plan.trajectory.poses)
                     scene._cache["ref_plan"] = ref_plan
                 else:  # core.agent.AbstractAgent: our agents and the sensor-only baselines
-                    poses = np.asarray(_planner_for(spec).compute_trajectory(agent_input_of(frame)).poses)
+                    poses = np.asarray(_planner_for(spec).compute_trajectory(agent_input_of(frame, route=route)).poses)
             except Exception as exc:  # noqa: BLE001 - a failing method is recorded, not fatal
                 errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
                 continue

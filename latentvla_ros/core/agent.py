@@ -9,8 +9,10 @@ Every planner the project evaluates or drives with implements ``AbstractAgent``:
   for those that see only what a car sees (sensors and ego status).
 
 ``AgentInput`` carries one step: the ego status always, the sensor frame where there is
-one (logs, the simulator, the ROS graph), and the PDMS ``Scene`` (other agents, map,
-route; ``evaluation/``) only for agents that require it. ``agent_input_of`` builds one
+one (logs, the simulator, the ROS graph), the mission route ahead in the ego frame where
+there is one (a vehicle stack has it from its mission planner; the logs' is
+``data/route.py``'s, the closed loop's the episode's route), and the PDMS ``Scene`` (other
+agents, map, route; ``evaluation/``) only for agents that require it. ``agent_input_of`` builds one
 from a ``SensorFrame``, a ``Scene`` or an ``EgoState`` (the old ``plan(x)`` callers).
 
 Implemented by ``runtime.LatentVLAAgent``, ``evaluation.agents.TeacherFusedAgent``, the
@@ -20,8 +22,10 @@ baselines (``evaluation/baselines.py``), ``evaluation.ego_mlp.EgoMLPPlanner`` an
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from latentvla_ros.core.types import EgoState, SensorFrame, Trajectory
 
@@ -36,6 +40,9 @@ class AgentInput:
     """Cameras, LiDAR and ego status as ``sensor_sync`` publishes them (None: no sensors)."""
     scene: Any = None
     """The privileged PDMS ``Scene`` (``evaluation/``), only for ``requires_scene`` agents."""
+    route: np.ndarray | None = None
+    """The mission route ahead as a polyline IN THE EGO FRAME (K, 2) [m], x forward, y left, any
+    spacing (planners resample it: ``core.route.resample_route``); None = no route."""
 
     def require_frame(self, who: str) -> SensorFrame:
         if self.frame is None:
@@ -68,9 +75,12 @@ def require_agent_input(x: Any, who: str) -> AgentInput:
     return x
 
 
-def agent_input_of(x: Any) -> AgentInput:
+def agent_input_of(x: Any, route: np.ndarray | None = None) -> AgentInput:
     """An ``AgentInput`` from an ``AgentInput``, a ``SensorFrame``, a PDMS ``Scene`` (anything
-    with an ``ego`` EgoState and no cameras) or a bare ``EgoState``."""
+    with an ``ego`` EgoState and no cameras) or a bare ``EgoState``; ``route`` (ego frame, (K, 2))
+    is set when given."""
+    if route is not None:
+        return replace(agent_input_of(x), route=route)
     if isinstance(x, AgentInput):
         return x
     if isinstance(x, EgoState):

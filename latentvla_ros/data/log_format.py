@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.core.route import route_to_ego
 from latentvla_ros.core.sizes import DEFAULT_TRAJECTORY_SAMPLING, TrajectorySampling
 from latentvla_ros.core.types import (
     NUM_POSES,
@@ -77,11 +78,8 @@ def wrap_angle(angle: np.ndarray | float) -> np.ndarray | float:
 
 
 def world_to_ego(points_xy: np.ndarray, ego_pose: Sequence[float]) -> np.ndarray:
-    """(N, 2) world points -> (N, 2) in the frame of ``ego_pose`` = (x, y, yaw)."""
-    x0, y0, yaw = float(ego_pose[0]), float(ego_pose[1]), float(ego_pose[2])
-    c, s = np.cos(yaw), np.sin(yaw)
-    d = np.asarray(points_xy, dtype=np.float64)[..., :2] - (x0, y0)
-    return np.stack([c * d[..., 0] + s * d[..., 1], -s * d[..., 0] + c * d[..., 1]], axis=-1)
+    """(N, 2) world points -> (N, 2) in the frame of ``ego_pose`` = (x, y, yaw) (``core.route.route_to_ego``)."""
+    return route_to_ego(points_xy, ego_pose)
 
 
 def ego_to_world(points_xy: np.ndarray, ego_pose: Sequence[float]) -> np.ndarray:

@@ -14,6 +14,8 @@ key                 dtype / shape        source
 ``latent_tokens``   int64 (12,)          code of transition ``t + k * frame_stride`` (-1: none)
 ``teacher_probs``   float32 (12, 16)     teacher soft labels
 ``teacher_context`` float32 (M, D)       teacher embeddings
+``route``           float32 (N, 2)       the mission route ahead, ego frame (``route_points`` > 0)
+``route_valid``     bool ()              whether the frame has a usable route
 ``log_index``, ``frame_index`` int64 ()  where the sample comes from
 ==================  ===================  ===============================================
 
@@ -26,6 +28,11 @@ trajectory_sampling``) are checked against the sizes each log's labels and futur
 trajectories were made with (``data/label_sizes.py``): a mismatch raises
 ``SizeMismatchError``, and so does a latent code outside the labelling LAM's codebook
 (never a silent drop).
+
+``route`` / ``route_valid`` (``route_points`` > 0, the planner's ``PlannerConfig.route_points`` /
+``route_spacing_m``): ``data.route.log_route_samples``, the log's mission route resampled ahead
+of the ego exactly as the planner stage resamples it at run time; computed once per log (and
+cached in the log directory), not per sample or epoch.
 
 LiDAR histograms are cached once per log in ``lidar_bev_<grid>.npy`` (uint8 point
 counts capped at ``max_points_per_pixel``; parameters in ``meta.json`` under
@@ -46,6 +53,7 @@ from latentvla_ros.core.sizes import ActionSpace, TrajectorySampling, check_same
 from latentvla_ros.core.types import NUM_LATENT_TOKENS, CameraImage
 from latentvla_ros.data.label_sizes import check_latent_codes, latent_codebook_size, teacher_action_space
 from latentvla_ros.data.log_format import DrivingLog, LogFormatError, list_logs
+from latentvla_ros.data.route import log_route_samples
 
 TARGETS = ("future", "next_image", "latent_tokens", "teacher_probs", "teacher_context")
 BEV_MIN_HEIGHT_M = 0.2
@@ -110,6 +118,8 @@ class FrameDataset(Dataset):
         progress: bool = False,
         action_space: ActionSpace | None = None,
         trajectory_sampling: TrajectorySampling | None = None,
+        route_points: int = 0,
+        route_spacing_m: float = 3.0,
     ) -> None:
         if isinstance(log_dirs, (str, Path)):
             log_dirs = list_logs(log_dirs)
@@ -168,6 +178,17 @@ class FrameDataset(Dataset):
                     self._bev[i] = ensure_lidar_cache(self.logs[i], self.lidar_grid, self.lidar_range_m)
                 except OSError:  # read-only log directory: histograms are computed per sample
                     self._bev[i] = None
+
+        self.route_points = int(route_points)
+        self.route_spacing_m = float(route_spacing_m)
+        self._routes: list[tuple[np.ndarray, np.ndarray]] = []
+        if self.route_points > 0:
+            iterator = range(len(self.logs))
+            if progress:
+                from tqdm import tqdm
+
+                iterator = tqdm(iterator, desc="route input", unit="log")
+            self._routes = [log_route_samples(self.logs[i], self.route_points, self.route_spacing_m) for i in iterator]
 
         index = []
         for li, log in enumerate(self.logs):
@@ -266,6 +287,10 @@ class FrameDataset(Dataset):
             sample["teacher_probs"] = torch.from_numpy(np.array(log.teacher_probs[t], dtype=np.float32))
         if self.returns["teacher_context"]:
             sample["teacher_context"] = torch.from_numpy(np.array(log.teacher_context[t], dtype=np.float32))
+        if self.route_points > 0:
+            points, valid = self._routes[li]
+            sample["route"] = torch.from_numpy(points[t].copy())
+            sample["route_valid"] = torch.tensor(bool(valid[t]))
         return sample
 
 

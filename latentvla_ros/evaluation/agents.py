@@ -46,9 +46,10 @@ class TeacherFusedAgent:
         return "|".join([self.bev.model_id, self.teacher.model_id, self.planner.model_id])
 
     def compute_trajectory(self, agent_input: Any) -> Any:
-        frame = require_agent_input(agent_input, self.name).require_frame(self.name)
+        agent_input = require_agent_input(agent_input, self.name)
+        frame = agent_input.require_frame(self.name)
         bev = self.bev.extract(frame)
-        return self.planner.plan(bev, self.teacher.reason(frame))
+        return self.planner.plan(bev, self.teacher.reason(frame), agent_input.route)
 
 
 class AblatedReasoner:

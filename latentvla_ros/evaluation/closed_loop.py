@@ -455,6 +455,15 @@ class HighwayClosedLoopEnv:
                            route_completed=bool(done), progress_m=self.progress_m,
                            route_completion=min(self.progress_m / self.route_length_m, 1.0))
 
+    def route_ego(self, obs: Observation | None = None) -> np.ndarray:
+        """The episode's mission route centreline (the one the scene and the route progress use)
+        in the ego frame of ``obs`` (default: the current observation), (K, 2): the route input
+        every agent gets (``AgentInput.route``)."""
+        from latentvla_ros.core.route import route_to_ego
+
+        obs = obs or self.observation
+        return route_to_ego(self.route.points, obs.pose)
+
     def scene(self, obs: Observation | None = None):
         """A PDMS ``Scene`` of the current state (for scene-based planners such as the
         reference planner): agents now (they forecast them at constant velocity), the

@@ -1,6 +1,10 @@
 """Closed-loop drivers and methods: what turns an observation into a trajectory.
 
 - ``ExpertDriver``: the IDM/MOBIL expert drives the ego itself (the ceiling).
+Every agent gets the episode's mission route in the ego frame as ``AgentInput.route``
+(``HighwayClosedLoopEnv.route_ego``: the centreline the scene and the route progress use),
+as a vehicle stack gets it from its mission planner.
+
 - ``PlannerDriver``: a baseline (a ``core.agent.AbstractAgent``) on the sensor frame or,
   for agents that require it, on a PDMS ``Scene`` of the env state (the reference planner).
 - ``AgentDriver``: our planner variants through the same core objects the ROS nodes run
@@ -90,13 +94,14 @@ class PlannerDriver:
     def plan(self, obs: Observation) -> Trajectory | None:
         if self._last is not None and obs.step % self.replan_every != 0:
             return _shift_plan(self._last[1], self._last[0], obs.pose)
+        assert self._env is not None
+        route = self._env.route_ego(obs)
         if self.input == "scene":
-            assert self._env is not None
-            traj = self.planner.compute_trajectory(agent_input_of(self._env.scene(obs)))
+            traj = self.planner.compute_trajectory(agent_input_of(self._env.scene(obs), route=route))
         else:
             if obs.frame is None:
                 raise ValueError(f"{self.name} needs sensor frames (sensors=True)")
-            traj = self.planner.compute_trajectory(agent_input_of(obs.frame))
+            traj = self.planner.compute_trajectory(agent_input_of(obs.frame, route=route))
         traj.stamp_ns = obs.stamp_ns
         self._last = (obs.pose.copy(), traj)
         return traj
@@ -129,8 +134,10 @@ class AgentDriver:
         self.name = name or agent.name
         self.graph_frames = graph_frames
         self._accel: Any = None
+        self._env: HighwayClosedLoopEnv | None = None
 
     def reset(self, env: HighwayClosedLoopEnv) -> None:
+        self._env = env
         self._accel = sensor_sync_acceleration_estimator() if self.graph_frames else None
         reasoner = getattr(self.agent, "reasoner", None)
         if hasattr(reasoner, "reset"):  # a fusion ablation: reseeded per episode
@@ -151,7 +158,8 @@ class AgentDriver:
                                            yaw_rate=float(ego.yaw_rate), command=ego.command))
 
     def plan(self, obs: Observation) -> Trajectory | None:
-        traj = self.agent.compute_trajectory(agent_input_of(self.graph_frame(obs)))
+        route = self._env.route_ego(obs) if self._env is not None else None
+        traj = self.agent.compute_trajectory(agent_input_of(self.graph_frame(obs), route=route))
         traj.stamp_ns = obs.stamp_ns
         return traj
 

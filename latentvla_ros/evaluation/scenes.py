@@ -14,7 +14,8 @@ The scene is built the way NAVSIM's metric cache builds it:
   exits, intersection turns) it follows the lanes the episode's ego drives
   through over the whole log (``geometry.match_lanes``), the lanes of the route
   the scenario asked for, not the straightest successor (which loops around a
-  roundabout's ring);
+  roundabout's ring): ``data.route.log_route_world``, the same route the planner
+  gets as its route input in training and open-loop evaluation;
 - speed limit: ``meta["speed_limit_mps"]``, else the scenario's
   (``data.scenarios.speed_limit_mps``), for the reference planner and so EP;
 - ego vehicle: highway-env's (``ego_reference == "vehicle_center"``) is a
@@ -30,7 +31,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from latentvla_ros.evaluation.geometry import chain_lane_centerline, match_lanes
+from latentvla_ros.data.route import log_route_world, mission_lanes  # noqa: F401 - mission_lanes: re-exported
 from latentvla_ros.evaluation.pdms import Scene
 
 TTC_LOOKAHEAD_S = 1.0
@@ -79,20 +80,6 @@ def scenario_speed_limit(meta: dict) -> float | None:
     return speed_limit_mps(scenario) if scenario in EXPERT_CRUISE_MPS else None
 
 
-def mission_lanes(log: Any) -> dict[int, int]:
-    """{lane index: matched frames} of the lanes the log's ego drives through (cached on the log)."""
-    cached = getattr(log, "_mission_lanes", None)
-    if cached is not None:
-        return cached
-    poses = np.array([np.asarray(log.ego_pose(k), dtype=np.float64)[:3] for k in range(int(log.num_frames))])
-    lanes = match_lanes(log.map.lane_centerlines, poses)
-    try:
-        log._mission_lanes = lanes
-    except AttributeError:
-        pass
-    return lanes
-
-
 def scene_from_log(log: Any, t: int, horizon_s: float = 4.0, lookahead_s: float = TTC_LOOKAHEAD_S) -> Scene:
     """The scene at frame ``t``: ego now, agents replayed for ``horizon_s + lookahead_s``.
 
@@ -125,7 +112,7 @@ def scene_from_log(log: Any, t: int, horizon_s: float = 4.0, lookahead_s: float 
             expert = fut
     except (IndexError, KeyError, ValueError):
         expert = None
-    route = chain_lane_centerline(log.map.lane_centerlines, pose, mission=mission_lanes(log))
+    route = log_route_world(log, t)
     return Scene(
         ego_pose=pose,
         ego=log.ego_state(t),

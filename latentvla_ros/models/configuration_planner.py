@@ -80,6 +80,18 @@ class PlannerConfig(ConfigBase):
     this field existed saw it and load with True (``from_dict``)."""
     pose_interval_s: float = DEFAULT_TRAJECTORY_SAMPLING.interval_s
     """Time between the output poses [s] (used by the constant-velocity prior)."""
+    route_points: int = 0
+    """Points of the route input (issue 12): the mission route ahead in the ego frame, resampled
+    to this many points every ``route_spacing_m`` (``core.route.resample_route``), enters the
+    decoder as one route token beside the status token. 0: no route token, the planner of
+    before (checkpoints written before this field existed load with 0 and behave exactly as
+    before); the ``edge`` and ``paper`` presets use 12."""
+    route_spacing_m: float = 3.0
+    """Arc length between the route points [m] (12 x 3 m = 36 m ahead)."""
+    route_dropout: float = 0.1
+    """Training only: the share of samples whose route is replaced by "no route" (zeros,
+    ``route_valid`` 0), so that a missing route at run time degrades the plan instead of
+    producing garbage."""
 
     @property
     def trajectory_sampling(self) -> TrajectorySampling:
@@ -107,6 +119,13 @@ class PlannerConfig(ConfigBase):
         require(self.xy_scale_m > 0, "xy_scale_m", "must be > 0")
         require(self.pose_interval_s > 0, "pose_interval_s", "must be > 0")
         require(self.anchor in ANCHORS, "anchor", f"must be one of {ANCHORS}, got {self.anchor!r}")
+        require(self.route_points >= 0, "route_points", "must be >= 0 (0: no route input)")
+        require(self.route_spacing_m > 0, "route_spacing_m", "must be > 0")
+        require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
+
+    @property
+    def uses_route(self) -> bool:
+        return self.route_points > 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlannerConfig:
@@ -130,6 +149,7 @@ class PlannerConfig(ConfigBase):
             num_bev_tokens=bev.num_tokens,
             context_dim=student.d_model,
             num_context_tokens=student.context_tokens,
+            route_points=12,
         )
         if name == "paper":
             base.update(d_model=256, num_heads=8, ffn_dim=1024, num_layers=3, fusion_layers=1, dropout=0.1)

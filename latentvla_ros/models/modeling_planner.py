@@ -1,7 +1,7 @@
 """Fused trajectory planner (LatentVLA fusion module + TransFuser trajectory head).
 
-``FusedPlanner.forward(bev_tokens (B,N,C), ego_status (B,8), context (B,M,Dc) | None)
--> poses (B, num_poses, 3)``:
+``FusedPlanner.forward(bev_tokens (B,N,C), ego_status (B,8), context (B,M,Dc) | None,
+route (B,R,2) | None, route_valid (B,) | None) -> poses (B, num_poses, 3)``:
 
 1. BEV tokens are projected to ``d_model`` and get learned positions.
 2. ``FusionModule`` (skipped for ``fusion='none'``): the BEV tokens are the
@@ -12,7 +12,9 @@
    planner starts exactly as the unfused one.
 3. Trajectory decoder (TransFuser): one learned trajectory query attends to the
    fused BEV tokens + a status token (Linear(8, d); the acceleration zeroed unless
-   ``status_acceleration``); an MLP maps it to
+   ``status_acceleration``) + (``route_points`` > 0) a route token: MLP([route / xy_scale_m,
+   route_valid]) -> d, the mission route ahead in the ego frame (``core.route``; an invalid
+   route is zeroed and flagged by route_valid = 0); an MLP maps it to
    ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to a constant-velocity
    anchor (``constant_velocity_prior``: straight ahead along the heading at the ego's speed,
    ``anchor_xy``), heading = tanh * pi.
@@ -104,8 +106,26 @@ class FusedPlanner(PretrainedModel):
         self.head = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.ReLU(inplace=True), nn.Linear(cfg.ffn_dim, cfg.num_poses * 3))
         times = cfg.pose_interval_s * torch.arange(1, cfg.num_poses + 1, dtype=torch.float32)
         self.register_buffer("pose_times", times.view(1, -1, 1), persistent=False)
+        # created last, and only with a route input: a route_points=0 planner has exactly the
+        # parameters (and the same random initialisation) of the planner before the route input
+        self.route = nn.Sequential(nn.Linear(2 * cfg.route_points + 1, d), nn.ReLU(inplace=True),
+                                   nn.Linear(d, d)) if cfg.uses_route else None
 
-    def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def route_token(self, route: torch.Tensor | None, route_valid: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """(B, 1, d) from route (B, R, 2) [m] and route_valid (B,); None = no route (all invalid)."""
+        cfg = self.config
+        b = like.shape[0]
+        if route is None:
+            route = like.new_zeros(b, cfg.route_points, 2)
+            route_valid = like.new_zeros(b)
+        elif route_valid is None:
+            route_valid = like.new_ones(b)
+        valid = route_valid.reshape(-1, 1).to(like.dtype)
+        flat = route.flatten(1).to(like.dtype) / cfg.xy_scale_m * valid
+        return self.route(torch.cat([flat, valid], dim=1)).unsqueeze(1)
+
+    def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None,
+                route: torch.Tensor | None = None, route_valid: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.config
         bev = self.bev_proj(bev_tokens) + self.bev_pos
         if self.fusion is not None:
@@ -114,7 +134,10 @@ class FusedPlanner(PretrainedModel):
             bev = self.fusion(bev, context)
         status = ego_status if cfg.status_acceleration else torch.cat(
             [ego_status[:, :6], torch.zeros_like(ego_status[:, 6:])], dim=1)  # no acceleration (config doc)
-        memory = torch.cat([bev, self.status(status).unsqueeze(1)], dim=1)
+        tokens = [bev, self.status(status).unsqueeze(1)]
+        if self.route is not None:
+            tokens.append(self.route_token(route, route_valid, bev))
+        memory = torch.cat(tokens, dim=1)
         q = self.query.expand(bev_tokens.shape[0], -1, -1)
         for block in self.decoder:
             q = block(q, memory)
@@ -150,8 +173,9 @@ class E2EPlanner(nn.Module):
         self.planner = FusedPlanner(planner_config)
 
     def forward(self, image: torch.Tensor, lidar_bev: torch.Tensor, ego_status: torch.Tensor,
-                context: torch.Tensor | None = None) -> torch.Tensor:
-        return self.planner(self.backbone(image, lidar_bev, ego_status), ego_status, context)
+                context: torch.Tensor | None = None, route: torch.Tensor | None = None,
+                route_valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.planner(self.backbone(image, lidar_bev, ego_status), ego_status, context, route, route_valid)
 
     def save_pretrained(self, root: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Writes ``<root>/bev_backbone/`` and ``<root>/planner/``."""

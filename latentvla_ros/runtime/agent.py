@@ -81,8 +81,10 @@ class LatentVLAAgent:
             self.planner.needs_plan and self.reasoner is not None and self.reasoner.untrained)
 
     def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
-        """``core.agent.AbstractAgent``: the input's sensor frame through the chain."""
-        frame = require_agent_input(agent_input, self.name).require_frame(self.name)
+        """``core.agent.AbstractAgent``: the input's sensor frame through the chain (the input's
+        route, ego frame, to the planner)."""
+        agent_input = require_agent_input(agent_input, self.name)
+        frame = agent_input.require_frame(self.name)
         use_reasoner = self.reasoner is not None and self.planner.needs_plan
         t0 = time.perf_counter()
         if use_reasoner and self.concurrent:
@@ -100,7 +102,7 @@ class LatentVLAAgent:
             plan = self.reasoner.reason(frame) if use_reasoner else None
             t2 = time.perf_counter()
             bev_ms, reason_ms = (t1 - t0) * 1e3, (t2 - t1) * 1e3
-        traj = self.planner.plan(bev, plan)
+        traj = self.planner.plan(bev, plan, agent_input.route)
         t3 = time.perf_counter()
         self.last_bev, self.last_plan = bev, plan
         self.timings = AgentTimings(bev_ms, reason_ms, (t3 - t2) * 1e3, (t3 - t0) * 1e3)

@@ -26,7 +26,8 @@ def export_onnx(
     """Export a model (a checkpoint directory or an ``nn.Module``) to ONNX at ``path``.
 
     Input/output names follow ``MODEL_SPECS`` (the planner has no ``context``
-    input when ``fusion='none'``). ``model_id`` is stored in the ONNX metadata.
+    input when ``fusion='none'``, no ``route`` / ``route_valid`` when ``route_points`` = 0;
+    the inputs go in by name). ``model_id`` is stored in the ONNX metadata.
     Uses the TorchScript-based exporter (``dynamo=False``): the dynamo exporter
     needs ``onnxscript``, which the project does not install.
     """
@@ -51,7 +52,7 @@ def export_onnx(
         warnings.simplefilter("ignore")  # legacy-exporter deprecation + tracer notes
         with torch.no_grad():
             torch.onnx.export(
-                model, tuple(inputs.values()), str(path), dynamo=False, input_names=names,
+                model, (), str(path), kwargs=inputs, dynamo=False, input_names=names,
                 output_names=list(spec.outputs), opset_version=opset, dynamic_axes=dynamic_axes,
                 do_constant_folding=True,
             )
@@ -87,18 +88,19 @@ class TorchRunner:
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def __call__(self, **arrays: np.ndarray) -> list[np.ndarray]:
+        """The model on ``arrays`` passed by name (``MODEL_SPECS`` input names = forward arguments)."""
         with torch.inference_mode():
-            args = []
-            for value in arrays.values():
+            args = {}
+            for name, value in arrays.items():
                 value = np.ascontiguousarray(value)
                 if not value.flags.writeable:  # a view into a shared message buffer: torch wants its own
                     value = value.copy()
                 t = torch.from_numpy(value).to(self.device)
                 if self.channels_last and t.ndim == 4:
                     t = t.contiguous(memory_format=torch.channels_last)
-                args.append(t)
+                args[name] = t
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.model(*args)
+                out = self.model(**args)
             outs = out if isinstance(out, tuple) else (out,)
             return [o.float().cpu().numpy() for o in outs]
 

@@ -25,6 +25,10 @@ STUDENT_SUBDIR = "student"
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """``inputs``: every input name the model kind can take, in forward order; a model whose config
+    leaves one out (a planner without fusion: no ``context``; ``route_points`` = 0: no ``route`` /
+    ``route_valid``) takes the others (``example_inputs`` gives the ones it takes)."""
+
     model_cls: type[nn.Module]
     config_cls: type[ConfigBase]
     inputs: tuple[str, ...]
@@ -35,7 +39,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     "bev_backbone": ModelSpec(BevBackbone, BevBackboneConfig, ("image", "lidar_bev", "ego_status"), ("tokens",)),
     "student": ModelSpec(LatentStudent, StudentConfig, ("image", "ego_status"),
                          ("logits", "action_embeddings", "visual_embeddings")),
-    "planner": ModelSpec(FusedPlanner, PlannerConfig, ("bev_tokens", "ego_status", "context"), ("poses",)),
+    "planner": ModelSpec(FusedPlanner, PlannerConfig, ("bev_tokens", "ego_status", "context", "route", "route_valid"),
+                         ("poses",)),
 }
 
 
@@ -87,5 +92,10 @@ def example_inputs(model_kind: str, config: ConfigBase, batch_size: int = 1) -> 
                "ego_status": torch.randn(batch_size, config.ego_status_dim, generator=g)}
         if config.uses_context:
             out["context"] = torch.randn(batch_size, config.num_context_tokens, config.context_dim, generator=g)
+        if config.uses_route:  # a gentle curve ahead, every sample valid
+            s = config.route_spacing_m * torch.arange(1, config.route_points + 1, dtype=torch.float32)
+            route = torch.stack([s, 0.01 * s * s], dim=-1)
+            out["route"] = route.expand(batch_size, -1, -1) + 0.1 * torch.randn(batch_size, config.route_points, 2, generator=g)
+            out["route_valid"] = torch.ones(batch_size)
         return out
     raise ValueError(f"unknown model kind {model_kind!r}")

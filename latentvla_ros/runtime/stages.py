@@ -4,7 +4,10 @@ Pure core (no rclpy). Three stages, each usable on its own:
 
 - ``BevFeatureExtractor.extract(SensorFrame) -> BevTokens`` (camera + LiDAR backbone),
 - ``LatentReasoner.reason(SensorFrame) -> LatentPlan`` (the distilled student),
-- ``TrajectoryPlanner.plan(BevTokens, LatentPlan | None) -> Trajectory`` (fusion + head),
+- ``TrajectoryPlanner.plan(BevTokens, LatentPlan | None, route | None) -> Trajectory`` (fusion +
+  head; ``route``: the mission route ahead in the ego frame, (K, 2), resampled here with the
+  checkpoint's ``route_points`` / ``route_spacing_m``; a missing or invalid one is counted in
+  ``route_invalid_count`` and fed to the model as "no route"),
 
 and ``runtime.agent.LatentVLAAgent`` chaining them NAVSIM-style (``compute_trajectory``);
 ``build_pipeline_from_dir`` there loads ``<root>/{bev_backbone,student,planner}``.
@@ -33,6 +36,7 @@ import torch
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitch_cameras
+from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Trajectory
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_planner import PlannerConfig
@@ -171,7 +175,8 @@ class LatentReasoner(_Stage):
 
 
 class TrajectoryPlanner(_Stage):
-    """BevTokens (+ LatentPlan for fused planners) -> Trajectory."""
+    """BevTokens (+ LatentPlan for fused planners, + the route ahead for planners with a route input)
+    -> Trajectory."""
 
     KIND = "planner"
     config: PlannerConfig
@@ -184,7 +189,14 @@ class TrajectoryPlanner(_Stage):
     def fusion(self) -> str:
         return self.config.fusion
 
-    def plan(self, bev: BevTokens, plan: LatentPlan | None = None) -> Trajectory:
+    route_invalid_count = 0
+    """Plans made without a usable route (None, non-finite, too short, ego off it) by a planner with
+    a route input; the plan still runs, with ``route_valid`` 0."""
+    route_missing = False
+    """Whether the last plan had no usable route (``route_points`` > 0 only)."""
+
+    def features(self, bev: BevTokens, plan: LatentPlan | None = None, route: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Model inputs for one frame (batch dimension included); see ``plan``."""
         cfg = self.config
         tokens = np.asarray(bev.tokens, dtype=np.float32)
         if tokens.shape != (cfg.num_bev_tokens, cfg.bev_token_dim):
@@ -210,6 +222,27 @@ class TrajectoryPlanner(_Stage):
             if not np.all(np.isfinite(context)):
                 raise PipelineInputError("non-finite plan embeddings")
             inputs["context"] = context[None]
+        if cfg.uses_route:
+            points, valid = resample_route(route, cfg.route_points, cfg.route_spacing_m)
+            inputs["route"] = points[None]
+            inputs["route_valid"] = np.array([1.0 if valid else 0.0], dtype=np.float32)
+        return inputs
+
+    def plan(self, bev: BevTokens, plan: LatentPlan | None = None, route: np.ndarray | None = None) -> Trajectory:
+        """The trajectory for ``bev`` (+ ``plan`` for fused planners, + ``route``: the mission route
+        ahead in the ego frame, (K, 2) [m], for planners with a route input; others ignore it).
+        A missing or unusable route is counted (``route_invalid_count``, ``route_missing``) and
+        the planner runs with ``route_valid`` 0, as trained for (``route_dropout``)."""
+        cfg = self.config
+        inputs = self.features(bev, plan, route)
+        if cfg.uses_route:
+            self.route_missing = not bool(inputs["route_valid"][0])
+            if self.route_missing:
+                self.route_invalid_count += 1
+                if self.route_invalid_count == 1 or self.route_invalid_count % 100 == 0:
+                    log.warning("planner %s: no usable route (%s; %d plans so far): planning without it", self.model_id,
+                                "none given" if route is None else "non-finite, too short or ego off it",
+                                self.route_invalid_count)
         (poses,) = self._infer(**inputs)
         poses = poses[0].astype(np.float64)
         if poses.shape != (cfg.num_poses, 3):

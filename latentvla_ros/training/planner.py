@@ -10,6 +10,12 @@ trajectory term. Context for the fusion module:
 - ``fusion='teacher'``: ``teacher_context`` read from the dataset (precomputed
   by the teacher stage).
 
+Route input (``PlannerConfig.route_points`` > 0, the ``edge`` / ``paper`` presets): every sample
+carries the log's mission route ahead in the ego frame (``route`` (N, 2), ``route_valid``;
+``data.route.log_route_samples``, resampled as the planner stage resamples at run time); in
+training a ``route_dropout`` share of the samples gets "no route" (valid 0) so that the planner
+also learns to plan without one. A dataset without ``route`` trains with "no route" throughout.
+
 Outputs (``out_dir`` is the stage's run directory):
 
 - ``<out_dir>/bev_backbone/`` and ``<out_dir>/planner/``: checkpoints;
@@ -97,11 +103,25 @@ def trajectory_errors(pred: torch.Tensor, target: torch.Tensor) -> dict[str, tor
     }
 
 
-def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int]):
+def batch_route(batch: dict[str, torch.Tensor], route_dropout: float = 0.0) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(route (B, N, 2), route_valid (B,) float) of a batch, None when it has none; ``route_dropout``:
+    that share of the samples (drawn per sample) marked "no route"."""
+    if "route" not in batch:
+        return None, None
+    route = batch["route"].float()
+    valid = batch["route_valid"].float().reshape(-1) if "route_valid" in batch else torch.ones(len(route), device=route.device)
+    if route_dropout > 0:
+        valid = valid * (torch.rand(valid.shape, device=valid.device) >= route_dropout).float()
+    return route, valid
+
+
+def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int],
+                      route_dropout: float = 0.0):
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         image = resize_image(batch["image"].float(), image_size)
         context = batch_context(fusion, {**batch, "image": image}, student)
-        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context)
+        route, route_valid = batch_route(batch, route_dropout)
+        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
         target = torch.nan_to_num(batch["trajectory"].float())
         weight = _valid_mask(batch).float()
         errors = trajectory_errors(pred, target)
@@ -137,7 +157,8 @@ def evaluate_planner(
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         image = resize_image(batch["image"].float(), image_size)
         context = batch_context(fusion, {**batch, "image": image}, student)
-        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context)
+        route, route_valid = batch_route(batch)
+        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
         weight = _valid_mask(batch).float()
         for k, v in trajectory_errors(pred, torch.nan_to_num(batch["trajectory"].float())).items():
             sums[k] = sums.get(k, 0.0) + float((v * weight).sum())
@@ -193,13 +214,15 @@ def train_planner(
             student_id = checkpoint_id(student_checkpoint, LatentStudent.MODEL_TYPE)
 
     require = ("future",) + (("teacher_context",) if fusion == "teacher" else ())
+    base_cfg = planner_config or PlannerConfig.preset(preset)
 
     def make_dataset(dirs):
         from latentvla_ros.data.torch_datasets import FrameDataset
 
         return FrameDataset(dirs, image_size=bev_cfg.image_size, lidar_grid=bev_cfg.lidar_grid,
                             lidar_range_m=bev_cfg.lidar_range_m, with_lidar=True, require=require,
-                            trajectory_sampling=(planner_config or PlannerConfig.preset(preset)).trajectory_sampling)
+                            trajectory_sampling=base_cfg.trajectory_sampling, route_points=base_cfg.route_points,
+                            route_spacing_m=base_cfg.route_spacing_m)
 
     train_ds, hold_ds = split_holdout(log_dirs, holdout_fraction, make_dataset)
     sample = train_ds[0]
@@ -214,8 +237,7 @@ def train_planner(
     elif fusion == "teacher":
         m, d = tuple(sample["teacher_context"].shape)
         overrides.update(context_dim=int(d), num_context_tokens=int(m))
-    base = planner_config.to_dict() if planner_config is not None else PlannerConfig.preset(preset).to_dict()
-    plan_cfg = PlannerConfig.from_dict({**base, **overrides})
+    plan_cfg = PlannerConfig.from_dict({**base_cfg.to_dict(), **overrides})
 
     check_run_config(out_dir, {"bev_backbone": bev_cfg.to_dict(), "planner": plan_cfg.to_dict()}, resume)
     torch.manual_seed(train_cfg.seed)
@@ -250,7 +272,7 @@ def train_planner(
         name=f"planner-{fusion}",
         model=model,
         dataset=train_ds,
-        loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size),
+        loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size, plan_cfg.route_dropout if plan_cfg.uses_route else 0.0),
         cfg=train_cfg,
         out_dir=out_dir,
         save_fn=save_fn,

@@ -15,6 +15,9 @@ from latentvla_ros.apps.reporting import meminfo_gb
 
 log = logging.getLogger(__name__)
 
+#: the route input of the planner's ONNX check (planners with ``route_points`` > 0): straight ahead
+STRAIGHT_ROUTE = np.array([[-10.0, 0.0], [100.0, 0.0]])
+
 
 # ============================================================================ ONNX
 def onnx_section(opts: BenchOptions, data: ConfigData, runs: int) -> dict[str, Any]:
@@ -37,12 +40,10 @@ def onnx_section(opts: BenchOptions, data: ConfigData, runs: int) -> dict[str, A
         export_s[kind] = time.perf_counter() - t
     bev = torch_stages["bev_backbone"].extract(frame)
     plan = torch_stages["student"].reason(frame)
-    context = np.concatenate([plan.visual_embeddings, plan.action_embeddings], axis=0)[None].astype(np.float32)
     inputs = {
         "bev_backbone": torch_stages["bev_backbone"].features(frame),
         "student": torch_stages["student"].features(frame),
-        "planner": {"bev_tokens": bev.tokens[None].astype(np.float32), "ego_status": bev.ego_status[None].astype(np.float32),
-                    **({"context": context} if torch_stages["planner"].needs_plan else {})},
+        "planner": torch_stages["planner"].features(bev, plan, STRAIGHT_ROUTE),
     }
     out: dict[str, Any] = {"tolerance": f"max|torch - onnxruntime| <= {ONNX_ATOL:g} + {ONNX_RTOL:g} * max|torch| per output",
                            "threads": threads, "runs": runs}
