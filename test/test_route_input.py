@@ -207,8 +207,10 @@ def test_agent_passes_agent_input_route_to_the_planner():
     assert planner.route_invalid_count == 1 and np.abs(with_route.poses - without.poses).max() > 1e-4
 
 
-def test_old_checkpoint_still_loads_and_plans():
-    from latentvla_ros.runtime import build_pipeline_from_dir
+def test_old_checkpoint_still_loads_and_plans(tmp_path):
+    import onnx
+
+    from latentvla_ros.runtime import build_pipeline_from_dir, export_onnx
 
     agent = build_pipeline_from_dir(EDGE)
     assert agent.planner.config.route_points == 0 and not agent.untrained
@@ -218,6 +220,8 @@ def test_old_checkpoint_still_loads_and_plans():
     b = agent.compute_trajectory(agent_input_of(frame))
     assert a.is_finite() and np.array_equal(a.poses, b.poses)  # no route token: the route is not used
     assert agent.planner.route_invalid_count == 0  # and a planner without one does not count it missing
+    path = export_onnx("planner", EDGE / "planner", tmp_path / "planner.onnx")
+    assert [i.name for i in onnx.load(str(path)).graph.input] == ["bev_tokens", "ego_status", "context"]
 
 
 def test_config_rejects_bad_route_values():
@@ -284,3 +288,20 @@ def test_closed_loop_drivers_give_every_agent_the_episode_route(kind):
     finally:
         env.close()
     assert len(agent.routes) == 3
+
+
+def test_open_loop_agents_get_the_logs_mission_route(roundabout_log, monkeypatch):
+    """``latentvla evaluate``'s open loop hands every sensor agent ``log_route_ego`` of the scene's frame
+    (the route the scene is scored against, in the ego frame)."""
+    from latentvla_ros.apps import evaluate
+    from latentvla_ros.data.route import log_route_ego, log_route_world
+    from latentvla_ros.evaluation.scenes import scene_from_log
+
+    agent = RecordingAgent()
+    monkeypatch.setattr(evaluate, "_planner_for", lambda spec: agent)
+    out = evaluate.open_loop_log_task(str(roundabout_log.path), [evaluate.MethodSpec("recording", "agent")], 40, False)
+    assert not out["errors"] and len(agent.routes) == len(out["rows"]) >= 2
+    for row, route in zip(out["rows"], agent.routes):
+        t = row["frame"]
+        np.testing.assert_allclose(route, log_route_ego(roundabout_log, t))
+        np.testing.assert_allclose(scene_from_log(roundabout_log, t).route_centerline, log_route_world(roundabout_log, t))
