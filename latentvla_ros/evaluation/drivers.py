@@ -1,10 +1,6 @@
 """Closed-loop drivers and methods: what turns an observation into a trajectory.
 
 - ``ExpertDriver``: the IDM/MOBIL expert drives the ego itself (the ceiling).
-Every agent gets the episode's mission route in the ego frame as ``AgentInput.route``
-(``HighwayClosedLoopEnv.route_ego``: the centreline the scene and the route progress use),
-as a vehicle stack gets it from its mission planner.
-
 - ``PlannerDriver``: a baseline (a ``core.agent.AbstractAgent``) on the sensor frame or,
   for agents that require it, on a PDMS ``Scene`` of the env state (the reference planner).
 - ``AgentDriver``: our planner variants through the same core objects the ROS nodes run
@@ -13,6 +9,10 @@ as a vehicle stack gets it from its mission planner.
   (its schema defaults), not the simulator's finite differences, so the direct path and
   the ROS graph see the same inputs and produce the same plans (``test_closed_loop``).
 - the ROS graph itself is ``apps/sim_bridge.py``'s ``RosGraphDriver`` (rclpy; above evaluation/).
+
+Every agent gets the episode's mission route in the ego frame as ``AgentInput.route``
+(``HighwayClosedLoopEnv.route_ego``: the centreline the scene and the route progress use),
+as a vehicle stack gets it from its mission planner.
 
 ``ClosedLoopMethod`` is the picklable description a worker turns into a driver;
 ``run_method_episodes`` runs one method on a list of (scenario, seed) episodes.
@@ -94,9 +94,9 @@ class PlannerDriver:
     def plan(self, obs: Observation) -> Trajectory | None:
         if self._last is not None and obs.step % self.replan_every != 0:
             return _shift_plan(self._last[1], self._last[0], obs.pose)
-        assert self._env is not None
-        route = self._env.route_ego(obs)
+        route = self._env.route_ego(obs) if self._env is not None else None
         if self.input == "scene":
+            assert self._env is not None
             traj = self.planner.compute_trajectory(agent_input_of(self._env.scene(obs), route=route))
         else:
             if obs.frame is None:
