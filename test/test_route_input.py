@@ -305,3 +305,31 @@ def test_open_loop_agents_get_the_logs_mission_route(roundabout_log, monkeypatch
         t = row["frame"]
         np.testing.assert_allclose(route, log_route_ego(roundabout_log, t))
         np.testing.assert_allclose(scene_from_log(roundabout_log, t).route_centerline, log_route_world(roundabout_log, t))
+
+
+def test_planner_training_feeds_the_logs_route(roundabout_log, tmp_path, monkeypatch):
+    """train_planner on a real log: the planner sees the log's route (route_valid 1 but for the
+    route_dropout share), and the trained checkpoint keeps the route token."""
+    from latentvla_ros.models.modeling_planner import E2EPlanner
+    from latentvla_ros.training.common import TrainConfig
+    from latentvla_ros.training.planner import train_planner
+
+    seen = []
+    forward = FusedPlanner.forward
+
+    def spy(self, bev_tokens, ego_status, context=None, route=None, route_valid=None):
+        seen.append((None if route is None else route.detach().clone(), None if route_valid is None else route_valid.clone()))
+        return forward(self, bev_tokens, ego_status, context, route, route_valid)
+
+    monkeypatch.setattr(FusedPlanner, "forward", spy)
+    cfg = TrainConfig(epochs=1, batch_size=16, max_steps=2, warmup_steps=0, seed=0)
+    pcfg = PlannerConfig.preset("edge", route_dropout=0.5)
+    train_planner([roundabout_log.path], tmp_path / "run", "edge", "none", cfg, holdout_fraction=0.0,
+                  show_progress=False, planner_config=pcfg)
+    train_steps = seen[:2]
+    assert all(r is not None and r.shape == (16, 12, 2) for r, _ in train_steps)
+    valid = torch.cat([v for _, v in train_steps])
+    assert 0 < valid.sum() < len(valid)  # dropout 0.5: some samples without their route, most with
+    assert all(r.abs().sum() > 0 for r, _ in train_steps)
+    model = E2EPlanner.from_pretrained(tmp_path / "run")
+    assert model.planner.config.route_points == 12 and model.planner.route is not None
