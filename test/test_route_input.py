@@ -232,7 +232,7 @@ def test_config_rejects_bad_route_values():
             PlannerConfig.preset("edge", **{field: value})
     with pytest.raises(ValueError):
         resample_route(np.zeros((3, 2)), 0, 3.0)
-    assert dataclasses.replace(PlannerConfig.preset("edge"), route_points=0).uses_route is False
+    assert dataclasses.replace(PlannerConfig.preset("edge"), route_points=0, anchor="heading_speed").uses_route is False
 
 
 def test_batch_route_dropout_marks_samples_without_a_route():
@@ -333,3 +333,30 @@ def test_planner_training_feeds_the_logs_route(roundabout_log, tmp_path, monkeyp
     assert all(r.abs().sum() > 0 for r, _ in train_steps)
     model = E2EPlanner.from_pretrained(tmp_path / "run")
     assert model.planner.config.route_points == 12 and model.planner.route is not None
+
+
+def test_route_anchor_moves_along_the_route_at_the_ego_speed():
+    """'route_speed' anchor by hand: on a 20 m-radius left arc at 10 m/s, the anchor after 1 s lies
+    10 m along the arc (chord error of the 3 m polyline < 0.1 m); without a valid route it is the
+    straight-ahead anchor; an ego 1 m left of a straight route is brought back onto it."""
+    import math
+
+    import torch
+
+    from latentvla_ros.models.modeling_planner import anchor_xy, route_anchor_xy
+
+    ang = torch.tensor([3.0 * k / 20.0 for k in range(1, 13)])
+    arc = torch.stack([20 * torch.sin(ang), 20 * (1 - torch.cos(ang))], -1)[None]
+    status = torch.zeros(1, 8)
+    status[0, 4] = 10.0
+    times = 0.5 * torch.arange(1, 9, dtype=torch.float32).view(1, -1, 1)
+    along = anchor_xy(status, times, "route_speed", arc, torch.ones(1))[0]
+    for k, t in ((1, 1.0), (3, 2.0)):
+        expect = (20 * math.sin(10 * t / 20), 20 * (1 - math.cos(10 * t / 20)))
+        assert abs(float(along[k, 0]) - expect[0]) < 0.1 and abs(float(along[k, 1]) - expect[1]) < 0.1, (along[k], expect)
+    straight = anchor_xy(status, times, "route_speed", arc, torch.zeros(1))[0]
+    assert torch.allclose(straight[:, 0], 10 * times[0, :, 0]) and torch.all(straight[:, 1] == 0)
+    offset = torch.tensor([[[3.0 * k, -1.0] for k in range(1, 13)]])  # route 1 m to the right of the ego
+    p = route_anchor_xy(offset, torch.tensor([[20.0, 60.0]]))[0]
+    assert abs(float(p[0, 1]) + 1.0) < 1e-4 and abs(float(p[1, 1]) + 1.0) < 1e-4  # on the route
+    assert float(p[1, 0]) > 55.0  # past the last point it continues along the last segment

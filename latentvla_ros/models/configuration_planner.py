@@ -25,7 +25,7 @@ from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_student import StudentConfig
 
 FUSION_MODES = ("none", "student", "teacher")
-ANCHORS = ("heading_speed", "velocity")
+ANCHORS = ("heading_speed", "velocity", "route_speed")
 
 
 @dataclasses.dataclass
@@ -69,8 +69,13 @@ class PlannerConfig(ConfigBase):
     """The constant-velocity anchor: ``'heading_speed'`` moves straight ahead along the ego
     heading at the ego speed |(vx, vy)| (x = v t, y = 0); ``'velocity'`` adds (vx, vy) t,
     whose lateral part vy = v sin(slip) grows with the tracker's own steering, so every
-    correction makes the next plan turn harder (issue 12). Checkpoints written before this
-    field existed were trained with ``'velocity'`` and load with it (``from_dict``)."""
+    correction makes the next plan turn harder (issue 12); ``'route_speed'`` (the presets,
+    with ``route_points`` > 0) moves along the route input at the ego speed, so the network
+    learns the deviation from "follow the route" (a sample without a valid route falls back to
+    ``'heading_speed'``): with the route only as a token, 2 epochs of imitation left the plan
+    ignoring it at the roundabout entry (off-road 100% there in the round-0 validation).
+    Checkpoints written before this field existed were trained with ``'velocity'`` and load
+    with it (``from_dict``)."""
     status_acceleration: bool = False
     """Whether the status token sees the ego's acceleration (ego status [6:8]). Off: it is zeroed
     before the status token, in training and at run time. With it, the closed-loop planner braked
@@ -120,6 +125,8 @@ class PlannerConfig(ConfigBase):
         require(self.pose_interval_s > 0, "pose_interval_s", "must be > 0")
         require(self.anchor in ANCHORS, "anchor", f"must be one of {ANCHORS}, got {self.anchor!r}")
         require(self.route_points >= 0, "route_points", "must be >= 0 (0: no route input)")
+        require(self.anchor != "route_speed" or self.route_points > 0, "anchor",
+                "'route_speed' needs a route input (route_points > 0)")
         require(self.route_spacing_m > 0, "route_spacing_m", "must be > 0")
         require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
 
@@ -150,7 +157,11 @@ class PlannerConfig(ConfigBase):
             context_dim=student.d_model,
             num_context_tokens=student.context_tokens,
             route_points=12,
+            anchor="route_speed",
         )
         if name == "paper":
             base.update(d_model=256, num_heads=8, ffn_dim=1024, num_layers=3, fusion_layers=1, dropout=0.1)
-        return cls(**{**base, **overrides})
+        merged = {**base, **overrides}
+        if not merged["route_points"] and "anchor" not in overrides:
+            merged["anchor"] = "heading_speed"  # the route anchor needs a route input
+        return cls(**merged)

@@ -15,9 +15,10 @@ route (B,R,2) | None, route_valid (B,) | None) -> poses (B, num_poses, 3)``:
    ``status_acceleration``) + (``route_points`` > 0) a route token: MLP([route / xy_scale_m,
    route_valid]) -> d, the mission route ahead in the ego frame (``core.route``; an invalid
    route is zeroed and flagged by route_valid = 0); an MLP maps it to
-   ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to a constant-velocity
-   anchor (``constant_velocity_prior``: straight ahead along the heading at the ego's speed,
-   ``anchor_xy``), heading = tanh * pi.
+   ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to an anchor
+   (``constant_velocity_prior``, ``anchor_xy``): with a route (``anchor='route_speed'``, the
+   presets) along the route at the ego's speed, else straight ahead along the heading at the
+   ego's speed; heading = tanh * pi.
 
 ``E2EPlanner`` = ``BevBackbone`` + ``FusedPlanner`` for end-to-end imitation.
 """
@@ -39,18 +40,46 @@ BEV_SUBDIR = "bev_backbone"
 PLANNER_SUBDIR = "planner"
 
 
-def anchor_xy(ego_status: torch.Tensor, times: torch.Tensor, anchor: str = "heading_speed") -> torch.Tensor:
-    """Constant-velocity anchor positions (B, P, 2) at ``times`` (1, P, 1) [s].
+def anchor_xy(ego_status: torch.Tensor, times: torch.Tensor, anchor: str = "heading_speed",
+              route: torch.Tensor | None = None, route_valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Anchor positions (B, P, 2) at ``times`` (1, P, 1) [s]: what the planner predicts offsets from.
 
     Ego status [4:6] is the ego-frame velocity (vx, vy). ``'heading_speed'``: straight
     ahead along the heading at the speed |(vx, vy)|; ``'velocity'``: (vx, vy) t (the
-    slip angle's vy makes the anchor turn with the ego's own steering).
+    slip angle's vy makes the anchor turn with the ego's own steering); ``'route_speed'``:
+    along the route input at the speed |(vx, vy)| (``route_anchor_xy``), where the sample has a
+    valid route, else ``'heading_speed'``.
     """
     velocity = ego_status[:, None, 4:6]
     if anchor == "velocity":
         return velocity * times
     speed = torch.sqrt((velocity * velocity).sum(-1, keepdim=True) + 1e-12)
-    return torch.cat([speed * times, torch.zeros_like(speed * times)], dim=-1)
+    straight = torch.cat([speed * times, torch.zeros_like(speed * times)], dim=-1)
+    if anchor != "route_speed" or route is None:
+        return straight
+    along = route_anchor_xy(route.to(straight.dtype), (speed * times)[..., 0])
+    valid = (route_valid if route_valid is not None else route.new_ones(route.shape[0])).reshape(-1, 1, 1)
+    valid = valid.to(straight.dtype)
+    return valid * along + (1.0 - valid) * straight
+
+
+def route_anchor_xy(route: torch.Tensor, arc: torch.Tensor) -> torch.Tensor:
+    """Points (B, P, 2) at arc lengths ``arc`` (B, P) [m] along the polyline ego origin -> route
+    points (B, R, 2) (the route input: ahead of the ego's projection onto the route, so the first
+    segment also brings a laterally offset ego back onto the route); past the last point the
+    polyline continues along its last segment.
+
+    Segment j contributes clamp((arc - c_j) / len_j, 0, 1) of itself (the last segment unclamped
+    above), c_j the arc length at its start: for an increasing arc length that is exactly linear
+    interpolation along the polyline, with element-wise ops only (ONNX-exportable, no gather)."""
+    knots = torch.cat([route.new_zeros(route.shape[0], 1, 2), route], dim=1)  # (B, R+1, 2)
+    seg = knots[:, 1:] - knots[:, :-1]  # (B, R, 2)
+    length = torch.sqrt((seg * seg).sum(-1) + 1e-12)  # (B, R)
+    start = torch.cumsum(length, dim=1) - length  # (B, R) arc length at each segment's start
+    frac = (arc[:, :, None] - start[:, None, :]) / length[:, None, :]  # (B, P, R)
+    upper = torch.cat([torch.ones_like(frac[..., :-1]), torch.full_like(frac[..., -1:], float("inf"))], dim=-1)
+    frac = torch.minimum(torch.clamp(frac, min=0.0), upper)  # the last segment extrapolates
+    return torch.einsum("bpr,brc->bpc", frac, seg)
 
 
 class FusionModule(nn.Module):
@@ -144,7 +173,9 @@ class FusedPlanner(PretrainedModel):
         raw = self.head(self.norm(q[:, 0])).reshape(-1, cfg.num_poses, 3)
         xy = raw[..., :2] * cfg.xy_scale_m
         if cfg.constant_velocity_prior:
-            xy = xy + anchor_xy(ego_status, self.pose_times, cfg.anchor)
+            if self.route is not None and route is not None and route_valid is None:
+                route_valid = route.new_ones(route.shape[0])
+            xy = xy + anchor_xy(ego_status, self.pose_times, cfg.anchor, route, route_valid)
         heading = torch.tanh(raw[..., 2:]) * math.pi
         return torch.cat([xy, heading], dim=-1)
 
