@@ -304,15 +304,12 @@ def path_to_ego(path: Path | np.ndarray, ego_pose) -> np.ndarray:
 
 
 def route_to_path(route_world: np.ndarray, stamp_ns: int, frame_id: str) -> Path:
-    """(K, 2) route points in ``frame_id`` -> nav_msgs/Path (poses heading along the route)."""
-    pts = np.asarray(route_world, dtype=np.float64).reshape(-1, 2)
+    """(K, 2) route points in ``frame_id`` -> nav_msgs/Path (positions only: identity
+    orientations; the route's consumers read positions)."""
     header = make_header(stamp_ns, frame_id)
-    d = np.diff(pts, axis=0, append=pts[-1:] + (pts[-1:] - pts[-2:-1] if len(pts) > 1 else 0.0))
-    yaws = np.arctan2(d[:, 1], d[:, 0])
     return Path(header=header, poses=[
-        PoseStamped(header=header, pose=Pose(position=Point(x=float(x), y=float(y), z=0.0),
-                                             orientation=quaternion_from_yaw(float(yaw))))
-        for (x, y), yaw in zip(pts.tolist(), yaws.tolist())])
+        PoseStamped(header=header, pose=Pose(position=Point(x=x, y=y, z=0.0), orientation=Quaternion(w=1.0)))
+        for x, y in np.asarray(route_world, dtype=np.float64).reshape(-1, 2).tolist()])
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
