@@ -134,12 +134,9 @@ def _plan_frame(node, pubs, got, offset_ns):
     return [t for t in got if conv.stamp_to_ns(t.header.stamp) == stamp][0]
 
 
-def test_planner_turns_the_route_into_the_ego_frame_at_plan_time(route_rig, monkeypatch):
-    from conftest import wait_for
-    from fixtures.message_samples import STAMP_NS
-
-    node, pubs, got = route_rig
-    # a planner checkpoint with a route input (route_points > 0) gets the ego-frame route
+def _route_planner(node, monkeypatch) -> list:
+    """Make the node's planner one with a route input (route_points > 0); returns the routes
+    its ``plan`` is called with."""
     monkeypatch.setattr(node.planner.config, "route_points", 12, raising=False)
     original, routes = node.planner.plan, []
 
@@ -148,6 +145,15 @@ def test_planner_turns_the_route_into_the_ego_frame_at_plan_time(route_rig, monk
         return original(bev, latent)
 
     monkeypatch.setattr(node.planner, "plan", plan)
+    return routes
+
+
+def test_planner_turns_the_route_into_the_ego_frame_at_plan_time(route_rig, monkeypatch):
+    from conftest import wait_for
+    from fixtures.message_samples import STAMP_NS
+
+    node, pubs, got = route_rig
+    routes = _route_planner(node, monkeypatch)  # a checkpoint with a route input gets the ego-frame route
     pubs["route"].publish(_path(ROUTE_ODOM, STAMP_NS, "odom"))
     pubs["odom"].publish(_odometry(STAMP_NS, POSE))
     assert wait_for(lambda: node.route.num_points == 3 and node.route.pose_count >= 1)
@@ -160,12 +166,14 @@ def test_planner_turns_the_route_into_the_ego_frame_at_plan_time(route_rig, monk
     assert not {k for k in node.stats.snapshot()["dropped"] if k.startswith("route") or k == "bad_route"}
 
 
-def test_planner_drops_stale_foreign_and_bad_routes_and_plans_without_them(route_rig):
+def test_planner_drops_stale_foreign_and_bad_routes_and_plans_without_them(route_rig, monkeypatch):
     from conftest import wait_for
+    from diagnostic_msgs.msg import DiagnosticStatus
     from fixtures.message_samples import STAMP_NS
 
     node, pubs, got = route_rig
-    # the input is checked whether or not the planner's checkpoint takes a route
+    routes = _route_planner(node, monkeypatch)
+
     def dropped(reason):
         return node.stats.snapshot()["dropped"].get(reason, 0)
 
@@ -176,8 +184,9 @@ def test_planner_drops_stale_foreign_and_bad_routes_and_plans_without_them(route
     assert wait_for(lambda: node.route.num_points == 3)
     for k in range(2):
         assert not _plan_frame(node, pubs, got, k * S // 10).is_fallback
-    assert dropped("route_stale") == 1 and node.route.last_ego is None
+    assert dropped("route_stale") == 1 and node.route.last_ego is None and routes[-2:] == [None, None]
     assert node.diagnostic_values()["route_state"] == "stale"
+    assert (DiagnosticStatus.WARN, "planning without a route (route_state: stale)") in node.diagnostic_problems()
     assert float(node.diagnostic_values()["route_age_s"]) == pytest.approx(10.1)
     # another frame than the odometry's
     pubs["route"].publish(_path(ROUTE_ODOM, STAMP_NS, "map"))
@@ -196,9 +205,9 @@ def test_planner_drops_stale_foreign_and_bad_routes_and_plans_without_them(route
     # a good route again is used at once
     pubs["route"].publish(_path(ROUTE_ODOM, STAMP_NS, "odom"))
     assert wait_for(lambda: node.route.num_points == 3)
-    time.sleep(0.05)
     _plan_frame(node, pubs, got, 4 * S // 10)
-    np.testing.assert_allclose(node.route.last_ego, ROUTE_EGO, atol=1e-9)
+    np.testing.assert_allclose(routes[-1], ROUTE_EGO, atol=1e-9)
+    assert not [p for p in node.diagnostic_problems() if "route" in p[1]]
 
 
 def test_sim_bridge_latches_the_route_in_the_odometry_frame_once_a_second(ros_context, spin):

@@ -438,7 +438,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
             problems.append((DiagnosticStatus.WARN, f"driving on UNTRAINED weights ({', '.join(sorted(self.untrained_sources))})"))
         if self._in_fallback:
             problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))
-        if self.uses_route and self.route.state != "ok":  # the model plans, but without its route
+        if self.uses_route and self.route.state not in ("ok", "none", "received"):  # a route came but is unusable
             problems.append((DiagnosticStatus.WARN, f"planning without a route (route_state: {self.route.state})"))
         for name, count in self._publishers_seen.items():
             if count == 0:
