@@ -5,7 +5,6 @@ without a route (never with a wrong one)."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
