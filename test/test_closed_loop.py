@@ -142,12 +142,15 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
         pytest.skip(variant.check_available())
     cfg = ClosedLoopConfig(max_steps=6, stop_off_road=False)
     steps = []
+    env = HighwayClosedLoopEnv("highway", 20_000, cfg, stamp_base_ns=7 * 10**9)
     with RosGraphSession(variant, context=ros_context) as session:
         driver = session.driver()
         driver.keep_messages = True
-        result = run_episode(HighwayClosedLoopEnv("highway", 20_000, cfg, stamp_base_ns=7 * 10**9), driver,
-                             on_step=lambda obs, traj, ctrl, out: steps.append((traj, ctrl)))
+        result = run_episode(env, driver, on_step=lambda obs, traj, ctrl, out: steps.append((traj, ctrl)))
         stats = session.node_stats()
+        planner = next(n for n in session.nodes if n.get_name() == "trajectory_planner")
+        route_state, route_ego, route_pose = planner.route.state, planner.route.last_ego, planner.route.last_pose
+        routes_published = session.bridge.routes_published
         runtimes = {n.get_name(): getattr(n, attr) for n in session.nodes
                     for attr in ("extractor", "reasoner", "planner") if hasattr(n, attr)}
         probes = session.probes_sent
@@ -184,6 +187,15 @@ def test_ros_graph_drives_the_ego_through_topics(ros_context):
     # the start-up probe frames the session sends before the episode)
     assert 1 <= probes and n + 1 <= stats["sensor_sync"]["published"].get("frame", 0) <= n + probes
     assert stats["trajectory_planner"]["published"].get("trajectory", 0) >= n + 1
+    # the episode's route (map frame, as the odometry) reached the planner over ROS, and the
+    # last frame was planned with it in that frame's ego frame
+    from latentvla_ros.core.route import route_to_ego
+
+    assert routes_published == 1 and route_state == "ok"  # 6 steps: the start only (then once a second)
+    assert route_pose[0] == result.stamps_ns[n - 1]
+    np.testing.assert_allclose(route_pose[1:3], result.path[n - 1][:2], atol=1e-9)
+    np.testing.assert_allclose(route_ego, route_to_ego(env.route.points, result.path[n - 1]), atol=1e-6)
+    assert not {k for k in stats["trajectory_planner"]["dropped"] if "route" in k}
     # metrics of the driven path
     assert math.isfinite(result.progress_m) and math.isfinite(result.mean_speed_mps) and 0.0 <= result.comfort <= 1.0
 

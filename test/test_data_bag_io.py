@@ -134,6 +134,29 @@ def test_humble_metadata_and_custom_topics(tmp_path, source_log):
         bag_io.write_sensor_bag(source_log, tmp_path / "bag2", "rosbag1")
 
 
+def test_mission_route_written_in_the_map_frame_once_a_second(tmp_path, source_log):
+    """``routes(t)`` -> nav_msgs/Path in ``map`` on /planning/mission_route with the first frame
+    and once per second of log time (the player latches it on replay); none without ``routes``."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    def routes(t):
+        return np.array([[t, 0.0], [t + 10.0, 1.0], [t + 20.0, 3.0]])
+
+    counts = bag_io.write_sensor_bag(source_log, tmp_path / "bag", "mcap", routes=routes)
+    assert counts["/planning/mission_route"] == 5  # 50 frames at 10 Hz: t = 0, 10, 20, 30, 40
+    ts = get_typestore(Stores.ROS2_KILTED)
+    with Reader(tmp_path / "bag") as reader:
+        conns = [c for c in reader.connections if c.topic == "/planning/mission_route"]
+        msgs = [ts.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+    assert conns[0].msgtype == "nav_msgs/msg/Path"
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+    assert stamps == [EPOCH_NS + t * 100_000_000 for t in (0, 10, 20, 30, 40)]  # the frame's LiDAR stamp
+    assert all(m.header.frame_id == "map" for m in msgs)  # the odometry's frame
+    assert [[p.pose.position.x, p.pose.position.y] for p in msgs[1].poses] == [[10.0, 0.0], [20.0, 1.0], [30.0, 3.0]]
+    assert "/planning/mission_route" not in bag_io.write_sensor_bag(source_log, tmp_path / "bag2", "mcap", frames=range(3))
+
+
 def test_image_and_cloud_decoding_variants():
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     padded = np.zeros((2, 12), np.uint8)

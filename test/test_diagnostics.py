@@ -36,7 +36,16 @@ from std_msgs.msg import Float64, String
 from latentvla_ros.ros.conversions import make_header
 from latentvla_ros.ros.executors import GraphExecutor
 from latentvla_ros.ros.graph import GraphOptions, create_composed_nodes, wait_for_graph_ready
-from latentvla_ros.ros.topology import BEV_IMAGE, MARKERS, PATH, SENSOR_TOPICS, TRAJECTORY, carla_controller_spec, graph_nodes
+from latentvla_ros.ros.topology import (
+    BEV_IMAGE,
+    CARLA_SENSOR_TOPICS,
+    MARKERS,
+    PATH,
+    SENSOR_TOPICS,
+    TRAJECTORY,
+    carla_controller_spec,
+    graph_nodes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -288,11 +297,15 @@ def test_rviz_config_shows_what_the_graph_publishes():
     assert topics["Camera"]["Value"] == SENSOR_TOPICS["camera_image"].format(name="front")
     assert topics["LiDAR point cloud"]["Value"] == SENSOR_TOPICS["lidar"]
     assert topics["Camera"]["Reliability Policy"] == "Best Effort" and topics["Planned path"]["Reliability Policy"] == "Reliable"
+    assert topics["Mission route"]["Value"] == SENSOR_TOPICS["route"]  # latched, as the planner subscribes it
+    assert topics["Mission route"]["Durability Policy"] == "Transient Local"
     assert {"TF", "Image", "PointCloud2", "Path", "MarkerArray"} <= set(displays)
     namespaces = displays["MarkerArray"]["Namespaces"]
     assert {"latentvla/latent_tokens", "latentvla/fallback_state"} <= set(namespaces)
     carla = yaml.safe_load((ROOT / "config" / "rviz" / "latentvla_carla.rviz").read_text())
     assert carla["Visualization Manager"]["Global Options"]["Fixed Frame"] == "ego_vehicle"
+    carla_topics = {d["Name"]: d["Topic"]["Value"] for d in carla["Visualization Manager"]["Displays"] if "Topic" in d}
+    assert carla_topics["Mission route"] == CARLA_SENSOR_TOPICS["route"]
 
 
 def test_recorded_outputs_decode_like_foxglove_and_markers_show_tokens_and_state(live_graph, tmp_path):

@@ -55,6 +55,7 @@ def test_default_launch_starts_the_four_nodes_wired_together():
     assert remaps["trajectory_planner"]["~/input/bev"] == BEV_FEATURES
     assert remaps["trajectory_planner"]["~/input/plan"] == LATENT_PLAN
     assert remaps["trajectory_planner"]["~/output/trajectory"] == TRAJECTORY
+    assert remaps["trajectory_planner"]["~/input/route"] == "/planning/mission_route"
     # the large-data transport is configured for every process the launch starts
     profile = Path(context.environment["FASTDDS_DEFAULT_PROFILES_FILE"])
     assert profile.name == "large_data.xml" and "<segment_size>" in profile.read_text()
@@ -96,6 +97,10 @@ def test_carla_profile_uses_bridge_topics_sim_time_and_twist_output():
     assert sync["~/input/camera/front/camera_info"] == "/carla/ego_vehicle/rgb_front/camera_info"
     assert sync["~/input/lidar/points"] == "/carla/ego_vehicle/lidar"
     assert sync["~/input/odometry"] == "/carla/ego_vehicle/odometry"
+    planner = dict(by_name["trajectory_planner"].remappings)  # the bridge's waypoint publisher's route
+    assert planner["~/input/route"] == "/carla/ego_vehicle/waypoints"
+    planner_params, _ = _check_node(by_name["trajectory_planner"], "trajectory_planner")
+    assert planner_params["route_timeout_s"] == 0.0  # latched once per goal, never republished
     ctrl = dict(by_name["twist_controller"].remappings)
     assert ctrl["~/output/twist"] == CARLA_TWIST_TOPIC and ctrl["~/input/trajectory"] == TRAJECTORY
     sync_params, _ = _check_node(by_name["sensor_sync"], "sensor_sync")

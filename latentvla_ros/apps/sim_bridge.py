@@ -9,6 +9,11 @@ carries the same stamp. ``RosGraphDriver`` wraps that exchange as a closed-loop 
 (``closed_loop.run_episode`` tracks the trajectory and steps highway-env), so the ego
 is driven by trajectories received over ROS topics and nothing else.
 
+The episode's mission route (``HighwayClosedLoopEnv.route``: the world-frame centreline the
+closed loop scores progress along) goes out as nav_msgs/Path in the odometry's frame on
+the ``route`` topic, latched (reliable + transient local), when the episode starts and then
+once per second of simulation time (``ROUTE_PERIOD_NS``), stamped with the step's time.
+
 ``RosGraphSession`` starts the graph (composed in this process, or as separate
 processes), with ``use_sim_time``, on its own rclpy context and DDS domain, plus the
 bridge, and spins them in a background executor.
@@ -31,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMsg
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -47,10 +53,12 @@ from latentvla_ros.ros.conversions import (
     ns_to_stamp,
     numpy_to_image,
     quaternion_from_yaw,
+    route_to_path,
     stamp_to_ns,
     xyzi_to_pointcloud2,
 )
 from latentvla_ros.ros.graph import GraphOptions, apply_transport_env, create_composed_nodes, spawn_processes, stop_processes
+from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.topology import (
     BEV_FEATURES,
     LATENT_PLAN,
@@ -63,6 +71,7 @@ from latentvla_ros.ros.topology import (
 )
 
 WATCHDOG_REASON_PREFIX = "no BEV features"
+ROUTE_PERIOD_NS = 1_000_000_000  # the route is republished once per second of simulation time
 
 
 def _reliable(depth: int) -> QoSProfile:
@@ -103,6 +112,10 @@ class SimBridgeNode(Node):
         self._odom_pub = self.create_publisher(Odometry, topics["odometry"], qos)
         self._command_pub = self.create_publisher(UInt8, topics["driving_command"], _reliable(10))
         self._clock_pub = self.create_publisher(Clock, "/clock", _reliable(10))
+        self._route_pub = self.create_publisher(PathMsg, topics.get("route", SENSOR_TOPICS["route"]), static_qos())
+        self._route: np.ndarray | None = None
+        self._route_stamp: int | None = None  # stamp of the last route published (None: publish with the next step)
+        self.routes_published = 0
         self._cond = threading.Condition()
         self._wanted: int | None = None
         self._answer: PlannedTrajectory | None = None
@@ -144,12 +157,28 @@ class SimBridgeNode(Node):
             time.sleep(0.05)
         return self.graph_ready(links)
 
+    def set_route(self, route_world: np.ndarray | None) -> None:
+        """The episode's route (K, 2) in the odometry's (map) frame; published with the next step."""
+        self._route = None if route_world is None else np.array(route_world, dtype=np.float64).reshape(-1, 2)
+        self._route_stamp = None
+
+    def _publish_route(self, stamp: int) -> None:
+        """On change, then once per ``ROUTE_PERIOD_NS`` (and after a jump back in time)."""
+        last = self._route_stamp
+        if self._route is None or (last is not None and 0 <= stamp - last < ROUTE_PERIOD_NS):
+            return
+        self._route_pub.publish(route_to_path(self._route, stamp, self.map_frame))
+        self._route_stamp = stamp
+        self.routes_published += 1
+
     def publish_observation(self, obs: Observation, camera: Any) -> None:
-        """``/clock``, command, camera info + image, LiDAR and odometry of one step."""
+        """``/clock``, route (on change / once a second), command, camera info + image, LiDAR
+        and odometry of one step."""
         if obs.frame is None:
             raise ValueError("the observation has no sensor frame (sensors=False)")
         stamp = obs.stamp_ns
         self._clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
+        self._publish_route(stamp)
         self._command_pub.publish(UInt8(data=int(obs.ego.command)))
         for name, cam in zip(self.camera_names, obs.frame.cameras):
             self._info_pubs[name].publish(topdown_camera_info(camera, stamp, f"camera_{name}"))
@@ -237,6 +266,8 @@ class RosGraphDriver:
 
     def reset(self, env: HighwayClosedLoopEnv) -> None:
         self.camera = env.camera
+        route = getattr(env, "route", None)  # a Polyline in the world (= odometry) frame
+        self.bridge.set_route(None if route is None else route.points)
 
     def plan(self, obs: Observation) -> Trajectory | None:
         if self.bridge.consecutive_misses >= self.max_consecutive_misses:

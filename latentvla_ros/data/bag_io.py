@@ -12,6 +12,7 @@ topic (default)                     type                                        
 ``/localization/acceleration``      ``geometry_msgs/msg/AccelWithCovarianceStamped`` ``base_link``, as odometry
 ``/tf``                             ``tf2_msgs/msg/TFMessage`` map -> base_link as odometry
 ``/debug/expert_path``              ``nav_msgs/msg/Path`` (logged future)       ``base_link`` of the frame, lidar stamp
+``/planning/mission_route``         ``nav_msgs/msg/Path`` (``routes`` given)     ``map``, lidar stamp, once per ``route_period_s``
 ==================================  ==========================================  =========================
 
 Header stamps are log time moved to ``epoch_s`` (default 1_700_000_000 s): the LiDAR at
@@ -32,7 +33,7 @@ derived from the future path (see :func:`command_from_trajectory`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ DEFAULT_TOPICS: dict[str, str | None] = {
     "acceleration": "/localization/acceleration",
     "tf": "/tf",
     "expert_path": "/debug/expert_path",
+    "route": "/planning/mission_route",  # only with write_sensor_bag(routes=...)
 }
 MAP_FRAME = "map"
 BASE_FRAME = "base_link"
@@ -187,6 +189,12 @@ class _Msgs:
         return self.TFMessage(transforms=[self.TransformStamped(header=self.header(stamp_ns, MAP_FRAME), child_frame_id=BASE_FRAME,
                                                                 transform=tr)])
 
+    def route(self, points: np.ndarray, stamp_ns: int):
+        """(K, 2) map-frame route -> Path in ``map`` (positions only: identity orientations)."""
+        header = self.header(stamp_ns, MAP_FRAME)
+        return self.Path(header=header, poses=[self.PoseStamped(header=header, pose=self.pose(x, y, 0.0))
+                                               for x, y in np.asarray(points, dtype=np.float64).reshape(-1, 2).tolist()])
+
     def path(self, traj: np.ndarray, stamp_ns: int, interval_ns: int):
         poses = [self.PoseStamped(header=self.header(stamp_ns + (k + 1) * interval_ns, BASE_FRAME), pose=self.pose(*traj[k]))
                  for k in range(len(traj))]
@@ -216,12 +224,16 @@ def write_sensor_bag(
     transport_delay_ms: float = 1.5,
     version: int = 9,
     frames: Sequence[int] | None = None,
+    routes: Callable[[int], np.ndarray | None] | None = None,
+    route_period_s: float = 1.0,
 ) -> dict[str, int]:
     """Write a log as a rosbag2 (see the module docstring); returns message counts per topic.
 
     ``topics`` overrides entries of :data:`DEFAULT_TOPICS` (``None`` drops a topic);
     ``{name}`` in camera topics is the camera name. ``version=8`` writes Humble-style
-    metadata.
+    metadata. ``routes(t)``: the mission route (K, 2) in the map frame at frame ``t`` (None:
+    none), written with the first frame and then once per ``route_period_s`` of log time (a
+    latched topic: the bag player publishes it transient local).
     """
     from rosbags.rosbag2 import Writer
 
@@ -246,6 +258,7 @@ def write_sensor_bag(
     traj_all, valid_all = np.asarray(log.future_trajectory_array), np.asarray(log.future_valid)
     poses, status = np.asarray(log.ego_pose_array), np.asarray(log.ego_status_array)
     counts: dict[str, int] = {}
+    last_route_ns: int | None = None
     bag_path = Path(bag_path)
     with Writer(bag_path, version=version, storage_plugin=_storage_plugin(storage)) as writer:
         conns: dict[str, Any] = {}
@@ -277,6 +290,10 @@ def write_sensor_bag(
                 out.append((os_ + delay, names["tf"], _TF, m.tf(poses[t], os_)))
             if names["expert_path"] and valid_all[t]:
                 out.append((base + delay, names["expert_path"], _PATH, m.path(traj_all[t], base, interval_ns)))
+            due = last_route_ns is None or not 0 <= base - last_route_ns < int(route_period_s * 1e9)
+            if names["route"] and routes is not None and due and (route := routes(t)) is not None:
+                out.append((base + delay, names["route"], _PATH, m.route(route, base)))
+                last_route_ns = base
             out.sort(key=lambda item: item[0])
             for recv, topic, msgtype, msg in out:
                 writer.write(conn(topic, msgtype), recv, ts.serialize_cdr(msg, msgtype))

@@ -44,19 +44,21 @@ from latentvla_ros.bags.replay import BagReader, BagTopic, PlaybackSchedule
 __all__ = ["BagPlayer", "play_bag", "resolve_message_class", "publisher_qos_for", "graph_input_topics"]
 
 
+def _profile_topics(role: str | None = None) -> list[str]:
+    """The topics of every latentvla sensor profile (``ros/topology.py``, ``*SENSOR_TOPICS``);
+    only those of ``role`` (e.g. "route") when given."""
+    from latentvla_ros.ros import topology
+
+    return [topic for name, value in vars(topology).items() if name.endswith("SENSOR_TOPICS") and isinstance(value, dict)
+            for key, topic in value.items() if isinstance(topic, str) and role in (None, key)]
+
+
 def graph_input_topics(topics: Iterable[str]) -> list[str]:
     """Those of ``topics`` that a latentvla sensor profile subscribes to (camera topics match
     any camera name)."""
     import re
 
-    from latentvla_ros.ros import topology
-
-    patterns = []
-    for name, value in vars(topology).items():
-        if name.endswith("SENSOR_TOPICS") and isinstance(value, dict):
-            for topic in value.values():
-                if isinstance(topic, str):
-                    patterns.append(re.compile(re.escape(topic).replace(re.escape("{name}"), "[^/]+") + "$"))
+    patterns = [re.compile(re.escape(topic).replace(re.escape("{name}"), "[^/]+") + "$") for topic in _profile_topics()]
     return [t for t in topics if any(p.match(t) for p in patterns)]
 
 
@@ -82,11 +84,13 @@ def resolve_message_class(msgtype: str):
 def publisher_qos_for(topic: BagTopic, default_depth: int = 10):
     """Publisher QoS from the recorded offered profiles: always RELIABLE (compatible with
     reliable and best-effort subscribers), TRANSIENT_LOCAL if any recorder saw a
-    transient-local publisher (e.g. /tf_static, maps), KEEP_LAST with the recorded depth."""
+    transient-local publisher (e.g. /tf_static, maps) or the topic is a profile's route
+    (latched: the planner subscribes transient local, which a volatile publisher does not
+    match), KEEP_LAST with the recorded depth."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     depth = max([default_depth] + [int(q.get("depth") or 0) for q in topic.qos])
-    transient = any(q.get("durability") == "transient_local" for q in topic.qos)
+    transient = any(q.get("durability") == "transient_local" for q in topic.qos) or topic.topic in _profile_topics("route")
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,

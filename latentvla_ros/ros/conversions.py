@@ -271,6 +271,47 @@ def odometry_velocity(msg: Odometry) -> tuple[np.ndarray, float]:
     return np.array([tw.linear.x, tw.linear.y], dtype=np.float32), float(tw.angular.z)
 
 
+def odometry_pose(msg: Odometry) -> tuple[float, float, float]:
+    """(x, y, yaw) of the odometry's pose in its header frame; raises on non-finite values."""
+    p = msg.pose.pose
+    x, y, yaw = float(p.position.x), float(p.position.y), yaw_from_quaternion(p.orientation)
+    if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(yaw)):
+        raise ConversionError("odometry pose contains NaN/inf")
+    return x, y, yaw
+
+
+# ---------------------------------------------------------------- route (nav_msgs/Path)
+def path_xy(msg: Path) -> np.ndarray:
+    """The (K, 2) float64 x, y of a Path's poses, in its header frame (one pass over the
+    poses per message; the planner transforms the array, never the message, per frame).
+    Raises on an empty path or non-finite positions."""
+    n = len(msg.poses)
+    if n == 0:
+        raise ConversionError("empty path (no poses)")
+    xy = np.fromiter((v for ps in msg.poses for v in (ps.pose.position.x, ps.pose.position.y)),
+                     dtype=np.float64, count=2 * n).reshape(n, 2)
+    if not np.all(np.isfinite(xy)):
+        raise ConversionError(f"path has {int(np.sum(~np.all(np.isfinite(xy), axis=1)))} non-finite pose(s) of {n}")
+    return xy
+
+
+def path_to_ego(path: Path | np.ndarray, ego_pose) -> np.ndarray:
+    """A route Path (or its ``path_xy`` array) in the odometry frame -> (K, 2) in the ego frame
+    of ``ego_pose`` = (x, y, yaw) in that frame: x forward, y left (``core.route.route_to_ego``)."""
+    from latentvla_ros.core.route import route_to_ego
+
+    return route_to_ego(path_xy(path) if isinstance(path, Path) else path, ego_pose)
+
+
+def route_to_path(route_world: np.ndarray, stamp_ns: int, frame_id: str) -> Path:
+    """(K, 2) route points in ``frame_id`` -> nav_msgs/Path (positions only: identity
+    orientations; the route's consumers read positions)."""
+    header = make_header(stamp_ns, frame_id)
+    return Path(header=header, poses=[
+        PoseStamped(header=header, pose=Pose(position=Point(x=x, y=y, z=0.0), orientation=Quaternion(w=1.0)))
+        for x, y in np.asarray(route_world, dtype=np.float64).reshape(-1, 2).tolist()])
+
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

@@ -17,7 +17,8 @@ Three classes of topics, each with one profile:
   subscriptions are reliable too (``qos.input_*`` of the model nodes), with a queue deep
   enough to ride out a slow model call; frames that still overflow it are counted through
   the SensorFrame sequence numbers (``dropped/frame_lost_upstream``).
-- **Static information** (``~/debug/node_info``: model id, checkpoint, parameters):
+- **Static information** (``~/debug/node_info``: model id, checkpoint, parameters; the
+  mission route, nav_msgs/Path, latched as in ROS 1 and the CARLA waypoint publisher):
   ``static_qos`` = reliable + transient local, depth 1, so a late joiner (RViz, Foxglove,
   a recorder started later) still gets it.
 
@@ -72,5 +73,5 @@ PROFILES = {
     "pipeline": ("reliable, volatile, keep_last(5..10)",
                  "every synchronized frame must reach the planner; overflow is counted via sequence numbers"),
     "output": ("reliable, volatile, keep_last(5)", "trajectory/Twist consumers must not miss a sample"),
-    "static": ("reliable, transient_local, keep_last(1)", "late joiners (RViz, Foxglove, recorders) get it"),
+    "static": ("reliable, transient_local, keep_last(1)", "late joiners (RViz, Foxglove, recorders, the planner's route input) get it"),
 }

@@ -21,18 +21,22 @@ BEV_IMAGE = "latentvla/bev_image"
 TOKEN_MARKERS = "latentvla/latent_token_markers"
 TEACHER_PLAN = "latentvla/teacher_plan"
 
-# Default sensor topics (a vehicle's sensing stack or the demo bag).
+# Default sensor topics (a vehicle's sensing stack or the demo bag). "route": the mission
+# route ahead (nav_msgs/Path in the odometry's frame, latched: reliable + transient local),
+# an optional input of trajectory_planner.
 SENSOR_TOPICS = {
     "camera_image": "/sensing/camera/{name}/image_raw",
     "camera_info": "/sensing/camera/{name}/camera_info",
     "lidar": "/sensing/lidar/points",
     "odometry": "/localization/odometry",
     "driving_command": "/planning/driving_command",
+    "route": "/planning/mission_route",
 }
 
 # The CARLA ROS bridge's topics (profile `carla`). Frames: ego_vehicle/rgb_<name>,
 # ego_vehicle/lidar, odometry map -> ego_vehicle. vehicle_status
 # (carla_msgs/CarlaEgoVehicleStatus) is only subscribed where carla_msgs is importable.
+# route: carla_waypoint_publisher's nav_msgs/Path in the map frame (latched, once per goal).
 CARLA_SENSOR_TOPICS = {
     "camera_image": "/carla/ego_vehicle/rgb_{name}/image",
     "camera_info": "/carla/ego_vehicle/rgb_{name}/camera_info",
@@ -40,19 +44,22 @@ CARLA_SENSOR_TOPICS = {
     "odometry": "/carla/ego_vehicle/odometry",
     "driving_command": "/carla/ego_vehicle/driving_command",
     "vehicle_status": "/carla/ego_vehicle/vehicle_status",
+    "route": "/carla/ego_vehicle/waypoints",
 }
 CARLA_FRAMES = {"map": "map", "ego": "ego_vehicle", "camera": "ego_vehicle/rgb_{name}", "lidar": "ego_vehicle/lidar"}
 
 # Autoware's topic names (profile `autoware`): the graph drops into an Autoware vehicle
 # without remaps. Cameras camera0..N under /sensing/camera/*, the concatenated LiDAR cloud
 # (frame base_link) and the localization's kinematic state (nav_msgs/Odometry, map ->
-# base_link). Autoware has no driving-command topic: the optional input keeps our name.
+# base_link). Autoware has no driving-command topic, and its mission planner's route is a
+# LaneletRoute, not a Path: these optional inputs keep our names.
 AUTOWARE_SENSOR_TOPICS = {
     "camera_image": "/sensing/camera/{name}/image_rect_color",
     "camera_info": "/sensing/camera/{name}/camera_info",
     "lidar": "/sensing/lidar/concatenated/pointcloud",
     "odometry": "/localization/kinematic_state",
     "driving_command": "/planning/driving_command",
+    "route": "/planning/mission_route",
 }
 
 
@@ -91,6 +98,7 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
                  [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN), ("~/debug/markers", TOKEN_MARKERS)]),
         NodeSpec("trajectory_planner", NODE_EXECUTABLES["trajectory_planner"],
                  [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/odometry", topics["odometry"]),
+                  ("~/input/route", topics.get("route", SENSOR_TOPICS["route"])),
                   ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),
     ]
     if with_teacher:

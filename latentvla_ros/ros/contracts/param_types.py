@@ -140,6 +140,7 @@ class TrajectoryPlannerParams(ParamGroup):
     plan_timeout_s: float  # settable at run time
     preset: str  # read-only
     qos: SensorQosParams
+    route_timeout_s: float  # settable at run time
     torch_threads: int  # read-only
     watchdog_rate_hz: float  # read-only
 

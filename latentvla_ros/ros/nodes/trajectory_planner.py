@@ -26,6 +26,14 @@ The planner leaves the fallback by itself with the first model trajectory. Repea
 stamps are dropped and counted (``duplicate_bev`` / ``duplicate_plan``), plans that
 never meet their BEV frame are counted (``plan_unmatched``), and so are frames whose BEV
 features never arrived (``frame_lost_upstream``, from ``BevFeatures.sequence``).
+
+Route: the latest mission route (``~/input/route``, nav_msgs/Path in the odometry's frame,
+converted once per message) is rotated into the ego frame of each frame at plan time with
+the odometry pose nearest to the frame's stamp (ros/route_input.py) and given to a planner
+whose checkpoint has a route input (``route_points`` > 0); drops: ``route_stale`` (stamped
+more than ``route_timeout_s`` from the frame; 0: never stale), ``route_frame_mismatch``,
+``route_no_pose``, ``bad_route`` (empty, NaN). Without a usable route the plan runs with an
+invalid route, the diagnostics say why.
 """
 from __future__ import annotations
 
@@ -49,6 +57,9 @@ from latentvla_ros.ros.conversions import (
     make_header,
     msg_to_bev,
     msg_to_plan,
+    odometry_pose,
+    path_xy,
+    stamp_to_ns,
     trajectory_markers,
     trajectory_to_msg,
     trajectory_to_path,
@@ -56,6 +67,8 @@ from latentvla_ros.ros.conversions import (
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
 from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry, load_model_runtime
 from latentvla_ros.ros.node_main import run_node
+from latentvla_ros.ros.qos import static_qos
+from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.runtime import TrajectoryPlanner
 
 _RECENT = 256  # stamps remembered to detect duplicates
@@ -104,6 +117,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._speed = 0.0
         self._yaw_rate = 0.0
         self._odom_time: float | None = None
+        self.route = RouteInput()
+        self._route_lock = threading.Lock()  # odometry and route callbacks vs. the frame path
         self._last_bev_time = time.monotonic()
         self._last_bev_stamp: int | None = None  # None: no input yet, nothing is published
         self.clock_offset_s: float | None = None
@@ -136,6 +151,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._serialised(self._on_plan),
                                                       in_qos, timeout_param="plan_timeout_s", in_process_direct=True)
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
+        # optional (not watched); latched like a map (reliable + transient local: a route published
+        # once before this node started still arrives), published on change or at a low rate
+        self.create_subscription(Path, "~/input/route", self._on_route, static_qos(), watch=False)
         # steady clock: under use_sim_time a stalled /clock (dead simulator, ended bag)
         # must not stop the watchdog that publishes the fallback
         self._watchdog = self.create_timer(1.0 / self.params.watchdog_rate_hz, self._serialised(self._on_watchdog),
@@ -161,11 +179,34 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _on_odometry(self, msg: Odometry) -> None:
         try:
             velocity, yaw_rate = checked_odometry(msg)
+            x, y, yaw = odometry_pose(msg)
         except ConversionError as exc:
             self.drop("bad_odometry", str(exc))
             return
         self._speed, self._yaw_rate = float(math.hypot(*velocity)), yaw_rate
         self._odom_time = time.monotonic()
+        with self._route_lock:
+            self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
+
+    def _on_route(self, msg: Path) -> None:
+        """Keep the newest route, converted once (x, y in its frame); checked per frame."""
+        try:
+            xy = path_xy(msg)
+        except ConversionError as exc:
+            with self._route_lock:
+                self.route.reject(str(exc))
+            self.drop("bad_route", f"{exc}: planning without a route")
+            return
+        with self._route_lock:
+            self.route.set_route(xy, msg.header.frame_id, stamp_to_ns(msg.header.stamp))
+
+    def _route_for(self, stamp_ns: int):
+        """The ego-frame route for the frame ``stamp_ns`` (None: none usable; the drop counted)."""
+        with self._route_lock:
+            route, drop = self.route.ego_route(stamp_ns, self.params.route_timeout_s, self.params.input_timeout_s)
+        if drop is not None:
+            self.drop(drop.reason, drop.detail)
+        return route
 
     def _on_bev(self, msg: BevFeatures) -> None:
         if msg.sequence:  # frames that bev_features dropped, or a full input queue here, are counted
@@ -300,7 +341,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
                 continue
             with self.processing(item.stamp_ns):
                 try:
-                    traj = self.planner.plan(item.bev, item.plan)
+                    route = self._route_for(item.stamp_ns)
+                    if self.uses_route:  # a checkpoint with a route input (route_points > 0)
+                        traj = self.planner.plan(item.bev, item.plan, route=route)
+                    else:
+                        traj = self.planner.plan(item.bev, item.plan)
                     if not traj.is_finite():
                         raise ValueError("planner returned non-finite poses")
                 except Exception as exc:  # noqa: BLE001 - ModelOutputError (NaN), MissingInputError, anything
@@ -367,6 +412,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def in_fallback(self) -> bool:
         return self._in_fallback
 
+    @property
+    def uses_route(self) -> bool:
+        return getattr(self.planner.config, "route_points", 0) > 0
+
     def diagnostic_values(self) -> dict[str, str]:
         values = {"inputs": "waiting for the first BEV frame" if self._last_bev_stamp is None else "received",
                   "fallback_active": str(self._in_fallback), "fallback_reason": self.fallback_reason or "-",
@@ -379,6 +428,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
         values["untrained_weights"] = ", ".join(sorted(self.untrained_sources)) or "-"
         values["allow_untrained"] = str(self.params.allow_untrained)
+        values.update(self.route.diagnostics())
+        values["route_used_by_model"] = str(self.uses_route)
         return values
 
     def diagnostic_problems(self):
@@ -387,6 +438,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
             problems.append((DiagnosticStatus.WARN, f"driving on UNTRAINED weights ({', '.join(sorted(self.untrained_sources))})"))
         if self._in_fallback:
             problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))
+        if self.uses_route and self.route.state not in ("ok", "none", "received"):  # a route came but is unusable
+            problems.append((DiagnosticStatus.WARN, f"planning without a route (route_state: {self.route.state})"))
         for name, count in self._publishers_seen.items():
             if count == 0:
                 problems.append((DiagnosticStatus.ERROR, f"no publisher on input {name} (upstream node down?)"))
