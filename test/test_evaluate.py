@@ -153,3 +153,41 @@ def test_quick_evaluate_end_to_end(train_logs, tmp_path, capsys):
     assert {"e2e_student_ros", "e2e_student_shuffled", "e2e_student_zeroed"} <= set(headline["closed_loop"])
     pair = headline["paired"]["e2e_student_ros vs e2e_student"]
     assert pair["episodes"] == 1 and len(pair["ci95"]) == 2
+
+
+def test_readme_results_paragraph_checks_the_targets_per_scenario(tmp_path):
+    """README's results paragraph comes from results.json: the per-scenario targets are checked by
+    hand-made numbers (one scenario misses each target, one meets all), and only the text between
+    the markers changes."""
+    from latentvla_ros.apps.results_readme import RESULTS_BEGIN, RESULTS_END, closed_loop_misses, update_readme_results
+
+    def cl(score, off, coll, rc):
+        return {"score": score, "off_road_rate": off, "collision_rate": coll, "route_completion": rc}
+
+    results = {
+        "open_loop": {"expert": {"pdms": 96.0, "per_scenario": {"highway": 98.0}}, "reference": {"pdms": 94.0}},
+        "closed_loop": {
+            "expert": {**cl(95.0, 0, 0, 0.9), "episodes": 8,
+                       "per_scenario": {"highway": cl(99.0, 0, 0, 1.0), "roundabout": cl(90.0, 0, 0, 0.8)}},
+            "reference": {**cl(90.0, 0, 0, 0.9), "episodes": 8,
+                          "per_scenario": {"highway": cl(95.0, 0, 0, 1.0), "roundabout": cl(80.0, 0, 0, 0.8)}},
+            "e2e_student": {**cl(70.0, 0.1, 0.1, 0.8), "episodes": 8,
+                            "per_scenario": {"highway": cl(96.0, 0.0, 0.0, 0.95),
+                                             "roundabout": cl(40.0, 0.25, 0.06, 0.70)}},
+        },
+        "paired": {"e2e_student vs e2e_none": {"mean": 3.0, "ci95": [1.0, 5.0], "episodes": 8}},
+        "meta": {"command": "latentvla evaluate --write-docs", "wall_s": 600.0, "checkpoints": "checkpoints/edge"},
+    }
+    misses = closed_loop_misses(results)
+    assert misses == ["roundabout off-road 25%", "roundabout collisions 6%",
+                      "roundabout route completion 0.70 < 0.9 x expert 0.80", "roundabout score 40.0 < reference 80.0"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\nbefore\n{RESULTS_BEGIN}\nold numbers\n{RESULTS_END}\nafter\n")
+    assert update_readme_results(readme, results)
+    text = readme.read_text()
+    assert text.startswith("# title\nbefore\n") and text.endswith(f"{RESULTS_END}\nafter\n")
+    assert "old numbers" not in text and "fused student vs no fusion +3.0 [+1.0, +5.0]" in text
+    assert "not met: roundabout off-road 25%" in text and "10 min here" in text
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert not update_readme_results(tmp_path / "plain.md", results)
+    assert (tmp_path / "plain.md").read_text() == "no markers\n"

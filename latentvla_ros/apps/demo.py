@@ -91,7 +91,11 @@ def run_demo(out: Path, num_frames: int = 200, scenario: str = "highway", seed: 
         if old.exists():
             shutil.rmtree(old)
     print("[demo] 2/4 recording it as a rosbag2 MCAP", flush=True)
-    counts = write_sensor_bag(log_dir, bag, storage="mcap")
+    from latentvla_ros.data.log_format import DrivingLog
+    from latentvla_ros.data.route import log_route_world
+
+    demo_log = DrivingLog(log_dir)  # the mission route goes into the bag beside the sensors (the planner's ~/input/route)
+    counts = write_sensor_bag(log_dir, bag, storage="mcap", routes=lambda t: log_route_world(demo_log, t))
     overrides = _checkpoint_overrides(checkpoints)
     if backend:
         for node in ("bev_features", "latent_reasoner", "trajectory_planner"):

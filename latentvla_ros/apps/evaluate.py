@@ -661,6 +661,12 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
     if write_docs:
         write_results_doc(Path(docs_path), result, out, extra_tables=markdown_paired(headline))
         Path(docs_path).with_name("results.json").write_text(json.dumps(_jsonable(headline), indent=1))
+        readme = Path(docs_path).resolve().parent.parent / "README.md"
+        if readme.is_file():
+            from latentvla_ros.apps.results_readme import update_readme_results
+
+            if not update_readme_results(readme, _jsonable(headline)):
+                say(f"{readme} has no results markers: its results paragraph was not written")
     if verbose:
         print()
         print(tables)

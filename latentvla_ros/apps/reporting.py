@@ -93,3 +93,16 @@ def fmt(v: Any, nd: int = 1) -> str:
             return f"{v:.1e}"
         return f"{v:.{nd}f}"
     return str(v)
+
+
+def replace_between_markers(path: Path, begin: str, end: str, paragraph: str) -> bool:
+    """Replace what stands between the lines ``begin`` and ``end`` of ``path`` (README's generated
+    paragraphs); False (file unchanged) when the markers are missing."""
+    import re
+
+    text = path.read_text()
+    pattern = re.compile(re.escape(begin) + r"\n.*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        return False
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{paragraph}\n{end}", text, count=1))
+    return True

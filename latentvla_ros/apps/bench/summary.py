@@ -10,7 +10,6 @@ over the N runs and ``runs`` lists each run's (the spread the issue asks for).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -206,12 +205,9 @@ def latency_paragraph(summary: dict[str, Any]) -> str:
 
 def update_readme(readme: Path, paragraph: str) -> bool:
     """Replace what stands between README_BEGIN and README_END; False (unchanged) without the markers."""
-    text = readme.read_text()
-    pattern = re.compile(re.escape(README_BEGIN) + r"\n.*?" + re.escape(README_END), re.S)
-    if not pattern.search(text):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{README_BEGIN}\n{paragraph}\n{README_END}", text, count=1))
-    return True
+    from latentvla_ros.apps.reporting import replace_between_markers
+
+    return replace_between_markers(readme, README_BEGIN, README_END, paragraph)
 
 
 def write_summary(results: dict[str, Any], docs_dir: Path, readme: Path | None) -> dict[str, Any]:
