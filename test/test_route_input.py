@@ -134,10 +134,12 @@ def test_route_points_0_is_the_planner_of_before():
     p12 = FusedPlanner(PlannerConfig.preset("edge")).eval()
     assert PlannerConfig.preset("edge").route_points == 12 and PlannerConfig.preset("paper").route_points == 12
     assert PlannerConfig().route_points == 0  # the class default: old config.json files load with it
-    # the same parameters as the shipped (pre-route) checkpoint; the route token only adds its MLP, created last
+    # the shipped (route) checkpoint has the parameters of the planner of before plus the route MLP, created last
     with safe_open(str(EDGE / "planner" / "model.safetensors"), "pt") as f:
         shipped = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    assert {k: tuple(v.shape) for k, v in p0.state_dict().items()} == shipped
+    assert {k: tuple(v.shape) for k, v in p12.state_dict().items()} == shipped
+    assert {k: tuple(v.shape) for k, v in p0.state_dict().items()} == {k: v for k, v in shipped.items()
+                                                                       if not k.startswith("route.")}
     s0, s12 = p0.state_dict(), p12.state_dict()
     assert set(s12) - set(s0) == {"route.0.weight", "route.0.bias", "route.2.weight", "route.2.bias"}
     assert all(torch.equal(s0[k], s12[k]) for k in s0)
@@ -207,12 +209,34 @@ def test_agent_passes_agent_input_route_to_the_planner():
     assert planner.route_invalid_count == 1 and np.abs(with_route.poses - without.poses).max() > 1e-4
 
 
+def _pre_route_checkpoints(root: Path) -> Path:
+    """checkpoints/edge as a planner written before the route input: its config.json without the route
+    fields and the route anchor (they did not exist), its weights without the route MLP, no ONNX file."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(EDGE, root)
+    planner = root / "planner"
+    data = json.loads((planner / "config.json").read_text())
+    for key in ("route_points", "route_spacing_m", "route_dropout"):
+        data["config"].pop(key, None)
+    data["config"]["anchor"] = "heading_speed"
+    (planner / "config.json").write_text(json.dumps(data))
+    weights = {k: v for k, v in load_file(str(planner / "model.safetensors")).items() if not k.startswith("route.")}
+    save_file(weights, str(planner / "model.safetensors"))
+    (planner / "model.onnx").unlink(missing_ok=True)
+    return root
+
+
 def test_old_checkpoint_still_loads_and_plans(tmp_path):
     import onnx
 
     from latentvla_ros.runtime import build_pipeline_from_dir, export_onnx
 
-    agent = build_pipeline_from_dir(EDGE)
+    old = _pre_route_checkpoints(tmp_path / "edge_before_route")
+    agent = build_pipeline_from_dir(old)
     assert agent.planner.config.route_points == 0 and not agent.untrained
     frame = make_frame(seed=8)
     x = np.linspace(-10.0, 60.0, 50)
@@ -220,8 +244,11 @@ def test_old_checkpoint_still_loads_and_plans(tmp_path):
     b = agent.compute_trajectory(agent_input_of(frame))
     assert a.is_finite() and np.array_equal(a.poses, b.poses)  # no route token: the route is not used
     assert agent.planner.route_invalid_count == 0  # and a planner without one does not count it missing
-    path = export_onnx("planner", EDGE / "planner", tmp_path / "planner.onnx")
+    path = export_onnx("planner", old / "planner", tmp_path / "planner.onnx")
     assert [i.name for i in onnx.load(str(path)).graph.input] == ["bev_tokens", "ego_status", "context"]
+    shipped = export_onnx("planner", EDGE / "planner", tmp_path / "shipped.onnx")  # the shipped one takes the route
+    assert [i.name for i in onnx.load(str(shipped)).graph.input] == ["bev_tokens", "ego_status", "context", "route",
+                                                                       "route_valid"]
 
 
 def test_config_rejects_bad_route_values():
