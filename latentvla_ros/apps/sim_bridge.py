@@ -59,6 +59,7 @@ from latentvla_ros.ros.conversions import (
 )
 from latentvla_ros.ros.graph import GraphOptions, apply_transport_env, create_composed_nodes, spawn_processes, stop_processes
 from latentvla_ros.ros.qos import static_qos
+from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.ros.topology import (
     BEV_FEATURES,
     LATENT_PLAN,
@@ -162,6 +163,14 @@ class SimBridgeNode(Node):
         self._route = None if route_world is None else np.array(route_world, dtype=np.float64).reshape(-1, 2)
         self._route_stamp = None
 
+    def publish_route_now(self, stamp: int) -> int | None:
+        """Publish the route at once (an episode's start, before its first frame); its stamp, None without one."""
+        if self._route is None:
+            return None
+        self._route_stamp = None
+        self._publish_route(stamp)
+        return self._route_stamp
+
     def _publish_route(self, stamp: int) -> None:
         """On change, then once per ``ROUTE_PERIOD_NS`` (and after a jump back in time)."""
         last = self._route_stamp
@@ -254,8 +263,11 @@ class RosGraphDriver:
     needs_sensors = True
 
     def __init__(self, bridge: SimBridgeNode, name: str = "latentvla", timeout_s: float = 20.0, retries: int = 1,
-                 max_consecutive_misses: int = 3):
+                 max_consecutive_misses: int = 3, route_received: Any = None, route_wait_s: float = 2.0):
         self.bridge = bridge
+        self.route_received = route_received  # stamp -> bool: the planner node holds the route of that stamp
+        self.route_wait_s = route_wait_s
+        self.route_waits_timed_out = 0
         self.name = name
         self.timeout_s = timeout_s
         self.retries = retries
@@ -268,6 +280,17 @@ class RosGraphDriver:
         self.camera = env.camera
         route = getattr(env, "route", None)  # a Polyline in the world (= odometry) frame
         self.bridge.set_route(None if route is None else route.points)
+        obs = getattr(env, "observation", None)
+        stamp = self.bridge.publish_route_now(int(obs.stamp_ns)) if obs is not None else None
+        if stamp is not None and self.route_received is not None:
+            # the route travels on its own topic: without this wait the first frame of an episode could be
+            # planned before the planner node has the episode's route (the direct path always has it)
+            deadline = time.monotonic() + self.route_wait_s
+            while not self.route_received(stamp):
+                if time.monotonic() > deadline:
+                    self.route_waits_timed_out += 1
+                    break
+                time.sleep(0.002)
 
     def plan(self, obs: Observation) -> Trajectory | None:
         if self.bridge.consecutive_misses >= self.max_consecutive_misses:
@@ -493,7 +516,16 @@ class RosGraphSession:
     def driver(self, name: str | None = None, timeout_s: float = 20.0) -> RosGraphDriver:
         if self.bridge is None:
             raise RuntimeError("session not started")
-        return RosGraphDriver(self.bridge, name or self.variant.name, timeout_s=timeout_s)
+        return RosGraphDriver(self.bridge, name or self.variant.name, timeout_s=timeout_s,
+                              route_received=self._route_received())
+
+    def _route_received(self) -> Any:
+        """stamp -> whether the composed planner node holds the route of that stamp (None in process
+        mode, where the node is out of reach: there the first frame may still go without it)."""
+        planners = [n for n in self.nodes if isinstance(getattr(n, "route", None), RouteInput)]
+        if not planners:
+            return None
+        return lambda stamp: all(p.route.stamp_ns == stamp for p in planners)
 
     def node_stats(self) -> dict[str, dict]:
         """Counters of the composed nodes (empty in process mode)."""

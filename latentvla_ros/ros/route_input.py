@@ -64,6 +64,14 @@ class RouteInput:
     def add_pose(self, stamp_ns: int, x: float, y: float, yaw: float, frame_id: str) -> None:
         self._poses.append((int(stamp_ns), x, y, yaw, frame_id))
 
+    def has_pose_at(self, stamp_ns: int, tolerance_ns: int = 1_000_000) -> bool:
+        """Whether the odometry pose of this stamp (within ``tolerance_ns``) has arrived."""
+        return any(abs(p[0] - stamp_ns) <= tolerance_ns for p in self._poses)
+
+    @property
+    def has_route(self) -> bool:
+        return self._xy is not None
+
     def _pose_near(self, stamp_ns: int):
         return min(self._poses, key=lambda p: abs(p[0] - stamp_ns)) if self._poses else None
 

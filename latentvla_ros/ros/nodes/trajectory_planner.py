@@ -71,6 +71,8 @@ from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.runtime import TrajectoryPlanner
 
+ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of its stamp (route transform)
+
 _RECENT = 256  # stamps remembered to detect duplicates
 _JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline
 _CLOCK_MISMATCH_S = 5.0  # header stamps this far from the node clock: wrong time source
@@ -118,7 +120,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._yaw_rate = 0.0
         self._odom_time: float | None = None
         self.route = RouteInput()
-        self._route_lock = threading.Lock()  # odometry and route callbacks vs. the frame path
+        self.route_pose_late = 0  # frames whose own odometry pose had not come within ROUTE_POSE_WAIT_S
+        # odometry and route callbacks vs. the frame path; the frame path waits (ROUTE_POSE_WAIT_S at most)
+        # for the odometry pose of its own stamp when it has not arrived yet (odometry reaches this node
+        # over DDS, the BEV features in-process: under load the BEV can overtake it)
+        self._route_lock = threading.Condition()
         self._last_bev_time = time.monotonic()
         self._last_bev_stamp: int | None = None  # None: no input yet, nothing is published
         self.clock_offset_s: float | None = None
@@ -187,6 +193,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._odom_time = time.monotonic()
         with self._route_lock:
             self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
+            self._route_lock.notify_all()
 
     def _on_route(self, msg: Path) -> None:
         """Keep the newest route, converted once (x, y in its frame); checked per frame."""
@@ -203,6 +210,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _route_for(self, stamp_ns: int):
         """The ego-frame route for the frame ``stamp_ns`` (None: none usable; the drop counted)."""
         with self._route_lock:
+            if self.route.has_route and not self.route.has_pose_at(stamp_ns):
+                if not self._route_lock.wait_for(lambda: self.route.has_pose_at(stamp_ns), timeout=ROUTE_POSE_WAIT_S):
+                    self.route_pose_late += 1  # planned with the nearest pose there is
             route, drop = self.route.ego_route(stamp_ns, self.params.route_timeout_s, self.params.input_timeout_s)
         if drop is not None:
             self.drop(drop.reason, drop.detail)
@@ -428,7 +438,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values.update({f"publishers/{k}": str(v) for k, v in self._publishers_seen.items()})
         values["untrained_weights"] = ", ".join(sorted(self.untrained_sources)) or "-"
         values["allow_untrained"] = str(self.params.allow_untrained)
-        values.update(self.route.diagnostics())
+        values.update(self.route.diagnostics(), route_pose_late=str(self.route_pose_late))
         values["route_used_by_model"] = str(self.uses_route)
         return values
 
