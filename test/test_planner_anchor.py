@@ -32,7 +32,8 @@ def test_anchor_ignores_the_slip_angle():
 
 def test_planner_uses_the_heading_anchor_and_old_checkpoints_keep_theirs(tmp_path):
     cfg = PlannerConfig.preset("edge", fusion="none")
-    assert cfg.anchor == "heading_speed"
+    assert cfg.anchor == "route_speed"  # without a route (none given here) it is the straight-ahead anchor
+    assert PlannerConfig.preset("edge", route_points=0).anchor == "heading_speed"
     planner = _zero_head(FusedPlanner(cfg))
     status = torch.zeros(1, 8)
     status[0, 4], status[0, 5] = 12.0, 5.0  # |v| = 13
