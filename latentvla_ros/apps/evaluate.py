@@ -27,7 +27,6 @@ import math
 import random
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from latentvla_ros.apps.eval_tasks import _run_tasks, closed_loop_task
 from latentvla_ros.apps.reporting import machine_info
 from latentvla_ros.core.agent import agent_input_of
 from latentvla_ros.data import splits
@@ -328,45 +328,6 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                 "pdms": {r["method"]: r["pdms"] for r in rows if r["frame"] == t},
             })
     return {"rows": rows, "examples": examples, "errors": errors, "log": str(log_dir)}
-
-
-def closed_loop_task(method: Any, episodes: list[tuple[str, int]], steps: int | None, domain_id: int | None,
-                     pictures: str = "") -> dict:
-    """Run one closed-loop method on episodes (in a worker); a picture of every failure
-    goes to ``pictures`` (a directory) when given."""
-    from latentvla_ros.apps.sim_bridge import run_method_episodes  # rclpy: imported in the worker, when needed
-    from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig
-
-    def on_episode(env: Any, result: Any) -> None:
-        from latentvla_ros.evaluation.episode_plots import failure_name, is_failure, plot_episode
-
-        if pictures and is_failure(result):
-            try:
-                plot_episode(env, result, Path(pictures) / failure_name(result))
-            except Exception as exc:  # noqa: BLE001 - a picture never costs the episode
-                result.error = result.error or f"failure picture: {type(exc).__name__}: {exc}"
-
-    try:
-        results = run_method_episodes(method, episodes, ClosedLoopConfig(max_steps=steps), domain_id=domain_id,
-                                      on_episode=on_episode)
-        return {"episodes": [r.to_dict() for r in results], "errors": [r.error for r in results if r.error]}
-    except Exception as exc:  # noqa: BLE001 - a failed task is recorded (with its traceback) in the results
-        return {"episodes": [], "errors": [f"{method.name}: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"]}
-
-
-def _run_tasks(calls: list[tuple[Any, tuple]], workers: int, *, backend: str = "auto", address: str | None = None,
-               costs: Sequence[float] | None = None, desc: str = "tasks", progress: bool = True) -> list[Any]:
-    """Run (function, args) calls on ``core.fanout`` (Ray / process pool); results in order."""
-    from latentvla_ros.core.fanout import run_tasks
-
-    def crashed(i: int, exc: BaseException) -> dict:  # recorded like a failed task; the rest of the run goes on
-        fn, args = calls[i]
-        what = getattr(args[0], "name", "") if args else ""
-        return {"episodes": [], "rows": [], "examples": [],
-                "errors": [f"{fn.__name__}({what} {args[1] if len(args) > 1 else ''}): worker crashed: {exc}"]}
-
-    return run_tasks(calls, workers, backend=backend, address=address, costs=costs, desc=desc, progress=progress,
-                     on_crash=crashed)
 
 
 # ----------------------------------------------------------------------------- closed-loop methods
