@@ -165,6 +165,23 @@ def test_planner_turns_the_route_into_the_ego_frame_at_plan_time(route_rig, monk
     assert not {k for k in node.stats.snapshot()["dropped"] if k.startswith("route") or k == "bad_route"}
 
 
+def test_planner_uses_an_odometry_pose_a_few_ms_off_the_frame_without_waiting(route_rig, monkeypatch):
+    """A bag's or a vehicle's odometry is not stamped like the cameras (write_sensor_bag: 4 ms apart):
+    the pose sensor_sync paired with the frame is the frame's own, so the planner must not wait for an
+    exact stamp (it did, 50 ms per frame: make demo went from 7 to 60 ms)."""
+    from conftest import wait_for
+    from fixtures.message_samples import STAMP_NS
+
+    node, pubs, got = route_rig
+    routes = _route_planner(node, monkeypatch)
+    pubs["route"].publish(_path(ROUTE_ODOM, STAMP_NS, "odom"))
+    pubs["odom"].publish(_odometry(STAMP_NS - 4_000_000, POSE))
+    assert wait_for(lambda: node.route.num_points == 3 and node.route.pose_count >= 1)
+    traj = _plan_frame(node, pubs, got, 0)
+    assert not traj.is_fallback and node.route_pose_late == 0
+    np.testing.assert_allclose(routes[0], ROUTE_EGO, atol=1e-9)
+
+
 def test_planner_drops_stale_foreign_and_bad_routes_and_plans_without_them(route_rig, monkeypatch):
     from conftest import wait_for
     from diagnostic_msgs.msg import DiagnosticStatus

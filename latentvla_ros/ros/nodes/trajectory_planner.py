@@ -72,6 +72,9 @@ from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.runtime import TrajectoryPlanner
 
 ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of its stamp (route transform)
+# a pose this close to the frame's stamp is the frame's own (sensor_sync pairs odometry within its slop, 0.05 s by
+# default, so one exists; a bag's or a vehicle's odometry is not stamped exactly like the cameras)
+ROUTE_POSE_MATCH_NS = 50_000_000
 
 _RECENT = 256  # stamps remembered to detect duplicates
 _JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline
@@ -210,8 +213,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _route_for(self, stamp_ns: int):
         """The ego-frame route for the frame ``stamp_ns`` (None: none usable; the drop counted)."""
         with self._route_lock:
-            if self.route.has_route and not self.route.has_pose_at(stamp_ns):
-                if not self._route_lock.wait_for(lambda: self.route.has_pose_at(stamp_ns), timeout=ROUTE_POSE_WAIT_S):
+            if self.route.has_route and not self.route.has_pose_at(stamp_ns, ROUTE_POSE_MATCH_NS):
+                if not self._route_lock.wait_for(lambda: self.route.has_pose_at(stamp_ns, ROUTE_POSE_MATCH_NS),
+                                                 timeout=ROUTE_POSE_WAIT_S):
                     self.route_pose_late += 1  # planned with the nearest pose there is
             route, drop = self.route.ego_route(stamp_ns, self.params.route_timeout_s, self.params.input_timeout_s)
         if drop is not None:
