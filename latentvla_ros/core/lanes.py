@@ -231,20 +231,26 @@ def chain_lane_centerline(
     def pick(cands: list[tuple[float, int]]) -> int:
         return min(cands, key=lambda c: (-weight.get(c[1], 0), c[0], c[1]))[1]
 
+    def joining(point: np.ndarray, heading: float, successors: bool) -> list[tuple[float, int]]:
+        """(heading difference, index) of the unused lanes that start (successors) or end
+        (predecessors) within ``join_tol_m`` of ``point``, running within 90 deg of ``heading``."""
+        cands = []
+        for j, c in lanes.items():
+            end, h = (c[0], heading_of(c[0], c[1])) if successors else (c[-1], heading_of(c[-2], c[-1]))
+            if j in visited or np.linalg.norm(end - point) > join_tol_m:
+                continue
+            dh = abs(float(wrap_angle(h - heading)))
+            if dh < np.pi / 2:
+                cands.append((dh, j))
+        return cands
+
     visited = {start}
     # forward
     while True:
         line = Polyline(pts)
         if line.length - float(line.project(p)[0]) >= ahead_m:
             break
-        end, end_h = pts[-1], heading_of(pts[-2], pts[-1])
-        cands = []
-        for j, c in lanes.items():
-            if j in visited or np.linalg.norm(c[0] - end) > join_tol_m:
-                continue
-            dh = abs(float(wrap_angle(heading_of(c[0], c[1]) - end_h)))
-            if dh < np.pi / 2:
-                cands.append((dh, j))
+        cands = joining(pts[-1], heading_of(pts[-2], pts[-1]), successors=True)
         if not cands:
             break
         j = pick(cands)
@@ -256,14 +262,7 @@ def chain_lane_centerline(
         line = Polyline(pts)
         if float(line.project(p)[0]) >= behind_m:
             break
-        first, first_h = pts[0], heading_of(pts[0], pts[1])
-        cands = []
-        for j, c in lanes.items():
-            if j in visited or np.linalg.norm(c[-1] - first) > join_tol_m:
-                continue
-            dh = abs(float(wrap_angle(heading_of(c[-2], c[-1]) - first_h)))
-            if dh < np.pi / 2:
-                cands.append((dh, j))
+        cands = joining(pts[0], heading_of(pts[0], pts[1]), successors=False)
         if not cands:
             break
         j = pick(cands)

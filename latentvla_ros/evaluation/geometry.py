@@ -29,6 +29,7 @@ from latentvla_ros.core.lanes import (  # noqa: F401 - re-exported: the scorer's
     match_lanes,
     wrap_angle,
 )
+from latentvla_ros.core.route import route_to_ego
 
 FRONT_LEFT, REAR_LEFT, REAR_RIGHT, FRONT_RIGHT = 0, 1, 2, 3
 _EPS = 1e-12
@@ -61,12 +62,8 @@ def ego_to_world_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def world_to_ego_points(pose: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """World points (..., 2) -> frame of ``pose`` = (x, y, yaw)."""
-    pose = np.asarray(pose, dtype=np.float64)
-    pts = np.asarray(points, dtype=np.float64)
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    dx, dy = pts[..., 0] - pose[0], pts[..., 1] - pose[1]
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+    """World points (..., 2) -> frame of ``pose`` = (x, y, yaw) (``core.route.route_to_ego``)."""
+    return route_to_ego(points, pose)
 
 
 def ego_to_world_poses(pose: np.ndarray, poses: np.ndarray) -> np.ndarray:
