@@ -113,3 +113,33 @@ def test_overloaded_model_stage_works_on_fresh_frames_only(ros_context, spin, in
     values = {kv.key: kv.value for kv in node.diagnostic_status().values}
     assert values["dropped/superseded"] == str(FRAMES - len(ages))
     assert node.stats.snapshot()["published"].get("bev" if stage == "bev_features" else "plan", 0) == len(ages)
+
+
+@pytest.mark.parametrize("stage", sorted(MODEL_STAGES))
+def test_in_process_frame_is_parked_by_the_publisher_and_processed_after_one_hop(ros_context, spin, stage):
+    """Composed: the arrival (counting, parking) runs in the publisher's thread; the forward pass
+    on the stage's own executor thread: one executor hop per frame, not two (bus queue + task)."""
+    bus = IntraProcessBus()
+    source = FrameSource(context=ros_context, intra_process=bus)
+    node_cls, attr, method = MODEL_STAGES[stage]
+    node = node_cls(context=ros_context, intra_process=bus, parameter_overrides=[Parameter("checkpoint", value="")],
+                    cli_args=["--ros-args", "-r", "~/input/frame:=/overload/frame"])
+    runtime = getattr(node, attr)
+    real = getattr(runtime, method)(sensor_frame_to_core(samples()["SensorFrame"]))
+    model_threads = []
+
+    def model(frame):
+        model_threads.append(threading.current_thread())
+        return dataclasses.replace(real, stamp_ns=frame.stamp_ns)
+
+    setattr(runtime, method, model)
+    spin(source)
+    spin(node)
+    msg = samples()["SensorFrame"]
+    msg.sequence = 1
+    source.pub.publish(msg)  # from this (the test's) thread
+    # parked at once, before any executor ran: received and pending (or already taken)
+    assert node.stats.snapshot()["received"].get("frame", 0) == 1
+    assert wait_for(lambda: len(model_threads) == 1)
+    assert model_threads[0] is not threading.current_thread()  # the work: on the node's own thread
+    assert model_threads[0].name.startswith("spin[")

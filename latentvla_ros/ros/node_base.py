@@ -287,6 +287,9 @@ class LatentVlaNode(Node):
                 on_arrival(msg)
             latest.offer(msg)
 
+        # in a composed process the arrival runs in the publisher's thread (it only parks the
+        # message): the work then needs one hop to this node's thread, not two (bus queue, task)
+        kwargs.setdefault("in_process_direct", True)
         latest.subscription = self.create_subscription(msg_type, topic, arrive, qos_profile, **kwargs)
         return latest
 
