@@ -61,8 +61,12 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             else:
                 agent = build_agent(data.checkpoint_dir, config, backend, opts.threads[config])
                 agent_source = "built like ros.node_base.load_model_runtime"
-            bare = run_bare(agent, frames, warm_frames, rates[0])
-            bare.update(backend=backend, agent=agent_source, model_id=agent.model_id)
+            staged = [(name, stage) for name, stage in zip(STAGE_OF_NODE, (agent.bev, agent.reasoner, agent.planner))
+                      if stage is not None]
+            with wrapped_forward_passes([stage for _, stage in staged], TimedForwardPass) as timers:
+                bare = run_bare(agent, frames, warm_frames, rates[0])
+            bare.update(backend=backend, agent=agent_source, model_id=agent.model_id,
+                        model_calls_ms={name: stats_ms(t.times_ms[len(warm_frames):]) for (name, _), t in zip(staged, timers)})
             runs[f"bare[{backend}]"] = bare
             if "floor" in opts.modes and floor_out is None:
                 floor_out = in_worker(floor_outputs, agent, frames[0])
@@ -153,17 +157,46 @@ class ReplayedForwardPass:
         return [np.array(o, copy=True) for o in self.outputs]
 
 
+class TimedForwardPass:
+    """Wraps a pipeline stage's model call and keeps the wall time of each call: the model
+    time of a stage inside the graph, to set beside the bare chain's (is a model slower
+    when the nodes run it: intra-op threads, parallel stages, the GIL, executor threads)."""
+
+    def __init__(self, runner: Callable[..., list]):
+        self.runner = runner
+        self.times_ms: list[float] = []
+
+    def __call__(self, **arrays: Any) -> list:
+        start = time.perf_counter()
+        try:
+            return self.runner(**arrays)
+        finally:
+            self.times_ms.append((time.perf_counter() - start) * 1e3)
+
+
 @contextlib.contextmanager
-def instant_forward_passes(stages: list):
-    """Replace the model call of each pipeline stage (``_Stage._run``) by a ``ReplayedForwardPass``."""
+def wrapped_forward_passes(stages: list, wrapper: Callable[[Callable[..., list]], Any]):
+    """Replace the model call of each pipeline stage (``_Stage._run``) by ``wrapper(call)``;
+    yields the wrappers, in the order of ``stages``."""
     saved = [(stage, stage._run) for stage in stages]
     try:
+        wrapped = []
         for stage, runner in saved:
-            stage._run = ReplayedForwardPass(runner)
-        yield
+            stage._run = wrapper(runner)
+            wrapped.append(stage._run)
+        yield wrapped
     finally:
         for stage, runner in saved:
             stage._run = runner
+
+
+def instant_forward_passes(stages: list):
+    """Every stage's model call answered by a ``ReplayedForwardPass``."""
+    return wrapped_forward_passes(stages, ReplayedForwardPass)
+
+
+#: the node of the composed graph that runs each pipeline stage, and the attribute holding it
+STAGE_OF_NODE = {"bev_features": "extractor", "latent_reasoner": "reasoner", "trajectory_planner": "planner"}
 
 
 def run_instant(opts: BenchOptions, config: str, agent, nodes: list, ctx, backend: str, rate: float, frames: list,
@@ -211,8 +244,13 @@ def run_composed(opts: BenchOptions, nodes: list, ctx, variant: str, rate: float
         warm_up_graph(harness, warm_msgs, rate, min(max(1, opts.warmup), 3), opts.startup_timeout_s)
         counters = lambda: {"sensor_sync": sync_node.stats.snapshot()["published"].get("frame", 0)}
         before = {nd.get_name(): _node_snapshot(nd) for nd in nodes}
-        run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=idle_drain_s(rate, bare),
-                            node_times=InProcessNodeTimes(nodes), bare_parallel=bare_parallel)
+        staged = [(name, getattr(by_name[name], attr)) for name, attr in STAGE_OF_NODE.items()
+                  if getattr(by_name.get(name), attr, None) is not None]
+        with wrapped_forward_passes([stage for _, stage in staged], TimedForwardPass) as timers:
+            run = measure_graph(harness, msgs, rate, bare, counters, lambda: [], drain_s=idle_drain_s(rate, bare),
+                                node_times=InProcessNodeTimes(nodes), bare_parallel=bare_parallel)
+        # the model calls alone, inside the graph (bare: stages_ms of the bare run)
+        run["model_calls_ms"] = {name: stats_ms(t.times_ms) for (name, _), t in zip(staged, timers)}
         run.update(mode="composed", executor=variant, executor_threads=spinner.thread_layout(),
                    intra_process=bus.enabled)
         run["node_stats"] = {nd.get_name(): _node_snapshot(nd) for nd in nodes}

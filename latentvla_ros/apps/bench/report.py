@@ -126,6 +126,10 @@ def node_table(results: dict[str, Any]) -> list[str]:
                 rows.append(f"| {config} | {key} (model calls) | " + " | ".join(cells) + " |")
             elif "nodes_processing_ms" in run:
                 rows.append(f"| {config} | {key} | " + " | ".join(_pair(run["nodes_processing_ms"].get(n, {})) for n in GRAPH_NODES) + " |")
+            if run.get("model_calls_ms"):  # the forward passes alone (apps/bench/graph.py TimedForwardPass)
+                calls = run["model_calls_ms"]
+                rows.append(f"| {config} | {key} (forward passes only) | "
+                            + " | ".join(_pair(calls[n]) if n in calls else "-" for n in GRAPH_NODES) + " |")
     return rows
 
 
