@@ -449,3 +449,39 @@ def test_reports_and_debug_topics_are_built_only_for_subscribers(ros_context):
     finally:
         io.destroy_node()
         node.destroy_node()
+
+
+def test_diagnostics_wait_for_the_end_of_a_frame_while_frames_flow(ros_context):
+    """The report is not built on a frame thread at the tick (it delayed the frame it met): while
+    frames flow it is built right after the next frame's output; a node without frames for a
+    period, or a second tick without a frame, publishes at the tick as before."""
+    from latentvla_ros.ros.node_base import LatentVlaNode
+
+    class Busy(LatentVlaNode):
+        schema_name = "sensor_sync"
+
+    diagnostics = f"/busy_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
+    node = Busy("busy_node", context=ros_context, cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
+    io = rclpy.create_node("busy_io", context=ros_context)
+    try:
+        built, status = [], node.diagnostic_status
+        node.diagnostic_status = lambda: built.append(time.monotonic()) or status()
+        io.create_subscription(DiagnosticArray, diagnostics, lambda m: None, 10)
+        assert wait_for(lambda: node._diag_pub.get_subscription_count() > 0)
+        node._on_diagnostics_timer()  # no frame yet: at the tick
+        assert len(built) == 1
+        with node.processing(time.time_ns()):
+            pass
+        node._on_diagnostics_timer()  # frames flow: deferred ...
+        assert len(built) == 1
+        with node.processing(time.time_ns()):
+            assert len(built) == 1  # ... not inside the frame ...
+        assert len(built) == 2  # ... but right after its output
+        with node.processing(time.time_ns()):
+            pass
+        node._on_diagnostics_timer()
+        node._on_diagnostics_timer()  # a second tick without a frame: published
+        assert len(built) == 3
+    finally:
+        io.destroy_node()
+        node.destroy_node()
