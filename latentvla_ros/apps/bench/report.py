@@ -305,9 +305,11 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "`~/debug/pipeline_latency_ms`, read from the nodes' own statistics: in-process in composed runs, from their "
         "`/diagnostics` summary in processes runs (every frame the node processed, warm-up included). The harness "
         "subscribes only to the trajectory and `/diagnostics`: eight debug subscriptions more per frame would load "
-        "the graph being measured.",
-        "- **floor** / **floor-hops** (`--modes ...,floor`): a no-work rclpy graph of the same topology and message "
-        "sizes, measured the same way; see *The floor, graph overhead, repeats*.",
+        "the graph being measured. Rows *(forward passes only)*: the wall time of each stage's model call alone "
+        "(`TimedForwardPass`, apps/bench/graph.py), in the bare chain and inside the composed graph: whether a "
+        "model is slower when the graph runs it, apart from the Python around it.",
+        "- **floor** / **floor-hops** / **floor-processes** (`--modes ...,floor`): a no-work rclpy graph of the same "
+        "topology and message sizes, measured the same way; see *The floor, graph overhead, repeats*.",
         "- **-instant** runs (`--modes ...,instant`): the bare chain and the composed graph (shipped executors) with "
         "every forward pass answered at once; see *What the graph costs besides the models*.",
         "- foreign load = cores used by processes other than the benchmark during the run (from `/proc`).",
@@ -392,7 +394,9 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
               "The `floor` runs: a no-work rclpy graph of the same topology and message sizes (sensors in over DDS, a "
               "synchroniser, two parallel stages, a planner, the trajectory back over DDS; `latentvla_ros/apps/bench/"
               "floor.py`), with the stages called directly after the sensor subscription (`floor`) and with one executor "
-              "hop per node (`floor_hops`). With `--repeat N` each figure is the median over the N runs.", "",
+              "hop per node (`floor_hops`), and with each node in a process of its own, the frame, BEV and plan over DDS "
+              "(`floor_processes`: the floor of the `processes` runs). With `--repeat N` each figure is the median over "
+              "the N runs.", "",
               *summary_lines(performance_summary(results)), ""]
     lines += ["## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
     for t in results.get("targets", []):

@@ -252,6 +252,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                                 else f"{s['graph_overhead_over_floor']:.2f}")
                              + (f" ({s['graph_overhead_over_floor_hops']:.2f} against the floor with one hop per node)"
                                 if s.get("graph_overhead_over_floor_hops") is not None else "") + ".")
+            fp, bare = (s.get("floor_processes") or {}).get("median_ms"), (s.get("bare") or {}).get("median_ms")
+            if fp is not None and bare:
+                notes.append(f"{config}[{backend}]: the no-work graph as separate processes (floor_processes) takes "
+                             f"{fp:.1f} ms = {fp / bare:.2f} x the bare chain's median; the processes target "
+                             f"(<= {TARGETS['processes_median']} x bare) leaves {(TARGETS['processes_median'] - 1) * bare:.1f} "
+                             "ms above the bare chain for it and everything else.")
             if s.get("drops"):
                 d = s["drops"]
                 reasons = "; ".join(f"{n}: " + ", ".join(f"{k} {v}" for k, v in r.items())
