@@ -14,8 +14,8 @@ next piece of work starts. The work therefore starts on a message that arrived a
 input period plus one processing time ago (plus the executor's hand-off), never on a
 backlog. In a composed process the arrival itself runs in the publisher's thread
 (``in_process_direct``, ros/intra_process.py): the frame is parked the moment it is
-published and the work needs one hop to the node's thread, not two (bus queue, then task). The FIFO order of arrivals and tasks is what rclpy's executors and the in-process
-bus (``ros/intra_process.py``: one drain task delivers everything queued) give.
+published and the work needs one hop to the node's thread, not two (bus queue, then task).
+Over DDS, the FIFO order of arrivals and tasks is what rclpy's executors give.
 
 Over DDS with rclpy's wait-set executors (``single``, ``multi``: Humble/Jazzy) the executor
 takes one message per wait and runs pending tasks first, so the node reads what is still
