@@ -17,9 +17,10 @@ frames (a highway-env driving log, cached under ``<out>/data``):
   header stamps = wall clock at publication, and receives the trajectories.
 - ``floor`` (``floor.py``): a no-work rclpy graph of the same topology and message sizes
   (sensors in over DDS, synchroniser, two parallel stages, planner, trajectory back over
-  DDS), stages called directly (``floor``) or with one executor hop per node
-  (``floor-hops``): what any rclpy graph of our shape costs here. Graph overhead =
-  instant composed - instant bare, read against it.
+  DDS), stages called directly (``floor``), with one executor hop per node
+  (``floor-hops``), or each node in a process of its own (``floor-processes``, the
+  floor of the ``processes`` runs): what any rclpy graph of our shape costs here. Graph
+  overhead = instant composed - instant bare, read against it.
 - ``processes``: the same nodes as separate processes (``ros.graph.spawn_processes``, the
   same environment, the shipped Fast DDS profile in every process), the
   harness in this process.
