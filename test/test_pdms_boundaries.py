@@ -335,7 +335,7 @@ def test_result_dict_names_and_aggregate_means():
 def test_relative_angle_by_hand_and_at_rounding_limits():
     import warnings
 
-    from latentvla_ros.evaluation.pdm_metrics import _relative_angle
+    from latentvla_ros.evaluation.collisions import relative_angle as _relative_angle
 
     ego = np.array([[1.0, 2.0, np.pi / 2], [1.0, 2.0, np.pi / 2], [1.0, 2.0, np.pi / 2], [0.0, 0.0, 0.0]])
     pts = np.array([[1.0, 2.5], [0.0, 2.0], [2.0, 1.0], [0.3, 0.0]])

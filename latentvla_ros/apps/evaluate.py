@@ -385,8 +385,8 @@ def closed_loop_unavailable_reason(spec: MethodSpec, method: Any) -> str:
 
 # ----------------------------------------------------------------------------- summaries
 OPEN_METRICS = ("pdms", "nc", "dac", "ttc", "ep", "c")
-CLOSED_METRICS = ("score", "collision", "off_road", "route_completed", "route_completion", "progress_m", "mean_speed_mps",
-                  "comfort", "ep")
+CLOSED_METRICS = ("score", "at_fault_collision", "collision", "off_road", "route_completed", "route_completion", "progress_m",
+                  "mean_speed_mps", "comfort", "ep")
 
 
 def summarize(rows: list[dict], methods: Sequence[str], metrics: Sequence[str], plan: EvalPlan) -> dict[str, dict]:

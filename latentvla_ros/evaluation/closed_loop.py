@@ -24,11 +24,15 @@ is the lane path there, the time limit long enough to finish it. Episodes stop a
 collision (``vehicle.crashed``), when an ego corner leaves the drivable area (the map's
 lane polygons), when the route is completed, or at the time limit (``max_steps``).
 
-Per episode: collision, off-road, route progress [m along the route centreline], route
+Per episode: collision (any contact), the contacts (``evaluation/collisions.py``: which agent,
+both speeds, the contact geometry, whether the ego is at fault by NAVSIM's rules, the same
+function the open-loop scorer uses), off-road, route progress [m along the route centreline], route
 completion (progress / route length, capped at 1),
 mean speed, comfort (NAVSIM's six comfort checks, ``pdms.comfort_checks``, on sliding
 4 s windows of the driven path; the fraction of windows that pass), and a
-PDMS-style score ``NC * DAC * (5 * EP + 2 * C) / 7`` with NC = 0 after a collision,
+PDMS-style score ``NC * DAC * (5 * EP + 2 * C) / 7`` with NC = 0 after an at-fault collision
+(0.5 with a static object; 1 when the ego was hit: stopped, rear-ended, or a lateral contact
+inside its lane -- the episode still ends at the contact, so progress stops there),
 DAC = 0 after leaving the road, EP = progress / max(progress, expert progress on the
 same seed) (1 when both are below 5 m) and C the comfort fraction. There is no TTC
 term (it needs a 4 s open-loop proposal; closed loop collisions are counted directly).
@@ -55,6 +59,7 @@ from latentvla_ros.core.types import (
 )
 from latentvla_ros.data.missions import EXPERT_CRUISE_MPS, Mission, mission_for, plan_route, prune_route, route_points
 from latentvla_ros.data.splits import SCENARIOS
+from latentvla_ros.evaluation.collisions import episode_nc
 from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
 from latentvla_ros.evaluation.pdms import COMFORT_METRICS, DRIVABLE_AREA_TOLERANCE_M, PdmsConfig, comfort_checks
 from latentvla_ros.evaluation.simulation import AX, AY, HEADING, STATE_SIZE, VX, VY, YAW_RATE, X, Y
@@ -238,6 +243,7 @@ class HighwayClosedLoopEnv:
         self._s = 0.0
         self._s0 = 0.0
         self._tracks: dict[int, tuple[Any, int]] = {}
+        self.contacts: list[dict] = []  # the ego's first contact(s), evaluation/collisions.py records
         self._obs: Observation | None = None
 
     # ------------------------------------------------------------------ setup
@@ -307,6 +313,8 @@ class HighwayClosedLoopEnv:
         self._drivable = [np.asarray(p, dtype=np.float64) for p in self.map.drivable_polygons]
         self._raster = DrivableRaster(self.map.drivable_polygons, self.lidar.drivable_resolution_m) if self.sensors else None
         self._tracks = {}
+        self.contacts = []
+        self._watch_contacts()
         self.step_index = 0
         # warm-up step (as the data generator): frame 0 has a motion history
         ego.trace.append(self._pose_now())
@@ -316,6 +324,24 @@ class HighwayClosedLoopEnv:
         self.progress_m = 0.0
         self._obs = self._observe()
         return self._obs
+
+    def _watch_contacts(self) -> None:
+        """Record the ego's contacts (``self.contacts``) right after the road step that flags
+        the first one: the boxes still touch there (highway-env pushes them apart at the next step)."""
+        from latentvla_ros.evaluation.collisions import highway_env_contacts
+        from latentvla_ros.evaluation.pdms import PdmsConfig
+
+        road, step = self.env.road, self.env.road.step
+        lanes = [Polyline(c) for c in self.map.lane_centerlines if len(np.asarray(c).reshape(-1, 2)) >= 2]
+        scorer = PdmsConfig(drivable_area_tolerance_m=self.config.off_road_tolerance_m)
+
+        def watched(dt: float) -> None:
+            step(dt)
+            if not self.contacts and (self.ego.crashed or self.ego.impact is not None):
+                self.contacts = highway_env_contacts(self.ego, road.vehicles, road.objects, dt, lanes=lanes,
+                                                     drivable=self._drivable, config=scorer, track_id=self._track_id)
+
+        road.step = watched
 
     def close(self) -> None:
         if self.env is not None:
@@ -494,7 +520,7 @@ class EpisodeResult:
     seed: int
     steps: int
     termination: str  # collision | off_road | route_completed | max_steps | error
-    collision: bool
+    collision: bool  # any contact (highway-env's vehicle.crashed)
     off_road: bool
     route_completed: bool
     progress_m: float
@@ -514,6 +540,8 @@ class EpisodeResult:
     route_length_m: float = float("nan")  # from the start to the mission's goal
     route_completion: float = 0.0  # progress / route length, in [0, 1]
     max_steps: int = 0  # the time limit [policy steps]
+    at_fault_collision: bool = False  # a contact the ego is at fault for (NAVSIM's rules)
+    contacts: list[dict] = field(default_factory=list)  # evaluation/collisions.py contact records
     path: list[list[float]] = field(default_factory=list)  # (T, 3) world poses at 10 Hz
     speeds: list[float] = field(default_factory=list)
     stamps_ns: list[int] = field(default_factory=list)  # observation stamps
@@ -637,6 +665,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
         destination=env.mission.destination or "", turn=env.mission.turn,
         route_length_m=float(getattr(env, "route_length_m", float("nan"))),
         route_completion=float(outcome.route_completion if len(poses) > 1 else 0.0), max_steps=env.max_steps,
+        at_fault_collision=bool(collided and any(c["at_fault"] for c in env.contacts)), contacts=list(env.contacts),
         path=[[float(v) for v in p] for p in poses], speeds=[float(s) for s in speeds], stamps_ns=stamps,
         trajectory_stamps_ns=traj_stamps,
     )
@@ -650,7 +679,7 @@ def score_episode(result: EpisodeResult | dict, expert_progress_m: float | None,
     """
     cfg = config or ClosedLoopConfig()
     r = result.to_dict(with_path=False) if isinstance(result, EpisodeResult) else result
-    nc = 0.0 if r["collision"] else 1.0
+    nc = episode_nc(r)
     dac = 0.0 if r["off_road"] else 1.0
     progress = max(float(r["progress_m"]), 0.0)
     if expert_progress_m is None or not math.isfinite(expert_progress_m):

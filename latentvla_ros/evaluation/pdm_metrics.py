@@ -12,16 +12,12 @@ from latentvla_ros.evaluation.agent_replay import (
     AgentReplay,
     build_agent_replay,
 )
+from latentvla_ros.evaluation.collisions import STATIC_OBJECT_NC, classify_collision, ego_area_flags, relative_angle
 from latentvla_ros.evaluation.geometry import (
-    FRONT_LEFT,
-    FRONT_RIGHT,
     Polyline,
     boxes_intersect,
     chain_lane_centerline,
-    convex_polygons_intersect,
     ego_box,
-    lanes_containing_points,
-    points_in_union,
     unwrap_angles,
     world_to_ego_poses,
 )
@@ -309,16 +305,6 @@ class BatchScores:
         return self.no_at_fault_collisions * self.drivable_area_compliance
 
 
-def _relative_angle(ego_xyh: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Angle between the ego heading and the ego->point vector (NaN if coincident)."""
-    v = pts - ego_xyh[..., :2]
-    norm = np.hypot(v[..., 0], v[..., 1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dot = (np.cos(ego_xyh[..., 2]) * v[..., 0] + np.sin(ego_xyh[..., 2]) * v[..., 1]) / norm
-        ang = np.arccos(np.clip(dot, -1.0, 1.0))
-    return np.where(norm > 0.0, ang, np.nan)
-
-
 def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConfig()) -> BatchScores:
     """NC, DAC, TTC, comfort and raw progress of simulated states (B, T, STATE_SIZE).
 
@@ -343,15 +329,8 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
     )  # (B, T, 4, 2), (B, T, 2)
 
     # --- ego areas
-    in_drivable = points_in_union(corners, drivable, config.drivable_area_tolerance_m)  # (B, T, 4)
-    off_road = ~np.all(in_drivable, axis=-1)
-    lanes = scene.lanes
-    if lanes:
-        in_lane = lanes_containing_points(corners, lanes, 0.5 * float(scene.lane_width_m))  # (B, T, 4, L)
-        corners_per_lane = in_lane.sum(axis=-2)  # (B, T, L)
-        multiple_lanes = ((corners_per_lane > 0).sum(axis=-1) > 1) & np.all(corners_per_lane != 4, axis=-1)
-    else:
-        multiple_lanes = np.zeros((bsz, n_t), dtype=bool)
+    multiple_lanes, off_road = ego_area_flags(corners, scene.lanes, 0.5 * float(scene.lane_width_m), drivable,
+                                              config.drivable_area_tolerance_m)  # (B, T) each
     lateral_ok_area = multiple_lanes | off_road  # "ego in multiple lanes or non-drivable area"
 
     speeds = np.hypot(states[..., VX], states[..., VY])  # (B, T)
@@ -374,24 +353,16 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
 
         # ---- no at-fault collisions
         hits = boxes_intersect(corners[:, :, None], a_corners[None, :n_t]) & a_valid[None, :n_t]
-        front = np.stack([corners[..., FRONT_LEFT, :], corners[..., FRONT_RIGHT, :]], axis=-2)  # (B, T, 2, 2)
         ignored: list[set[int]] = [set() for _ in range(bsz)]
         t_idx, b_idx, a_idx = np.nonzero(np.transpose(hits, (1, 0, 2)))
         for t, b, a in zip(t_idx.tolist(), b_idx.tolist(), a_idx.tolist()):
             if a in ignored[b]:
                 continue
-            if speeds[b, t] <= config.collision_stopped_speed_threshold:
-                at_fault = False  # stopped ego
-            elif track_stopped[a]:
-                at_fault = True  # stopped track
-            elif _relative_angle(ego_xyh[b, t], a_centers[t, a]) > tol_behind:
-                at_fault = False  # rear collision
-            elif bool(convex_polygons_intersect(front[b, t], a_corners[t, a])):
-                at_fault = True  # front bumper
-            else:
-                at_fault = bool(lateral_ok_area[b, t])  # lateral
+            _, at_fault = classify_collision(corners[b, t], ego_xyh[b, t], float(speeds[b, t]), a_corners[t, a],
+                                             a_centers[t, a], bool(track_stopped[a]), bool(lateral_ok_area[b, t]),
+                                             config)
             if at_fault:
-                score = 0.5 if replay.is_static[a] else 0.0
+                score = STATIC_OBJECT_NC if replay.is_static[a] else 0.0
                 nc[b] = min(nc[b], score)
                 collision_t[b] = min(collision_t[b], t * SIM_DT_S)
                 if int(replay.track_ids[a]) not in collided[b]:
@@ -413,7 +384,7 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
         for t, f, b, a in ttc_hits:
             if a in ttc_ignored[b] or speeds[b, t] < config.ttc_stopped_speed_threshold:
                 continue
-            ang = _relative_angle(ego_xyh[b, t], a_centers[t + f, a])
+            ang = relative_angle(ego_xyh[b, t], a_centers[t + f, a])
             if ang < tol_ahead or (lateral_ok_area[b, t] and not ang > tol_behind):
                 ttc[b] = 0.0
                 ttc_t[b] = min(ttc_t[b], t * SIM_DT_S)

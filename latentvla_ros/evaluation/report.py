@@ -57,18 +57,19 @@ def markdown_tables(result: dict) -> str:
     cl = result.get("closed_loop", {})
     if cl:
         lines += ["### Closed loop (highway-env episodes, mean [95% CI])", "",
-                  "| Method | Status | Episodes | Score x100 | Collision % | Off-road % | Route done % | Route completion % | "
-                  "Progress m | Speed m/s | Comfort % | Planner ms |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| Method | Status | Episodes | Score x100 | Collision % (at fault) | Any contact % | Off-road % | Route done % | "
+                  "Route completion % | Progress m | Speed m/s | Comfort % | Planner ms |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for name in cl.get("methods", []):
             s = cl["summary"].get(name, {})
             status = cl.get("status", {}).get(name) or methods.get(name, {}).get("status", "")
             label = METHOD_LABELS.get(name, name)
             if not s:
-                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - | - |")
+                lines.append(f"| {label} | {status} | 0 | - | - | - | - | - | - | - | - | - | - |")
                 continue
             lines.append(
-                f"| {label} | {status} | {s['n']} | {_fmt_ci(s['score'])} | {_fmt(s['collision'])} | {_fmt(s['off_road'])} | "
+                f"| {label} | {status} | {s['n']} | {_fmt_ci(s['score'])} | {_fmt(s.get('at_fault_collision', {}))} | "
+                f"{_fmt(s['collision'])} | {_fmt(s['off_road'])} | "
                 f"{_fmt(s['route_completed'])} | {_fmt(s.get('route_completion', {}))} | "
                 f"{_fmt_ci(s['progress_m'], 1.0)} | {_fmt(s['mean_speed_mps'], 1.0)} | "
                 f"{_fmt(s['comfort'])} | {_fmt(s.get('plan_ms', {}), 1.0, 0)} |")
@@ -225,10 +226,13 @@ def write_results_doc(path: Path, result: dict, out: Path, extra_tables: str = "
         "",
         "- Open-loop PDMS follows NAVSIM v1.1 (`evaluation/pdms.py`): NC x DAC x (5 TTC + 5 EP + 2 C) / 12 after a 4 s "
         "LQR-tracked simulation, agents replayed from the log; EP relative to the reference planner.",
-        "- Closed-loop score: NC x DAC x (5 EP + 2 C) / 7 on the driven path: NC = 0 after a collision, DAC = 0 after "
-        "leaving the road, EP = progress / max(progress, expert progress on the same seed), C = share of 4 s windows "
-        "meeting NAVSIM's comfort bounds. Route done = share of episodes reaching the mission's goal; route "
-        "completion (results.json) = mean share of the route driven. Our variants drive through the same core stages "
+        "- Closed-loop score: NC x DAC x (5 EP + 2 C) / 7 on the driven path: NC = 0 after an at-fault collision "
+        "(NAVSIM's rules, `evaluation/collisions.py`, the open-loop scorer's function: not at fault when the ego is "
+        "stopped, is hit from behind, or is hit from the side inside its own lane; 0.5 for a static object), DAC = 0 "
+        "after leaving the road (every episode still ends at its first contact: 'Any contact'), EP = progress / "
+        "max(progress, expert progress on the same seed), C = share of 4 s windows meeting NAVSIM's comfort bounds. "
+        "Route done = share of episodes reaching the mission's goal; route completion (results.json) = mean share "
+        "of the route driven. Our variants drive through the same core stages "
         "the ROS nodes run (frames built as sensor_sync builds them); the '... through the ROS 2 graph' row drives "
         "through the node graph itself (sim bridge -> sensor topics -> graph -> PlannedTrajectory with the frame's "
         "stamp -> pure pursuit -> highway-env); baselines use the same env loop, sensors and tracker. Paired "

@@ -3,18 +3,22 @@
 ::
 
     {"open_loop":   {METHOD: {"scenes": n, "pdms": x, "per_scenario": {SCENARIO: pdms}}},
-     "closed_loop": {METHOD: {"episodes": n, "score": x, "collision_rate": r, "off_road_rate": r,
+     "closed_loop": {METHOD: {"episodes": n, "score": x, "collision_rate": r, "collision_rate_any": r,
+                              "off_road_rate": r,
                               "route_completion": r, "route_completed_rate": r,
                               "score_ci95": [lo, hi],
                               "per_scenario": {SCENARIO: {"episodes": n, "score": x, "collision_rate": r,
-                                                          "off_road_rate": r, "route_completion": r,
+                                                          "collision_rate_any": r, "off_road_rate": r, "route_completion": r,
                                                           "route_completed_rate": r}}}},
      "paired":      {"METHOD_A vs METHOD_B": {"mean": d, "ci95": [lo, hi], "episodes": n,
                                               "per_scenario": {SCENARIO: {...}}}}}
 
 Scores (PDMS, closed-loop score and their paired differences) are on the 0-100 scale,
-rates in [0, 1]. ``route_completion`` is the mean fraction of the mission's route driven
-(CARLA's RC); ``route_completed_rate`` the share of episodes that reached the goal.
+rates in [0, 1]. ``collision_rate`` counts at-fault collisions (NAVSIM's rules,
+``evaluation/collisions.py``; an episode written before contacts were recorded counts every
+collision), ``collision_rate_any`` every contact (highway-env's ``vehicle.crashed``).
+``route_completion`` is the mean fraction of the mission's route driven (CARLA's RC);
+``route_completed_rate`` the share of episodes that reached the goal.
 A paired difference is the mean over the episodes both methods ran on the same
 (scenario, seed) of score_A - score_B, with a percentile-bootstrap 95 % interval
 (resampling episodes; ``bootstrap_samples``, fixed seed). METHOD names are the public
@@ -97,9 +101,14 @@ def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dic
 def _closed_stats(eps: list[dict], n_boot: int, seed: int) -> dict:
     scores = [float(e["score"]) for e in eps if e.get("score") is not None]
     mean, lo, hi = bootstrap_interval(scores, n_boot, seed)
-    rate = (lambda key: float(np.mean([bool(e[key]) for e in eps])) if eps else float("nan"))
+
+    def rate(key: str) -> float:  # at_fault_collision: absent from episodes written before it existed
+        return float(np.mean([bool(e.get(key, e["collision"]) if key == "at_fault_collision" else e[key])
+                              for e in eps])) if eps else float("nan")
+
     return {"episodes": len(eps), "score": 100.0 * mean, "score_ci95": [100.0 * lo, 100.0 * hi],
-            "collision_rate": rate("collision"), "off_road_rate": rate("off_road"),
+            "collision_rate": rate("at_fault_collision"), "collision_rate_any": rate("collision"),
+            "off_road_rate": rate("off_road"),
             "route_completion": float(np.mean([float(e.get("route_completion", 0.0)) for e in eps])) if eps else float("nan"),
             "route_completed_rate": rate("route_completed")}
 
