@@ -109,6 +109,25 @@ def test_pure_pursuit_steering_on_a_known_point():
     assert cmd.steering_rad == pytest.approx(math.atan(2 * 2.9 * math.sin(alpha) / 4.0))
 
 
+def test_reference_ahead_of_the_rear_axle_steers_its_own_arc_through_the_point():
+    # highway-env's vehicle: poses are the box centre, d = L / 2 = 2.5 m ahead of the rear axle (L = 5).
+    # Target (3, 1) (3.16 m < 4 m look-ahead: the plan's end). tan(delta) = 2 L y / (x^2 + y^2 + 2 d x)
+    # = 10 / (9 + 1 + 15) = 0.4; the rear-axle formula would give 10 / 10 = 1 (0.785 rad, twice the angle).
+    cfg = TrackerConfig(wheelbase_m=5.0, reference_to_rear_axle_m=2.5, max_steering_rad=1.5)
+    delta = track([[3.0, 1.0]], 0.5, 2.0, cfg).steering_rad
+    assert delta == pytest.approx(math.atan(0.4))
+    # the centre then moves along the circle through (3, 1): its velocity points beta off the heading,
+    # tan(beta) = d tan(delta) / L = 0.2, radius R = d / sin(beta), centre (-d, R cos(beta)) = (-2.5, 12.5)
+    beta = math.atan(2.5 * math.tan(delta) / 5.0)
+    radius = 2.5 / math.sin(beta)
+    assert math.hypot(3.0 + 2.5, 1.0 - radius * math.cos(beta)) == pytest.approx(radius)
+    # d = 0 is the rear-axle formula; d outside [0, L] is refused
+    assert track([[3.0, 1.0]], 0.5, 2.0, TrackerConfig(wheelbase_m=5.0, max_steering_rad=1.5)).steering_rad == \
+        pytest.approx(math.atan(1.0))
+    with pytest.raises(ConfigError):
+        TrackerConfig(wheelbase_m=5.0, reference_to_rear_axle_m=6.0)
+
+
 def test_short_plan_aims_at_its_last_point():
     # path (1,0) -> (2,1): 1 + sqrt(2) = 2.41 m < 4 m look-ahead, so the target is the end (2, 1)
     cmd = track([[1.0, 0.0], [2.0, 1.0]], 0.5, 2.0, TrackerConfig(max_steering_rad=1.5))

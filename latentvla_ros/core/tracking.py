@@ -33,12 +33,21 @@ class TrackerConfig(ConfigBase):
     """Deceleration limit of the command [m/s^2]."""
     max_steering_rad: float = 0.6
     """Steering-angle limit of the command [rad]."""
+    reference_to_rear_axle_m: float = 0.0
+    """How far the planned poses' origin (the vehicle's reference point) lies ahead of the rear
+    axle [m]: 0 for a rear-axle reference; highway-env's poses are the box centre, half the
+    wheelbase ahead. Pure pursuit then steers the reference point's own arc through the
+    look-ahead point: that point slips sideways as the wheels turn (its velocity points
+    atan(d tan(delta) / L) off the heading), and the rear-axle formula would oversteer it by
+    (ld + L) / ld for d = L / 2 (2.25 x at a 4 m look-ahead) and cut inside every corner."""
 
     def validate(self) -> None:
         for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
                      "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, "must be a positive number")
+        d = self.reference_to_rear_axle_m
+        require(math.isfinite(d) and 0.0 <= d <= self.wheelbase_m, "reference_to_rear_axle_m", "must be in [0, wheelbase_m]")
 
 
 @dataclass
@@ -74,9 +83,11 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     s = min(lookahead, arc[-1])
     x = float(np.interp(s, arc, pts[:, 0]))
     y = float(np.interp(s, arc, pts[:, 1]))
-    dist = math.hypot(x, y)
-    alpha = math.atan2(y, x)
-    steer = math.atan2(2.0 * cfg.wheelbase_m * math.sin(alpha), max(dist, 1e-3))
+    # the arc of the reference point (d ahead of the rear axle) through (x, y): its instantaneous
+    # centre lies at (-d, R) with R = L / tan(delta), so tan(delta) = 2 L y / (x^2 + y^2 + 2 d x);
+    # d = 0 is the classic 2 L sin(alpha) / ld
+    d = cfg.reference_to_rear_axle_m
+    steer = math.atan2(2.0 * cfg.wheelbase_m * y, max(x * x + y * y + 2.0 * d * x, 1e-6))
     return ControlCommand(accel, float(np.clip(steer, -cfg.max_steering_rad, cfg.max_steering_rad)), target_speed)
 
 

@@ -114,10 +114,12 @@ def highway_tracker_config(**overrides: Any) -> TrackerConfig:
     """The pure-pursuit tracker tuned to highway-env's vehicle.
 
     highway-env's kinematic bicycle turns about the box centre with a yaw rate of
-    ``v sin(beta) / (L / 2)``, ``tan(beta) = tan(delta) / 2``, i.e. an effective wheelbase
-    of the vehicle length (5 m); decelerations are capped at the action range (5 m/s^2).
+    ``v sin(beta) / (L / 2)``, ``tan(beta) = tan(delta) / 2``, i.e. a bicycle of wheelbase L
+    (5 m) whose poses are the box centre, L / 2 ahead of its rear axle (the centre slips by beta:
+    ``reference_to_rear_axle_m``); decelerations are capped at the action range (5 m/s^2).
     """
-    values = dict(wheelbase_m=5.0, max_acceleration_mps2=3.0, max_deceleration_mps2=5.0, max_steering_rad=0.6)
+    values = dict(wheelbase_m=5.0, reference_to_rear_axle_m=2.5, max_acceleration_mps2=3.0, max_deceleration_mps2=5.0,
+                  max_steering_rad=0.6)
     values.update(overrides)
     return TrackerConfig(**values)
 
