@@ -47,3 +47,28 @@ def test_route_following_plan_keeps_the_car_on_the_route_through_a_right_turn(sp
     result = run_episode(env, RouteOracle(speed), on_step=on_step)
     assert result.termination == "route_completed" and not result.off_road
     assert max(abs(v) for v in offsets) < limit  # measured 0.30 m at 4 m/s, 0.79 m at 8 m/s (old: 0.96, 1.57)
+
+
+@pytest.mark.parametrize("branch,closest,expected", [
+    (("ir0", "il2"), ("ir0", "il3", 0), "STRAIGHT"),  # straight mission, right-turn branch closest
+    (("ir0", "il3"), ("ir0", "il2", 0), "RIGHT"),  # right-turn mission, straight branch closest
+])
+def test_command_at_a_junction_follows_the_route_branch_not_the_closest_sibling(branch, closest, expected):
+    """The branches leaving a junction's entry node overlap where they start, so highway-env's
+    closest lane there may be a branch the route does not take (intersection seed 20005, a straight
+    mission crawling into the junction, was told RIGHT in 13 of its steps there)."""
+    from latentvla_ros.core.types import DrivingCommand
+    from latentvla_ros.data.highway_expert import route_command
+
+    env = HighwayClosedLoopEnv("intersection", 20_005, sensors=False)
+    env.reset()
+    ego, net = env.ego, env.env.road.network
+    route = [("o0", "ir0", 0), (*branch, None), (branch[1], "o" + branch[1][-1], None)]
+    lane = net.get_lane((*branch, 0))
+    ego.position = lane.position(0.5, 0.0)  # 0.5 m into the junction, on the route's branch
+    ego.heading = lane.heading_at(0.5)
+    ego.route, ego.lane_index, ego.lane = route, closest, net.get_lane(closest)
+    assert route_command(ego) == DrivingCommand[expected]
+    ego.lane_index, ego.lane = (*branch, 0), lane  # the route's own lane: the same answer
+    assert route_command(ego) == DrivingCommand[expected]
+    env.close()

@@ -212,9 +212,19 @@ def _expert_class():
 
 
 def _route_lanes(vehicle) -> list:
-    """Current lane followed by the rest of the planned route (when consistent)."""
+    """Current lane followed by the rest of the planned route (when consistent).
+
+    Lanes leaving the same node (a junction's left / straight / right branches) overlap where
+    they start, so there the closest lane (``lane_index``) may be a branch the route does not
+    take: the route's branch from that node is the current lane then, while the vehicle is on it (a
+    straight mission crawling into the junction was told RIGHT whenever the right-turn branch was
+    the closest)."""
     li = vehicle.lane_index
     route = list(vehicle.route or [])
+    if route and not any(tuple(e[:2]) == tuple(li[:2]) for e in route):
+        k = next((k for k, e in enumerate(route) if e[0] == li[0]), None)
+        if k is not None and vehicle.road.network.get_lane((route[k][0], route[k][1], li[2])).on_lane(vehicle.position):
+            li, route = (route[k][0], route[k][1], li[2]), route[k:]
     if route and route[0][:2] == li[:2]:
         route = route[1:]
     if route and route[0][0] != li[1]:
@@ -225,15 +235,15 @@ def _route_lanes(vehicle) -> list:
 def _path_samples(vehicle, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Positions/headings (highway-env frame) at ``distances`` ahead along the route."""
     net = vehicle.road.network
-    li = vehicle.lane_index
-    s0 = float(vehicle.lane.local_coordinates(vehicle.position)[0])
+    route = _route_lanes(vehicle)
     lanes = []
-    lane_id = li[2]
-    for index in _route_lanes(vehicle):
+    lane_id = route[0][2]
+    for index in route:
         count = len(net.graph[index[0]][index[1]])
         lane_id = index[2] if index[2] is not None else lane_id
         lane_id = min(int(lane_id), count - 1)
         lanes.append(net.get_lane((index[0], index[1], lane_id)))
+    s0 = float(lanes[0].local_coordinates(vehicle.position)[0])
     starts = np.cumsum([0.0] + [lane.length for lane in lanes[:-1]])
     pos = np.empty((len(distances), 2))
     head = np.empty(len(distances))
