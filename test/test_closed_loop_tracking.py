@@ -72,3 +72,14 @@ def test_command_at_a_junction_follows_the_route_branch_not_the_closest_sibling(
     ego.lane_index, ego.lane = (*branch, 0), lane  # the route's own lane: the same answer
     assert route_command(ego) == DrivingCommand[expected]
     env.close()
+
+
+def test_expert_on_a_two_lane_ring_keeps_driving_past_single_lane_branches():
+    """The ring's inner lane (id 1) meets single-lane exits at the same nodes: the route's branch
+    must be looked up with a lane id it has (an IndexError ended this episode at step 3)."""
+    from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig
+    from latentvla_ros.evaluation.drivers import ExpertDriver
+
+    env = HighwayClosedLoopEnv("roundabout", 20_000, ClosedLoopConfig(max_steps=20), expert=True, sensors=False)
+    result = run_episode(env, ExpertDriver())
+    assert result.error == "" and result.termination == "max_steps" and result.steps == 20

@@ -222,9 +222,11 @@ def _route_lanes(vehicle) -> list:
     li = vehicle.lane_index
     route = list(vehicle.route or [])
     if route and not any(tuple(e[:2]) == tuple(li[:2]) for e in route):
+        graph = vehicle.road.network.graph
         k = next((k for k, e in enumerate(route) if e[0] == li[0]), None)
-        if k is not None and vehicle.road.network.get_lane((route[k][0], route[k][1], li[2])).on_lane(vehicle.position):
-            li, route = (route[k][0], route[k][1], li[2]), route[k:]
+        branch = None if k is None else (route[k][0], route[k][1], min(int(li[2]), len(graph[route[k][0]][route[k][1]]) - 1))
+        if branch is not None and vehicle.road.network.get_lane(branch).on_lane(vehicle.position):
+            li, route = branch, route[k:]
     if route and route[0][:2] == li[:2]:
         route = route[1:]
     if route and route[0][0] != li[1]:
