@@ -524,3 +524,26 @@ def test_noisy_transitions_of_recovery_logs_get_no_ego_code(trained, logs, tmp_p
     dropped[40 - stride + 1:45] = True  # transition t -> t + stride spans steps t .. t + stride - 1
     assert np.all(noisy[dropped] == -1) and np.array_equal(noisy[~dropped], clean[~dropped])
     assert np.array_equal(np.load(copy / ENV_CODES_FILE), np.load(logs[0] / ENV_CODES_FILE))
+
+
+def test_stage1_loss_ignores_unseen_pixels_and_weights_unexplained_ones():
+    """Stage 1 (issue 13): pixels that the true ego-motion warp brings in from outside frame t weigh 0 in the
+    loss (no action can predict new road at the edge); pixels the warp leaves unexplained (other road users
+    moving on their own) weigh more. Label-free: only the frames and the ego motion the FDM already gets."""
+    torch.manual_seed(0)
+    model = build_lam(tiny_config(env_mask_unseen=True, env_residual_weight=2.0, meters_per_pixel=0.5))
+    b, s = 2, 32
+    cur = torch.zeros(b, 3, s, s)
+    nxt = torch.zeros(b, 3, s, s)
+    nxt[:, :, 20:24, 4:8] = 0.4  # a "vehicle" the ego motion does not explain
+    motion = torch.tensor([[4.0, 0.0, 0.0]] * b)  # 4 m ahead = 8 rows of new road at the top
+    w = model._stage1_pixel_weights(cur, nxt, motion)
+    assert w.shape == (b, 1, s, s)
+    assert float(w[:, :, :7].abs().max()) == 0.0
+    assert float(w[:, :, 20:24, 4:8].min()) > 5 * float(w[:, :, 12:16, 20:28].max()) > 0
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    with torch.no_grad():  # the stage-1 loss is the weighted error
+        out = model(cur, nxt, ego_motion=motion)
+        fit = (w * (out["prediction"] - nxt).pow(2)).mean()
+        torch.testing.assert_close(out["loss"], fit + out["commitment"] + out["usage_loss"])
+    assert model._stage1_pixel_weights(cur, nxt, None) is None  # no ego motion: plain MSE

@@ -290,3 +290,25 @@ def test_ema_update_and_usage_are_all_reduced_across_ranks(tmp_path):
         codebook, ema_count, usage = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert codebook == pytest.approx([1.0, 9.5]) and ema_count == pytest.approx([1.5, 1.0]), rank
         assert usage == [2.0, 1.0], rank
+
+
+def test_window_restarts_revive_dead_codes_within_an_epoch_until_the_cut():
+    # issue 13: the env codebook lost 5 of 16 codes during the last epoch, where the epoch-end restart is off;
+    # restarts every few steps keep the codes alive, and stop before the end so the decoder learns them
+    torch.manual_seed(0)
+    vq = _vq([[0.0, 0.0], [100.0, 100.0], [-100.0, -100.0]], decay=1.0).train()
+    z = torch.tensor([[0.1, 0.0], [0.0, 0.1], [0.2, 0.2], [-0.1, 0.1]])
+    vq.schedule_window_restarts(every=2, min_count=1, until_step=2)
+    vq(z)
+    assert vq.window_restarted == 0  # mid-window: nothing yet
+    vq(z)  # end of the first window: codes 1 and 2 unused
+    assert vq.window_restarted == 2
+    assert float(torch.cdist(vq.codebook[1:], z).min(dim=1).values.max()) < 0.05
+    far = torch.tensor([[100.0, 100.0], [-100.0, -100.0]])
+    vq.codebook[1:], vq.ema_sum[1:] = far, far
+    vq(z), vq(z)  # past until_step: no more restarts
+    assert vq.window_restarted == 2
+    torch.testing.assert_close(vq.codebook[1:], far)
+    vq.schedule_window_restarts(every=0, min_count=1, until_step=100)  # disabled
+    vq(z), vq(z)
+    assert vq.window_restarted == 2

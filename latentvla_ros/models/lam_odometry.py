@@ -31,10 +31,11 @@ ERROR_CAP = 1.0
 
 
 def warp_by_ego_motion(frame: torch.Tensor, motion: torch.Tensor, meters_per_pixel: float,
-                       ego_row: float) -> torch.Tensor:
+                       ego_row: float, padding_mode: str = "border") -> torch.Tensor:
     """The ego-up frame (B, C, S, S) as seen after the ego moved by ``motion`` (B, 3: dx, dy [m]
     in the ego frame at t, dyaw [rad]): a rigid warp about the ego pixel (row ``ego_row``,
-    centre column), bilinear, differentiable in ``motion``; outside the frame: edge values."""
+    centre column), bilinear, differentiable in ``motion``; outside the frame: edge values
+    (``padding_mode`` "border"), or zeros ("zeros")."""
     b, _, h, w = frame.shape
     rows = torch.arange(h, device=frame.device, dtype=frame.dtype)
     cols = torch.arange(w, device=frame.device, dtype=frame.dtype)
@@ -50,7 +51,7 @@ def warp_by_ego_motion(frame: torch.Tensor, motion: torch.Tensor, meters_per_pix
     src_row = ego_row - x / meters_per_pixel
     src_col = ego_col - y / meters_per_pixel
     grid = torch.stack([(2.0 * src_col + 1.0) / w - 1.0, (2.0 * src_row + 1.0) / h - 1.0], dim=-1)
-    return F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(frame, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def compose_motions(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

@@ -91,6 +91,33 @@ class EmaVectorQuantizer(nn.Module):
         self._recent: torch.Tensor | None = None
         self._recent_pos = 0
         self._recent_filled = 0
+        # restarts within an epoch (``schedule_window_restarts``); off by default
+        self.window_steps = 0
+        self.window_min_count = 0
+        self.window_until = 0
+        self._window_usage: torch.Tensor | None = None
+        self._window_count = 0
+        self._update_steps = 0
+        self.window_restarted = 0  # codes restarted within epochs so far (logged by training)
+
+    def schedule_window_restarts(self, every: int, min_count: int, until_step: int) -> None:
+        """Every ``every`` codebook updates, restart the codes picked fewer than ``min_count`` times in that
+        window, up to update ``until_step`` (counted from this call; later updates let the decoder learn
+        the last restarted codes). ``every`` = 0 disables."""
+        self.window_steps, self.window_min_count, self.window_until = int(every), int(min_count), int(until_step)
+        self._window_usage, self._window_count, self._update_steps = None, 0, 0
+
+    def _window_step(self, counts: torch.Tensor) -> None:
+        self._update_steps += 1
+        if self.window_steps <= 0:
+            return
+        self._window_usage = counts.clone() if self._window_usage is None else self._window_usage + counts
+        self._window_count += 1
+        if self._window_count >= self.window_steps:
+            if self._update_steps <= self.window_until and self.window_min_count > 0:
+                self.window_restarted += self._restart((self._window_usage < self.window_min_count)
+                                                       .to(self.codebook.device))
+            self._window_usage, self._window_count = None, 0
 
     # ---- usage bookkeeping --------------------------------------------------
     def usage_counts(self) -> torch.Tensor:
@@ -168,6 +195,7 @@ class EmaVectorQuantizer(nn.Module):
                 smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
                 self.codebook.copy_(self.ema_sum / smoothed[:, None])
                 self._push_recent(z.detach())
+                self._window_step(n_counts)
         q = self.lookup(codes)
         commitment = self.commitment * F.mse_loss(z, q.detach())
         quantized = z + (q - z).detach()
@@ -188,7 +216,11 @@ class EmaVectorQuantizer(nn.Module):
         self.reset_usage()
         if self.frozen or min_count <= 0:
             return 0
-        dead = (usage < min_count).to(self.codebook.device)
+        return self._restart((usage < min_count).to(self.codebook.device))
+
+    @torch.no_grad()
+    def _restart(self, dead: torch.Tensor) -> int:
+        """Re-initialise the codes marked in ``dead`` (K,) bool from recent encoder outputs (collectives inside)."""
         n_dead = int(dead.sum())
         have = torch.tensor([float(self._recent_filled)], device=self.codebook.device)
         if _dist_active():
@@ -576,10 +608,37 @@ class LatentActionModel(nn.Module):
                 supervision = self.config.ego_supervision_weight * (err * mask).sum() / mask.sum().clamp_min(1.0)
         pred = self._predict(cur, action, motion)
         recon = F.mse_loss(pred, nxt)
-        out.update(loss=recon + commitment + usage + supervision, recon_mse=recon.detach(),
+        fit = recon
+        weights = self._stage1_pixel_weights(cur, nxt, motion) if self._stage == 1 else None
+        if weights is not None:
+            fit = (weights * (pred - nxt).pow(2)).mean()
+        out.update(loss=fit + commitment + usage + supervision, recon_mse=recon.detach(),
                    commitment=commitment.detach(), perplexity=perplexity.detach(), prediction=pred,
                    env_codes=env.codes, usage_loss=usage.detach(), ego_supervision=supervision.detach())
         return out
+
+    @torch.no_grad()
+    def _stage1_pixel_weights(self, cur: torch.Tensor, nxt: torch.Tensor,
+                              motion: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-pixel weights (B, 1, S, S), mean 1, of the stage-1 reconstruction loss, or None (plain MSE).
+
+        ``env_mask_unseen``: pixels that the warp by the true ego motion brings in from outside frame t
+        (new road at the view's edge, which no action can predict) weigh 0. ``env_residual_weight`` = a:
+        weight 1 + a r / mean(r), r = what the ego-motion warp leaves unexplained at that pixel
+        (|warped frame t - frame t+s|^2, label-free): mostly the other road users' own motion."""
+        c = self.config
+        if motion is None or not c.ego_warp or (not c.env_mask_unseen and c.env_residual_weight <= 0):
+            return None
+        b, _, h, w = cur.shape
+        weights = torch.ones(b, 1, h, w, device=cur.device)
+        if c.env_mask_unseen:
+            seen = warp_by_ego_motion(weights, motion, c.meters_per_pixel, c.ego_row_px, padding_mode="zeros")
+            weights = (seen > 0.999).float()
+        if c.env_residual_weight > 0:
+            residual = (warp_by_ego_motion(cur, motion, c.meters_per_pixel, c.ego_row_px) - nxt).pow(2).sum(1, True)
+            residual = residual * weights
+            weights = weights * (1.0 + c.env_residual_weight * residual / residual.mean().clamp_min(1e-12))
+        return weights / weights.mean().clamp_min(1e-12)
 
     def usage_loss(self, z: torch.Tensor, vq: EmaVectorQuantizer) -> torch.Tensor:
         """Anti-collapse term (``usage_entropy_weight``): soft assignments of the latents to the codes

@@ -86,15 +86,30 @@ def lam_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     }
 
 
-def last_epoch_index(num_items: int, cfg: TrainConfig, world_size: int = 1) -> int:
-    """Index of the last epoch ``train_loop`` runs (``max_steps`` may end training early)."""
+def _steps(num_items: int, cfg: TrainConfig, world_size: int = 1) -> tuple[int, int]:
+    """(steps per epoch, total steps) that ``train_loop`` runs (``max_steps`` may end training early)."""
     per_rank = math.ceil(num_items / world_size) if world_size > 1 else num_items
     drop_last = num_items > cfg.batch_size
     steps_per_epoch = max(1, per_rank // cfg.batch_size if drop_last else math.ceil(per_rank / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
+    return steps_per_epoch, total
+
+
+def last_epoch_index(num_items: int, cfg: TrainConfig, world_size: int = 1) -> int:
+    """Index of the last epoch ``train_loop`` runs (``max_steps`` may end training early)."""
+    steps_per_epoch, total = _steps(num_items, cfg, world_size)
     return min(cfg.epochs, math.ceil(total / steps_per_epoch)) - 1
+
+
+def schedule_window_restarts(model: LatentActionModel, num_items: int, cfg: TrainConfig, world_size: int = 1) -> None:
+    """Dead-code restarts within epochs for the codebook the current stage trains
+    (``dead_code_window_steps``), during the first ``dead_code_window_until`` of its steps."""
+    c = model.config
+    total = _steps(num_items, cfg, world_size)[1]
+    model.active_quantizer().schedule_window_restarts(c.dead_code_window_steps, c.dead_code_threshold,
+                                                      int(c.dead_code_window_until * total))
 
 
 def make_epoch_end(stage: int, dead_code_threshold: int, final_epoch: int | None = None):
@@ -111,6 +126,7 @@ def make_epoch_end(stage: int, dead_code_threshold: int, final_epoch: int | None
         active = m.vq_env if stage == 1 else m.vq_ego
         threshold = 0 if final_epoch is not None and epoch >= final_epoch else dead_code_threshold
         metrics["restarted_codes"] = float(active.restart_dead_codes(threshold))
+        metrics["window_restarted_codes"] = float(active.window_restarted)
         m.vq_env.reset_usage()
         m.vq_ego.reset_usage()
         return metrics
@@ -176,12 +192,14 @@ def train_lam(
         save_checkpoint(final_dir, m, MODEL_TYPE, config.to_dict(), {**base_meta, "stage": 2})
 
     model.set_stage(1)
+    schedule_window_restarts(model, len(dataset), cfg1, info.world_size)
     result1 = train_loop(name="lam-stage1", model=model, dataset=dataset, loss_fn=lam_loss, cfg=cfg1,
                          out_dir=stage1_dir, save_fn=save_stage1,
                          on_epoch_end=make_epoch_end(1, config.dead_code_threshold,
                                                      last_epoch_index(len(dataset), cfg1, info.world_size)),
                          resume=resume, show_progress=show_progress)
     model.set_stage(2)
+    schedule_window_restarts(model, len(dataset), cfg2, info.world_size)
     result2 = train_loop(name="lam-stage2", model=model, dataset=dataset, loss_fn=lam_loss, cfg=cfg2,
                          out_dir=stage2_dir, save_fn=save_stage2,
                          on_epoch_end=make_epoch_end(2, config.dead_code_threshold,

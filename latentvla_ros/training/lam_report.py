@@ -92,7 +92,10 @@ def lam_report_lines(report: dict[str, Any], atlas: dict[str, Any] | None = None
                   "it writes beside the checkpoint.", ""]
     lines += ["How it works: the environmental encoder sees frame t moved by the frames' own rigid registration "
               "(label-free odometry, models/lam_odometry.py) and frame t + s, never the true ego motion; in stage 1 the "
-              "forward model moves frame t by the true ego motion and also gets the trajectory and ego status. The ego "
+              "forward model moves frame t by the true ego motion and also gets the trajectory and ego status; its loss "
+              "leaves out the pixels that motion brings into view and weighs the pixels it leaves unexplained (the "
+              "other road users' own motion, found without labels) more, and dead environmental codes are "
+              "restarted every few steps, so the environmental code describes the other agents. The ego "
               "encoder's latent starts with that registration (dx, dy, dyaw), so every ego code is a motion that the "
               "stage-2 forward model applies as a rigid warp of frame t before predicting the rest.", ""]
     if note:
