@@ -310,9 +310,10 @@ def test_training_loss_falls_and_usage_logged(trained):
     rows1 = _read_csv(out / "lam_stage1" / "metrics.csv")
     rows2 = _read_csv(out / "lam_stage2" / "metrics.csv")
     assert len(rows1) == trained["cfg1"].epochs and len(rows2) == trained["cfg2"].epochs
-    first, last = float(rows1[0]["train/recon_mse"]), float(rows1[-1]["train/recon_mse"])
+    # stage 1 optimises the weighted error (no loss on the road entering the view, more on what the ego
+    # motion leaves unexplained); stage 2 the plain one, which must beat copying the last frame
+    first, last = float(rows1[0]["train/recon_fit"]), float(rows1[-1]["train/recon_fit"])
     assert last < first
-    assert last < float(rows1[-1]["train/copy_mse"])  # better than copying the last frame
     for key in ("env/codes_used", "env/usage", "env/perplexity", "restarted_codes"):
         assert key in rows1[0]
     for key in ("ego/codes_used", "ego/perplexity", "env/perplexity"):

@@ -571,7 +571,8 @@ class LatentActionModel(nn.Module):
                 motion_valid: torch.Tensor | None = None, trajectory: torch.Tensor | None = None,
                 ego_status: torch.Tensor | None = None, future_valid: torch.Tensor | None = None,
                 supervised: torch.Tensor | None = None, odometry: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Loss of the current stage. Returns ``loss``, ``recon_mse``, ``commitment``,
+        """Loss of the current stage. Returns ``loss``, ``recon_mse``, ``recon_fit`` (the reconstruction term of
+        the loss: stage 1 weighted, see ``_stage1_pixel_weights``, stage 2 ``recon_mse``), ``commitment``,
         ``perplexity`` (batch, active codebook), ``prediction``, ``env_codes``, ``usage_loss``
         (anti-collapse term), ``ego_supervision`` (0 unless weak supervision is on: ``supervised``
         (B,) marks the transitions whose true ``ego_motion`` may be used) and, in stage 2, ``ego_codes``."""
@@ -612,7 +613,7 @@ class LatentActionModel(nn.Module):
         weights = self._stage1_pixel_weights(cur, nxt, motion) if self._stage == 1 else None
         if weights is not None:
             fit = (weights * (pred - nxt).pow(2)).mean()
-        out.update(loss=fit + commitment + usage + supervision, recon_mse=recon.detach(),
+        out.update(loss=fit + commitment + usage + supervision, recon_mse=recon.detach(), recon_fit=fit.detach(),
                    commitment=commitment.detach(), perplexity=perplexity.detach(), prediction=pred,
                    env_codes=env.codes, usage_loss=usage.detach(), ego_supervision=supervision.detach())
         return out

@@ -78,6 +78,7 @@ def lam_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
         copy_mse = float(F.mse_loss(cur, nxt))
     return out["loss"], {
         "recon_mse": float(out["recon_mse"]),
+        "recon_fit": float(out["recon_fit"]),
         "copy_mse": copy_mse,
         "commitment": float(out["commitment"]),
         "batch_perplexity": float(out["perplexity"]),
