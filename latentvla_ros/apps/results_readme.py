@@ -80,11 +80,12 @@ def results_paragraph(results: dict[str, Any]) -> str:
         f"- **Closed loop** ({cls('e2e_student', 'episodes')} missions per method, the same seeds): reference "
         f"{_f(cls('reference'))}, expert {_f(cls('expert'))}, constant velocity {_f(cls('constant_velocity'))}, "
         f"ego-status MLP {_f(cls('ego_mlp'))}, no fusion {_f(cls('e2e_none'))}, fused student {_f(cls('e2e_student'))} "
-        f"(off the road {_pct(cls('e2e_student', 'off_road_rate'))}: {per('e2e_student', 'off_road_rate')}; collisions "
-        f"{_pct(cls('e2e_student', 'collision_rate'))}: {per('e2e_student', 'collision_rate')}; route completion "
+        f"(off the road {_pct(cls('e2e_student', 'off_road_rate'))}: {per('e2e_student', 'off_road_rate')}; at-fault "
+        f"collisions (NAVSIM's rules) {_pct(cls('e2e_student', 'collision_rate'))}: {per('e2e_student', 'collision_rate')}; "
+        f"any contact {_pct(cls('e2e_student', 'collision_rate_any'))}; route completion "
         f"{_f(cls('e2e_student', 'route_completion'), 2)} vs the expert's {_f(cls('expert', 'route_completion'), 2)}), "
         f"teacher-fused {_f(cls('e2e_teacher'))}. Through the ROS graph (subset): {ros_text}.",
-        "- **Closed-loop targets of the fused student** (off-road and collisions <= 5%, route completion >= 0.9 x the "
+        "- **Closed-loop targets of the fused student** (off-road and at-fault collisions <= 5%, route completion >= 0.9 x the "
         "expert's, score >= the reference planner's, per scenario): "
         + ("all met." if not misses else "not met: " + "; ".join(misses) + "."),
         f"- **Fusion** (paired, same seeds, bootstrap 95%): fused student vs no fusion {pair('e2e_student vs e2e_none')}; "
