@@ -215,6 +215,14 @@ def test_floor_lines_read_the_instant_runs_against_the_target():
     runs["composed-instant[torch]@10Hz"]["latency_ms"] = bench.stats_ms([45.0])
     (line,) = bench.floor_lines(results)
     assert "60.0 ms = 1.20 x" in line and "out of reach" in line
+    # the processes graph's bound: the no-work graph as processes plus the same shortest model path (20 ms)
+    runs["composed-instant[torch]@10Hz"]["rate_hz"] = 10.0
+    runs["floor-processes@10Hz"] = {"mode": "floor", "latency_ms": bench.stats_ms([40.0])}
+    _, pline = bench.floor_lines(results)
+    assert "no-work graph alone takes 40.0 ms" in pline and "60.0 ms = 1.20 x" in pline and "out of reach" not in pline
+    runs["floor-processes@10Hz"]["latency_ms"] = bench.stats_ms([50.0])
+    _, pline = bench.floor_lines(results)
+    assert "70.0 ms = 1.40 x" in pline and "out of reach on this machine by the process floor" in pline
 
 
 def test_node_times_from_diagnostics_values():

@@ -89,6 +89,16 @@ def floor_lines(results: dict[str, Any]) -> list[str]:
                 f"{fmt(calls['student'])}) + {calls['planner']:.1f} ms of model calls) the graph would still need about "
                 f"{bound:.1f} ms = {bound / b:.2f} x the bare chain"
                 + (": the target is out of reach on this machine with this graph." if bound > limit * b else "."))
+            fp = runs.get(f"floor-processes@{run.get('rate_hz', 0):g}Hz", {}).get("latency_ms", {}).get("median_ms")
+            if fp is not None:
+                plimit = TARGETS["processes_median"]
+                pbound = fp + critical
+                lines.append(
+                    f"{config}[{backend}]: as separate processes the no-work graph alone takes {fp:.1f} ms median; with "
+                    f"the same shortest critical path ({critical:.1f} ms of model calls) the processes graph needs at least "
+                    f"{pbound:.1f} ms = {pbound / b:.2f} x the bare chain (target <= {plimit} x)"
+                    + (": out of reach on this machine by the process floor alone, whatever our nodes do."
+                       if pbound > plimit * b else "."))
     return lines
 
 
