@@ -11,7 +11,7 @@ import pytest
 from latentvla_ros.core.types import Trajectory
 from latentvla_ros.evaluation import collisions
 from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, HighwayClosedLoopEnv, run_episode, score_episode
-from latentvla_ros.evaluation.geometry import Polyline
+from latentvla_ros.evaluation.geometry import Polyline, box_corners
 from latentvla_ros.evaluation.pdms import PdmsConfig
 
 CFG = PdmsConfig()
@@ -102,6 +102,162 @@ def test_episode_nc_follows_the_contacts_and_keeps_old_results_conservative():
     assert collisions.episode_nc({"collision": True, "at_fault_collision": False, "contacts": []}) == 1.0
     hit_object = {"collision": True, "at_fault_collision": True, "contacts": [{"at_fault": True, "nc": 0.5}]}
     assert collisions.episode_nc(hit_object) == 0.5
+
+
+def test_thresholds_are_inclusive_as_in_navsim():
+    # ego at exactly 0.05 m/s driving its bumper into a lead car: still "stopped ego" (<=), not at fault
+    c = _contact(_car(0.0, 0.0, speed=0.05), _car(4.9, 0.0, speed=2.0))
+    assert c["type"] == collisions.STOPPED_EGO and not c["at_fault"]
+    # an agent at exactly 0.05 m/s beside the ego (lateral, own lane): a stopped track -> at fault
+    c = _contact(_car(0.0, 0.0, speed=10.0), _car(-1.0, 1.9, speed=0.05))
+    assert c["type"] == collisions.STOPPED_TRACK and c["at_fault"] and c["nc"] == 0.0
+    # "behind" needs an angle strictly above the threshold: with 180 deg, a car straight behind the rear
+    # axle (angle exactly pi) is not behind -> lateral (no bumper contact, ego in its lane) -> not at fault
+    import dataclasses
+
+    cfg = dataclasses.replace(CFG, agent_behind_angle_deg=180.0)
+    ego_c = box_corners(0.0, 0.0, 0.0, 5.0, 2.0)
+    agent_c = box_corners(-7.4, 0.0, 0.0, 5.0, 2.0)
+    assert float(collisions.relative_angle(np.array([-2.5, 0.0, 0.0]), np.array([-7.4, 0.0]))) == math.pi
+    assert collisions.classify_collision(ego_c, np.array([-2.5, 0.0, 0.0]), 10.0, agent_c, np.array([-7.4, 0.0]),
+                                         False, False, cfg) == (collisions.ACTIVE_LATERAL, False)
+
+
+def test_a_static_object_is_stopped_whatever_speed_it_reports():
+    # an object flagged static beside the ego (lateral, own lane) reporting 1 m/s: still a stopped track
+    c = _contact(_car(0.0, 0.0, speed=10.0), _car(-1.0, 1.9, speed=1.0, static=True, track_id=3))
+    assert c["type"] == collisions.STOPPED_TRACK and c["at_fault"] and c["nc"] == collisions.STATIC_OBJECT_NC
+    assert c["static"] is True and c["track_id"] == 3
+    # a vehicle (no static flag, no track id): static False, track id -1
+    v = _contact(_car(0.0, 0.0, speed=10.0), _car(4.9, 0.0, speed=2.0))
+    assert v["static"] is False and v["track_id"] == -1
+
+
+def test_contact_geometry_in_a_rotated_ego_frame():
+    # ego at (20, 4) heading h with cos h = 0.6, sin h = 0.8; agent at (22, 5): d = (2, 1)
+    # ego frame: x = 0.6*2 + 0.8*1 = 2.0, y = -0.8*2 + 0.6*1 = -1.0; relative heading 4 rad -> 4 - 2 pi
+    h = math.atan2(0.8, 0.6)
+    c = _contact(_car(20.0, 4.0, heading=h, speed=10.0), _car(22.0, 5.0, heading=h + 4.0, speed=5.0))
+    assert c["agent_in_ego_frame"] == [2.0, -1.0, -2.2832]
+    # rear axle 2.5 m behind the centre: (20 - 1.5, 4 - 2.0) = (18.5, 2.0); to the agent (3.5, 3.0):
+    # cos(bearing) = (0.6*3.5 + 0.8*3.0) / sqrt(3.5^2 + 3^2) = 4.5 / sqrt(21.25)
+    assert c["bearing_deg"] == round(math.degrees(math.acos(4.5 / math.sqrt(21.25))), 2)
+
+
+def test_contact_geometry_rounding_and_rear_axle_offset():
+    # heading 0, ego at the origin: the agent's offset is its position, rounded to mm
+    c = _contact(_car(0.0, 0.0, speed=10.0), _car(1.23456, -0.98765, speed=5.0))
+    assert c["agent_in_ego_frame"] == [1.235, -0.988, 0.0]
+    # from the rear axle (-2.5, 0): (3.73456, -0.98765) -> bearing atan(0.98765 / 3.73456), to 0.01 deg
+    assert c["bearing_deg"] == round(math.degrees(math.atan2(0.98765, 3.73456)), 2) == 14.81
+    # agent 3 m to the left of the centre: 50.19 deg from the default rear axle (atan2(3, 2.5)),
+    # exactly 90 deg when the reference point is the centre (rear_axle_to_center_m = 0)
+    ego, agent = _car(0.0, 0.0, speed=10.0), _car(0.0, 3.0, speed=5.0)
+    assert _contact(ego, agent)["bearing_deg"] == 50.19
+    at_centre = collisions.contact_record(ego, agent, lanes=LANES, drivable=DRIVABLE, config=CFG,
+                                          rear_axle_to_center_m=0.0)
+    assert at_centre["bearing_deg"] == 90.0
+
+
+def test_in_multiple_lanes_counts_lanes_per_box():
+    # lanes: y = 0 and y = 4, half width 2 -> lane 0 holds y in [-2, 2], lane 1 y in [2, 6]
+    boxes = np.array([
+        [[2.0, 3.0], [-2.0, 3.0], [-2.0, 1.0], [2.0, 1.0]],    # straddles: 2 corners per lane -> True
+        [[2.0, 1.5], [-2.0, 1.5], [-2.0, -1.5], [2.0, -1.5]],  # all four in lane 0 -> False
+        [[2.0, -0.5], [-2.0, -0.5], [-2.0, -2.5], [2.0, -2.5]],  # two in lane 0, two in none -> one lane: False
+        [[5.0, 2.5], [0.0, 1.0], [0.0, -1.0], [5.0, -1.0]],    # 3 corners in lane 0, 1 in lane 1 -> True
+        [[2.0, 2.0], [-2.0, 2.0], [-2.0, 0.0], [2.0, 0.0]],    # all four in lane 0 (two also in lane 1) -> False
+    ])
+    assert collisions.in_multiple_lanes(boxes, LANES, 2.0).tolist() == [True, False, False, True, False]
+    assert [bool(collisions.in_multiple_lanes(b, LANES, 2.0)) for b in boxes] == [True, False, False, True, False]
+    # without lanes: False per box, shaped like the batch
+    none = collisions.in_multiple_lanes(np.zeros((3, 4, 2)), [], 2.0)
+    assert none.shape == (3,) and not none.any()
+
+
+def test_episode_nc_edge_cases():
+    # at fault but no at-fault contact recorded (or no contacts key): conservative NC 0
+    assert collisions.episode_nc({"collision": True, "at_fault_collision": True, "contacts": []}) == 0.0
+    assert collisions.episode_nc({"collision": True, "at_fault_collision": True}) == 0.0
+    # an at-fault contact without an nc value counts as 0; the lowest at-fault nc wins, not-at-fault ones ignored
+    assert collisions.episode_nc({"collision": True, "at_fault_collision": True, "contacts": [{"at_fault": True}]}) == 0.0
+    mixed = [{"at_fault": False, "nc": 1.0}, {"at_fault": True, "nc": 0.5}, {"at_fault": False, "nc": 0.0}]
+    assert collisions.episode_nc({"collision": True, "at_fault_collision": True, "contacts": mixed}) == 0.5
+
+
+# ----------------------------------------------------------------------------- the highway-env adapter
+def _hw_road():
+    """A bare highway-env road (two straight lanes, y down: centres y = 0 and 4) with no episode;
+    our frame flips y, so the matching lanes are y = 0 and y = -4, drivable y in [-6, 2]."""
+    from highway_env.road.road import Road, RoadNetwork
+
+    road = Road(RoadNetwork.straight_road_network(2, length=200.0), np_random=np.random.RandomState(0))
+    lanes = [Polyline(np.array([[-100.0, 0.0], [300.0, 0.0]])), Polyline(np.array([[-100.0, -4.0], [300.0, -4.0]]))]
+    drivable = [np.array([[-100.0, -6.0], [300.0, -6.0], [300.0, 2.0], [-100.0, 2.0]])]
+    return road, lanes, drivable
+
+
+def _hw_contacts(ego, vehicles, objects=(), dt=0.1, **kw):
+    _, lanes, drivable = _hw_road()
+    return collisions.highway_env_contacts(ego, list(vehicles), list(objects), dt, lanes=lanes, drivable=drivable,
+                                           config=CFG, **kw)
+
+
+def test_highway_env_contacts_on_hand_placed_vehicles():
+    from highway_env.vehicle.kinematics import Vehicle
+    from highway_env.vehicle.objects import Obstacle
+
+    road, _, _ = _hw_road()
+    ego = Vehicle(road, [50.0, 0.0], heading=0.0, speed=10.0)
+    # a lead car 4.9 m ahead (centres): boxes overlap now -> the ego's bumper in it, at fault
+    lead = Vehicle(road, [54.9, 0.0], heading=0.0, speed=2.0)
+    (c,) = _hw_contacts(ego, [ego, lead], track_id=lambda o: 7)
+    assert c["type"] == collisions.ACTIVE_FRONT and c["at_fault"] and c["nc"] == 0.0 and not c["predicted"]
+    assert c["track_id"] == 7 and not c["static"] and c["agent_in_ego_frame"] == [4.9, 0.0, 0.0]
+    assert c["ego_speed_mps"] == 10.0 and c["agent_speed_mps"] == 2.0
+    # default track id: id(obj)
+    assert _hw_contacts(ego, [ego, lead])[0]["track_id"] == id(lead)
+    # 0.5 m gap, closing at 8 m/s: touching within dt = 0.1 s -> predicted, boxes taken after dt:
+    # ego at 51.0, lead at 55.5 + 0.2 = 55.7 -> 4.7 m ahead
+    near = Vehicle(road, [55.5, 0.0], heading=0.0, speed=2.0)
+    (p,) = _hw_contacts(ego, [near, ego], dt=0.1)
+    assert p["predicted"] and p["type"] == collisions.ACTIVE_FRONT and p["agent_in_ego_frame"][0] == 4.7
+    # a car 1.9 m to the ego's left (highway-env y = -1.9, ours +1.9), 1 m back, heading 0.1 rad to its
+    # right in highway-env (ours -0.1), reversing at 3 m/s: lateral, ego in its lane -> not at fault
+    side = Vehicle(road, [49.0, -1.9], heading=0.1, speed=-3.0)
+    (s,) = _hw_contacts(ego, [ego, side])
+    assert s["type"] == collisions.ACTIVE_LATERAL and not s["at_fault"] and s["agent_speed_mps"] == 3.0
+    assert s["agent_in_ego_frame"] == [-1.0, 1.9, -0.1]
+    # a static obstacle (2 m box) touching the ego's bumper: a stopped track, NC 0.5, static
+    ob = Obstacle(road, [53.4, 0.0])
+    (o,) = _hw_contacts(ego, [ego], [ob], track_id=lambda o: 5)
+    assert o["type"] == collisions.STOPPED_TRACK and o["static"] and o["nc"] == collisions.STATIC_OBJECT_NC
+    assert o["track_id"] == 5 and o["agent_speed_mps"] == 0.0
+    # objects that are not solid or not collidable never count; both contacts listed when both touch
+    ghost, passive = Obstacle(road, [53.4, 0.0]), Vehicle(road, [54.9, 0.0], heading=0.0, speed=2.0)
+    ghost.solid, passive.collidable = False, False
+    both = _hw_contacts(ego, [ego, passive, lead], [ghost, ob])
+    assert [(c["static"], c["track_id"]) for c in both] == [(False, id(lead)), (True, id(ob))]
+    # the ego on the lane boundary (highway-env y = 2, ours -2: two corners in each lane) with a car 1.9 m
+    # to its right (highway-env y = 3.9, ours -3.9), 1 m back: lateral while in two lanes -> at fault
+    straddling = Vehicle(road, [50.0, 2.0], heading=0.0, speed=10.0)
+    right = Vehicle(road, [49.0, 3.9], heading=0.0, speed=12.0)
+    (r,) = _hw_contacts(straddling, [straddling, right])
+    assert r["type"] == collisions.ACTIVE_LATERAL and r["ego_multiple_lanes"] and r["at_fault"]
+
+
+def test_highway_env_contacts_without_a_touching_agent_records_one_unidentified_contact():
+    from highway_env.vehicle.kinematics import Vehicle
+
+    road, _, _ = _hw_road()
+    ego = Vehicle(road, [50.0, 0.0], heading=0.0, speed=-3.0)
+    far = Vehicle(road, [80.0, 0.0], heading=0.0, speed=2.0)
+    # 5 m gap closing at 8 m/s: no contact within dt = 0.1 s either
+    moving = Vehicle(road, [50.0, 0.0], heading=0.0, speed=10.0)
+    gap = Vehicle(road, [60.0, 0.0], heading=0.0, speed=2.0)
+    assert [c["type"] for c in _hw_contacts(moving, [moving, gap])] == ["unidentified"]
+    assert _hw_contacts(ego, [ego, far]) == [{"track_id": -1, "static": False, "ego_speed_mps": 3.0,
+                                              "type": "unidentified", "at_fault": True, "nc": 0.0}]
 
 
 # ----------------------------------------------------------------------------- real simulator contacts
