@@ -415,19 +415,25 @@ def test_live_foxglove_server_advertises_the_graph_topics(live_graph):
         fox_node.destroy_node()
 
 
+def _node_with_own_diagnostics(ros_context, name: str):
+    """A bare LatentVlaNode (sensor_sync's schema) and the diagnostics topic of its own it publishes on:
+    another graph in this DDS domain listening on /diagnostics must not count as a subscriber."""
+    from latentvla_ros.ros.node_base import LatentVlaNode
+
+    class Bare(LatentVlaNode):
+        schema_name = "sensor_sync"
+
+    diagnostics = f"/{name}_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
+    node = Bare(f"{name}_node", context=ros_context, cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
+    return node, diagnostics
+
+
 def test_reports_and_debug_topics_are_built_only_for_subscribers(ros_context):
     """Nobody listens: no /diagnostics report is built and no debug sample published (both
     would run on the node's frame thread); a subscriber gets both again."""
     from types import SimpleNamespace
 
-    from latentvla_ros.ros.node_base import LatentVlaNode
-
-    class Quiet(LatentVlaNode):
-        schema_name = "sensor_sync"
-
-    # a topic of its own: another graph in this DDS domain listening on /diagnostics must not count
-    diagnostics = f"/quiet_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
-    node = Quiet("quiet_node", context=ros_context, cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
+    node, diagnostics = _node_with_own_diagnostics(ros_context, "quiet")
     io = rclpy.create_node("quiet_io", context=ros_context)
     try:
         built, sent = [], []
@@ -455,13 +461,7 @@ def test_diagnostics_wait_for_the_end_of_a_frame_while_frames_flow(ros_context):
     """The report is not built on a frame thread at the tick (it delayed the frame it met): while
     frames flow it is built right after the next frame's output; a node without frames for a
     period, or a second tick without a frame, publishes at the tick as before."""
-    from latentvla_ros.ros.node_base import LatentVlaNode
-
-    class Busy(LatentVlaNode):
-        schema_name = "sensor_sync"
-
-    diagnostics = f"/busy_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
-    node = Busy("busy_node", context=ros_context, cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
+    node, diagnostics = _node_with_own_diagnostics(ros_context, "busy")
     io = rclpy.create_node("busy_io", context=ros_context)
     try:
         built, status = [], node.diagnostic_status
