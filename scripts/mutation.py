@@ -60,7 +60,8 @@ MODULES: dict[str, dict] = {
         "tests": ["test/test_geometry_routes.py", "test/test_geometry_contracts.py", "test/test_eval_geometry.py",
                   "test/test_route_input.py"]},
     "latentvla_ros/core/route.py": {
-        "tests": ["test/test_route_input.py", "test/test_geometry_contracts.py", "test/test_eval_geometry.py"]},
+        "tests": ["test/test_route_contracts.py", "test/test_route_input.py", "test/test_geometry_contracts.py",
+                  "test/test_eval_geometry.py"]},
     "latentvla_ros/evaluation/pdm_metrics.py": {
         "tests": ["test/test_pdm_metrics_contracts.py", "test/test_pdms_boundaries.py", "test/test_eval_pdms.py",
                   "test/test_eval_geometry.py"]},
