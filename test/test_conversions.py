@@ -180,3 +180,145 @@ def test_trajectory_kinematics_across_the_heading_wrap():
     np.testing.assert_allclose([math.atan2(2 * p.pose.orientation.w * p.pose.orientation.z,
                                            1 - 2 * p.pose.orientation.z ** 2) for p in msg.points],
                                np.arctan2(np.sin(yaw), np.cos(yaw)), atol=1e-12)
+
+
+# ---------------------------------------------------------------- odometry pose, route Path, shared frame
+def _odom_pose(x, y, yaw=None, quat=None) -> Odometry:
+    odom = Odometry()
+    p = odom.pose.pose
+    p.position.x, p.position.y = x, y
+    if quat is None:
+        quat = (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2))
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = quat
+    return odom
+
+
+def test_odometry_pose_by_hand_and_non_finite_parts_rejected():
+    x, y, yaw = conv.odometry_pose(_odom_pose(3.0, -4.0, math.radians(30)))
+    assert (x, y) == (3.0, -4.0) and yaw == pytest.approx(math.radians(30))
+    assert conv.odometry_pose(_odom_pose(0.0, 0.0, math.radians(170)))[2] == pytest.approx(math.radians(170))
+    for odom in (_odom_pose(float("nan"), 1.0, 0.0), _odom_pose(1.0, float("inf"), 0.0),
+                 _odom_pose(1.0, 1.0, quat=(0.0, 0.0, float("nan"), 1.0))):  # each part on its own
+        with pytest.raises(conv.ConversionError, match=r"^odometry pose contains NaN/inf$"):
+            conv.odometry_pose(odom)
+
+
+def test_route_path_poses_are_positions_with_identity_orientation():
+    route = conv.route_to_path(np.array([1.5, -2.0, 3.0, 4.25]), 9_000_000_001, "map")  # flat (x, y) pairs
+    assert conv.stamp_to_ns(route.header.stamp) == 9_000_000_001 and route.header.frame_id == "map"
+    assert len(route.poses) == 2
+    for ps, (x, y) in zip(route.poses, [(1.5, -2.0), (3.0, 4.25)]):
+        assert ps.header.frame_id == "map" and conv.stamp_to_ns(ps.header.stamp) == 9_000_000_001
+        p, q = ps.pose.position, ps.pose.orientation
+        assert (p.x, p.y, p.z) == (x, y, 0.0) and (q.x, q.y, q.z, q.w) == (0.0, 0.0, 0.0, 1.0)
+    assert conv.route_to_path(np.zeros((0, 2)), 0, "map").poses == []
+    # integer arrays: the message holds floats, as one received over DDS would (in-process consumers share it)
+    ints = conv.route_to_path(np.array([[1, 2], [3, 4]]), 0, "map")
+    xy = [(ps.pose.position.x, ps.pose.position.y) for ps in ints.poses]
+    assert xy == [(1.0, 2.0), (3.0, 4.0)] and all(type(v) is float for p in xy for v in p)
+
+
+def test_path_xy_error_messages_count_bad_poses():
+    with pytest.raises(conv.ConversionError, match=r"^empty path \(no poses\)$"):
+        conv.path_xy(conv.route_to_path(np.zeros((0, 2)), 0, "map"))
+    route = conv.route_to_path(np.arange(8.0).reshape(4, 2), 0, "map")
+    route.poses[0].pose.position.x = float("nan")
+    route.poses[1].pose.position.x = float("-inf")  # two bad poses, both in x
+    with pytest.raises(conv.ConversionError, match=r"^path has 2 non-finite pose\(s\) of 4$"):
+        conv.path_xy(route)
+    route.poses[0].pose.position.x = route.poses[1].pose.position.x = 0.0
+    xy = conv.path_xy(route)
+    assert xy.dtype == np.float64 and xy.tolist() == [[0.0, 1.0], [0.0, 3.0], [4.0, 5.0], [6.0, 7.0]]
+
+
+def test_shared_sensor_frame_converts_each_message_object_once(monkeypatch):
+    converted = []
+
+    def convert(msg):
+        if msg == "bad":
+            raise conv.ConversionError("bad frame")
+        converted.append(msg)
+        return ("frame", len(converted))
+
+    monkeypatch.setattr(conv, "_shared_frame", (None, None))
+    monkeypatch.setattr(conv, "sensor_frame_to_core", convert)
+    a, b = ["msg"], ["msg"]  # equal contents, two objects (two DDS deliveries)
+    first = conv.shared_sensor_frame_to_core(a)
+    assert first == ("frame", 1) and conv.shared_sensor_frame_to_core(a) is first  # same object: no reconversion
+    assert conv.shared_sensor_frame_to_core(b) == ("frame", 2)  # another object is converted
+    for _ in range(2):  # a failed conversion is not kept (nor does it evict the last one)
+        with pytest.raises(conv.ConversionError, match="bad frame"):
+            conv.shared_sensor_frame_to_core("bad")
+    assert conv.shared_sensor_frame_to_core(b) == ("frame", 2) and converted == [a, b]
+
+
+def test_cv_bridge_glue_with_a_recording_bridge(monkeypatch):
+    # the ROS 2 cv_bridge is absent here (test_camera_inputs skips its decoder cases): a recording stand-in
+    # with its API checks what our glue hands it (aliased encodings for newer names, every other field kept,
+    # rgb8 asked for) and that its failures become ConversionErrors
+    from sensor_msgs.msg import CompressedImage
+
+    calls = []
+
+    class Bridge:
+        def imgmsg_to_cv2(self, msg, desired_encoding):
+            calls.append(("imgmsg_to_cv2", msg, desired_encoding))
+            if msg.header.frame_id == "broken":
+                raise RuntimeError("boom")
+            return None if msg.header.frame_id == "none" else np.full((msg.height, msg.width, 3), 5, np.uint8)
+
+        def compressed_imgmsg_to_cv2(self, msg, desired_encoding):
+            calls.append(("compressed_imgmsg_to_cv2", msg, desired_encoding))
+            return np.full((1, 2), 3, np.uint8)  # grey: repeated to 3 channels
+
+    monkeypatch.setattr(conv, "_BRIDGE", Bridge())
+    assert conv.image_decoder() == "cv_bridge"
+    for encoding, sent in (("yuyv", "yuv422_yuy2"), ("uyvy", "yuv422"), ("bayer_rggb8", "bayer_rggb8")):
+        per_px = 1 if encoding.startswith("bayer") else 2
+        msg = Image(height=2, width=2, encoding=encoding, is_bigendian=1, step=2 * per_px + 1)
+        msg.header = conv.make_header(77, "cam")
+        msg.data = bytes(range(2 * (2 * per_px + 1)))
+        assert conv.image_to_numpy(msg, "cv_bridge").tolist() == [[[5, 5, 5]] * 2] * 2
+        method, got, desired = calls.pop()
+        assert (method, got.encoding, desired) == ("imgmsg_to_cv2", sent, "rgb8")
+        assert (got.header, got.height, got.width, got.is_bigendian, got.step, bytes(got.data)) == \
+            (msg.header, 2, 2, 1, msg.step, bytes(msg.data)), encoding
+        assert (got is msg) == (encoding == sent)  # no alias: the message itself
+    msg.header.frame_id = "broken"
+    with pytest.raises(conv.ConversionError, match=r"^cv_bridge imgmsg_to_cv2: boom$"):
+        conv.image_to_numpy(msg, "cv_bridge")
+    msg.header.frame_id = "none"
+    with pytest.raises(conv.ConversionError):
+        conv.image_to_numpy(msg, "cv_bridge")
+    jpeg = CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0" + bytes(16))
+    assert conv.compressed_image_to_numpy(jpeg, "cv_bridge").tolist() == [[[3, 3, 3]] * 2]
+    assert calls[-1] == ("compressed_imgmsg_to_cv2", jpeg, "rgb8")
+
+
+def test_image_decoder_choice_and_messages_without_cv_bridge(monkeypatch):
+    monkeypatch.setattr(conv, "_BRIDGE", False)  # absent (as it is here)
+    assert conv.image_decoder() == "opencv" and conv.image_decoder("opencv") == "opencv"
+    with pytest.raises(ImportError, match=r"^cv_bridge is not installed \(apt: ros-\$ROS_DISTRO-cv-bridge\)$"):
+        conv.image_decoder("cv_bridge")
+    with pytest.raises(ValueError, match=r"^unknown image decoder 'pil' \(known: \('cv_bridge', 'opencv'\)\)$"):
+        conv.image_decoder("pil")
+
+
+def test_camera_image_msg_decodes_compressed_and_passes_the_decoder_on(monkeypatch):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    monkeypatch.setattr(conv, "_BRIDGE", False)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[:, 4:] = (200, 40, 10)  # left black, right red: survives png exactly
+    png = CompressedImage(header=conv.make_header(42, "cam_front"), format="png",
+                          data=cv2.imencode(".png", rgb[:, :, ::-1])[1].tobytes())
+    out = conv.camera_image_msg(png)
+    assert (out.encoding, out.height, out.width, out.header.frame_id) == ("rgb8", 8, 8, "cam_front")
+    assert conv.stamp_to_ns(out.header.stamp) == 42
+    np.testing.assert_array_equal(conv.image_to_numpy(out), rgb)
+    bayer = Image(header=png.header, height=2, width=2, encoding="bayer_rggb8", step=2, data=bytes(4))
+    assert conv.camera_image_msg(bayer, "opencv").encoding == "rgb8"
+    for msg in (png, bayer):  # the decoder asked for is used: cv_bridge, absent, is refused
+        with pytest.raises(ImportError, match="cv_bridge is not installed"):
+            conv.camera_image_msg(msg, "cv_bridge")

@@ -312,3 +312,115 @@ def test_window_restarts_revive_dead_codes_within_an_epoch_until_the_cut():
     vq.schedule_window_restarts(every=0, min_count=1, until_step=100)  # disabled
     vq(z), vq(z)
     assert vq.window_restarted == 2
+
+
+def test_nearest_code_of_a_row_does_not_depend_on_the_rest_of_the_batch():
+    # codes 0.002 apart near the origin; z = 0.0011 is nearer code 1 (0.0009 vs 0.0011). A far latent
+    # (norm 1000) in the same batch must not change that: |z|^2 is a per-row term, and a batch-wide
+    # constant of 1e6 would round the small row's distances (1e-6 apart) to a tie in float32
+    vq = _vq([[0.0, 0.0], [0.002, 0.0]]).eval()
+    small, far = torch.tensor([[0.0011, 0.0]]), torch.tensor([[1000.0, 0.0]])
+    assert vq.quantize(small).tolist() == [1]
+    assert vq.quantize(torch.cat([far, small])).tolist() == [1, 1]
+
+
+def test_nearest_code_far_from_the_origin_matches_brute_force():
+    # latents and codes offset by 1000 (codes 3 apart): float32 keeps the distances (|z|^2 ~ 1e6, ulp 0.06)
+    # apart; a per-row constant of |z|^3 ~ 1e9 (ulp 64) would turn them all into ties
+    codebook = torch.tensor([[1000.0, 0.0], [1000.0, 3.0]])
+    z = torch.tensor([[1000.0, 2.0], [1000.0, -0.5], [1000.0, 1.0], [1000.0, 2.5]])
+    expected = torch.cdist(z.double(), codebook.double()).argmin(dim=1).tolist()
+    assert expected == [1, 0, 0, 1]
+    assert _vq(codebook).eval().quantize(z).tolist() == expected
+
+
+def test_recent_ring_buffer_wraps_at_exactly_its_size():
+    vq = _vq([[0.0]], buffer_size=4)
+    pushes = [[1, 2], [3, 4], [5], [6, 7, 8], [9, 10, 11], [12, 13], [20, 21, 22, 23, 24, 25]]
+    # after each push: buffer, write position, rows filled (worked out by hand)
+    expected = [([1, 2, 0, 0], 2, 2), ([1, 2, 3, 4], 0, 4),  # end == size: fills the last slots, back to 0
+                ([5, 2, 3, 4], 1, 4), ([5, 6, 7, 8], 0, 4), ([9, 10, 11, 8], 3, 4),
+                ([13, 10, 11, 12], 1, 4),  # end 5 > 4: one row at the end, one at the start
+                ([25, 22, 23, 24], 1, 4)]  # more rows than slots: the newest 4, in ring order
+    for rows, (buf, pos, filled) in zip(pushes, expected):
+        vq._push_recent(torch.tensor(rows, dtype=torch.float32)[:, None])
+        assert vq._recent[:, 0].tolist() == buf and vq._recent_pos == pos and vq._recent_filled == filled, rows
+
+
+def test_recent_ring_buffer_lives_on_the_latents_device():
+    # the meta device stands in for an accelerator here: the buffer is allocated where the latents are
+    # and kept across pushes (a buffer made on the CPU could not take them)
+    vq = _vq([[0.0, 0.0]], buffer_size=4)
+    vq._push_recent(torch.zeros(3, 2, device="meta"))
+    vq._push_recent(torch.zeros(2, 2, device="meta"))
+    assert vq._recent.device.type == "meta" and tuple(vq._recent.shape) == (4, 2)
+    assert vq._recent_pos == 1 and vq._recent_filled == 4
+
+
+def _window_vq(every: int, min_count: int, until_step: int) -> tuple[EmaVectorQuantizer, torch.Tensor]:
+    """4 codes far from a pool of 3 recent latents (0.5, 0.6, 0.7), window restarts scheduled; noise 1e-6."""
+    vq = _vq([[100.0], [200.0], [300.0], [400.0]], restart_noise=0.0)
+    vq._push_recent(torch.tensor([[0.5], [0.6], [0.7]]))
+    vq.schedule_window_restarts(every=every, min_count=min_count, until_step=until_step)
+    return vq, vq.codebook.clone()
+
+
+def _window_updates(vq, original: torch.Tensor, counts: list[list[float]]) -> list[list[int]]:
+    """Feed one codebook update per row of ``counts``; after each, the codes restarted by it (drawn from the
+    pool) are listed and put back to their original values."""
+    restarted = []
+    for c in counts:
+        vq._window_step(torch.tensor(c))
+        moved = (vq.codebook[:, 0] != original[:, 0]).nonzero().flatten().tolist()
+        for k in moved:
+            assert min(abs(float(vq.codebook[k, 0]) - p) for p in (0.5, 0.6, 0.7)) < 1e-4, "not from the pool"
+        vq.codebook.copy_(original)
+        restarted.append(moved)
+    return restarted
+
+
+def test_window_restart_at_the_window_end_with_usage_summed_over_the_window():
+    # windows of 3 updates, min 2 uses, up to update 6. Window 1 uses (1,0,0,5) + (0,1,0,0) + (1,0,1,0) =
+    # (2,1,1,5): codes 1 and 2 restarted at update 3, not before. Window 2 starts from zero (window 1's use
+    # of code 1 does not carry over): (0,0,0,3) + (2,0,0,0) + (0,1,0,0) = (2,1,0,3): codes 1, 2 at update 6
+    # (== the cut, still restarted). Window 3 (updates 7-9) lies past the cut: nothing although all unused
+    vq, original = _window_vq(every=3, min_count=2, until_step=6)
+    counts = [[1, 0, 0, 5], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 3], [2, 0, 0, 0], [0, 1, 0, 0],
+              [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]
+    restarted = _window_updates(vq, original, counts)
+    assert restarted == [[], [], [1, 2], [], [], [1, 2], [], [], []]
+    assert vq.window_restarted == 4  # accumulated over the windows
+    assert vq._update_steps == 9
+
+
+def test_window_of_one_update_restarts_after_every_update():
+    vq, original = _window_vq(every=1, min_count=1, until_step=2)
+    assert _window_updates(vq, original, [[0, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]]) == [[0], [2, 3], []]
+    assert vq.window_restarted == 3
+
+
+def test_window_restarts_off_when_disabled_or_min_count_zero():
+    for every, min_count in ((0, 5), (-1, 5), (2, 0)):
+        vq, original = _window_vq(every=every, min_count=min_count, until_step=100)
+        assert _window_updates(vq, original, [[0, 0, 0, 0]] * 4) == [[]] * 4, (every, min_count)
+        assert vq.window_restarted == 0
+    # a fresh quantizer (never scheduled) has them off
+    vq = _vq([[100.0], [200.0]])
+    vq._push_recent(torch.tensor([[0.5]]))
+    before = vq.codebook.clone()
+    for _ in range(3):
+        vq._window_step(torch.zeros(2))
+    torch.testing.assert_close(vq.codebook, before)
+    assert vq.window_restarted == 0
+
+
+def test_rescheduling_starts_a_new_window_and_step_count():
+    # 2 updates into a window of 3 (codes 1-3 used twice), reschedule: the next window starts from zero and
+    # lasts 3 updates, so codes 1 and 2, unused in it, are restarted at its end (update 3 == the new cut,
+    # counted from the new call); the next window lies past the cut
+    vq, original = _window_vq(every=3, min_count=1, until_step=100)
+    assert _window_updates(vq, original, [[0, 1, 1, 1], [0, 1, 1, 1]]) == [[], []]
+    vq.schedule_window_restarts(every=3, min_count=1, until_step=3)
+    assert _window_updates(vq, original, [[1, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0]]) == [[], [], [1, 2]]
+    assert _window_updates(vq, original, [[0, 0, 0, 0]] * 3) == [[], [], []]
+    assert vq.window_restarted == 2
