@@ -294,6 +294,15 @@ def _carla_bridge_bag(root: Path) -> Path:
     return bag
 
 
+def _missing_frames_report(got: set[int], ticks: set[int], nodes) -> str:
+    """Which ticks never became a synchronized frame, and what sensor_sync counted meanwhile."""
+    sync = next(n for n in nodes if n.get_name() == "sensor_sync")
+    snap = sync.stats.snapshot()
+    missing = sorted((t - SIM_START_NS) // 100_000_000 for t in ticks - got)
+    return (f"{len(got & ticks)} of {CARLA_TICKS} frames; missing ticks {missing}; received {snap['received']}, "
+            f"dropped {snap['dropped']}, sync {sync._sync.stats()}, anomalies {sync.anomalies}")
+
+
 def test_latentvla_replay_delivers_every_frame_of_a_carla_bag_to_the_graph(ros_context, spin, tmp_path):
     """The issue's done-when: `latentvla replay` (defaults: waits for the graph, the bag's
     /clock as the only clock) of a CARLA-bridge-shaped bag written by another library: every
@@ -325,7 +334,7 @@ def test_latentvla_replay_delivers_every_frame_of_a_carla_bag_to_the_graph(ros_c
     assert stats["published_without_subscribers"] == {}
     frame_stamps = lambda: {stamp_to_ns(f.header.stamp) for f in frames}
     ticks = {SIM_START_NS + k * 100_000_000 for k in range(CARLA_TICKS)}
-    assert wait_for(lambda: frame_stamps() == ticks, 30), f"{len(frame_stamps())} of {CARLA_TICKS} frames"
+    assert wait_for(lambda: frame_stamps() == ticks, 30), _missing_frames_report(frame_stamps(), ticks, nodes)
     done = lambda: {stamp_to_ns(t.header.stamp) for t in trajectories} >= ticks
     assert wait_for(done, 60), f"{len(ticks & {stamp_to_ns(t.header.stamp) for t in trajectories})} trajectories"
     assert clocks and clocks == sorted(clocks) and min(clocks) >= SIM_START_NS, "/clock went backwards"

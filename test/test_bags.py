@@ -383,6 +383,69 @@ def test_player_truncated_bag_counts_error(ros, tmp_path):
     assert any("damaged" in e for e in stats["read_errors"])
 
 
+_LISTENER = """
+import sys, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node("acking_listener")
+got = []
+node.create_subscription(String, "/chatter", lambda m: got.append(m.data), QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+print("ready", flush=True)
+while len(got) < int(sys.argv[1]):
+    rclpy.spin_once(node, timeout_sec=0.1)
+print(len(got), flush=True)
+"""
+
+
+def test_player_finishes_only_when_reliable_subscribers_have_every_message(ros, tmp_path):
+    """A replay process that exits right after its last publish lost the bag's last tick under
+    load (the reader had not received it; a destroyed writer sends nothing more). The player
+    now waits until every reliable subscriber acknowledged everything: a listener process that
+    is frozen (SIGSTOP) when the bag plays holds the end of the playback until it runs again
+    and then has every message, after the player's writers are gone."""
+    import signal
+
+    from latentvla_ros.ros.bag_player import BagPlayer
+
+    n = 10
+    write_test_bag(tmp_path / "bag", "mcap", n=n, period_ns=10_000_000)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(_DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    listener = subprocess.Popen([sys.executable, "-c", _LISTENER, str(n)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        player = BagPlayer(ros, tmp_path / "bag", rate=10.0, publish_clock=False, topics=["/chatter"],
+                           wait_for_subscribers_s=20.0, ack_timeout_s=30.0)
+        assert _wait(lambda: player._publishers["/chatter"].get_subscription_count() == 1, 20.0)
+        listener.send_signal(signal.SIGSTOP)
+        try:
+            player.start()
+            assert not player.wait(2.0), "playback counted as finished before the subscriber had the messages"
+            assert player.stats()["published"] == {"/chatter": n}
+        finally:
+            listener.send_signal(signal.SIGCONT)
+        assert player.wait(30.0)
+        stats = player.stats()
+        player.destroy()  # the writer is gone: what the listener has now is all it gets
+        assert stats["unacknowledged"] == []
+        out, _ = listener.communicate(timeout=30)
+        assert out.split() == [str(n)]
+    finally:
+        if listener.poll() is None:
+            listener.send_signal(signal.SIGCONT)
+            listener.kill()
+            listener.wait()
+
+
+def _wait(predicate, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_play_bag_blocking_helper(tmp_path):
     from latentvla_ros.ros.bag_player import play_bag
 

@@ -322,3 +322,29 @@ def test_camera_image_msg_decodes_compressed_and_passes_the_decoder_on(monkeypat
     for msg in (png, bayer):  # the decoder asked for is used: cv_bridge, absent, is refused
         with pytest.raises(ImportError, match="cv_bridge is not installed"):
             conv.camera_image_msg(msg, "cv_bridge")
+
+
+def test_message_from_fields_builds_what_the_constructor_builds_without_its_defaults():
+    """sensor_sync builds each SensorFrame with ``message_from_fields``: the same message (equal,
+    and it goes over the wire) as the generated constructor, without building a default Odometry,
+    CameraInfo and PointCloud2 first; every field must be given and is checked as usual."""
+    from geometry_msgs.msg import Vector3
+    from rclpy.serialization import deserialize_message, serialize_message
+    from ros_helpers import camera_image, lidar_cloud, odometry, stamp
+    from sensor_msgs.msg import CameraInfo
+
+    from latentvla_ros.msg import SensorFrame
+    from latentvla_ros.ros.conversions import make_header, message_from_fields
+
+    fields = dict(header=make_header(stamp(3), "base_link"), images=[camera_image(stamp(3))],
+                  camera_infos=[CameraInfo(width=128)], lidar=lidar_cloud(stamp(3)), odometry=odometry(stamp(3)),
+                  driving_command=2, ego_acceleration=Vector3(x=0.5, y=-0.1, z=0.0), sync_spread_s=0.01, sequence=7)
+    built = message_from_fields(SensorFrame, **fields)
+    assert built == SensorFrame(**fields)
+    # (not the bytes themselves: CDR's alignment padding is not initialised)
+    wire = lambda msg: deserialize_message(serialize_message(msg), SensorFrame)
+    assert wire(built) == wire(SensorFrame(**fields))
+    with pytest.raises(TypeError, match="missing.*sequence"):
+        message_from_fields(SensorFrame, **{k: v for k, v in fields.items() if k != "sequence"})
+    with pytest.raises(TypeError, match="unknown.*speed"):
+        message_from_fields(SensorFrame, speed=1.0, **fields)

@@ -485,3 +485,67 @@ def test_diagnostics_wait_for_the_end_of_a_frame_while_frames_flow(ros_context):
     finally:
         io.destroy_node()
         node.destroy_node()
+
+
+def test_in_a_composed_process_reports_wait_for_the_end_of_the_frame_path(ros_context):
+    """A node's report built right after its own output still met the frame on its way through
+    the other nodes of the process (their Python shares the GIL): in a composed process it waits
+    until the node that ends the frame path (the planner) says the frame is out, and is then
+    built on the node's own thread; a second tick without that publishes it as before."""
+    from latentvla_ros.ros.intra_process import IntraProcessBus
+    from latentvla_ros.ros.node_base import LatentVlaNode
+
+    class Bare(LatentVlaNode):
+        schema_name = "sensor_sync"
+
+    from latentvla_ros.ros.executors import GraphExecutor
+    from latentvla_ros.ros.node_base import REPORT_AFTER_FRAME_S
+
+    bus = IntraProcessBus()
+    diagnostics = f"/composed_diagnostics_{os.getpid()}_{time.monotonic_ns()}"
+    node = Bare("composed_node", context=ros_context, intra_process=bus,
+                parameter_overrides=[Parameter("diagnostics_period_s", value=60.0)],  # ticks by hand only
+                cli_args=["--ros-args", "-r", f"/diagnostics:={diagnostics}"])
+    io = rclpy.create_node("composed_io", context=ros_context)
+    frame = lambda: node.processing(time.time_ns())
+    spinner = GraphExecutor(context=ros_context).add(node).start()
+    try:
+        built, status = [], node.diagnostic_status
+        node.diagnostic_status = lambda: built.append(time.monotonic()) or status()
+        io.create_subscription(DiagnosticArray, diagnostics, lambda m: None, 10)
+        assert wait_for(lambda: node._diag_pub.get_subscription_count() > 0)
+        with frame():
+            pass
+        node._on_diagnostics_timer()  # frames flow: due
+        with frame():
+            pass
+        assert len(built) == 1  # no node ends a frame path in this process: right after the output, as before
+
+        bus.add_frame_end(object())  # stands in for the trajectory planner
+        node._on_diagnostics_timer()
+        with frame():
+            pass
+        assert len(built) == 1  # waits for the frame path's end ...
+        with frame():  # (another frame of this node: still waiting, once)
+            pass
+        assert len(built) == 1 and len(bus._after_frame) == 1
+        done = time.monotonic()
+        bus.frame_done()  # ... the trajectory is out: built on the node's thread a moment later
+        assert bus._after_frame == [] and wait_for(lambda: len(built) == 2)
+        assert built[1] - done >= REPORT_AFTER_FRAME_S * 0.9
+        bus.frame_done()
+        time.sleep(3 * REPORT_AFTER_FRAME_S)
+        assert len(built) == 2  # once
+
+        node._on_diagnostics_timer()
+        with frame():
+            pass
+        node._on_diagnostics_timer()  # the frame path did not end: the second tick publishes it
+        assert len(built) == 3
+        bus.frame_done()  # the waiting call finds nothing due any more
+        time.sleep(3 * REPORT_AFTER_FRAME_S)
+        assert len(built) == 3
+    finally:
+        spinner.stop()
+        io.destroy_node()
+        node.destroy_node()

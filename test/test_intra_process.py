@@ -224,3 +224,45 @@ def test_composed_planner_plans_in_the_thread_that_hands_the_pair_over(ros_conte
     source.bev_pub.publish(sample["BevFeatures"])
     assert threads[:1] == [threading.current_thread()]  # planned before publish() returned, in this thread
     assert planner.stats.snapshot()["received"] == {"bev": 1, "plan": 1}
+
+
+def test_sensor_sync_converts_a_frame_once_for_every_in_process_consumer(ros_context, monkeypatch):
+    """In a composed process bev_features and latent_reasoner receive sensor_sync's very message
+    object: sensor_sync converts it to the core frame once (with the points and odometry it
+    converted for its checks) and both consumers get that conversion; with no in-process
+    consumer nothing is converted for nobody."""
+    import numpy as np
+    from ros_helpers import camera_image, lidar_cloud, odometry, sensor_remaps, stamp
+
+    from latentvla_ros.ros import conversions
+    from latentvla_ros.ros.nodes import sensor_sync as sensor_sync_module
+    from latentvla_ros.ros.nodes.sensor_sync import SensorSyncNode
+
+    bus = IntraProcessBus()
+    sync = SensorSyncNode(context=ros_context, intra_process=bus, cli_args=sensor_remaps("/share"))
+    made = []
+    convert = sensor_sync_module.sensor_frame_to_core
+    monkeypatch.setattr(sensor_sync_module, "sensor_frame_to_core", lambda *a: made.append(1) or convert(*a))
+    try:
+        sync._on_synchronized(camera_image(stamp(0)), lidar_cloud(stamp(0)), odometry(stamp(0)))
+        assert made == [] and sync.stats.snapshot()["published"]["frame"] == 1  # over DDS only: not converted
+
+        sub = LocalSubscription(SimpleNamespace(executor=None), "/share/frame", SensorFrame, lambda m: None, 10,
+                                lambda n: None)
+        bus.add_subscription(sub)
+        sync._on_synchronized(camera_image(stamp(1)), lidar_cloud(stamp(1)), odometry(stamp(1)))
+        msg = sub.queue[-1]
+        assert made == [1]
+        expected = conversions.sensor_frame_to_core(msg)  # what each consumer would compute on its own
+        monkeypatch.setattr(conversions, "sensor_frame_to_core", lambda *a: (_ for _ in ()).throw(AssertionError("converted again")))
+        for _consumer in ("bev_features", "latent_reasoner"):
+            frame = conversions.shared_sensor_frame_to_core(msg)
+            assert frame.stamp_ns == expected.stamp_ns == stamp(1)
+            assert np.array_equal(frame.lidar_points, expected.lidar_points)
+            assert np.array_equal(frame.cameras[0].image, expected.cameras[0].image)
+            assert frame.cameras[0].name == expected.cameras[0].name
+            assert np.array_equal(frame.ego.velocity, expected.ego.velocity)
+            assert np.array_equal(frame.ego.acceleration, expected.ego.acceleration)
+            assert frame.ego.yaw_rate == expected.ego.yaw_rate and frame.ego.command == expected.ego.command
+    finally:
+        sync.destroy_node()

@@ -120,6 +120,10 @@ class BagPlayer:
         wait_topics: published topic names to wait for (``None``: the graph's inputs among
             the bag's topics, see the module doc).
         max_loops: with ``loop``, stop after this many passes (``None``: until ``stop()``).
+        ack_timeout_s: after the last message, wait up to this long until every reliable
+            subscriber has acknowledged what was published before the playback counts as
+            finished (a player process that exits at once loses what DDS had not delivered
+            yet); topics still unacknowledged then are listed in ``stats()['unacknowledged']``.
     """
 
     def __init__(
@@ -140,6 +144,7 @@ class BagPlayer:
         wait_for_subscribers_s: float = 0.0,
         wait_topics: Iterable[str] | None = None,
         max_loops: int | None = None,
+        ack_timeout_s: float = 5.0,
     ) -> None:
         if not rate > 0:
             raise ValueError(f"rate must be > 0, got {rate!r}")
@@ -159,6 +164,8 @@ class BagPlayer:
         self.wait_for_subscribers_s = float(wait_for_subscribers_s)
         self.clock_topic = clock_topic
         self.max_loops = None if max_loops is None else int(max_loops)
+        self.ack_timeout_s = float(ack_timeout_s)
+        self._unacknowledged: list[str] = []
         self._log = node.get_logger()
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -267,6 +274,7 @@ class BagPlayer:
                 "clock_source": self.clock_source,
                 "subscriber_wait": dict(self._wait),
                 "published_without_subscribers": dict(self._without_subscribers),
+                "unacknowledged": list(self._unacknowledged),
             }
 
     def progress(self) -> dict[str, Any]:
@@ -292,6 +300,8 @@ class BagPlayer:
                     break
                 if self.max_loops is not None and passes >= self.max_loops:
                     break
+            if not self._stop.is_set():
+                self._wait_for_acknowledgements()
         except Exception as err:  # noqa: BLE001 - never kill the host process
             with self._lock:
                 self._read_errors.append(f"playback aborted: {type(err).__name__}: {err}")
@@ -319,6 +329,30 @@ class BagPlayer:
         if unmatched:
             self._log.warning(f"no subscriber on {', '.join(unmatched)} after {self.wait_for_subscribers_s:.0f} s: "
                               "playing anyway; what nobody receives is counted (published_without_subscribers)")
+
+    def _wait_for_acknowledgements(self) -> None:
+        """Until every reliable subscriber has acknowledged every message (at most
+        ``ack_timeout_s``). Without it the last messages of a bag were lost under load: the
+        replay process exited before DDS had delivered them, and a destroyed writer sends
+        nothing more. Polled without blocking (``wait_for_all_acked`` with a zero timeout), so
+        a player sharing its process with the graph never holds its threads up."""
+        from rclpy.duration import Duration
+
+        pubs = {self.remap.get(t, t): p for t, p in self._publishers.items()}
+        if self._clock_pub is not None:
+            pubs[self.clock_topic] = self._clock_pub
+        deadline = time.monotonic() + self.ack_timeout_s
+        pending = sorted(pubs)
+        while pending and not self._stop.is_set():
+            pending = [t for t in pending if not pubs[t].wait_for_all_acked(Duration(seconds=0))]
+            if not pending or time.monotonic() >= deadline:
+                break
+            self._stop.wait(0.01)
+        with self._lock:
+            self._unacknowledged = pending
+        if pending:
+            self._log.warning(f"subscribers of {', '.join(pending)} did not acknowledge every message within "
+                              f"{self.ack_timeout_s:g} s of the end of the bag: they may miss its last messages")
 
     def _publish_clock(self, bag_ns: int) -> None:
         if self._clock_pub is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import math
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -50,6 +51,28 @@ def stamp_to_ns(stamp: Time) -> int:
 def ns_to_stamp(ns: int) -> Time:
     sec, nanosec = divmod(int(ns), 1_000_000_000)
     return Time(sec=sec, nanosec=nanosec)
+
+
+_CHECK_FIELDS: dict[type, Any] = {}  # message class -> its instances' ``_check_fields`` (rosidl >= Jazzy)
+
+
+def message_from_fields(cls, **fields):
+    """``cls(**fields)`` with every field given, without the defaults the generated constructor
+    builds for each field before it assigns the given value (a SensorFrame's default Odometry,
+    CameraInfo and PointCloud2 cost more than the rest of its construction, on the frame path).
+    The values go through the generated setters, which check them as the constructor does."""
+    names = cls.get_fields_and_field_types()
+    if fields.keys() != names.keys():
+        raise TypeError(f"{cls.__name__}: give every field; missing {sorted(set(names) - set(fields))}, "
+                        f"unknown {sorted(set(fields) - set(names))}")
+    msg = cls.__new__(cls)
+    if "_check_fields" in cls.__slots__:
+        if cls not in _CHECK_FIELDS:
+            _CHECK_FIELDS[cls] = cls()._check_fields
+        msg._check_fields = _CHECK_FIELDS[cls]
+    for name, value in fields.items():
+        setattr(msg, name, value)
+    return msg
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Header:
@@ -315,8 +338,11 @@ def route_to_path(route_world: np.ndarray, stamp_ns: int, frame_id: str) -> Path
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def sensor_frame_to_core(msg: SensorFrame):
-    """SensorFrame message -> core SensorFrame (images and points as views into the message)."""
+def sensor_frame_to_core(msg: SensorFrame, points: np.ndarray | None = None,
+                         odometry: tuple[np.ndarray, float] | None = None):
+    """SensorFrame message -> core SensorFrame (images and points as views into the message).
+    ``points`` (``pointcloud2_to_xyzi(msg.lidar)``) and ``odometry``
+    (``odometry_velocity(msg.odometry)``): conversions the caller made already."""
     from latentvla_ros.core.types import SensorFrame as CoreFrame
 
     if not msg.images:
@@ -326,8 +352,8 @@ def sensor_frame_to_core(msg: SensorFrame):
         info = msg.camera_infos[i] if i < len(msg.camera_infos) else None
         cameras.append(CameraImage(image=image_to_numpy(img), name=img.header.frame_id or f"camera{i}",
                                    intrinsics=camera_info_intrinsics(info)))
-    points = pointcloud2_to_xyzi(msg.lidar)
-    velocity, yaw_rate = odometry_velocity(msg.odometry)
+    points = pointcloud2_to_xyzi(msg.lidar) if points is None else points
+    velocity, yaw_rate = odometry_velocity(msg.odometry) if odometry is None else odometry
     acc = msg.ego_acceleration
     if not (abs(acc.x) <= _FLOAT32_MAX and abs(acc.y) <= _FLOAT32_MAX):  # NaN, inf, or inf in float32
         raise ConversionError("ego acceleration contains NaN/inf")
@@ -346,11 +372,16 @@ def shared_sensor_frame_to_core(msg: SensorFrame):
     and never modified after publishing: ros/intra_process.py), so the second gets the first
     one's conversion (read-only views; the core never modifies a frame). Over DDS every
     message is a new object and is converted each time. A failed conversion is not kept."""
-    global _shared_frame
     last_msg, last_frame = _shared_frame
     if last_msg is msg:
         return last_frame
-    frame = sensor_frame_to_core(msg)
+    return share_sensor_frame(msg, sensor_frame_to_core(msg))
+
+
+def share_sensor_frame(msg: SensorFrame, frame):
+    """``frame`` is ``msg``'s conversion: ``shared_sensor_frame_to_core(msg)`` returns it (the
+    publisher of an in-process SensorFrame converts it once, for every consumer)."""
+    global _shared_frame
     _shared_frame = (msg, frame)
     return frame
 

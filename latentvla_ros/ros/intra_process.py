@@ -26,6 +26,10 @@ Rules (docs/architecture.md#intra-process-delivery):
   ones are counted (``intra_process/dds_duplicates_ignored/<input>``). Consequence: a
   second publisher of the same topic in *another* process is not heard by this process's
   nodes. Our graph has one publisher per topic; a node that sees a foreign one says so.
+
+The bus also knows where the process's frame path ends (``add_frame_end``: the trajectory
+planner): work that must not compete with a frame for the GIL (a node's /diagnostics report)
+waits for ``after_frame`` and runs once the frame in flight is out (``frame_done``).
 """
 from __future__ import annotations
 
@@ -134,6 +138,8 @@ class IntraProcessBus:
         self._lock = threading.Lock()
         self._subscriptions: dict[str, tuple[LocalSubscription, ...]] = {}
         self._publishers: dict[str, tuple[IntraProcessPublisher, ...]] = {}
+        self._frame_ends: tuple[Any, ...] = ()  # nodes whose output ends the frame path (the planner)
+        self._after_frame: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------ registry
     def _add(self, table: dict[str, tuple], entry: Any) -> None:
@@ -164,6 +170,36 @@ class IntraProcessBus:
     def remove_node(self, node: Any) -> None:
         self._remove(self._subscriptions, lambda s: s.node is node)
         self._remove(self._publishers, lambda p: p.node is node)
+        with self._lock:
+            self._frame_ends = tuple(n for n in self._frame_ends if n is not node)
+
+    # ------------------------------------------------------------ the end of the frame path
+    def add_frame_end(self, node: Any) -> None:
+        """``node``'s output ends the process's frame path: it calls ``frame_done`` after it."""
+        with self._lock:
+            self._frame_ends += (node,)
+
+    def is_frame_end(self, node: Any) -> bool:
+        return any(n is node for n in self._frame_ends)
+
+    def after_frame(self, fn: Callable[[], None]) -> bool:
+        """Call ``fn`` once the frame in flight is out (the next ``frame_done``, in that thread:
+        ``fn`` should only hand work to its own thread). False where no node of the process
+        ends a frame path: nothing would call it, do the work now."""
+        if not self._frame_ends:
+            return False
+        with self._lock:
+            self._after_frame.append(fn)
+        return True
+
+    def frame_done(self) -> None:
+        """A frame's output is out: what waited for it (``after_frame``) runs now."""
+        if not self._after_frame:
+            return
+        with self._lock:
+            pending, self._after_frame = self._after_frame, []
+        for fn in pending:
+            fn()
 
     def local_publishers(self, topic: str, msg_type: type, requires_reliable: bool = False) -> int:
         """Publishers of ``topic`` with this message type in the process that reach a
@@ -198,6 +234,10 @@ class IntraProcessPublisher:
     def publisher(self) -> Any:
         """The wrapped rclpy ``Publisher``."""
         return self._publisher
+
+    def local_subscriptions(self) -> int:
+        """Subscriptions of this process the next ``publish`` hands the message object to."""
+        return len(self._bus.subscriptions(self.topic, self.msg_type, self.reliable))
 
     def publish(self, msg: Any) -> None:
         local = self._bus.subscriptions(self.topic, self.msg_type, self.reliable)

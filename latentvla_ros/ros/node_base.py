@@ -77,6 +77,11 @@ OK, WARN, ERROR = 0, 1, 2  # DiagnosticStatus levels as ints
 # Consecutive model failures after which the model status turns ERROR.
 MODEL_ERROR_STREAK = 3
 
+# A report that waited for the end of a composed process's frame path is built this long after
+# the trajectory is out: its consumers (the controller, the bench's harness) take it within a
+# few ms, and in the same process their Python would wait for the report's (~1 ms) otherwise.
+REPORT_AFTER_FRAME_S = 0.01
+
 
 def _plain(value: Any) -> Any:
     """A parameter value as plain Python (rclpy gives arrays as array.array or tuples)."""
@@ -146,8 +151,12 @@ class LatentVlaNode(Node):
         # must not silence the diagnostics that report it
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._diag_due, self._last_processed = False, -math.inf  # see _on_diagnostics_timer
+        self._diag_waiting = False  # a due report waits for the frame path's end (_report_after_frame)
         self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self._on_diagnostics_timer,
                                              clock=self._steady)
+        # one-shot (reset by _on_frame_path_done): the waiting report, on this node's own thread
+        self._report_timer = self.create_timer(REPORT_AFTER_FRAME_S, self._publish_due_report, clock=self._steady)
+        self._report_timer.cancel()
         self.publish_node_info()
 
     # ------------------------------------------------------------ parameters
@@ -497,7 +506,31 @@ class LatentVlaNode(Node):
         if self._processing_pub.get_subscription_count():
             self._processing_pub.publish(Float64(data=elapsed_ms))
         self._last_processed = time.monotonic()
-        if self._diag_due:  # the frame's output is out: the report costs no frame any latency now
+        if self._diag_due:  # the frame's output is out
+            self._report_after_frame()
+
+    def _report_after_frame(self) -> None:
+        """A report is due and this node's output is out. In a composed process the frame is
+        still on its way through the other nodes, whose Python shares the GIL with the report
+        (built on a frame thread it delayed the frame ~1 ms): the report waits until the frame
+        path's end (``IntraProcessBus.after_frame``) and is built on this node's own thread
+        ``REPORT_AFTER_FRAME_S`` later. The node that ends the path (the planner), or one outside
+        a composed process, builds it now."""
+        bus = self.intra_process
+        if bus is not None and not bus.is_frame_end(self):
+            if self._diag_waiting or bus.after_frame(self._on_frame_path_done):
+                self._diag_waiting = True
+                return
+        self._diag_due = False
+        self._publish_diagnostics()
+
+    def _on_frame_path_done(self) -> None:
+        self._report_timer.reset()  # any thread: the timer fires on this node's executor
+
+    def _publish_due_report(self) -> None:
+        self._report_timer.cancel()  # one shot
+        self._diag_waiting = False
+        if self._diag_due:  # not published by a tick meanwhile
             self._diag_due = False
             self._publish_diagnostics()
 
@@ -621,7 +654,8 @@ class LatentVlaNode(Node):
     def _on_diagnostics_timer(self) -> None:
         """While frames flow (one processed within the last period) the report is built right
         after the next frame's output instead of at a random moment on the frame thread, where
-        it delayed the frame it met (the p99); a second tick without a frame publishes it."""
+        it delayed the frame it met (the p99); a second tick without a frame publishes it (also
+        one still waiting for the frame path's end, ``_report_after_frame``)."""
         if self._diag_due or time.monotonic() - self._last_processed > self.params.diagnostics_period_s \
                 or not self._diag_pub.get_subscription_count():
             self._diag_due = False
@@ -660,39 +694,3 @@ def level_value(level) -> int:
     """DiagnosticStatus.level (bytes in rclpy) -> int."""
     return level[0] if isinstance(level, (bytes, bytearray)) else int(level)
 
-
-def load_model_runtime(node: LatentVlaNode, runtime_cls, config_cls):
-    """Build a core runtime (BevFeatureExtractor, LatentReasoner, TrajectoryPlanner) from the
-    node's checkpoint/preset/device parameters. A missing or corrupt checkpoint is reported
-    loudly and the node runs with untrained weights, flagged in model_id and diagnostics.
-    Checkpoints are safetensors only (core/checkpoint.py never unpickles)."""
-    from latentvla_ros.core.checkpoint import CheckpointError
-    from latentvla_ros.core.resources import resolve_path
-    from latentvla_ros.runtime import resolve_intra_op_threads
-
-    p = node.params
-    kwargs = dict(device=p.device, torch_threads=resolve_intra_op_threads(p.torch_threads), backend=p.backend)
-    path = resolve_path(p.checkpoint) if p.checkpoint else None
-    problem = ""
-    if path is not None and not path.is_dir():
-        problem = f"checkpoint {path} does not exist"
-        path = None
-    if path is not None and p.backend == "onnx" and (path / "model.onnx").is_file():
-        kwargs["onnx_path"] = path / "model.onnx"  # shipped export; re-exported if it does not match the weights
-    try:
-        runtime = runtime_cls(config=config_cls.preset(p.preset), checkpoint_dir=path, **kwargs)
-    except CheckpointError as exc:
-        kwargs.pop("onnx_path", None)
-        problem = f"checkpoint rejected: {exc}"
-        runtime = runtime_cls(config=config_cls.preset(p.preset), checkpoint_dir=None, **kwargs)
-    node.model_status = runtime.model_id
-    if runtime.untrained:
-        node.model_level = DiagnosticStatus.WARN
-        node.model_status = f"{runtime.model_id} ({problem or 'no checkpoint given'})"
-        node.get_logger().error(
-            "*** RUNNING WITH UNTRAINED WEIGHTS *** "
-            f"{problem or 'no checkpoint given'}; outputs are published with model_id {runtime.model_id!r}")
-    else:
-        node.get_logger().info(f"loaded {runtime.model_id} from {path}")
-    node.publish_node_info()
-    return runtime

@@ -94,7 +94,7 @@ def frame_messages(log, t: int):
 
 # ============================================================================ runtimes
 def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_dir: Path | None = None):
-    """The pipeline objects exactly as ``ros.node_base.load_model_runtime`` builds them."""
+    """The pipeline objects exactly as ``ros.model_loading.load_model_runtime`` builds them."""
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.configuration_planner import PlannerConfig
     from latentvla_ros.models.configuration_student import StudentConfig

@@ -60,7 +60,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 agent_source = "the composed nodes' runtime objects"
             else:
                 agent = build_agent(data.checkpoint_dir, config, backend, opts.threads[config])
-                agent_source = "built like ros.node_base.load_model_runtime"
+                agent_source = "built like ros.model_loading.load_model_runtime"
             staged = [(name, stage) for name, stage in zip(STAGE_OF_NODE, (agent.bev, agent.reasoner, agent.planner))
                       if stage is not None]
             with wrapped_forward_passes([stage for _, stage in staged], TimedForwardPass) as timers:

@@ -26,7 +26,8 @@ from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
 from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, shared_sensor_frame_to_core
-from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
+from latentvla_ros.ros.model_loading import load_model_runtime
+from latentvla_ros.ros.node_base import LatentVlaNode
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.runtime import BevFeatureExtractor
 

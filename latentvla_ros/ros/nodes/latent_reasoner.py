@@ -20,7 +20,8 @@ from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
 from latentvla_ros.ros.conversions import ConversionError, make_header, plan_to_msg, shared_sensor_frame_to_core
 from latentvla_ros.ros.markers import latent_token_markers
-from latentvla_ros.ros.node_base import LatentVlaNode, load_model_runtime
+from latentvla_ros.ros.model_loading import load_model_runtime
+from latentvla_ros.ros.node_base import LatentVlaNode
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.runtime import LatentReasoner
 

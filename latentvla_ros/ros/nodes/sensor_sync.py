@@ -40,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import UInt8
 
 from latentvla_ros.core.ego_motion import AccelerationEstimator
+from latentvla_ros.core.features import FeatureError
 from latentvla_ros.core.input_checks import StampGapCounter, stamp_problem
 from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import (
@@ -47,7 +48,10 @@ from latentvla_ros.ros.conversions import (
     camera_image_msg,
     image_decoder,
     make_header,
+    message_from_fields,
     pointcloud2_to_xyzi,
+    sensor_frame_to_core,
+    share_sensor_frame,
     stamp_to_ns,
 )
 from latentvla_ros.ros.node_base import WARN, LatentVlaNode, checked_odometry, input_name
@@ -107,16 +111,17 @@ class SensorSyncNode(LatentVlaNode):
     def _check_stream(self, name: str, msg) -> bool:
         """Validates the stamp (False: dropped, counted) and counts the samples missing before it."""
         arrival = time.monotonic_ns()
+        now_ns = self.now_ns()  # once per message: rclpy's Clock.now() builds a Time object
         st = msg.header.stamp
-        if st.sec == 0 and st.nanosec == 0 and self.params.allow_headerless:
-            st.sec, st.nanosec = divmod(self.get_clock().now().nanoseconds, 1_000_000_000)
+        sec, nanosec = st.sec, st.nanosec
+        if sec == 0 and nanosec == 0 and self.params.allow_headerless:
+            st.sec, st.nanosec = sec, nanosec = divmod(now_ns, 1_000_000_000)
             self._anomaly(f"restamped/{name}", f"{name}: zero stamp replaced by the receive time")
-        problem = stamp_problem(int(st.sec), int(st.nanosec), self.get_clock().now().nanoseconds,
-                                int(self.params.max_stamp_ahead_s * 1e9))
+        problem = stamp_problem(sec, nanosec, now_ns, int(self.params.max_stamp_ahead_s * 1e9))
         if problem:
             self.drop(f"bad_stamp/{name}", f"{name}: {problem}")
             return False
-        stamp = stamp_to_ns(st)
+        stamp = sec * 1_000_000_000 + nanosec
         counter = self._gap_counters.get(name)
         if counter is None:
             counter = self._gap_counters[name] = StampGapCounter(
@@ -148,7 +153,8 @@ class SensorSyncNode(LatentVlaNode):
             try:
                 # validates encoding, step, size; Bayer, YUV and compressed images decoded once to rgb8
                 images = [camera_image_msg(img) for img in images]
-                self._check_points(pointcloud2_to_xyzi(lidar))  # layout; empty or no finite point raises
+                points = pointcloud2_to_xyzi(lidar)
+                self._check_points(points)  # layout; empty or no finite point raises
                 velocity, yaw_rate = checked_odometry(odom)  # raises on NaN or implausible values
             except ConversionError as exc:
                 self.drop("bad_message", str(exc))
@@ -167,17 +173,35 @@ class SensorSyncNode(LatentVlaNode):
             self._last_stamp_ns = stamp_ns
             acc = self._accel.update(stamp_to_ns(odom.header.stamp), velocity, yaw_rate)
             stamps = [stamp_to_ns(m.header.stamp) for m in msgs]
-            frame = SensorFrame(header=make_header(stamp_ns, self.params.frame_id), images=images,
-                                camera_infos=[self._camera_infos.get(n, CameraInfo()) for n in self.camera_names],
-                                lidar=lidar, odometry=odom, driving_command=self._command,
-                                ego_acceleration=Vector3(x=float(acc[0]), y=float(acc[1]), z=0.0),
-                                sync_spread_s=(max(stamps) - min(stamps)) * 1e-9, sequence=self._sequence + 1)
+            infos = [self._camera_infos.get(n) for n in self.camera_names]
+            frame = message_from_fields(  # SensorFrame(...) would build a default of each field first
+                SensorFrame, header=make_header(stamp_ns, self.params.frame_id), images=images,
+                camera_infos=[CameraInfo() if info is None else info for info in infos],
+                lidar=lidar, odometry=odom, driving_command=self._command,
+                ego_acceleration=Vector3(x=float(acc[0]), y=float(acc[1]), z=0.0),
+                sync_spread_s=(max(stamps) - min(stamps)) * 1e-9, sequence=self._sequence + 1)
             self._sequence += 1
+            self._share_conversion(frame, points, (velocity, yaw_rate))
             self._pub.publish(frame)
             self.stats.on_publish("frame")
 
+    def _share_conversion(self, frame: SensorFrame, points: np.ndarray, odometry) -> None:
+        """In a composed process the model nodes get this very message object: convert it once
+        here, with the points and odometry already converted for the checks, and hand them
+        that (ros/conversions.py ``shared_sensor_frame_to_core``). A message going only over DDS
+        is a new object at every consumer: nothing to share."""
+        local = getattr(self._pub, "local_subscriptions", None)
+        if local is None or not local():
+            return
+        try:
+            share_sensor_frame(frame, sensor_frame_to_core(frame, points, odometry))
+        except (ConversionError, FeatureError):
+            pass  # each consumer converts it again and drops it with the reason
+
     def _check_points(self, points: np.ndarray) -> None:
-        finite = int(np.count_nonzero(np.isfinite(points[:, :3]).all(axis=1)))
+        ok = np.isfinite(points[:, :3])
+        # the usual cloud is all finite: one reduction (4x cheaper than counting the rows)
+        finite = points.shape[0] if ok.all() else int(np.count_nonzero(ok.all(axis=1)))
         bad = points.shape[0] - finite
         if bad:
             self.nonfinite_points += bad  # a driver's no-return points (is_dense false): counted, ignored downstream

@@ -65,7 +65,8 @@ from latentvla_ros.ros.conversions import (
     trajectory_to_path,
 )
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
-from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry, load_model_runtime
+from latentvla_ros.ros.model_loading import load_model_runtime
+from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.route_input import RouteInput
@@ -148,6 +149,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._traj_pub = self.create_publisher(PlannedTrajectory, "~/output/trajectory", out_qos)
         self._path_pub = self.create_publisher(Path, "~/output/path", out_qos)
         self._marker_pub = self.create_publisher(MarkerArray, "~/debug/markers", out_qos)
+        if self.intra_process is not None:  # a trajectory out ends the process's frame path (ros/intra_process.py)
+            self.intra_process.add_frame_end(self)
         in_qos = self.input_qos()
         # composed: BEV features and plans are planned in the thread that hands them over (the
         # last of the pair does the work; ``_serial`` keeps one frame path at a time), no hop
@@ -412,6 +415,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         frame_id = self.params.frame_id
         self._traj_pub.publish(trajectory_to_msg(traj, frame_id, initial_speed=self._speed))
         self.stats.on_publish("trajectory")
+        if self.intra_process is not None:
+            self.intra_process.frame_done()  # the other nodes' reports that waited for this frame
         if self._path_pub.get_subscription_count() > 0:
             self._path_pub.publish(trajectory_to_path(traj, frame_id))
         if self._marker_pub.get_subscription_count() > 0:
