@@ -22,6 +22,11 @@ def _f(v: Any, nd: int = 1) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
 
 
+def _then(sentence: str) -> str:
+    """`` sentence`` after the previous one, or nothing."""
+    return f" {sentence}" if sentence else ""
+
+
 def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{100 * v:.0f}%"
 
@@ -92,7 +97,7 @@ def results_paragraph(results: dict[str, Any]) -> str:
         f"- **Fusion** (paired, same seeds, bootstrap 95%): fused student vs no fusion {pair('e2e_student vs e2e_none')}; "
         f"vs teacher-fused {pair('e2e_student vs e2e_teacher')}; vs student tokens shuffled across frames "
         f"{pair('e2e_student vs e2e_student_shuffled')}; vs zeroed action embeddings {pair('e2e_student vs e2e_student_zeroed')}; "
-        f"vs the reference planner {pair('e2e_student vs reference')}. " + fusion_reading(results),
+        f"vs the reference planner {pair('e2e_student vs reference')}." + _then(fusion_reading(results)),
     ]
     return "\n".join(lines)
 

@@ -121,7 +121,7 @@ class SensorSyncNode(LatentVlaNode):
         if problem:
             self.drop(f"bad_stamp/{name}", f"{name}: {problem}")
             return False
-        stamp = sec * 1_000_000_000 + nanosec
+        stamp = stamp_to_ns(st)
         counter = self._gap_counters.get(name)
         if counter is None:
             counter = self._gap_counters[name] = StampGapCounter(
