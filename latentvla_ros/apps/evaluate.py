@@ -128,6 +128,7 @@ class MethodSpec:
     ego_mlp: str = ""
     preset: str = "edge"
     ablation: str = ""  # fusion ablation of the student variant (evaluation/agents.py)
+    guard: bool = True  # plans checked by the LiDAR obstacle guard (core/obstacle_guard.py), as the node does
 
     def status(self) -> str:
         if not self.available:
@@ -199,6 +200,8 @@ def resolve_methods(checkpoints: str | Path, allow_untrained: bool, ego_mlp_dir:
     for ablation in ("shuffled", "zeroed"):
         out[f"latentvla_student_{ablation}"] = replace(out["latentvla_student"], name=f"latentvla_student_{ablation}",
                                                        ablation=ablation)
+    out["latentvla_student_unguarded"] = replace(out["latentvla_student"], name="latentvla_student_unguarded",
+                                                 guard=False)
     if not ego_mlp_dir:
         if allow_untrained:
             out["ego_mlp"].untrained = True
@@ -236,7 +239,7 @@ def build_open_loop_agent(spec: MethodSpec) -> Any:
     from latentvla_ros.evaluation.agents import build_agent
 
     return build_agent(spec.fusion, bev=spec.bev, planner=spec.planner, student=spec.student, teacher=spec.teacher,
-                       preset=spec.preset, ablation=spec.ablation)
+                       preset=spec.preset, ablation=spec.ablation, guard=False)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -346,7 +349,8 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
             graph = dict(name=name, fusion=spec.fusion, bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
                          student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset,
                          allow_untrained=bool(spec.untrained))  # the ROS twin's planner drives them, flagged
-            out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation})
+            out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation,
+                                                                          "guard": spec.guard})
         elif spec.kind == "pdm_closed":
             out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,
                                          options={"reference": {"lateral_offsets": plan.reference_lateral_offsets_closed_loop}})
@@ -366,7 +370,7 @@ def ros_closed_loop_method(spec: MethodSpec, method: Any, plan: EvalPlan) -> Any
     # process mode: no use_sim_time for now -- nodes started with use_sim_time:=true
     # crash in LatentVlaNode.create_subscription (see the report); the closed loop
     # is synchronous, so only the nodes' latency statistics differ
-    graph = {k: v for k, v in method.graph.items() if k != "ablation"}
+    graph = {k: v for k, v in method.graph.items() if k not in ("ablation", "guard")}
     graph.update(name=spec.name + ROS_SUFFIX, mode=plan.graph_mode, use_sim_time=plan.graph_mode == "composed")
     return ClosedLoopMethod(name=spec.name + ROS_SUFFIX, kind="ros", graph=graph)
 

@@ -90,8 +90,21 @@ class AblatedReasoner:
 
 
 def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str = "", teacher: str = "",
-                preset: str = "edge", ablation: str = "") -> Any:
-    """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained)."""
+                preset: str = "edge", ablation: str = "", guard: bool = True) -> Any:
+    """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained);
+    ``guard``: its plans checked by the LiDAR obstacle guard (``runtime.agent.GuardedAgent``), as the
+    trajectory_planner node checks them by default."""
+    agent = _build_agent(fusion, bev=bev, planner=planner, student=student, teacher=teacher, preset=preset,
+                         ablation=ablation)
+    if not guard:
+        return agent
+    from latentvla_ros.core.obstacle_guard import ObstacleGuard
+    from latentvla_ros.runtime.agent import GuardedAgent
+
+    return GuardedAgent(agent, ObstacleGuard())
+
+
+def _build_agent(fusion: str, *, bev: str, planner: str, student: str, teacher: str, preset: str, ablation: str) -> Any:
     from latentvla_ros.models.configuration_planner import PlannerConfig
     from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
 
@@ -122,4 +135,4 @@ def build_agent_from_graph(graph: dict) -> Any:
     return build_agent(graph.get("fusion", "student"), bev=graph.get("bev_checkpoint", ""),
                        planner=graph.get("planner_checkpoint", ""), student=graph.get("student_checkpoint", ""),
                        teacher=graph.get("teacher_path", ""), preset=graph.get("preset", "edge"),
-                       ablation=graph.get("ablation", ""))
+                       ablation=graph.get("ablation", ""), guard=bool(graph.get("guard", True)))

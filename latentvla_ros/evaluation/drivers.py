@@ -142,6 +142,9 @@ class AgentDriver:
         reasoner = getattr(self.agent, "reasoner", None)
         if hasattr(reasoner, "reset"):  # a fusion ablation: reseeded per episode
             reasoner.reset(env.seed)
+        guard = getattr(self.agent, "guard", None)
+        if guard is not None:  # the obstacle guard's tracks belong to the last episode
+            guard.reset()
 
     def graph_frame(self, obs: Observation) -> SensorFrame:
         """``obs.frame`` as the graph's sensor_sync would publish it."""

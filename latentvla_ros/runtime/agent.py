@@ -13,6 +13,7 @@ from typing import Any
 from latentvla_ros.core import checkpoint as ckpt
 from latentvla_ros.core.agent import AgentInput, require_agent_input
 from latentvla_ros.core.config_base import ConfigError
+from latentvla_ros.core.obstacle_guard import ObstacleGuard
 from latentvla_ros.core.types import BevTokens, LatentPlan, Trajectory
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, check_compatible
@@ -112,6 +113,42 @@ class LatentVLAAgent:
         if self._worker is not None:
             self._worker.shutdown(wait=True)
             self._worker = None
+
+
+class GuardedAgent:
+    """Any agent on sensor frames, its plans checked by a ``core.obstacle_guard.ObstacleGuard`` against
+    the frame's LiDAR (what the trajectory_planner node does with ``obstacle_guard.enabled``).
+
+    ``last_verdict``: the guard's verdict on the last plan; ``reset()`` forgets the tracks."""
+
+    requires_scene = False
+
+    def __init__(self, agent: Any, guard: ObstacleGuard):
+        self.agent, self.guard = agent, guard
+        self.last_verdict = guard.last_verdict
+
+    def __getattr__(self, name: str) -> Any:  # model_id, untrained, reasoner, planner, timings, ...
+        if name in ("agent", "guard"):
+            raise AttributeError(name)
+        return getattr(self.agent, name)
+
+    @property
+    def name(self) -> str:
+        return f"{self.agent.name}+guard"
+
+    def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
+        agent_input = require_agent_input(agent_input, self.name)
+        frame = agent_input.require_frame(self.name)
+        traj = self.agent.compute_trajectory(agent_input)
+        traj, self.last_verdict = self.guard.filter(frame.lidar_points, frame.stamp_ns, frame.ego, traj)
+        return traj
+
+    def reset(self) -> None:
+        self.guard.reset()
+
+    def close(self) -> None:
+        if hasattr(self.agent, "close"):
+            self.agent.close()
 
 
 def _timed(fn, *args) -> tuple[Any, float]:

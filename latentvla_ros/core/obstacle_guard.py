@@ -1,0 +1,307 @@
+"""Obstacle guard: the LiDAR check between the learned planner and the controller.
+
+A learned planner's trajectory goes to the controller only after this check, as a vehicle stack
+puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_stop_planner``):
+
+1. ``LidarObjectTracker``: LiDAR points above the ground (``min_height_m`` .. ``max_height_m``)
+   are clustered on a grid (8-connected cells of ``cluster_cell_m``); each cluster's centroid is
+   followed across frames in an odometry frame integrated from the ego's velocity and yaw rate;
+   a track's velocity is its centroid's displacement over the last ``velocity_window_s`` (zero
+   until it has been seen that long). A backwards or long gap in the stamps resets the tracks.
+2. ``ObstacleGuard.filter``: every obstacle point moves at its track's constant velocity; the
+   ego box (``ego_length_m`` x ``ego_width_m`` + margins) moves along the planned trajectory
+   (linear between the poses, from the origin at t = 0). The first time within ``horizon_s``
+   at which a point is inside the box's front half (a point entering the rear half is a vehicle
+   running into us from behind: braking would not help) is a conflict. The guard then keeps
+   the planned path and only retimes it: the ego brakes (at least ``min_decel_mps2``, at most
+   ``max_decel_mps2``) to stop ``stop_margin_m`` before the arc length of the conflicting
+   pose, and the retimed plan is checked again (moving obstacles may conflict earlier).
+   The guard never speeds a plan up and never moves its path: where there is no conflict the
+   plan is returned unchanged.
+
+Pure numpy (+ cv2 for the connected components); the same object runs in the offline agent,
+the closed-loop evaluation and the trajectory_planner node, so all three make the same plans.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from latentvla_ros.core.config_base import ConfigBase, require
+from latentvla_ros.core.types import EgoState, Trajectory
+
+
+@dataclass
+class GuardConfig(ConfigBase):
+    enabled: bool = True
+    min_height_m: float = 0.2  # points at or below are ground
+    max_height_m: float = 3.0  # points above are overhead structures
+    range_m: float = 40.0  # points farther than this (|x| or |y|) are ignored
+    cluster_cell_m: float = 0.6  # grid cell of the connected-components clustering
+    track_gate_m: float = 3.0  # a cluster farther than this from every predicted track starts a new track
+    velocity_window_s: float = 0.5  # a track's velocity: its displacement over (up to) this long
+    max_track_speed_mps: float = 30.0
+    max_gap_s: float = 1.0  # a larger gap (or a backwards stamp) resets the tracks
+    ego_length_m: float = 5.0
+    ego_width_m: float = 2.0
+    front_margin_m: float = 1.0  # added in front of the ego box
+    side_margin_m: float = 0.3  # added on each side
+    horizon_s: float = 3.0  # conflicts later than this are left to the next plans
+    time_step_s: float = 0.1
+    stop_margin_m: float = 1.0  # stop this far before the conflicting pose
+    min_decel_mps2: float = 1.5
+    max_decel_mps2: float = 6.0
+
+    def validate(self) -> None:
+        require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
+        for name in ("range_m", "cluster_cell_m", "track_gate_m", "velocity_window_s", "max_track_speed_mps",
+                     "max_gap_s", "ego_length_m", "ego_width_m", "horizon_s", "time_step_s", "min_decel_mps2"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value > 0, name, f"must be finite and > 0, got {value}")
+        for name in ("front_margin_m", "side_margin_m", "stop_margin_m"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value >= 0, name, f"must be finite and >= 0, got {value}")
+        require(self.max_decel_mps2 >= self.min_decel_mps2, "max_decel_mps2", "must be >= min_decel_mps2")
+
+
+@dataclass
+class Obstacles:
+    """Obstacle points in the current ego frame and, per point, its track's velocity (ego frame)."""
+
+    points: np.ndarray  # (N, 2)
+    velocities: np.ndarray  # (N, 2)
+    track_ids: np.ndarray  # (N,)
+    num_tracks: int = 0
+
+
+@dataclass
+class GuardVerdict:
+    action: str = "clear"  # 'clear' (plan unchanged), 'slow' (retimed), 'stop' (stop now), 'off'
+    conflict_time_s: float = float("nan")
+    conflict_track: int = -1
+    stop_distance_m: float = float("nan")
+    num_tracks: int = 0
+
+
+@dataclass
+class _Track:
+    track_id: int
+    history: deque = field(default_factory=lambda: deque(maxlen=20))  # (t_s, x, y) odometry frame
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+
+class LidarObjectTracker:
+    """Clusters above-ground LiDAR points and follows the clusters across frames (see module doc)."""
+
+    def __init__(self, config: GuardConfig):
+        self.config = config
+        self.resets = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._tracks: list[_Track] = []
+        self._pose = np.zeros(3)  # odometry-frame ego pose x, y, yaw
+        self._stamp_ns: int | None = None
+        self._next_id = 0
+
+    def _advance(self, stamp_ns: int, ego: EgoState) -> float:
+        """Integrate the ego's motion to ``stamp_ns``; returns the time [s] since the tracks began."""
+        if self._stamp_ns is not None:
+            dt = (stamp_ns - self._stamp_ns) * 1e-9
+            if dt <= 0.0 or dt > self.config.max_gap_s:
+                self.resets += 1
+                self.reset()
+            else:
+                x, y, yaw = self._pose
+                vx, vy = (float(v) for v in ego.velocity)
+                mid = yaw + 0.5 * float(ego.yaw_rate) * dt
+                c, s = math.cos(mid), math.sin(mid)
+                self._pose = np.array([x + (c * vx - s * vy) * dt, y + (s * vx + c * vy) * dt, yaw + float(ego.yaw_rate) * dt])
+        if self._stamp_ns is None:
+            self._origin_ns = stamp_ns
+        self._stamp_ns = stamp_ns
+        return (stamp_ns - self._origin_ns) * 1e-9
+
+    def _clusters(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        pts = np.asarray(points, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] < 3:
+            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
+        keep = np.isfinite(pts[:, :3]).all(axis=1)
+        keep &= (pts[:, 2] > cfg.min_height_m) & (pts[:, 2] < cfg.max_height_m)
+        keep &= (np.abs(pts[:, 0]) < cfg.range_m) & (np.abs(pts[:, 1]) < cfg.range_m)
+        xy = pts[keep, :2]
+        if not len(xy):
+            return xy, np.zeros(0, dtype=np.int64)
+        n = int(math.ceil(2 * cfg.range_m / cfg.cluster_cell_m))
+        cells = np.clip(((xy + cfg.range_m) / cfg.cluster_cell_m).astype(np.int64), 0, n - 1)
+        grid = np.zeros((n, n), dtype=np.uint8)
+        grid[cells[:, 0], cells[:, 1]] = 1
+        _, labels = cv2.connectedComponents(grid, connectivity=8)
+        return xy, labels[cells[:, 0], cells[:, 1]].astype(np.int64)
+
+    def update(self, points: np.ndarray, stamp_ns: int, ego: EgoState) -> Obstacles:
+        """One LiDAR frame (N, >=3 ego frame) at ``stamp_ns`` -> the obstacles with velocities."""
+        cfg = self.config
+        now = self._advance(int(stamp_ns), ego)
+        xy, labels = self._clusters(points)
+        if not len(xy):
+            self._tracks = []
+            return Obstacles(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=np.int64))
+        uniq, inverse = np.unique(labels, return_inverse=True)
+        counts = np.bincount(inverse).astype(np.float64)
+        centroids = np.stack([np.bincount(inverse, xy[:, 0]), np.bincount(inverse, xy[:, 1])], axis=1) / counts[:, None]
+        x0, y0, yaw = self._pose
+        c, s = math.cos(yaw), math.sin(yaw)
+        rot = np.array([[c, -s], [s, c]])
+        world = centroids @ rot.T + (x0, y0)
+        tracks = self._associate(world, now)
+        vel_ego = np.stack([t.velocity for t in tracks]) @ rot  # odometry -> ego frame (rot^T applied)
+        return Obstacles(xy, vel_ego[inverse], np.array([t.track_id for t in tracks])[inverse], len(tracks))
+
+    def _associate(self, world: np.ndarray, now: float) -> list[_Track]:
+        cfg = self.config
+        previous = self._tracks
+        assigned: list[_Track | None] = [None] * len(world)
+        if previous:
+            predicted = np.stack([np.asarray(t.history[-1][1:]) + t.velocity * (now - t.history[-1][0]) for t in previous])
+            dist = np.linalg.norm(world[:, None, :] - predicted[None, :, :], axis=2)
+            used_c: set[int] = set()
+            used_t: set[int] = set()
+            for flat in np.argsort(dist, axis=None):
+                i, j = divmod(int(flat), len(previous))
+                if dist[i, j] > cfg.track_gate_m:
+                    break
+                if i in used_c or j in used_t:
+                    continue
+                used_c.add(i)
+                used_t.add(j)
+                assigned[i] = previous[j]
+        out = []
+        for i, track in enumerate(assigned):
+            if track is None:
+                track = _Track(self._next_id)
+                self._next_id += 1
+            track.history.append((now, float(world[i, 0]), float(world[i, 1])))
+            track.velocity = self._velocity(track, now)
+            out.append(track)
+        self._tracks = out
+        return out
+
+    def _velocity(self, track: _Track, now: float) -> np.ndarray:
+        cfg = self.config
+        old = [h for h in track.history if now - h[0] <= cfg.velocity_window_s + 1e-6]
+        t0, x0, y0 = old[0]
+        if now - t0 < 0.5 * cfg.velocity_window_s:
+            return np.zeros(2)
+        _, x1, y1 = track.history[-1]
+        v = np.array([x1 - x0, y1 - y0]) / (now - t0)
+        speed = float(np.hypot(*v))
+        return v * (cfg.max_track_speed_mps / speed) if speed > cfg.max_track_speed_mps else v
+
+
+def _densify(poses: np.ndarray, interval_s: float, times: np.ndarray) -> np.ndarray:
+    """Poses (P, 3) at interval_s, 2 interval_s, ... (from the origin at t = 0) -> (T, 3) at ``times``."""
+    knots_t = np.concatenate([[0.0], interval_s * np.arange(1, len(poses) + 1)])
+    knots = np.vstack([np.zeros(3), poses])
+    heading = np.unwrap(knots[:, 2])
+    return np.stack([np.interp(times, knots_t, knots[:, 0]), np.interp(times, knots_t, knots[:, 1]),
+                     np.interp(times, knots_t, heading)], axis=1)
+
+
+class ObstacleGuard:
+    """``filter(points, stamp_ns, ego, trajectory) -> (trajectory, GuardVerdict)``: see module doc.
+
+    Stateful (the tracks): call it once per frame, in stamp order. Counters: ``interventions``
+    (plans retimed or stopped), ``stops``, ``plans``; ``tracker.resets`` (time jumps)."""
+
+    def __init__(self, config: GuardConfig | None = None):
+        self.config = config or GuardConfig()
+        self.tracker = LidarObjectTracker(self.config)
+        self.plans = self.interventions = self.stops = 0
+        self.last_verdict = GuardVerdict(action="off" if not self.config.enabled else "clear")
+
+    def reset(self) -> None:
+        self.tracker.reset()
+
+    def filter(self, points: np.ndarray, stamp_ns: int, ego: EgoState, trajectory: Trajectory) -> tuple[Trajectory, GuardVerdict]:
+        cfg = self.config
+        if not cfg.enabled or trajectory.is_fallback or not trajectory.is_finite():
+            self.last_verdict = GuardVerdict(action="off" if not cfg.enabled else "clear")
+            return trajectory, self.last_verdict
+        self.plans += 1
+        obstacles = self.tracker.update(points, stamp_ns, ego)
+        times = np.arange(1, int(round(cfg.horizon_s / cfg.time_step_s)) + 1) * cfg.time_step_s
+        path = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, times)
+        hit = self._first_conflict(path, times, obstacles)
+        if hit is None:
+            self.last_verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
+            return trajectory, self.last_verdict
+        speed0 = float(np.hypot(*np.asarray(ego.velocity, dtype=np.float64)))
+        verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
+        retimed = trajectory
+        for _ in range(4):  # a slower plan can meet a moving obstacle earlier
+            k, track = hit
+            arc = _arc_lengths(path)
+            stop_at = max(0.0, arc[k] - cfg.stop_margin_m)
+            verdict = replace(verdict, conflict_time_s=float(times[k]), conflict_track=int(track), stop_distance_m=stop_at)
+            retimed = self._retime(trajectory, speed0, stop_at)
+            path = _densify(retimed.poses, retimed.interval_s, times)
+            hit = self._first_conflict(path, times, obstacles)
+            if hit is None or stop_at <= 0.0:
+                break
+        stopped = verdict.stop_distance_m <= 0.0 or hit is not None
+        if hit is not None:  # still in conflict: brake as hard as allowed, on the same path
+            retimed = self._retime(trajectory, speed0, 0.0)
+        verdict.action = "stop" if stopped else "slow"
+        self.interventions += 1
+        self.stops += int(stopped)
+        self.last_verdict = verdict
+        return retimed, verdict
+
+    def _first_conflict(self, path: np.ndarray, times: np.ndarray, obstacles: Obstacles) -> tuple[int, int] | None:
+        """(time index, track id) of the first obstacle point inside the front half of the ego box."""
+        cfg = self.config
+        if not len(obstacles.points):
+            return None
+        moved = obstacles.points[None, :, :] + obstacles.velocities[None, :, :] * times[:, None, None]  # (T, N, 2)
+        d = moved - path[:, None, :2]
+        c, s = np.cos(path[:, 2])[:, None], np.sin(path[:, 2])[:, None]
+        lon = c * d[..., 0] + s * d[..., 1]
+        lat = -s * d[..., 0] + c * d[..., 1]
+        inside = (lon >= 0.0) & (lon <= 0.5 * cfg.ego_length_m + cfg.front_margin_m)
+        inside &= np.abs(lat) <= 0.5 * cfg.ego_width_m + cfg.side_margin_m
+        rows = np.flatnonzero(inside.any(axis=1))
+        if not len(rows):
+            return None
+        k = int(rows[0])
+        return k, int(obstacles.track_ids[int(np.flatnonzero(inside[k])[0])])
+
+    def _retime(self, trajectory: Trajectory, speed0: float, stop_at: float) -> Trajectory:
+        """The same path, braking to a stop at arc length ``stop_at`` (never faster than planned)."""
+        cfg = self.config
+        fine_t = np.arange(0.0, trajectory.interval_s * len(trajectory.poses) + 1e-9, 0.05)
+        fine = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, fine_t)
+        arc = _arc_lengths(fine, start_at_origin=False)
+        decel = speed0 * speed0 / (2.0 * stop_at) if stop_at > 1e-3 else cfg.max_decel_mps2
+        decel = float(np.clip(decel, cfg.min_decel_mps2, cfg.max_decel_mps2))
+        t = trajectory.times_s
+        t_stop = speed0 / decel
+        braking = np.where(t < t_stop, speed0 * t - 0.5 * decel * t * t, 0.5 * speed0 * t_stop)
+        planned = np.interp(t, fine_t, arc)
+        s_new = np.minimum(np.minimum(planned, braking), stop_at)
+        poses = np.stack([np.interp(s_new, arc, fine[:, 0]), np.interp(s_new, arc, fine[:, 1]),
+                          np.interp(s_new, arc, fine[:, 2])], axis=1)
+        return replace(trajectory, poses=poses)
+
+
+def _arc_lengths(path: np.ndarray, start_at_origin: bool = True) -> np.ndarray:
+    """Cumulative arc length of each pose of ``path`` (T, >=2), from the origin (or from path[0])."""
+    xy = path[:, :2]
+    steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+    first = float(np.hypot(*xy[0])) if start_at_origin else 0.0
+    return first + np.concatenate([[0.0], np.cumsum(steps)])
