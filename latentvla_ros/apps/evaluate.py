@@ -383,7 +383,7 @@ def closed_loop_unavailable_reason(spec: MethodSpec, method: Any) -> str:
     if getattr(method, "kind", "") in ("ros", "agent") and spec.fusion:
         from latentvla_ros.apps.sim_bridge import GraphVariant
 
-        return GraphVariant(**{k: v for k, v in method.graph.items() if k != "ablation"}).check_available()
+        return GraphVariant(**{k: v for k, v in method.graph.items() if k not in ("ablation", "guard")}).check_available()
     return ""
 
 
