@@ -74,6 +74,8 @@ MODULES: dict[str, dict] = {
         "tests": ["test/test_pdms_boundaries.py", "test/test_eval_pdms.py", "test/test_eval_geometry.py"]},
     "latentvla_ros/evaluation/agent_replay.py": {
         "tests": ["test/test_agent_replay.py", "test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
+    # the LiDAR obstacle guard after the planner: hand-made point clouds, tracker, retiming, GuardedAgent
+    "latentvla_ros/core/obstacle_guard.py": {"tests": ["test/test_obstacle_guard.py"]},
     "latentvla_ros/evaluation/savgol.py": {
         "tests": ["test/test_savgol_contracts.py", "test/test_eval_geometry.py", "test/test_pdms_boundaries.py"]},
 }

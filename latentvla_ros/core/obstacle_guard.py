@@ -7,13 +7,14 @@ puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_
    are clustered on a grid (8-connected cells of ``cluster_cell_m``); each cluster's centroid is
    followed across frames in an odometry frame integrated from the ego's velocity and yaw rate;
    a track's velocity is its centroid's displacement over the last ``velocity_window_s`` (zero
-   until it has been seen that long). A backwards or long gap in the stamps resets the tracks.
+   until it has been seen that long). A backwards or long gap in the stamps, or a non-finite ego
+   state, resets the tracks.
 2. ``ObstacleGuard.filter``: every obstacle point moves at its track's constant velocity; the
    ego box (``ego_length_m`` x ``ego_width_m`` + margins) moves along the planned trajectory
    (linear between the poses, from the origin at t = 0). The first time within ``horizon_s``
-   at which a point is inside the box's front half (a point entering the rear half is a vehicle
-   running into us from behind: braking would not help) is a conflict. The guard then keeps
-   the planned path and only retimes it: the ego brakes (at least ``min_decel_mps2``, at most
+   at which a point is inside the box's front half is a conflict, unless the point's track reaches
+   the box's rear half first (a vehicle running into us from behind: braking would not help).
+   The guard then keeps the planned path and only retimes it: the ego brakes (at least ``min_decel_mps2``, at most
    ``max_decel_mps2``) to stop ``stop_margin_m`` before the arc length of the conflicting
    pose, and the retimed plan is checked again (moving obstacles may conflict earlier).
    The guard never speeds a plan up and never moves its path: where there is no conflict the
@@ -112,7 +113,7 @@ class LidarObjectTracker:
         """Integrate the ego's motion to ``stamp_ns``; returns the time [s] since the tracks began."""
         if self._stamp_ns is not None:
             dt = (stamp_ns - self._stamp_ns) * 1e-9
-            if dt <= 0.0 or dt > self.config.max_gap_s:
+            if dt <= 0.0 or dt > self.config.max_gap_s or not ego.is_finite():
                 self.resets += 1
                 self.reset()
             else:
@@ -146,7 +147,6 @@ class LidarObjectTracker:
 
     def update(self, points: np.ndarray, stamp_ns: int, ego: EgoState) -> Obstacles:
         """One LiDAR frame (N, >=3 ego frame) at ``stamp_ns`` -> the obstacles with velocities."""
-        cfg = self.config
         now = self._advance(int(stamp_ns), ego)
         xy, labels = self._clusters(points)
         if not len(xy):
@@ -242,6 +242,8 @@ class ObstacleGuard:
             self.last_verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
             return trajectory, self.last_verdict
         speed0 = float(np.hypot(*np.asarray(ego.velocity, dtype=np.float64)))
+        if not math.isfinite(speed0):  # no ego speed: brake from the plan's own first-step speed
+            speed0 = float(np.hypot(*trajectory.poses[0][:2])) / trajectory.interval_s
         verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
@@ -264,7 +266,10 @@ class ObstacleGuard:
         return retimed, verdict
 
     def _first_conflict(self, path: np.ndarray, times: np.ndarray, obstacles: Obstacles) -> tuple[int, int] | None:
-        """(time index, track id) of the first obstacle point inside the front half of the ego box."""
+        """(time index, track id) of the first obstacle point inside the front half of the ego box, among
+        the tracks that reach the front half no later than the rear half (a track that reaches the rear
+        half first runs into us from behind; under constant velocity it would pass into the front half
+        later, and braking for it would make the rear-end collision worse)."""
         cfg = self.config
         if not len(obstacles.points):
             return None
@@ -273,13 +278,21 @@ class ObstacleGuard:
         c, s = np.cos(path[:, 2])[:, None], np.sin(path[:, 2])[:, None]
         lon = c * d[..., 0] + s * d[..., 1]
         lat = -s * d[..., 0] + c * d[..., 1]
-        inside = (lon >= 0.0) & (lon <= 0.5 * cfg.ego_length_m + cfg.front_margin_m)
-        inside &= np.abs(lat) <= 0.5 * cfg.ego_width_m + cfg.side_margin_m
-        rows = np.flatnonzero(inside.any(axis=1))
-        if not len(rows):
+        beside = np.abs(lat) <= 0.5 * cfg.ego_width_m + cfg.side_margin_m
+        front = beside & (lon >= 0.0) & (lon <= 0.5 * cfg.ego_length_m + cfg.front_margin_m)
+        rear = beside & (lon < 0.0) & (lon >= -0.5 * cfg.ego_length_m)
+        never = len(times)
+        ids, inverse = np.unique(obstacles.track_ids, return_inverse=True)
+        first = {}
+        for name, inside in (("front", front), ("rear", rear)):
+            per_point = np.where(inside.any(axis=0), inside.argmax(axis=0), never)
+            first[name] = np.full(len(ids), never)
+            np.minimum.at(first[name], inverse, per_point)
+        ahead = (first["front"] < never) & (first["front"] <= first["rear"])
+        if not ahead.any():
             return None
-        k = int(rows[0])
-        return k, int(obstacles.track_ids[int(np.flatnonzero(inside[k])[0])])
+        j = int(np.flatnonzero(ahead)[np.argmin(first["front"][ahead])])
+        return int(first["front"][j]), int(ids[j])
 
     def _retime(self, trajectory: Trajectory, speed0: float, stop_at: float) -> Trajectory:
         """The same path, braking to a stop at arc length ``stop_at`` (never faster than planned)."""
