@@ -97,12 +97,21 @@ def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
 
     graph = _student_graph()
     cfg = ClosedLoopConfig(max_steps=10, stop_off_road=False)
+    agent = build_agent_from_graph(graph)  # guarded (GuardedAgent), as the graph's planner node by default
     with RosGraphSession(GraphVariant(**graph), context=ros_context) as session:
-        tee = _Tee(session.driver(), AgentDriver(build_agent_from_graph(graph)))
+        tee = _Tee(session.driver(), AgentDriver(agent))
         result = run_episode(HighwayClosedLoopEnv("roundabout", 20_001, cfg, stamp_base_ns=episode_stamp_base(0)), tee)
+        planner = next(n for n in session.nodes if n.get_name() == "trajectory_planner")
+        node_guard = planner.guard
     assert result.error == "" and len(tee.pairs) == result.steps == 10
     for ros, direct in tee.pairs:
         np.testing.assert_allclose(direct, ros, atol=1e-3)  # float32 messages: sub-millimetre
+    # the episode exercises the obstacle guard (a vehicle ahead in the roundabout): both paths retimed
+    # the same plans, and the node saw every frame's LiDAR
+    assert agent.guard.interventions > 0
+    assert (node_guard.guard.interventions, node_guard.guard.stops) == (agent.guard.interventions, agent.guard.stops)
+    assert node_guard.guard.plans >= agent.guard.plans  # + the graph's start-up probe frame
+    assert node_guard.no_lidar == 0
 
 
 def test_suite_drives_the_same_path_directly_and_through_ros():

@@ -156,15 +156,15 @@ def test_tf_transform_is_used_and_cached_where_tf_knows_the_frame(ros_context):
 
     node = BevFeaturesNode(context=ros_context, parameter_overrides=[Parameter("checkpoint", value="")])
     try:
-        node._tf_buffer = Buffer()
+        node.lidar_to_ego._tf_buffer = Buffer()  # ros/lidar_frames.py, shared with trajectory_planner
         ego = _ego_points(500)
         msg = samples()["SensorFrame"]
         msg.lidar = xyzi_to_pointcloud2(_in_mount_frame(ego, MOUNT), 0, "lidar_top")
         for _ in range(3):
-            frame = node._lidar_in_ego(sensor_frame_to_core(msg), "lidar_top")
+            frame = node.lidar_to_ego.to_ego(sensor_frame_to_core(msg), "lidar_top")
             np.testing.assert_allclose(frame.lidar_points[:, :3], ego[:, :3], atol=1e-4)
         assert Buffer.calls == [("base_link", "lidar_top")] and node.lidar_frames == {"lidar_top": "tf"}
         with pytest.raises(ExtrinsicsError, match="'velodyne'"):
-            node._lidar_in_ego(sensor_frame_to_core(msg), "velodyne")  # tf does not know it, nor the parameters
+            node.lidar_to_ego.to_ego(sensor_frame_to_core(msg), "velodyne")  # tf does not know it, nor the parameters
     finally:
         node.destroy_node()

@@ -370,7 +370,7 @@ def ros_closed_loop_method(spec: MethodSpec, method: Any, plan: EvalPlan) -> Any
     # process mode: no use_sim_time for now -- nodes started with use_sim_time:=true
     # crash in LatentVlaNode.create_subscription (see the report); the closed loop
     # is synchronous, so only the nodes' latency statistics differ
-    graph = {k: v for k, v in method.graph.items() if k not in ("ablation", "guard")}
+    graph = {k: v for k, v in method.graph.items() if k != "ablation"}  # "guard": the planner node's obstacle guard
     graph.update(name=spec.name + ROS_SUFFIX, mode=plan.graph_mode, use_sim_time=plan.graph_mode == "composed")
     return ClosedLoopMethod(name=spec.name + ROS_SUFFIX, kind="ros", graph=graph)
 

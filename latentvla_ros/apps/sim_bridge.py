@@ -346,6 +346,7 @@ class GraphVariant:
     log_level: str = "warn"
     use_sim_time: bool = True
     allow_untrained: bool = False
+    guard: bool = True  # the planner's LiDAR obstacle guard (obstacle_guard.enabled), as the direct path's GuardedAgent
     extra_overrides: dict = field(default_factory=dict)
 
     @property
@@ -368,7 +369,8 @@ class GraphVariant:
     def internal_links(self) -> dict[str, int]:
         """Topic -> subscribers it must have before the graph is ready (every node up)."""
         fusion = self.effective_fusion
-        links = {"/" + SENSOR_FRAME: 2 if fusion in ("student", "teacher") else 1, "/" + BEV_FEATURES: 1}
+        frame_readers = 1 + int(fusion in ("student", "teacher")) + int(self.guard)  # + the planner's obstacle guard
+        links = {"/" + SENSOR_FRAME: frame_readers, "/" + BEV_FEATURES: 1}
         if fusion == "student":
             links["/" + LATENT_PLAN] = 1
         if fusion == "teacher":
@@ -399,7 +401,8 @@ class GraphVariant:
             "trajectory_planner": {**common, "checkpoint": self.planner_checkpoint, "preset": self.preset,
                                    "plan_timeout_s": float(self.plan_timeout_s),
                                    "input_timeout_s": float(self.input_timeout_s),
-                                   "allow_untrained": bool(self.allow_untrained)},
+                                   "allow_untrained": bool(self.allow_untrained),
+                                   "obstacle_guard.enabled": bool(self.guard)},
             "teacher_labeler": {**common, "model_path": self.teacher_path},
         }
         for node, values in self.extra_overrides.items():

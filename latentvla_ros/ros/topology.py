@@ -97,7 +97,8 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
         NodeSpec("latent_reasoner", NODE_EXECUTABLES["latent_reasoner"],
                  [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN), ("~/debug/markers", TOKEN_MARKERS)]),
         NodeSpec("trajectory_planner", NODE_EXECUTABLES["trajectory_planner"],
-                 [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/odometry", topics["odometry"]),
+                 [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/frame", SENSOR_FRAME),
+                  ("~/input/odometry", topics["odometry"]),
                   ("~/input/route", topics.get("route", SENSOR_TOPICS["route"])),
                   ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),
     ]

@@ -17,7 +17,7 @@ class DebugParams(ParamGroup):
 
 @dataclass(frozen=True)
 class LidarExtrinsicsParams(ParamGroup):
-    """The ``lidar_extrinsics.*`` parameters of bev_features."""
+    """The ``lidar_extrinsics.*`` parameters of bev_features, trajectory_planner."""
 
     frame_id: str  # read-only
     pitch: float  # read-only
@@ -26,6 +26,30 @@ class LidarExtrinsicsParams(ParamGroup):
     y: float  # read-only
     yaw: float  # read-only
     z: float  # read-only
+
+
+@dataclass(frozen=True)
+class ObstacleGuardParams(ParamGroup):
+    """The ``obstacle_guard.*`` parameters of trajectory_planner."""
+
+    cluster_cell_m: float  # read-only
+    ego_length_m: float  # read-only
+    ego_width_m: float  # read-only
+    enabled: bool  # read-only
+    front_margin_m: float  # read-only
+    horizon_s: float  # read-only
+    max_decel_mps2: float  # read-only
+    max_gap_s: float  # read-only
+    max_height_m: float  # read-only
+    max_track_speed_mps: float  # read-only
+    min_decel_mps2: float  # read-only
+    min_height_m: float  # read-only
+    range_m: float  # read-only
+    side_margin_m: float  # read-only
+    stop_margin_m: float  # read-only
+    time_step_s: float  # read-only
+    track_gate_m: float  # read-only
+    velocity_window_s: float  # read-only
 
 
 @dataclass(frozen=True)
@@ -137,11 +161,14 @@ class TrajectoryPlannerParams(ParamGroup):
     fallback_deceleration_mps2: float  # settable at run time
     frame_id: str  # read-only
     input_timeout_s: float  # settable at run time
+    lidar_extrinsics: LidarExtrinsicsParams
+    obstacle_guard: ObstacleGuardParams
     plan_timeout_s: float  # settable at run time
     preset: str  # read-only
     qos: SensorQosParams
     route_timeout_s: float  # settable at run time
     torch_threads: int  # read-only
+    use_tf: bool  # read-only
     watchdog_rate_hz: float  # read-only
 
 

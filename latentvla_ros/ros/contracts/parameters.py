@@ -38,6 +38,7 @@ import yaml
 
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.extrinsics import Extrinsics
+from latentvla_ros.core.obstacle_guard import GuardConfig
 from latentvla_ros.core.resources import share_path
 from latentvla_ros.core.tracking import TwistConfig
 from latentvla_ros.ros.contracts.param_types import PARAM_TYPES
@@ -187,7 +188,8 @@ RCLPY_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 RCLPY_PREFIXES = ("qos_overrides.",)
 # Parameter groups a core config checks as a whole (rules across fields that JSON Schema
 # cannot state, e.g. a LiDAR frame name, coast between brake and throttle).
-GROUP_CONFIGS = {("bev_features", "lidar_extrinsics"): Extrinsics, ("twist_controller", "twist"): TwistConfig}
+GROUP_CONFIGS = {("bev_features", "lidar_extrinsics"): Extrinsics, ("trajectory_planner", "lidar_extrinsics"): Extrinsics,
+                 ("trajectory_planner", "obstacle_guard"): GuardConfig, ("twist_controller", "twist"): TwistConfig}
 
 
 def _is_type(value: Any, json_type: str) -> bool:

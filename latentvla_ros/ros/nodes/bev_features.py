@@ -6,7 +6,8 @@ It is rendered only while someone subscribes, at most every
 ``debug.bev_image_period_s``.
 
 LiDAR points are moved into the ego frame (``frame_id``) before the BEV features, so the
-ground filter works on heights above the road (core/extrinsics.py): a cloud already in the
+ground filter works on heights above the road (ros/lidar_frames.py, shared with the
+trajectory_planner's obstacle guard; core/extrinsics.py): a cloud already in the
 ego frame passes as is; otherwise the transform comes from tf (``/tf_static``, ``/tf``)
 where tf2_ros is importable and ``use_tf`` is on, else from ``lidar_extrinsics.*`` for the
 frame ``lidar_extrinsics.frame_id``. A cloud in any other frame is dropped and counted
@@ -14,18 +15,18 @@ frame ``lidar_extrinsics.frame_id``. A cloud in any other frame is dropped and c
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 
 import numpy as np
 from sensor_msgs.msg import Image
 
-from latentvla_ros.core.extrinsics import Extrinsics, ExtrinsicsError, points_to_ego, rotation_from_quaternion
+from latentvla_ros.core.extrinsics import ExtrinsicsError
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
 from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, shared_sensor_frame_to_core
+from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.model_loading import load_model_runtime
 from latentvla_ros.ros.node_base import LatentVlaNode
 from latentvla_ros.ros.node_main import run_node
@@ -59,52 +60,20 @@ class BevFeaturesNode(LatentVlaNode):
         super().__init__(**kwargs)
         # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS): a bad mount
         # refuses the start before the model loads
-        self.lidar_extrinsics = Extrinsics(**dataclasses.asdict(self.params.lidar_extrinsics))
+        self.lidar_to_ego = LidarToEgo(self, self.params.frame_id, self.params.lidar_extrinsics, self.params.use_tf)
+        self.lidar_extrinsics = self.lidar_to_ego.extrinsics
         self.extractor = load_model_runtime(self, BevFeatureExtractor, BevBackboneConfig)
         self._pub = self.create_publisher(BevFeatures, "~/output/bev", self.output_qos())
         self._image_pub = self.create_publisher(Image, "~/debug/bev_image", self.output_qos())
         self._last_image = -1e9
-        self.lidar_frames: dict[str, str] = {}  # LiDAR frame -> where its transform came from
-        self._tf_buffer = self._tf_listener() if self.params.use_tf else None
-        self._tf_cache: dict[str, tuple] = {}
         # latest-frame policy (ros/latest_frame.py): a slow model skips to the newest frame
         self.latest_frame = self.create_latest_subscription(SensorFrame, "~/input/frame", self._on_frame, self.input_qos(),
                                                             on_arrival=lambda msg: self.count_lost_frames(msg.sequence))
 
-    def _tf_listener(self):
-        """A tf2 buffer fed by /tf and /tf_static where tf2_ros is importable (apt ROS), else None."""
-        try:
-            import tf2_ros
-        except ImportError:
-            return None
-        buffer = tf2_ros.Buffer()
-        self._tf_listener_ref = tf2_ros.TransformListener(buffer, self)
-        return buffer
-
-    def _tf_lookup(self, source: str):
-        """(R, t) of ``source`` in the ego frame from tf, cached (mounts do not move), or None."""
-        if self._tf_buffer is None:
-            return None
-        if source not in self._tf_cache:
-            from rclpy.time import Time
-
-            try:
-                tr = self._tf_buffer.lookup_transform(self.params.frame_id, source, Time()).transform
-            except Exception:  # noqa: BLE001 - tf2 Lookup/Connectivity/Extrapolation errors: not (yet) known
-                return None
-            q, t = tr.rotation, tr.translation
-            self._tf_cache[source] = (rotation_from_quaternion(q.x, q.y, q.z, q.w), (t.x, t.y, t.z))
-        return self._tf_cache[source]
-
-    def _lidar_in_ego(self, frame, source: str):
-        ego = self.params.frame_id
-        looked_up = self._tf_lookup(source) if source != ego else None
-        points, how = points_to_ego(frame.lidar_points, source, ego, self.lidar_extrinsics, looked_up)
-        if self.lidar_frames.get(source) != how:
-            self.lidar_frames[source] = how
-            if how != "identity":
-                self.get_logger().info(f"LiDAR frame {source!r} -> {ego!r} from {how}")
-        return frame if how == "identity" else dataclasses.replace(frame, lidar_points=points)
+    @property
+    def lidar_frames(self) -> dict[str, str]:
+        """LiDAR frame -> where its transform came from (ros/lidar_frames.py)."""
+        return self.lidar_to_ego.frames
 
     def _on_frame(self, msg: SensorFrame) -> None:
         try:
@@ -113,7 +82,7 @@ class BevFeaturesNode(LatentVlaNode):
             self.drop("bad_message", str(exc))
             return
         try:
-            frame = self._lidar_in_ego(frame, msg.lidar.header.frame_id)
+            frame = self.lidar_to_ego.to_ego(frame, msg.lidar.header.frame_id)
         except ExtrinsicsError as exc:
             self.drop("lidar_frame_unknown", str(exc), level="error")
             return
@@ -146,7 +115,7 @@ class BevFeaturesNode(LatentVlaNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         values = dict(super().diagnostic_values())
-        values["lidar_frames"] = ", ".join(f"{k or '(empty)'}: {v}" for k, v in sorted(self.lidar_frames.items())) or "-"
+        values["lidar_frames"] = self.lidar_to_ego.diagnostics()
         return values
 
     def diagnostic_problems(self):

@@ -34,6 +34,16 @@ whose checkpoint has a route input (``route_points`` > 0); drops: ``route_stale`
 more than ``route_timeout_s`` from the frame; 0: never stale), ``route_frame_mismatch``,
 ``route_no_pose``, ``bad_route`` (empty, NaN). Without a usable route the plan runs with an
 invalid route, the diagnostics say why.
+
+Obstacle guard (``obstacle_guard.*``, on by default): the node also subscribes to the
+synchronized SensorFrame (``~/input/frame``, bev_features' input), moves its LiDAR into the
+ego frame as bev_features does (ros/lidar_frames.py: ``use_tf``, ``lidar_extrinsics.*``)
+and keeps the last few frames by stamp (ros/guard_input.py). The model's trajectory for a
+BEV frame is checked against the LiDAR of the frame with the same stamp
+(core/obstacle_guard.py, the object the direct path's GuardedAgent uses) and retimed to stop
+before a conflict; fallbacks pass unchanged. A frame whose SensorFrame has not come within
+``GUARD_FRAME_WAIT_S`` is published unguarded, counted (``guard_no_lidar``, logged once per
+100) and flagged WARN in the diagnostics until a plan is guarded again.
 """
 from __future__ import annotations
 
@@ -48,9 +58,12 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
 from visualization_msgs.msg import MarkerArray
 
+from latentvla_ros.core.extrinsics import ExtrinsicsError
 from latentvla_ros.core.fallback import comfortable_stop
+from latentvla_ros.core.features import FeatureError
+from latentvla_ros.core.obstacle_guard import GuardConfig
 from latentvla_ros.models.configuration_planner import PlannerConfig
-from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory
+from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
 from latentvla_ros.ros.contracts.stamp_matcher import MatchedFrame, StampMatcher
 from latentvla_ros.ros.conversions import (
     ConversionError,
@@ -59,11 +72,14 @@ from latentvla_ros.ros.conversions import (
     msg_to_plan,
     odometry_pose,
     path_xy,
+    shared_sensor_frame_to_core,
     stamp_to_ns,
     trajectory_markers,
     trajectory_to_msg,
     trajectory_to_path,
 )
+from latentvla_ros.ros.guard_input import GuardInput
+from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
 from latentvla_ros.ros.model_loading import load_model_runtime
 from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry
@@ -76,6 +92,10 @@ ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of i
 # a pose this close to the frame's stamp is the frame's own (sensor_sync pairs odometry within its slop, 0.05 s by
 # default, so one exists; a bag's or a vehicle's odometry is not stamped exactly like the cameras)
 ROUTE_POSE_MATCH_NS = 50_000_000
+# the longest a frame's plan waits for the SensorFrame of its stamp (obstacle guard) when SensorFrames arrive on
+# another thread: in a composed process it is handed over (sensor_sync's thread) before bev_features even starts on it
+GUARD_FRAME_WAIT_S = 0.05
+_GUARD_LOG_EVERY = 100  # guard_no_lidar: logged once per this many plans
 
 _RECENT = 256  # stamps remembered to detect duplicates
 _JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline
@@ -163,6 +183,16 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._serialised(self._on_plan),
                                                       in_qos, timeout_param="plan_timeout_s", in_process_direct=True)
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
+        self.guard = GuardInput(GuardConfig(**self.params.obstacle_guard.as_dict()))
+        self.lidar_to_ego = None
+        self._frame_thread: int | None = None  # the thread SensorFrames arrive on
+        if self.guard.enabled:
+            self.lidar_to_ego = LidarToEgo(self, self.params.frame_id, self.params.lidar_extrinsics, self.params.use_tf)
+            # every frame (no latest-frame policy: each plan needs its own frame's LiDAR); in a composed
+            # process it runs in sensor_sync's thread (a conversion shared with bev_features, a dict insert)
+            # not watched: a missing SensorFrame is a counted, unguarded plan, not a stale pipeline
+            self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, in_qos, watch=False,
+                                     in_process_direct=True)
         # optional (not watched); latched like a map (reliable + transient local: a route published
         # once before this node started still arrives), published on change or at a low rate
         self.create_subscription(Path, "~/input/route", self._on_route, static_qos(), watch=False)
@@ -200,6 +230,32 @@ class TrajectoryPlannerNode(LatentVlaNode):
         with self._route_lock:
             self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
             self._route_lock.notify_all()
+
+    def _on_frame(self, msg: SensorFrame) -> None:
+        """Keep the frame's ego-frame LiDAR and ego state for the obstacle guard (by stamp)."""
+        try:
+            frame = self.lidar_to_ego.to_ego(shared_sensor_frame_to_core(msg), msg.lidar.header.frame_id)
+        except (ConversionError, FeatureError) as exc:
+            self.drop("bad_message", f"SensorFrame for the obstacle guard: {exc}")
+            return
+        except ExtrinsicsError as exc:
+            self.drop("lidar_frame_unknown", str(exc), level="error")
+            return
+        self._frame_thread = threading.get_ident()
+        self.guard.add(frame.stamp_ns, frame.lidar_points, frame.ego)
+
+    def _guarded(self, stamp_ns: int, traj):
+        """The model's trajectory for frame ``stamp_ns``, checked by the obstacle guard against its LiDAR."""
+        # wait only where the frame can come meanwhile: not when frames are delivered on this very thread
+        # (one node per process: BEV features and SensorFrames share the planner's executor thread)
+        wait_s = 0.0 if self._frame_thread == threading.get_ident() else GUARD_FRAME_WAIT_S
+        traj, verdict = self.guard.filter(stamp_ns, traj, wait_s)
+        if verdict is None and self.guard.enabled and not traj.is_fallback:
+            n = self.guard.no_lidar
+            if n % _GUARD_LOG_EVERY == 1:
+                self.get_logger().warning(f"no SensorFrame for frame {stamp_ns} (guard_no_lidar, {n} so far): "
+                                          "its trajectory is published WITHOUT the obstacle guard")
+        return traj
 
     def _on_route(self, msg: Path) -> None:
         """Keep the newest route, converted once (x, y in its frame); checked per frame."""
@@ -371,6 +427,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
                     self._publish_fallback(item.stamp_ns, f"model error: {exc}")
                     continue
                 self.model_succeeded()
+                traj = self._guarded(item.stamp_ns, traj)
                 if untrained and "untrained" not in traj.model_id:  # allowed: still flagged
                     traj.model_id = f"{traj.model_id}+untrained_inputs({','.join(untrained)})"
                 if self._in_fallback:
@@ -449,6 +506,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values["allow_untrained"] = str(self.params.allow_untrained)
         values.update(self.route.diagnostics(), route_pose_late=str(self.route_pose_late))
         values["route_used_by_model"] = str(self.uses_route)
+        values.update(self.guard.diagnostics())
+        if self.lidar_to_ego is not None:
+            values["lidar_frames"] = self.lidar_to_ego.diagnostics()
         return values
 
     def diagnostic_problems(self):
@@ -459,6 +519,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
             problems.append((ERROR, f"FALLBACK (comfortable stop): {self.fallback_reason}"))
         if self.uses_route and self.route.state not in ("ok", "none", "received"):  # a route came but is unusable
             problems.append((DiagnosticStatus.WARN, f"planning without a route (route_state: {self.route.state})"))
+        if self.guard.last_unguarded:
+            problems.append((DiagnosticStatus.WARN, f"plans published WITHOUT the obstacle guard: no SensorFrame for "
+                                                    f"their stamp (guard_no_lidar {self.guard.no_lidar})"))
+        if self.stats.dropped.get("lidar_frame_unknown"):
+            problems.append((ERROR, "LiDAR clouds in a frame without a transform to the ego frame (lidar_frame_unknown)"))
         for name, count in self._publishers_seen.items():
             if count == 0:
                 problems.append((DiagnosticStatus.ERROR, f"no publisher on input {name} (upstream node down?)"))
