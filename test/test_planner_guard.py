@@ -205,3 +205,28 @@ def test_ros_twin_of_an_unguarded_method_runs_the_planner_without_the_guard():
     assert on.options().overrides["trajectory_planner"]["obstacle_guard.enabled"] is True
     # bev_features + latent_reasoner (+ the planner's guard)
     assert (off.internal_links()["/" + SENSOR_FRAME], on.internal_links()["/" + SENSOR_FRAME]) == (2, 3)
+
+
+def test_planner_moves_a_mounted_lidar_into_the_ego_frame_as_bev_features_does(ros_context, spin, monkeypatch):
+    """The guard's points come through the helper bev_features uses (ros/lidar_frames.py): a cloud
+    in the mount frame is checked in the ego frame, with the planner's own lidar_extrinsics."""
+    from conftest import wait_for
+    from fixtures.message_samples import STAMP_NS
+    from test_lidar_extrinsics import MOUNT, _in_mount_frame
+
+    node, pubs, got = _rig(ros_context, spin, monkeypatch, Parameter("lidar_extrinsics.frame_id", value="lidar_top"),
+                           *(Parameter(f"lidar_extrinsics.{k}", value=float(getattr(MOUNT, k)))
+                             for k in ("x", "y", "z", "roll", "pitch", "yaw")))
+    msg = _frame_msg(STAMP_NS, obstacle_x=12.0)
+    ego = conv.sensor_frame_to_core(msg).lidar_points
+    msg.lidar = conv.xyzi_to_pointcloud2(_in_mount_frame(ego, MOUNT), STAMP_NS, "lidar_top")
+    pubs["frame"].publish(msg)
+    assert wait_for(lambda: STAMP_NS in node.guard._frames)
+    np.testing.assert_allclose(node.guard._frames[STAMP_NS][0][:, :3], ego[:, :3], atol=1e-4)
+    assert node.diagnostic_values()["lidar_frames"] == "lidar_top: parameter"
+    # a cloud in a frame nobody knows: dropped and counted, as bev_features does
+    msg.lidar.header.frame_id = "velodyne"
+    msg.header = conv.make_header(STAMP_NS + STEP_NS, "base_link")
+    pubs["frame"].publish(msg)
+    assert wait_for(lambda: node.stats.snapshot()["dropped"].get("lidar_frame_unknown", 0) == 1)
+    assert STAMP_NS + STEP_NS not in node.guard._frames
