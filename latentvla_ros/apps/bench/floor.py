@@ -124,6 +124,9 @@ class FloorGraph:
                                         sensor_qos(_schema_default("trajectory_planner", "qos.sensor_reliability"),
                                                    _schema_default("trajectory_planner", "qos.sensor_depth")))
             if dds:
+                # the obstacle guard's SensorFrame (obstacle_guard.enabled, the default): taken off DDS like the
+                # shipped planner does, its LiDAR unused (the guard's check is the planner's work, not the floor's)
+                planner.create_subscription(SensorFrame, FLOOR_TOPICS["frame"], lambda msg: None, stage_qos("trajectory_planner"))
                 for kind, msg_type in (("bev", BevFeatures), ("plan", LatentActionPlan)):
                     planner.create_subscription(msg_type, FLOOR_TOPICS[kind],
                                                 lambda msg, k=kind: self._on_stage(k, msg.header.stamp, msg),
