@@ -54,6 +54,7 @@ def test_default_launch_starts_the_four_nodes_wired_together():
     assert remaps["latent_reasoner"]["~/output/plan"] == LATENT_PLAN
     assert remaps["trajectory_planner"]["~/input/bev"] == BEV_FEATURES
     assert remaps["trajectory_planner"]["~/input/plan"] == LATENT_PLAN
+    assert remaps["trajectory_planner"]["~/input/frame"] == SENSOR_FRAME  # the obstacle guard's LiDAR
     assert remaps["trajectory_planner"]["~/output/trajectory"] == TRAJECTORY
     assert remaps["trajectory_planner"]["~/input/route"] == "/planning/mission_route"
     # the large-data transport is configured for every process the launch starts
