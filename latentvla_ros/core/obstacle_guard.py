@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
+from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import EgoState, Trajectory
 
 
@@ -56,6 +57,11 @@ class GuardConfig(ConfigBase):
     stop_margin_m: float = 1.0  # stop this far before the conflicting pose
     min_decel_mps2: float = 1.5
     max_decel_mps2: float = 6.0
+    creep_release: bool = False  # a creeping plan becomes a 'go' along the route when that is conflict-free
+    creep_speed_mps: float = 1.5  # a plan slower than this on average (and an ego slower than this) creeps
+    go_accel_mps2: float = 1.5
+    go_speed_mps: float = 8.0
+    go_horizon_s: float = 5.0  # the go candidate must be conflict-free this long
 
     def validate(self) -> None:
         require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
@@ -222,28 +228,36 @@ class ObstacleGuard:
     def __init__(self, config: GuardConfig | None = None):
         self.config = config or GuardConfig()
         self.tracker = LidarObjectTracker(self.config)
-        self.plans = self.interventions = self.stops = 0
+        self.plans = self.interventions = self.stops = self.releases = 0
         self.last_verdict = GuardVerdict(action="off" if not self.config.enabled else "clear")
 
     def reset(self) -> None:
         self.tracker.reset()
 
-    def filter(self, points: np.ndarray, stamp_ns: int, ego: EgoState, trajectory: Trajectory) -> tuple[Trajectory, GuardVerdict]:
+    def filter(self, points: np.ndarray, stamp_ns: int, ego: EgoState, trajectory: Trajectory,
+               route: np.ndarray | None = None) -> tuple[Trajectory, GuardVerdict]:
         cfg = self.config
         if not cfg.enabled or trajectory.is_fallback or not trajectory.is_finite():
             self.last_verdict = GuardVerdict(action="off" if not cfg.enabled else "clear")
             return trajectory, self.last_verdict
         self.plans += 1
         obstacles = self.tracker.update(points, stamp_ns, ego)
+        speed0 = float(np.hypot(*np.asarray(ego.velocity, dtype=np.float64)))
+        first_step = float(np.hypot(*trajectory.poses[0][:2])) / trajectory.interval_s
+        if not math.isfinite(speed0):  # no ego speed: brake from the plan's own first-step speed
+            speed0 = first_step
+        if cfg.creep_release and route is not None and math.isfinite(speed0):
+            go = self._release(trajectory, speed0, route, obstacles)
+            if go is not None:
+                self.releases += 1
+                self.last_verdict = GuardVerdict(action="go", num_tracks=obstacles.num_tracks)
+                return go, self.last_verdict
         times = np.arange(1, int(round(cfg.horizon_s / cfg.time_step_s)) + 1) * cfg.time_step_s
         path = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, times)
         hit = self._first_conflict(path, times, obstacles)
         if hit is None:
             self.last_verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
             return trajectory, self.last_verdict
-        speed0 = float(np.hypot(*np.asarray(ego.velocity, dtype=np.float64)))
-        if not math.isfinite(speed0):  # no ego speed: brake from the plan's own first-step speed
-            speed0 = float(np.hypot(*trajectory.poses[0][:2])) / trajectory.interval_s
         verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
@@ -264,6 +278,38 @@ class ObstacleGuard:
         self.stops += int(stopped)
         self.last_verdict = verdict
         return retimed, verdict
+
+    def _release(self, trajectory: Trajectory, speed0: float, route: np.ndarray, obstacles: Obstacles) -> Trajectory | None:
+        """A 'go' along the route (accelerate at go_accel to go_speed) for a creeping plan, if that is
+        conflict-free for go_horizon_s; else None."""
+        cfg = self.config
+        poses = np.asarray(trajectory.poses, dtype=np.float64)
+        horizon = trajectory.interval_s * len(poses)
+        planned_speed = float(np.hypot(*poses[-1, :2])) / horizon
+        if planned_speed >= cfg.creep_speed_mps or speed0 >= cfg.creep_speed_mps:
+            return None
+        ahead, valid = resample_route(route, 60, 1.0)  # the route from the ego's projection on, 1 m apart
+        if not valid:
+            return None
+        knots = np.vstack([np.zeros(2), ahead.astype(np.float64)])
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(knots, axis=0), axis=1))])
+        dt = cfg.time_step_s
+        times = np.arange(1, int(round(cfg.go_horizon_s / dt)) + 1) * dt
+        t_cap = max(cfg.go_speed_mps - speed0, 0.0) / cfg.go_accel_mps2
+        s = np.where(times < t_cap, speed0 * times + 0.5 * cfg.go_accel_mps2 * times ** 2,
+                     speed0 * t_cap + 0.5 * cfg.go_accel_mps2 * t_cap ** 2 + cfg.go_speed_mps * (times - t_cap))
+        heading = np.arctan2(np.diff(knots[:, 1]), np.diff(knots[:, 0]))
+        heading = np.concatenate([heading, heading[-1:]])
+
+        def along(sv: np.ndarray) -> np.ndarray:
+            return np.stack([np.interp(sv, arc, knots[:, 0]), np.interp(sv, arc, knots[:, 1]),
+                             np.interp(sv, arc, np.unwrap(heading))], axis=1)
+
+        if s[-1] > arc[-1] or self._first_conflict(along(s), times, obstacles) is not None:
+            return None
+        t_plan = trajectory.times_s
+        s_plan = np.interp(t_plan, times, s)
+        return replace(trajectory, poses=along(s_plan))
 
     def _first_conflict(self, path: np.ndarray, times: np.ndarray, obstacles: Obstacles) -> tuple[int, int] | None:
         """(time index, track id) of the first obstacle point inside the front half of the ego box, among
@@ -302,11 +348,15 @@ class ObstacleGuard:
         arc = _arc_lengths(fine, start_at_origin=False)
         decel = speed0 * speed0 / (2.0 * stop_at) if stop_at > 1e-3 else cfg.max_decel_mps2
         decel = float(np.clip(decel, cfg.min_decel_mps2, cfg.max_decel_mps2))
-        t = trajectory.times_s
-        t_stop = speed0 / decel
-        braking = np.where(t < t_stop, speed0 * t - 0.5 * decel * t * t, 0.5 * speed0 * t_stop)
-        planned = np.interp(t, fine_t, arc)
-        s_new = np.minimum(np.minimum(planned, braking), stop_at)
+        # forward in time: the planned speed, capped by the speed from which ``decel`` still stops at
+        # stop_at (a moving ego brakes evenly; a standing one may still roll up to the stop point)
+        planned_speed = np.diff(arc) / np.diff(fine_t)
+        dist = np.zeros(len(fine_t))
+        for k, dt in enumerate(np.diff(fine_t)):
+            cap = math.sqrt(2.0 * decel * max(stop_at - dist[k], 0.0))  # on the envelope: brake at decel
+            envelope = cap * dt - 0.5 * decel * dt * dt if cap > decel * dt else max(stop_at - dist[k], 0.0)
+            dist[k + 1] = dist[k] + min(planned_speed[k] * dt, envelope)
+        s_new = np.minimum(np.interp(trajectory.times_s, fine_t, dist), stop_at)
         poses = np.stack([np.interp(s_new, arc, fine[:, 0]), np.interp(s_new, arc, fine[:, 1]),
                           np.interp(s_new, arc, fine[:, 2])], axis=1)
         return replace(trajectory, poses=poses)

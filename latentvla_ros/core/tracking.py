@@ -33,6 +33,10 @@ class TrackerConfig(ConfigBase):
     """Deceleration limit of the command [m/s^2]."""
     max_steering_rad: float = 0.6
     """Steering-angle limit of the command [rad]."""
+    stop_deceleration_mps2: float = 3.0
+    """A standing plan (all of it within ``STANDING_PLAN_M``: a stop) brakes at least this hard while
+    the car still moves faster than ``STOPPED_MPS`` [m/s^2]: the P controller alone would only
+    approach standstill exponentially (1.2 m/s^2 at 1 m/s) and creep into what the plan stops for."""
     reference_to_rear_axle_m: float = 0.0
     """How far the planned poses' origin (the vehicle's reference point) lies ahead of the rear
     axle [m]: 0 for a rear-axle reference; highway-env's poses are the box centre, half the
@@ -43,11 +47,17 @@ class TrackerConfig(ConfigBase):
 
     def validate(self) -> None:
         for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
-                     "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad"):
+                     "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad", "stop_deceleration_mps2"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, "must be a positive number")
         d = self.reference_to_rear_axle_m
         require(math.isfinite(d) and 0.0 <= d <= self.wheelbase_m, "reference_to_rear_axle_m", "must be in [0, wheelbase_m]")
+
+
+STANDING_PLAN_M = 0.5
+"""A plan whose whole path is shorter than this [m] stands: a stop."""
+STOPPED_MPS = 0.05
+"""Slower than this the car counts as stopped (NAVSIM's collision_stopped_speed_threshold)."""
 
 
 @dataclass
@@ -78,7 +88,9 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     accel = float(np.clip(cfg.speed_kp * (target_speed - speed), -cfg.max_deceleration_mps2, cfg.max_acceleration_mps2))
     # pure pursuit towards the point at the look-ahead distance along the path
     lookahead = max(cfg.lookahead_min_m, speed * cfg.lookahead_time_s)
-    if arc[-1] < 0.5:  # (almost) standing plan: keep the wheels straight
+    if arc[-1] < STANDING_PLAN_M:  # (almost) standing plan: keep the wheels straight, brake firmly
+        if speed > STOPPED_MPS:
+            accel = min(accel, -min(cfg.stop_deceleration_mps2, cfg.max_deceleration_mps2))
         return ControlCommand(accel, 0.0, target_speed)
     s = min(lookahead, arc[-1])
     x = float(np.interp(s, arc, pts[:, 0]))

@@ -140,7 +140,8 @@ class GuardedAgent:
         agent_input = require_agent_input(agent_input, self.name)
         frame = agent_input.require_frame(self.name)
         traj = self.agent.compute_trajectory(agent_input)
-        traj, self.last_verdict = self.guard.filter(frame.lidar_points, frame.stamp_ns, frame.ego, traj)
+        traj, self.last_verdict = self.guard.filter(frame.lidar_points, frame.stamp_ns, frame.ego, traj,
+                                                    agent_input.route)
         return traj
 
     def reset(self) -> None:
