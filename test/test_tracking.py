@@ -152,7 +152,15 @@ def test_standing_plan_keeps_the_wheels_straight():
     cmd = track([[0.0, 0.4]], 0.5, 1.0)
     assert cmd.steering_rad == 0.0
     assert cmd.target_speed_mps == pytest.approx(0.8)
-    assert cmd.acceleration_mps2 == pytest.approx(1.2 * (0.8 - 1.0))
+    # a standing plan is a stop: the P term alone (1.2 * (0.8 - 1.0) = -0.24) would creep on; the car
+    # brakes at stop_deceleration_mps2 (3.0) while faster than 0.05 m/s
+    assert cmd.acceleration_mps2 == pytest.approx(-3.0)
+    assert track([[0.0, 0.4]], 0.5, 1.0, TrackerConfig(stop_deceleration_mps2=1.0)).acceleration_mps2 == pytest.approx(-1.0)
+    # never past the deceleration limit; a P term already harder than the stop deceleration is kept
+    assert track([[0.0, 0.0]], 0.5, 1.0, TrackerConfig(max_deceleration_mps2=2.0)).acceleration_mps2 == pytest.approx(-2.0)
+    assert track([[0.0, 0.0]], 0.5, 4.0).acceleration_mps2 == pytest.approx(-1.2 * 4.0)
+    # stopped (0.04 <= 0.05 m/s): the P term only, no brake pulse at standstill
+    assert track([[0.0, 0.0]], 0.5, 0.04).acceleration_mps2 == pytest.approx(-1.2 * 0.04)
     # exactly 0.5 m (and 1 m) of path is a moving plan: steer towards it (limit 0.6)
     assert track([[0.0, 0.5]], 0.5, 0.0).steering_rad == pytest.approx(0.6)
     assert track([[0.0, 1.0]], 0.5, 0.0).steering_rad == pytest.approx(0.6)

@@ -57,7 +57,7 @@ class GuardConfig(ConfigBase):
     stop_margin_m: float = 1.0  # stop this far before the conflicting pose
     min_decel_mps2: float = 1.5
     max_decel_mps2: float = 6.0
-    creep_release: bool = False  # a creeping plan becomes a 'go' along the route when that is conflict-free
+    creep_release: bool = True  # a creeping plan becomes a 'go' along the route when that is conflict-free
     creep_speed_mps: float = 1.5  # a plan slower than this on average (and an ego slower than this) creeps
     go_accel_mps2: float = 1.5
     go_speed_mps: float = 8.0
@@ -66,7 +66,8 @@ class GuardConfig(ConfigBase):
     def validate(self) -> None:
         require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
         for name in ("range_m", "cluster_cell_m", "track_gate_m", "velocity_window_s", "max_track_speed_mps",
-                     "max_gap_s", "ego_length_m", "ego_width_m", "horizon_s", "time_step_s", "min_decel_mps2"):
+                     "max_gap_s", "ego_length_m", "ego_width_m", "horizon_s", "time_step_s", "min_decel_mps2",
+                     "creep_speed_mps", "go_accel_mps2", "go_speed_mps", "go_horizon_s"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, f"must be finite and > 0, got {value}")
         for name in ("front_margin_m", "side_margin_m", "stop_margin_m"):

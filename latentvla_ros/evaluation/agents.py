@@ -101,11 +101,7 @@ def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str =
     from latentvla_ros.core.obstacle_guard import ObstacleGuard
     from latentvla_ros.runtime.agent import GuardedAgent
 
-    import os
-
-    from latentvla_ros.core.obstacle_guard import GuardConfig
-
-    return GuardedAgent(agent, ObstacleGuard(GuardConfig(creep_release=os.environ.get("LATENTVLA_CREEP") == "1")))
+    return GuardedAgent(agent, ObstacleGuard())
 
 
 def _build_agent(fusion: str, *, bev: str, planner: str, student: str, teacher: str, preset: str, ablation: str) -> Any:

@@ -51,7 +51,8 @@ class GuardInput:
                 self._cond.wait_for(lambda: stamp_ns in self._frames, timeout=wait_s)
             return self._frames.get(stamp_ns)
 
-    def filter(self, stamp_ns: int, trajectory: Trajectory, wait_s: float = 0.0) -> tuple[Trajectory, GuardVerdict | None]:
+    def filter(self, stamp_ns: int, trajectory: Trajectory, wait_s: float = 0.0,
+               route: np.ndarray | None = None) -> tuple[Trajectory, GuardVerdict | None]:
         """The model's ``trajectory`` for frame ``stamp_ns``, checked against that frame's LiDAR.
         Returns (trajectory, verdict); verdict None: no SensorFrame for the stamp (counted,
         the trajectory unchanged). Fallbacks and a disabled guard pass unchanged."""
@@ -64,7 +65,7 @@ class GuardInput:
             return trajectory, None
         self.last_unguarded = False
         points, ego = entry
-        return self.guard.filter(points, int(stamp_ns), ego, trajectory)
+        return self.guard.filter(points, int(stamp_ns), ego, trajectory, route)
 
     def diagnostics(self) -> dict[str, str]:
         guard, verdict = self.guard, self.guard.last_verdict

@@ -33,10 +33,15 @@ class ObstacleGuardParams(ParamGroup):
     """The ``obstacle_guard.*`` parameters of trajectory_planner."""
 
     cluster_cell_m: float  # read-only
+    creep_release: bool  # read-only
+    creep_speed_mps: float  # read-only
     ego_length_m: float  # read-only
     ego_width_m: float  # read-only
     enabled: bool  # read-only
     front_margin_m: float  # read-only
+    go_accel_mps2: float  # read-only
+    go_horizon_s: float  # read-only
+    go_speed_mps: float  # read-only
     horizon_s: float  # read-only
     max_decel_mps2: float  # read-only
     max_gap_s: float  # read-only

@@ -244,12 +244,13 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._frame_thread = threading.get_ident()
         self.guard.add(frame.stamp_ns, frame.lidar_points, frame.ego)
 
-    def _guarded(self, stamp_ns: int, traj):
-        """The model's trajectory for frame ``stamp_ns``, checked by the obstacle guard against its LiDAR."""
+    def _guarded(self, stamp_ns: int, traj, route=None):
+        """The model's trajectory for frame ``stamp_ns``, checked by the obstacle guard against its LiDAR
+        (``route``: the mission route in the frame's ego frame, for the guard's creep release)."""
         # wait only where the frame can come meanwhile: not when frames are delivered on this very thread
         # (one node per process: BEV features and SensorFrames share the planner's executor thread)
         wait_s = 0.0 if self._frame_thread == threading.get_ident() else GUARD_FRAME_WAIT_S
-        traj, verdict = self.guard.filter(stamp_ns, traj, wait_s)
+        traj, verdict = self.guard.filter(stamp_ns, traj, wait_s, route)
         if verdict is None and self.guard.enabled and not traj.is_fallback:
             n = self.guard.no_lidar
             if n % _GUARD_LOG_EVERY == 1:
@@ -427,7 +428,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
                     self._publish_fallback(item.stamp_ns, f"model error: {exc}")
                     continue
                 self.model_succeeded()
-                traj = self._guarded(item.stamp_ns, traj)
+                traj = self._guarded(item.stamp_ns, traj, route)
                 if untrained and "untrained" not in traj.model_id:  # allowed: still flagged
                     traj.model_id = f"{traj.model_id}+untrained_inputs({','.join(untrained)})"
                 if self._in_fallback:
