@@ -49,11 +49,15 @@ from latentvla_ros.evaluation.report import (
 from latentvla_ros.evaluation.results_json import per_scenario_pdms
 
 OPEN_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
-                     "latentvla_teacher", "expert")
+                     "latentvla_teacher", "latentvla_student_unguarded", "expert")
 CLOSED_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
-                       "latentvla_teacher", "latentvla_student_shuffled", "latentvla_student_zeroed", "expert")
+                       "latentvla_teacher", "latentvla_student_shuffled", "latentvla_student_zeroed",
+                       "latentvla_student_unguarded", "expert")
 ROS_SUFFIX = "_ros"  # a method driven through the ROS graph on the ROS subset: '<method>_ros'
 SCHEMA_VERSION = 1
+GUARD_HISTORY_FRAMES = 5
+"""Open loop: a guarded agent's obstacle tracker sees this many logged frames before the scene's (0.5 s at
+10 Hz, the tracker's velocity window), as NAVSIM gives agents the past frames of a scene."""
 
 
 # ----------------------------------------------------------------------------- plan
@@ -239,7 +243,7 @@ def build_open_loop_agent(spec: MethodSpec) -> Any:
     from latentvla_ros.evaluation.agents import build_agent
 
     return build_agent(spec.fusion, bev=spec.bev, planner=spec.planner, student=spec.student, teacher=spec.teacher,
-                       preset=spec.preset, ablation=spec.ablation, guard=False)
+                       preset=spec.preset, ablation=spec.ablation, guard=spec.guard)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -305,7 +309,12 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                     poses = np.asarray(ref_plan.trajectory.poses)
                     scene._cache["ref_plan"] = ref_plan
                 else:  # core.agent.AbstractAgent: our agents and the sensor-only baselines
-                    poses = np.asarray(_planner_for(spec).compute_trajectory(agent_input_of(frame, route=route)).poses)
+                    agent = _planner_for(spec)
+                    if hasattr(agent, "observe"):  # a guarded agent: its tracker sees the frames before t
+                        agent.reset()
+                        for past in range(max(0, t - GUARD_HISTORY_FRAMES), t):
+                            agent.observe(log.sensor_frame(past))
+                    poses = np.asarray(agent.compute_trajectory(agent_input_of(frame, route=route)).poses)
             except Exception as exc:  # noqa: BLE001 - a failing method is recorded, not fatal
                 errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
                 continue

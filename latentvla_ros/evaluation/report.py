@@ -19,6 +19,7 @@ METHOD_LABELS = {
     "latentvla_teacher": "LatentVLA, fused with teacher",
     "latentvla_student_shuffled": "Fused student, tokens shuffled across frames",
     "latentvla_student_zeroed": "Fused student, action embeddings zeroed",
+    "latentvla_student_unguarded": "Fused student without the obstacle guard (the model alone)",
     "latentvla_student_ros": "Fused student through the ROS 2 graph (subset)",
     "expert": "Expert (ceiling)",
 }

@@ -43,6 +43,7 @@ PUBLIC_NAMES = {
     "latentvla_teacher": "e2e_teacher",
     "latentvla_student_shuffled": "e2e_student_shuffled",
     "latentvla_student_zeroed": "e2e_student_zeroed",
+    "latentvla_student_unguarded": "e2e_student_unguarded",
     "latentvla_student_ros": "e2e_student_ros",
 }
 PAIRS = (
@@ -50,6 +51,7 @@ PAIRS = (
     ("e2e_student", "e2e_teacher"),
     ("e2e_student", "e2e_student_shuffled"),
     ("e2e_student", "e2e_student_zeroed"),
+    ("e2e_student", "e2e_student_unguarded"),
     ("e2e_student", "reference"),
     ("e2e_student", "constant_velocity"),
     ("e2e_student", "expert"),

@@ -14,7 +14,7 @@ from latentvla_ros.core import checkpoint as ckpt
 from latentvla_ros.core.agent import AgentInput, require_agent_input
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.obstacle_guard import ObstacleGuard
-from latentvla_ros.core.types import BevTokens, LatentPlan, Trajectory
+from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Trajectory
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, check_compatible
 from latentvla_ros.runtime.registry import STUDENT_SUBDIR
@@ -143,6 +143,10 @@ class GuardedAgent:
         traj, self.last_verdict = self.guard.filter(frame.lidar_points, frame.stamp_ns, frame.ego, traj,
                                                     agent_input.route)
         return traj
+
+    def observe(self, frame: SensorFrame) -> None:
+        """A frame the guard's tracker sees without a plan (e.g. the history before an open-loop scene)."""
+        self.guard.tracker.update(frame.lidar_points, frame.stamp_ns, frame.ego)
 
     def reset(self) -> None:
         self.guard.reset()
