@@ -12,11 +12,17 @@ that a change of default does not silently change the arithmetic):
 - conflicts are looked for at t = 0.1, 0.2, ... 3.0 s, on the plan interpolated linearly from the
   origin (so at 10 m/s the ego is at x = 10 t and its arc length is 10 t);
 - the retimed plan brakes from the ego speed v0 with decel = v0^2 / (2 stop_at), clipped to [1.5, 6],
-  to stop at stop_at = arc(conflict) - 1.0, and never goes farther than the plan at any pose time.
+  to stop at stop_at = arc(conflict) - 1.0, and never goes farther than the plan at any pose time: it
+  follows the planned speed capped by the speed sqrt(2 decel (stop_at - s)) from which decel still stops
+  at stop_at (on a 0.05 s grid, in exact constant-deceleration steps);
+- creep release: a plan whose last pose is < 1.5 m/s x 4 s from the origin, with the ego < 1.5 m/s, and a
+  route: the 'go' candidate runs along the route at s(t) = v0 t + 0.75 t^2 (1.5 m/s^2) up to 8 m/s and must
+  be conflict-free (the same front/rear-half check) at t = 0.1 .. 5.0 s, within the route's own length.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -29,7 +35,8 @@ from latentvla_ros.runtime.agent import GuardedAgent
 
 CFG = GuardConfig(ego_length_m=5.0, ego_width_m=2.0, front_margin_m=1.0, side_margin_m=0.3, horizon_s=3.0,
                   time_step_s=0.1, stop_margin_m=1.0, min_decel_mps2=1.5, max_decel_mps2=6.0, velocity_window_s=0.5,
-                  min_height_m=0.2, max_height_m=3.0, max_gap_s=1.0, track_gate_m=3.0, range_m=40.0)
+                  min_height_m=0.2, max_height_m=3.0, max_gap_s=1.0, track_gate_m=3.0, range_m=40.0,
+                  creep_release=True, creep_speed_mps=1.5, go_accel_mps2=1.5, go_speed_mps=8.0, go_horizon_s=5.0)
 V_EGO = 10.0
 DT = 0.1  # LiDAR frame spacing
 PLAN_X = V_EGO * 0.5 * np.arange(1, 9)  # 5, 10, ... 40 m at 0.5 s ... 4 s
@@ -61,11 +68,11 @@ def _plan(**kw) -> Trajectory:
     return Trajectory(poses=np.column_stack([PLAN_X, np.zeros(8), np.zeros(8)]), stamp_ns=42, model_id="stub-1", **kw)
 
 
-def _frames(final: np.ndarray, v_obj, n=6):
+def _frames(final: np.ndarray, v_obj, n=6, v_ego=V_EGO):
     """(points, stamp_ns) of ``n`` frames DT apart, the last at (n - 1) DT, of an object moving at ``v_obj``
-    (world, m/s) while the ego drives straight at V_EGO: at tau = t - t_last its ego-frame points are
-    ``final + (v_obj - (V_EGO, 0)) tau``."""
-    rel = np.array([v_obj[0] - V_EGO, v_obj[1], 0.0])
+    (world, m/s) while the ego drives straight at ``v_ego``: at tau = t - t_last its ego-frame points are
+    ``final + (v_obj - (v_ego, 0)) tau``."""
+    rel = np.array([v_obj[0] - v_ego, v_obj[1], 0.0])
     for k in range(n):
         tau = (k - (n - 1)) * DT
         yield final + rel * tau, k * 100_000_000
@@ -409,6 +416,7 @@ def test_fallback_and_non_finite_plans_pass_unchanged():
     ("horizon_s", 0.0), ("time_step_s", math.inf), ("min_decel_mps2", 0.0),
     ("front_margin_m", -0.1), ("side_margin_m", math.nan), ("stop_margin_m", math.inf),
     ("max_decel_mps2", 1.0),  # below min_decel_mps2 (1.5)
+    ("creep_speed_mps", 0.0), ("go_accel_mps2", -1.5), ("go_speed_mps", math.nan), ("go_horizon_s", math.inf),
 ])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=rf"^{field}:"):
@@ -425,17 +433,19 @@ class _StubAgent:
     requires_scene = False
     model_id = "stub-1"
 
-    def __init__(self):
+    def __init__(self, plan: Trajectory | None = None):
         self.calls = 0
+        self.plan = plan
 
     def compute_trajectory(self, agent_input: AgentInput) -> Trajectory:
         self.calls += 1
-        return _plan()
+        return self.plan if self.plan is not None else _plan()
 
 
-def _frame(points, stamp_ns) -> AgentInput:
+def _frame(points, stamp_ns, ego: EgoState | None = None, route: np.ndarray | None = None) -> AgentInput:
     cloud = np.column_stack([points, np.ones(len(points))]).astype(np.float32)  # x, y, z, intensity
-    return agent_input_of(SensorFrame(stamp_ns=stamp_ns, cameras=[], lidar_points=cloud, ego=_ego()))
+    frame = SensorFrame(stamp_ns=stamp_ns, cameras=[], lidar_points=cloud, ego=ego if ego is not None else _ego())
+    return agent_input_of(frame, route=route)
 
 
 def test_guarded_agent_exposes_the_verdict_of_its_last_plan():
@@ -467,3 +477,190 @@ def test_guarded_agent_reset_forgets_the_tracks():
         expected = ("clear", math.nan) if reset else ("slow", 1.4)
         assert agent.last_verdict.action == expected[0]
         assert agent.last_verdict.conflict_time_s == pytest.approx(expected[1], nan_ok=True)
+
+
+def test_guarded_agent_passes_the_route_to_the_guard():
+    # A stub planner that creeps (1 m in 4 s) with the ego at 0.5 m/s and nothing around: with the frame's
+    # route (straight ahead) the guard releases it ('go', the go profile of test_creeping_plan_goes_...);
+    # the same frame without a route is left to the normal check ('clear', the creeping plan unchanged).
+    creep = _creep_plan()
+    for route, action in ((_straight_route(), "go"), (None, "clear")):
+        agent = GuardedAgent(_StubAgent(creep), ObstacleGuard(CFG))
+        out = agent.compute_trajectory(_frame(np.zeros((0, 3)), 0, ego=_ego(V_CREEP), route=route))
+        assert agent.last_verdict.action == action
+        expected = GO_S if route is not None else creep.poses[:, 0]
+        np.testing.assert_allclose(out.poses[:, 0], expected, atol=1e-9)
+        assert agent.guard.releases == int(route is not None)
+
+
+# ----------------------------------------------------------------- creep release
+# The creeping plan: 1 m in 4 s (x = 0.125, 0.25, ... 1.0: 0.25 m/s < 1.5 on average), the ego at 0.5 m/s.
+# The go candidate: from v0 = 0.5 at 1.5 m/s^2, reaching 8 m/s only at t = 7.5 / 1.5 = 5 s, so over the
+# whole 5 s check s(t) = 0.5 t + 0.75 t^2 (s(5) = 21.25 m). At the plan's pose times 0.5 .. 4 s:
+# 0.25 + 0.1875 = 0.4375, 0.5 + 0.75 = 1.25, 0.75 + 1.6875 = 2.4375, 1 + 3 = 4, 1.25 + 4.6875 = 5.9375,
+# 1.5 + 6.75 = 8.25, 1.75 + 9.1875 = 10.9375, 2 + 12 = 14.
+V_CREEP = 0.5
+GO_S = np.array([0.4375, 1.25, 2.4375, 4.0, 5.9375, 8.25, 10.9375, 14.0])
+
+
+def _creep_plan(metres=1.0) -> Trajectory:
+    x = metres / 8 * np.arange(1, 9)
+    return Trajectory(poses=np.column_stack([x, np.zeros(8), np.zeros(8)]), stamp_ns=42, model_id="stub-1")
+
+
+def _straight_route(x_end=100.0) -> np.ndarray:
+    return np.array([[-5.0, 0.0], [x_end, 0.0]])
+
+
+def _creep(points, route, cfg=CFG, plan=None, v0=V_CREEP):
+    guard = ObstacleGuard(cfg)
+    plan = plan if plan is not None else _creep_plan()
+    out, verdict = guard.filter(points, 0, _ego(v0), plan, route)
+    return guard, plan, out, verdict
+
+
+def test_creeping_plan_goes_along_a_straight_route():
+    # Nothing around, the route straight along +x through the ego: 'go', the poses the go profile GO_S
+    # along x, heading 0; the rest of the plan (interval, stamp, model) kept. Not an intervention.
+    guard, plan, out, verdict = _creep(np.zeros((0, 3)), _straight_route())
+    assert verdict.action == "go" and guard.last_verdict is verdict
+    np.testing.assert_allclose(out.poses[:, 0], GO_S, atol=1e-9)
+    np.testing.assert_array_equal(out.poses[:, 1:], 0.0)
+    assert (out.interval_s, out.stamp_ns, out.model_id, out.is_fallback) == (plan.interval_s, 42, "stub-1", False)
+    assert (guard.plans, guard.releases, guard.interventions, guard.stops) == (1, 1, 0, 0)
+
+
+def test_go_along_a_turning_route_stays_on_the_route():
+    # The route: straight to x = 5, then a left quarter circle of radius 20 (centre (5, 20)), then straight
+    # along +y. Route arc s from the ego: s <= 5 -> (s, 0), heading 0; else theta = (s - 5) / 20 ->
+    # (5 + 20 sin theta, 20 (1 - cos theta)), heading theta. The guard walks the route on 1 m chords:
+    # a chord lies at most 1^2 / (8 * 20) = 6.25 mm inside the circle and is 1 / (24 * 20^2) = 1e-4 m
+    # shorter than its arc (< 1 mm over the 9 m of arc used): 0.01 m tolerance. The heading it interpolates
+    # between the chords' directions leads the circle's by up to half a chord, 0.5 / 20 = 0.025 rad.
+    theta = np.linspace(0.0, math.pi / 2, 201)
+    route = np.vstack([[[-5.0, 0.0]], np.column_stack([5 + 20 * np.sin(theta), 20 * (1 - np.cos(theta))]),
+                       [[25.0, 60.0]]])
+    _, _, out, verdict = _creep(np.zeros((0, 3)), route)
+    assert verdict.action == "go"
+    th = np.maximum(GO_S - 5.0, 0.0) / 20.0
+    expected = np.column_stack([np.where(GO_S <= 5.0, GO_S, 5 + 20 * np.sin(th)), 20 * (1 - np.cos(th)), th])
+    np.testing.assert_allclose(out.poses[:, :2], expected[:, :2], atol=0.01)
+    np.testing.assert_allclose(out.poses[:, 2], expected[:, 2], atol=0.03)
+    assert out.poses[-1, 2] > 0.4  # 9 m into the curve: 0.45 rad
+
+
+@pytest.mark.parametrize("car_x, go_horizon, action, go_poses", [
+    # car rear edge 12 m ahead: the go candidate's front reaches it when 0.5 t + 0.75 t^2 >= 12 - 3.5 = 8.5,
+    # t = (-0.5 + sqrt(0.25 + 25.5)) / 1.5 = 3.05 s: step 3.1 (s = 8.7575, front 12.26; at 3.0 s 11.75 < 12).
+    # Within 5 s: no release; the creeping plan itself reaches 1 m (front 4.5 < 12): 'clear', unchanged.
+    (12.0, 5.0, "clear", None),
+    (12.0, 3.1, "clear", None),
+    # checked only to 3.0 s the candidate is free: 'go', and it ends where its check ended (s(3) = 8.25)
+    (12.0, 3.0, "go", [0.4375, 1.25, 2.4375, 4.0, 5.9375, 8.25, 8.25, 8.25]),
+    # car rear edge at 3.96: the candidate reaches 3.96 - 3.5 = 0.46 m at 0.6 s (s(0.5) = 0.4375,
+    # s(0.6) = 0.57): no release; the plan (x = 0.25 t) reaches 0.46 at 1.84 s -> conflict at 1.9 s
+    # (x = 0.475), stop at max(0, 0.475 - 1) = 0: 'stop', every pose at the origin.
+    (3.96, 5.0, "stop", None),
+    (3.96, 0.5, "go", [0.4375] * 8),
+])
+def test_parked_car_on_the_route_blocks_the_release(car_x, go_horizon, action, go_poses):
+    cfg = replace(CFG, go_horizon_s=go_horizon)
+    guard, plan, out, verdict = _creep(_car_along_x(car_x), _straight_route(), cfg)
+    assert verdict.action == action and guard.releases == int(action == "go")
+    if action == "go":
+        np.testing.assert_allclose(out.poses[:, 0], go_poses, atol=1e-9)
+    elif action == "clear":
+        assert out is plan and guard.interventions == 0
+    else:
+        assert verdict.conflict_time_s == pytest.approx(1.9) and verdict.stop_distance_m == 0.0
+        np.testing.assert_array_equal(out.poses, 0.0)
+        assert (guard.interventions, guard.stops) == (1, 1)
+
+
+@pytest.mark.parametrize("go_horizon, frames, action", [(5.0, 6, "clear"), (2.9, 6, "go"), (5.0, 1, "go")])
+def test_crossing_car_on_the_route_at_3s_blocks_the_release(go_horizon, frames, action):
+    # A car crossing from the right at 5 m/s (+y), x from 10.0 to 11.8, leading edge at y = -16.05 in the
+    # last frame: -16.05 + 5 t is -1.55 at 2.9 s (outside 1.3) and -1.05 at 3.0 s (inside). At 3.0 s the go
+    # candidate is at s = 8.25, the car's near side 10 - 8.25 = 1.75 <= 3.5 ahead: a conflict at 3.0 s, so
+    # no release with the 5 s check (the creeping plan, front <= 4.5 < 10, is 'clear'), a release when the
+    # check ends at 2.9 s. Its velocity comes from the tracker (6 frames 0.1 s apart, the ego at 0.5 m/s):
+    # from a single frame the car is parked at y <= -16.05, off the route: 'go'.
+    guard = ObstacleGuard(replace(CFG, go_horizon_s=go_horizon))
+    final = _box(10.0, 11.8, -16.05 - 4.5, -16.05)
+    for points, stamp in list(_frames(final, (0.0, 5.0), v_ego=V_CREEP))[-frames:]:
+        out, verdict = guard.filter(points, stamp, _ego(V_CREEP), _creep_plan(), _straight_route())
+    assert verdict.action == action
+    if action == "go":
+        np.testing.assert_allclose(out.poses[:, 0], np.minimum(GO_S, 0.5 * go_horizon + 0.75 * go_horizon ** 2), atol=1e-9)
+
+
+@pytest.mark.parametrize("metres, v0, action", [
+    (6.0, V_CREEP, "clear"),  # 6 m / 4 s = 1.5 m/s: not below creep_speed_mps
+    (5.96, V_CREEP, "go"),  # 1.49 m/s
+    (1.0, 1.5, "clear"),  # the ego at creep_speed_mps
+    (1.0, 1.49, "go"),
+])
+def test_only_a_creeping_plan_with_a_creeping_ego_is_released(metres, v0, action):
+    guard, plan, out, verdict = _creep(np.zeros((0, 3)), _straight_route(), plan=_creep_plan(metres), v0=v0)
+    assert verdict.action == action and guard.releases == int(action == "go")
+    if action == "clear":
+        assert out is plan
+
+
+@pytest.mark.parametrize("route", [
+    None, np.zeros((0, 2)), np.array([[5.0, 0.0]]), np.array([[5.0, 0.0], [5.0, 0.0]]),
+    np.array([[-5.0, 0.0], [np.nan, 0.0], [100.0, 0.0]]), np.array([[-5.0, 0.0], [100.0, np.inf]]),
+    np.array([[-5.0, 10.5], [100.0, 10.5]]),  # 10.5 m beside the ego: past MAX_ROUTE_OFFSET_M (10 m)
+    np.zeros((3, 3)),  # 9 numbers: not (K, 2)
+], ids=["none", "empty", "one-point", "zero-length", "nan", "inf", "offset", "shape"])
+def test_no_or_invalid_route_is_no_release(route):
+    guard, plan, out, verdict = _creep(np.zeros((0, 3)), route)
+    assert verdict.action == "clear" and out is plan and guard.releases == 0
+
+
+def test_creep_release_off_never_goes():
+    guard, plan, out, verdict = _creep(np.zeros((0, 3)), _straight_route(), replace(CFG, creep_release=False))
+    assert verdict.action == "clear" and out is plan and guard.releases == 0
+
+
+@pytest.mark.parametrize("x_end, action", [(10.0, "clear"), (21.0, "clear"), (21.25, "go"), (100.0, "go")])
+def test_go_never_runs_past_the_end_of_the_route(x_end, action):
+    # The 5 s candidate runs s(5) = 21.25 m; a straight route ending x_end ahead of the ego carries it only
+    # if x_end >= 21.25 (the route resampler extends a route past its end: that extension is no route).
+    guard, plan, out, verdict = _creep(np.zeros((0, 3)), _straight_route(x_end))
+    assert verdict.action == action and guard.releases == int(action == "go")
+
+
+# ----------------------------------------------------------------- retime envelope
+def test_standing_ego_rolls_with_the_plan_until_the_envelope_binds_then_stops_at_the_stop_point():
+    # The ego stands (v0 = 0); the plan accelerates at 2 m/s^2 (x = t^2: 0.25, 1, 2.25, 4, ..., 16; between
+    # the poses linear: 0.5, 1.5, 2.5, 3.5 ... m/s in the successive 0.5 s). Car rear edge at 7.4: the plan's
+    # front reaches it when x >= 3.9: x(1.9) = 2.25 + 0.4 * 3.5 = 3.65, x(2.0) = 4 -> conflict at 2.0 s,
+    # stop at 4 - 1 = 3 m. decel = 0 / 6 -> clipped to 1.5; cap(s) = sqrt(3 (3 - s)).
+    # Up to t = 1 (s = 1) the plan (<= 1.5 m/s) is under the cap (>= sqrt(6) = 2.449); from t = 1 the plan's
+    # 2.5 m/s is above it: the ego brakes at 1.5 m/s^2 from sqrt(6) at s = 1 (u = t - 1):
+    # s = 1 + sqrt(6) u - 0.75 u^2, stopping at 3 when u = sqrt(6) / 1.5 = 1.633 (t = 2.633):
+    #   1.5: 1 + 1.224745 - 0.1875 = 2.037245; 2.0: 1 + 2.449490 - 0.75 = 2.699490;
+    #   2.5: 1 + 3.674235 - 1.6875 = 2.986735; 3.0 .. 4.0: 3.
+    # The 0.05 s steps on the envelope are exact (each lands on it again), so 1e-6 holds. The retimed front
+    # reaches 3 + 3.5 = 6.5 < 7.4: 'slow'. (Braking from v0 = 0 alone would never move: every pose 0.)
+    plan = Trajectory(poses=np.column_stack([(0.5 * np.arange(1, 9)) ** 2, np.zeros(8), np.zeros(8)]))
+    guard = ObstacleGuard(CFG)
+    out, verdict = guard.filter(_car_along_x(7.4), 0, _ego(0.0), plan)
+    assert verdict.action == "slow"
+    assert verdict.conflict_time_s == pytest.approx(2.0) and verdict.stop_distance_m == pytest.approx(3.0)
+    np.testing.assert_allclose(out.poses[:, 0], [0.25, 1.0, 2.037245, 2.699490, 2.986735, 3.0, 3.0, 3.0], atol=1e-6)
+    np.testing.assert_array_equal(out.poses[:, 1:], 0.0)
+    assert np.all(out.poses[:, 0] <= plan.poses[:, 0] + 1e-12)
+
+
+def test_envelope_that_never_binds_keeps_the_planned_poses():
+    # A standing ego (v0 = 0, decel clipped to 1.5) and a plan rolling 6 m in 4 s (x = 0.375 t^2: its
+    # fastest 0.5 s is (6 - 4.59375) / 0.5 = 2.8125 m/s, at its end). With the stop point at 9 m the cap
+    # sqrt(3 (9 - s)) is >= sqrt(9) = 3 m/s over the whole plan (s <= 6): it never binds (per 0.05 s step
+    # the envelope allows >= 3 * 0.05 - 0.75 * 0.05^2 = 0.148 m, the plan moves <= 0.1406 m), and the plan
+    # never passes 9 m: the retimed poses are the planned ones. (A conflict with a parked car is always at
+    # a pose the plan reaches, i.e. 1 m past its stop point: this case is only reachable through _retime.)
+    plan = Trajectory(poses=np.column_stack([0.375 * (0.5 * np.arange(1, 9)) ** 2, np.zeros(8), np.zeros(8)]))
+    out = ObstacleGuard(CFG)._retime(plan, 0.0, 9.0)
+    np.testing.assert_allclose(out.poses, plan.poses, atol=1e-9)

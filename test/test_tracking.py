@@ -174,7 +174,8 @@ def test_total_path_length_decides_standing_not_the_first_segments():
 
 # ---------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
-                                  "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad"])
+                                  "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad",
+                                  "stop_deceleration_mps2"])
 @pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan")])
 def test_tracker_config_rejects_non_positive_or_non_finite(name, value):
     with pytest.raises(ConfigError, match=f"^{name}: must be a positive number$"):

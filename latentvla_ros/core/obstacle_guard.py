@@ -19,6 +19,10 @@ puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_
    pose, and the retimed plan is checked again (moving obstacles may conflict earlier).
    The guard never speeds a plan up and never moves its path: where there is no conflict the
    plan is returned unchanged.
+3. Creep release (``creep_release``): a plan that creeps (slower than ``creep_speed_mps`` on
+   average, the ego too) with a route given becomes a 'go' along the route (``go_accel_mps2`` up
+   to ``go_speed_mps``) when that candidate is conflict-free for ``go_horizon_s`` and stays on the
+   route itself (not its extension past the end).
 
 Pure numpy (+ cv2 for the connected components); the same object runs in the offline agent,
 the closed-loop evaluation and the trajectory_planner node, so all three make the same plans.
@@ -33,6 +37,7 @@ import cv2
 import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
+from latentvla_ros.core.lanes import Polyline
 from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import EgoState, Trajectory
 
@@ -294,6 +299,11 @@ class ObstacleGuard:
             return None
         knots = np.vstack([np.zeros(2), ahead.astype(np.float64)])
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(knots, axis=0), axis=1))])
+        # resample_route extends the route past its end along the last segment: the go may only use
+        # the route itself (knot k lies k m along the route from the ego's projection)
+        line = Polyline(np.asarray(route, dtype=np.float64).reshape(-1, 2))  # valid: >= 2 finite points
+        left = line.length - float(line.project(np.zeros((1, 2)))[0])
+        route_end = float(np.interp(left, np.arange(len(knots), dtype=np.float64), arc))
         dt = cfg.time_step_s
         times = np.arange(1, int(round(cfg.go_horizon_s / dt)) + 1) * dt
         t_cap = max(cfg.go_speed_mps - speed0, 0.0) / cfg.go_accel_mps2
@@ -306,7 +316,7 @@ class ObstacleGuard:
             return np.stack([np.interp(sv, arc, knots[:, 0]), np.interp(sv, arc, knots[:, 1]),
                              np.interp(sv, arc, np.unwrap(heading))], axis=1)
 
-        if s[-1] > arc[-1] or self._first_conflict(along(s), times, obstacles) is not None:
+        if s[-1] > route_end or self._first_conflict(along(s), times, obstacles) is not None:
             return None
         t_plan = trajectory.times_s
         s_plan = np.interp(t_plan, times, s)
