@@ -268,37 +268,3 @@ def test_ackermann_values():
     nan, inf = float("nan"), float("inf")
     assert ackermann_values(ControlCommand(nan, nan, inf)) == (0.0, 0.0, 0.0)
     assert ackermann_values(ControlCommand(inf, -inf, nan)) == (0.0, 0.0, 0.0)
-
-
-def test_command_filter_limits_steering_rate_by_speed_and_acceleration_rise_only():
-    from latentvla_ros.core.tracking import CommandFilter, ControlCommand
-
-    cfg = TrackerConfig(wheelbase_m=2.9, max_yaw_acceleration_radps2=1.5, max_jerk_mps3=3.0)
-    f = CommandFilter(cfg)
-    first = f(ControlCommand(-2.0, 0.0, 5.0), 10.0, 0.1)
-    assert (first.acceleration_mps2, first.steering_rad) == (-2.0, 0.0)  # nothing to limit against yet
-    # 10 m/s: steering may move 1.5 * 2.9 / 10 * 0.1 = 0.0435 rad; acceleration may rise 3.0 * 0.1 = 0.3
-    cmd = f(ControlCommand(2.0, 0.3, 7.0), 10.0, 0.1)
-    assert cmd.steering_rad == pytest.approx(0.0435)
-    assert cmd.acceleration_mps2 == pytest.approx(-1.7)
-    assert cmd.target_speed_mps == 7.0
-    # braking is never delayed: from -1.7 straight to -5
-    cmd = f(ControlCommand(-5.0, -0.3, 0.0), 10.0, 0.1)
-    assert cmd.acceleration_mps2 == -5.0
-    assert cmd.steering_rad == pytest.approx(0.0435 - 0.0435)
-    # below 1 m/s the limit is the 1 m/s one: 1.5 * 2.9 / 1 * 0.1 = 0.435 rad
-    assert f(ControlCommand(-5.0, 0.6, 0.0), 0.2, 0.1).steering_rad == pytest.approx(0.435)
-    # a non-positive or non-finite dt, or a reset, lets the command through unchanged
-    assert f(ControlCommand(1.0, -0.5, 0.0), 10.0, 0.0).steering_rad == -0.5
-    f.reset()
-    assert f(ControlCommand(2.0, 0.5, 0.0), 10.0, 0.1).steering_rad == 0.5
-
-
-def test_tracker_config_rejects_bad_filter_limits():
-    from latentvla_ros.core.config_base import ConfigError
-
-    for name in ("max_yaw_acceleration_radps2", "max_jerk_mps3", "stop_deceleration_mps2"):
-        with pytest.raises(ConfigError, match=name):
-            TrackerConfig(**{name: 0.0})
-        with pytest.raises(ConfigError, match=name):
-            TrackerConfig(**{name: float("nan")})

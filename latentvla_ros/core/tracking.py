@@ -33,13 +33,6 @@ class TrackerConfig(ConfigBase):
     """Deceleration limit of the command [m/s^2]."""
     max_steering_rad: float = 0.6
     """Steering-angle limit of the command [rad]."""
-    max_yaw_acceleration_radps2: float = 1.5
-    """``CommandFilter``: the steering angle changes at most as fast as this yaw acceleration allows at the
-    current speed (yaw rate ~ v delta / wheelbase, so |d delta / dt| <= this x wheelbase / v) [rad/s^2]; a
-    vehicle command gate's speed-dependent steering-rate limit (NAVSIM's comfort bound is 1.93)."""
-    max_jerk_mps3: float = 3.0
-    """``CommandFilter``: the commanded acceleration rises at most this fast [m/s^3]; it may always fall at
-    once (braking is never delayed). NAVSIM's comfort bound on longitudinal jerk is 4.13."""
     stop_deceleration_mps2: float = 3.0
     """A standing plan (all of it within ``STANDING_PLAN_M``: a stop) brakes at least this hard while
     the car still moves faster than ``STOPPED_MPS`` [m/s^2]: the P controller alone would only
@@ -54,8 +47,7 @@ class TrackerConfig(ConfigBase):
 
     def validate(self) -> None:
         for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
-                     "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad", "stop_deceleration_mps2",
-                     "max_yaw_acceleration_radps2", "max_jerk_mps3"):
+                     "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad", "stop_deceleration_mps2"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, "must be a positive number")
         d = self.reference_to_rear_axle_m
@@ -109,31 +101,6 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     d = cfg.reference_to_rear_axle_m
     steer = math.atan2(2.0 * cfg.wheelbase_m * y, max(x * x + y * y + 2.0 * d * x, 1e-6))
     return ControlCommand(accel, float(np.clip(steer, -cfg.max_steering_rad, cfg.max_steering_rad)), target_speed)
-
-
-class CommandFilter:
-    """Rate limits between successive commands of one drive (stateful; ``reset()`` for a new drive):
-    the steering angle moves at most ``max_yaw_acceleration_radps2 x wheelbase / max(v, 1 m/s)`` per
-    second, the acceleration rises at most ``max_jerk_mps3`` per second and falls freely. ``dt_s``: the
-    time since the last command (the first command, or a non-positive / non-finite dt, passes unchanged)."""
-
-    def __init__(self, cfg: TrackerConfig | None = None):
-        self.cfg = cfg or TrackerConfig()
-        self.reset()
-
-    def reset(self) -> None:
-        self._last: ControlCommand | None = None
-
-    def __call__(self, cmd: ControlCommand, speed_mps: float, dt_s: float) -> ControlCommand:
-        cfg, last = self.cfg, self._last
-        if last is not None and math.isfinite(dt_s) and dt_s > 0:
-            speed = max(1.0, float(speed_mps)) if math.isfinite(speed_mps) else 1.0
-            max_steer_step = cfg.max_yaw_acceleration_radps2 * cfg.wheelbase_m / speed * dt_s
-            steer = last.steering_rad + float(np.clip(cmd.steering_rad - last.steering_rad, -max_steer_step, max_steer_step))
-            accel = min(cmd.acceleration_mps2, last.acceleration_mps2 + cfg.max_jerk_mps3 * dt_s)
-            cmd = ControlCommand(accel, steer, cmd.target_speed_mps)
-        self._last = cmd
-        return cmd
 
 
 # ---------------------------------------------------------------- CARLA bridge commands

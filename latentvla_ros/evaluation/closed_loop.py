@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
-from latentvla_ros.core.tracking import CommandFilter, ControlCommand, TrackerConfig, track
+from latentvla_ros.core.tracking import ControlCommand, TrackerConfig, track
 from latentvla_ros.core.types import (
     AgentBox,
     CameraImage,
@@ -597,7 +597,6 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
     is called after every step (plots, tests).
     """
     tracker = tracker or highway_tracker_config()
-    command_filter = CommandFilter(tracker)
     cfg = env.config
     t_start = time.perf_counter()
     cpu_start = time.process_time()
@@ -630,8 +629,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
                 traj_stamps.append(int(traj.stamp_ns))
                 model_id = model_id or traj.model_id
                 fallbacks += int(bool(traj.is_fallback))
-                control = command_filter(track(np.asarray(traj.poses, dtype=np.float64), float(traj.interval_s),
-                                               obs.speed_mps, tracker), obs.speed_mps, 1.0 / POLICY_HZ)
+                control = track(np.asarray(traj.poses, dtype=np.float64), float(traj.interval_s), obs.speed_mps, tracker)
             elif not env.expert:
                 no_plan += 1
             outcome = env.step(control)

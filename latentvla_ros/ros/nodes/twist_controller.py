@@ -35,7 +35,6 @@ from nav_msgs.msg import Odometry
 
 from latentvla_ros.core.fallback import comfortable_stop
 from latentvla_ros.core.tracking import (
-    CommandFilter,
     ControlCommand,
     TrackerConfig,
     TwistConfig,
@@ -77,8 +76,6 @@ class TwistControllerNode(LatentVlaNode):
         super().__init__(**kwargs)
         p = self.params
         self.tracker = TrackerConfig(wheelbase_m=p.wheelbase_m, max_steering_rad=p.max_steering_rad)
-        self.command_filter = CommandFilter(self.tracker)  # steering-rate / jerk limits while following a plan
-        self._period_s = 1.0 / p.control_rate_hz
         # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS)
         self.twist_mapper = TwistMapper(TwistConfig(**dataclasses.asdict(p.twist)))
         self._trajectory = None
@@ -169,10 +166,7 @@ class TwistControllerNode(LatentVlaNode):
                     self.mode = "standstill"
             else:
                 self.mode = "following_fallback" if self._trajectory.is_fallback else "following"
-                cmd = self.command_filter(track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker),
-                                          speed, self._period_s)
-            if self.mode not in ("following", "following_fallback"):
-                self.command_filter.reset()  # stops and holds are never rate limited
+                cmd = track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker)
             self.last_command = cmd
             if self._drive_pub is not None:
                 drive = self._drive_type()
