@@ -191,3 +191,22 @@ def test_readme_results_paragraph_checks_the_targets_per_scenario(tmp_path):
     (tmp_path / "plain.md").write_text("no markers\n")
     assert not update_readme_results(tmp_path / "plain.md", results)
     assert (tmp_path / "plain.md").read_text() == "no markers\n"
+
+
+def test_readme_results_paragraph_reports_the_model_without_the_guard():
+    """With an unguarded row, README says what the model alone does and the paired guard effect; without one, nothing."""
+    from latentvla_ros.apps.results_readme import results_paragraph
+
+    def cl(score, coll, rc):
+        return {"score": score, "off_road_rate": 0.0, "collision_rate": coll, "route_completion": rc, "episodes": 4,
+                "per_scenario": {"roundabout": {"score": score, "off_road_rate": 0.0, "collision_rate": coll,
+                                                "route_completion": rc}}}
+
+    results = {"open_loop": {"e2e_student_unguarded": {"pdms": 88.5}},
+               "closed_loop": {"e2e_student": cl(85.0, 0.0, 0.9), "e2e_student_unguarded": cl(70.0, 0.25, 0.7)},
+               "paired": {"e2e_student vs e2e_student_unguarded": {"mean": 15.0, "ci95": [5.0, 25.0], "episodes": 4}}}
+    text = results_paragraph(results)
+    assert ("model alone scores open-loop 88.5, closed loop 70.0 (at-fault collisions 25%: roundabout 25%; "
+            "route completion 0.70); guarded vs alone +15.0 [+5.0, +25.0] (paired)") in text
+    del results["closed_loop"]["e2e_student_unguarded"]
+    assert "Obstacle guard" not in results_paragraph(results)

@@ -99,6 +99,14 @@ def results_paragraph(results: dict[str, Any]) -> str:
         f"{pair('e2e_student vs e2e_student_shuffled')}; vs zeroed action embeddings {pair('e2e_student vs e2e_student_zeroed')}; "
         f"vs the reference planner {pair('e2e_student vs reference')}." + _then(fusion_reading(results)),
     ]
+    if "e2e_student_unguarded" in cl:
+        lines.append(
+            "- **Obstacle guard** (trajectory_planner's LiDAR check of every plan, `core/obstacle_guard.py`; the rows "
+            f"above include it): the fused student's model alone scores open-loop {olp('e2e_student_unguarded')}, closed "
+            f"loop {_f(cls('e2e_student_unguarded'))} (at-fault collisions "
+            f"{_pct(cls('e2e_student_unguarded', 'collision_rate'))}: {per('e2e_student_unguarded', 'collision_rate')}; "
+            f"route completion {_f(cls('e2e_student_unguarded', 'route_completion'), 2)}); guarded vs alone "
+            f"{pair('e2e_student vs e2e_student_unguarded')} (paired).")
     return "\n".join(lines)
 
 
