@@ -52,3 +52,35 @@ def test_every_planner_is_an_agent():
     assert ExpertPlanner().requires_scene and ReferencePlanner().requires_scene
     with pytest.raises(ValueError, match="needs a Scene"):
         ReferencePlanner().compute_trajectory(agent_input_of(frame))
+
+
+def test_guarded_agent_times_the_guard_into_the_plan_and_forwards_concurrency():
+    """The bench's bare chain is a GuardedAgent: its timings must include the guard (the graph's planner runs it),
+    and ``concurrent`` must reach the wrapped LatentVLAAgent."""
+    import time as _time
+
+    from latentvla_ros.core.obstacle_guard import ObstacleGuard
+    from latentvla_ros.core.types import Trajectory
+    from latentvla_ros.runtime.agent import AgentTimings, GuardedAgent
+
+    class Inner:
+        name, requires_scene, concurrent = "inner", False, False
+        timings = AgentTimings(1.0, 2.0, 3.0, 6.0)
+
+        def compute_trajectory(self, agent_input):
+            return Trajectory(poses=np.column_stack([np.arange(1, 9) * 5.0, np.zeros(8), np.zeros(8)]))
+
+    class SlowGuard(ObstacleGuard):
+        def filter(self, *args, **kwargs):
+            _time.sleep(0.02)
+            return super().filter(*args, **kwargs)
+
+    inner = Inner()
+    agent = GuardedAgent(inner, SlowGuard())
+    agent.compute_trajectory(agent_input_of(make_frame()))
+    assert agent.guard_ms >= 20.0
+    t = agent.timings
+    assert (t.bev_ms, t.reason_ms) == (1.0, 2.0)
+    assert t.plan_ms == pytest.approx(3.0 + agent.guard_ms) and t.total_ms == pytest.approx(6.0 + agent.guard_ms)
+    agent.concurrent = True
+    assert inner.concurrent is True and agent.concurrent is True

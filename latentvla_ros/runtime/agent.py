@@ -119,18 +119,32 @@ class GuardedAgent:
     """Any agent on sensor frames, its plans checked by a ``core.obstacle_guard.ObstacleGuard`` against
     the frame's LiDAR (what the trajectory_planner node does with ``obstacle_guard.enabled``).
 
-    ``last_verdict``: the guard's verdict on the last plan; ``reset()`` forgets the tracks."""
+    ``last_verdict``: the guard's verdict on the last plan; ``reset()`` forgets the tracks;
+    ``timings``: the wrapped agent's, the guard's time added to ``plan_ms`` and ``total_ms``
+    (``guard_ms``: the guard alone). Setting ``concurrent`` sets the wrapped agent's."""
 
     requires_scene = False
 
     def __init__(self, agent: Any, guard: ObstacleGuard):
         self.agent, self.guard = agent, guard
         self.last_verdict = guard.last_verdict
+        self.guard_ms = float("nan")
 
-    def __getattr__(self, name: str) -> Any:  # model_id, untrained, reasoner, planner, timings, ...
+    def __getattr__(self, name: str) -> Any:  # model_id, untrained, reasoner, planner, concurrent, ...
         if name in ("agent", "guard"):
             raise AttributeError(name)
         return getattr(self.agent, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "concurrent":
+            setattr(self.agent, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    @property
+    def timings(self) -> AgentTimings:
+        t = self.agent.timings
+        return AgentTimings(t.bev_ms, t.reason_ms, t.plan_ms + self.guard_ms, t.total_ms + self.guard_ms)
 
     @property
     def name(self) -> str:
@@ -140,8 +154,10 @@ class GuardedAgent:
         agent_input = require_agent_input(agent_input, self.name)
         frame = agent_input.require_frame(self.name)
         traj = self.agent.compute_trajectory(agent_input)
+        start = time.perf_counter()
         traj, self.last_verdict = self.guard.filter(frame.lidar_points, frame.stamp_ns, frame.ego, traj,
                                                     agent_input.route)
+        self.guard_ms = (time.perf_counter() - start) * 1e3
         return traj
 
     def observe(self, frame: SensorFrame) -> None:

@@ -94,11 +94,14 @@ def frame_messages(log, t: int):
 
 # ============================================================================ runtimes
 def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_dir: Path | None = None):
-    """The pipeline objects exactly as ``ros.model_loading.load_model_runtime`` builds them."""
+    """The pipeline objects exactly as ``ros.model_loading.load_model_runtime`` builds them, with the
+    trajectory_planner node's obstacle guard (its schema defaults) on the plans as the graph has it."""
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.configuration_planner import PlannerConfig
     from latentvla_ros.models.configuration_student import StudentConfig
+    from latentvla_ros.core.obstacle_guard import ObstacleGuard
     from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
+    from latentvla_ros.runtime.agent import GuardedAgent
 
     common = dict(device="cpu", torch_threads=threads, backend=backend)
     onnx = (lambda k: onnx_dir / f"{k}.onnx") if onnx_dir else (lambda k: None)
@@ -110,7 +113,17 @@ def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_di
     if planner.needs_plan:
         reasoner = LatentReasoner(config=StudentConfig.preset(config), checkpoint_dir=ckpt_dir / "student",
                                   onnx_path=onnx("student"), **common)
-    return LatentVLAAgent(bev, reasoner, planner)
+    agent = LatentVLAAgent(bev, reasoner, planner)
+    guard = planner_guard_config()
+    return GuardedAgent(agent, ObstacleGuard(guard)) if guard.enabled else agent
+
+
+def planner_guard_config():
+    """The trajectory_planner node's obstacle guard configuration (its schema defaults)."""
+    from latentvla_ros.core.obstacle_guard import GuardConfig
+    from latentvla_ros.ros.contracts.parameters import load_schema, parse_parameters
+
+    return GuardConfig(**parse_parameters(load_schema("trajectory_planner"), "trajectory_planner", {}).obstacle_guard.as_dict())
 
 
 def sleep_until(deadline: float) -> None:
