@@ -224,3 +224,12 @@ def test_fusion_ablations_change_only_the_action_tokens():
     shuffled.reset(7)
     first = shuffled.reason(99)
     assert first.action_embeddings[0, 0] == 99  # a new episode draws from its own frames only
+
+
+def test_closed_loop_tracker_accelerates_within_navsim_comfort():
+    """The shared closed-loop tracker never commands more acceleration than NAVSIM's comfort bound (a P loop at
+    3 m/s^2 failed the lon_accel check after every slow-down, for every tracker-driven method)."""
+    from latentvla_ros.evaluation.closed_loop import highway_tracker_config
+    from latentvla_ros.evaluation.pdm_metrics import PdmsConfig
+
+    assert highway_tracker_config().max_acceleration_mps2 <= PdmsConfig().max_lon_accel
