@@ -1,0 +1,61 @@
+"""Closed-loop A/B on the validation seeds (never the test seeds): ``latentvla evaluate``'s suite for a few
+methods and scenarios, printing per method and scenario the score, at-fault collisions, route completion and
+comfort. Used to decide planner-stack changes before the full evaluation (e.g. the obstacle guard's creep
+release and the tracker's acceleration limit, session 11).
+
+    python scripts/validation_closed_loop.py --out /tmp/val --methods latentvla_student,latentvla_student_unguarded,expert \
+        --scenarios intersection,roundabout --seeds 30000-30011
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return tuple(range(lo, hi + 1))
+    return tuple(int(v) for v in text.split(","))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoints", default="checkpoints/edge")
+    ap.add_argument("--methods", default="latentvla_student,latentvla_student_unguarded,expert")
+    ap.add_argument("--scenarios", default="", help="comma-separated (default: all)")
+    ap.add_argument("--seeds", default="", help="e.g. 30000-30011 (default: data/splits.py VALIDATION_CLOSED_LOOP_SEEDS)")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    from latentvla_ros.apps.evaluate import EvalPlan, run_evaluation
+    from latentvla_ros.data import splits
+
+    seeds = parse_seeds(args.seeds) if args.seeds else splits.VALIDATION_CLOSED_LOOP_SEEDS
+    test = set(splits.CLOSED_LOOP_SEEDS) | set(splits.OPEN_LOOP_TEST_SEEDS) | set(splits.ROS_SUBSET_SEEDS)
+    if not all(splits.is_reserved_seed(s) for s in seeds) or test & set(seeds):
+        print(f"seeds must be reserved and outside the test seeds: {seeds}", file=sys.stderr)
+        return 2
+    plan = EvalPlan(run_open_loop=False, closed_loop_seeds=seeds,
+                    closed_loop_scenarios=tuple(args.scenarios.split(",")) if args.scenarios else None,
+                    closed_loop_methods=tuple(args.methods.split(",")), ros_subset_seeds=(), failure_pictures=False,
+                    bootstrap_samples=200)
+    scores = run_evaluation(plan, Path(args.out), Path(args.checkpoints), args.workers, train_data=None, verbose=False)
+    groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+    for ep in scores["closed_loop"]["episodes"]:
+        groups[(ep["method"], ep["scenario"])].append(ep)
+    print(f"{'method':32s} {'scenario':12s} {'n':>3s} {'score':>6s} {'at-fault':>8s} {'route':>6s} {'comfort':>7s}")
+    for (method, scenario), eps in sorted(groups.items()):
+        score = 100 * np.mean([e["score"] or 0.0 for e in eps]) if any(e["score"] is not None for e in eps) else float("nan")
+        print(f"{method:32s} {scenario:12s} {len(eps):3d} {score:6.1f} {sum(bool(e['at_fault_collision']) for e in eps):8d} "
+              f"{np.mean([e['route_completion'] for e in eps]):6.2f} {np.mean([e['c'] or 0.0 for e in eps]):7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
