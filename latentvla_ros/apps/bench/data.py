@@ -96,10 +96,10 @@ def frame_messages(log, t: int):
 def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_dir: Path | None = None):
     """The pipeline objects exactly as ``ros.model_loading.load_model_runtime`` builds them, with the
     trajectory_planner node's obstacle guard (its schema defaults) on the plans as the graph has it."""
+    from latentvla_ros.core.obstacle_guard import ObstacleGuard
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.configuration_planner import PlannerConfig
     from latentvla_ros.models.configuration_student import StudentConfig
-    from latentvla_ros.core.obstacle_guard import ObstacleGuard
     from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
     from latentvla_ros.runtime.agent import GuardedAgent
 
