@@ -291,6 +291,7 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
         if scene.expert_trajectory is None:
             continue
         frame = log.sensor_frame(t)
+        history: list = []  # the frames before t, read once per scene for every guarded agent
         route = log_route_ego(log, t)  # the agents' route input: the scene's mission route (data/route.py)
         trajs, names, plan_ms = [], [], {}
         for spec in specs:
@@ -312,8 +313,10 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
                     agent = _planner_for(spec)
                     if hasattr(agent, "observe"):  # a guarded agent: its tracker sees the frames before t
                         agent.reset()
-                        for past in range(max(0, t - GUARD_HISTORY_FRAMES), t):
-                            agent.observe(log.sensor_frame(past))
+                        if not history:
+                            history = [log.sensor_frame(past) for past in range(max(0, t - GUARD_HISTORY_FRAMES), t)]
+                        for past_frame in history:
+                            agent.observe(past_frame)
                     poses = np.asarray(agent.compute_trajectory(agent_input_of(frame, route=route)).poses)
             except Exception as exc:  # noqa: BLE001 - a failing method is recorded, not fatal
                 errors.append(f"{spec.name} @ {Path(log_dir).name}:{t}: {type(exc).__name__}: {exc}")
