@@ -13,7 +13,7 @@ from launch_harness import evaluate
 
 from latentvla_ros.ros.contracts.executables import EXECUTABLES
 from latentvla_ros.ros.contracts.parameters import load_param_file, load_schema, validate_parameters
-from latentvla_ros.ros.topology import BEV_FEATURES, CARLA_TWIST_TOPIC, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY
+from latentvla_ros.ros.topology import BEV_FEATURES, CARLA_TWIST_TOPIC, FRAME_LIDAR, LATENT_PLAN, SENSOR_FRAME, TRAJECTORY
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
@@ -54,7 +54,9 @@ def test_default_launch_starts_the_four_nodes_wired_together():
     assert remaps["latent_reasoner"]["~/output/plan"] == LATENT_PLAN
     assert remaps["trajectory_planner"]["~/input/bev"] == BEV_FEATURES
     assert remaps["trajectory_planner"]["~/input/plan"] == LATENT_PLAN
-    assert remaps["trajectory_planner"]["~/input/frame"] == SENSOR_FRAME  # the obstacle guard's LiDAR
+    assert remaps["trajectory_planner"]["~/input/frame"] == SENSOR_FRAME  # the obstacle guard's LiDAR (composed)
+    # ... as its own process: the frame's cloud alone (guard_input auto)
+    assert remaps["trajectory_planner"]["~/input/lidar"] == remaps["sensor_sync"]["~/output/lidar"] == FRAME_LIDAR
     assert remaps["trajectory_planner"]["~/output/trajectory"] == TRAJECTORY
     assert remaps["trajectory_planner"]["~/input/route"] == "/planning/mission_route"
     # the large-data transport is configured for every process the launch starts

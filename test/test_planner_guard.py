@@ -41,25 +41,29 @@ def _frame_msg(stamp_ns: int, obstacle_x: float):
     return msg
 
 
-def _rig(ros_context, spin, monkeypatch, *extra):
+def _rig(ros_context, spin, monkeypatch, *extra, guard_input: str = "frame"):
     import rclpy
     from conftest import wait_for
     from test_node_models import QOS, UNTRAINED
+
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import PointCloud2
 
     from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
     from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode
 
     node = TrajectoryPlannerNode(context=ros_context, parameter_overrides=[
         *UNTRAINED, Parameter("plan_timeout_s", value=2.0), Parameter("input_timeout_s", value=10.0),
-        Parameter("allow_untrained", value=True), *extra],
+        Parameter("allow_untrained", value=True), Parameter("guard_input", value=guard_input), *extra],
         cli_args=["--ros-args", "-r", "~/input/bev:=/g/bev", "-r", "~/input/plan:=/g/plan", "-r", "~/input/frame:=/g/frame",
-                  "-r", "~/output/trajectory:=/g/traj"])
+                  "-r", "~/input/lidar:=/g/lidar", "-r", "~/input/odometry:=/g/odom", "-r", "~/output/trajectory:=/g/traj"])
     # the model: a fixed plan straight ahead (the guard, not the weights, is under test)
     monkeypatch.setattr(node.planner, "plan", lambda bev, latent=None, route=None: Trajectory(
         PLAN.copy(), stamp_ns=bev.stamp_ns, model_id="planner:fixed"))
     io = rclpy.create_node("guard_io", context=ros_context)
     pubs = {"bev": io.create_publisher(BevFeatures, "/g/bev", QOS), "plan": io.create_publisher(LatentActionPlan, "/g/plan", QOS),
-            "frame": io.create_publisher(SensorFrame, "/g/frame", QOS)}
+            "frame": io.create_publisher(SensorFrame, "/g/frame", QOS),
+            "lidar": io.create_publisher(PointCloud2, "/g/lidar", QOS), "odom": io.create_publisher(Odometry, "/g/odom", QOS)}
     got = []
     io.create_subscription(PlannedTrajectory, "/g/traj", got.append, QOS)
     spin(node, io)
@@ -84,6 +88,18 @@ def _plan(node, pubs, got, stamp_ns: int) -> np.ndarray:
                      for p in msg.points])
 
 
+def _publish_guard_input(node, pubs, msg) -> None:
+    """What sensor_sync sends the planner for the frame ``msg``: the SensorFrame, or (``guard_input`` lidar)
+    its cloud stamped with the frame's stamp (sensor_sync's ``~/output/lidar``) and, on the odometry topic,
+    the odometry (stamped like the cameras, as a vehicle's or the simulator's usually is)."""
+    if node.guard_input == "frame":
+        pubs["frame"].publish(msg)
+        return
+    msg.odometry.header.stamp = msg.header.stamp
+    pubs["odom"].publish(msg.odometry)
+    pubs["lidar"].publish(conv.frame_lidar(msg.lidar, conv.stamp_to_ns(msg.header.stamp)))
+
+
 def _drive_towards_obstacle(node, pubs, got, frames: int = 6):
     """Frames 0.1 s apart, a parked obstacle ahead coming closer; (published, GuardedAgent's) poses per frame."""
     from conftest import wait_for
@@ -94,7 +110,7 @@ def _drive_towards_obstacle(node, pubs, got, frames: int = 6):
     for k in range(frames):
         stamp = STAMP_NS + k * STEP_NS
         msg = _frame_msg(stamp, obstacle_x=14.0 - SPEED * 0.1 * k)
-        pubs["frame"].publish(msg)
+        _publish_guard_input(node, pubs, msg)
         if node.guard.enabled:
             assert wait_for(lambda: stamp in node.guard._frames)
         else:
@@ -121,6 +137,43 @@ def test_planner_node_guards_the_plan_as_the_guarded_agent_does(ros_context, spi
     assert not [p for p in node.diagnostic_problems() if "obstacle guard" in p[1]]
 
 
+def test_planner_guards_from_the_frame_cloud_and_its_own_odometry(ros_context, spin, monkeypatch):
+    """guard_input lidar (a planner in a process of its own): the SensorFrame never comes, only the
+    frame's PointCloud2 (stamped with the frame's stamp) and the odometry; the plans are the same as
+    the GuardedAgent's on the whole frames."""
+    node, pubs, got = _rig(ros_context, spin, monkeypatch, guard_input="lidar")
+    assert pubs["frame"].get_subscription_count() == 0 and pubs["lidar"].get_subscription_count() == 1
+    pairs, direct = _drive_towards_obstacle(node, pubs, got)
+    assert direct.interventions == len(pairs)
+    for published, expected in pairs:
+        np.testing.assert_allclose(published, expected, atol=1e-5)
+        assert published[-1, 0] < PLAN[-1, 0] - 10.0
+    values = node.diagnostic_values()
+    assert values["guard_input"] == "lidar" and values["guard_interventions"] == str(len(pairs))
+    assert values["guard_no_lidar"] == values["guard_no_odometry"] == "0"
+
+
+def test_frame_cloud_without_odometry_near_its_stamp_is_a_counted_unguarded_plan(ros_context, spin, monkeypatch):
+    from conftest import wait_for
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from fixtures.message_samples import STAMP_NS
+
+    node, pubs, got = _rig(ros_context, spin, monkeypatch, guard_input="lidar")
+    msg = _frame_msg(STAMP_NS, obstacle_x=12.0)
+    msg.odometry.header.stamp = conv.make_header(STAMP_NS - S, "odom").stamp  # 1 s old: not this frame's
+    pubs["odom"].publish(msg.odometry)
+    pubs["lidar"].publish(conv.frame_lidar(msg.lidar, STAMP_NS))
+    assert wait_for(lambda: STAMP_NS in node.guard._frames and node.guard._odometry)
+    np.testing.assert_allclose(_plan(node, pubs, got, STAMP_NS), PLAN, atol=1e-6)  # unguarded
+    assert node.guard.no_odometry == 1 and node.guard.no_lidar == 0
+    assert node.stats.snapshot()["dropped"].get("guard_no_odometry") == 1
+    assert any(level == DiagnosticStatus.WARN and "WITHOUT the obstacle guard" in text
+               for level, text in node.diagnostic_problems())
+    # no cloud at all for the next frame: guard_no_lidar
+    _plan(node, pubs, got, STAMP_NS + STEP_NS)
+    assert node.guard.no_lidar == 1 and node.stats.snapshot()["dropped"].get("guard_no_lidar") == 1
+
+
 def test_plan_without_its_sensor_frame_goes_out_unguarded_counted_and_warned(ros_context, spin, monkeypatch):
     from diagnostic_msgs.msg import DiagnosticStatus
     from fixtures.message_samples import STAMP_NS
@@ -131,6 +184,7 @@ def test_plan_without_its_sensor_frame_goes_out_unguarded_counted_and_warned(ros
     assert time.monotonic() - started < 5.0  # a bounded wait (GUARD_FRAME_WAIT_S), never blocked
     np.testing.assert_allclose(published, PLAN, atol=1e-6)  # the model's plan, unchanged
     assert node.guard.no_lidar == 1 and node.diagnostic_values()["guard_no_lidar"] == "1"
+    assert node.stats.snapshot()["dropped"].get("guard_no_lidar") == 1
     assert (DiagnosticStatus.WARN, ) == tuple({level for level, text in node.diagnostic_problems()
                                                 if "WITHOUT the obstacle guard" in text})
     # the frame's LiDAR comes for the next frame: guarded again, the warning clears

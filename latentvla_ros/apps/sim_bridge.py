@@ -62,6 +62,7 @@ from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.ros.topology import (
     BEV_FEATURES,
+    FRAME_LIDAR,
     LATENT_PLAN,
     SENSOR_FRAME,
     SENSOR_TOPICS,
@@ -369,8 +370,13 @@ class GraphVariant:
     def internal_links(self) -> dict[str, int]:
         """Topic -> subscribers it must have before the graph is ready (every node up)."""
         fusion = self.effective_fusion
-        frame_readers = 1 + int(fusion in ("student", "teacher")) + int(self.guard)  # + the planner's obstacle guard
+        # + the planner's obstacle guard: the SensorFrame in a composed process, the frame's cloud in its own
+        # (trajectory_planner guard_input auto)
+        composed_guard = self.guard and self.mode == "composed"
+        frame_readers = 1 + int(fusion in ("student", "teacher")) + int(composed_guard)
         links = {"/" + SENSOR_FRAME: frame_readers, "/" + BEV_FEATURES: 1}
+        if self.guard and not composed_guard:
+            links["/" + FRAME_LIDAR] = 1
         if fusion == "student":
             links["/" + LATENT_PLAN] = 1
         if fusion == "teacher":

@@ -275,6 +275,15 @@ def xyzi_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str) -> Poi
     return msg
 
 
+def frame_lidar(cloud: PointCloud2, stamp_ns: int) -> PointCloud2:
+    """``cloud`` stamped with its synchronized frame's stamp (its frame_id kept: the LiDAR mount): the
+    guard input of a trajectory_planner that is not handed the SensorFrame. The point buffer is shared."""
+    return message_from_fields(PointCloud2, header=make_header(stamp_ns, cloud.header.frame_id), height=cloud.height,
+                               width=cloud.width, fields=cloud.fields, is_bigendian=cloud.is_bigendian,
+                               point_step=cloud.point_step, row_step=cloud.row_step, data=cloud.data,
+                               is_dense=cloud.is_dense)
+
+
 # ---------------------------------------------------------------- odometry / ego
 def yaw_from_quaternion(q: Quaternion) -> float:
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))

@@ -206,15 +206,23 @@ def wait_for_graph_ready(node, specs: list[NodeSpec], timeout_s: float = 30.0, n
 
     prefix = "/" + namespace.strip("/") + "/" if namespace.strip("/") else "/"
     consumers: dict[str, int] = {}
+    either: list[list[str]] = []  # a node subscribes one topic of each group (NodeSpec.either_inputs)
     producers = {dst for spec in specs for src, dst in spec.remaps if src.startswith("~/output/")}
     for spec in specs:
+        group = []
         for src, dst in spec.remaps:
             if src.startswith("~/input/") and dst in producers:
-                consumers[dst] = consumers.get(dst, 0) + 1
+                if src in spec.either_inputs:
+                    group.append(dst)
+                else:
+                    consumers[dst] = consumers.get(dst, 0) + 1
+        if group:
+            either.append(group)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if all(node.count_subscribers(_absolute(t, prefix)) >= n and node.count_publishers(_absolute(t, prefix)) >= 1
-               for t, n in consumers.items()):
+        subs = {t: node.count_subscribers(_absolute(t, prefix)) for t in {*consumers, *(t for g in either for t in g)}}
+        if (all(subs[t] >= n and node.count_publishers(_absolute(t, prefix)) >= 1 for t, n in consumers.items())
+                and all(any(subs[t] > consumers.get(t, 0) for t in group) for group in either)):
             return True
         time.sleep(0.05)
     return False

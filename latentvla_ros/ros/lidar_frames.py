@@ -53,16 +53,21 @@ class LidarToEgo:
             self._tf_cache[source] = (rotation_from_quaternion(q.x, q.y, q.z, q.w), (t.x, t.y, t.z))
         return self._tf_cache[source]
 
-    def to_ego(self, frame, source: str):
-        """``frame`` with its LiDAR points moved from ``source`` into the ego frame (raises ExtrinsicsError)."""
+    def points_to_ego(self, points, source: str):
+        """``points`` (N, >=3) moved from ``source`` into the ego frame (raises ExtrinsicsError)."""
         ego = self.ego_frame
         looked_up = self._tf_lookup(source) if source != ego else None
-        points, how = points_to_ego(frame.lidar_points, source, ego, self.extrinsics, looked_up)
+        moved, how = points_to_ego(points, source, ego, self.extrinsics, looked_up)
         if self.frames.get(source) != how:
             self.frames[source] = how
             if how != "identity":
                 self.node.get_logger().info(f"LiDAR frame {source!r} -> {ego!r} from {how}")
-        return frame if how == "identity" else dataclasses.replace(frame, lidar_points=points)
+        return moved
+
+    def to_ego(self, frame, source: str):
+        """``frame`` with its LiDAR points moved from ``source`` into the ego frame (raises ExtrinsicsError)."""
+        points = self.points_to_ego(frame.lidar_points, source)
+        return frame if points is frame.lidar_points else dataclasses.replace(frame, lidar_points=points)
 
     def diagnostics(self) -> str:
         return ", ".join(f"{k or '(empty)'}: {v}" for k, v in sorted(self.frames.items())) or "-"

@@ -12,6 +12,9 @@ from latentvla_ros.ros.contracts.sros2 import enclave_for
 
 # Topics between nodes (relative names: a namespace applies to them).
 SENSOR_FRAME = "latentvla/sensor_frame"
+# the synchronized frame's LiDAR cloud alone, stamped with the frame's stamp (the planner's obstacle guard
+# reads it where the SensorFrame would cross a process boundary: trajectory_planner guard_input)
+FRAME_LIDAR = "latentvla/frame_lidar"
 BEV_FEATURES = "latentvla/bev_features"
 LATENT_PLAN = "latentvla/latent_plan"
 TRAJECTORY = "planning/latentvla/trajectory"
@@ -68,6 +71,9 @@ class NodeSpec:
     name: str  # node name == executable == schema name
     module: str
     remaps: list[tuple[str, str]] = field(default_factory=list)
+    #: inputs of which the node subscribes exactly one, depending on how it runs (the planner's
+    #: guard LiDAR: the SensorFrame in a composed process, the frame's cloud otherwise)
+    either_inputs: tuple[str, ...] = ()
 
     @property
     def param_file(self) -> str:
@@ -89,7 +95,8 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
                             topics["camera_image"].format(name=name) + "/compressed"))
         sync_remaps.append((f"~/input/camera/{name}/camera_info", topics["camera_info"].format(name=name)))
     sync_remaps += [("~/input/lidar/points", topics["lidar"]), ("~/input/odometry", topics["odometry"]),
-                    ("~/input/driving_command", topics["driving_command"]), ("~/output/frame", SENSOR_FRAME)]
+                    ("~/input/driving_command", topics["driving_command"]), ("~/output/frame", SENSOR_FRAME),
+                    ("~/output/lidar", FRAME_LIDAR)]
     nodes = [
         NodeSpec("sensor_sync", NODE_EXECUTABLES["sensor_sync"], sync_remaps),
         NodeSpec("bev_features", NODE_EXECUTABLES["bev_features"],
@@ -98,9 +105,11 @@ def graph_nodes(camera_names: list[str] | tuple[str, ...] = ("front",), sensor_t
                  [("~/input/frame", SENSOR_FRAME), ("~/output/plan", LATENT_PLAN), ("~/debug/markers", TOKEN_MARKERS)]),
         NodeSpec("trajectory_planner", NODE_EXECUTABLES["trajectory_planner"],
                  [("~/input/bev", BEV_FEATURES), ("~/input/plan", LATENT_PLAN), ("~/input/frame", SENSOR_FRAME),
+                  ("~/input/lidar", FRAME_LIDAR),
                   ("~/input/odometry", topics["odometry"]),
                   ("~/input/route", topics.get("route", SENSOR_TOPICS["route"])),
-                  ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)]),
+                  ("~/output/trajectory", TRAJECTORY), ("~/output/path", PATH), ("~/debug/markers", MARKERS)],
+                 either_inputs=("~/input/frame", "~/input/lidar")),
     ]
     if with_teacher:
         nodes.append(NodeSpec("teacher_labeler", NODE_EXECUTABLES["teacher_labeler"],

@@ -40,7 +40,8 @@ from typing import Any
 FLOOR_VARIANTS = {"floor": "direct", "floor-hops": "hops", "floor-processes": "processes"}
 FLOOR_NODES = ("sensor_sync", "bev_features", "latent_reasoner", "trajectory_planner")
 #: the topics between the floor's node processes (floor-processes only)
-FLOOR_TOPICS = {"frame": "/latentvla_floor/frame", "bev": "/latentvla_floor/bev", "plan": "/latentvla_floor/plan"}
+FLOOR_TOPICS = {"frame": "/latentvla_floor/frame", "bev": "/latentvla_floor/bev", "plan": "/latentvla_floor/plan",
+                "lidar": "/latentvla_floor/frame_lidar"}
 
 
 @dataclass
@@ -113,6 +114,7 @@ class FloorGraph:
                 sync.create_subscription(msg_type, topic, lambda msg, k=kind: self._on_sensor(k, msg), qos)
             if dds:
                 self._pubs["frame"] = sync.create_publisher(SensorFrame, FLOOR_TOPICS["frame"], out_qos)
+                self._pubs["lidar"] = sync.create_publisher(PointCloud2, FLOOR_TOPICS["lidar"], out_qos)
         for name, fn, kind, msg_type in (("bev_features", self._bev, "bev", BevFeatures),
                                          ("latent_reasoner", self._reasoner, "plan", LatentActionPlan)):
             if dds and name in self.nodes and (kind == "bev" or outputs.plan is not None):
@@ -124,9 +126,10 @@ class FloorGraph:
                                         sensor_qos(_schema_default("trajectory_planner", "qos.sensor_reliability"),
                                                    _schema_default("trajectory_planner", "qos.sensor_depth")))
             if dds:
-                # the obstacle guard's SensorFrame (obstacle_guard.enabled, the default): taken off DDS like the
-                # shipped planner does, its LiDAR unused (the guard's check is the planner's work, not the floor's)
-                planner.create_subscription(SensorFrame, FLOOR_TOPICS["frame"], lambda msg: None, stage_qos("trajectory_planner"))
+                # the obstacle guard's input (obstacle_guard.enabled, the default): the frame's LiDAR cloud, taken off
+                # DDS like the shipped planner process does (guard_input auto), unused (the guard's check is the
+                # planner's work, not the floor's)
+                planner.create_subscription(PointCloud2, FLOOR_TOPICS["lidar"], lambda msg: None, stage_qos("trajectory_planner"))
                 for kind, msg_type in (("bev", BevFeatures), ("plan", LatentActionPlan)):
                     planner.create_subscription(msg_type, FLOOR_TOPICS[kind],
                                                 lambda msg, k=kind: self._on_stage(k, msg.header.stamp, msg),
@@ -154,7 +157,10 @@ class FloorGraph:
                             images=[parts["image"]], camera_infos=[parts["info"]], lidar=parts["lidar"],
                             odometry=parts["odometry"], sequence=self.synchronized)
         if "frame" in self._pubs:
+            from latentvla_ros.ros.conversions import frame_lidar
+
             self._pubs["frame"].publish(frame)
+            self._pubs["lidar"].publish(frame_lidar(frame.lidar, stamp))
             return
         self._hand(("latent_reasoner", self._reasoner) if self.outputs.plan is not None else None, frame)
         self._hand(("bev_features", self._bev), frame)

@@ -165,6 +165,7 @@ class TrajectoryPlannerParams(ParamGroup):
     diagnostics_period_s: float  # read-only
     fallback_deceleration_mps2: float  # settable at run time
     frame_id: str  # read-only
+    guard_input: str  # read-only
     input_timeout_s: float  # settable at run time
     lidar_extrinsics: LidarExtrinsicsParams
     obstacle_guard: ObstacleGuardParams

@@ -46,6 +46,7 @@ from latentvla_ros.msg import SensorFrame
 from latentvla_ros.ros.conversions import (
     ConversionError,
     camera_image_msg,
+    frame_lidar,
     image_decoder,
     make_header,
     message_from_fields,
@@ -91,6 +92,8 @@ class SensorSyncNode(LatentVlaNode):
         self._sync = make_approximate_sync(self, topics, qos, p.queue_size, p.slop_s, self._on_synchronized,
                                            allow_headerless=p.allow_headerless, time_jump_reset_s=p.time_jump_reset_s)
         self._pub = self.create_publisher(SensorFrame, "~/output/frame", self.output_qos())
+        # the frame's LiDAR alone (trajectory_planner's obstacle guard in another process): built only while subscribed
+        self._lidar_pub = self.create_publisher(PointCloud2, "~/output/lidar", self.output_qos())
         self.get_logger().info(f"synchronizing cameras {self.camera_names} ({p.camera_transport}, decoded with "
                                f"{image_decoder()}) + lidar + odometry "
                                f"(queue {p.queue_size}, slop {p.slop_s} s, QoS {p.qos.input_reliability} "
@@ -184,6 +187,8 @@ class SensorSyncNode(LatentVlaNode):
             self._share_conversion(frame, points, (velocity, yaw_rate))
             self._pub.publish(frame)
             self.stats.on_publish("frame")
+            if self._lidar_pub.get_subscription_count():
+                self._lidar_pub.publish(frame_lidar(lidar, stamp_ns))
 
     def _share_conversion(self, frame: SensorFrame, points: np.ndarray, odometry) -> None:
         """In a composed process the model nodes get this very message object: convert it once

@@ -35,15 +35,19 @@ more than ``route_timeout_s`` from the frame; 0: never stale), ``route_frame_mis
 ``route_no_pose``, ``bad_route`` (empty, NaN). Without a usable route the plan runs with an
 invalid route, the diagnostics say why.
 
-Obstacle guard (``obstacle_guard.*``, on by default): the node also subscribes to the
-synchronized SensorFrame (``~/input/frame``, bev_features' input), moves its LiDAR into the
-ego frame as bev_features does (ros/lidar_frames.py: ``use_tf``, ``lidar_extrinsics.*``)
-and keeps the last few frames by stamp (ros/guard_input.py). The model's trajectory for a
-BEV frame is checked against the LiDAR of the frame with the same stamp
-(core/obstacle_guard.py, the object the direct path's GuardedAgent uses) and retimed to stop
-before a conflict; fallbacks pass unchanged. A frame whose SensorFrame has not come within
-``GUARD_FRAME_WAIT_S`` is published unguarded, counted (``guard_no_lidar``, logged once per
-100) and flagged WARN in the diagnostics until a plan is guarded again.
+Obstacle guard (``obstacle_guard.*``, on by default): the node also reads the LiDAR of each
+synchronized frame, moves it into the ego frame as bev_features does (ros/lidar_frames.py:
+``use_tf``, ``lidar_extrinsics.*``) and keeps the last few frames by stamp (ros/guard_input.py).
+``guard_input`` says from where: the SensorFrame (``~/input/frame``, bev_features' input; in a
+composed process handed over in-process, its conversion shared: ``auto`` there), or the frame's
+LiDAR cloud alone (``~/input/lidar``: sensor_sync's ``~/output/lidar``, stamped with the frame's
+stamp) with the ego state from this node's odometry nearest to that stamp (``auto`` elsewhere: the
+camera images never cross into this process). The model's trajectory for a BEV frame is checked
+against the LiDAR of the frame with the same stamp (core/obstacle_guard.py, the object the direct
+path's GuardedAgent uses) and retimed to stop before a conflict; fallbacks pass unchanged. A frame
+whose LiDAR has not come within ``GUARD_FRAME_WAIT_S`` (or, from a cloud, has no odometry within
+50 ms of its stamp) is published unguarded, counted as a drop (``guard_no_lidar`` /
+``guard_no_odometry``) and flagged WARN in the diagnostics until a plan is guarded again.
 """
 from __future__ import annotations
 
@@ -56,6 +60,7 @@ from collections import deque
 from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry, Path
 from rclpy.clock import Clock, ClockType
+from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from latentvla_ros.core.extrinsics import ExtrinsicsError
@@ -72,13 +77,14 @@ from latentvla_ros.ros.conversions import (
     msg_to_plan,
     odometry_pose,
     path_xy,
+    pointcloud2_to_xyzi,
     shared_sensor_frame_to_core,
     stamp_to_ns,
     trajectory_markers,
     trajectory_to_msg,
     trajectory_to_path,
 )
-from latentvla_ros.ros.guard_input import GuardInput
+from latentvla_ros.ros.guard_input import NO_LIDAR, GuardInput
 from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
 from latentvla_ros.ros.model_loading import load_model_runtime
@@ -92,10 +98,9 @@ ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of i
 # a pose this close to the frame's stamp is the frame's own (sensor_sync pairs odometry within its slop, 0.05 s by
 # default, so one exists; a bag's or a vehicle's odometry is not stamped exactly like the cameras)
 ROUTE_POSE_MATCH_NS = 50_000_000
-# the longest a frame's plan waits for the SensorFrame of its stamp (obstacle guard) when SensorFrames arrive on
-# another thread: in a composed process it is handed over (sensor_sync's thread) before bev_features even starts on it
+# the longest a frame's plan waits for the LiDAR of its stamp (obstacle guard) when it arrives on another thread:
+# in a composed process the SensorFrame is handed over (sensor_sync's thread) before bev_features even starts on it
 GUARD_FRAME_WAIT_S = 0.05
-_GUARD_LOG_EVERY = 100  # guard_no_lidar: logged once per this many plans
 
 _RECENT = 256  # stamps remembered to detect duplicates
 _JUMP_NS = 1_000_000_000  # a step back in stamps larger than this is a new timeline
@@ -185,14 +190,19 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         self.guard = GuardInput(GuardConfig(**self.params.obstacle_guard.as_dict()))
         self.lidar_to_ego = None
-        self._frame_thread: int | None = None  # the thread SensorFrames arrive on
+        self._frame_thread: int | None = None  # the thread the guard's LiDAR arrives on
+        self.guard_input = self._guard_input_kind() if self.guard.enabled else "none"
         if self.guard.enabled:
             self.lidar_to_ego = LidarToEgo(self, self.params.frame_id, self.params.lidar_extrinsics, self.params.use_tf)
-            # every frame (no latest-frame policy: each plan needs its own frame's LiDAR); in a composed
-            # process it runs in sensor_sync's thread (a conversion shared with bev_features, a dict insert)
-            # not watched: a missing SensorFrame is a counted, unguarded plan, not a stale pipeline
-            self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, in_qos, watch=False,
-                                     in_process_direct=True)
+            # every frame (no latest-frame policy: each plan needs its own frame's LiDAR); not watched: a
+            # missing one is a counted, unguarded plan, not a stale pipeline
+            if self.guard_input == "frame":
+                # in a composed process in sensor_sync's thread (a conversion shared with bev_features, a dict insert)
+                self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, in_qos, watch=False,
+                                         in_process_direct=True)
+            else:  # the frame's cloud alone (a few % of a SensorFrame's bytes) + the odometry below
+                self.create_subscription(PointCloud2, "~/input/lidar", self._on_lidar, in_qos, watch=False,
+                                         in_process_direct=True)
         # optional (not watched); latched like a map (reliable + transient local: a route published
         # once before this node started still arrives), published on change or at a low rate
         self.create_subscription(Path, "~/input/route", self._on_route, static_qos(), watch=False)
@@ -209,6 +219,15 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self.get_logger().warning("allow_untrained: driving on the planner's UNTRAINED weights, flagged in model_id")
 
     # ---------------------------------------------------------------- inputs
+    def _guard_input_kind(self) -> str:
+        """``guard_input``, with ``auto`` resolved: the SensorFrame where it is handed over in-process
+        (composed), else the frame's cloud (over DDS a SensorFrame brings the camera images along)."""
+        kind = self.params.guard_input
+        if kind == "auto":
+            bus = self.intra_process
+            kind = "frame" if bus is not None and bus.enabled else "lidar"
+        return kind
+
     def _serialised(self, callback):
         """``callback`` holding ``_serial``: the frame path runs in one thread at a time."""
         def run(*args):
@@ -227,22 +246,39 @@ class TrajectoryPlannerNode(LatentVlaNode):
             return
         self._speed, self._yaw_rate = float(math.hypot(*velocity)), yaw_rate
         self._odom_time = time.monotonic()
+        if self.guard_input == "lidar":
+            self.guard.add_odometry(stamp_to_ns(msg.header.stamp), velocity, yaw_rate)
         with self._route_lock:
             self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
             self._route_lock.notify_all()
 
     def _on_frame(self, msg: SensorFrame) -> None:
         """Keep the frame's ego-frame LiDAR and ego state for the obstacle guard (by stamp)."""
+        frame = self._guard_lidar("SensorFrame", lambda: self.lidar_to_ego.to_ego(shared_sensor_frame_to_core(msg),
+                                                                                   msg.lidar.header.frame_id))
+        if frame is not None:
+            self.guard.add(frame.stamp_ns, frame.lidar_points, frame.ego)
+
+    def _on_lidar(self, msg: PointCloud2) -> None:
+        """Keep the frame's ego-frame LiDAR (stamped with the frame's stamp by sensor_sync) for the
+        obstacle guard; its ego state is the odometry nearest to the stamp, at plan time."""
+        points = self._guard_lidar("LiDAR cloud", lambda: self.lidar_to_ego.points_to_ego(pointcloud2_to_xyzi(msg),
+                                                                                          msg.header.frame_id))
+        if points is not None:
+            self.guard.add_cloud(stamp_to_ns(msg.header.stamp), points)
+
+    def _guard_lidar(self, what: str, convert):
+        """``convert()``: the guard's LiDAR of one input in the ego frame; None when dropped (counted)."""
         try:
-            frame = self.lidar_to_ego.to_ego(shared_sensor_frame_to_core(msg), msg.lidar.header.frame_id)
+            out = convert()
         except (ConversionError, FeatureError) as exc:
-            self.drop("bad_message", f"SensorFrame for the obstacle guard: {exc}")
-            return
+            self.drop("bad_message", f"{what} for the obstacle guard: {exc}")
+            return None
         except ExtrinsicsError as exc:
             self.drop("lidar_frame_unknown", str(exc), level="error")
-            return
+            return None
         self._frame_thread = threading.get_ident()
-        self.guard.add(frame.stamp_ns, frame.lidar_points, frame.ego)
+        return out
 
     def _guarded(self, stamp_ns: int, traj, route=None):
         """The model's trajectory for frame ``stamp_ns``, checked by the obstacle guard against its LiDAR
@@ -252,10 +288,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
         wait_s = 0.0 if self._frame_thread == threading.get_ident() else GUARD_FRAME_WAIT_S
         traj, verdict = self.guard.filter(stamp_ns, traj, wait_s, route)
         if verdict is None and self.guard.enabled and not traj.is_fallback:
-            n = self.guard.no_lidar
-            if n % _GUARD_LOG_EVERY == 1:
-                self.get_logger().warning(f"no SensorFrame for frame {stamp_ns} (guard_no_lidar, {n} so far): "
-                                          "its trajectory is published WITHOUT the obstacle guard")
+            missing = self.guard.last_missing
+            why = (f"no LiDAR ({'SensorFrame' if self.guard_input == 'frame' else 'frame cloud'}) for frame {stamp_ns}"
+                   if missing == NO_LIDAR else f"no odometry within 50 ms of frame {stamp_ns} (its LiDAR came)")
+            self.drop(f"guard_{missing}", f"{why}: its trajectory is published WITHOUT the obstacle guard")
         return traj
 
     def _on_route(self, msg: Path) -> None:
@@ -507,7 +543,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values["allow_untrained"] = str(self.params.allow_untrained)
         values.update(self.route.diagnostics(), route_pose_late=str(self.route_pose_late))
         values["route_used_by_model"] = str(self.uses_route)
-        values.update(self.guard.diagnostics())
+        values.update(self.guard.diagnostics(), guard_input=self.guard_input)
         if self.lidar_to_ego is not None:
             values["lidar_frames"] = self.lidar_to_ego.diagnostics()
         return values
@@ -521,8 +557,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if self.uses_route and self.route.state not in ("ok", "none", "received"):  # a route came but is unusable
             problems.append((DiagnosticStatus.WARN, f"planning without a route (route_state: {self.route.state})"))
         if self.guard.last_unguarded:
-            problems.append((DiagnosticStatus.WARN, f"plans published WITHOUT the obstacle guard: no SensorFrame for "
-                                                    f"their stamp (guard_no_lidar {self.guard.no_lidar})"))
+            problems.append((DiagnosticStatus.WARN, f"plans published WITHOUT the obstacle guard: no LiDAR / ego state "
+                                                    f"for their stamp (guard_no_lidar {self.guard.no_lidar}, "
+                                                    f"guard_no_odometry {self.guard.no_odometry})"))
         if self.stats.dropped.get("lidar_frame_unknown"):
             problems.append((ERROR, "LiDAR clouds in a frame without a transform to the ego frame (lidar_frame_unknown)"))
         for name, count in self._publishers_seen.items():
