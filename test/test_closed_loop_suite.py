@@ -87,10 +87,12 @@ def _student_graph() -> dict:
     return graph
 
 
-def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
+@pytest.mark.parametrize("guard_input", ["auto", "lidar"])
+def test_direct_path_plans_what_the_ros_graph_plans(ros_context, guard_input):
     """The big suite runs the core stages directly; on the same episode (same observations,
     stamped as the suite stamps a session's first episode) the ROS node graph publishes
-    the same trajectories."""
+    the same trajectories. guard_input lidar: the planner's obstacle guard reads the frame's
+    cloud and its own odometry (as in a process of its own) instead of the SensorFrame."""
     from latentvla_ros.apps.sim_bridge import GraphVariant, RosGraphSession
     from latentvla_ros.evaluation.agents import build_agent_from_graph
     from latentvla_ros.evaluation.drivers import episode_stamp_base
@@ -98,7 +100,8 @@ def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
     graph = _student_graph()
     cfg = ClosedLoopConfig(max_steps=10, stop_off_road=False)
     agent = build_agent_from_graph(graph)  # guarded (GuardedAgent), as the graph's planner node by default
-    with RosGraphSession(GraphVariant(**graph), context=ros_context) as session:
+    variant = GraphVariant(**graph, extra_overrides={"trajectory_planner": {"guard_input": guard_input}})
+    with RosGraphSession(variant, context=ros_context) as session:
         tee = _Tee(session.driver(), AgentDriver(agent))
         result = run_episode(HighwayClosedLoopEnv("roundabout", 20_001, cfg, stamp_base_ns=episode_stamp_base(0)), tee)
         planner = next(n for n in session.nodes if n.get_name() == "trajectory_planner")
@@ -111,7 +114,8 @@ def test_direct_path_plans_what_the_ros_graph_plans(ros_context):
     assert agent.guard.interventions > 0
     assert (node_guard.guard.interventions, node_guard.guard.stops) == (agent.guard.interventions, agent.guard.stops)
     assert node_guard.guard.plans >= agent.guard.plans  # + the graph's start-up probe frame
-    assert node_guard.no_lidar == 0
+    assert node_guard.no_lidar == node_guard.no_odometry == 0
+    assert planner.guard_input == ("frame" if guard_input == "auto" else "lidar")
 
 
 def test_suite_drives_the_same_path_directly_and_through_ros():

@@ -372,10 +372,13 @@ class GraphVariant:
         fusion = self.effective_fusion
         # + the planner's obstacle guard: the SensorFrame in a composed process, the frame's cloud in its own
         # (trajectory_planner guard_input auto)
-        composed_guard = self.guard and self.mode == "composed"
-        frame_readers = 1 + int(fusion in ("student", "teacher")) + int(composed_guard)
+        guard_input = self.extra_overrides.get("trajectory_planner", {}).get("guard_input", "auto")
+        if guard_input == "auto":
+            guard_input = "frame" if self.mode == "composed" else "lidar"
+        frame_guard = self.guard and guard_input == "frame"
+        frame_readers = 1 + int(fusion in ("student", "teacher")) + int(frame_guard)
         links = {"/" + SENSOR_FRAME: frame_readers, "/" + BEV_FEATURES: 1}
-        if self.guard and not composed_guard:
+        if self.guard and not frame_guard:
             links["/" + FRAME_LIDAR] = 1
         if fusion == "student":
             links["/" + LATENT_PLAN] = 1

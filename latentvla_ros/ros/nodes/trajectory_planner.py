@@ -181,13 +181,6 @@ class TrajectoryPlannerNode(LatentVlaNode):
         # last of the pair does the work; ``_serial`` keeps one frame path at a time), no hop
         # to the planner's own thread, which then only runs odometry and the timers
         self._serial = threading.RLock()
-        self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._serialised(self._on_bev), in_qos,
-                                                 in_process_direct=True)
-        self._plan_sub = None
-        if self.planner.needs_plan:
-            self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._serialised(self._on_plan),
-                                                      in_qos, timeout_param="plan_timeout_s", in_process_direct=True)
-        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         self.guard = GuardInput(GuardConfig(**self.params.obstacle_guard.as_dict()))
         self.lidar_to_ego = None
         self._frame_thread: int | None = None  # the thread the guard's LiDAR arrives on
@@ -195,7 +188,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if self.guard.enabled:
             self.lidar_to_ego = LidarToEgo(self, self.params.frame_id, self.params.lidar_extrinsics, self.params.use_tf)
             # every frame (no latest-frame policy: each plan needs its own frame's LiDAR); not watched: a
-            # missing one is a counted, unguarded plan, not a stale pipeline
+            # missing one is a counted, unguarded plan, not a stale pipeline. Subscribed before the BEV
+            # features: discovered with them or earlier, a graph's first frames find their LiDAR
             if self.guard_input == "frame":
                 # in a composed process in sensor_sync's thread (a conversion shared with bev_features, a dict insert)
                 self.create_subscription(SensorFrame, "~/input/frame", self._on_frame, in_qos, watch=False,
@@ -203,6 +197,13 @@ class TrajectoryPlannerNode(LatentVlaNode):
             else:  # the frame's cloud alone (a few % of a SensorFrame's bytes) + the odometry below
                 self.create_subscription(PointCloud2, "~/input/lidar", self._on_lidar, in_qos, watch=False,
                                          in_process_direct=True)
+        self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._serialised(self._on_bev), in_qos,
+                                                 in_process_direct=True)
+        self._plan_sub = None
+        if self.planner.needs_plan:
+            self._plan_sub = self.create_subscription(LatentActionPlan, "~/input/plan", self._serialised(self._on_plan),
+                                                      in_qos, timeout_param="plan_timeout_s", in_process_direct=True)
+        self.create_subscription(Odometry, "~/input/odometry", self._on_odometry, self.sensor_qos())
         # optional (not watched); latched like a map (reliable + transient local: a route published
         # once before this node started still arrives), published on change or at a low rate
         self.create_subscription(Path, "~/input/route", self._on_route, static_qos(), watch=False)
