@@ -44,10 +44,9 @@ def _frame_msg(stamp_ns: int, obstacle_x: float):
 def _rig(ros_context, spin, monkeypatch, *extra, guard_input: str = "frame"):
     import rclpy
     from conftest import wait_for
-    from test_node_models import QOS, UNTRAINED
-
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import PointCloud2
+    from test_node_models import QOS, UNTRAINED
 
     from latentvla_ros.msg import BevFeatures, LatentActionPlan, PlannedTrajectory, SensorFrame
     from latentvla_ros.ros.nodes.trajectory_planner import TrajectoryPlannerNode

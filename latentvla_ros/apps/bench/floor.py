@@ -19,7 +19,8 @@ keeps a core busy when idle):
   stages run on threads of their own, as ours do.
 - ``floor-processes``: each node in a process of its own (``python -m
   latentvla_ros.apps.bench.floor --node NAME``, the shipped Fast DDS profile), the frame, the
-  BEV and the plan over DDS with the shipped QoS: the floor of ``latentvla run --mode
+  BEV and the plan (and to the planner the frame's LiDAR cloud, its obstacle guard's input
+  there) over DDS with the shipped QoS: the floor of ``latentvla run --mode
   processes``, which the ``processes`` runs are measured against (every node process
   deserialises its inputs into Python; the composed graph shares one object).
 """

@@ -304,7 +304,9 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "Humble/Jazzy, whose rclpy has no EventsExecutor); on one 4-thread `MultiThreadedExecutor` (what `latentvla "
         "run` used before): where executor overhead goes.",
         "- **processes**: the same nodes as separate processes (`ros/graph.py spawn_processes`, "
-        "the shipped Fast DDS profile `config/fastdds/large_data.xml` in every process), harness in the benchmark process.",
+        "the shipped Fast DDS profile `config/fastdds/large_data.xml` in every process), harness in the benchmark process; "
+        "the planner's obstacle guard there reads the frame's LiDAR cloud and its own odometry, not the whole SensorFrame "
+        "(`guard_input` auto).",
         "- End-to-end latency = receive time of the frame's trajectory in the harness - sensor stamp. "
         "Ratio = graph latency / bare-chain latency on the same frames: ratio of the medians, of the p99s, and the "
         "median of per-frame ratios. In the graph `bev_features` and `latent_reasoner` run in parallel; the bare chain "
@@ -405,6 +407,7 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
               "synchroniser, two parallel stages, a planner, the trajectory back over DDS; `latentvla_ros/apps/bench/"
               "floor.py`), with the stages called directly after the sensor subscription (`floor`) and with one executor "
               "hop per node (`floor_hops`), and with each node in a process of its own, the frame, BEV and plan over DDS "
+              "(and to the planner the frame's LiDAR cloud, as its obstacle guard takes it there) "
               "(`floor_processes`: the floor of the `processes` runs). With `--repeat N` each figure is the median over "
               "the N runs.", "",
               *summary_lines(performance_summary(results)), ""]
