@@ -84,7 +84,7 @@ from latentvla_ros.ros.conversions import (
     trajectory_to_msg,
     trajectory_to_path,
 )
-from latentvla_ros.ros.guard_input import NO_LIDAR, GuardInput
+from latentvla_ros.ros.guard_input import NO_LIDAR, ODOMETRY_MATCH_NS, GuardInput
 from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
 from latentvla_ros.ros.model_loading import load_model_runtime
@@ -290,8 +290,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
         traj, verdict = self.guard.filter(stamp_ns, traj, wait_s, route)
         if verdict is None and self.guard.enabled and not traj.is_fallback:
             missing = self.guard.last_missing
-            why = (f"no LiDAR ({'SensorFrame' if self.guard_input == 'frame' else 'frame cloud'}) for frame {stamp_ns}"
-                   if missing == NO_LIDAR else f"no odometry within 50 ms of frame {stamp_ns} (its LiDAR came)")
+            source = "SensorFrame" if self.guard_input == "frame" else "frame cloud"
+            why = (f"no LiDAR ({source}) for frame {stamp_ns}" if missing == NO_LIDAR else
+                   f"no odometry within {ODOMETRY_MATCH_NS // 1_000_000} ms of frame {stamp_ns} (its LiDAR came)")
             self.drop(f"guard_{missing}", f"{why}: its trajectory is published WITHOUT the obstacle guard")
         return traj
 
