@@ -71,6 +71,9 @@ TIMED = [
     ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_on_bev", "planner._on_bev"),
     ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_on_plan", "planner._on_plan"),
     ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_on_odometry", "planner._on_odometry"),
+    ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_on_frame", "planner._on_frame (guard input)"),
+    ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_on_lidar", "planner._on_lidar (guard input)"),
+    ("latentvla_ros.ros.guard_input:GuardInput", "filter", "planner: obstacle guard"),
     ("latentvla_ros.ros.nodes.trajectory_planner:TrajectoryPlannerNode", "_publish", "planner._publish"),
     ("latentvla_ros.ros.nodes.trajectory_planner", "trajectory_to_msg", "planner: trajectory_to_msg"),
 ]
