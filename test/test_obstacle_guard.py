@@ -36,7 +36,8 @@ from latentvla_ros.runtime.agent import GuardedAgent
 CFG = GuardConfig(ego_length_m=5.0, ego_width_m=2.0, front_margin_m=1.0, side_margin_m=0.3, horizon_s=3.0,
                   time_step_s=0.1, stop_margin_m=1.0, min_decel_mps2=1.5, max_decel_mps2=6.0, velocity_window_s=0.5,
                   min_height_m=0.2, max_height_m=3.0, max_gap_s=1.0, track_gate_m=3.0, range_m=40.0,
-                  creep_release=True, creep_speed_mps=1.5, go_accel_mps2=1.5, go_speed_mps=8.0, go_horizon_s=5.0)
+                  creep_release=True, creep_speed_mps=1.5, go_accel_mps2=1.5, go_speed_mps=8.0, go_horizon_s=5.0,
+                  young_track_horizon_s=3.0, follow=False, follow_min_speed_mps=1.0, follow_time_gap_s=0.5)
 V_EGO = 10.0
 DT = 0.1  # LiDAR frame spacing
 PLAN_X = V_EGO * 0.5 * np.arange(1, 9)  # 5, 10, ... 40 m at 0.5 s ... 4 s

@@ -38,6 +38,9 @@ class ObstacleGuardParams(ParamGroup):
     ego_length_m: float  # read-only
     ego_width_m: float  # read-only
     enabled: bool  # read-only
+    follow: bool  # read-only
+    follow_min_speed_mps: float  # read-only
+    follow_time_gap_s: float  # read-only
     front_margin_m: float  # read-only
     go_accel_mps2: float  # read-only
     go_horizon_s: float  # read-only
@@ -55,6 +58,7 @@ class ObstacleGuardParams(ParamGroup):
     time_step_s: float  # read-only
     track_gate_m: float  # read-only
     velocity_window_s: float  # read-only
+    young_track_horizon_s: float  # read-only
 
 
 @dataclass(frozen=True)
