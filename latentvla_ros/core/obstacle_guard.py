@@ -285,7 +285,8 @@ class ObstacleGuard:
         path = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, times)
         hit = self._first_conflict(path, times, obstacles)
         if hit is None:
-            young = self._first_conflict(path, times, obstacles, young_horizon_s=math.inf)
+            has_young = obstacles.velocity_known is not None and not obstacles.velocity_known.all()
+            young = self._first_conflict(path, times, obstacles, young_horizon_s=math.inf) if has_young else None
             if young is None:
                 self.last_verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
                 return trajectory, self.last_verdict
