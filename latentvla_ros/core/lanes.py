@@ -2,7 +2,7 @@
 (pure numpy, float64, deterministic; moved here from ``evaluation/geometry.py``, which
 re-exports it):
 
-- ``wrap_angle``; ``Polyline``: a 2D polyline with arc-length projection / interpolation /
+- ``wrap_angle``; ``arc_lengths`` (cumulative length along points); ``Polyline``: a 2D polyline with arc-length projection / interpolation /
   lateral offset (NAVSIM's ``PDMPath``);
 - ``match_lanes``: which map lanes a driven path uses (the episode's mission lanes);
 - ``chain_lane_centerline``: the route centreline through the ego's lane, following the
@@ -21,6 +21,12 @@ def wrap_angle(angle):
     """Wrap angles to [-pi, pi)."""
     a = np.asarray(angle, dtype=np.float64)
     return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def arc_lengths(xy) -> np.ndarray:
+    """Cumulative length along the points ``xy`` (N, >=2), 0 at the first point (duplicates kept)."""
+    pts = np.asarray(xy, dtype=np.float64)[:, :2]
+    return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
 
 
 # --------------------------------------------------------------------------- polylines

@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
-from latentvla_ros.core.lanes import Polyline
+from latentvla_ros.core.lanes import Polyline, arc_lengths
 from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import EgoState, Trajectory
 
@@ -309,7 +309,7 @@ class ObstacleGuard:
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
             k, track = hit
-            arc = _arc_lengths(path)
+            arc = float(np.hypot(*path[0, :2])) + arc_lengths(path)  # from the origin
             stop_at = max(0.0, arc[k] - cfg.stop_margin_m)
             verdict = replace(verdict, conflict_time_s=float(times[k]), conflict_track=int(track), stop_distance_m=stop_at)
             retimed = self._retime(trajectory, speed0, stop_at)
@@ -339,7 +339,7 @@ class ObstacleGuard:
         if not valid:
             return None
         knots = np.vstack([np.zeros(2), ahead.astype(np.float64)])
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(knots, axis=0), axis=1))])
+        arc = arc_lengths(knots)
         # resample_route extends the route past its end along the last segment: the go may only use
         # the route itself (knot k lies k m along the route from the ego's projection)
         line = Polyline(np.asarray(route, dtype=np.float64).reshape(-1, 2))  # valid: >= 2 finite points
@@ -447,7 +447,7 @@ def _fine_path(trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """The plan on a 0.05 s grid from the origin: (times, poses (T, 3), arc lengths from the origin)."""
     fine_t = np.arange(0.0, trajectory.interval_s * len(trajectory.poses) + 1e-9, 0.05)
     fine = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, fine_t)
-    return fine_t, fine, _arc_lengths(fine, start_at_origin=False)
+    return fine_t, fine, arc_lengths(fine)
 
 
 def _along_path(trajectory: Trajectory, fine_t: np.ndarray, fine: np.ndarray, arc: np.ndarray,
@@ -467,11 +467,3 @@ def _slowed(fine_t: np.ndarray, planned_speed: np.ndarray, speed0: float, decel:
     capped = speed0 * (b - a) - 0.5 * decel * (b * b - a * a) + max(floor, 0.0) * (t1 - t0 - (b - a))
     step = np.minimum(planned_speed * (t1 - t0), capped)
     return np.concatenate([[0.0], np.cumsum(step)])
-
-
-def _arc_lengths(path: np.ndarray, start_at_origin: bool = True) -> np.ndarray:
-    """Cumulative arc length of each pose of ``path`` (T, >=2), from the origin (or from path[0])."""
-    xy = path[:, :2]
-    steps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
-    first = float(np.hypot(*xy[0])) if start_at_origin else 0.0
-    return first + np.concatenate([[0.0], np.cumsum(steps)])

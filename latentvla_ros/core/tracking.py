@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
+from latentvla_ros.core.lanes import arc_lengths
 
 
 @dataclass
@@ -69,8 +70,7 @@ class ControlCommand:
 
 def _polyline(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pts = np.vstack([[0.0, 0.0], np.asarray(poses, dtype=np.float64)[:, :2]])
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
-    return pts, arc
+    return pts, arc_lengths(pts)
 
 
 def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerConfig | None = None) -> ControlCommand:
