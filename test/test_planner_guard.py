@@ -173,6 +173,69 @@ def test_frame_cloud_without_odometry_near_its_stamp_is_a_counted_unguarded_plan
     assert node.guard.no_lidar == 1 and node.stats.snapshot()["dropped"].get("guard_no_lidar") == 1
 
 
+def test_plan_matched_before_its_cloud_on_the_planning_thread_is_held_for_it(ros_context, spin, monkeypatch):
+    """One node per process (guard_input lidar): the frame's cloud, its odometry and its BEV features reach
+    the planner on its one executor thread, and under load the BEV features and plan can come first (latentvla
+    bench, a processes run: a cloud that came 0.85 ms after its plan, which had gone out unguarded). The plan
+    is held until its cloud is here, then guarded; a cloud that never comes costs GUARD_FRAME_WAIT_S at most
+    (counted guard_no_lidar), and the frames behind it keep their stamp order."""
+    from conftest import wait_for
+    from fixtures.message_samples import STAMP_NS
+    from test_node_models import _bev_and_plan
+
+    from latentvla_ros.ros.nodes import trajectory_planner
+
+    wait_s = 1.0  # GUARD_FRAME_WAIT_S (50 ms), generous here: this test's own publishes run on a loaded machine
+    monkeypatch.setattr(trajectory_planner, "GUARD_FRAME_WAIT_S", wait_s)
+    node, pubs, got = _rig(ros_context, spin, monkeypatch, guard_input="lidar")
+    _drive_towards_obstacle(node, pubs, got, frames=1)  # frame 0 as usual, its cloud first
+
+    def out(stamp):
+        return [i for i, t in enumerate(got) if conv.stamp_to_ns(t.header.stamp) == stamp]
+
+    def poses(stamp):
+        msg = got[out(stamp)[0]]
+        assert not msg.is_fallback
+        return np.array([[p.pose.position.x, p.pose.position.y] for p in msg.points])
+
+    def bev_first(stamp):
+        """The BEV features and latent plan of ``stamp``, matched on the planner's thread before any cloud."""
+        bev, plan = _bev_and_plan(node, stamp - STAMP_NS)
+        pubs["plan"].publish(plan)
+        pubs["bev"].publish(bev)
+        assert wait_for(lambda: len(getattr(node, "_held", ())) == 1 or out(stamp))
+
+    stamp = STAMP_NS + STEP_NS
+    bev_first(stamp)
+    time.sleep(0.1)
+    assert not out(stamp), "published before its cloud came (unguarded)"
+    _publish_guard_input(node, pubs, _frame_msg(stamp, obstacle_x=12.0))
+    assert wait_for(lambda: out(stamp))
+    assert poses(stamp)[-1, 0] < PLAN[-1, 0] - 10.0  # guarded: stops short of the obstacle
+    assert node.guard.no_lidar == 0 and node.guard_held == 1
+    values = node.diagnostic_values()
+    assert values["guard_held"] == "1" and values["guard_holding"] == "0"
+    assert 50.0 <= float(values["guard_held_max_ms"]) < wait_s * 1e3
+
+    # no cloud ever for the next frame; the one after it has its cloud: out in stamp order, after wait_s at most
+    lost, after = stamp + STEP_NS, stamp + 2 * STEP_NS
+    started = time.monotonic()
+    bev_first(lost)
+    _publish_guard_input(node, pubs, _frame_msg(after, obstacle_x=12.0))
+    assert wait_for(lambda: after in node.guard._frames)
+    bev, plan = _bev_and_plan(node, after - STAMP_NS)
+    pubs["plan"].publish(plan)
+    pubs["bev"].publish(bev)
+    assert wait_for(lambda: out(lost) and out(after), 20)
+    assert time.monotonic() - started >= 0.9 * wait_s  # held for its cloud that long ...
+    assert out(lost)[0] < out(after)[0]  # ... and the next frame behind it
+    np.testing.assert_allclose(poses(lost), PLAN[:, :2], atol=1e-6)  # unguarded, counted, warned
+    assert poses(after)[-1, 0] < PLAN[-1, 0] - 10.0
+    assert node.guard.no_lidar == 1 and node.stats.snapshot()["dropped"].get("guard_no_lidar") == 1
+    assert node.guard_held == 2 and not node._held
+    assert float(node.diagnostic_values()["guard_held_max_ms"]) >= 0.9 * wait_s * 1e3
+
+
 def test_plan_without_its_sensor_frame_goes_out_unguarded_counted_and_warned(ros_context, spin, monkeypatch):
     from diagnostic_msgs.msg import DiagnosticStatus
     from fixtures.message_samples import STAMP_NS

@@ -11,12 +11,14 @@ Plain Python + numpy (no rclpy). Two ways in (the node's ``guard_input``):
   ego state of a frame is then the odometry nearest to its stamp (within ``ODOMETRY_MATCH_NS``,
   as sensor_sync pairs odometry with the cameras within its slop).
 
-When the model's plan for a BEV frame is made, ``filter`` checks it against the frame with the
-same stamp (``core.obstacle_guard``, the object the direct path's ``GuardedAgent`` uses, so both
-make the same plans). A frame whose LiDAR is not here (within ``wait_s``) or, from a cloud, has
-no odometry near its stamp is counted (``no_lidar`` / ``no_odometry``, ``last_missing`` says
-which) and the plan passes unguarded. Only the last ``size`` frames are kept (frames wait at most
-``plan_timeout_s`` for their latent plan, a few frames at sensor rate).
+``ready`` says whether a frame's input is here (trajectory_planner holds a plan back, briefly,
+while it is not and can only come on the planning thread itself). When the model's plan for a BEV
+frame is made, ``filter`` checks it against the frame with the same stamp (``core.obstacle_guard``,
+the object the direct path's ``GuardedAgent`` uses, so both make the same plans). A frame whose
+LiDAR is not here (within ``wait_s``) or, from a cloud, has no odometry near its stamp is counted
+(``no_lidar`` / ``no_odometry``, ``last_missing`` says which) and the plan passes unguarded. Only
+the last ``size`` frames are kept (frames wait at most ``plan_timeout_s`` for their latent plan, a
+few frames at sensor rate).
 """
 from __future__ import annotations
 
@@ -71,6 +73,12 @@ class GuardInput:
         with self._cond:
             self._odometry.append((int(stamp_ns), velocity, float(yaw_rate)))
             self._cond.notify_all()
+
+    def ready(self, stamp_ns: int) -> bool:
+        """The frame ``stamp_ns``'s LiDAR and ego state are here (a ``filter`` now would guard its plan)."""
+        with self._cond:
+            entry = self._frames.get(int(stamp_ns))
+            return entry is not None and (entry[1] is not None or self._odometry_near(int(stamp_ns)) is not None)
 
     def _odometry_near(self, stamp_ns: int) -> EgoState | None:
         near = min(self._odometry, key=lambda o: abs(o[0] - stamp_ns), default=None)

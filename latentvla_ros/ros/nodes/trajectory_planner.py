@@ -44,10 +44,15 @@ LiDAR cloud alone (``~/input/lidar``: sensor_sync's ``~/output/lidar``, stamped 
 stamp) with the ego state from this node's odometry nearest to that stamp (``auto`` elsewhere: the
 camera images never cross into this process). The model's trajectory for a BEV frame is checked
 against the LiDAR of the frame with the same stamp (core/obstacle_guard.py, the object the direct
-path's GuardedAgent uses) and retimed to stop before a conflict; fallbacks pass unchanged. A frame
-whose LiDAR has not come within ``GUARD_FRAME_WAIT_S`` (or, from a cloud, has no odometry within
-50 ms of its stamp) is published unguarded, counted as a drop (``guard_no_lidar`` /
-``guard_no_odometry``) and flagged WARN in the diagnostics until a plan is guarded again.
+path's GuardedAgent uses) and retimed to stop before a conflict; fallbacks pass unchanged. Where
+the frame's LiDAR comes on another thread (composed) the plan waits for it; where it comes on the
+planning thread itself (one node per process: cloud, odometry and BEV features share the executor
+thread, and under load the BEV features can come first) the plan is held back, and the frames
+behind it with it (stamp order), until its input arrives (``guard_held``, ``guard_held_max_ms``).
+A frame whose LiDAR has not come within ``GUARD_FRAME_WAIT_S`` of its match (or, from a cloud, has
+no odometry within 50 ms of its stamp) is published unguarded, counted as a drop
+(``guard_no_lidar`` / ``guard_no_odometry``) and flagged WARN in the diagnostics until a plan is
+guarded again.
 """
 from __future__ import annotations
 
@@ -98,8 +103,9 @@ ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of i
 # a pose this close to the frame's stamp is the frame's own (sensor_sync pairs odometry within its slop, 0.05 s by
 # default, so one exists; a bag's or a vehicle's odometry is not stamped exactly like the cameras)
 ROUTE_POSE_MATCH_NS = 50_000_000
-# the longest a frame's plan waits for the LiDAR of its stamp (obstacle guard) when it arrives on another thread:
-# in a composed process the SensorFrame is handed over (sensor_sync's thread) before bev_features even starts on it
+# the longest a frame's plan waits for the LiDAR of its stamp (obstacle guard): blocking when it arrives on another
+# thread (in a composed process the SensorFrame is handed over, on sensor_sync's thread, before bev_features even
+# starts on it), held back (``_release_held``) when it arrives on the planning thread (one node per process)
 GUARD_FRAME_WAIT_S = 0.05
 
 _RECENT = 256  # stamps remembered to detect duplicates
@@ -185,6 +191,13 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.lidar_to_ego = None
         self._frame_thread: int | None = None  # the thread the guard's LiDAR arrives on
         self.guard_input = self._guard_input_kind() if self.guard.enabled else "none"
+        # matched frames in stamp order, [frame, matched at, held]: the head waits while its guard input can still
+        # come on this thread (``_release_held``); counted (``guard_held``) and bounded (GUARD_FRAME_WAIT_S)
+        self._held: deque[list] = deque()
+        self.guard_held = 0
+        self.guard_held_max_ms = 0.0
+        self._guard_timer = None
+        self._guard_timer_armed = False
         if self.guard.enabled:
             self.lidar_to_ego = LidarToEgo(self, self.params.frame_id, self.params.lidar_extrinsics, self.params.use_tf)
             # every frame (no latest-frame policy: each plan needs its own frame's LiDAR); not watched: a
@@ -197,6 +210,10 @@ class TrajectoryPlannerNode(LatentVlaNode):
             else:  # the frame's cloud alone (a few % of a SensorFrame's bytes) + the odometry below
                 self.create_subscription(PointCloud2, "~/input/lidar", self._on_lidar, in_qos, watch=False,
                                          in_process_direct=True)
+            # publishes a held plan when its guard input has not come in time (armed only while one is held)
+            self._guard_timer = self.create_timer(GUARD_FRAME_WAIT_S / 4, self._serialised(self._release_held),
+                                                  clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._guard_timer.cancel()
         self._bev_sub = self.create_subscription(BevFeatures, "~/input/bev", self._serialised(self._on_bev), in_qos,
                                                  in_process_direct=True)
         self._plan_sub = None
@@ -249,6 +266,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._odom_time = time.monotonic()
         if self.guard_input == "lidar":
             self.guard.add_odometry(stamp_to_ns(msg.header.stamp), velocity, yaw_rate)
+            self._guard_input_came()
         with self._route_lock:
             self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
             self._route_lock.notify_all()
@@ -259,6 +277,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
                                                                                    msg.lidar.header.frame_id))
         if frame is not None:
             self.guard.add(frame.stamp_ns, frame.lidar_points, frame.ego)
+            self._guard_input_came()
 
     def _on_lidar(self, msg: PointCloud2) -> None:
         """Keep the frame's ego-frame LiDAR (stamped with the frame's stamp by sensor_sync) for the
@@ -267,6 +286,13 @@ class TrajectoryPlannerNode(LatentVlaNode):
                                                                                           msg.header.frame_id))
         if points is not None:
             self.guard.add_cloud(stamp_to_ns(msg.header.stamp), points)
+            self._guard_input_came()
+
+    def _guard_input_came(self) -> None:
+        """A plan held for its guard input may go now (it was matched on this thread before its cloud came)."""
+        if self._held:
+            with self._serial:
+                self._release_held()
 
     def _guard_lidar(self, what: str, convert):
         """``convert()``: the guard's LiDAR of one input in the ego frame; None when dropped (counted)."""
@@ -281,12 +307,13 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._frame_thread = threading.get_ident()
         return out
 
-    def _guarded(self, stamp_ns: int, traj, route=None):
+    def _guarded(self, stamp_ns: int, traj, route=None, wait: bool = True):
         """The model's trajectory for frame ``stamp_ns``, checked by the obstacle guard against its LiDAR
         (``route``: the mission route in the frame's ego frame, for the guard's creep release)."""
-        # wait only where the frame can come meanwhile: not when frames are delivered on this very thread
-        # (one node per process: BEV features and SensorFrames share the planner's executor thread)
-        wait_s = 0.0 if self._frame_thread == threading.get_ident() else GUARD_FRAME_WAIT_S
+        # wait only where the frame can come meanwhile: not when it is delivered on this very thread (one node
+        # per process: the cloud and the BEV features share the planner's executor thread; ``_release_held``
+        # held the plan back for it instead)
+        wait_s = 0.0 if not wait or self._guard_input_here() else GUARD_FRAME_WAIT_S
         traj, verdict = self.guard.filter(stamp_ns, traj, wait_s, route)
         if verdict is None and self.guard.enabled and not traj.is_fallback:
             missing = self.guard.last_missing
@@ -432,49 +459,92 @@ class TrajectoryPlannerNode(LatentVlaNode):
             self.drop("plan_unmatched", f"{evicted} latent plan(s) never met their BEV frame", count=evicted)
 
     def _handle(self, frames: list[MatchedFrame]) -> None:
+        """Publish ``frames`` (stamp order), behind any frame still held for its guard input."""
         self._count_evictions()
-        for item in frames:
-            if item.skipped:  # a newer frame has its plan: this one's is not coming, publish in stamp order
-                reason = "latent plan missing (a newer frame's plan arrived first)"
-                self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
-                self._publish_fallback(item.stamp_ns, reason)
-                continue
-            if item.timed_out:
-                reason = self._plan_stream_down(time.monotonic()) or "latent plan timeout"
-                self._plan_timeouts_in_row += 1
-                self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
-                self._publish_fallback(item.stamp_ns, reason)
-                continue
-            untrained = self._untrained_weights(item)
-            if untrained and not self.params.allow_untrained:
-                self.drop("untrained_weights", f"frame {item.stamp_ns} would be planned with untrained weights "
-                          f"({', '.join(untrained)}): fallback (allow_untrained is false)")
-                self._publish_fallback(item.stamp_ns, f"untrained weights: {', '.join(untrained)}")
-                continue
-            with self.processing(item.stamp_ns):
-                try:
-                    route = self._route_for(item.stamp_ns)
-                    if self.uses_route:  # a checkpoint with a route input (route_points > 0)
-                        traj = self.planner.plan(item.bev, item.plan, route=route)
-                    else:
-                        traj = self.planner.plan(item.bev, item.plan)
-                    if not traj.is_finite():
-                        raise ValueError("planner returned non-finite poses")
-                except Exception as exc:  # noqa: BLE001 - ModelOutputError (NaN), MissingInputError, anything
-                    self.model_failed(exc)
-                    self.drop("model_error", f"{type(exc).__name__}: {exc}")
-                    self._publish_fallback(item.stamp_ns, f"model error: {exc}")
-                    continue
-                self.model_succeeded()
-                traj = self._guarded(item.stamp_ns, traj, route)
-                if untrained and "untrained" not in traj.model_id:  # allowed: still flagged
-                    traj.model_id = f"{traj.model_id}+untrained_inputs({','.join(untrained)})"
-                if self._in_fallback:
-                    self.get_logger().info(f"inputs are back: leaving fallback (was: {self.fallback_reason})")
-                self._in_fallback = False
-                self.fallback_reason = ""
-                self.fallback_since = None
-                self._publish(traj, item.plan)
+        now = time.monotonic()
+        self._held.extend([item, now, False] for item in frames)
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Plan the held frames in stamp order, up to the first whose guard input (its LiDAR; from a
+        cloud, its odometry too) is not here but can still come on this very thread: that one (and
+        those behind it) waits for it, ``GUARD_FRAME_WAIT_S`` at most from when it was matched."""
+        now = time.monotonic()
+        while self._held:
+            entry = self._held[0]
+            item, since = entry[0], entry[1]
+            if now - since < GUARD_FRAME_WAIT_S and self._awaits_guard_input(item):
+                if not entry[2]:
+                    entry[2] = True
+                    self.guard_held += 1
+                if not self._guard_timer_armed:  # wakes this thread to publish it when its time is up
+                    self._guard_timer_armed = True
+                    self._guard_timer.reset()
+                return
+            self._held.popleft()
+            if entry[2]:
+                self.guard_held_max_ms = max(self.guard_held_max_ms, (now - since) * 1e3)
+            self._finish(item, held=entry[2])
+        if self._guard_timer_armed:
+            self._guard_timer_armed = False
+            self._guard_timer.cancel()
+
+    def _awaits_guard_input(self, item: MatchedFrame) -> bool:
+        """The model plan of ``item`` would go out unguarded now, and its guard input arrives on this thread
+        (one node per process: the cloud, the odometry and the BEV features share the executor thread; so no
+        blocking wait in ``_guarded``: holding the plan lets the executor deliver the cloud)."""
+        if item.skipped or item.timed_out or not self.guard.enabled or not self._guard_input_here():
+            return False
+        return not self.guard.ready(item.stamp_ns)
+
+    def _guard_input_here(self) -> bool:
+        """The guard's input arrives on the calling thread (or none has arrived yet: no thread to wait on)."""
+        return self._frame_thread is None or self._frame_thread == threading.get_ident()
+
+    def _finish(self, item: MatchedFrame, held: bool = False) -> None:
+        """One matched frame's trajectory: the model's (guarded) or a fallback (``held``: it waited for its
+        guard input already)."""
+        if item.skipped:  # a newer frame has its plan: this one's is not coming, publish in stamp order
+            reason = "latent plan missing (a newer frame's plan arrived first)"
+            self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
+            self._publish_fallback(item.stamp_ns, reason)
+            return
+        if item.timed_out:
+            reason = self._plan_stream_down(time.monotonic()) or "latent plan timeout"
+            self._plan_timeouts_in_row += 1
+            self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
+            self._publish_fallback(item.stamp_ns, reason)
+            return
+        untrained = self._untrained_weights(item)
+        if untrained and not self.params.allow_untrained:
+            self.drop("untrained_weights", f"frame {item.stamp_ns} would be planned with untrained weights "
+                      f"({', '.join(untrained)}): fallback (allow_untrained is false)")
+            self._publish_fallback(item.stamp_ns, f"untrained weights: {', '.join(untrained)}")
+            return
+        with self.processing(item.stamp_ns):
+            try:
+                route = self._route_for(item.stamp_ns)
+                if self.uses_route:  # a checkpoint with a route input (route_points > 0)
+                    traj = self.planner.plan(item.bev, item.plan, route=route)
+                else:
+                    traj = self.planner.plan(item.bev, item.plan)
+                if not traj.is_finite():
+                    raise ValueError("planner returned non-finite poses")
+            except Exception as exc:  # noqa: BLE001 - ModelOutputError (NaN), MissingInputError, anything
+                self.model_failed(exc)
+                self.drop("model_error", f"{type(exc).__name__}: {exc}")
+                self._publish_fallback(item.stamp_ns, f"model error: {exc}")
+                return
+            self.model_succeeded()
+            traj = self._guarded(item.stamp_ns, traj, route, wait=not held)
+            if untrained and "untrained" not in traj.model_id:  # allowed: still flagged
+                traj.model_id = f"{traj.model_id}+untrained_inputs({','.join(untrained)})"
+            if self._in_fallback:
+                self.get_logger().info(f"inputs are back: leaving fallback (was: {self.fallback_reason})")
+            self._in_fallback = False
+            self.fallback_reason = ""
+            self.fallback_since = None
+            self._publish(traj, item.plan)
 
     def _untrained_weights(self, item: MatchedFrame) -> list[str]:
         """Model ids of this frame's chain that say 'untrained' (own weights, BEV, plan)."""
@@ -546,6 +616,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values.update(self.route.diagnostics(), route_pose_late=str(self.route_pose_late))
         values["route_used_by_model"] = str(self.uses_route)
         values.update(self.guard.diagnostics(), guard_input=self.guard_input)
+        if self.guard.enabled:
+            values.update(guard_held=str(self.guard_held), guard_held_max_ms=f"{self.guard_held_max_ms:.1f}",
+                          guard_holding=str(len(self._held)))
         if self.lidar_to_ego is not None:
             values["lidar_frames"] = self.lidar_to_ego.diagnostics()
         return values
