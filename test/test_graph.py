@@ -104,3 +104,29 @@ def _camera_header_stamps(bag):
     ts = get_typestore(Stores.ROS2_KILTED)
     for m in read_bag(str(bag), topics=["/sensing/camera/front/image_raw"]):
         yield ts.deserialize_cdr(m.data, m.msgtype).header.stamp
+
+
+def test_graph_ready_waits_for_the_producer_of_the_input_a_node_chose(ros_context):
+    """A node that subscribes one of its ``either_inputs`` (the planner's guard LiDAR: the SensorFrame or
+    the frame's cloud) is ready only once that topic has its publisher too (sensor_sync's cloud): its
+    subscription alone, seen by a third node, is not."""
+    from std_msgs.msg import UInt8
+
+    from latentvla_ros.ros.topology import NodeSpec
+
+    specs = [NodeSpec("producer", "m", [("~/output/frame", "ready_t/frame"), ("~/output/lidar", "ready_t/lidar")]),
+             NodeSpec("consumer", "m", [("~/input/frame", "ready_t/frame"), ("~/input/lidar", "ready_t/lidar")],
+                      either_inputs=("~/input/frame", "~/input/lidar"))]
+    graph = rclpy.create_node("ready_graph", context=ros_context)
+    watcher = rclpy.create_node("ready_watcher", context=ros_context)
+    try:
+        graph.create_subscription(UInt8, "/ready_t/lidar", lambda _: None, 10)  # the consumer chose the cloud
+        graph.create_publisher(UInt8, "/ready_t/frame", 10)  # the producer's other output only
+        assert wait_for(lambda: watcher.count_subscribers("/ready_t/lidar") == 1
+                        and watcher.count_publishers("/ready_t/frame") == 1)
+        assert not wait_for_graph_ready(watcher, specs, timeout_s=1.0)
+        graph.create_publisher(UInt8, "/ready_t/lidar", 10)
+        assert wait_for_graph_ready(watcher, specs, timeout_s=10.0)
+    finally:
+        graph.destroy_node()
+        watcher.destroy_node()

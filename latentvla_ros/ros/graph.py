@@ -222,7 +222,8 @@ def wait_for_graph_ready(node, specs: list[NodeSpec], timeout_s: float = 30.0, n
     while time.monotonic() < deadline:
         subs = {t: node.count_subscribers(_absolute(t, prefix)) for t in {*consumers, *(t for g in either for t in g)}}
         if (all(subs[t] >= n and node.count_publishers(_absolute(t, prefix)) >= 1 for t, n in consumers.items())
-                and all(any(subs[t] > consumers.get(t, 0) for t in group) for group in either)):
+                and all(any(subs[t] > consumers.get(t, 0) and node.count_publishers(_absolute(t, prefix)) >= 1
+                            for t in group) for group in either)):
             return True
         time.sleep(0.05)
     return False

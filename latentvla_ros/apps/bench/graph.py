@@ -308,7 +308,11 @@ def run_processes(opts: BenchOptions, data: ConfigData, backend: str, rate: floa
             return {"sensor_sync": int(entry[1].get("published/frame", 0)) if entry else None}
 
         names = {p.pid: spec.name for p, spec in zip(procs, options.nodes)}
-        before = {k: _diagnostic_drops(v[1]) for k, v in harness.diagnostics.items()}  # the last report (1 Hz)
+        # each node's first report (1 Hz) after the warm-up: its drops (a start-up frame's cloud, a warm-up plan
+        # timeout) are not the measured frames'
+        warm_end = time.time_ns()
+        wait_until(lambda: all(harness.diagnostics.get(n, (0, {}))[0] > warm_end for n in harness.node_names), 3.0)
+        before = {k: _diagnostic_drops(v[1]) for k, v in harness.diagnostics.items()}
         run = measure_graph(harness, msgs, rate, bare, counters, lambda: [p.pid for p in procs],
                             drain_s=idle_drain_s(rate, bare), node_times=DiagnosticsNodeTimes(harness),
                             process_names=names, bare_parallel=bare_parallel)
