@@ -498,8 +498,12 @@ class TrajectoryPlannerNode(LatentVlaNode):
         return not self.guard.ready(item.stamp_ns)
 
     def _guard_input_here(self) -> bool:
-        """The guard's input arrives on the calling thread (or none has arrived yet: no thread to wait on)."""
-        return self._frame_thread is None or self._frame_thread == threading.get_ident()
+        """The guard's input arrives on the calling thread. Before the first one came: outside a composed process
+        every input comes on this node's executor thread; in one, the frame on sensor_sync's thread."""
+        if self._frame_thread is None:
+            bus = self.intra_process
+            return bus is None or not bus.enabled
+        return self._frame_thread == threading.get_ident()
 
     def _finish(self, item: MatchedFrame, held: bool = False) -> None:
         """One matched frame's trajectory: the model's (guarded) or a fallback (``held``: it waited for its
