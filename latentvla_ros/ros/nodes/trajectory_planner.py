@@ -266,10 +266,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self._odom_time = time.monotonic()
         if self.guard_input == "lidar":
             self.guard.add_odometry(stamp_to_ns(msg.header.stamp), velocity, yaw_rate)
-            self._guard_input_came()
         with self._route_lock:
             self.route.add_pose(stamp_to_ns(msg.header.stamp), x, y, yaw, msg.header.frame_id)
             self._route_lock.notify_all()
+        if self.guard_input == "lidar":  # after the route's pose: a plan released now finds it
+            self._guard_input_came()
 
     def _on_frame(self, msg: SensorFrame) -> None:
         """Keep the frame's ego-frame LiDAR and ego state for the obstacle guard (by stamp)."""
