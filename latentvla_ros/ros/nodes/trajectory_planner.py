@@ -100,9 +100,7 @@ from latentvla_ros.ros.route_input import RouteInput
 from latentvla_ros.runtime import TrajectoryPlanner
 
 ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of its stamp (route transform)
-# a pose this close to the frame's stamp is the frame's own (sensor_sync pairs odometry within its slop, 0.05 s by
-# default, so one exists; a bag's or a vehicle's odometry is not stamped exactly like the cameras)
-ROUTE_POSE_MATCH_NS = 50_000_000
+# the frame's own pose: the odometry sample within ODOMETRY_MATCH_NS of its stamp (sensor_sync's slop), as for the guard
 # the longest a frame's plan waits for the LiDAR of its stamp (obstacle guard): blocking when it arrives on another
 # thread (in a composed process the SensorFrame is handed over, on sensor_sync's thread, before bev_features even
 # starts on it), held back (``_release_held``) when it arrives on the planning thread (one node per process)
@@ -339,8 +337,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _route_for(self, stamp_ns: int):
         """The ego-frame route for the frame ``stamp_ns`` (None: none usable; the drop counted)."""
         with self._route_lock:
-            if self.route.has_route and not self.route.has_pose_at(stamp_ns, ROUTE_POSE_MATCH_NS):
-                if not self._route_lock.wait_for(lambda: self.route.has_pose_at(stamp_ns, ROUTE_POSE_MATCH_NS),
+            if self.route.has_route and not self.route.has_pose_at(stamp_ns, ODOMETRY_MATCH_NS):
+                if not self._route_lock.wait_for(lambda: self.route.has_pose_at(stamp_ns, ODOMETRY_MATCH_NS),
                                                  timeout=ROUTE_POSE_WAIT_S):
                     self.route_pose_late += 1  # planned with the nearest pose there is
             route, drop = self.route.ego_route(stamp_ns, self.params.route_timeout_s, self.params.input_timeout_s)
