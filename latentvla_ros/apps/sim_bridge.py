@@ -70,6 +70,7 @@ from latentvla_ros.ros.topology import (
     TRAJECTORY,
     NodeSpec,
     graph_nodes,
+    resolve_guard_input,
 )
 
 WATCHDOG_REASON_PREFIX = "no BEV features"
@@ -372,9 +373,8 @@ class GraphVariant:
         fusion = self.effective_fusion
         # + the planner's obstacle guard: the SensorFrame in a composed process, the frame's cloud in its own
         # (trajectory_planner guard_input auto)
-        guard_input = self.extra_overrides.get("trajectory_planner", {}).get("guard_input", "auto")
-        if guard_input == "auto":
-            guard_input = "frame" if self.mode == "composed" else "lidar"
+        guard_input = resolve_guard_input(self.extra_overrides.get("trajectory_planner", {}).get("guard_input", "auto"),
+                                          in_process=self.mode == "composed")
         frame_guard = self.guard and guard_input == "frame"
         frame_readers = 1 + int(fusion in ("student", "teacher")) + int(frame_guard)
         links = {"/" + SENSOR_FRAME: frame_readers, "/" + BEV_FEATURES: 1}

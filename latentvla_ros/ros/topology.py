@@ -66,6 +66,15 @@ AUTOWARE_SENSOR_TOPICS = {
 }
 
 
+def resolve_guard_input(kind: str, in_process: bool) -> str:
+    """trajectory_planner's ``guard_input`` with ``auto`` resolved: the SensorFrame (``frame``) where it is
+    handed over in-process (a composed process), else the frame's LiDAR cloud alone (``lidar``: over DDS a
+    SensorFrame brings the camera images along)."""
+    if kind == "auto":
+        return "frame" if in_process else "lidar"
+    return kind
+
+
 @dataclass
 class NodeSpec:
     name: str  # node name == executable == schema name

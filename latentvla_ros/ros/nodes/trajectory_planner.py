@@ -97,6 +97,7 @@ from latentvla_ros.ros.node_base import ERROR, LatentVlaNode, checked_odometry
 from latentvla_ros.ros.node_main import run_node
 from latentvla_ros.ros.qos import static_qos
 from latentvla_ros.ros.route_input import RouteInput
+from latentvla_ros.ros.topology import resolve_guard_input
 from latentvla_ros.runtime import TrajectoryPlanner
 
 ROUTE_POSE_WAIT_S = 0.05  # the longest a frame waits for the odometry pose of its stamp (route transform)
@@ -236,13 +237,9 @@ class TrajectoryPlannerNode(LatentVlaNode):
 
     # ---------------------------------------------------------------- inputs
     def _guard_input_kind(self) -> str:
-        """``guard_input``, with ``auto`` resolved: the SensorFrame where it is handed over in-process
-        (composed), else the frame's cloud (over DDS a SensorFrame brings the camera images along)."""
-        kind = self.params.guard_input
-        if kind == "auto":
-            bus = self.intra_process
-            kind = "frame" if bus is not None and bus.enabled else "lidar"
-        return kind
+        """``guard_input``, with ``auto`` resolved (ros/topology.py ``resolve_guard_input``)."""
+        bus = self.intra_process
+        return resolve_guard_input(self.params.guard_input, bus is not None and bus.enabled)
 
     def _serialised(self, callback):
         """``callback`` holding ``_serial``: the frame path runs in one thread at a time."""
