@@ -50,6 +50,25 @@ def test_backwards_time_jump_keeps_plans_of_the_new_timeline(planner_rig):
     assert node.stats.snapshot()["dropped"].get("plan_unmatched", 0) == 0
 
 
+def test_a_frame_flushed_by_the_time_jump_is_counted_as_such_not_as_a_plan_timeout(planner_rig):
+    """The bag loops while the old timeline's last frame still waits for its plan (a reasoner lagging under
+    load): that frame gets its fallback at the jump, counted ``time_jump`` (it never waited out
+    plan_timeout_s), and the new timeline is planned by the model."""
+    node, bev_pub, plan_pub, got = planner_rig
+    old = [_send(node, bev_pub, plan_pub, 30 * S + k * S // 10) for k in range(2)]
+    assert wait_for(lambda: set(old) <= set(_stamps(got)), 20)
+    late = _send(node, bev_pub, plan_pub, 30 * S + 2 * S // 10, with_plan=False)  # its plan is still coming
+    new = [_send(node, bev_pub, plan_pub, k * S // 10) for k in range(3)]  # the jump, well within 0.3 s
+    assert wait_for(lambda: set(new) <= set(_stamps(got)), 20)
+    time.sleep(0.5)
+    by_stamp = {stamp_to_ns(t.header.stamp): t for t in got}
+    assert by_stamp[late].is_fallback and "time jumped back" in by_stamp[late].fallback_reason
+    assert not any(by_stamp[s].is_fallback for s in new)
+    dropped = node.stats.snapshot()["dropped"]
+    assert dropped.get("time_jump") == 1 and "plan_timeout" not in dropped, dropped
+    assert [s for s in _stamps(got) if s in {*old, late, *new}] == [*old, late, *new]
+
+
 def test_frames_leave_in_stamp_order_when_a_plan_is_missing(planner_rig):
     node, bev_pub, plan_pub, got = planner_rig
     first = _send(node, bev_pub, plan_pub, 5 * S, with_plan=False)  # its plan never comes

@@ -24,7 +24,8 @@ warning naming the fix (use_sim_time).
 
 The planner leaves the fallback by itself with the first model trajectory. Repeated
 stamps are dropped and counted (``duplicate_bev`` / ``duplicate_plan``), plans that
-never meet their BEV frame are counted (``plan_unmatched``), and so are frames whose BEV
+never meet their BEV frame are counted (``plan_unmatched``), frames of an old timeline flushed
+by a backwards time jump before their plan came (``time_jump``: not a plan timeout), and frames whose BEV
 features never arrived (``frame_lost_upstream``, from ``BevFeatures.sequence``).
 
 Route: the latest mission route (``~/input/route``, nav_msgs/Path in the odometry's frame,
@@ -507,6 +508,11 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if item.skipped:  # a newer frame has its plan: this one's is not coming, publish in stamp order
             reason = "latent plan missing (a newer frame's plan arrived first)"
             self.drop("plan_timeout", f"no latent plan for frame {item.stamp_ns}: {reason}")
+            self._publish_fallback(item.stamp_ns, reason)
+            return
+        if item.flushed:  # not a plan timeout: the timeline ended under it (a looping bag, a simulator reset)
+            reason = "time jumped back before its latent plan came (the old timeline's frame)"
+            self.drop("time_jump", f"frame {item.stamp_ns}: {reason}")
             self._publish_fallback(item.stamp_ns, reason)
             return
         if item.timed_out:
