@@ -171,6 +171,39 @@ def test_results_json_has_the_issue_shape_and_paired_differences_by_hand():
     assert nan_pair["episodes"] == 0 and math.isnan(nan_pair["mean"])
 
 
+def test_episodes_count_what_the_obstacle_guard_did_and_results_report_its_share():
+    """How much of the driving is the model's: each planning step's guard verdict is counted per episode
+    (the roundabout seed below has a vehicle ahead: the guard retimes some plans), and results.json gives
+    the shares per method and scenario (hand-computed), with a markdown table; no guard: no shares."""
+    from latentvla_ros.evaluation.agents import build_agent_from_graph
+    from latentvla_ros.evaluation.results_json import build_results_json, markdown_guard
+
+    agent = build_agent_from_graph(_student_graph())
+    seen = []
+    driver = AgentDriver(agent)
+    result = run_episode(HighwayClosedLoopEnv("roundabout", 20_001, ClosedLoopConfig(max_steps=10, stop_off_road=False)),
+                         driver, on_step=lambda *_: seen.append(agent.last_verdict.action))
+    assert result.error == "" and sum(result.guard_actions.values()) == result.steps == 10
+    assert result.guard_actions == {a: seen.count(a) for a in set(seen)}
+    assert agent.guard.interventions > 0 and result.guard_actions.get("clear", 0) < 10
+    unguarded = run_episode(HighwayClosedLoopEnv("merge", 20_000, ClosedLoopConfig(max_steps=3), expert=True), ExpertDriver())
+    assert unguarded.guard_actions == {}
+
+    def ep(method, seed, actions):
+        return dict(method=method, scenario="roundabout", seed=seed, score=1.0, collision=False, off_road=False,
+                    route_completed=True, route_completion=1.0, guard_actions=actions)
+
+    episodes = [ep("latentvla_student", 1, {"clear": 6, "stop": 2}), ep("latentvla_student", 2, {"clear": 1, "go": 1}),
+                ep("latentvla_none", 1, {})]
+    out = build_results_json([], [], episodes, ["latentvla_student", "latentvla_none"], n_boot=50)
+    share = out["closed_loop"]["e2e_student"]["per_scenario"]["roundabout"]["guard_share"]
+    assert share == {"clear": pytest.approx(0.7), "go": pytest.approx(0.1), "stop": pytest.approx(0.2)}
+    assert "guard_share" not in out["closed_loop"]["e2e_none"]
+    table = markdown_guard(out)
+    assert "| e2e_student | roundabout | 70.0 | 10.0 | 20.0 |" in table and "e2e_none" not in table
+    assert markdown_guard(build_results_json([], [], episodes[2:], ["latentvla_none"], n_boot=50)) == ""
+
+
 def _square(x):
     return x * x
 

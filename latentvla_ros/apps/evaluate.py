@@ -630,14 +630,14 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         plot_bars(result["closed_loop"]["summary"], "score", plan.closed_loop_methods, out / "closed_loop_score.png",
                   "Closed-loop score (highway-env)", untrained=[n for n, sp in specs.items() if sp.untrained])
         plot_paths(episodes, out / "closed_loop_paths.png")
-    from latentvla_ros.evaluation.results_json import build_results_json, markdown_paired
+    from latentvla_ros.evaluation.results_json import build_results_json, markdown_guard, markdown_paired
 
     headline = build_results_json(
         open_rows if plan.run_open_loop else [], plan.open_loop_methods, episodes if plan.run_closed_loop else [],
         result["closed_loop"]["methods"] if plan.run_closed_loop else [], plan.bootstrap_samples, plan.bootstrap_seed,
         meta={k: result["meta"][k] for k in ("command", "date", "quick", "workers", "checkpoints", "wall_s")})
     result["paired"] = headline["paired"]
-    tables = markdown_tables(result) + "\n" + markdown_paired(headline)
+    tables = markdown_tables(result) + "\n" + markdown_paired(headline) + markdown_guard(headline)
     (out / "summary.md").write_text(tables)
     (out / "scores.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=False, allow_nan=True))
     (out / "results.json").write_text(json.dumps(_jsonable(headline), indent=1))

@@ -534,6 +534,7 @@ class EpisodeResult:
     comfort_checks: dict[str, float]  # per check: fraction of windows passing
     fallbacks: int = 0  # trajectories flagged is_fallback
     no_plan: int = 0  # steps without a trajectory (timeouts): full brake
+    guard_actions: dict[str, int] = field(default_factory=dict)  # obstacle guard verdicts per step ({}: no guard)
     mean_plan_ms: float = float("nan")  # wall time from observation to trajectory
     p95_plan_ms: float = float("nan")
     wall_s: float = 0.0
@@ -607,6 +608,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
     driver.reset(env)
     poses, vels, accs, yaw_rates, speeds, stamps, traj_stamps, plan_ms = [], [], [], [], [], [], [], []
     fallbacks = no_plan = 0
+    guard_actions: dict[str, int] = {}
     termination = "max_steps"
     outcome = StepOutcome(False, False, False, 0.0)
     model_id = ""
@@ -627,6 +629,9 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
             t0 = time.perf_counter()
             traj = driver.plan(obs)
             plan_ms.append((time.perf_counter() - t0) * 1e3)
+            action = getattr(driver, "guard_action", None)  # how much of the driving is the model's own plan
+            if action:
+                guard_actions[action] = guard_actions.get(action, 0) + 1
             control = None
             if traj is not None:
                 traj_stamps.append(int(traj.stamp_ns))
@@ -664,7 +669,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
         collision=bool(collided), off_road=bool(off_road), route_completed=bool(completed),
         progress_m=float(outcome.progress_m if len(poses) > 1 else 0.0),
         mean_speed_mps=float(np.mean(speeds)), comfort=comfort, comfort_checks=per_check,
-        fallbacks=fallbacks, no_plan=no_plan, mean_plan_ms=float(np.nanmean(ms)),
+        fallbacks=fallbacks, no_plan=no_plan, guard_actions=guard_actions, mean_plan_ms=float(np.nanmean(ms)),
         p95_plan_ms=float(np.nanpercentile(ms, 95)) if np.any(np.isfinite(ms)) else float("nan"),
         wall_s=time.perf_counter() - t_start, cpu_s=time.process_time() - cpu_start, model_id=model_id, error=error,
         destination=env.mission.destination or "", turn=env.mission.turn,

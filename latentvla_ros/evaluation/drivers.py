@@ -160,6 +160,13 @@ class AgentDriver:
                                            acceleration=np.asarray(acc, dtype=np.float32),
                                            yaw_rate=float(ego.yaw_rate), command=ego.command))
 
+    @property
+    def guard_action(self) -> str | None:
+        """The obstacle guard's verdict on the last plan ('clear': the model's plan went out unchanged; 'go',
+        'stop', 'slow', 'follow', 'caution': the guard changed it), None without a guard."""
+        verdict = getattr(self.agent, "last_verdict", None)
+        return getattr(verdict, "action", None)
+
     def plan(self, obs: Observation) -> Trajectory | None:
         route = self._env.route_ego(obs) if self._env is not None else None
         traj = self.agent.compute_trajectory(agent_input_of(self.graph_frame(obs), route=route))

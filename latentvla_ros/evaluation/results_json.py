@@ -100,6 +100,17 @@ def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dic
     return out
 
 
+def guard_share(eps: list[dict]) -> dict[str, float]:
+    """The obstacle guard's verdicts as shares of all planning steps of ``eps`` ({} without a guard): 'clear'
+    is the model's plan driven unchanged; 'go', 'stop', 'slow', 'follow', 'caution' are steps the guard changed."""
+    counts: dict[str, int] = {}
+    for e in eps:
+        for action, n in (e.get("guard_actions") or {}).items():
+            counts[action] = counts.get(action, 0) + int(n)
+    total = sum(counts.values())
+    return {a: n / total for a, n in sorted(counts.items())} if total else {}
+
+
 def _closed_stats(eps: list[dict], n_boot: int, seed: int) -> dict:
     scores = [float(e["score"]) for e in eps if e.get("score") is not None]
     mean, lo, hi = bootstrap_interval(scores, n_boot, seed)
@@ -112,7 +123,7 @@ def _closed_stats(eps: list[dict], n_boot: int, seed: int) -> dict:
             "collision_rate": rate("at_fault_collision"), "collision_rate_any": rate("collision"),
             "off_road_rate": rate("off_road"),
             "route_completion": float(np.mean([float(e.get("route_completion", 0.0)) for e in eps])) if eps else float("nan"),
-            "route_completed_rate": rate("route_completed")}
+            "route_completed_rate": rate("route_completed"), **({"guard_share": share} if (share := guard_share(eps)) else {})}
 
 
 def build_results_json(open_rows: list[dict], open_methods: Sequence[str], episodes: list[dict],
@@ -177,6 +188,25 @@ def markdown_paired(results: dict) -> str:
         lines.append(f"| {key} | {v['episodes']} | {fmt(v)} | " + " | ".join(cells) + " |")
     reading = fusion_reading(results)
     return "\n".join(lines) + "\n" + (f"\n{reading}\n" if reading else "")
+
+
+def markdown_guard(results: dict) -> str:
+    """Per guarded method and scenario, what share of the planning steps drove the model's plan unchanged and
+    what the obstacle guard did on the others ('' without a guarded method)."""
+    rows = [(m, sc, d["guard_share"]) for m, v in results.get("closed_loop", {}).items()
+            for sc, d in v.get("per_scenario", {}).items() if d.get("guard_share")]
+    if not rows:
+        return ""
+    actions = sorted({a for *_, share in rows for a in share} - {"clear"})
+    lines = ["", "### Closed loop, what the obstacle guard did (share of planning steps, %)", "",
+             "'model' = the model's plan driven unchanged (the guard's 'clear'); the other columns are steps whose plan "
+             "the guard replaced: 'go' (creep release along the route), 'stop' / 'slow' / 'caution' (retimed for a "
+             "predicted conflict), 'follow' (retimed behind a lead vehicle).", "",
+             "| Method | Scenario | model | " + " | ".join(actions) + " |", "|---|---|---|" + "---|" * len(actions)]
+    for method, scenario, share in rows:
+        cells = [f"{100.0 * share.get(a, 0.0):.1f}" for a in actions]
+        lines.append(f"| {method} | {scenario} | {100.0 * share.get('clear', 0.0):.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _verdict(d: dict | None) -> str | None:
