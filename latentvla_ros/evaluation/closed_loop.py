@@ -57,8 +57,9 @@ from latentvla_ros.core.types import (
     MapGeometry,
     SensorFrame,
 )
-from latentvla_ros.data.missions import EXPERT_CRUISE_MPS, Mission, mission_for, plan_route, prune_route, route_points
+from latentvla_ros.data.missions import EXPERT_CRUISE_MPS, Mission, mission_for, plan_route, route_points
 from latentvla_ros.data.splits import SCENARIOS
+from latentvla_ros.evaluation.closed_loop_vehicles import closed_loop_vehicle_classes
 from latentvla_ros.evaluation.collisions import episode_nc
 from latentvla_ros.evaluation.geometry import Polyline, box_corners, point_segment_distance, points_in_union
 from latentvla_ros.evaluation.pdms import COMFORT_METRICS, DRIVABLE_AREA_TOLERANCE_M, PdmsConfig, comfort_checks
@@ -144,54 +145,6 @@ def control_to_action(cmd: ControlCommand, acceleration_range: tuple[float, floa
     return np.array([norm(acc, acceleration_range), norm(-steer, steering_range)], dtype=np.float64)
 
 
-# ----------------------------------------------------------------------------- highway-env classes
-_CLASSES: dict[str, Any] = {}
-
-
-def _ego_classes() -> dict[str, Any]:
-    """The ego vehicle classes (built lazily: importing highway-env is slow)."""
-    if _CLASSES:
-        return _CLASSES
-    from highway_env.vehicle.kinematics import Vehicle
-
-    from latentvla_ros.data.highway import _expert_class, _flip_pose, ego_color_mixin
-
-    expert_base = _expert_class()
-
-    class ClosedLoopVehicle(ego_color_mixin(), Vehicle):
-        """The ego under ContinuousAction: a kinematic bicycle that never reverses, with
-        a route (for the command) and its pose recorded at every simulation step; drawn
-        in the logs' ego colour."""
-
-        MIN_SPEED = 0.0
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.route: list = []
-            self.trace: list[tuple[float, float, float]] = []
-            self.target_lane_index = self.lane_index
-            self.target_speed = float(self.speed)
-
-        def step(self, dt: float) -> None:
-            super().step(dt)
-            if self.speed < 0.0:
-                self.speed = 0.0
-            self.route = prune_route(self.route, self.lane_index)
-            self.trace.append(_flip_pose(self.position[0], self.position[1], self.heading))
-
-    class RecordingExpert(expert_base):
-        """The data generator's IDM/MOBIL expert, recording its pose at every step."""
-
-        def step(self, dt: float) -> None:
-            super().step(dt)
-            if not hasattr(self, "trace"):
-                self.trace = []
-            self.trace.append(_flip_pose(self.position[0], self.position[1], self.heading))
-
-    _CLASSES.update(ego=ClosedLoopVehicle, expert=RecordingExpert)
-    return _CLASSES
-
-
 # ----------------------------------------------------------------------------- observations
 @dataclass
 class Observation:
@@ -265,7 +218,7 @@ class HighwayClosedLoopEnv:
         self.close()
         cfg = self.config
         classes = _env_classes()
-        ego_classes = _ego_classes()
+        ego_classes = closed_loop_vehicle_classes()
         rng = _rng_for(self.seed, self.scenario, cfg.density)
         destination = self.mission.destination
         if self.scenario in ("roundabout", "intersection"):
