@@ -295,3 +295,34 @@ def test_stale_trajectory_stop_keeps_the_last_plans_sampling(ros_context):
         assert dataclasses.astuple(node.last_command) == pytest.approx(dataclasses.astuple(expected))
     finally:
         node.destroy_node()
+
+
+def test_controller_rate_limits_the_steering_between_its_commands(ros_context):
+    """The node hands the tracker its last command and the timer's period: at 25 m/s with the default
+    1.5 rad/s^2 and the Model 3's 2.875 m wheelbase, 50 ms (20 Hz) after a 0.17082 rad command (free: the
+    look-ahead point (16, 12) of a plan along (0.8, 0.6), atan(2 * 2.875 * 12 / 400)) a straight plan may
+    only take the wheel back by 1.5 * 0.05 * 2.875 / 25 = 0.008625 rad, to 0.16220."""
+    from ros_helpers import odometry
+
+    from latentvla_ros.core.types import Trajectory
+    from latentvla_ros.ros.conversions import trajectory_to_msg
+    from latentvla_ros.ros.nodes.twist_controller import TwistControllerNode
+
+    node = TwistControllerNode(context=ros_context)  # not spun: its callbacks are called here
+    try:
+        assert node.tracker.max_yaw_acceleration_radps2 == node.params.max_yaw_acceleration_radps2 == 1.5
+        assert node.params.control_rate_hz == 20.0
+        s = 12.5 * np.arange(1, 9)
+        veer = np.column_stack([0.8 * s, 0.6 * s, np.full(8, math.atan2(0.6, 0.8))])
+        straight = np.column_stack([s, np.zeros(8), np.zeros(8)])
+        node._on_odometry(odometry(10**9, speed=25.0))
+        node._on_trajectory(trajectory_to_msg(Trajectory(veer, interval_s=0.5, stamp_ns=10**9), "base_link"))
+        node._on_timer()
+        assert node.last_command.steering_rad == pytest.approx(math.atan(2 * 2.875 * 12 / 400))  # first: free
+        node._on_odometry(odometry(10**9 + 50_000_000, speed=25.0))
+        node._on_trajectory(trajectory_to_msg(Trajectory(straight, interval_s=0.5, stamp_ns=10**9 + 50_000_000),
+                                              "base_link"))
+        node._on_timer()
+        assert node.last_command.steering_rad == pytest.approx(math.atan(2 * 2.875 * 12 / 400) - 0.008625)
+    finally:
+        node.destroy_node()

@@ -102,6 +102,53 @@ def test_tracker_steers_the_ego_the_planned_way():
     assert -s * d[0] + c * d[1] > 1.0
 
 
+class FlickerPlanner:
+    """Straight ahead, but every third plan veers 3 m left for one frame (a fused planner's lateral jitter)."""
+
+    name = "flicker"
+    requires_scene = False
+
+    def __init__(self):
+        self.calls = 0
+
+    def compute_trajectory(self, agent_input) -> Trajectory:  # core.agent.AbstractAgent
+        self.calls += 1
+        speed = float(np.hypot(*agent_input.ego.velocity))
+        x = speed * 0.5 * np.arange(1, 9)
+        y = np.minimum(x / 10.0, 1.0) * (3.0 if self.calls % 3 == 0 else 0.0)
+        return Trajectory(poses=np.stack([x, y, np.zeros(8)], axis=1), model_id=self.name)
+
+
+def test_closed_loop_tracker_rate_limits_the_steering_between_commands():
+    """run_episode hands the tracker its last command: a one-frame 3 m veer moves the wheel by at most
+    max_steering_step (1.5 rad/s^2 * 0.1 s * 5 m / v: 0.03 rad at 25 m/s), not the free command's jump
+    (atan(2 * 5 * 3 / 20^2) ~ 0.075 rad and back), and the driven path keeps NAVSIM's yaw-acceleration bound."""
+    from latentvla_ros.core.tracking import max_steering_step, track
+    from latentvla_ros.evaluation.closed_loop import highway_tracker_config
+
+    tracker = highway_tracker_config()
+    cfg = ClosedLoopConfig(max_steps=40, stop_off_road=False)
+    steps: list[tuple[float, float, float]] = []  # (speed at the plan, commanded, free)
+    last_speed = [None]
+
+    def on_step(obs, traj, control, outcome):
+        speed = last_speed[0]
+        free = track(np.asarray(traj.poses), traj.interval_s, speed, tracker).steering_rad
+        steps.append((speed, control.steering_rad, free))
+        last_speed[0] = obs.speed_mps
+
+    env = HighwayClosedLoopEnv("highway", 20_000, cfg)
+    last_speed[0] = env.reset().speed_mps
+    result = run_episode(env, PlannerDriver(FlickerPlanner()), tracker, on_step=on_step)
+    assert len(steps) == 40
+    speeds, commanded, free = (np.asarray(v) for v in zip(*steps))
+    jumps = np.abs(np.diff(commanded))
+    allowed = np.array([max_steering_step(v, 0.1, tracker) for v in speeds[1:]])
+    assert np.all(jumps <= allowed + 1e-9)
+    assert np.max(np.abs(np.diff(free))) > 2 * np.max(allowed)  # without the limit the wheel would jump
+    assert result.comfort_checks["yaw_accel"] == 1.0
+
+
 def test_expert_episode_is_the_ep_reference():
     cfg = ClosedLoopConfig(max_steps=20)
     result = run_episode(HighwayClosedLoopEnv("merge", 20_000, cfg, expert=True, sensors=False), ExpertDriver())

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from latentvla_ros.core import tracking
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.tracking import COAST_LINEAR_X, ControlCommand, TrackerConfig, TwistConfig, TwistMapper, ackermann_values, track
 
@@ -170,6 +171,66 @@ def test_total_path_length_decides_standing_not_the_first_segments():
     # first segment 0.2 m, the rest 5.7 m to the left: a moving plan, steer left
     cmd = track([[0.2, 0.0], [5.0, 3.0]], 0.5, 0.0)
     assert cmd.steering_rad > 0.3
+
+
+# ---------------------------------------------------------------- steering-rate limit
+def _veer_left(speed_mps: float) -> np.ndarray:
+    """A straight line along (0.8, 0.6): at 25 m/s the look-ahead point (20 m along it) is (16, 12)."""
+    s = speed_mps * 0.5 * np.arange(1, 9)
+    return np.stack([0.8 * s, 0.6 * s, np.full(8, math.atan2(0.6, 0.8))], axis=1)
+
+
+def _last(steering_rad: float) -> ControlCommand:
+    return ControlCommand(0.0, steering_rad, 25.0)
+
+
+def test_steering_rate_limit_caps_the_change_from_the_last_command_by_hand():
+    """L 5 m, d 0, 1.5 rad/s^2, 25 m/s, 0.1 s: the step is 1.5 * 0.1 * 5 / 25 = 0.03 rad; the free command
+    towards (16, 12) is atan(2 * 5 * 12 / (16^2 + 12^2)) = atan(0.3) = 0.29146 rad."""
+    cfg = TrackerConfig(wheelbase_m=5.0, max_steering_rad=0.6)
+    poses = _veer_left(25.0)
+    free = math.atan(0.3)
+    assert tracking.max_steering_step(25.0, 0.1, cfg) == pytest.approx(0.03)
+    assert track(poses, 0.5, 25.0, cfg).steering_rad == pytest.approx(free)  # first command: no limit
+    assert track(poses, 0.5, 25.0, cfg, previous=_last(0.0), dt_s=0.1).steering_rad == pytest.approx(0.03)
+    assert track(poses, 0.5, 25.0, cfg, previous=_last(-0.01), dt_s=0.1).steering_rad == pytest.approx(0.02)
+    assert track(poses, 0.5, 25.0, cfg, previous=_last(0.28), dt_s=0.1).steering_rad == pytest.approx(free)
+    assert track(poses, 0.5, 25.0, cfg, previous=_last(0.4), dt_s=0.1).steering_rad == pytest.approx(0.37)
+    # 0.05 s later half the step: 0.015
+    assert track(poses, 0.5, 25.0, cfg, previous=_last(0.0), dt_s=0.05).steering_rad == pytest.approx(0.015)
+    # 2 rad/s^2: 2 * 0.1 * 5 / 25 = 0.04
+    cfg2 = TrackerConfig(wheelbase_m=5.0, max_yaw_acceleration_radps2=2.0)
+    assert track(poses, 0.5, 25.0, cfg2, previous=_last(0.0), dt_s=0.1).steering_rad == pytest.approx(0.04)
+    # no limit: inf
+    cfg_off = TrackerConfig(wheelbase_m=5.0, max_yaw_acceleration_radps2=math.inf)
+    assert track(poses, 0.5, 25.0, cfg_off, previous=_last(0.0), dt_s=0.1).steering_rad == pytest.approx(free)
+
+
+def test_steering_rate_limit_is_loose_at_low_speed_and_scheduled_from_1_mps():
+    """Below 1 m/s the schedule uses 1 m/s: 1.5 * 0.1 * 2.9 / 1 = 0.435 rad; at 10 m/s 0.0435 rad."""
+    cfg = TrackerConfig()
+    assert tracking.max_steering_step(0.0, 0.1, cfg) == pytest.approx(0.435)
+    assert tracking.max_steering_step(0.5, 0.1, cfg) == pytest.approx(0.435)
+    assert tracking.max_steering_step(10.0, 0.1, cfg) == pytest.approx(0.0435)
+    # a sharp left at standstill (free command 0.6, the angle limit): 0.435 from a straight wheel
+    assert track([[2.0, 3.0]], 0.5, 0.0, cfg, previous=_last(0.0), dt_s=0.1).steering_rad == pytest.approx(0.435)
+
+
+@pytest.mark.parametrize("previous, dt", [(None, 0.1), (0.0, None), (float("nan"), 0.1), (0.0, 0.0), (0.0, -0.1),
+                                          (0.0, float("nan"))])
+def test_steering_rate_limit_without_a_usable_previous_command_steers_freely(previous, dt):
+    poses = _veer_left(25.0)
+    cfg = TrackerConfig(wheelbase_m=5.0)
+    last = None if previous is None else _last(previous)
+    assert track(poses, 0.5, 25.0, cfg, previous=last, dt_s=dt).steering_rad == \
+        pytest.approx(math.atan(0.3))
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_tracker_config_rejects_a_non_positive_yaw_acceleration_limit(value):
+    with pytest.raises(ConfigError, match="^max_yaw_acceleration_radps2: must be > 0"):
+        TrackerConfig(max_yaw_acceleration_radps2=value)
+    TrackerConfig(max_yaw_acceleration_radps2=math.inf)  # no limit
 
 
 # ---------------------------------------------------------------- configs

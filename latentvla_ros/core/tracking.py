@@ -45,12 +45,21 @@ class TrackerConfig(ConfigBase):
     look-ahead point: that point slips sideways as the wheels turn (its velocity points
     atan(d tan(delta) / L) off the heading), and the rear-axle formula would oversteer it by
     (ld + L) / ld for d = L / 2 (2.25 x at a 4 m look-ahead) and cut inside every corner."""
+    max_yaw_acceleration_radps2: float = 1.5
+    """Steering-rate limit, scheduled with speed: from one command to the next (``dt_s`` apart) the
+    steering angle moves at most ``max_yaw_acceleration_radps2 * dt_s * wheelbase_m / max(v, 1 m/s)``,
+    i.e. the bicycle's yaw rate ``v tan(delta) / L`` (small angles) changes by at most this per second
+    [rad/s^2] (NAVSIM's comfort bound is 1.93). A real steering actuator is rate limited; without it a
+    plan that flickers for one frame (a fused planner's lateral jitter) became a one-step steering spike
+    of 0.12 rad at 25 m/s, a 4 rad/s^2 yaw acceleration. Highway lane changes need < 0.02 rad, so the
+    limit adds no lag there; at low speed it is loose (0.75 rad/s at 10 m/s on a 5 m wheelbase)."""
 
     def validate(self) -> None:
         for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
                      "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad", "stop_deceleration_mps2"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, "must be a positive number")
+        require(self.max_yaw_acceleration_radps2 > 0, "max_yaw_acceleration_radps2", "must be > 0 (inf: no limit)")
         d = self.reference_to_rear_axle_m
         require(math.isfinite(d) and 0.0 <= d <= self.wheelbase_m, "reference_to_rear_axle_m", "must be in [0, wheelbase_m]")
 
@@ -59,6 +68,8 @@ STANDING_PLAN_M = 0.5
 """A plan whose whole path is shorter than this [m] stands: a stop."""
 STOPPED_MPS = 0.05
 """Slower than this the car counts as stopped (NAVSIM's collision_stopped_speed_threshold)."""
+STEERING_RATE_MIN_SPEED_MPS = 1.0
+"""The steering-rate limit is scheduled with the speed, but never with a speed below this [m/s]."""
 
 
 @dataclass
@@ -73,9 +84,29 @@ def _polyline(poses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts, arc_lengths(pts)
 
 
-def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerConfig | None = None) -> ControlCommand:
-    """Control command following ``poses`` ((N, >=2) ego frame at ``interval_s``) from ``speed_mps``."""
+def max_steering_step(speed_mps: float, dt_s: float, cfg: TrackerConfig) -> float:
+    """The largest steering change [rad] allowed ``dt_s`` after the last command at ``speed_mps``
+    (``TrackerConfig.max_yaw_acceleration_radps2``)."""
+    return cfg.max_yaw_acceleration_radps2 * dt_s * cfg.wheelbase_m / max(float(speed_mps), STEERING_RATE_MIN_SPEED_MPS)
+
+
+def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerConfig | None = None,
+          previous: ControlCommand | None = None, dt_s: float | None = None) -> ControlCommand:
+    """Control command following ``poses`` ((N, >=2) ego frame at ``interval_s``) from ``speed_mps``.
+
+    With ``previous`` (the last command, ``dt_s`` [s] ago) the steering moves from its steering at most
+    ``max_steering_step``; None (the first command, or after a command not from the tracker): no limit."""
     cfg = cfg or TrackerConfig()
+    cmd = _track(poses, interval_s, speed_mps, cfg)
+    last = previous.steering_rad if previous is not None else math.nan
+    if not (math.isfinite(last) and dt_s is not None and math.isfinite(dt_s) and dt_s > 0):
+        return cmd
+    step = max_steering_step(max(0.0, float(speed_mps)) if math.isfinite(speed_mps) else 0.0, dt_s, cfg)
+    cmd.steering_rad = float(np.clip(cmd.steering_rad, last - step, last + step))
+    return cmd
+
+
+def _track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerConfig) -> ControlCommand:
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 2 or poses.shape[0] == 0 or not np.all(np.isfinite(poses[:, :2])):
         return ControlCommand(-cfg.max_deceleration_mps2, 0.0, 0.0)  # nothing sane to follow: brake

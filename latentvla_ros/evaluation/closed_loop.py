@@ -560,7 +560,7 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
     obs = env.reset()
     driver.reset(env)
     poses, vels, accs, yaw_rates, speeds, stamps, traj_stamps, plan_ms = [], [], [], [], [], [], [], []
-    fallbacks = no_plan = 0
+    fallbacks, no_plan, control = 0, 0, None
     guard_actions: dict[str, int] = {}
     termination = "max_steps"
     outcome = StepOutcome(False, False, False, 0.0)
@@ -585,12 +585,13 @@ def run_episode(env: HighwayClosedLoopEnv, driver: Any, tracker: TrackerConfig |
             action = getattr(driver, "guard_action", None)  # how much of the driving is the model's own plan
             if action:
                 guard_actions[action] = guard_actions.get(action, 0) + 1
-            control = None
+            previous, control = control, None  # the last command: the tracker limits the steering rate from it
             if traj is not None:
                 traj_stamps.append(int(traj.stamp_ns))
                 model_id = model_id or traj.model_id
                 fallbacks += int(bool(traj.is_fallback))
-                control = track(np.asarray(traj.poses, dtype=np.float64), float(traj.interval_s), obs.speed_mps, tracker)
+                control = track(np.asarray(traj.poses, dtype=np.float64), float(traj.interval_s), obs.speed_mps, tracker,
+                                previous, 1.0 / POLICY_HZ)
             elif not env.expert:
                 no_plan += 1
             outcome = env.step(control)

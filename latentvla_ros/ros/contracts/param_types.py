@@ -190,6 +190,7 @@ class TwistControllerParams(ParamGroup):
     diagnostics_period_s: float  # read-only
     input_timeout_s: float  # settable at run time
     max_steering_rad: float  # read-only
+    max_yaw_acceleration_radps2: float  # read-only
     output: str  # read-only
     qos: SensorQosParams
     stale_deceleration_mps2: float  # settable at run time

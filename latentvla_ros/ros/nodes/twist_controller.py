@@ -75,7 +75,8 @@ class TwistControllerNode(LatentVlaNode):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         p = self.params
-        self.tracker = TrackerConfig(wheelbase_m=p.wheelbase_m, max_steering_rad=p.max_steering_rad)
+        self.tracker = TrackerConfig(wheelbase_m=p.wheelbase_m, max_steering_rad=p.max_steering_rad,
+                                     max_yaw_acceleration_radps2=p.max_yaw_acceleration_radps2)
         # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS)
         self.twist_mapper = TwistMapper(TwistConfig(**dataclasses.asdict(p.twist)))
         self._trajectory = None
@@ -85,7 +86,10 @@ class TwistControllerNode(LatentVlaNode):
         self._status_speed: float | None = None
         self._status_time = -math.inf
         self.accepted_trajectories = 0
-        self.last_command: ControlCommand | None = None
+        self.last_command: ControlCommand | None = None  # the tracker limits the steering rate from it
+        # the time between two commands: the timer's period on the node clock (simulation time in CARLA: a
+        # paused simulator sends no commands, its next tick is one period later)
+        self.control_period_s = 1.0 / p.control_rate_hz
         self.mode = "waiting"  # following | following_fallback | stale_trajectory | stale_odometry | standstill
         drive_type = ackermann_drive_type()
         if p.output == "ackermann" and drive_type is None:
@@ -158,7 +162,7 @@ class TwistControllerNode(LatentVlaNode):
                 sampling = {} if self._trajectory is None else {  # the last plan's own poses and interval
                     "num_poses": len(self._trajectory.poses), "interval_s": self._trajectory.interval_s}
                 stop = comfortable_stop(known, 0.0, self.params.stale_deceleration_mps2, **sampling)
-                cmd = track(stop.poses, stop.interval_s, known, self.tracker)
+                cmd = track(stop.poses, stop.interval_s, known, self.tracker, self.last_command, self.control_period_s)
                 if speed is None:  # unknown speed: brake firmly, straight
                     cmd = ControlCommand(-self.params.stale_deceleration_mps2, 0.0, 0.0)
                 elif known < 0.1:
@@ -166,7 +170,8 @@ class TwistControllerNode(LatentVlaNode):
                     self.mode = "standstill"
             else:
                 self.mode = "following_fallback" if self._trajectory.is_fallback else "following"
-                cmd = track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker)
+                cmd = track(self._trajectory.poses, self._trajectory.interval_s, speed, self.tracker, self.last_command,
+                            self.control_period_s)
             self.last_command = cmd
             if self._drive_pub is not None:
                 drive = self._drive_type()
