@@ -78,9 +78,10 @@ class StampMatcher:
 
     def restart(self, new_stamp_ns: int, keep_ahead_ns: int) -> tuple[list[MatchedFrame], int]:
         """A new timeline starts at ``new_stamp_ns`` (time jumped back): every waiting frame
-        (old timeline) leaves as timed out and ``flushed`` (it did not wait out the timeout); plans stamped more than ``keep_ahead_ns`` after
-        the new stamp belong to the old timeline and are discarded, the others (a reasoner
-        ahead of the BEV stage on the new timeline) are kept. Returns (frames, discarded)."""
+        (old timeline) leaves as timed out and ``flushed`` (it did not wait out the timeout); plans
+        stamped more than ``keep_ahead_ns`` after the new stamp belong to the old timeline and are
+        discarded, the others (a reasoner ahead of the BEV stage on the new timeline) are kept.
+        Returns (frames, discarded)."""
         pending = [MatchedFrame(s, bev, None, timed_out=True, flushed=True) for s, (bev, _) in self._bevs.items()]
         self._bevs.clear()
         old = [s for s in self._plans if s > new_stamp_ns + keep_ahead_ns]
