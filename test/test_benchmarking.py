@@ -103,6 +103,14 @@ def test_report_and_docs(tmp_path, capsys):
     assert "latentvla bench --write-docs" in text and "2026-11-21" in text and "test cpu" in text
     assert "| edge | composed[torch]@10Hz | 10 | 52.5 |" in text
     assert "Teacher vs student" in text and "120.0x" in text
+    # a hand-written block (measured changes) survives the next regeneration; the generated part is replaced
+    from latentvla_ros.apps.bench.report import HAND_WRITTEN_BEGIN, HAND_WRITTEN_END
+
+    block = f"{HAND_WRITTEN_BEGIN}\n## Changes\n\n- cut X: 0.4 ms\n{HAND_WRITTEN_END}"
+    path.write_text(text.replace("## Notes", "stale generated line\n\n" + block + "\n\n## Notes"))
+    again = bench.write_docs(results, path).read_text()
+    assert again.count("- cut X: 0.4 ms") == 1 and "stale generated line" not in again
+    assert again.startswith("# Performance") and again.rstrip().endswith(HAND_WRITTEN_END)
 
 
 def _check_bench_json(path, modes):

@@ -417,6 +417,24 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
     lines.append("")
     if results.get("notes"):
         lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
+    kept = hand_written_section(path.read_text()) if path.is_file() else ""
+    if kept:
+        lines += [kept, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
+
+
+#: docs/performance.md is regenerated whole by ``--write-docs``; what stands between these markers
+#: (written by hand: measured changes and their effect) is carried over into the new page
+HAND_WRITTEN_BEGIN = "<!-- hand-written:begin (kept by `latentvla bench --write-docs`) -->"
+HAND_WRITTEN_END = "<!-- hand-written:end -->"
+
+
+def hand_written_section(text: str) -> str:
+    """The hand-written block of a performance page, markers included ('' when it has none)."""
+    begin = text.find(HAND_WRITTEN_BEGIN)
+    end = text.find(HAND_WRITTEN_END, begin + 1)
+    if begin < 0 or end < 0:
+        return ""
+    return text[begin:end + len(HAND_WRITTEN_END)]
