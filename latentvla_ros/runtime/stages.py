@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -80,6 +81,10 @@ class _Stage:
             raise ConfigError(f"backend: must be one of {BACKENDS}, got {backend!r}")
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
+            # OpenCV's pool (the cameras' resize in the features, the obstacle guard's clustering)
+            # follows the intra-op threads: its workers stay awake after each call, on the cores the
+            # other nodes need (edge, 1 thread: no pool; measured in docs/performance.md)
+            cv2.setNumThreads(int(torch_threads))
         self.model, self.config, self.model_id = load_model(self.KIND, checkpoint_dir, config, preset)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.untrained = self.checkpoint_dir is None
