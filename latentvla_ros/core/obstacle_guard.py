@@ -108,6 +108,15 @@ class Obstacles:
     track_ids: np.ndarray  # (N,)
     num_tracks: int = 0
     velocity_known: np.ndarray | None = None  # (N,) bool: the track has been seen long enough; None: all known
+    # (track ids ascending, index of each point's track in them): what ``np.unique(track_ids,
+    # return_inverse=True)`` gives, built by the tracker from its clusters (one per track) without
+    # sorting the points; None: computed where needed
+    groups: tuple[np.ndarray, np.ndarray] | None = None
+
+    def track_groups(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.groups is None:
+            self.groups = np.unique(self.track_ids, return_inverse=True)
+        return self.groups
 
 
 @dataclass
@@ -159,32 +168,35 @@ class LidarObjectTracker:
         self._stamp_ns = stamp_ns
         return (stamp_ns - self._origin_ns) * 1e-9
 
-    def _clusters(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _clusters(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(obstacle points (M, 2), each one's cluster 0..K-1, K). Every cluster has a point (its
+        cells are the points' cells), so the cluster indices are 0..K-1 without gaps."""
         cfg = self.config
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] < 3:
-            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
-        keep = np.isfinite(pts[:, :3]).all(axis=1)
-        keep &= (pts[:, 2] > cfg.min_height_m) & (pts[:, 2] < cfg.max_height_m)
+            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0
+        # NaN and inf fail these comparisons: no separate finiteness test (a few numpy calls fewer
+        # on the planner's frame path, where each costs more than its arithmetic)
+        keep = (pts[:, 2] > cfg.min_height_m) & (pts[:, 2] < cfg.max_height_m)
         keep &= (np.abs(pts[:, 0]) < cfg.range_m) & (np.abs(pts[:, 1]) < cfg.range_m)
         xy = pts[keep, :2]
         if not len(xy):
-            return xy, np.zeros(0, dtype=np.int64)
+            return xy, np.zeros(0, dtype=np.int64), 0
         n = int(math.ceil(2 * cfg.range_m / cfg.cluster_cell_m))
         cells = np.clip(((xy + cfg.range_m) / cfg.cluster_cell_m).astype(np.int64), 0, n - 1)
-        grid = np.zeros((n, n), dtype=np.uint8)
-        grid[cells[:, 0], cells[:, 1]] = 1
-        _, labels = cv2.connectedComponents(grid, connectivity=8)
-        return xy, labels[cells[:, 0], cells[:, 1]].astype(np.int64)
+        flat = cells[:, 0] * n + cells[:, 1]
+        grid = np.zeros(n * n, dtype=np.uint8)
+        grid[flat] = 1
+        count, labels = cv2.connectedComponents(grid.reshape(n, n), connectivity=8)
+        return xy, labels.reshape(-1)[flat].astype(np.int64) - 1, count - 1
 
     def update(self, points: np.ndarray, stamp_ns: int, ego: EgoState) -> Obstacles:
         """One LiDAR frame (N, >=3 ego frame) at ``stamp_ns`` -> the obstacles with velocities."""
         now = self._advance(int(stamp_ns), ego)
-        xy, labels = self._clusters(points)
+        xy, inverse, _ = self._clusters(points)
         if not len(xy):
             self._tracks = []
             return Obstacles(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0, np.zeros(0, dtype=bool))
-        uniq, inverse = np.unique(labels, return_inverse=True)
         counts = np.bincount(inverse).astype(np.float64)
         centroids = np.stack([np.bincount(inverse, xy[:, 0]), np.bincount(inverse, xy[:, 1])], axis=1) / counts[:, None]
         x0, y0, yaw = self._pose
@@ -194,7 +206,12 @@ class LidarObjectTracker:
         tracks = self._associate(world, now)
         vel_ego = np.stack([t.velocity for t in tracks]) @ rot  # odometry -> ego frame (rot^T applied)
         known = np.array([t.velocity_known for t in tracks])
-        return Obstacles(xy, vel_ego[inverse], np.array([t.track_id for t in tracks])[inverse], len(tracks), known[inverse])
+        ids = np.array([t.track_id for t in tracks])  # one track per cluster, distinct
+        order = np.argsort(ids)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        return Obstacles(xy, vel_ego[inverse], ids[inverse], len(tracks), known[inverse],
+                         groups=(ids[order], rank[inverse]))
 
     def _associate(self, world: np.ndarray, now: float) -> list[_Track]:
         cfg = self.config
@@ -202,12 +219,13 @@ class LidarObjectTracker:
         assigned: list[_Track | None] = [None] * len(world)
         if previous:
             predicted = np.stack([np.asarray(t.history[-1][1:]) + t.velocity * (now - t.history[-1][0]) for t in previous])
-            dist = np.linalg.norm(world[:, None, :] - predicted[None, :, :], axis=2)
+            diff = world[:, None, :] - predicted[None, :, :]
+            dist = np.sqrt(np.add.reduce(diff * diff, axis=2)).ravel().tolist()  # np.linalg.norm's own sum, unchecked
             used_c: set[int] = set()
             used_t: set[int] = set()
-            for flat in np.argsort(dist, axis=None):
-                i, j = divmod(int(flat), len(previous))
-                if dist[i, j] > cfg.track_gate_m:
+            for flat in np.argsort(dist).tolist():  # (cluster, track) pairs, nearest first
+                i, j = divmod(flat, len(previous))
+                if dist[flat] > cfg.track_gate_m:
                     break
                 if i in used_c or j in used_t:
                     continue
@@ -228,8 +246,7 @@ class LidarObjectTracker:
     def _velocity(self, track: _Track, now: float) -> tuple[np.ndarray, bool]:
         """(velocity, known): zero and unknown until the track has been seen half the window."""
         cfg = self.config
-        old = [h for h in track.history if now - h[0] <= cfg.velocity_window_s + 1e-6]
-        t0, x0, y0 = old[0]
+        t0, x0, y0 = next(h for h in track.history if now - h[0] <= cfg.velocity_window_s + 1e-6)  # the oldest in it
         if now - t0 < 0.5 * cfg.velocity_window_s:
             return np.zeros(2), False
         _, x1, y1 = track.history[-1]
@@ -386,7 +403,7 @@ class ObstacleGuard:
         front = beside & (lon >= 0.0) & (lon <= 0.5 * cfg.ego_length_m + cfg.front_margin_m + gap_m)
         rear = beside & (lon < 0.0) & (lon >= -0.5 * cfg.ego_length_m)
         never = len(times)
-        ids, inverse = np.unique(obstacles.track_ids, return_inverse=True)
+        ids, inverse = obstacles.track_groups()
         first = {}
         for name, inside in (("front", front), ("rear", rear)):
             per_point = np.where(inside.any(axis=0), inside.argmax(axis=0), never)
