@@ -44,6 +44,8 @@ class ObstacleGuardParams(ParamGroup):
     front_margin_m: float  # read-only
     go_accel_mps2: float  # read-only
     go_horizon_s: float  # read-only
+    go_latch: bool  # read-only
+    go_latch_speed_mps: float  # read-only
     go_speed_mps: float  # read-only
     horizon_s: float  # read-only
     max_decel_mps2: float  # read-only
