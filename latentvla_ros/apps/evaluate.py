@@ -642,7 +642,7 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
     (out / "scores.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=False, allow_nan=True))
     (out / "results.json").write_text(json.dumps(_jsonable(headline), indent=1))
     if write_docs:
-        write_results_doc(Path(docs_path), result, out, extra_tables=markdown_paired(headline))
+        write_results_doc(Path(docs_path), result, out, extra_tables=markdown_paired(headline) + markdown_guard(headline))
         Path(docs_path).with_name("results.json").write_text(json.dumps(_jsonable(headline), indent=1))
         readme = Path(docs_path).resolve().parent.parent / "README.md"
         if readme.is_file():
