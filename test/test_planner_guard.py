@@ -212,7 +212,7 @@ def test_plan_matched_before_its_cloud_on_the_planning_thread_is_held_for_it(ros
     _publish_guard_input(node, pubs, _frame_msg(stamp, obstacle_x=12.0))
     assert wait_for(lambda: out(stamp))
     assert poses(stamp)[-1, 0] < PLAN[-1, 0] - 10.0  # guarded: stops short of the obstacle
-    assert node.guard.no_lidar == 0 and node.guard_held == 1
+    assert node.guard.no_lidar == 0 and node._held.held == 1
     values = node.diagnostic_values()
     assert values["guard_held"] == "1" and values["guard_holding"] == "0"
     assert 50.0 <= float(values["guard_held_max_ms"]) < wait_s * 1e3
@@ -232,7 +232,7 @@ def test_plan_matched_before_its_cloud_on_the_planning_thread_is_held_for_it(ros
     np.testing.assert_allclose(poses(lost), PLAN[:, :2], atol=1e-6)  # unguarded, counted, warned
     assert poses(after)[-1, 0] < PLAN[-1, 0] - 10.0
     assert node.guard.no_lidar == 1 and node.stats.snapshot()["dropped"].get("guard_no_lidar") == 1
-    assert node.guard_held == 2 and not node._held
+    assert node._held.held == 2 and not node._held
     assert float(node.diagnostic_values()["guard_held_max_ms"]) >= 0.9 * wait_s * 1e3
 
 

@@ -137,3 +137,36 @@ class GuardInput:
                    guard_no_lidar=str(self.no_lidar), guard_no_odometry=str(self.no_odometry),
                    guard_frames_buffered=str(len(self._frames)))
         return out
+
+
+class HeldFrames:
+    """Matched frames whose plans wait, in stamp order, for their guard input (trajectory_planner with one node per
+    process: the frame's cloud and the BEV features share the planner's executor thread, so the plan is held instead
+    of a blocking wait). ``push`` queues frames; ``release`` yields them from the front, each with whether it was
+    held, up to the first that still awaits its input and has waited less than ``max_wait_s`` (those behind it keep
+    their place). Counts the frames held (``held``, once each) and the longest hold (``held_max_ms``)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[list] = deque()  # [item, since (monotonic s), held]
+        self.held = 0
+        self.held_max_ms = 0.0
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def push(self, items, now: float) -> None:
+        self._queue.extend([item, now, False] for item in items)
+
+    def release(self, awaits, now: float, max_wait_s: float):
+        """Yields (item, held) in order; lazily, so a caller that publishes each one keeps stamp order."""
+        while self._queue:
+            entry = self._queue[0]
+            if now - entry[1] < max_wait_s and awaits(entry[0]):
+                if not entry[2]:
+                    entry[2] = True
+                    self.held += 1
+                return
+            self._queue.popleft()
+            if entry[2]:
+                self.held_max_ms = max(self.held_max_ms, (now - entry[1]) * 1e3)
+            yield entry[0], entry[2]

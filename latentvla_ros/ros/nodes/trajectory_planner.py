@@ -90,7 +90,7 @@ from latentvla_ros.ros.conversions import (
     trajectory_to_msg,
     trajectory_to_path,
 )
-from latentvla_ros.ros.guard_input import NO_LIDAR, ODOMETRY_MATCH_NS, GuardInput
+from latentvla_ros.ros.guard_input import NO_LIDAR, ODOMETRY_MATCH_NS, GuardInput, HeldFrames
 from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.markers import fallback_state_marker, latent_token_markers
 from latentvla_ros.ros.model_loading import load_model_runtime
@@ -193,9 +193,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.guard_input = self._guard_input_kind() if self.guard.enabled else "none"
         # matched frames in stamp order, [frame, matched at, held]: the head waits while its guard input can still
         # come on this thread (``_release_held``); counted (``guard_held``) and bounded (GUARD_FRAME_WAIT_S)
-        self._held: deque[list] = deque()
-        self.guard_held = 0
-        self.guard_held_max_ms = 0.0
+        self._held = HeldFrames()
         self._guard_timer = None
         self._guard_timer_armed = False
         if self.guard.enabled:
@@ -458,31 +456,19 @@ class TrajectoryPlannerNode(LatentVlaNode):
     def _handle(self, frames: list[MatchedFrame]) -> None:
         """Publish ``frames`` (stamp order), behind any frame still held for its guard input."""
         self._count_evictions()
-        now = time.monotonic()
-        self._held.extend([item, now, False] for item in frames)
+        self._held.push(frames, time.monotonic())
         self._release_held()
 
     def _release_held(self) -> None:
         """Plan the held frames in stamp order, up to the first whose guard input (its LiDAR; from a
         cloud, its odometry too) is not here but can still come on this very thread: that one (and
         those behind it) waits for it, ``GUARD_FRAME_WAIT_S`` at most from when it was matched."""
-        now = time.monotonic()
-        while self._held:
-            entry = self._held[0]
-            item, since = entry[0], entry[1]
-            if now - since < GUARD_FRAME_WAIT_S and self._awaits_guard_input(item):
-                if not entry[2]:
-                    entry[2] = True
-                    self.guard_held += 1
-                if not self._guard_timer_armed:  # wakes this thread to publish it when its time is up
-                    self._guard_timer_armed = True
-                    self._guard_timer.reset()
-                return
-            self._held.popleft()
-            if entry[2]:
-                self.guard_held_max_ms = max(self.guard_held_max_ms, (now - since) * 1e3)
-            self._finish(item, held=entry[2])
-        if self._guard_timer_armed:
+        for item, held in self._held.release(self._awaits_guard_input, time.monotonic(), GUARD_FRAME_WAIT_S):
+            self._finish(item, held=held)
+        if len(self._held) and not self._guard_timer_armed:  # wakes this thread to publish it when its time is up
+            self._guard_timer_armed = True
+            self._guard_timer.reset()
+        elif not len(self._held) and self._guard_timer_armed:
             self._guard_timer_armed = False
             self._guard_timer.cancel()
 
@@ -623,7 +609,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         values["route_used_by_model"] = str(self.uses_route)
         values.update(self.guard.diagnostics(), guard_input=self.guard_input)
         if self.guard.enabled:
-            values.update(guard_held=str(self.guard_held), guard_held_max_ms=f"{self.guard_held_max_ms:.1f}",
+            values.update(guard_held=str(self._held.held), guard_held_max_ms=f"{self._held.held_max_ms:.1f}",
                           guard_holding=str(len(self._held)))
         if self.lidar_to_ego is not None:
             values["lidar_frames"] = self.lidar_to_ego.diagnostics()
