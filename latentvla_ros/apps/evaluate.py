@@ -637,12 +637,13 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         result["closed_loop"]["methods"] if plan.run_closed_loop else [], plan.bootstrap_samples, plan.bootstrap_seed,
         meta={k: result["meta"][k] for k in ("command", "date", "quick", "workers", "checkpoints", "wall_s")})
     result["paired"] = headline["paired"]
-    tables = markdown_tables(result) + "\n" + markdown_paired(headline) + markdown_guard(headline)
+    extra_tables = markdown_paired(headline) + markdown_guard(headline)
+    tables = markdown_tables(result) + "\n" + extra_tables
     (out / "summary.md").write_text(tables)
     (out / "scores.json").write_text(json.dumps(_jsonable(result), indent=1, sort_keys=False, allow_nan=True))
     (out / "results.json").write_text(json.dumps(_jsonable(headline), indent=1))
     if write_docs:
-        write_results_doc(Path(docs_path), result, out, extra_tables=markdown_paired(headline) + markdown_guard(headline))
+        write_results_doc(Path(docs_path), result, out, extra_tables=extra_tables)
         Path(docs_path).with_name("results.json").write_text(json.dumps(_jsonable(headline), indent=1))
         readme = Path(docs_path).resolve().parent.parent / "README.md"
         if readme.is_file():

@@ -178,32 +178,32 @@ class LidarObjectTracker:
         self._stamp_ns = stamp_ns
         return (stamp_ns - self._origin_ns) * 1e-9
 
-    def _clusters(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(obstacle points (M, 2), each one's cluster 0..K-1, K). Every cluster has a point (its
-        cells are the points' cells), so the cluster indices are 0..K-1 without gaps."""
+    def _clusters(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(obstacle points (M, 2), each one's cluster 0..K-1). Every cluster has a point (its cells
+        are the points' cells), so the cluster indices are 0..K-1 without gaps."""
         cfg = self.config
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] < 3:
-            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0
+            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64)
         # NaN and inf fail these comparisons: no separate finiteness test (a few numpy calls fewer
         # on the planner's frame path, where each costs more than its arithmetic)
         keep = (pts[:, 2] > cfg.min_height_m) & (pts[:, 2] < cfg.max_height_m)
         keep &= (np.abs(pts[:, 0]) < cfg.range_m) & (np.abs(pts[:, 1]) < cfg.range_m)
         xy = pts[keep, :2]
         if not len(xy):
-            return xy, np.zeros(0, dtype=np.int64), 0
+            return xy, np.zeros(0, dtype=np.int64)
         n = int(math.ceil(2 * cfg.range_m / cfg.cluster_cell_m))
         cells = np.clip(((xy + cfg.range_m) / cfg.cluster_cell_m).astype(np.int64), 0, n - 1)
         flat = cells[:, 0] * n + cells[:, 1]
         grid = np.zeros(n * n, dtype=np.uint8)
         grid[flat] = 1
-        count, labels = cv2.connectedComponents(grid.reshape(n, n), connectivity=8)
-        return xy, labels.reshape(-1)[flat].astype(np.int64) - 1, count - 1
+        _, labels = cv2.connectedComponents(grid.reshape(n, n), connectivity=8)
+        return xy, labels.reshape(-1)[flat].astype(np.int64) - 1
 
     def update(self, points: np.ndarray, stamp_ns: int, ego: EgoState) -> Obstacles:
         """One LiDAR frame (N, >=3 ego frame) at ``stamp_ns`` -> the obstacles with velocities."""
         now = self._advance(int(stamp_ns), ego)
-        xy, inverse, _ = self._clusters(points)
+        xy, inverse = self._clusters(points)
         if not len(xy):
             self._tracks = []
             return Obstacles(np.zeros((0, 2)), np.zeros((0, 2)), np.zeros(0, dtype=np.int64), 0, np.zeros(0, dtype=bool))

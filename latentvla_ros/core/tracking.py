@@ -101,7 +101,7 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     last = previous.steering_rad if previous is not None else math.nan
     if not (math.isfinite(last) and dt_s is not None and math.isfinite(dt_s) and dt_s > 0):
         return cmd
-    step = max_steering_step(max(0.0, float(speed_mps)) if math.isfinite(speed_mps) else 0.0, dt_s, cfg)
+    step = max_steering_step(speed_mps if math.isfinite(speed_mps) else 0.0, dt_s, cfg)  # floored at 1 m/s there
     cmd.steering_rad = float(np.clip(cmd.steering_rad, last - step, last + step))
     return cmd
 

@@ -191,8 +191,8 @@ class TrajectoryPlannerNode(LatentVlaNode):
         self.lidar_to_ego = None
         self._frame_thread: int | None = None  # the thread the guard's LiDAR arrives on
         self.guard_input = self._guard_input_kind() if self.guard.enabled else "none"
-        # matched frames in stamp order, [frame, matched at, held]: the head waits while its guard input can still
-        # come on this thread (``_release_held``); counted (``guard_held``) and bounded (GUARD_FRAME_WAIT_S)
+        # matched frames in stamp order: the head waits while its guard input can still come on this thread
+        # (``_release_held``); counted (``guard_held``) and bounded (GUARD_FRAME_WAIT_S)
         self._held = HeldFrames()
         self._guard_timer = None
         self._guard_timer_armed = False
@@ -237,8 +237,12 @@ class TrajectoryPlannerNode(LatentVlaNode):
     # ---------------------------------------------------------------- inputs
     def _guard_input_kind(self) -> str:
         """``guard_input``, with ``auto`` resolved (ros/topology.py ``resolve_guard_input``)."""
+        return resolve_guard_input(self.params.guard_input, self._in_composed_process())
+
+    def _in_composed_process(self) -> bool:
+        """Messages between this process's nodes are handed over in-process (a composed graph)."""
         bus = self.intra_process
-        return resolve_guard_input(self.params.guard_input, bus is not None and bus.enabled)
+        return bus is not None and bus.enabled
 
     def _serialised(self, callback):
         """``callback`` holding ``_serial``: the frame path runs in one thread at a time."""
@@ -484,8 +488,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         """The guard's input arrives on the calling thread. Before the first one came: outside a composed process
         every input comes on this node's executor thread; in one, the frame on sensor_sync's thread."""
         if self._frame_thread is None:
-            bus = self.intra_process
-            return bus is None or not bus.enabled
+            return not self._in_composed_process()
         return self._frame_thread == threading.get_ident()
 
     def _finish(self, item: MatchedFrame, held: bool = False) -> None:
