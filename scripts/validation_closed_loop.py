@@ -1,7 +1,10 @@
 """Closed-loop A/B on the validation seeds (never the test seeds): ``latentvla evaluate``'s suite for a few
 methods and scenarios, printing per method and scenario the score, at-fault collisions, route completion and
 comfort. Used to decide planner-stack changes before the full evaluation (e.g. the obstacle guard's creep
-release and the tracker's acceleration limit, session 11).
+release and the tracker's acceleration limit, session 11). The expert is always run (its progress is EP's
+reference: without it no score). ``--per-episode`` adds one row per episode: score, EP, comfort, the comfort
+checks that failed in some 4 s window (with their pass fraction), the obstacle guard's verdicts per step and
+how the episode ended.
 
     python scripts/validation_closed_loop.py --out /tmp/val --methods latentvla_student,latentvla_student_unguarded,expert \
         --scenarios intersection,roundabout --seeds 30000-30011
@@ -31,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default="", help="comma-separated (default: all)")
     ap.add_argument("--seeds", default="", help="e.g. 30000-30011 (default: data/splits.py VALIDATION_CLOSED_LOOP_SEEDS)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--per-episode", action="store_true", help="also print one row per episode")
     args = ap.parse_args(argv)
 
     from latentvla_ros.apps.evaluate import EvalPlan, run_evaluation
@@ -41,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if not all(splits.is_reserved_seed(s) for s in seeds) or test & set(seeds):
         print(f"seeds must be reserved and outside the test seeds: {seeds}", file=sys.stderr)
         return 2
+    methods = tuple(args.methods.split(","))
+    methods += () if "expert" in methods else ("expert",)  # EP's reference
     plan = EvalPlan(run_open_loop=False, closed_loop_seeds=seeds,
                     closed_loop_scenarios=tuple(args.scenarios.split(",")) if args.scenarios else None,
-                    closed_loop_methods=tuple(args.methods.split(",")), ros_subset_seeds=(), failure_pictures=False,
+                    closed_loop_methods=methods, ros_subset_seeds=(), failure_pictures=False,
                     bootstrap_samples=200)
     scores = run_evaluation(plan, Path(args.out), Path(args.checkpoints), args.workers, train_data=None, verbose=False)
     groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
@@ -54,7 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         score = 100 * np.mean([e["score"] or 0.0 for e in eps]) if any(e["score"] is not None for e in eps) else float("nan")
         print(f"{method:32s} {scenario:12s} {len(eps):3d} {score:6.1f} {sum(bool(e['at_fault_collision']) for e in eps):8d} "
               f"{np.mean([e['route_completion'] for e in eps]):6.2f} {np.mean([e['c'] or 0.0 for e in eps]):7.3f}")
+    if args.per_episode:
+        print_episodes(groups)
     return 0
+
+
+def print_episodes(groups: dict[tuple[str, str], list[dict]]) -> None:
+    """One row per episode: score, EP, comfort, failed comfort checks, guard verdicts, termination."""
+    print(f"\n{'method':32s} {'scenario':12s} {'seed':>5s} {'score':>6s} {'ep':>5s} {'comfort':>7s}  failed checks | guard | end")
+    for (method, scenario), eps in sorted(groups.items()):
+        for e in sorted(eps, key=lambda e: e["seed"]):
+            failed = " ".join(f"{k}={v:.2f}" for k, v in e["comfort_checks"].items() if v < 1.0) or "-"
+            verdicts = " ".join(f"{k}={n}" for k, n in sorted(e["guard_actions"].items())) or "-"
+            score = 100 * e["score"] if e["score"] is not None else float("nan")
+            print(f"{method:32s} {scenario:12s} {e['seed']:5d} {score:6.1f} {e['ep']:5.3f} {e['c']:7.3f}  {failed} | {verdicts} | "
+                  f"{e['termination']}{' at-fault' if e['at_fault_collision'] else ''}")
 
 
 if __name__ == "__main__":
