@@ -14,7 +14,7 @@ import pytest
 
 from latentvla_ros.core.ego_motion import AccelerationEstimator
 from latentvla_ros.core.fallback import comfortable_stop
-from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitch_cameras
+from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitch_cameras, stitched_cameras
 from latentvla_ros.core.types import CameraImage, Trajectory
 from latentvla_ros.ros import conversions as conv
 
@@ -271,6 +271,23 @@ def test_stitch_cameras_without_resizing_is_exact():
     img = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) * 10
     out = stitch_cameras([CameraImage(image=img, name="c")], (2, 3))
     np.testing.assert_array_equal(out, img.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255))
+
+
+def test_stitched_cameras_once_per_frame_read_only():
+    # the BEV backbone and the student stitch the same frame's images once: the second call gets the first
+    # one's (read-only) array; other images or another size are stitched anew, equal to stitch_cameras
+    img = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    cams = [CameraImage(image=img, name="c")]
+    first = stitched_cameras(cams, (2, 2))
+    assert stitched_cameras(list(cams), (2, 2)) is first and not first.flags.writeable
+    np.testing.assert_array_equal(first, stitch_cameras(cams, (2, 2)))
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 1.0
+    assert stitched_cameras(cams, (4, 4)) is not first  # another size
+    copy = [CameraImage(image=img.copy(), name="c")]  # equal pixels, another image: not the same frame
+    again = stitched_cameras(copy, (2, 2))
+    assert again is not first
+    np.testing.assert_array_equal(again, first)
 
 
 def test_stitch_cameras_resize_averages_areas():

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError
-from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitch_cameras
+from latentvla_ros.core.features import FeatureError, lidar_bev_histogram, stitched_cameras
 from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import BevTokens, LatentPlan, SensorFrame, Trajectory
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
@@ -129,7 +129,7 @@ class BevFeatureExtractor(_Stage):
     def features(self, frame: SensorFrame) -> dict[str, np.ndarray]:
         """Model inputs for one frame (batch dimension included)."""
         cfg = self.config
-        image = stitch_cameras(frame.cameras, cfg.image_size)
+        image = stitched_cameras(frame.cameras, cfg.image_size)
         lidar = lidar_bev_histogram(frame.lidar_points, cfg.lidar_grid, cfg.lidar_range_m,
                                     cfg.lidar_min_height_m, cfg.lidar_max_points_per_pixel)
         return {"image": image[None], "lidar_bev": lidar[None], "ego_status": _ego_status(frame)[None]}
@@ -164,7 +164,7 @@ class LatentReasoner(_Stage):
     config: StudentConfig
 
     def features(self, frame: SensorFrame) -> dict[str, np.ndarray]:
-        image = stitch_cameras(frame.cameras, self.config.image_size)
+        image = stitched_cameras(frame.cameras, self.config.image_size)
         return {"image": image[None], "ego_status": _ego_status(frame)[None]}
 
     def reason(self, frame: SensorFrame) -> LatentPlan:
