@@ -240,7 +240,7 @@ def test_shared_sensor_frame_converts_each_message_object_once(monkeypatch):
         converted.append(msg)
         return ("frame", len(converted))
 
-    monkeypatch.setattr(conv, "_shared_frame", (None, None))
+    monkeypatch.setattr(conv, "_shared", {})
     monkeypatch.setattr(conv, "sensor_frame_to_core", convert)
     a, b = ["msg"], ["msg"]  # equal contents, two objects (two DDS deliveries)
     first = conv.shared_sensor_frame_to_core(a)
@@ -348,3 +348,32 @@ def test_message_from_fields_builds_what_the_constructor_builds_without_its_defa
         message_from_fields(SensorFrame, **{k: v for k, v in fields.items() if k != "sequence"})
     with pytest.raises(TypeError, match="unknown.*speed"):
         message_from_fields(SensorFrame, speed=1.0, **fields)
+
+
+def test_shared_bev_and_plan_are_the_publishers_objects_in_process_and_converted_over_dds(monkeypatch):
+    # in a composed process the planner gets the BEV stage's / reasoner's own output object for the message
+    # they published (no conversion back); any other message object (a DDS delivery) is converted and checked
+    monkeypatch.setattr(conv, "_shared", {})
+    rng = np.random.default_rng(5)
+    bev = BevTokens(stamp_ns=11, tokens=rng.normal(size=(64, 4)).astype(np.float32), grid_rows=8, grid_cols=8,
+                    cell_size_m=8.0, origin_x_m=-32, origin_y_m=-32, ego_status=np.arange(8, dtype=np.float32))
+    msg = conv.share_bev(conv.bev_to_msg(bev, "base_link"), bev)
+    assert conv.shared_msg_to_bev(msg) is bev
+    other = conv.bev_to_msg(bev, "base_link")  # equal contents, another object
+    back = conv.shared_msg_to_bev(other)
+    assert back is not bev and back.stamp_ns == 11
+    np.testing.assert_array_equal(back.tokens, bev.tokens)
+    bad = conv.bev_to_msg(bev, "base_link")
+    bad.tokens[3] = float("nan")
+    with pytest.raises(conv.ConversionError, match="NaN"):  # converted, so checked
+        conv.shared_msg_to_bev(bad)
+    probs = rng.dirichlet(np.ones(16), size=12).astype(np.float32)
+    plan = LatentPlan(stamp_ns=12, token_ids=probs.argmax(1), token_probabilities=probs,
+                      action_embeddings=rng.normal(size=(12, 16)).astype(np.float32),
+                      visual_embeddings=rng.normal(size=(4, 16)).astype(np.float32))
+    pmsg = conv.share_plan(conv.plan_to_msg(plan, "base_link"), plan)
+    # one slot per kind (the last converted BEV message is kept, the failed one was not)
+    assert conv.shared_msg_to_plan(pmsg) is plan and conv.shared_msg_to_bev(other) is back
+    pback = conv.shared_msg_to_plan(conv.plan_to_msg(plan, "base_link"))
+    assert pback is not plan
+    np.testing.assert_array_equal(pback.action_embeddings, plan.action_embeddings)

@@ -372,7 +372,22 @@ def sensor_frame_to_core(msg: SensorFrame, points: np.ndarray | None = None,
     return CoreFrame(stamp_ns=stamp_to_ns(msg.header.stamp), cameras=cameras, lidar_points=points, ego=ego)
 
 
-_shared_frame: tuple = (None, None)  # (message, its conversion): see shared_sensor_frame_to_core
+#: kind ("frame", "bev", "plan") -> (the last shared message object, its conversion)
+_shared: dict[str, tuple] = {}
+
+
+def _shared_conversion(kind: str, msg, convert):
+    """``convert(msg)`` once per message object (the last one of ``kind``); a failed conversion
+    is not kept (nor does it evict the last one)."""
+    last = _shared.get(kind)
+    if last is not None and last[0] is msg:
+        return last[1]
+    return _share(kind, msg, convert(msg))
+
+
+def _share(kind: str, msg, converted):
+    _shared[kind] = (msg, converted)
+    return converted
 
 
 def shared_sensor_frame_to_core(msg: SensorFrame):
@@ -381,18 +396,13 @@ def shared_sensor_frame_to_core(msg: SensorFrame):
     and never modified after publishing: ros/intra_process.py), so the second gets the first
     one's conversion (read-only views; the core never modifies a frame). Over DDS every
     message is a new object and is converted each time. A failed conversion is not kept."""
-    last_msg, last_frame = _shared_frame
-    if last_msg is msg:
-        return last_frame
-    return share_sensor_frame(msg, sensor_frame_to_core(msg))
+    return _shared_conversion("frame", msg, lambda m: sensor_frame_to_core(m))
 
 
 def share_sensor_frame(msg: SensorFrame, frame):
     """``frame`` is ``msg``'s conversion: ``shared_sensor_frame_to_core(msg)`` returns it (the
     publisher of an in-process SensorFrame converts it once, for every consumer)."""
-    global _shared_frame
-    _shared_frame = (msg, frame)
-    return frame
+    return _share("frame", msg, frame)
 
 
 # ---------------------------------------------------------------- BEV tokens
@@ -405,6 +415,18 @@ def bev_to_msg(bev: BevTokens, frame_id: str, sequence: int = 0) -> BevFeatures:
     msg.tokens = _float_array(tokens)
     msg.ego_status = _float_array(bev.ego_status)
     return msg
+
+
+def share_bev(msg: BevFeatures, bev: BevTokens) -> BevFeatures:
+    """``msg`` is ``bev_to_msg(bev, ...)``: ``shared_msg_to_bev(msg)`` returns ``bev`` (the planner
+    in the same process gets the BEV stage's checked output object instead of converting it back)."""
+    _share("bev", msg, bev)
+    return msg
+
+
+def shared_msg_to_bev(msg: BevFeatures) -> BevTokens:
+    """``msg_to_bev`` once per message object (``share_bev``: in-process, the publisher's own)."""
+    return _shared_conversion("bev", msg, lambda m: msg_to_bev(m))
 
 
 def msg_to_bev(msg: BevFeatures) -> BevTokens:
@@ -435,6 +457,17 @@ def plan_to_msg(plan: LatentPlan, frame_id: str) -> LatentActionPlan:
     msg.action_embeddings = _float_array(actions)
     msg.visual_embeddings = _float_array(visual)
     return msg
+
+
+def share_plan(msg: LatentActionPlan, plan: LatentPlan) -> LatentActionPlan:
+    """``msg`` is ``plan_to_msg(plan, ...)``: ``shared_msg_to_plan(msg)`` returns ``plan``."""
+    _share("plan", msg, plan)
+    return msg
+
+
+def shared_msg_to_plan(msg: LatentActionPlan) -> LatentPlan:
+    """``msg_to_plan`` once per message object (``share_plan``: in-process, the publisher's own)."""
+    return _shared_conversion("plan", msg, lambda m: msg_to_plan(m))
 
 
 def msg_to_plan(msg: LatentActionPlan) -> LatentPlan:

@@ -25,7 +25,13 @@ from latentvla_ros.core.extrinsics import ExtrinsicsError
 from latentvla_ros.core.features import FeatureError, lidar_bev_histogram
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.msg import BevFeatures, SensorFrame
-from latentvla_ros.ros.conversions import ConversionError, bev_to_msg, numpy_to_image, shared_sensor_frame_to_core
+from latentvla_ros.ros.conversions import (
+    ConversionError,
+    bev_to_msg,
+    numpy_to_image,
+    share_bev,
+    shared_sensor_frame_to_core,
+)
 from latentvla_ros.ros.lidar_frames import LidarToEgo
 from latentvla_ros.ros.model_loading import load_model_runtime
 from latentvla_ros.ros.node_base import LatentVlaNode
@@ -97,7 +103,8 @@ class BevFeaturesNode(LatentVlaNode):
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            self._pub.publish(bev_to_msg(bev, self.params.frame_id, msg.sequence))
+            # the planner in this process gets ``bev`` itself (no conversion back: ros/conversions.py)
+            self._pub.publish(share_bev(bev_to_msg(bev, self.params.frame_id, msg.sequence), bev))
             self.stats.on_publish("bev")
         self._maybe_publish_image(frame, bev)
 

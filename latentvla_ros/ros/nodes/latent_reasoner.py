@@ -18,7 +18,13 @@ from latentvla_ros.core.checkpoint import CheckpointError, read_checkpoint_confi
 from latentvla_ros.core.features import FeatureError
 from latentvla_ros.models.configuration_student import StudentConfig
 from latentvla_ros.msg import LatentActionPlan, SensorFrame
-from latentvla_ros.ros.conversions import ConversionError, make_header, plan_to_msg, shared_sensor_frame_to_core
+from latentvla_ros.ros.conversions import (
+    ConversionError,
+    make_header,
+    plan_to_msg,
+    share_plan,
+    shared_sensor_frame_to_core,
+)
 from latentvla_ros.ros.markers import latent_token_markers
 from latentvla_ros.ros.model_loading import load_model_runtime
 from latentvla_ros.ros.node_base import LatentVlaNode
@@ -57,7 +63,8 @@ class LatentReasonerNode(LatentVlaNode):
                 self.drop("model_error", f"{type(exc).__name__}: {exc}")
                 return
             self.model_succeeded()
-            self._pub.publish(plan_to_msg(plan, self.params.frame_id))
+            # the planner in this process gets ``plan`` itself (no conversion back: ros/conversions.py)
+            self._pub.publish(share_plan(plan_to_msg(plan, self.params.frame_id), plan))
             self.stats.on_publish("plan")
             if self._marker_pub.get_subscription_count() > 0:
                 header = make_header(plan.stamp_ns, self.params.frame_id)

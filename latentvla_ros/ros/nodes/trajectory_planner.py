@@ -79,11 +79,11 @@ from latentvla_ros.ros.contracts.stamp_matcher import MatchedFrame, StampMatcher
 from latentvla_ros.ros.conversions import (
     ConversionError,
     make_header,
-    msg_to_bev,
-    msg_to_plan,
     odometry_pose,
     path_xy,
     pointcloud2_to_xyzi,
+    shared_msg_to_bev,
+    shared_msg_to_plan,
     shared_sensor_frame_to_core,
     stamp_to_ns,
     trajectory_markers,
@@ -350,7 +350,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
         if msg.sequence:  # frames that bev_features dropped, or a full input queue here, are counted
             self.count_lost_frames(msg.sequence, "bev")
         try:
-            bev = msg_to_bev(msg)
+            bev = shared_msg_to_bev(msg)  # in-process: bev_features' own object
         except ConversionError as exc:
             self.drop("bad_bev", str(exc))
             return
@@ -377,7 +377,7 @@ class TrajectoryPlannerNode(LatentVlaNode):
 
     def _on_plan(self, msg: LatentActionPlan) -> None:
         try:
-            plan = msg_to_plan(msg)
+            plan = shared_msg_to_plan(msg)  # in-process: latent_reasoner's own object
         except ConversionError as exc:
             self.drop("bad_plan", str(exc))
             return
