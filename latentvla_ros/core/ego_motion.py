@@ -21,28 +21,33 @@ class AccelerationEstimator:
 
     def reset(self) -> None:
         self._last_ns: int | None = None
-        self._last_v = np.zeros(2)
-        self._acc = np.zeros(2)
+        self._last_v = (0.0, 0.0)
+        self._acc = (0.0, 0.0)
         self.resets = 0
 
     def update(self, stamp_ns: int, velocity: np.ndarray, yaw_rate: float) -> np.ndarray:
-        velocity = np.asarray(velocity, dtype=np.float64)
+        """(2,) float32 acceleration after the sample (``velocity``: ego-frame vx, vy). Plain float
+        arithmetic, the same float64 operations in the same order as on 2-vectors: numpy calls on
+        two numbers cost more than the arithmetic (sensor_sync runs this on every frame)."""
+        vx, vy = float(velocity[0]), float(velocity[1])
         if self._last_ns is None:
-            self._last_ns, self._last_v = stamp_ns, velocity
-            return self._acc.astype(np.float32)
+            self._last_ns, self._last_v = stamp_ns, (vx, vy)
+            return np.array(self._acc, dtype=np.float32)
         dt = (stamp_ns - self._last_ns) * 1e-9
         if dt < 0 or dt > self.max_gap_s:
             self.resets += 1
-            self._last_ns, self._last_v, self._acc = stamp_ns, velocity, np.zeros(2)
-            return self._acc.astype(np.float32)
+            self._last_ns, self._last_v, self._acc = stamp_ns, (vx, vy), (0.0, 0.0)
+            return np.array(self._acc, dtype=np.float32)
         if dt == 0:
-            return self._acc.astype(np.float32)
+            return np.array(self._acc, dtype=np.float32)
         dyaw = yaw_rate * dt
         c, s = math.cos(dyaw), math.sin(dyaw)
         # previous velocity expressed in the current ego frame
-        prev = np.array([c * self._last_v[0] + s * self._last_v[1], -s * self._last_v[0] + c * self._last_v[1]])
-        raw = (velocity - prev) / dt
+        lx, ly = self._last_v
+        px, py = c * lx + s * ly, -s * lx + c * ly
+        rx, ry = (vx - px) / dt, (vy - py) / dt
         alpha = 1.0 if self.tau_s <= 0 else dt / (self.tau_s + dt)
-        self._acc = self._acc + alpha * (raw - self._acc)
-        self._last_ns, self._last_v = stamp_ns, velocity
-        return self._acc.astype(np.float32)
+        ax, ay = self._acc
+        self._acc = (ax + alpha * (rx - ax), ay + alpha * (ry - ay))
+        self._last_ns, self._last_v = stamp_ns, (vx, vy)
+        return np.array(self._acc, dtype=np.float32)
