@@ -145,6 +145,8 @@ def test_quick_bench_writes_bench_json(tmp_path):
     assert code == 0
     data = _check_bench_json(out / "bench.json", ["composed"])
     assert data["meta"]["command"] == "pytest quick bench"
+    # the bare chain beside a composed graph runs the planner node's obstacle guard too: the same work as the graph
+    assert data["configs"]["edge"]["runs"]["bare[torch]"]["obstacle_guard"] is True
     conv = data["configs"]["edge"]["conversions"]
     assert conv["zero_copy"]["image_to_numpy shares the message buffer"] is True
     assert {"sensor_frame_to_core", "bev_to_msg", "msg_to_plan"} <= set(conv["time_ms"])

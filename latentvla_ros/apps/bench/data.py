@@ -96,12 +96,10 @@ def frame_messages(log, t: int):
 def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_dir: Path | None = None):
     """The pipeline objects exactly as ``ros.model_loading.load_model_runtime`` builds them, with the
     trajectory_planner node's obstacle guard (its schema defaults) on the plans as the graph has it."""
-    from latentvla_ros.core.obstacle_guard import ObstacleGuard
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.configuration_planner import PlannerConfig
     from latentvla_ros.models.configuration_student import StudentConfig
     from latentvla_ros.runtime import BevFeatureExtractor, LatentReasoner, LatentVLAAgent, TrajectoryPlanner
-    from latentvla_ros.runtime.agent import GuardedAgent
 
     common = dict(device="cpu", torch_threads=threads, backend=backend)
     onnx = (lambda k: onnx_dir / f"{k}.onnx") if onnx_dir else (lambda k: None)
@@ -113,9 +111,16 @@ def build_agent(ckpt_dir: Path, config: str, backend: str, threads: int, onnx_di
     if planner.needs_plan:
         reasoner = LatentReasoner(config=StudentConfig.preset(config), checkpoint_dir=ckpt_dir / "student",
                                   onnx_path=onnx("student"), **common)
-    agent = LatentVLAAgent(bev, reasoner, planner)
-    guard = planner_guard_config()
-    return GuardedAgent(agent, ObstacleGuard(guard)) if guard.enabled else agent
+    return with_guard(LatentVLAAgent(bev, reasoner, planner), planner_guard_config())
+
+
+def with_guard(agent, guard_config):
+    """``agent`` with the trajectory_planner node's obstacle guard on its plans (``GuardedAgent``), as the
+    graph runs it; ``agent`` itself when the guard is off. The bare chain does the graph's work without ROS."""
+    from latentvla_ros.core.obstacle_guard import ObstacleGuard
+    from latentvla_ros.runtime.agent import GuardedAgent
+
+    return GuardedAgent(agent, ObstacleGuard(guard_config)) if guard_config.enabled else agent
 
 
 def planner_guard_config():

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from latentvla_ros.apps.bench.data import ConfigData, build_agent, in_worker, run_bare
+from latentvla_ros.apps.bench.data import ConfigData, build_agent, in_worker, run_bare, with_guard
 from latentvla_ros.apps.bench.floor import FLOOR_VARIANTS, floor_outputs, run_floor
 from latentvla_ros.apps.bench.harness import (
     DiagnosticsNodeTimes,
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str], None]) -> dict[str, Any]:
     """bare / composed / processes runs of one config, every backend and rate."""
+    from latentvla_ros.core.obstacle_guard import GuardConfig
     from latentvla_ros.runtime import LatentVLAAgent
+    from latentvla_ros.runtime.agent import GuardedAgent
 
     config = data.config
     rates = opts.rates[config]
@@ -55,8 +57,11 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 options = graph_options(config, data.checkpoint_dir, backend, opts.threads[config], min(rates), opts.overrides)
                 nodes = create_composed_nodes(options, context=ctx)
                 by_name = {nd.get_name(): nd for nd in nodes}
-                agent = LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
-                                       by_name["trajectory_planner"].planner)
+                planner_node = by_name["trajectory_planner"]
+                # with the planner node's obstacle guard (its own settings) on the plans, as the graph runs it
+                agent = with_guard(LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
+                                                  planner_node.planner),
+                                   GuardConfig(**planner_node.params.obstacle_guard.as_dict()))
                 agent_source = "the composed nodes' runtime objects"
             else:
                 agent = build_agent(data.checkpoint_dir, config, backend, opts.threads[config])
@@ -66,6 +71,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
             with wrapped_forward_passes([stage for _, stage in staged], TimedForwardPass) as timers:
                 bare = run_bare(agent, frames, warm_frames, rates[0])
             bare.update(backend=backend, agent=agent_source, model_id=agent.model_id,
+                        obstacle_guard=isinstance(agent, GuardedAgent),
                         model_calls_ms={name: stats_ms(t.times_ms[len(warm_frames):]) for (name, _), t in zip(staged, timers)})
             runs[f"bare[{backend}]"] = bare
             if "floor" in opts.modes and floor_out is None:

@@ -288,7 +288,8 @@ def write_docs(results: dict[str, Any], path: Path) -> Path:
         "",
         "- **bare**: `LatentVLAAgent.compute_trajectory` on the pipeline objects (BEV backbone, student, planner one "
         "after the other, no ROS), fed the measured frames at the input rate after a warm-up. With the composed graph in the "
-        "run these are the composed nodes' own runtime objects. This is the reference of the targets.",
+        "run these are the composed nodes' own runtime objects. The planner node's obstacle guard (its settings) checks "
+        "each plan, as in the graph (`GuardedAgent`). This is the reference of the targets.",
         "- **bare-parallel**: the same objects with `LatentVLAAgent(concurrent=True)`: the student in a worker thread "
         "beside the BEV backbone, then the planner: the graph's own dataflow without ROS. Graph / bare-parallel is what "
         "ROS itself costs; graph / bare also counts what the graph's parallel branches win back.",
