@@ -396,7 +396,7 @@ def shared_sensor_frame_to_core(msg: SensorFrame):
     and never modified after publishing: ros/intra_process.py), so the second gets the first
     one's conversion (read-only views; the core never modifies a frame). Over DDS every
     message is a new object and is converted each time. A failed conversion is not kept."""
-    return _shared_conversion("frame", msg, lambda m: sensor_frame_to_core(m))
+    return _shared_conversion("frame", msg, sensor_frame_to_core)
 
 
 def share_sensor_frame(msg: SensorFrame, frame):
@@ -426,7 +426,7 @@ def share_bev(msg: BevFeatures, bev: BevTokens) -> BevFeatures:
 
 def shared_msg_to_bev(msg: BevFeatures) -> BevTokens:
     """``msg_to_bev`` once per message object (``share_bev``: in-process, the publisher's own)."""
-    return _shared_conversion("bev", msg, lambda m: msg_to_bev(m))
+    return _shared_conversion("bev", msg, msg_to_bev)
 
 
 def msg_to_bev(msg: BevFeatures) -> BevTokens:
@@ -467,7 +467,7 @@ def share_plan(msg: LatentActionPlan, plan: LatentPlan) -> LatentActionPlan:
 
 def shared_msg_to_plan(msg: LatentActionPlan) -> LatentPlan:
     """``msg_to_plan`` once per message object (``share_plan``: in-process, the publisher's own)."""
-    return _shared_conversion("plan", msg, lambda m: msg_to_plan(m))
+    return _shared_conversion("plan", msg, msg_to_plan)
 
 
 def msg_to_plan(msg: LatentActionPlan) -> LatentPlan:

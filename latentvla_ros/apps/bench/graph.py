@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str], None]) -> dict[str, Any]:
     """bare / composed / processes runs of one config, every backend and rate."""
-    from latentvla_ros.core.obstacle_guard import GuardConfig
     from latentvla_ros.runtime import LatentVLAAgent
     from latentvla_ros.runtime.agent import GuardedAgent
 
@@ -61,7 +60,7 @@ def run_config_graph(opts: BenchOptions, data: ConfigData, report: Callable[[str
                 # with the planner node's obstacle guard (its own settings) on the plans, as the graph runs it
                 agent = with_guard(LatentVLAAgent(by_name["bev_features"].extractor, by_name["latent_reasoner"].reasoner,
                                                   planner_node.planner),
-                                   GuardConfig(**planner_node.params.obstacle_guard.as_dict()))
+                                   planner_node.guard.guard.config)
                 agent_source = "the composed nodes' runtime objects"
             else:
                 agent = build_agent(data.checkpoint_dir, config, backend, opts.threads[config])
