@@ -311,6 +311,11 @@ def test_controller_rate_limits_the_steering_between_its_commands(ros_context):
     node = TwistControllerNode(context=ros_context)  # not spun: its callbacks are called here
     try:
         assert node.tracker.max_yaw_acceleration_radps2 == node.params.max_yaw_acceleration_radps2 == 1.5
+        # the speed law's parameters reach the tracker (schema defaults = TrackerConfig's)
+        assert (node.tracker.speed_kp, node.tracker.accel_fit_s, node.tracker.feedforward_from_mps,
+                node.tracker.feedforward_full_mps) == (node.params.speed_kp, node.params.accel_fit_s,
+                                                       node.params.feedforward_from_mps,
+                                                       node.params.feedforward_full_mps) == (1.2, 1.5, 10.0, 15.0)
         assert node.params.control_rate_hz == 20.0
         s = 12.5 * np.arange(1, 9)
         veer = np.column_stack([0.8 * s, 0.6 * s, np.full(8, math.atan2(0.6, 0.8))])

@@ -1,6 +1,7 @@
 """Numeric contracts of core/tracking.py pinned by hand-computed answers.
 
-The tracker (pure pursuit + P speed control), its input guards, the CARLA Twist mapping
+The tracker (pure pursuit + the speed law scheduled with the speed: firm P law up to 10 m/s, feedforward
+from 15 m/s), its input guards, the CARLA Twist mapping
 (throttle, coasting, brake duty cycle) and the Ackermann values. Every expected value below
 follows from the formulas in the module docstrings with the default configs
 (wheelbase 2.9 m, look-ahead max(4 m, 0.8 s x speed), preview 1 s, kp 1.2, limits +3 / -6 m/s^2,
@@ -15,7 +16,17 @@ import pytest
 
 from latentvla_ros.core import tracking
 from latentvla_ros.core.config_base import ConfigError
-from latentvla_ros.core.tracking import COAST_LINEAR_X, ControlCommand, TrackerConfig, TwistConfig, TwistMapper, ackermann_values, track
+from latentvla_ros.core.tracking import (
+    COAST_LINEAR_X,
+    ControlCommand,
+    TrackerConfig,
+    TwistConfig,
+    TwistMapper,
+    ackermann_values,
+    feedforward_share,
+    plan_speed_line,
+    track,
+)
 
 BRAKE = ControlCommand(-6.0, 0.0, 0.0)
 
@@ -95,6 +106,55 @@ def test_target_is_the_planned_speed_one_second_ahead():
     # a plan shorter than the preview: its last segment (index 1 of 2 segments)
     assert track([[0.1, 0.0], [0.4, 0.0]], 0.1, 3.0).target_speed_mps == pytest.approx(3.0)
     assert track([[0.3, 0.0], [0.4, 0.0]], 0.1, 3.0).target_speed_mps == pytest.approx(1.0)
+
+
+def _braking(v0: float, decel: float, interval_s: float = 0.5, n: int = 8) -> np.ndarray:
+    """n poses along +x of a plan braking from v0 at a constant decel (s = v0 t - decel t^2 / 2, while moving)."""
+    t = np.minimum(interval_s * np.arange(1, n + 1), v0 / decel)
+    return np.stack([v0 * t - 0.5 * decel * t * t, np.zeros(n), np.zeros(n)], axis=1)
+
+
+def test_cruising_speed_follows_the_plans_own_deceleration():
+    # 20 m/s (>= feedforward_full_mps 15), plan braking at 2 m/s^2 from 20 m/s. Segment speeds (each the mean
+    # over its 0.5 s, i.e. the speed at its mid time) 20 - 2 * (0.25, 0.75, 1.25, ...): the line through
+    # those with mid time <= accel_fit_s 1.5 s is v = 20 - 2 t exactly: feedforward -2 + 1.2 * (20 - 20) = -2.0.
+    # The firm law would command 1.2 * (v(1.25) - 20) = 1.2 * (17.5 - 20) = -3.0 (1.5 x the plan).
+    cmd = track(_braking(20.0, 2.0), 0.5, 20.0)
+    assert cmd.acceleration_mps2 == pytest.approx(-2.0)
+    assert cmd.target_speed_mps == pytest.approx(17.5)  # the planned speed 1 s ahead, as before
+    # a speed error on top: ego 21 m/s -> -2 + 1.2 * (20 - 21) = -3.2
+    assert track(_braking(20.0, 2.0), 0.5, 21.0).acceleration_mps2 == pytest.approx(-3.2)
+
+
+def test_low_speed_keeps_the_firm_law():
+    # 8 m/s (<= feedforward_from_mps 10), plan braking at 2 m/s^2 from 8: 1.2 * ((8 - 2 * 1.25) - 8) = -3.0
+    assert track(_braking(8.0, 2.0), 0.5, 8.0).acceleration_mps2 == pytest.approx(-3.0)
+
+
+def test_speed_law_is_blended_between_the_two_speeds():
+    # 12.5 m/s: half-way between 10 and 15 -> share 0.5; firm 1.2 * ((12.5 - 2.5) - 12.5) = -3.0,
+    # feedforward -2.0 -> -2.5
+    assert feedforward_share(12.5, TrackerConfig()) == pytest.approx(0.5)
+    assert track(_braking(12.5, 2.0), 0.5, 12.5).acceleration_mps2 == pytest.approx(-2.5)
+    # a step where full <= from; 0 / 0: the feedforward law above standstill; a large from: firm everywhere
+    step = TrackerConfig(feedforward_from_mps=12.0, feedforward_full_mps=5.0)
+    assert (feedforward_share(11.9, step), feedforward_share(12.1, step)) == (0.0, 1.0)
+    assert track(_braking(8.0, 2.0), 0.5, 8.0, TrackerConfig(feedforward_from_mps=0.0, feedforward_full_mps=0.0)
+                 ).acceleration_mps2 == pytest.approx(-2.0)
+    assert track(_braking(20.0, 2.0), 0.5, 20.0, TrackerConfig(feedforward_from_mps=60.0, feedforward_full_mps=60.0)
+                 ).acceleration_mps2 == pytest.approx(-3.0)
+
+
+def test_plan_speed_line_by_hand():
+    # segments at 0.5 s with speeds 10, 11, 13, 20: mid times 0.25, 0.75, 1.25 (<= 1.5), 1.75 (not fitted).
+    # Least squares through (0.25, 10), (0.75, 11), (1.25, 13): mean t 0.75, mean v 34/3;
+    # slope = sum((t - 0.75)(v - 34/3)) / sum((t - 0.75)^2) = (-0.5 * -4/3 + 0 + 0.5 * 5/3) / 0.5 = 3.0,
+    # intercept 34/3 - 3 * 0.75 = 9.0833
+    v0, a = plan_speed_line(np.array([10.0, 11.0, 13.0, 20.0]), 0.5, 1.5)
+    assert (v0, a) == (pytest.approx(34 / 3 - 2.25), pytest.approx(3.0))
+    assert plan_speed_line(np.array([7.0]), 0.5, 1.5) == (7.0, 0.0)  # one segment: its speed, no slope
+    # a start from standstill, 0, 2, 4 m/s: slope 4, intercept 2 - 4 * 0.75 = -1 -> no negative speed: 0
+    assert plan_speed_line(np.array([0.0, 2.0, 4.0]), 0.5, 1.5) == (0.0, pytest.approx(4.0))
 
 
 # ---------------------------------------------------------------- track(): lateral (pure pursuit)
@@ -235,11 +295,18 @@ def test_tracker_config_rejects_a_non_positive_yaw_acceleration_limit(value):
 
 # ---------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", ["wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
-                                  "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad",
+                                  "accel_fit_s", "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad",
                                   "stop_deceleration_mps2"])
 @pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan")])
 def test_tracker_config_rejects_non_positive_or_non_finite(name, value):
     with pytest.raises(ConfigError, match=f"^{name}: must be a positive number$"):
+        TrackerConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", ["feedforward_from_mps", "feedforward_full_mps"])
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
+def test_tracker_config_rejects_a_negative_or_non_finite_feedforward_speed(name, value):
+    with pytest.raises(ConfigError, match=f"^{name}: must be a number >= 0$"):
         TrackerConfig(**{name: value})
 
 

@@ -1,4 +1,4 @@
-"""Trajectory tracking for execution: pure pursuit (lateral) + P speed control (longitudinal).
+"""Trajectory tracking for execution: pure pursuit (lateral) + feedforward and P speed control (longitudinal).
 
 Turns a planned ego-frame trajectory into (acceleration, steering angle). Adapters map
 that to the CARLA bridge's two control inputs with their real semantics
@@ -25,9 +25,24 @@ class TrackerConfig(ConfigBase):
     lookahead_time_s: float = 0.8
     """Look-ahead distance grows with speed: speed x this time [s]."""
     speed_preview_s: float = 1.0
-    """The target speed is the planned speed this far ahead [s]."""
+    """The command's target speed (``ControlCommand.target_speed_mps``, the Ackermann bridge's speed)
+    is the planned speed this far ahead [s]."""
     speed_kp: float = 1.2
-    """Proportional gain from speed error [m/s] to acceleration [m/s^2]."""
+    """Gain from a speed error [m/s] to acceleration [m/s^2] in both speed laws (below)."""
+    accel_fit_s: float = 1.5
+    """Feedforward law: the plan's acceleration is the slope of a straight line fitted to its speed
+    profile over this first part of the plan [s]; the line's value at t = 0 is the plan's speed now;
+    command = that acceleration + ``speed_kp`` x (the plan's speed now - speed)."""
+    feedforward_from_mps: float = 10.0
+    """Speed law, scheduled with the speed: up to this speed [m/s] the firm law, ``speed_kp`` x (the planned
+    speed ``speed_preview_s`` ahead - speed), which brakes 1.2-1.5 x harder than a braking plan; from
+    ``feedforward_full_mps`` on the feedforward law, which follows the plan's own deceleration; linear in
+    between. Measured on the validation seeds (docs/operations.md#tracker): at cruising speed the firm law's
+    over-braking failed the comfort checks and cost the highway 5 points; at roundabout entries and
+    unprotected left turns (<= 10 m/s) it is what made the car yield, and the feedforward law collided."""
+    feedforward_full_mps: float = 15.0
+    """From this speed on [m/s], the feedforward law alone (see ``feedforward_from_mps``); at or below
+    ``feedforward_from_mps``: a step there (0 and 0: the feedforward law at every speed above standstill)."""
     max_acceleration_mps2: float = 3.0
     """Acceleration limit of the command [m/s^2]."""
     max_deceleration_mps2: float = 6.0
@@ -55,10 +70,13 @@ class TrackerConfig(ConfigBase):
     limit adds no lag there; at low speed it is loose (0.75 rad/s at 10 m/s on a 5 m wheelbase)."""
 
     def validate(self) -> None:
-        for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "speed_kp",
+        for name in ("wheelbase_m", "lookahead_min_m", "lookahead_time_s", "speed_preview_s", "accel_fit_s", "speed_kp",
                      "max_acceleration_mps2", "max_deceleration_mps2", "max_steering_rad", "stop_deceleration_mps2"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, "must be a positive number")
+        for name in ("feedforward_from_mps", "feedforward_full_mps"):
+            value = getattr(self, name)
+            require(math.isfinite(value) and value >= 0, name, "must be a number >= 0")
         require(self.max_yaw_acceleration_radps2 > 0, "max_yaw_acceleration_radps2", "must be > 0 (inf: no limit)")
         d = self.reference_to_rear_axle_m
         require(math.isfinite(d) and 0.0 <= d <= self.wheelbase_m, "reference_to_rear_axle_m", "must be in [0, wheelbase_m]")
@@ -106,6 +124,26 @@ def track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerCo
     return cmd
 
 
+def feedforward_share(speed_mps: float, cfg: TrackerConfig) -> float:
+    """The feedforward law's share of the speed command at ``speed_mps`` (0: firm law, 1: feedforward)."""
+    lo, hi = cfg.feedforward_from_mps, cfg.feedforward_full_mps
+    if speed_mps <= lo:
+        return 0.0
+    return 1.0 if speed_mps >= hi else (speed_mps - lo) / (hi - lo)  # hi > speed > lo here
+
+
+def plan_speed_line(seg_speed: np.ndarray, interval_s: float, fit_s: float) -> tuple[float, float]:
+    """(speed at t = 0 [m/s], acceleration [m/s^2]) of the least-squares line through the segment
+    speeds ``seg_speed`` (each the mean speed between consecutive poses, so at the segment's mid
+    time) whose mid time is within ``fit_s``; a single segment: its speed, no acceleration."""
+    mid_t = (np.arange(len(seg_speed)) + 0.5) * interval_s
+    n = max(1, int(np.count_nonzero(mid_t <= fit_s)))
+    if n < 2:
+        return max(0.0, float(seg_speed[0])), 0.0
+    slope, intercept = np.polyfit(mid_t[:n], seg_speed[:n], 1)
+    return max(0.0, float(intercept)), float(slope)
+
+
 def _track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerConfig) -> ControlCommand:
     poses = np.asarray(poses, dtype=np.float64)
     if poses.ndim != 2 or poses.shape[0] == 0 or not np.all(np.isfinite(poses[:, :2])):
@@ -116,7 +154,12 @@ def _track(poses: np.ndarray, interval_s: float, speed_mps: float, cfg: TrackerC
     seg_speed = np.diff(arc) / interval_s
     preview_index = min(len(seg_speed) - 1, int(cfg.speed_preview_s / interval_s))
     target_speed = float(seg_speed[preview_index])
-    accel = float(np.clip(cfg.speed_kp * (target_speed - speed), -cfg.max_deceleration_mps2, cfg.max_acceleration_mps2))
+    accel = cfg.speed_kp * (target_speed - speed)  # firm: the planned speed a preview ahead, now
+    share = feedforward_share(speed, cfg)
+    if share > 0.0:
+        plan_speed_now, plan_accel = plan_speed_line(seg_speed, interval_s, cfg.accel_fit_s)
+        accel += share * (plan_accel + cfg.speed_kp * (plan_speed_now - speed) - accel)
+    accel = float(np.clip(accel, -cfg.max_deceleration_mps2, cfg.max_acceleration_mps2))
     # pure pursuit towards the point at the look-ahead distance along the path
     lookahead = max(cfg.lookahead_min_m, speed * cfg.lookahead_time_s)
     if arc[-1] < STANDING_PLAN_M:  # (almost) standing plan: keep the wheels straight, brake firmly

@@ -188,13 +188,17 @@ class TrajectoryPlannerParams(ParamGroup):
 class TwistControllerParams(ParamGroup):
     """Parameters of twist_controller (schema/twist_controller.schema.json)."""
 
+    accel_fit_s: float  # read-only
     control_rate_hz: float  # read-only
     diagnostics_period_s: float  # read-only
+    feedforward_from_mps: float  # read-only
+    feedforward_full_mps: float  # read-only
     input_timeout_s: float  # settable at run time
     max_steering_rad: float  # read-only
     max_yaw_acceleration_radps2: float  # read-only
     output: str  # read-only
     qos: SensorQosParams
+    speed_kp: float  # read-only
     stale_deceleration_mps2: float  # settable at run time
     trajectory_timeout_s: float  # settable at run time
     twist: TwistParams

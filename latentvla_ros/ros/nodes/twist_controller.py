@@ -76,7 +76,10 @@ class TwistControllerNode(LatentVlaNode):
         super().__init__(**kwargs)
         p = self.params
         self.tracker = TrackerConfig(wheelbase_m=p.wheelbase_m, max_steering_rad=p.max_steering_rad,
-                                     max_yaw_acceleration_radps2=p.max_yaw_acceleration_radps2)
+                                     max_yaw_acceleration_radps2=p.max_yaw_acceleration_radps2,
+                                     speed_kp=p.speed_kp, accel_fit_s=p.accel_fit_s,
+                                     feedforward_from_mps=p.feedforward_from_mps,
+                                     feedforward_full_mps=p.feedforward_full_mps)
         # checked with the parameters (ros/contracts/parameters.py GROUP_CONFIGS)
         self.twist_mapper = TwistMapper(TwistConfig(**dataclasses.asdict(p.twist)))
         self._trajectory = None
