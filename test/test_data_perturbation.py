@@ -131,7 +131,11 @@ def test_lam_codes_of_perturbed_transitions_are_dropped(logs):
 
 
 GOLDEN = {  # generated before perturbation existed: a clean log must stay byte-identical
-    ("1.12.1", "2.5.8"): "cc2cf970be8779644c8863c7b29ec06c03fedf8bd946925bac361f70ad185f01",
+    # cc2c...: the environment of sessions 1-14; 58cd...: the rebuilt venv of session 15 (gymnasium 1.4.0,
+    # numpy 2.4.6, opencv 5.1.0), the same bytes from commit 216f479 (before session 15) and after it, so a
+    # dependency's output, not our generator, changed
+    ("1.12.1", "2.5.8"): {"cc2cf970be8779644c8863c7b29ec06c03fedf8bd946925bac361f70ad185f01",
+                          "58cd99d65c456d74eb20517e819885982eb71686a01f7b01aa8e00f76f67019c"},
 }
 
 
@@ -145,7 +149,7 @@ def test_unperturbed_log_is_byte_identical_to_before(tmp_path):
     for name, data in _log_bytes(tmp_path / "log").items():
         digest.update(name.encode())
         digest.update(data)
-    assert digest.hexdigest() == want
+    assert digest.hexdigest() in want
     assert "perturbation" not in DrivingLog(tmp_path / "log").meta
 
 
