@@ -27,6 +27,13 @@ puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_
    to ``max_decel_mps2`` whose plan has no conflict with the front half lengthened by
    ``follow_time_gap_s`` x that speed is taken. When none is, or for crossing, oncoming and static
    obstacles, the stop retime below.
+   Yield (``yield_min_speed_mps``, from 15 m/s): a conflicting track that moves (known velocity, at least
+   ``follow_min_speed_mps``) and is not followed -- a car merging or crossing ahead, a lead car too close for the
+   follow gap -- is let through: the plan brakes without a stop point at the gentlest of 4 decelerations from
+   ``min_decel_mps2`` to ``max_decel_mps2`` after which no track conflicts. At cruising speed the stop retime
+   below braked at the tracker's limit (5 m/s^2) for cars merging ahead and failed the longitudinal comfort
+   checks; below that speed (roundabout entries, unprotected turns) its firmness is what made the car yield.
+   When no deceleration suffices, or for oncoming and static obstacles, the stop retime.
    The guard then keeps the planned path and only retimes it: the ego brakes (at least ``min_decel_mps2``, at most
    ``max_decel_mps2``) to stop ``stop_margin_m`` before the arc length of the conflicting
    pose, and the retimed plan is checked again (moving obstacles may conflict earlier).
@@ -93,6 +100,7 @@ class GuardConfig(ConfigBase):
     follow_time_gap_s: float = 0.5  # the follow plan keeps this time gap (x the track's speed) clear too
     go_latch: bool = False  # a released go continues at any ego speed while the plan is slower than go_latch_speed_mps
     go_latch_speed_mps: float = 3.0  # a latched go ends when the model's plan is this fast on average
+    yield_min_speed_mps: float = 15.0  # from this ego speed on, a moving conflicting track not followed is yielded to
 
     def validate(self) -> None:
         require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
@@ -107,6 +115,7 @@ class GuardConfig(ConfigBase):
             value = getattr(self, name)
             require(math.isfinite(value) and value >= 0, name, f"must be finite and >= 0, got {value}")
         require(self.max_decel_mps2 >= self.min_decel_mps2, "max_decel_mps2", "must be >= min_decel_mps2")
+        require(self.yield_min_speed_mps >= 0, "yield_min_speed_mps", "must be >= 0 (inf: never yield, always the stop retime)")
 
 
 @dataclass
@@ -284,7 +293,7 @@ class ObstacleGuard:
     def __init__(self, config: GuardConfig | None = None):
         self.config = config or GuardConfig()
         self.tracker = LidarObjectTracker(self.config)
-        self.plans = self.interventions = self.stops = self.releases = self.follows = self.cautions = 0
+        self.plans = self.interventions = self.stops = self.releases = self.follows = self.cautions = self.yields = 0
         self.last_verdict = GuardVerdict(action="off" if not self.config.enabled else "clear")
         self._going = False  # the last plan was a go (the go latch)
 
@@ -337,6 +346,15 @@ class ObstacleGuard:
                 self.last_verdict = replace(verdict, action="follow", conflict_time_s=float(times[k]),
                                             conflict_track=int(track))
                 return followed, self.last_verdict
+        if speed0 >= cfg.yield_min_speed_mps:
+            yielded = self._yield(trajectory, speed0, times, hit, obstacles)
+            if yielded is not None:
+                k, track = hit
+                self.interventions += 1
+                self.yields += 1
+                self.last_verdict = replace(verdict, action="yield", conflict_time_s=float(times[k]),
+                                            conflict_track=int(track))
+                return yielded, self.last_verdict
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
             k, track = hit
@@ -451,6 +469,25 @@ class ObstacleGuard:
         for decel in np.linspace(cfg.min_decel_mps2, cfg.max_decel_mps2, 4):
             candidate = self._retime_to_speed(trajectory, speed0, float(decel), lead)
             if self._first_conflict(_densify(candidate.poses, candidate.interval_s, times), times, obstacles, gap) is None:
+                return candidate
+        return None
+
+    def _yield(self, trajectory: Trajectory, speed0: float, times: np.ndarray, hit: tuple[int, int],
+               obstacles: Obstacles) -> Trajectory | None:
+        """The plan braked (no stop point) at the gentlest of 4 decelerations (min .. max) that lets the moving
+        conflicting track ``hit`` (known velocity, at least ``follow_min_speed_mps``: a car merging or crossing
+        ahead) clear the path, with no conflict with any track; None when the track stands or is young, or when
+        none suffices (then the stop retime)."""
+        cfg = self.config
+        _, track = hit
+        mine = obstacles.track_ids == track
+        if obstacles.velocity_known is not None and not obstacles.velocity_known[mine].all():
+            return None
+        if float(np.hypot(*obstacles.velocities[mine][0])) < cfg.follow_min_speed_mps:
+            return None
+        for decel in np.linspace(cfg.min_decel_mps2, cfg.max_decel_mps2, 4):
+            candidate = self._retime_to_speed(trajectory, speed0, float(decel), 0.0)
+            if self._first_conflict(_densify(candidate.poses, candidate.interval_s, times), times, obstacles) is None:
                 return candidate
         return None
 

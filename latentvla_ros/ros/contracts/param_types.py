@@ -60,6 +60,7 @@ class ObstacleGuardParams(ParamGroup):
     time_step_s: float  # read-only
     track_gate_m: float  # read-only
     velocity_window_s: float  # read-only
+    yield_min_speed_mps: float  # read-only
     young_track_horizon_s: float  # read-only
 
 
