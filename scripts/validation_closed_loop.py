@@ -8,11 +8,17 @@ how the episode ended.
 
     python scripts/validation_closed_loop.py --out /tmp/val --methods latentvla_student,latentvla_student_unguarded,expert \
         --scenarios intersection,roundabout --seeds 30000-30011
+
+``--guard-param KEY=VALUE`` changes a ``GuardConfig`` field of every guarded agent and ``--tracker-param KEY=VALUE``
+a field of the tracker every method drives with (``highway_tracker_config``), both repeatable: the experiments of
+docs/operations.md, e.g. ``--guard-param yield_moving=true --guard-param yield_min_speed_mps=15`` or
+``--tracker-param max_yaw_acceleration_radps2=1.0``.
 """
 from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
 from pathlib import Path
 
@@ -26,6 +32,21 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+def parse_params(items: list[str]) -> tuple[tuple[str, object], ...]:
+    """``KEY=VALUE`` items -> ((key, value), ...); VALUE read as JSON (numbers, true / false), else a string."""
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        out.append((key, value))
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -35,10 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="", help="e.g. 30000-30011 (default: data/splits.py VALIDATION_CLOSED_LOOP_SEEDS)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--per-episode", action="store_true", help="also print one row per episode")
+    ap.add_argument("--guard-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a GuardConfig field for every guarded agent (repeatable)")
+    ap.add_argument("--tracker-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a highway_tracker_config field for every method (repeatable)")
     args = ap.parse_args(argv)
 
     from latentvla_ros.apps.evaluate import EvalPlan, run_evaluation
+    from latentvla_ros.core.config_base import ConfigError
+    from latentvla_ros.core.obstacle_guard import GuardConfig
     from latentvla_ros.data import splits
+    from latentvla_ros.evaluation.closed_loop import highway_tracker_config
+
+    guard, tracker = parse_params(args.guard_param), parse_params(args.tracker_param)
+    try:  # refused here, not in every episode
+        GuardConfig(**dict(guard))
+        highway_tracker_config(**dict(tracker))
+    except (TypeError, ConfigError) as exc:
+        print(f"bad --guard-param / --tracker-param: {exc}", file=sys.stderr)
+        return 2
 
     seeds = parse_seeds(args.seeds) if args.seeds else splits.VALIDATION_CLOSED_LOOP_SEEDS
     test = set(splits.CLOSED_LOOP_SEEDS) | set(splits.OPEN_LOOP_TEST_SEEDS) | set(splits.ROS_SUBSET_SEEDS)
@@ -50,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = EvalPlan(run_open_loop=False, closed_loop_seeds=seeds,
                     closed_loop_scenarios=tuple(args.scenarios.split(",")) if args.scenarios else None,
                     closed_loop_methods=methods, ros_subset_seeds=(), failure_pictures=False,
-                    bootstrap_samples=200)
+                    bootstrap_samples=200, guard_overrides=guard,
+                    tracker_overrides=tracker)
     scores = run_evaluation(plan, Path(args.out), Path(args.checkpoints), args.workers, train_data=None, verbose=False)
     groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
     for ep in scores["closed_loop"]["episodes"]:

@@ -270,3 +270,40 @@ def test_closed_loop_tracker_accelerates_within_navsim_comfort():
     from latentvla_ros.evaluation.pdm_metrics import PdmsConfig
 
     assert highway_tracker_config().max_acceleration_mps2 <= PdmsConfig().max_lon_accel
+
+
+def test_validation_overrides_reach_the_guard_and_the_tracker(monkeypatch):
+    """scripts/validation_closed_loop.py's --guard-param / --tracker-param: the guarded agent gets a guard with the
+    GuardConfig fields changed, every method's episodes run with the tracker fields changed; without them the
+    defaults (the shipped guard and highway_tracker_config)."""
+    import importlib.util
+
+    from latentvla_ros.apps.evaluate import EvalPlan, MethodSpec, closed_loop_methods
+    from latentvla_ros.evaluation import drivers
+    from latentvla_ros.evaluation.agents import build_agent_from_graph
+    from latentvla_ros.evaluation.closed_loop import highway_tracker_config
+
+    spec = importlib.util.spec_from_file_location("validation_closed_loop", ROOT / "scripts" / "validation_closed_loop.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    parse_params = script.parse_params
+    guard = parse_params(["yield_moving=true", "yield_min_speed_mps=12.5"])
+    tracker = parse_params(["max_yaw_acceleration_radps2=1.0"])
+    assert guard == (("yield_moving", True), ("yield_min_speed_mps", 12.5))
+    specs = {"latentvla_student": MethodSpec(name="latentvla_student", kind="agent", fusion="student"),
+             "expert": MethodSpec(name="expert", kind="expert")}
+    plan = EvalPlan(closed_loop_methods=("latentvla_student", "expert"), guard_overrides=guard, tracker_overrides=tracker)
+    methods = closed_loop_methods(specs, plan)
+    assert methods["latentvla_student"].graph["guard"] == {"yield_moving": True, "yield_min_speed_mps": 12.5}
+    assert all(m.options["tracker"] == {"max_yaw_acceleration_radps2": 1.0} for m in methods.values())
+    agent = build_agent_from_graph({**_student_graph(), "guard": methods["latentvla_student"].graph["guard"]})
+    assert agent.guard.config.yield_moving and agent.guard.config.yield_min_speed_mps == 12.5
+    assert not build_agent_from_graph(_student_graph()).guard.config.yield_moving
+    defaults = closed_loop_methods(specs, EvalPlan(closed_loop_methods=("latentvla_student", "expert")))
+    assert defaults["latentvla_student"].graph["guard"] is True and "tracker" not in defaults["expert"].options
+
+    used = []
+    monkeypatch.setattr(drivers, "run_episode", lambda env, driver, tracker=None: used.append(tracker) or env.close())
+    drivers.drive_episodes(methods["expert"], [("merge", 20_000)], ExpertDriver, sensors=False)
+    drivers.drive_episodes(defaults["expert"], [("merge", 20_000)], ExpertDriver, sensors=False)
+    assert used == [highway_tracker_config(max_yaw_acceleration_radps2=1.0), highway_tracker_config()]

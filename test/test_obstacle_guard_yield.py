@@ -1,4 +1,4 @@
-"""The obstacle guard's yield retime (``GuardConfig.yield_min_speed_mps``), on the hand-made point clouds of
+"""The obstacle guard's yield retime (``GuardConfig.yield_moving``, off by default, from ``yield_min_speed_mps``), on the hand-made point clouds of
 test_obstacle_guard.py (its CFG, cars and frames: see that module's doc; the ego plans x = 10 t at 10 m/s).
 
 A car crossing the path from the right: rear edge x in [15.8, 20.3], centre y = -6 in the final frame, moving
@@ -22,7 +22,7 @@ from test_obstacle_guard import CFG, _car_along_x, _guard_on
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.core.obstacle_guard import GuardConfig, ObstacleGuard
 
-YIELD = replace(CFG, yield_min_speed_mps=10.0)  # the ego drives at 10 m/s: yields
+YIELD = replace(CFG, yield_moving=True, yield_min_speed_mps=10.0)  # the ego drives at 10 m/s: yields
 CROSSING = (0.0, 5.0)
 
 
@@ -37,9 +37,10 @@ def test_a_car_crossing_ahead_is_yielded_to_with_the_gentlest_deceleration_that_
     assert (guard.plans, guard.yields, guard.stops) == (6, 3, 0)
 
 
-def test_below_the_yield_speed_the_same_car_gets_the_stop_retime():
-    # CFG keeps the default 15 m/s: at 10 m/s the stop retime, 1 m before the conflicting pose (arc 13 -> 12)
-    guard, _, out, verdict = _guard_on(_car_along_x(15.8, -6.0), CROSSING, ObstacleGuard(CFG))
+@pytest.mark.parametrize("cfg", [replace(YIELD, yield_min_speed_mps=10.5), replace(YIELD, yield_moving=False), CFG])
+def test_below_the_yield_speed_or_with_the_yield_off_the_same_car_gets_the_stop_retime(cfg):
+    # the stop retime, 1 m before the conflicting pose (arc 13 -> 12); CFG: the default (off)
+    guard, _, out, verdict = _guard_on(_car_along_x(15.8, -6.0), CROSSING, ObstacleGuard(cfg))
     assert verdict.action == "slow" and verdict.stop_distance_m == pytest.approx(12.0)
     assert out.poses[-1, 0] == pytest.approx(12.0) and guard.yields == 0
 
@@ -52,7 +53,7 @@ def test_standing_slow_and_young_tracks_are_never_yielded_to(v_obj, n):
     assert verdict.action in ("slow", "stop") and guard.yields == 0
 
 
-def test_yield_speed_must_not_be_negative():
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
+def test_yield_speed_must_be_a_number_not_below_zero(value):
     with pytest.raises(ConfigError, match="^yield_min_speed_mps"):
-        GuardConfig(yield_min_speed_mps=-1.0)
-    GuardConfig(yield_min_speed_mps=float("inf"))  # never yield
+        GuardConfig(yield_min_speed_mps=value)

@@ -86,6 +86,10 @@ class EvalPlan:
     graph_mode: str = "composed"  # or "processes": the node graph as separate processes
     bootstrap_samples: int = 2000
     bootstrap_seed: int = 0
+    # experiments on the direct closed-loop path only (scripts/validation_closed_loop.py --guard-param /
+    # --tracker-param): GuardConfig fields for every guarded agent, highway_tracker_config fields for every method
+    guard_overrides: tuple[tuple[str, Any], ...] = ()
+    tracker_overrides: tuple[tuple[str, Any], ...] = ()
     num_examples: int = 4
     ego_mlp_epochs: int = 30
 
@@ -361,8 +365,9 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
             graph = dict(name=name, fusion=spec.fusion, bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
                          student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset,
                          allow_untrained=bool(spec.untrained))  # the ROS twin's planner drives them, flagged
+            guard = dict(plan.guard_overrides) if spec.guard and plan.guard_overrides else spec.guard
             out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation,
-                                                                          "guard": spec.guard})
+                                                                          "guard": guard})
         elif spec.kind == "pdm_closed":
             out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,
                                          options={"reference": {"lateral_offsets": plan.reference_lateral_offsets_closed_loop}})
@@ -372,6 +377,8 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
             out[name] = ClosedLoopMethod(name=name, kind="ego_mlp", checkpoint=spec.ego_mlp)
         else:
             out[name] = ClosedLoopMethod(name=name, kind=spec.kind)
+    for method in out.values() if plan.tracker_overrides else ():
+        method.options = {**method.options, "tracker": dict(plan.tracker_overrides)}
     return out
 
 

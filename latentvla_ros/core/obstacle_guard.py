@@ -27,13 +27,12 @@ puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_
    to ``max_decel_mps2`` whose plan has no conflict with the front half lengthened by
    ``follow_time_gap_s`` x that speed is taken. When none is, or for crossing, oncoming and static
    obstacles, the stop retime below.
-   Yield (``yield_min_speed_mps``, from 15 m/s): a conflicting track that moves (known velocity, at least
-   ``follow_min_speed_mps``) and is not followed -- a car merging or crossing ahead, a lead car too close for the
-   follow gap -- is let through: the plan brakes without a stop point at the gentlest of 4 decelerations from
-   ``min_decel_mps2`` to ``max_decel_mps2`` after which no track conflicts. At cruising speed the stop retime
-   below braked at the tracker's limit (5 m/s^2) for cars merging ahead and failed the longitudinal comfort
-   checks; below that speed (roundabout entries, unprotected turns) its firmness is what made the car yield.
-   When no deceleration suffices, or for oncoming and static obstacles, the stop retime.
+   Yield (``yield_moving``, off; from ``yield_min_speed_mps``): a conflicting track that moves (known velocity,
+   at least ``follow_min_speed_mps``) and is not followed -- a car merging or crossing ahead, a lead car too close
+   for the follow gap -- is let through: the plan brakes without a stop point at the gentlest of 4 decelerations
+   from ``min_decel_mps2`` to ``max_decel_mps2`` after which no track conflicts; when none suffices, the stop
+   retime. Off: on the validation highway and merge seeds it did not make the stop retime's hard braking
+   comfortable and cost an off-road episode (docs/operations.md, "The obstacle guard").
    The guard then keeps the planned path and only retimes it: the ego brakes (at least ``min_decel_mps2``, at most
    ``max_decel_mps2``) to stop ``stop_margin_m`` before the arc length of the conflicting
    pose, and the retimed plan is checked again (moving obstacles may conflict earlier).
@@ -100,7 +99,8 @@ class GuardConfig(ConfigBase):
     follow_time_gap_s: float = 0.5  # the follow plan keeps this time gap (x the track's speed) clear too
     go_latch: bool = False  # a released go continues at any ego speed while the plan is slower than go_latch_speed_mps
     go_latch_speed_mps: float = 3.0  # a latched go ends when the model's plan is this fast on average
-    yield_min_speed_mps: float = 15.0  # from this ego speed on, a moving conflicting track not followed is yielded to
+    yield_moving: bool = False  # a moving conflicting track not followed is yielded to (from yield_min_speed_mps)
+    yield_min_speed_mps: float = 15.0  # the ego speed from which the yield applies
 
     def validate(self) -> None:
         require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
@@ -115,7 +115,8 @@ class GuardConfig(ConfigBase):
             value = getattr(self, name)
             require(math.isfinite(value) and value >= 0, name, f"must be finite and >= 0, got {value}")
         require(self.max_decel_mps2 >= self.min_decel_mps2, "max_decel_mps2", "must be >= min_decel_mps2")
-        require(self.yield_min_speed_mps >= 0, "yield_min_speed_mps", "must be >= 0 (inf: never yield, always the stop retime)")
+        require(math.isfinite(self.yield_min_speed_mps) and self.yield_min_speed_mps >= 0, "yield_min_speed_mps",
+                "must be a number >= 0")
 
 
 @dataclass
@@ -346,7 +347,7 @@ class ObstacleGuard:
                 self.last_verdict = replace(verdict, action="follow", conflict_time_s=float(times[k]),
                                             conflict_track=int(track))
                 return followed, self.last_verdict
-        if speed0 >= cfg.yield_min_speed_mps:
+        if cfg.yield_moving and speed0 >= cfg.yield_min_speed_mps:
             yielded = self._yield(trajectory, speed0, times, hit, obstacles)
             if yielded is not None:
                 k, track = hit

@@ -90,18 +90,18 @@ class AblatedReasoner:
 
 
 def build_agent(fusion: str, *, bev: str = "", planner: str = "", student: str = "", teacher: str = "",
-                preset: str = "edge", ablation: str = "", guard: bool = True) -> Any:
+                preset: str = "edge", ablation: str = "", guard: bool | dict = True) -> Any:
     """An agent of the planner variant ``fusion`` from checkpoint directories ('' = untrained);
     ``guard``: its plans checked by the LiDAR obstacle guard (``runtime.agent.GuardedAgent``), as the
-    trajectory_planner node checks them by default."""
+    trajectory_planner node checks them by default; a dict: a guard with these ``GuardConfig`` fields changed."""
     agent = _build_agent(fusion, bev=bev, planner=planner, student=student, teacher=teacher, preset=preset,
                          ablation=ablation)
     if not guard:
         return agent
-    from latentvla_ros.core.obstacle_guard import ObstacleGuard
+    from latentvla_ros.core.obstacle_guard import GuardConfig, ObstacleGuard
     from latentvla_ros.runtime.agent import GuardedAgent
 
-    return GuardedAgent(agent, ObstacleGuard())
+    return GuardedAgent(agent, ObstacleGuard(GuardConfig(**guard) if isinstance(guard, dict) else None))
 
 
 def _build_agent(fusion: str, *, bev: str, planner: str, student: str, teacher: str, preset: str, ablation: str) -> Any:
@@ -135,4 +135,8 @@ def build_agent_from_graph(graph: dict) -> Any:
     return build_agent(graph.get("fusion", "student"), bev=graph.get("bev_checkpoint", ""),
                        planner=graph.get("planner_checkpoint", ""), student=graph.get("student_checkpoint", ""),
                        teacher=graph.get("teacher_path", ""), preset=graph.get("preset", "edge"),
-                       ablation=graph.get("ablation", ""), guard=bool(graph.get("guard", True)))
+                       ablation=graph.get("ablation", ""), guard=_guard_option(graph.get("guard", True)))
+
+
+def _guard_option(guard: Any) -> bool | dict:
+    return dict(guard) if isinstance(guard, dict) else bool(guard)

@@ -33,6 +33,7 @@ from latentvla_ros.evaluation.closed_loop import (
     EpisodeResult,
     HighwayClosedLoopEnv,
     Observation,
+    highway_tracker_config,
     run_episode,
 )
 
@@ -282,7 +283,7 @@ def drive_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]]
     for k, (scenario, seed) in enumerate(episodes):
         env = HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
                                    stamp_base_ns=episode_stamp_base(k, stamp_base_ns))
-        results.append(run_episode(env, driver()))
+        results.append(run_episode(env, driver(), highway_tracker_config(**method.options.get("tracker", {}))))
         if on_episode is not None:
             on_episode(env, results[-1])
     return results

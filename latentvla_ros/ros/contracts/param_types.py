@@ -61,6 +61,7 @@ class ObstacleGuardParams(ParamGroup):
     track_gate_m: float  # read-only
     velocity_window_s: float  # read-only
     yield_min_speed_mps: float  # read-only
+    yield_moving: bool  # read-only
     young_track_horizon_s: float  # read-only
 
 
