@@ -29,3 +29,15 @@ def test_a_gain_and_used_tokens_are_named():
 def test_without_the_fusion_pair_nothing_is_claimed():
     assert fusion_reading({"paired": {}}) == ""
     assert fusion_reading({}) == ""
+
+
+def test_an_ablation_that_drives_better_says_the_tokens_mislead_the_planner():
+    # docs/results.md at 07cf446: zeroing the action embeddings drove 3.0 points better, interval below zero;
+    # the reading then said "does not measurably change the driving"
+    r = {"paired": {"e2e_student vs e2e_none": _pair(-0.2, -3.9, 4.0),
+                    "e2e_student vs e2e_student_shuffled": _pair(1.6, -1.7, 5.2),
+                    "e2e_student vs e2e_student_zeroed": _pair(-3.0, -5.5, -0.7)}}
+    text = fusion_reading(r)
+    assert "does not measurably change" not in text and "does not rely" not in text
+    assert "with them zeroed (-3.0 [-5.5, -0.7], the fused student minus the ablation) the same planner drives better" in text
+    assert text.endswith("Shuffled across frames (+1.6 [-1.7, +5.2]): no measurable difference.")

@@ -222,7 +222,8 @@ def fusion_reading(results: dict) -> str:
     """What the fusion ablations say, read from their paired 95% intervals (empty without them). The paper
     reports +0.4 / +0.7 PDMS from fusing the latent actions; here the fused student is compared with no
     fusion, and with its own tokens shuffled across frames / its action embeddings zeroed: when neither
-    ablation changes the driving, the planner does not use what the student says."""
+    ablation changes the driving, the planner does not use what the student says; an ablation that drives
+    better (the interval below zero) says the tokens mislead it."""
     paired = results.get("paired", {})
     fused = paired.get("e2e_student vs e2e_none")
     if not fused:
@@ -235,12 +236,21 @@ def fusion_reading(results: dict) -> str:
             f"fusion {show(fused)}: {_verdict(fused)}.")
     abl = {name: paired.get(f"e2e_student vs e2e_student_{name}") for name in ("shuffled", "zeroed")}
     if all(abl.values()):
+        what = {"shuffled": "shuffled across frames", "zeroed": "zeroed"}
         used = [n for n, d in abl.items() if _verdict(d) == "gain"]
+        hurt = [n for n, d in abl.items() if _verdict(d) == "loss"]
         if used:
             text += (" The student's tokens matter to the driving: with them " + " / ".join(
                 f"{n} ({show(abl[n])})" for n in used) + " the fused planner drives worse.")
-        else:
+        if hurt:
+            text += (" The student's tokens cost driving: with them " + " / ".join(
+                f"{what[n]} ({show(abl[n])}, the fused student minus the ablation)" for n in hurt)
+                + " the same planner drives better; what the student says misleads the planner more than it helps.")
+        rest = [n for n in abl if n not in used and n not in hurt]
+        if rest and not (used or hurt):
             text += (f" Shuffling the student's tokens across frames ({show(abl['shuffled'])}) or zeroing the action "
                      f"embeddings ({show(abl['zeroed'])}) does not measurably change the driving either: the planner "
                      "does not rely on what the student says, so no gain from fusion can show.")
+        elif rest:
+            text += " " + " / ".join(f"{what[n].capitalize()} ({show(abl[n])})" for n in rest) + ": no measurable difference."
     return text
