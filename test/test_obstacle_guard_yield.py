@@ -1,5 +1,6 @@
-"""The obstacle guard's yield retime (``GuardConfig.yield_moving``, off by default, from ``yield_min_speed_mps``), on the hand-made point clouds of
-test_obstacle_guard.py (its CFG, cars and frames: see that module's doc; the ego plans x = 10 t at 10 m/s).
+"""The obstacle guard's yield retime (``GuardConfig.yield_moving``, off by default, from ``yield_min_speed_mps``),
+on the hand-made point clouds of test_obstacle_guard.py (its CFG, cars and frames: see that module's doc; the ego
+plans x = 10 t at 10 m/s).
 
 A car crossing the path from the right: rear edge x in [15.8, 20.3], centre y = -6 in the final frame, moving
 (0, 5) m/s (seen 6 frames: velocity known). Its y extent at t is [-6.9 + 5 t, -5.1 + 5 t], inside the ego box's
