@@ -46,7 +46,7 @@ from latentvla_ros.evaluation.report import (
     plot_paths,
     write_results_doc,
 )
-from latentvla_ros.evaluation.results_json import per_scenario_pdms
+from latentvla_ros.evaluation.results_json import bootstrap_ci, per_scenario_pdms
 
 OPEN_LOOP_METHODS = ("constant_velocity", "ego_mlp", "pdm_closed", "latentvla_none", "latentvla_student",
                      "latentvla_teacher", "latentvla_student_unguarded", "expert")
@@ -106,16 +106,6 @@ class EvalPlan:
     @property
     def cl_scenarios(self) -> tuple[str, ...]:
         return tuple(self.closed_loop_scenarios or self.scenarios)
-
-
-# ----------------------------------------------------------------------------- statistics
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
-    """Mean and percentile-bootstrap (1 - alpha) interval of the mean; NaNs are dropped."""
-    from latentvla_ros.evaluation.results_json import bootstrap_interval
-
-    n = sum(1 for x in values if x is not None and np.isfinite(x))
-    mean, lo, hi = bootstrap_interval(values, n_boot, seed, alpha)
-    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n}
 
 
 # ----------------------------------------------------------------------------- methods

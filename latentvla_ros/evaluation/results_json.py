@@ -65,6 +65,14 @@ def public_name(name: str) -> str:
     return PUBLIC_NAMES.get(name, name)
 
 
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict[str, float]:
+    """Mean and percentile-bootstrap (1 - alpha) interval of the mean as a dict (``bootstrap_interval``); NaNs
+    are dropped."""
+    n = sum(1 for x in values if x is not None and np.isfinite(x))
+    mean, lo, hi = bootstrap_interval(values, n_boot, seed, alpha)
+    return {"mean": mean, "ci_low": lo, "ci_high": hi, "n": n}
+
+
 def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0,
                        alpha: float = 0.05) -> tuple[float, float, float]:
     """(mean, low, high): the mean and its percentile-bootstrap (1 - alpha) interval; NaNs dropped."""
