@@ -338,24 +338,18 @@ class ObstacleGuard:
                                              conflict_track=int(young[1]), num_tracks=obstacles.num_tracks)
             return self._retime_to_speed(trajectory, speed0, cfg.min_decel_mps2, 0.0), self.last_verdict
         verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
+        gentle, action = None, ""  # a retime that needs no stop: follow the track, or let it pass
         if cfg.follow:
-            followed = self._follow(trajectory, speed0, path, times, hit, obstacles)
-            if followed is not None:
-                k, track = hit
-                self.interventions += 1
-                self.follows += 1
-                self.last_verdict = replace(verdict, action="follow", conflict_time_s=float(times[k]),
-                                            conflict_track=int(track))
-                return followed, self.last_verdict
-        if cfg.yield_moving and speed0 >= cfg.yield_min_speed_mps:
-            yielded = self._yield(trajectory, speed0, times, hit, obstacles)
-            if yielded is not None:
-                k, track = hit
-                self.interventions += 1
-                self.yields += 1
-                self.last_verdict = replace(verdict, action="yield", conflict_time_s=float(times[k]),
-                                            conflict_track=int(track))
-                return yielded, self.last_verdict
+            gentle, action = self._follow(trajectory, speed0, path, times, hit, obstacles), "follow"
+        if gentle is None and cfg.yield_moving and speed0 >= cfg.yield_min_speed_mps:
+            gentle, action = self._yield(trajectory, speed0, times, hit, obstacles), "yield"
+        if gentle is not None:
+            k, track = hit
+            self.interventions += 1
+            self.follows += int(action == "follow")
+            self.yields += int(action == "yield")
+            self.last_verdict = replace(verdict, action=action, conflict_time_s=float(times[k]), conflict_track=int(track))
+            return gentle, self.last_verdict
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
             k, track = hit
@@ -459,19 +453,13 @@ class ObstacleGuard:
         None when the track does not move along the path (known velocity) or no deceleration suffices."""
         cfg = self.config
         k, track = hit
-        mine = obstacles.track_ids == track
-        if obstacles.velocity_known is not None and not obstacles.velocity_known[mine].all():
+        vel = _known_velocity(obstacles, track)
+        if vel is None:
             return None
-        vel = obstacles.velocities[mine][0]
         lead = float(vel[0] * math.cos(path[k, 2]) + vel[1] * math.sin(path[k, 2]))
         if lead < cfg.follow_min_speed_mps or not math.isfinite(speed0):
             return None
-        gap = cfg.follow_time_gap_s * lead
-        for decel in np.linspace(cfg.min_decel_mps2, cfg.max_decel_mps2, 4):
-            candidate = self._retime_to_speed(trajectory, speed0, float(decel), lead)
-            if self._first_conflict(_densify(candidate.poses, candidate.interval_s, times), times, obstacles, gap) is None:
-                return candidate
-        return None
+        return self._gentlest(trajectory, speed0, lead, times, obstacles, cfg.follow_time_gap_s * lead)
 
     def _yield(self, trajectory: Trajectory, speed0: float, times: np.ndarray, hit: tuple[int, int],
                obstacles: Obstacles) -> Trajectory | None:
@@ -479,16 +467,20 @@ class ObstacleGuard:
         conflicting track ``hit`` (known velocity, at least ``follow_min_speed_mps``: a car merging or crossing
         ahead) clear the path, with no conflict with any track; None when the track stands or is young, or when
         none suffices (then the stop retime)."""
+        vel = _known_velocity(obstacles, hit[1])
+        if vel is None or float(np.hypot(*vel)) < self.config.follow_min_speed_mps:
+            return None
+        return self._gentlest(trajectory, speed0, 0.0, times, obstacles)
+
+    def _gentlest(self, trajectory: Trajectory, speed0: float, floor_speed: float, times: np.ndarray,
+                  obstacles: Obstacles, gap_m: float = 0.0) -> Trajectory | None:
+        """The plan braked from ``speed0`` down to ``floor_speed`` (``_retime_to_speed``) at the gentlest of 4
+        decelerations from min_decel to max_decel after which no track conflicts with the front half lengthened
+        by ``gap_m``; None when none does."""
         cfg = self.config
-        _, track = hit
-        mine = obstacles.track_ids == track
-        if obstacles.velocity_known is not None and not obstacles.velocity_known[mine].all():
-            return None
-        if float(np.hypot(*obstacles.velocities[mine][0])) < cfg.follow_min_speed_mps:
-            return None
         for decel in np.linspace(cfg.min_decel_mps2, cfg.max_decel_mps2, 4):
-            candidate = self._retime_to_speed(trajectory, speed0, float(decel), 0.0)
-            if self._first_conflict(_densify(candidate.poses, candidate.interval_s, times), times, obstacles) is None:
+            candidate = self._retime_to_speed(trajectory, speed0, float(decel), floor_speed)
+            if self._first_conflict(_densify(candidate.poses, candidate.interval_s, times), times, obstacles, gap_m) is None:
                 return candidate
         return None
 
@@ -514,6 +506,14 @@ class ObstacleGuard:
         fine_t, fine, arc = _fine_path(trajectory)
         planned_speed = np.diff(arc) / np.diff(fine_t)
         return _along_path(trajectory, fine_t, fine, arc, _slowed(fine_t, planned_speed, speed0, decel, floor_speed))
+
+
+def _known_velocity(obstacles: Obstacles, track: int) -> np.ndarray | None:
+    """The velocity (ego frame) of ``track``, None while it is not known yet (a young track)."""
+    mine = obstacles.track_ids == track
+    if obstacles.velocity_known is not None and not obstacles.velocity_known[mine].all():
+        return None
+    return obstacles.velocities[mine][0]
 
 
 def _fine_path(trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
