@@ -279,11 +279,12 @@ def drive_episodes(method: ClosedLoopMethod, episodes: Sequence[tuple[str, int]]
     """Run every (scenario, seed) of ``episodes`` with the driver ``driver()`` returns for each
     episode (episode k's stamps start at ``episode_stamp_base(k, stamp_base_ns)``)."""
     cfg = config or ClosedLoopConfig()
+    tracker = highway_tracker_config(**method.options.get("tracker", {}))
     results: list[EpisodeResult] = []
     for k, (scenario, seed) in enumerate(episodes):
         env = HighwayClosedLoopEnv(scenario, seed, cfg, expert=method.needs_expert_env, sensors=sensors,
                                    stamp_base_ns=episode_stamp_base(k, stamp_base_ns))
-        results.append(run_episode(env, driver(), highway_tracker_config(**method.options.get("tracker", {}))))
+        results.append(run_episode(env, driver(), tracker))
         if on_episode is not None:
             on_episode(env, results[-1])
     return results
