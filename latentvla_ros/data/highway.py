@@ -55,6 +55,7 @@ from latentvla_ros.data.highway_expert import (  # noqa: F401 - the expert's pub
     ego_color_mixin,
     route_command,
 )
+from latentvla_ros.data.highway_fast import accelerate_road
 from latentvla_ros.data.highway_sensors import DrivableRaster, LidarConfig, ray_box_distances, synthesize_lidar  # noqa: F401
 from latentvla_ros.data.log_format import LogWriter, is_log_dir, wrap_angle
 from latentvla_ros.data.perturbation import PerturbationConfig, burst_schedule, schedule_rng
@@ -355,6 +356,7 @@ def generate_log(
     try:
         env.reset(seed=int(seed))
         road = env.road
+        accelerate_road(road)  # exact: cached traffic loops (data/highway_fast.py)
         old = env.vehicle
         ego = expert_cls.create_from(old)
         if scenario == "roundabout":

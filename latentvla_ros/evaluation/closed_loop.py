@@ -214,6 +214,7 @@ class HighwayClosedLoopEnv:
             _scenario_config,
             extract_map,
         )
+        from latentvla_ros.data.highway_fast import accelerate_road
 
         self.close()
         cfg = self.config
@@ -239,6 +240,7 @@ class HighwayClosedLoopEnv:
         self.env = classes[self.scenario](config=env_cfg, render_mode="rgb_array" if self.sensors else None)
         self.env.reset(seed=self.seed)
         road = self.env.road
+        accelerate_road(road)  # exact: cached traffic loops (data/highway_fast.py)
         old = self.env.vehicle
         ego = ego_classes["ego"].create_from(old)
         ego.route = plan_route(road, old.lane_index, destination)
