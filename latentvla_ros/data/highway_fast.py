@@ -3,8 +3,9 @@
 A profile of the closed-loop evaluation (two intersection episodes of the fused student, cProfile; the
 command is in docs/evaluation.md, "Run time") spent 81% of its time in highway-env's simulation step and
 9% in our models; inside it ``RegulatedRoad.enforce_road_rules`` 34% (every pair of vehicles
-re-predicts *both* vehicles' 3 s trajectories, and the ego's prediction deep-copies the whole road) and ``Road.neighbour_vehicles`` 30% (every IDM vehicle projects
-every other vehicle onto its lane, again for each lane it considers).
+re-predicts *both* vehicles' 3 s trajectories, and the ego's prediction deep-copies the whole road) and
+``Road.neighbour_vehicles`` 30% (every IDM vehicle projects every other vehicle onto its lane, again for
+each lane it considers).
 
 Both results are pure functions of state that does not change while they run, so caching them is exact:
 
