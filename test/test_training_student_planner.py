@@ -259,3 +259,42 @@ def test_planner_init_from_starts_at_the_previous_round(data, tmp_path):
     with pytest.raises(ConfigError, match="init_from"):
         train_planner(data, tmp_path / "other", "edge", "teacher", cfg, holdout_fraction=0.25, show_progress=False,
                       init_from=first)
+
+
+def test_action_dropout_zeroes_only_the_action_embeddings_of_the_drawn_samples(data):
+    """PlannerConfig.action_dropout: the fused context of a dropped sample keeps the student's visual
+    embeddings and has zero action embeddings (what the 'zeroed' ablation feeds at run time); 0 changes
+    nothing; the share dropped follows the setting."""
+    from latentvla_ros.models.configuration_student import StudentConfig
+
+    torch.manual_seed(0)
+    student = FrozenStudentContext(LatentStudent(StudentConfig.preset("edge")))
+    image, ego = data.image[:16], data.ego[:16]
+    full = student(image, ego)
+    n_act = student.student(image[:1], ego[:1]).action_embeddings.shape[1]
+    assert torch.equal(student(image, ego, 0.0), full)
+    none = student(image, ego, 1.0)
+    assert torch.equal(none[:, :-n_act], full[:, :-n_act]) and not none[:, -n_act:].any()
+    assert full[:, -n_act:].abs().sum() > 0
+    torch.manual_seed(1)
+    half = student(image.repeat(4, 1, 1, 1), ego.repeat(4, 1), 0.5)
+    dropped = (half[:, -n_act:].abs().flatten(1).sum(1) == 0).float().mean()
+    assert 0.25 < float(dropped) < 0.75
+    with pytest.raises(ConfigError, match="action_dropout"):
+        from latentvla_ros.models.configuration_planner import PlannerConfig
+
+        PlannerConfig.preset("edge", action_dropout=1.5)
+
+
+def test_init_from_accepts_a_run_with_other_training_only_dropouts(data, tmp_path):
+    """A fine-tune may change route_dropout / action_dropout (training-only fields): the weights load."""
+    from latentvla_ros.models.configuration_planner import PlannerConfig
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=2e-3, warmup_steps=1, seed=0)
+    first = tmp_path / "planner_student"
+    train_planner(data, first, "edge", "none", cfg, holdout_fraction=0.25, show_progress=False)
+    tuned = PlannerConfig.preset("edge", action_dropout=0.3, route_dropout=0.2)
+    train_planner(data, tmp_path / "tuned", "edge", "none", cfg, holdout_fraction=0.25, show_progress=False,
+                  planner_config=tuned, init_from=first)
+    saved = json.loads((tmp_path / "tuned" / "planner" / "config.json").read_text())
+    assert saved["config"]["action_dropout"] == 0.3 and saved["meta"]["init_from"] == str(first)

@@ -97,6 +97,10 @@ class PlannerConfig(ConfigBase):
     """Training only: the share of samples whose route is replaced by "no route" (zeros,
     ``route_valid`` 0), so that a missing route at run time degrades the plan instead of
     producing garbage."""
+    action_dropout: float = 0.0
+    """Training only, student fusion: the share of samples whose latent action embeddings are zeroed
+    (the visual embeddings kept), as ``evaluation/agents.py``'s 'zeroed' ablation does at run time,
+    so that the planner cannot follow a flickering action token alone. 0: the planner of before."""
 
     @property
     def trajectory_sampling(self) -> TrajectorySampling:
@@ -129,6 +133,7 @@ class PlannerConfig(ConfigBase):
                 "'route_speed' needs a route input (route_points > 0)")
         require(self.route_spacing_m > 0, "route_spacing_m", "must be > 0")
         require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
+        require(0.0 <= self.action_dropout <= 1.0, "action_dropout", "must be in [0, 1]")
 
     @property
     def uses_route(self) -> bool:

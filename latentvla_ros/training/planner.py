@@ -66,20 +66,26 @@ class FrozenStudentContext:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, ego_status: torch.Tensor) -> torch.Tensor:
+    def __call__(self, image: torch.Tensor, ego_status: torch.Tensor, action_dropout: float = 0.0) -> torch.Tensor:
+        """``action_dropout``: that share of the samples (drawn per sample) gets zero action embeddings."""
         if next(self.student.parameters()).device != image.device:
             self.student.to(image.device)
         self.student.eval()
         out = self.student(resize_image(image, self.student.config.image_size), ego_status)
-        return torch.cat([out.visual_embeddings, out.action_embeddings], dim=1)
+        actions = out.action_embeddings
+        if action_dropout > 0:
+            keep = (torch.rand(actions.shape[0], device=actions.device) >= action_dropout).to(actions.dtype)
+            actions = actions * keep.view(-1, 1, 1)
+        return torch.cat([out.visual_embeddings, actions], dim=1)
 
 
-def batch_context(fusion: str, batch: dict[str, torch.Tensor], student: FrozenStudentContext | None) -> torch.Tensor | None:
+def batch_context(fusion: str, batch: dict[str, torch.Tensor], student: FrozenStudentContext | None,
+                  action_dropout: float = 0.0) -> torch.Tensor | None:
     if fusion == "none":
         return None
     if fusion == "student":
         assert student is not None
-        return student(batch["image"].float(), batch["ego_status"].float())
+        return student(batch["image"].float(), batch["ego_status"].float(), action_dropout)
     return batch["teacher_context"].float()
 
 
@@ -115,11 +121,19 @@ def batch_route(batch: dict[str, torch.Tensor], route_dropout: float = 0.0) -> t
     return route, valid
 
 
+TRAINING_ONLY_FIELDS = ("route_dropout", "action_dropout")  # a fine-tune may change them
+
+
+def _arch(cfg: PlannerConfig) -> dict:
+    """The planner config without its training-only fields: what must match to load weights."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in TRAINING_ONLY_FIELDS}
+
+
 def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int],
-                      route_dropout: float = 0.0):
+                      route_dropout: float = 0.0, action_dropout: float = 0.0):
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         image = resize_image(batch["image"].float(), image_size)
-        context = batch_context(fusion, {**batch, "image": image}, student)
+        context = batch_context(fusion, {**batch, "image": image}, student, action_dropout)
         route, route_valid = batch_route(batch, route_dropout)
         pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
         target = torch.nan_to_num(batch["trajectory"].float())
@@ -244,7 +258,7 @@ def train_planner(
     model = E2EPlanner(bev_cfg, plan_cfg)
     if init_from is not None:
         previous = E2EPlanner.from_pretrained(init_from)
-        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or previous.planner.config.to_dict() != plan_cfg.to_dict():
+        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or _arch(previous.planner.config) != _arch(plan_cfg):
             raise ConfigError(f"init_from={init_from}: its backbone/planner configs differ from this run's "
                               f"(fusion={fusion!r}, preset={preset!r})")
         model.load_state_dict(previous.state_dict())
@@ -272,7 +286,8 @@ def train_planner(
         name=f"planner-{fusion}",
         model=model,
         dataset=train_ds,
-        loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size, plan_cfg.route_dropout if plan_cfg.uses_route else 0.0),
+        loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size, plan_cfg.route_dropout if plan_cfg.uses_route else 0.0,
+                                  plan_cfg.action_dropout),
         cfg=train_cfg,
         out_dir=out_dir,
         save_fn=save_fn,
