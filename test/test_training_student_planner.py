@@ -298,3 +298,22 @@ def test_init_from_accepts_a_run_with_other_training_only_dropouts(data, tmp_pat
                   planner_config=tuned, init_from=first)
     saved = json.loads((tmp_path / "tuned" / "planner" / "config.json").read_text())
     assert saved["config"]["action_dropout"] == 0.3 and saved["meta"]["init_from"] == str(first)
+
+
+def test_finetune_script_refuses_bad_settings_before_training(tmp_path, capsys):
+    """scripts/finetune_planner.py: a bad PlannerConfig value or no logs
+    stop it with exit 2 and a message, before any training or copying."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("finetune_planner", root / "scripts" / "finetune_planner.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ck = str(root / "checkpoints" / "edge")
+    (tmp_path / "empty").mkdir()
+    base = ["--checkpoints", ck, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]
+    assert script.main(base + ["--planner-param", "action_dropout=1.5"]) == 2
+    assert "action_dropout" in capsys.readouterr().err
+    assert script.main(base) == 2 and "no logs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
