@@ -15,7 +15,9 @@ import time
 os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 
 
-def trace(scenario: str, seed: int, steps: int, fast: bool, expert: bool) -> tuple[list, float]:
+def trace(scenario: str, seed: int, steps: int, fast: bool, expert: bool) -> tuple[list, float, type]:
+    """(every vehicle's (x, y, heading, speed, target speed, yielding) per step, wall seconds, the road's class)
+    of one episode (test/test_highway_fast.py compares these rows)."""
     from latentvla_ros.data import highway_fast
     from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
     from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, HighwayClosedLoopEnv, run_episode
@@ -25,9 +27,12 @@ def trace(scenario: str, seed: int, steps: int, fast: bool, expert: bool) -> tup
     env = HighwayClosedLoopEnv(scenario, seed, ClosedLoopConfig(max_steps=steps), sensors=not expert, expert=expert)
     driver = ExpertDriver() if expert else PlannerDriver(ConstantVelocityPlanner(use_yaw_rate=False))
     rows: list = []
+    classes: list = []
 
     def on_step(obs, traj, control, outcome) -> None:
-        rows.append([(float(v.position[0]), float(v.position[1]), float(v.heading), float(v.speed))
+        classes.append(type(env.env.road))
+        rows.append([(float(v.position[0]), float(v.position[1]), float(v.heading), float(v.speed),
+                      float(getattr(v, "target_speed", 0.0)), bool(getattr(v, "is_yielding", False)))
                      for v in env.env.road.vehicles])
 
     t0 = time.perf_counter()
@@ -35,7 +40,7 @@ def trace(scenario: str, seed: int, steps: int, fast: bool, expert: bool) -> tup
         run_episode(env, driver, on_step=on_step)
     finally:
         env.close()
-    return rows, time.perf_counter() - t0
+    return rows, time.perf_counter() - t0, classes[-1]
 
 
 def main() -> int:
@@ -47,8 +52,8 @@ def main() -> int:
     print(f"{'scenario':<13} {'driver':<18} {'steps':>5} {'highway-env s':>13} {'cached s':>9} {'speed-up':>8}  identical")
     for scenario in args.scenarios.split(","):
         for expert in (True, False):
-            slow, t_slow = trace(scenario, args.seed, args.steps, False, expert)
-            fast, t_fast = trace(scenario, args.seed, args.steps, True, expert)
+            slow, t_slow, _ = trace(scenario, args.seed, args.steps, False, expert)
+            fast, t_fast, _ = trace(scenario, args.seed, args.steps, True, expert)
             name = "expert" if expert else "constant velocity"
             print(f"{scenario:<13} {name:<18} {len(slow):>5} {t_slow:>13.1f} {t_fast:>9.1f} {t_slow / t_fast:>7.2f}x  "
                   f"{fast == slow}", flush=True)

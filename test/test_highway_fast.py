@@ -5,33 +5,24 @@ yielding rule; highway: IDM/MOBIL neighbour search) -- and the road class swap s
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
 
 import pytest
 
 from latentvla_ros.data import highway_fast
-from latentvla_ros.evaluation.baselines import ConstantVelocityPlanner
-from latentvla_ros.evaluation.closed_loop import ClosedLoopConfig, HighwayClosedLoopEnv, run_episode
-from latentvla_ros.evaluation.drivers import ExpertDriver, PlannerDriver
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trace(monkeypatch, scenario: str, seed: int, steps: int, fast: bool, expert: bool) -> tuple[list, type]:
+    """benchmarks/sim_traffic_speed.py's episode trace (it sets ``highway_fast.ENABLED``; monkeypatch restores it)."""
     monkeypatch.setattr(highway_fast, "ENABLED", fast)
-    env = HighwayClosedLoopEnv(scenario, seed, ClosedLoopConfig(max_steps=steps), sensors=not expert, expert=expert)
-    driver = ExpertDriver() if expert else PlannerDriver(ConstantVelocityPlanner(use_yaw_rate=False))
-    rows: list = []
-    classes: list = []
-
-    def on_step(obs, traj, control, outcome) -> None:
-        classes.append(type(env.env.road))
-        rows.append([(float(v.position[0]), float(v.position[1]), float(v.heading), float(v.speed),
-                      float(getattr(v, "target_speed", 0.0)), bool(getattr(v, "is_yielding", False)))
-                     for v in env.env.road.vehicles])
-
-    try:
-        run_episode(env, driver, on_step=on_step)
-    finally:
-        env.close()
-    return rows, classes[-1]
+    spec = importlib.util.spec_from_file_location("sim_traffic_speed", ROOT / "benchmarks" / "sim_traffic_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows, _, road_class = bench.trace(scenario, seed, steps, fast, expert)
+    return rows, road_class
 
 
 @pytest.mark.parametrize("scenario,seed,expert", [("intersection", 30000, True), ("highway", 30001, False)])

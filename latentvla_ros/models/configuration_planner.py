@@ -135,6 +135,12 @@ class PlannerConfig(ConfigBase):
         require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
         require(0.0 <= self.action_dropout <= 1.0, "action_dropout", "must be in [0, 1]")
 
+    TRAINING_ONLY = ("route_dropout", "action_dropout")  # (not a field) a fine-tune may change them
+
+    def architecture(self) -> dict:
+        """The config without its training-only fields: what two planners must share for weights to load."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.TRAINING_ONLY}
+
     @property
     def uses_route(self) -> bool:
         return self.route_points > 0

@@ -121,14 +121,6 @@ def batch_route(batch: dict[str, torch.Tensor], route_dropout: float = 0.0) -> t
     return route, valid
 
 
-TRAINING_ONLY_FIELDS = ("route_dropout", "action_dropout")  # a fine-tune may change them
-
-
-def _arch(cfg: PlannerConfig) -> dict:
-    """The planner config without its training-only fields: what must match to load weights."""
-    return {k: v for k, v in cfg.to_dict().items() if k not in TRAINING_ONLY_FIELDS}
-
-
 def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int],
                       route_dropout: float = 0.0, action_dropout: float = 0.0):
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -258,7 +250,7 @@ def train_planner(
     model = E2EPlanner(bev_cfg, plan_cfg)
     if init_from is not None:
         previous = E2EPlanner.from_pretrained(init_from)
-        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or _arch(previous.planner.config) != _arch(plan_cfg):
+        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or previous.planner.config.architecture() != plan_cfg.architecture():
             raise ConfigError(f"init_from={init_from}: its backbone/planner configs differ from this run's "
                               f"(fusion={fusion!r}, preset={preset!r})")
         model.load_state_dict(previous.state_dict())
