@@ -51,6 +51,8 @@ def main() -> int:
     args = ap.parse_args()
     print(f"{'scenario':<13} {'driver':<18} {'steps':>5} {'highway-env s':>13} {'cached s':>9} {'speed-up':>8}  identical")
     for scenario in args.scenarios.split(","):
+        for expert in (True, False):  # a short untimed episode first: imports and first renders not in the figures
+            trace(scenario, args.seed, 2, True, expert)
         for expert in (True, False):
             slow, t_slow, _ = trace(scenario, args.seed, args.steps, False, expert)
             fast, t_fast, _ = trace(scenario, args.seed, args.steps, True, expert)
