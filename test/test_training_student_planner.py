@@ -286,6 +286,42 @@ def test_action_dropout_zeroes_only_the_action_embeddings_of_the_drawn_samples(d
         PlannerConfig.preset("edge", action_dropout=1.5)
 
 
+def test_action_jitter_replaces_only_the_action_embeddings_of_the_drawn_samples(data):
+    """PlannerConfig.action_jitter: a jittered sample keeps the student's visual embeddings and gets the action
+    embeddings of the student run on a shifted image and noisy ego motion (changed, not zeroed); the command
+    one-hot is never perturbed; 0 changes nothing; the share jittered follows the setting."""
+    from latentvla_ros.models.configuration_student import StudentConfig
+    from latentvla_ros.training.planner import JITTER_SHIFT_PX, jitter_inputs
+
+    torch.manual_seed(0)
+    student = FrozenStudentContext(LatentStudent(StudentConfig.preset("edge")))
+    image, ego = data.image[:16], data.ego[:16]
+    full = student(image, ego)
+    n_act = student.student(image[:1], ego[:1]).action_embeddings.shape[1]
+    assert torch.equal(student(image, ego, 0.0, 0.0), full)
+    all_j = student(image, ego, 0.0, 1.0)
+    assert torch.equal(all_j[:, :-n_act], full[:, :-n_act])
+    moved = (all_j[:, -n_act:] - full[:, -n_act:]).flatten(1).norm(dim=1)
+    assert (moved > 0).float().mean() > 0.5 and all_j[:, -n_act:].abs().sum() > 0
+    torch.manual_seed(1)
+    big = image.repeat(4, 1, 1, 1)
+    half = student(big, ego.repeat(4, 1), 0.0, 0.5)
+    changed = ((half[:, -n_act:] - student(big, ego.repeat(4, 1))[:, -n_act:]).flatten(1).abs().sum(1) > 0).float().mean()
+    assert 0.25 < float(changed) < 0.75
+    j_img, j_ego = jitter_inputs(image, ego)
+    assert j_img.shape == image.shape and torch.equal(j_ego[:, :4], ego[:, :4])
+    k = JITTER_SHIFT_PX
+    h, w = image.shape[-2:]
+    for i in range(len(image)):  # each copy is the image moved by at most k px per axis (interior compared)
+        assert any(torch.equal(j_img[i, :, k:h - k, k:w - k], image[i, :, k + dy:h - k + dy, k + dx:w - k + dx])
+                   for dy in range(-k, k + 1) for dx in range(-k, k + 1))
+    assert not all(torch.equal(j_img[i], image[i]) for i in range(len(image)))  # some moved
+    with pytest.raises(ConfigError, match="action_jitter"):
+        from latentvla_ros.models.configuration_planner import PlannerConfig
+
+        PlannerConfig.preset("edge", action_jitter=-0.1)
+
+
 def test_init_from_accepts_a_run_with_other_training_only_dropouts(data, tmp_path):
     """A fine-tune may change route_dropout / action_dropout (training-only fields): the weights load."""
     from latentvla_ros.models.configuration_planner import PlannerConfig

@@ -101,6 +101,13 @@ class PlannerConfig(ConfigBase):
     """Training only, student fusion: the share of samples whose latent action embeddings are zeroed
     (the visual embeddings kept), as ``evaluation/agents.py``'s 'zeroed' ablation does at run time,
     so that the planner cannot follow a flickering action token alone. 0: the planner of before."""
+    action_jitter: float = 0.0
+    """Training only, student fusion: the share of samples whose latent action embeddings come from the
+    student run on a jittered copy of its input (the image shifted by up to
+    ``training.planner.JITTER_SHIFT_PX`` pixels, the ego velocity and acceleration perturbed), the
+    trajectory target unchanged, so that the planner learns to ignore the frame-to-frame flicker of
+    the student's actions that small input changes cause in closed loop, and keeps what they say
+    consistently. 0: the planner of before."""
 
     @property
     def trajectory_sampling(self) -> TrajectorySampling:
@@ -134,8 +141,9 @@ class PlannerConfig(ConfigBase):
         require(self.route_spacing_m > 0, "route_spacing_m", "must be > 0")
         require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
         require(0.0 <= self.action_dropout <= 1.0, "action_dropout", "must be in [0, 1]")
+        require(0.0 <= self.action_jitter <= 1.0, "action_jitter", "must be in [0, 1]")
 
-    TRAINING_ONLY = ("route_dropout", "action_dropout")  # (not a field) a fine-tune may change them
+    TRAINING_ONLY = ("route_dropout", "action_dropout", "action_jitter")  # (not a field) a fine-tune may change them
 
     def architecture(self) -> dict:
         """The config without its training-only fields: what two planners must share for weights to load."""

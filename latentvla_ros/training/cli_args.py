@@ -36,6 +36,12 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--dart-epochs", type=int, default=4,
                        help="stage dart: fine-tuning epochs per round over all logs so far (not scaled by --epochs-scale)")
     train.add_argument("--dart-frames", type=int, default=200, help="stage dart: frames per recovery log")
+    train.add_argument("--dart-action-jitter", type=float, default=0.0,
+                       help="stage dart: after the rounds, one more round for the student-fused planner alone, fine-tuned "
+                            "from the last round on all logs so far with PlannerConfig.action_jitter at this share "
+                            "(the student's action embeddings from jittered inputs; 0: no such round)")
+    train.add_argument("--dart-jitter-epochs", type=int, default=2,
+                       help="stage dart: epochs of the action-jitter round (--dart-action-jitter)")
     train.add_argument("--recovery-data", default="",
                        help="stage dart: directory of the recovery logs (default: beside --data, named 'recovery')")
     train.add_argument("--no-round-eval", action="store_true",

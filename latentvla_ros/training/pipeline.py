@@ -202,7 +202,7 @@ def stage_dart(args, out: Path) -> dict[str, Any]:
         cfg = _scaled(TrainConfig(**base), args)
         return TrainConfig.from_dict({**cfg.to_dict(), "epochs": int(base["epochs"])})
 
-    if _rank() != 0 or not args.dart_rounds:
+    if _rank() != 0 or not (args.dart_rounds or getattr(args, "dart_action_jitter", 0.0)):
         return {}
     record = run_rounds(args, out, _logs(Path(args.data)), fusions, spec["scenarios"], train_cfg_for,
                         evaluate=getattr(args, "round_evaluator", None), holdout_fraction=HOLDOUT_FRACTION)
@@ -223,8 +223,9 @@ def export_checkpoints(out: Path, dest: Path, round_index: int | None = None, on
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    def run(fusion: str) -> Path:
-        return planner_dir(out, fusion, latest_round(out, fusion) if round_index is None else int(round_index))
+    def run(fusion: str) -> Path:  # a fusion without round ``round_index`` (the jitter round) keeps its last one
+        last = latest_round(out, fusion)
+        return planner_dir(out, fusion, last if round_index is None else min(int(round_index), last))
 
     copies = {
         "lam": out / "lam_run" / "lam",
@@ -302,7 +303,8 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     from latentvla_ros.training.rounds import latest_round, planner_dir
 
     planners = {(f if k == 0 else f"{f} (round {k})"): _load_json(planner_dir(out, f, k) / "eval.json")
-                for k in range(max(latest_round(out, f) for f in FUSIONS) + 1) for f in FUSIONS}
+                for k in range(max(latest_round(out, f) for f in FUSIONS) + 1) for f in FUSIONS
+                if k <= latest_round(out, f)}  # the action-jitter round has the student-fused planner only
     lines = ["# Training report", "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, no GPU).",
              "Every number below is read from the `eval.json` files that command writes (under its `--out`); rerun it to reproduce.",
@@ -376,6 +378,8 @@ def main(args) -> int:
                        + (f" --dart-rounds {args.dart_rounds}" if args.dart_rounds != 1 else "")
                        + (f" --dart-seeds {args.dart_seeds}" if args.dart_seeds != 6 else "")
                        + (f" --dart-epochs {args.dart_epochs}" if args.dart_epochs != 4 else "")
+                       + (f" --dart-action-jitter {args.dart_action_jitter:g}" if args.dart_action_jitter else "")
+                       + (f" --dart-jitter-epochs {args.dart_jitter_epochs}" if args.dart_jitter_epochs != 2 else "")
                        + (" --write-docs" if args.write_docs else ""))
             write_report(out, timings, out / "training.md", command, Path(args.data))
             if args.write_docs:

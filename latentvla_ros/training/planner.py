@@ -55,6 +55,30 @@ from latentvla_ros.training.student import (
 )
 
 TRAJECTORY_LOSS_WEIGHT = 10.0
+JITTER_SHIFT_PX = 1
+"""``PlannerConfig.action_jitter``: the largest image shift [px of the student's input], per axis."""
+JITTER_VELOCITY_STD_MPS = 0.1
+JITTER_ACCELERATION_STD_MPS2 = 0.3
+"""The ego status noise of a jittered sample (velocity and acceleration, ``core.types.ego_status_vectors``
+layout: command one-hot (4), velocity (2), acceleration (2)); the closed-loop estimate of the
+acceleration is the noisier input."""
+
+
+def jitter_inputs(image: torch.Tensor, ego_status: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A jittered copy of a batch of student inputs: each image shifted by its own (dy, dx) in
+    [-JITTER_SHIFT_PX, JITTER_SHIFT_PX] with the border pixels repeated, and Gaussian noise on the ego
+    velocity and acceleration (the command untouched)."""
+    b, _, h, w = image.shape
+    k = JITTER_SHIFT_PX
+    padded = torch.nn.functional.pad(image, (k, k, k, k), mode="replicate")
+    shifts = torch.randint(0, 2 * k + 1, (b, 2), generator=generator)
+    out = torch.stack([padded[i, :, int(dy):int(dy) + h, int(dx):int(dx) + w]
+                       for i, (dy, dx) in enumerate(shifts.tolist())])
+    noise = torch.zeros_like(ego_status)
+    noise[:, 4:6] = JITTER_VELOCITY_STD_MPS * torch.randn(b, 2, generator=generator).to(ego_status)
+    noise[:, 6:8] = JITTER_ACCELERATION_STD_MPS2 * torch.randn(b, 2, generator=generator).to(ego_status)
+    return out, ego_status + noise
 
 
 class FrozenStudentContext:
@@ -66,13 +90,22 @@ class FrozenStudentContext:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def __call__(self, image: torch.Tensor, ego_status: torch.Tensor, action_dropout: float = 0.0) -> torch.Tensor:
-        """``action_dropout``: that share of the samples (drawn per sample) gets zero action embeddings."""
+    def __call__(self, image: torch.Tensor, ego_status: torch.Tensor, action_dropout: float = 0.0,
+                 action_jitter: float = 0.0) -> torch.Tensor:
+        """``action_dropout``: that share of the samples (drawn per sample) gets zero action embeddings;
+        ``action_jitter``: that share gets the action embeddings of the student run on ``jitter_inputs``."""
         if next(self.student.parameters()).device != image.device:
             self.student.to(image.device)
         self.student.eval()
-        out = self.student(resize_image(image, self.student.config.image_size), ego_status)
+        small = resize_image(image, self.student.config.image_size)
+        out = self.student(small, ego_status)
         actions = out.action_embeddings
+        if action_jitter > 0:
+            pick = torch.nonzero(torch.rand(actions.shape[0]) < action_jitter).flatten().to(actions.device)
+            if len(pick):
+                j_image, j_status = jitter_inputs(small[pick], ego_status[pick])
+                actions = actions.clone()
+                actions[pick] = self.student(j_image, j_status).action_embeddings
         if action_dropout > 0:
             keep = (torch.rand(actions.shape[0], device=actions.device) >= action_dropout).to(actions.dtype)
             actions = actions * keep.view(-1, 1, 1)
@@ -80,12 +113,12 @@ class FrozenStudentContext:
 
 
 def batch_context(fusion: str, batch: dict[str, torch.Tensor], student: FrozenStudentContext | None,
-                  action_dropout: float = 0.0) -> torch.Tensor | None:
+                  action_dropout: float = 0.0, action_jitter: float = 0.0) -> torch.Tensor | None:
     if fusion == "none":
         return None
     if fusion == "student":
         assert student is not None
-        return student(batch["image"].float(), batch["ego_status"].float(), action_dropout)
+        return student(batch["image"].float(), batch["ego_status"].float(), action_dropout, action_jitter)
     return batch["teacher_context"].float()
 
 
@@ -122,10 +155,10 @@ def batch_route(batch: dict[str, torch.Tensor], route_dropout: float = 0.0) -> t
 
 
 def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int],
-                      route_dropout: float = 0.0, action_dropout: float = 0.0):
+                      route_dropout: float = 0.0, action_dropout: float = 0.0, action_jitter: float = 0.0):
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         image = resize_image(batch["image"].float(), image_size)
-        context = batch_context(fusion, {**batch, "image": image}, student, action_dropout)
+        context = batch_context(fusion, {**batch, "image": image}, student, action_dropout, action_jitter)
         route, route_valid = batch_route(batch, route_dropout)
         pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
         target = torch.nan_to_num(batch["trajectory"].float())
@@ -279,7 +312,7 @@ def train_planner(
         model=model,
         dataset=train_ds,
         loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size, plan_cfg.route_dropout if plan_cfg.uses_route else 0.0,
-                                  plan_cfg.action_dropout),
+                                  plan_cfg.action_dropout, plan_cfg.action_jitter),
         cfg=train_cfg,
         out_dir=out_dir,
         save_fn=save_fn,

@@ -17,7 +17,16 @@ path, so its errors compound in closed loop. Each round here:
 
 Round 0 is the planner stage's result (``planner_<fusion>``); round k writes
 ``planner_<fusion>_r<k>``; ``rounds.json`` holds each round's closed-loop score and
-``latest_round`` gives the round the export uses.
+``latest_round`` gives the round the export uses (per fusion).
+
+With ``--dart-action-jitter J`` one more round follows, for the student-fused planner alone: recovery
+logs of its own as in any round, then fine-tuned from its last round on all logs so far with
+``PlannerConfig.action_jitter = J``
+(``training/planner.py``: a share J of the samples sees the student's action embeddings of a jittered
+input, so the planner learns to ignore the frame-to-frame flicker of the student's tokens in closed
+loop). The other planners keep their last round. When the rounds are scored, the jitter round is
+kept only if the fused student's validation score is not lower than the round before's
+(``rejected.json`` beside a rejected planner; ``latest_round`` skips it).
 """
 from __future__ import annotations
 
@@ -40,12 +49,23 @@ def planner_dir(out: Path, fusion: str, round_index: int) -> Path:
     return Path(out) / (f"planner_{fusion}" if round_index == 0 else f"planner_{fusion}_r{round_index}")
 
 
+REJECTED_FILE = "rejected.json"
+
+
 def latest_round(out: Path, fusion: str) -> int:
-    """The last round whose ``fusion`` planner finished (0: the planner stage's)."""
+    """The last round whose ``fusion`` planner finished and was not rejected (0: the planner stage's)."""
     k = 0
-    while (planner_dir(out, fusion, k + 1) / "eval.json").is_file():
+    while (planner_dir(out, fusion, k + 1) / "eval.json").is_file() \
+            and not (planner_dir(out, fusion, k + 1) / REJECTED_FILE).is_file():
         k += 1
     return k
+
+
+def student_score(record: dict[str, Any], k: int) -> float | None:
+    """The fused student's closed-loop validation score of round ``k`` (None: not scored)."""
+    summary = record["rounds"].get(str(k), {}).get("closed_loop", {}).get("summary", {})
+    score = summary.get("e2e_student", {}).get("score")
+    return None if score is None else float(score)
 
 
 def recovery_root(args) -> Path:
@@ -121,6 +141,41 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
         entry.setdefault("train_seconds", time.time() - t0 - entry["data_seconds"])
         save()
         score(k)
+    jitter = float(getattr(args, "dart_action_jitter", 0.0) or 0.0)
+    if jitter > 0 and "student" in fusions:
+        from latentvla_ros.models.configuration_planner import PlannerConfig
+
+        k = int(args.dart_rounds) + 1
+        t0 = time.time()
+        recovery = generate_recovery(args, k, args.dart_seeds, args.dart_frames, scenarios)
+        logs += recovery
+        entry = record["rounds"].setdefault(str(k), {})
+        entry.update(recovery_logs=len(recovery), action_jitter=jitter, fusions=["student"])
+        entry.setdefault("data_seconds", time.time() - t0)
+        if not (planner_dir(out, "student", k) / "eval.json").is_file():
+            cfg = train_cfg_for({**ROUND_TRAIN[args.preset], "epochs": int(args.dart_jitter_epochs)})
+            result = train_planner(logs, planner_dir(out, "student", k), preset=args.preset, fusion="student",
+                                   train_cfg=cfg, student_checkpoint=out / "student_run" / "student",
+                                   planner_config=PlannerConfig.preset(args.preset, action_jitter=jitter),
+                                   resume=not args.no_resume, holdout_fraction=holdout_fraction,
+                                   init_from=planner_dir(out, "student", k - 1))
+            entry.setdefault("planners", {})["student"] = {"steps": result["steps"], "seconds": result["seconds"],
+                                                           "num_train": result.get("eval", {}).get("num_train")}
+            entry["train_seconds"] = time.time() - t0 - entry["data_seconds"]
+        save()
+        score(k)
+        before, after = student_score(record, k - 1), student_score(record, k)
+        if before is not None and after is not None and after < before:
+            # closed loop is chaotic in the weights: one fine-tune can lose what the round before had
+            # (docs/evaluation.md, "Action jitter"); the export keeps the better, scored planner
+            (planner_dir(out, "student", k) / REJECTED_FILE).write_text(json.dumps(
+                {"score": after, "previous_round_score": before}))
+            entry["rejected"] = True
+            save()
+            print(f"[train] dart action-jitter round {k}: validation score {after:.1f} < round {k - 1}'s "
+                  f"{before:.1f}; the export keeps round {k - 1}", flush=True)
+        elif after is None:
+            print(f"[train] dart action-jitter round {k}: not scored (--no-round-eval); exported unjudged", flush=True)
     return record
 
 
@@ -134,14 +189,19 @@ def rounds_report_lines(out: Path) -> list[str]:
              "Round 0 is the planner stage; each further round adds recovery logs (the expert with bursts of steering "
              "noise, labelled only where the 4 s horizon is noise-free) and fine-tunes every planner from the previous "
              "round. Scores: closed loop on the validation seeds (data/splits.py VALIDATION_CLOSED_LOOP_SEEDS, disjoint "
-             "from training and test), every scenario; rates in [0, 1]. The shipped planners are the last round's.", "",
+             "from training and test), every scenario; rates in [0, 1]. The shipped planners are the last round's. A round "
+             "with an action jitter (`--dart-action-jitter`) fine-tunes the student-fused planner alone "
+             "(the other rows of that round are the planners of the round before).", "",
              "| round | method | recovery logs | score | off-road | collisions | route completion | off-road per scenario |",
              "|---|---|---|---|---|---|---|---|"]
     for k in sorted(rounds, key=int):
         entry = rounds[k]
         for method, s in entry.get("closed_loop", {}).get("summary", {}).items():
             per = ", ".join(f"{sc} {v.get('off_road_rate', float('nan')):.2f}" for sc, v in s.get("per_scenario", {}).items())
-            lines.append(f"| {k} | {method} | {entry.get('recovery_logs', 0)} | {s.get('score', float('nan')):.1f} | "
+            logs = str(entry.get("recovery_logs", 0))
+            if entry.get("action_jitter"):
+                logs += f" (action jitter {entry['action_jitter']:g}{', rejected' if entry.get('rejected') else ''})"
+            lines.append(f"| {k} | {method} | {logs} | {s.get('score', float('nan')):.1f} | "
                          f"{s.get('off_road_rate', float('nan')):.2f} | {s.get('collision_rate', float('nan')):.2f} | "
                          f"{s.get('route_completion', float('nan')):.2f} | {per} |")
     return lines + [""]
