@@ -353,3 +353,32 @@ def test_finetune_script_refuses_bad_settings_before_training(tmp_path, capsys):
     assert "action_dropout" in capsys.readouterr().err
     assert script.main(base) == 2 and "no logs" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_student_consistency_script_tunes_only_the_student(tmp_path, capsys):
+    """scripts/finetune_student_consistency.py: no logs -> exit 2 before anything is written; otherwise the
+    result folder holds the shipped checkpoints with only the student replaced, by weights that moved a little
+    and keep the student's config."""
+    import importlib.util
+    from pathlib import Path
+
+    from latentvla_ros.data.highway import generate_log
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("stc", root / "scripts" / "finetune_student_consistency.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ck = root / "checkpoints" / "edge"
+    (tmp_path / "empty").mkdir()
+    assert script.main(["--data", str(tmp_path / "empty"), "--out", str(tmp_path / "none"), "--checkpoints", str(ck)]) == 2
+    assert "no logs" in capsys.readouterr().err and not (tmp_path / "none").exists()
+    generate_log(tmp_path / "logs" / "highway_0", "highway", seed=0, num_frames=48)
+    assert script.main(["--data", str(tmp_path / "logs"), "--out", str(tmp_path / "run"), "--checkpoints", str(ck),
+                        "--steps", "3", "--batch-size", "4", "--threads", "1"]) == 0
+    out = tmp_path / "run" / "checkpoints"
+    for part in ("planner", "bev_backbone", "variants/none/planner"):
+        assert (out / part / "model.safetensors").read_bytes() == (ck / part / "model.safetensors").read_bytes()
+    tuned, shipped = LatentStudent.from_pretrained(out / "student"), LatentStudent.from_pretrained(ck / "student")
+    assert tuned.config == shipped.config and not (out / "student" / "model.onnx").exists()
+    moved = max(float((a - b).abs().max()) for a, b in zip(tuned.parameters(), shipped.parameters()))
+    assert 0 < moved < 1e-2
