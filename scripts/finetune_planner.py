@@ -3,7 +3,7 @@
 
 The planner (and its BEV backbone) of ``--checkpoints`` start the run (``train_planner(init_from=...)``,
 as a DART round does); ``--planner-param KEY=VALUE`` changes a ``PlannerConfig`` field, training-only
-ones (``action_dropout``, ``route_dropout``) included; everything else (student, teacher, the other
+ones (``action_dropout``, ``action_jitter``, ``route_dropout``) included; everything else (student, teacher, the other
 variants) is copied unchanged. The training logs come from ``latentvla train data`` (e.g. the balanced
 preset of ``make train``). Used for the experiment of docs/evaluation.md, "Action-embedding dropout":
 

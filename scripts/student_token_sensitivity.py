@@ -65,14 +65,13 @@ def main(argv: list[str] | None = None) -> int:
                 if ds.index[i + 1][0] == ds.index[i][0] and ds.index[i + 1][1] == ds.index[i][1] + 1]
     nxt_image, nxt_ego = batch([index[k] + 1 for k in same_log])
     rows = [("next logged frame", rel(embed(nxt_image, nxt_ego), base[same_log]))]
-    saved = planner.JITTER_SHIFT_PX, planner.JITTER_VELOCITY_STD_MPS, planner.JITTER_ACCELERATION_STD_MPS2
-    for shift, v_std, a_std in ((1, 0.0, 0.0), (3, 0.0, 0.0), (0, 0.1, 0.3), saved):
-        planner.JITTER_SHIFT_PX, planner.JITTER_VELOCITY_STD_MPS, planner.JITTER_ACCELERATION_STD_MPS2 = shift, v_std, a_std
-        j_image, j_ego = planner.jitter_inputs(image, ego)
-        tag = " (training.planner's setting)" if (shift, v_std, a_std) == saved else ""
+    trained = planner.JITTER_SHIFT_PX, planner.JITTER_VELOCITY_STD_MPS, planner.JITTER_ACCELERATION_STD_MPS2
+    for shift, v_std, a_std in ((1, 0.0, 0.0), (3, 0.0, 0.0), (0, 0.1, 0.3), trained):
+        j_image, j_ego = planner.jitter_inputs(image, ego, shift_px=shift, velocity_std_mps=v_std,
+                                               acceleration_std_mps2=a_std)
+        tag = " (training.planner's setting)" if (shift, v_std, a_std) == trained else ""
         rows.append((f"jitter: shift <= {shift} px, velocity noise {v_std} m/s, acceleration noise {a_std} m/s^2{tag}",
                      rel(embed(j_image, j_ego), base)))
-    planner.JITTER_SHIFT_PX, planner.JITTER_VELOCITY_STD_MPS, planner.JITTER_ACCELERATION_STD_MPS2 = saved
     print(f"{len(index)} frames of {len(logs)} logs; relative L2 change of the student's action embeddings")
     for name, r in rows:
         print(f"  {name}: median {np.median(r):.3f}, p95 {np.percentile(r, 95):.3f} ({len(r)} frames)")

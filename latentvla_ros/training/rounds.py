@@ -118,26 +118,36 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
     score(0)
     logs = list(base_logs)
     teacher = out / "teacher_run" / "teacher"
-    for k in range(1, int(args.dart_rounds) + 1):
+
+    def start_round(k: int, round_fusions: tuple[str, ...]) -> tuple[dict[str, Any], float]:
+        """Round k's recovery logs (teacher-labelled when the teacher planner trains), added to ``logs``."""
         t0 = time.time()
         recovery = generate_recovery(args, k, args.dart_seeds, args.dart_frames, scenarios)
-        if "teacher" in fusions and recovery:
+        if "teacher" in round_fusions and recovery:
             label_logs(teacher, recovery)
-        logs += recovery
+        logs.extend(recovery)
         entry = record["rounds"].setdefault(str(k), {})
         entry["recovery_logs"] = len(recovery)
         entry.setdefault("data_seconds", time.time() - t0)  # a resumed round keeps its first measurement
+        return entry, t0
+
+    def finetune(entry: dict[str, Any], fusion: str, k: int, epochs: int, planner_config=None) -> None:
+        """Round k's ``fusion`` planner from its round k - 1 on all logs so far (skipped when finished)."""
+        if (planner_dir(out, fusion, k) / "eval.json").is_file():
+            return
+        student = out / "student_run" / "student" if fusion == "student" else None
+        cfg = train_cfg_for({**ROUND_TRAIN[args.preset], "epochs": int(epochs)})
+        result = train_planner(logs, planner_dir(out, fusion, k), preset=args.preset, fusion=fusion,
+                               train_cfg=cfg, student_checkpoint=student, planner_config=planner_config,
+                               resume=not args.no_resume, holdout_fraction=holdout_fraction,
+                               init_from=planner_dir(out, fusion, k - 1))
+        entry.setdefault("planners", {})[fusion] = {"steps": result["steps"], "seconds": result["seconds"],
+                                                    "num_train": result.get("eval", {}).get("num_train")}
+
+    for k in range(1, int(args.dart_rounds) + 1):
+        entry, t0 = start_round(k, fusions)
         for fusion in fusions:
-            if (planner_dir(out, fusion, k) / "eval.json").is_file():
-                continue
-            student = out / "student_run" / "student" if fusion == "student" else None
-            cfg = train_cfg_for({**ROUND_TRAIN[args.preset], "epochs": int(args.dart_epochs)})
-            result = train_planner(logs, planner_dir(out, fusion, k), preset=args.preset, fusion=fusion,
-                                   train_cfg=cfg, student_checkpoint=student,
-                                   resume=not args.no_resume, holdout_fraction=holdout_fraction,
-                                   init_from=planner_dir(out, fusion, k - 1))
-            entry.setdefault("planners", {})[fusion] = {"steps": result["steps"], "seconds": result["seconds"],
-                                                        "num_train": result.get("eval", {}).get("num_train")}
+            finetune(entry, fusion, k, args.dart_epochs)
         entry.setdefault("train_seconds", time.time() - t0 - entry["data_seconds"])
         save()
         score(k)
@@ -146,22 +156,10 @@ def run_rounds(args, out: Path, base_logs: list[Path], fusions: tuple[str, ...],
         from latentvla_ros.models.configuration_planner import PlannerConfig
 
         k = int(args.dart_rounds) + 1
-        t0 = time.time()
-        recovery = generate_recovery(args, k, args.dart_seeds, args.dart_frames, scenarios)
-        logs += recovery
-        entry = record["rounds"].setdefault(str(k), {})
-        entry.update(recovery_logs=len(recovery), action_jitter=jitter, fusions=["student"])
-        entry.setdefault("data_seconds", time.time() - t0)
-        if not (planner_dir(out, "student", k) / "eval.json").is_file():
-            cfg = train_cfg_for({**ROUND_TRAIN[args.preset], "epochs": int(args.dart_jitter_epochs)})
-            result = train_planner(logs, planner_dir(out, "student", k), preset=args.preset, fusion="student",
-                                   train_cfg=cfg, student_checkpoint=out / "student_run" / "student",
-                                   planner_config=PlannerConfig.preset(args.preset, action_jitter=jitter),
-                                   resume=not args.no_resume, holdout_fraction=holdout_fraction,
-                                   init_from=planner_dir(out, "student", k - 1))
-            entry.setdefault("planners", {})["student"] = {"steps": result["steps"], "seconds": result["seconds"],
-                                                           "num_train": result.get("eval", {}).get("num_train")}
-            entry["train_seconds"] = time.time() - t0 - entry["data_seconds"]
+        entry, t0 = start_round(k, ("student",))
+        entry.update(action_jitter=jitter, fusions=["student"])
+        finetune(entry, "student", k, args.dart_jitter_epochs, PlannerConfig.preset(args.preset, action_jitter=jitter))
+        entry.setdefault("train_seconds", time.time() - t0 - entry["data_seconds"])
         save()
         score(k)
         before, after = student_score(record, k - 1), student_score(record, k)
