@@ -1,5 +1,5 @@
 """Probe: fine-tune the shipped student so that its latent action embeddings stay put under the input jitter
-of ``training.planner.jitter_inputs`` (a one-pixel image shift, ego-motion noise), into a checkpoint folder
+of ``training.student.jitter_inputs`` (a one-pixel image shift, ego-motion noise), into a checkpoint folder
 whose other models (the planners included) are the shipped ones.
 
 Self-distillation, no teacher: a frozen copy of the shipped student gives the targets on the clean input;
@@ -41,8 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from latentvla_ros.data.torch_datasets import FrameDataset
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.modeling_student import LatentStudent
-    from latentvla_ros.training.planner import jitter_inputs
-    from latentvla_ros.training.student import resize_image
+    from latentvla_ros.training.student import jitter_inputs, resize_image
 
     logs = sorted(p for p in Path(args.data).iterdir() if p.is_dir())
     if not logs:

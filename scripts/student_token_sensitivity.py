@@ -4,7 +4,7 @@ move from one logged frame to the next: the measurement behind ``PlannerConfig.a
 
 For frames of driving logs (``latentvla train data``), the relative L2 change ||a' - a|| / ||a|| of the
 student's action embeddings a (``LatentStudent(...).action_embeddings``, all 12 tokens) between frame t and
-t + 1 of the same log, and between frame t and frame t jittered by ``training.planner.jitter_inputs`` at
+t + 1 of the same log, and between frame t and frame t jittered by ``training.student.jitter_inputs`` at
 several image shifts and ego-motion noise levels; prints the median and p95 of each.
 
     python scripts/student_token_sensitivity.py --data /tmp/ft/data --checkpoints checkpoints/edge
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import latentvla_ros.training.planner as planner
+    import latentvla_ros.training.student as jitter
     from latentvla_ros.data.torch_datasets import FrameDataset
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.modeling_student import LatentStudent
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
                 if ds.index[i + 1][0] == ds.index[i][0] and ds.index[i + 1][1] == ds.index[i][1] + 1]
     nxt_image, nxt_ego = batch([index[k] + 1 for k in same_log])
     rows = [("next logged frame", rel(embed(nxt_image, nxt_ego), base[same_log]))]
-    trained = planner.JITTER_SHIFT_PX, planner.JITTER_VELOCITY_STD_MPS, planner.JITTER_ACCELERATION_STD_MPS2
+    trained = jitter.JITTER_SHIFT_PX, jitter.JITTER_VELOCITY_STD_MPS, jitter.JITTER_ACCELERATION_STD_MPS2
     for shift, v_std, a_std in ((1, 0.0, 0.0), (3, 0.0, 0.0), (0, 0.1, 0.3), trained):
-        j_image, j_ego = planner.jitter_inputs(image, ego, shift_px=shift, velocity_std_mps=v_std,
-                                               acceleration_std_mps2=a_std)
-        tag = " (training.planner's setting)" if (shift, v_std, a_std) == trained else ""
+        j_image, j_ego = jitter.jitter_inputs(image, ego, shift_px=shift, velocity_std_mps=v_std,
+                                              acceleration_std_mps2=a_std)
+        tag = " (the training setting)" if (shift, v_std, a_std) == trained else ""
         rows.append((f"jitter: shift <= {shift} px, velocity noise {v_std} m/s, acceleration noise {a_std} m/s^2{tag}",
                      rel(embed(j_image, j_ego), base)))
     print(f"{len(index)} frames of {len(logs)} logs; relative L2 change of the student's action embeddings")

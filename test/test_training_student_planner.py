@@ -121,6 +121,45 @@ def test_student_training_loss_falls_reloads_and_resumes(tmp_path):
     assert [int(float(r["epoch"])) for r in rows] == list(range(1, 10))
 
 
+def test_shift_consistency_steadies_the_action_embeddings_under_a_one_pixel_shift(tmp_path):
+    """StudentConfig.shift_consistency: the same distillation with the consistency term leaves a student whose
+    action embeddings move far less under jitter_inputs (one-pixel shift, ego noise) than without it, while it
+    still learns the teacher's codes; the term is logged; a negative weight is refused. The images are
+    thin lines whose place follows the command (the codes' cue), detail that a one-pixel shift moves."""
+    from latentvla_ros.models.configuration_student import StudentConfig
+    from latentvla_ros.training.student import jitter_inputs
+
+    data = SyntheticFrames(n=40, seed=1)
+    g = torch.Generator().manual_seed(3)
+    command = data.ego[:, :4].argmax(1)
+    data.image = torch.zeros_like(data.image)
+    for i in range(len(data.image)):
+        for k in range(4):
+            data.image[i, :, :, int(8 + 28 * int(command[i]) + 6 * k + torch.randint(0, 3, (1,), generator=g))] = 1.0
+    cfg = TrainConfig(epochs=6, batch_size=8, lr=2e-3, warmup_steps=3, seed=0)
+    image, ego = data.image[:16], data.ego[:16]
+    j_image, j_ego = jitter_inputs(image, ego, torch.Generator().manual_seed(5))
+
+    def trained(weight: float) -> tuple[float, list[dict]]:
+        out = tmp_path / f"student_{weight:g}"
+        train_student(data, out, "edge", cfg, holdout_fraction=0.25, show_progress=False,
+                      config=StudentConfig.preset("edge", shift_consistency=weight))
+        model = LatentStudent.from_pretrained(out / "student").eval()
+        assert model.config.shift_consistency == weight  # carried in the checkpoint's config
+        with torch.no_grad():
+            clean, moved = model(image, ego).action_embeddings, model(j_image, j_ego).action_embeddings
+        change = (moved - clean).flatten(1).norm(dim=1) / clean.flatten(1).norm(dim=1)
+        return float(change.median()), read_metrics(out / "metrics.csv")
+
+    plain, plain_rows = trained(0.0)
+    steady, steady_rows = trained(4.0)
+    assert "train/shift" in steady_rows[0] and "train/shift" not in plain_rows[0]
+    assert plain > 0.05 and steady < 0.5 * plain, (steady, plain)  # measured: 0.149 -> 0.051
+    assert float(steady_rows[-1]["train/top1_agreement"]) > 0.15  # chance: 1/16
+    with pytest.raises(ConfigError, match="shift_consistency"):
+        StudentConfig.preset("edge", shift_consistency=-1.0)
+
+
 def test_planner_training_none_fusion_loss_falls_and_reloads(data, tmp_path):
     cfg = TrainConfig(epochs=5, batch_size=8, lr=2e-3, warmup_steps=2, seed=0)
     out = tmp_path / "planner_none"
@@ -291,7 +330,7 @@ def test_action_jitter_replaces_only_the_action_embeddings_of_the_drawn_samples(
     embeddings of the student run on a shifted image and noisy ego motion (changed, not zeroed); the command
     one-hot is never perturbed; 0 changes nothing; the share jittered follows the setting."""
     from latentvla_ros.models.configuration_student import StudentConfig
-    from latentvla_ros.training.planner import JITTER_SHIFT_PX, jitter_inputs
+    from latentvla_ros.training.student import JITTER_SHIFT_PX, jitter_inputs
 
     torch.manual_seed(0)
     student = FrozenStudentContext(LatentStudent(StudentConfig.preset("edge")))

@@ -104,7 +104,7 @@ class PlannerConfig(ConfigBase):
     action_jitter: float = 0.0
     """Training only, student fusion: the share of samples whose latent action embeddings come from the
     student run on a jittered copy of its input (the image shifted by up to
-    ``training.planner.JITTER_SHIFT_PX`` pixels, the ego velocity and acceleration perturbed), the
+    ``training.student.JITTER_SHIFT_PX`` pixels, the ego velocity and acceleration perturbed), the
     trajectory target unchanged, so that the planner learns to ignore the frame-to-frame flicker of
     the student's actions that small input changes cause in closed loop, and keeps what they say
     consistently. 0: the planner of before."""

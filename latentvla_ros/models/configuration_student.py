@@ -10,6 +10,7 @@ Presets:
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from latentvla_ros.core.config_base import ConfigBase, ConfigError, require
@@ -49,6 +50,13 @@ class StudentConfig(ConfigBase):
     """Size of the latent action codebook (16)."""
     ego_status_dim: int = EGO_STATUS_DIM
     """Size of the ego-status vector (command one-hot 4, velocity 2, acceleration 2)."""
+    shift_consistency: float = 0.0
+    """Training only: weight of the shift-consistency term of the distillation. Each batch also runs on a
+    jittered copy of its input (``training.student.jitter_inputs``: the image shifted by up to one pixel,
+    ego velocity and acceleration noise), distilled from the same teacher labels, and the action embeddings
+    of the two are pulled together (mean squared difference relative to their mean square), so that the
+    tokens do not jump with the sub-lane changes of where the ego sits in its image that closed loop
+    produces every step (docs/evaluation.md, "Action jitter"). 0: the student of before."""
 
     @property
     def action_space(self) -> ActionSpace:
@@ -97,6 +105,8 @@ class StudentConfig(ConfigBase):
         require(self.num_action_tokens >= 1, "num_action_tokens", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(self.ego_status_dim >= 1, "ego_status_dim", "must be >= 1")
+        require(self.shift_consistency >= 0.0 and math.isfinite(self.shift_consistency), "shift_consistency",
+                "must be a finite number >= 0")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> StudentConfig:

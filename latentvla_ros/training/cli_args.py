@@ -36,6 +36,10 @@ def add_train_parser(sub, func) -> None:
     train.add_argument("--dart-epochs", type=int, default=4,
                        help="stage dart: fine-tuning epochs per round over all logs so far (not scaled by --epochs-scale)")
     train.add_argument("--dart-frames", type=int, default=200, help="stage dart: frames per recovery log")
+    train.add_argument("--student-shift-consistency", type=float, default=0.0,
+                       help="stage student: weight of the shift-consistency term (StudentConfig.shift_consistency: "
+                            "the student also distilled on a one-pixel-shifted, ego-noised copy of each batch, its "
+                            "action embeddings pulled to the clean ones; 0: plain distillation)")
     train.add_argument("--dart-action-jitter", type=float, default=0.0,
                        help="stage dart: after the rounds, one more round for the student-fused planner alone, fine-tuned "
                             "from the last round on all logs so far with PlannerConfig.action_jitter at this share "

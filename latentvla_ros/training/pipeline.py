@@ -160,10 +160,13 @@ def stage_teacher(args, out: Path) -> dict[str, Any]:
 
 
 def stage_student(args, out: Path) -> dict[str, Any]:
+    from latentvla_ros.models.configuration_student import StudentConfig
     from latentvla_ros.training.student import default_train_config, train_student
 
+    config = StudentConfig.preset(args.preset, shift_consistency=getattr(args, "student_shift_consistency", 0.0))
     return train_student(_logs(Path(args.data)), out / "student_run", preset=args.preset, holdout_fraction=HOLDOUT_FRACTION,
-                         train_cfg=_scaled(default_train_config(args.preset, "student"), args), resume=not args.no_resume)
+                         train_cfg=_scaled(default_train_config(args.preset, "student"), args), resume=not args.no_resume,
+                         config=config)
 
 
 def stage_planner(args, out: Path) -> dict[str, Any]:
@@ -375,6 +378,8 @@ def main(args) -> int:
                        + (f" --max-steps {args.max_steps}" if args.max_steps else "")
                        + (f" --data-preset {args.data_preset}" if getattr(args, "data_preset", "") else "")
                        + (f" --data-seeds {args.data_seeds}" if args.data_seeds else "")
+                       + (f" --student-shift-consistency {args.student_shift_consistency:g}"
+                          if getattr(args, "student_shift_consistency", 0.0) else "")
                        + (f" --dart-rounds {args.dart_rounds}" if args.dart_rounds != 1 else "")
                        + (f" --dart-seeds {args.dart_seeds}" if args.dart_seeds != 6 else "")
                        + (f" --dart-epochs {args.dart_epochs}" if args.dart_epochs != 4 else "")

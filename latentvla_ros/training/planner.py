@@ -49,39 +49,13 @@ from latentvla_ros.training.student import (
     StudentDataError,
     check_run_config,
     default_train_config,
+    jitter_inputs,
     resize_image,
     resolve_log_dirs,
     split_holdout,
 )
 
 TRAJECTORY_LOSS_WEIGHT = 10.0
-JITTER_SHIFT_PX = 1
-"""``PlannerConfig.action_jitter``: the largest image shift [px of the student's input], per axis."""
-JITTER_VELOCITY_STD_MPS = 0.1
-JITTER_ACCELERATION_STD_MPS2 = 0.3
-"""The ego status noise of a jittered sample (velocity and acceleration, ``core.types.ego_status_vectors``
-layout: command one-hot (4), velocity (2), acceleration (2)); the closed-loop estimate of the
-acceleration is the noisier input."""
-
-
-def jitter_inputs(image: torch.Tensor, ego_status: torch.Tensor, generator: torch.Generator | None = None, *,
-                  shift_px: int = JITTER_SHIFT_PX, velocity_std_mps: float = JITTER_VELOCITY_STD_MPS,
-                  acceleration_std_mps2: float = JITTER_ACCELERATION_STD_MPS2) -> tuple[torch.Tensor, torch.Tensor]:
-    """A jittered copy of a batch of student inputs: each image shifted by its own (dy, dx) in
-    [-shift_px, shift_px] with the border pixels repeated, and Gaussian noise on the ego velocity and
-    acceleration (the command untouched). The defaults are what ``PlannerConfig.action_jitter`` trains with."""
-    b, _, h, w = image.shape
-    k = int(shift_px)
-    padded = torch.nn.functional.pad(image, (k, k, k, k), mode="replicate")
-    shifts = torch.randint(0, 2 * k + 1, (b, 2), generator=generator)
-    out = torch.stack([padded[i, :, int(dy):int(dy) + h, int(dx):int(dx) + w]
-                       for i, (dy, dx) in enumerate(shifts.tolist())])
-    noise = torch.zeros_like(ego_status)
-    noise[:, 4:6] = velocity_std_mps * torch.randn(b, 2, generator=generator).to(ego_status)
-    noise[:, 6:8] = acceleration_std_mps2 * torch.randn(b, 2, generator=generator).to(ego_status)
-    return out, ego_status + noise
-
-
 class FrozenStudentContext:
     """Runs a frozen student and returns its fused context (B, Nv + 12, D); kept out of the trained module."""
 

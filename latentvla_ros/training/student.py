@@ -41,6 +41,32 @@ from latentvla_ros.training.common import TrainConfig, train_loop
 
 STUDENT_SUBDIR = "student"
 EVAL_FILE = "eval.json"
+JITTER_SHIFT_PX = 1
+"""The largest image shift [px of the student's input], per axis."""
+JITTER_VELOCITY_STD_MPS = 0.1
+JITTER_ACCELERATION_STD_MPS2 = 0.3
+"""The ego status noise of a jittered sample (velocity and acceleration, ``core.types.ego_status_vectors``
+layout: command one-hot (4), velocity (2), acceleration (2)); the closed-loop estimate of the
+acceleration is the noisier input."""
+
+
+def jitter_inputs(image: torch.Tensor, ego_status: torch.Tensor, generator: torch.Generator | None = None, *,
+                  shift_px: int = JITTER_SHIFT_PX, velocity_std_mps: float = JITTER_VELOCITY_STD_MPS,
+                  acceleration_std_mps2: float = JITTER_ACCELERATION_STD_MPS2) -> tuple[torch.Tensor, torch.Tensor]:
+    """A jittered copy of a batch of student inputs: each image shifted by its own (dy, dx) in
+    [-shift_px, shift_px] with the border pixels repeated, and Gaussian noise on the ego velocity and
+    acceleration (the command untouched). The defaults are what ``StudentConfig.shift_consistency``
+    and ``PlannerConfig.action_jitter`` train with."""
+    b, _, h, w = image.shape
+    k = int(shift_px)
+    padded = torch.nn.functional.pad(image, (k, k, k, k), mode="replicate")
+    shifts = torch.randint(0, 2 * k + 1, (b, 2), generator=generator)
+    out = torch.stack([padded[i, :, int(dy):int(dy) + h, int(dx):int(dx) + w]
+                       for i, (dy, dx) in enumerate(shifts.tolist())])
+    noise = torch.zeros_like(ego_status)
+    noise[:, 4:6] = velocity_std_mps * torch.randn(b, 2, generator=generator).to(ego_status)
+    noise[:, 6:8] = acceleration_std_mps2 * torch.randn(b, 2, generator=generator).to(ego_status)
+    return out, ego_status + noise
 
 
 class StudentDataError(ValueError):
@@ -169,13 +195,31 @@ def distillation_terms(
     return out
 
 
-def make_student_loss(image_size: tuple[int, int], temperature: float, kl_weight: float, hard_weight: float):
-    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        out = model(resize_image(batch["image"].float(), image_size), batch["ego_status"].float())
+def make_student_loss(image_size: tuple[int, int], temperature: float, kl_weight: float, hard_weight: float,
+                      shift_consistency: float = 0.0):
+    """The distillation loss; with ``shift_consistency`` > 0 (``StudentConfig.shift_consistency``) each batch
+    also runs on ``jitter_inputs`` of itself, distilled from the same labels (the two halves averaged), plus
+    that weight times the action embeddings' mean squared difference between the two, relative to their
+    mean square."""
+
+    def distil(out, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = distillation_terms(out.logits, batch["teacher_probs"], batch.get("latent_tokens"), temperature)
         loss = kl_weight * terms["kl"]
         if "ce" in terms and hard_weight:
             loss = loss + hard_weight * terms["ce"]
+        return loss, terms
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        image, ego = resize_image(batch["image"].float(), image_size), batch["ego_status"].float()
+        out = model(image, ego)
+        loss, terms = distil(out, batch)
+        if shift_consistency > 0:
+            jittered = model(*jitter_inputs(image, ego))
+            loss_j, _ = distil(jittered, batch)
+            clean_e, jit_e = out.action_embeddings.float(), jittered.action_embeddings.float()
+            shift = ((jit_e - clean_e) ** 2).mean() / (clean_e.detach() ** 2).mean().clamp_min(1e-8)
+            loss = 0.5 * (loss + loss_j) + shift_consistency * shift
+            terms["shift"] = shift
         return loss, {k: float(v.detach()) for k, v in terms.items()}
 
     return loss_fn
@@ -296,7 +340,7 @@ def train_student(
         name="student",
         model=model,
         dataset=train_ds,
-        loss_fn=make_student_loss(cfg.image_size, temperature, kl_weight, hard_weight),
+        loss_fn=make_student_loss(cfg.image_size, temperature, kl_weight, hard_weight, cfg.shift_consistency),
         cfg=train_cfg,
         out_dir=out_dir,
         save_fn=save_fn,
