@@ -38,6 +38,26 @@ def test_torchrun_two_cpu_processes_on_gloo(tiny_logs, tmp_path):
     assert read_checkpoint_config(out / "planner_none" / "bev_backbone")["model_type"] == "bev_backbone"
 
 
+def test_a_new_report_keeps_the_hand_written_ablation_sections(tmp_path):
+    """write_report(keep_from=): the sections written by hand (ablations run apart from the chain) survive a new
+    report; the generated ones are replaced; a report without them keeps nothing."""
+    from latentvla_ros.training.pipeline import hand_written_sections, write_report
+
+    old = tmp_path / "old.md"
+    old.write_text("# Training report\n\n## Wall-clock time per stage\n\nOLD TIMES\n\n"
+                   "## Ablations from the previous chain\n\nhand text\n\n### Ablation: x\n\nmore\n")
+    assert hand_written_sections(old.read_text()).startswith("## Ablations from the previous chain\n")
+    assert hand_written_sections("# Training report\n\n## Data\n") == ""
+    new = tmp_path / "new.md"
+    write_report(tmp_path / "empty_run", {"data": 60.0}, new, "latentvla train all ...", keep_from=old)
+    text = new.read_text()
+    assert "OLD TIMES" not in text and "| data | 1.0 |" in text
+    assert text.endswith("## Ablations from the previous chain\n\nhand text\n\n### Ablation: x\n\nmore\n")
+    assert text.index("## Planners") < text.index("## Ablations")
+    write_report(tmp_path / "empty_run", {"data": 60.0}, new, "latentvla train all ...", keep_from=tmp_path / "missing.md")
+    assert "## Ablations" not in new.read_text()
+
+
 @pytest.mark.slow
 def test_train_all_chain_exports_checkpoints_the_nodes_load(tiny_logs, tmp_path):
     out, export = tmp_path / "all", tmp_path / "ckpt"

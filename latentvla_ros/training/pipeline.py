@@ -298,8 +298,21 @@ def _data_lines(data_dir: Path | None, timings: dict[str, float]) -> list[str]:
     return lines + [""]
 
 
-def write_report(out: Path, timings: dict[str, float], path: Path, command: str, data_dir: Path | None = None) -> None:
-    """The training report: every figure read from the eval.json files the stages wrote."""
+HAND_WRITTEN_SECTIONS = "## Ablations"
+"""The report's sections from the first heading that starts so are written by hand (ablations run apart from the
+chain), not by the stages: a new report carries them over from the one it replaces (``write_report(keep_from=)``)."""
+
+
+def hand_written_sections(report: str) -> str:
+    """The hand-written tail of a training report (from ``HAND_WRITTEN_SECTIONS`` on), '' when it has none."""
+    i = report.find("\n" + HAND_WRITTEN_SECTIONS)
+    return "" if i < 0 else report[i + 1:]
+
+
+def write_report(out: Path, timings: dict[str, float], path: Path, command: str, data_dir: Path | None = None,
+                 keep_from: Path | None = None) -> None:
+    """The training report: every figure read from the eval.json files the stages wrote, then the hand-written
+    sections of ``keep_from`` (the report it will replace), if any."""
     lam = _load_json(out / "lam_run" / "lam" / "eval.json")
     teacher = _load_json(out / "teacher_run" / "eval.json")
     student = _load_json(out / "student_run" / "eval.json")
@@ -341,8 +354,9 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     from latentvla_ros.training.rounds import rounds_report_lines
 
     lines += [""] + rounds_report_lines(out)
+    kept = hand_written_sections(keep_from.read_text()) if keep_from is not None and keep_from.is_file() else ""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + ("\n" + kept if kept else ""))
 
 
 def main(args) -> int:
@@ -386,10 +400,11 @@ def main(args) -> int:
                        + (f" --dart-action-jitter {args.dart_action_jitter:g}" if args.dart_action_jitter else "")
                        + (f" --dart-jitter-epochs {args.dart_jitter_epochs}" if args.dart_jitter_epochs != 2 else "")
                        + (" --write-docs" if args.write_docs else ""))
-            write_report(out, timings, out / "training.md", command, Path(args.data))
-            if args.write_docs:
-                from latentvla_ros.core.resources import share_path
+            from latentvla_ros.core.resources import share_path
 
+            write_report(out, timings, out / "training.md", command, Path(args.data),
+                         keep_from=share_path("docs", "training.md") if args.write_docs else None)
+            if args.write_docs:
                 shutil.copyfile(out / "training.md", share_path("docs", "training.md"))
             print(f"[train] report: {out / 'training.md'}; total {sum(timings.values()) / 60:.1f} min", flush=True)
     return 0
