@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from latentvla_ros.data.torch_datasets import FrameDataset
     from latentvla_ros.models.configuration_bev import BevBackboneConfig
     from latentvla_ros.models.modeling_student import LatentStudent
-    from latentvla_ros.training.student import jitter_inputs, resize_image
+    from latentvla_ros.training.student import jitter_inputs, relative_mse, resize_image
 
     logs = sorted(p for p in Path(args.data).iterdir() if p.is_dir())
     if not logs:
@@ -59,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, drop_last=True)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.0)
 
-    def rel_mse(x, target):
-        return ((x - target) ** 2).mean() / (target ** 2).mean().clamp_min(1e-8)
-
     step, t0 = 0, time.time()
     while step < args.steps:
         for batch in loader:
@@ -72,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             j_image, j_ego = jitter_inputs(image, ego)
             clean = student(image, ego)
             jittered = student(j_image, j_ego)
-            loss = (rel_mse(clean.action_embeddings, target.action_embeddings)
-                    + rel_mse(clean.visual_embeddings, target.visual_embeddings)
-                    + rel_mse(jittered.action_embeddings, target.action_embeddings))
+            loss = (relative_mse(clean.action_embeddings, target.action_embeddings)
+                    + relative_mse(clean.visual_embeddings, target.visual_embeddings)
+                    + relative_mse(jittered.action_embeddings, target.action_embeddings))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -318,9 +318,9 @@ def write_report(out: Path, timings: dict[str, float], path: Path, command: str,
     student = _load_json(out / "student_run" / "eval.json")
     from latentvla_ros.training.rounds import latest_round, planner_dir
 
+    last = {f: latest_round(out, f) for f in FUSIONS}  # the action-jitter round has the student-fused planner only
     planners = {(f if k == 0 else f"{f} (round {k})"): _load_json(planner_dir(out, f, k) / "eval.json")
-                for k in range(max(latest_round(out, f) for f in FUSIONS) + 1) for f in FUSIONS
-                if k <= latest_round(out, f)}  # the action-jitter round has the student-fused planner only
+                for k in range(max(last.values()) + 1) for f in FUSIONS if k <= last[f]}
     lines = ["# Training report", "",
              f"Produced by `{command}` on {time.strftime('%Y-%m-%d')} ({platform.machine()}, {os.cpu_count()} CPU cores, no GPU).",
              "Every number below is read from the `eval.json` files that command writes (under its `--out`); rerun it to reproduce.",

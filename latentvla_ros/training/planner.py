@@ -56,6 +56,8 @@ from latentvla_ros.training.student import (
 )
 
 TRAJECTORY_LOSS_WEIGHT = 10.0
+
+
 class FrozenStudentContext:
     """Runs a frozen student and returns its fused context (B, Nv + 12, D); kept out of the trained module."""
 

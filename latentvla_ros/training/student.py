@@ -69,6 +69,12 @@ def jitter_inputs(image: torch.Tensor, ego_status: torch.Tensor, generator: torc
     return out, ego_status + noise
 
 
+def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of ``x`` from ``target``, relative to the target's mean square (no gradient
+    through the normaliser): the shift-consistency distance of two sets of embeddings."""
+    return ((x - target) ** 2).mean() / (target.detach() ** 2).mean().clamp_min(1e-8)
+
+
 class StudentDataError(ValueError):
     """The training data cannot be used (empty, missing keys, wrong shapes)."""
 
@@ -216,8 +222,7 @@ def make_student_loss(image_size: tuple[int, int], temperature: float, kl_weight
         if shift_consistency > 0:
             jittered = model(*jitter_inputs(image, ego))
             loss_j, _ = distil(jittered, batch)
-            clean_e, jit_e = out.action_embeddings.float(), jittered.action_embeddings.float()
-            shift = ((jit_e - clean_e) ** 2).mean() / (clean_e.detach() ** 2).mean().clamp_min(1e-8)
+            shift = relative_mse(jittered.action_embeddings.float(), out.action_embeddings.float())
             loss = 0.5 * (loss + loss_j) + shift_consistency * shift
             terms["shift"] = shift
         return loss, {k: float(v.detach()) for k, v in terms.items()}
