@@ -32,19 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from pathlib import Path
 
-    from latentvla_ros.apps.evaluate import resolve_agent_spec
+    from latentvla_ros.apps.evaluate import variant_agent
     from latentvla_ros.core.lanes import Polyline
-    from latentvla_ros.evaluation.agents import build_agent
     from latentvla_ros.evaluation.closed_loop import HighwayClosedLoopEnv, run_episode
     from latentvla_ros.evaluation.drivers import AgentDriver, episode_stamp_base
     from latentvla_ros.evaluation.geometry import box_corners, ego_to_world_poses, points_in_union
 
-    spec = resolve_agent_spec(f"latentvla_{args.method}", args.method, Path(args.checkpoints), False)
-    if not spec.available:
+    spec, agent = variant_agent(args.method, Path(args.checkpoints))
+    if agent is None:
         print(f"not available: {spec.reason}", file=sys.stderr)
         return 2
-    agent = build_agent(spec.fusion, bev=spec.bev, planner=spec.planner, student=spec.student, teacher=spec.teacher,
-                        preset=spec.preset)
     driver = AgentDriver(agent, name=spec.name)
     records: dict[str, list[dict]] = {}
     for k, item in enumerate(args.episodes):

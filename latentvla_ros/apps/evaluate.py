@@ -240,6 +240,13 @@ def build_open_loop_agent(spec: MethodSpec) -> Any:
                        preset=spec.preset, ablation=spec.ablation, guard=spec.guard)
 
 
+def variant_agent(fusion: str, root: Path) -> tuple[MethodSpec, Any]:
+    """(spec, agent) of the guarded planner variant ``latentvla_<fusion>`` from the checkpoints under ``root``, as
+    the evaluation builds it (for scripts); agent None when its checkpoints are missing (``spec.reason``)."""
+    spec = resolve_agent_spec(f"latentvla_{fusion}", fusion, Path(root), False)
+    return spec, (build_open_loop_agent(spec) if spec.available else None)
+
+
 # ----------------------------------------------------------------------------- workers
 _WORKER_CACHE: dict[str, Any] = {}
 

@@ -3,6 +3,10 @@
 A learned planner's trajectory goes to the controller only after this check, as a vehicle stack
 puts an obstacle stop / cruise planner after its planner (Autoware's ``obstacle_stop_planner``):
 
+0. Plan check (``plan_check``, ``core/plan_check.py``): a plan asking for more lateral acceleration than
+   ``max_plan_lateral_accel_mps2`` over its first 2 s (the planner's jumps into the neighbouring lane) is moved
+   sideways to within what ``plan_limit_lateral_accel_mps2`` reaches from the ego's direction of motion; the
+   checks below then see the moved plan (verdict 'limit' when nothing else changed it, ``limited`` always).
 1. ``LidarObjectTracker``: LiDAR points above the ground (``min_height_m`` .. ``max_height_m``)
    are clustered on a grid (8-connected cells of ``cluster_cell_m``); each cluster's centroid is
    followed across frames in an odometry frame integrated from the ego's velocity and yaw rate;
@@ -64,8 +68,12 @@ import numpy as np
 
 from latentvla_ros.core.config_base import ConfigBase, require
 from latentvla_ros.core.lanes import Polyline, arc_lengths
+from latentvla_ros.core.plan_check import limit_lateral, plan_lateral_acceleration
 from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import EgoState, Trajectory
+
+PLAN_CHECK_HORIZON_S = 2.0
+"""The plan check reads the lateral acceleration a plan asks for over its first this long [s]."""
 
 
 @dataclass
@@ -101,13 +109,16 @@ class GuardConfig(ConfigBase):
     go_latch_speed_mps: float = 3.0  # a latched go ends when the model's plan is this fast on average
     yield_moving: bool = False  # a moving conflicting track not followed is yielded to (from yield_min_speed_mps)
     yield_min_speed_mps: float = 15.0  # the ego speed from which the yield applies
+    plan_check: bool = True  # a plan asking for more than max_plan_lateral_accel_mps2 is moved sideways (limit)
+    max_plan_lateral_accel_mps2: float = 15.0  # core.plan_check.plan_lateral_acceleration over its first 2 s
+    plan_limit_lateral_accel_mps2: float = 2.0  # such a plan is moved sideways within what this reaches
 
     def validate(self) -> None:
         require(self.min_height_m < self.max_height_m, "min_height_m", "must be below max_height_m")
         for name in ("range_m", "cluster_cell_m", "track_gate_m", "velocity_window_s", "max_track_speed_mps",
                      "max_gap_s", "ego_length_m", "ego_width_m", "horizon_s", "time_step_s", "min_decel_mps2",
                      "creep_speed_mps", "go_accel_mps2", "go_speed_mps", "go_horizon_s", "young_track_horizon_s",
-                     "go_latch_speed_mps",
+                     "go_latch_speed_mps", "max_plan_lateral_accel_mps2", "plan_limit_lateral_accel_mps2",
                      "follow_min_speed_mps"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, name, f"must be finite and > 0, got {value}")
@@ -141,11 +152,13 @@ class Obstacles:
 
 @dataclass
 class GuardVerdict:
-    action: str = "clear"  # 'clear' (plan unchanged), 'caution', 'follow', 'slow' (retimed), 'stop' (stop now), 'go', 'off'
+    action: str = "clear"  # 'clear' (plan unchanged), 'caution', 'follow', 'slow' (retimed), 'stop' (stop now), 'go', 'off',
+    # 'limit' (the plan check moved the model's plan sideways, no obstacle conflict)
     conflict_time_s: float = float("nan")
     conflict_track: int = -1
     stop_distance_m: float = float("nan")
     num_tracks: int = 0
+    limited: bool = False  # the plan check moved the model's plan sideways (core.plan_check), whatever the action
 
 
 @dataclass
@@ -295,6 +308,7 @@ class ObstacleGuard:
         self.config = config or GuardConfig()
         self.tracker = LidarObjectTracker(self.config)
         self.plans = self.interventions = self.stops = self.releases = self.follows = self.cautions = self.yields = 0
+        self.limited = 0  # plans the plan check moved sideways
         self.last_verdict = GuardVerdict(action="off" if not self.config.enabled else "clear")
         self._going = False  # the last plan was a go (the go latch)
 
@@ -310,6 +324,31 @@ class ObstacleGuard:
             return trajectory, self.last_verdict
         self.plans += 1
         obstacles = self.tracker.update(points, stamp_ns, ego)
+        limited = False
+        if cfg.plan_check:
+            trajectory, limited = self._check_plan(trajectory, ego)
+        trajectory, verdict = self._guard(trajectory, ego, route, obstacles)
+        if limited:
+            self.limited += 1
+            verdict = replace(verdict, limited=True, action="limit" if verdict.action == "clear" else verdict.action)
+        self.last_verdict = verdict
+        return trajectory, verdict
+
+    def _check_plan(self, trajectory: Trajectory, ego: EgoState) -> tuple[Trajectory, bool]:
+        """``trajectory``, or, when it asks for more lateral acceleration than ``max_plan_lateral_accel_mps2``
+        (``core.plan_check``), the same plan moved sideways within what ``plan_limit_lateral_accel_mps2`` can
+        reach from the ego's present motion. Returns (plan, whether it was moved)."""
+        cfg = self.config
+        need = plan_lateral_acceleration(trajectory.poses, trajectory.interval_s, ego.velocity, PLAN_CHECK_HORIZON_S)
+        if need <= cfg.max_plan_lateral_accel_mps2 or not ego.is_finite():
+            return trajectory, False
+        poses = limit_lateral(trajectory.poses, trajectory.interval_s, ego.velocity, cfg.plan_limit_lateral_accel_mps2)
+        return replace(trajectory, poses=poses.astype(np.asarray(trajectory.poses).dtype)), True
+
+    def _guard(self, trajectory: Trajectory, ego: EgoState, route: np.ndarray | None,
+               obstacles: Obstacles) -> tuple[Trajectory, GuardVerdict]:
+        """The obstacle checks of ``filter`` (module doc, 2. and 3.) on ``trajectory``."""
+        cfg = self.config
         speed0 = float(np.hypot(*np.asarray(ego.velocity, dtype=np.float64)))
         first_step = float(np.hypot(*trajectory.poses[0][:2])) / trajectory.interval_s
         if not math.isfinite(speed0):  # no ego speed: brake from the plan's own first-step speed
@@ -320,8 +359,7 @@ class ObstacleGuard:
             if go is not None:
                 self._going = True
                 self.releases += 1
-                self.last_verdict = GuardVerdict(action="go", num_tracks=obstacles.num_tracks)
-                return go, self.last_verdict
+                return go, GuardVerdict(action="go", num_tracks=obstacles.num_tracks)
         times = np.arange(1, int(round(cfg.horizon_s / cfg.time_step_s)) + 1) * cfg.time_step_s
         path = _densify(np.asarray(trajectory.poses, dtype=np.float64), trajectory.interval_s, times)
         hit = self._first_conflict(path, times, obstacles)
@@ -329,14 +367,13 @@ class ObstacleGuard:
             has_young = obstacles.velocity_known is not None and not obstacles.velocity_known.all()
             young = self._first_conflict(path, times, obstacles, young_horizon_s=math.inf) if has_young else None
             if young is None:
-                self.last_verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
-                return trajectory, self.last_verdict
+                return trajectory, GuardVerdict(num_tracks=obstacles.num_tracks)
             # a later conflict with a track of unknown velocity: brake gently until its velocity is known
             self.interventions += 1
             self.cautions += 1
-            self.last_verdict = GuardVerdict(action="caution", conflict_time_s=float(times[young[0]]),
-                                             conflict_track=int(young[1]), num_tracks=obstacles.num_tracks)
-            return self._retime_to_speed(trajectory, speed0, cfg.min_decel_mps2, 0.0), self.last_verdict
+            caution = GuardVerdict(action="caution", conflict_time_s=float(times[young[0]]),
+                                   conflict_track=int(young[1]), num_tracks=obstacles.num_tracks)
+            return self._retime_to_speed(trajectory, speed0, cfg.min_decel_mps2, 0.0), caution
         verdict = GuardVerdict(num_tracks=obstacles.num_tracks)
         gentle, action = None, ""  # a retime that needs no stop: follow the track, or let it pass
         if cfg.follow:
@@ -348,8 +385,7 @@ class ObstacleGuard:
             self.interventions += 1
             self.follows += int(action == "follow")
             self.yields += int(action == "yield")
-            self.last_verdict = replace(verdict, action=action, conflict_time_s=float(times[k]), conflict_track=int(track))
-            return gentle, self.last_verdict
+            return gentle, replace(verdict, action=action, conflict_time_s=float(times[k]), conflict_track=int(track))
         retimed = trajectory
         for _ in range(4):  # a slower plan can meet a moving obstacle earlier
             k, track = hit
@@ -367,7 +403,6 @@ class ObstacleGuard:
         verdict.action = "stop" if stopped else "slow"
         self.interventions += 1
         self.stops += int(stopped)
-        self.last_verdict = verdict
         return retimed, verdict
 
     def _release(self, trajectory: Trajectory, speed0: float, route: np.ndarray, obstacles: Obstacles,

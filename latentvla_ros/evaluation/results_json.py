@@ -110,7 +110,8 @@ def per_scenario_pdms(rows: list[dict], methods: Sequence[str]) -> dict[str, dic
 
 def guard_share(eps: list[dict]) -> dict[str, float]:
     """The obstacle guard's verdicts as shares of all planning steps of ``eps`` ({} without a guard): 'clear'
-    is the model's plan driven unchanged; 'go', 'stop', 'slow', 'follow', 'yield', 'caution' are steps the guard changed."""
+    is the model's plan driven unchanged; 'go', 'stop', 'slow', 'follow', 'yield', 'caution', 'limit' are steps the guard
+    changed."""
     counts: dict[str, int] = {}
     for e in eps:
         for action, n in (e.get("guard_actions") or {}).items():
@@ -210,7 +211,8 @@ def markdown_guard(results: dict) -> str:
              "'model' = the model's plan driven unchanged (the guard's 'clear'); the other columns are steps whose plan "
              "the guard replaced: 'go' (creep release along the route), 'stop' / 'slow' / 'caution' (retimed for a "
              "predicted conflict), 'follow' (retimed behind a lead vehicle), 'yield' (braked, no stop point, to let a "
-             "moving vehicle pass).", "",
+             "moving vehicle pass), 'limit' (the plan check moved a plan that asked for an impossible lateral "
+             "acceleration sideways, `core/plan_check.py`; one also retimed counts under its retime).", "",
              "| Method | Scenario | model | " + " | ".join(actions) + " |", "|---|---|---|" + "---|" * len(actions)]
     for method, scenario, share in rows:
         cells = [f"{100.0 * share.get(a, 0.0):.1f}" for a in actions]

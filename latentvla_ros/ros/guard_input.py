@@ -132,6 +132,7 @@ class GuardInput:
         out.update(guard_plans=str(guard.plans), guard_interventions=str(guard.interventions),
                    guard_stops=str(guard.stops), guard_follows=str(guard.follows),
                    guard_cautions=str(guard.cautions), guard_yields=str(guard.yields), guard_releases=str(guard.releases),
+                   guard_limited=str(guard.limited),
                    guard_last_action=verdict.action,
                    guard_tracks=str(verdict.num_tracks), guard_tracker_resets=str(guard.tracker.resets),
                    guard_no_lidar=str(self.no_lidar), guard_no_odometry=str(self.no_odometry),

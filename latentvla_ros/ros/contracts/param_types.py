@@ -51,9 +51,12 @@ class ObstacleGuardParams(ParamGroup):
     max_decel_mps2: float  # read-only
     max_gap_s: float  # read-only
     max_height_m: float  # read-only
+    max_plan_lateral_accel_mps2: float  # read-only
     max_track_speed_mps: float  # read-only
     min_decel_mps2: float  # read-only
     min_height_m: float  # read-only
+    plan_check: bool  # read-only
+    plan_limit_lateral_accel_mps2: float  # read-only
     range_m: float  # read-only
     side_margin_m: float  # read-only
     stop_margin_m: float  # read-only
