@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from pathlib import Path
 
-    from latentvla_ros.apps.evaluate import variant_agent
+    from latentvla_ros.apps.eval_methods import variant_agent
     from latentvla_ros.core.lanes import Polyline
     from latentvla_ros.evaluation.closed_loop import HighwayClosedLoopEnv, run_episode
     from latentvla_ros.evaluation.drivers import AgentDriver, episode_stamp_base

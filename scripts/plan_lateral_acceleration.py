@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from pathlib import Path
 
-    from latentvla_ros.apps.evaluate import variant_agent
+    from latentvla_ros.apps.eval_methods import variant_agent
     from latentvla_ros.core.obstacle_guard import PLAN_CHECK_HORIZON_S
     from latentvla_ros.core.plan_check import plan_lateral_acceleration
     from latentvla_ros.evaluation.closed_loop import HighwayClosedLoopEnv, run_episode

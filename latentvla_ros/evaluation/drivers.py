@@ -164,7 +164,7 @@ class AgentDriver:
     @property
     def guard_action(self) -> str | None:
         """The obstacle guard's verdict on the last plan ('clear': the model's plan went out unchanged; 'go',
-        'stop', 'slow', 'follow', 'yield', 'caution': the guard changed it), None without a guard."""
+        'stop', 'slow', 'follow', 'yield', 'caution', 'limit': the guard changed it), None without a guard."""
         verdict = getattr(self.agent, "last_verdict", None)
         return getattr(verdict, "action", None)
 
