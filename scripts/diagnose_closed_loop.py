@@ -3,7 +3,8 @@
 For every step: the route command the agent got, the command the route asks for further
 ahead, the plan's lateral distance from the mission route (signed, + = left of the route) at
 its 2 s and 4 s poses, whether the planned boxes leave the drivable area, the ego's own
-lateral offset, its speed, and the nearest agent. Prints one line every ``--every`` steps and
+lateral offset, its speed, the obstacle guard's verdict (with a conflict: when, where the
+conflicting track is now and how it moves, ego frame), and the nearest agent. Prints one line every ``--every`` steps and
 a summary per episode: when the plan first left the route / the road, what the car did, and the
 contacts of a collision (``EpisodeResult.contacts``).
 
@@ -71,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
                     c = box_corners(p[0], p[1], p[2], env.ego_length_m, env.ego_width_m)
                     off.append(not bool(np.all(points_in_union(c, env._drivable, 0.5))))
                 row["plan_off_road_at"] = next((i for i, o in enumerate(off) if o), None)
+            verdict = getattr(agent, "last_verdict", None)  # the obstacle guard's, on the plan driven
+            if verdict is not None:
+                row["guard"] = verdict.action + ("+limit" if verdict.limited and verdict.action != "limit" else "")
+                if verdict.conflict_point is not None:
+                    row["conflict"] = {"t_s": round(verdict.conflict_time_s, 1),
+                                       "at_m": [round(v, 1) for v in verdict.conflict_point],
+                                       "v_mps": [round(v, 1) for v in verdict.conflict_velocity]}
             if len(obs.agents):
                 d = np.hypot(obs.agents[:, 0] - obs.pose[0], obs.agents[:, 1] - obs.pose[1])
                 j = int(np.argmin(d))

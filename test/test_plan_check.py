@@ -134,6 +134,10 @@ def test_guard_retimes_a_limited_plan_for_an_obstacle():
     out, verdict = guard.filter(_car_along_x(15.0), 100_000_000, _ego(), jump)
     assert verdict.limited and verdict.action in ("stop", "slow")
     assert np.hypot(*out.poses[-1, :2]) < 15.0  # stops before the car
+    # the verdict says where the car is: its rear edge's point nearest the ego (x = 15, |y| = 0.9 / 7 of the
+    # 8 points from -0.9 to 0.9), standing (a first sighting: velocity unknown, zero)
+    assert verdict.conflict_point[0] == pytest.approx(15.0) and abs(verdict.conflict_point[1]) == pytest.approx(0.9 / 7)
+    assert verdict.conflict_velocity == (0.0, 0.0)
 
 
 @pytest.mark.parametrize("name", ["max_plan_lateral_accel_mps2", "plan_limit_lateral_accel_mps2"])

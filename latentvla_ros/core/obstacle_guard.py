@@ -159,6 +159,9 @@ class GuardVerdict:
     stop_distance_m: float = float("nan")
     num_tracks: int = 0
     limited: bool = False  # the plan check moved the model's plan sideways (core.plan_check), whatever the action
+    # the conflicting track now (ego frame): its point nearest the ego and its velocity (zero while unknown)
+    conflict_point: tuple[float, float] | None = None
+    conflict_velocity: tuple[float, float] | None = None
 
 
 @dataclass
@@ -328,6 +331,13 @@ class ObstacleGuard:
         if cfg.plan_check:
             trajectory, limited = self._check_plan(trajectory, ego)
         trajectory, verdict = self._guard(trajectory, ego, route, obstacles)
+        if verdict.conflict_track >= 0:
+            mine = obstacles.track_ids == verdict.conflict_track
+            if mine.any():
+                near = obstacles.points[mine][np.argmin(np.hypot(*obstacles.points[mine].T))]
+                vel = obstacles.velocities[mine][0]
+                verdict = replace(verdict, conflict_point=(float(near[0]), float(near[1])),
+                                  conflict_velocity=(float(vel[0]), float(vel[1])))
         if limited:
             self.limited += 1
             verdict = replace(verdict, limited=True, action="limit" if verdict.action == "clear" else verdict.action)
