@@ -132,6 +132,7 @@ def test_planner_node_guards_the_plan_as_the_guarded_agent_does(ros_context, spi
     assert values["guard_no_lidar"] == "0" and values["guard_last_action"] in ("slow", "stop")
     assert int(values["guard_tracks"]) >= 1 and values["guard_tracker_resets"] == "0"
     assert values["guard_releases"] == str(node.guard.guard.releases) == "0"  # a 40 m plan never creeps
+    assert values["guard_limited"] == str(node.guard.guard.limited) == "0"  # a straight plan asks for no turn
     assert values["lidar_frames"] == "base_link: identity"
     assert not [p for p in node.diagnostic_problems() if "obstacle guard" in p[1]]
 
