@@ -75,7 +75,10 @@ MODULES: dict[str, dict] = {
     "latentvla_ros/evaluation/agent_replay.py": {
         "tests": ["test/test_agent_replay.py", "test/test_pdms_boundaries.py", "test/test_eval_pdms.py"]},
     # the LiDAR obstacle guard after the planner: hand-made point clouds, tracker, retiming, GuardedAgent
-    "latentvla_ros/core/obstacle_guard.py": {"tests": ["test/test_obstacle_guard.py"]},
+    "latentvla_ros/core/obstacle_guard.py": {"tests": [
+        "test/test_obstacle_guard.py", "test/test_obstacle_guard_follow.py", "test/test_obstacle_guard_latch.py",
+        "test/test_obstacle_guard_yield.py", "test/test_plan_check.py"]},
+    "latentvla_ros/core/plan_check.py": {"tests": ["test/test_plan_check.py"]},
     "latentvla_ros/evaluation/savgol.py": {
         "tests": ["test/test_savgol_contracts.py", "test/test_eval_geometry.py", "test/test_pdms_boundaries.py"]},
 }

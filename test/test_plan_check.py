@@ -146,3 +146,75 @@ def test_bad_plan_check_parameters_are_refused(name):
         GuardConfig(**{name: 0.0})
     with pytest.raises(ConfigError):
         GuardConfig(**{name: float("nan")})
+
+
+# ----------------------------------------------------------------- edges (each computed by hand)
+def test_reversing_straight_plan_asks_for_nothing_across_the_angle_seam():
+    """Directions just either side of +-pi (reversing, drifting right) differ by 0.02 rad, not 2 pi - 0.02."""
+    v = np.array([-10.0, 0.1])  # direction pi - 0.01
+    poses = np.stack([-5.0 * np.arange(1, 9), -0.05 * np.arange(1, 9), np.zeros(8)], axis=1)  # -pi + 0.01
+    d_ego, d_plan = math.atan2(0.1, -10.0), math.atan2(-0.05, -5.0)
+    turn = (d_plan - d_ego) + 2 * math.pi  # the short way round
+    expected = abs(turn) / 0.25 * math.hypot(5.0, 0.05) / 0.5
+    assert plan_lateral_acceleration(poses, 0.5, v) == pytest.approx(expected, rel=1e-9)
+    assert expected < 1.0
+
+
+def test_empty_plan_is_never_plausible_and_a_heading_is_not_read():
+    assert plan_lateral_acceleration(np.zeros((0, 3)), 0.5, np.array([10.0, 0.0])) == math.inf
+    poses = _straight(10.0)
+    poses[:, 2] = np.nan  # the check reads positions only
+    assert plan_lateral_acceleration(poses, 0.5, np.array([10.0, 0.0])) == 0.0
+
+
+@pytest.mark.parametrize("horizon_s, expected", [(0.5, 0.0), (1.5, 0.0), (2.0, None)])
+def test_horizon_counts_whole_segments(horizon_s, expected):
+    """A 3 m jump in the fourth segment (1.5 .. 2.0 s): inside a 2 s horizon, outside 1.5 s and 0.5 s."""
+    poses = _straight(10.0)
+    poses[3:, 1] = 3.0
+    need = plan_lateral_acceleration(poses, 0.5, np.array([10.0, 0.0]), horizon_s=horizon_s)
+    if expected is None:
+        first = math.atan2(3.0, 5.0)  # segment 4's direction, 0.5 s after segment 3's (straight)
+        assert need == pytest.approx(first / 0.5 * math.hypot(5.0, 3.0) / 0.5, rel=1e-9)
+    else:
+        assert need == expected
+
+
+@pytest.mark.parametrize("speed", [0.0, 0.5])
+def test_no_direction_of_motion_at_or_below_min_moving(speed):
+    """Standing (or at exactly 0.5 m/s) the first segment has nothing to turn from: a plan leaving sideways
+    along +y at 2 m/s asks for nothing."""
+    poses = np.stack([np.zeros(8), 1.0 * np.arange(1, 9), np.full(8, math.pi / 2)], axis=1)
+    assert plan_lateral_acceleration(poses, 0.5, np.array([speed, 0.0])) == 0.0
+
+
+def test_a_segment_of_exactly_min_segment_m_has_a_direction():
+    """0.5 m segments along +y from an ego moving along +x at 1 m/s: the first turns pi / 2 in 0.25 s at
+    1 m/s; with the segments skipped nothing would be asked."""
+    poses = np.stack([np.zeros(8), 0.5 * np.arange(1, 9), np.zeros(8)], axis=1)
+    assert plan_lateral_acceleration(poses, 0.5, np.array([1.0, 0.0])) == pytest.approx(2 * math.pi, rel=1e-9)
+
+
+def test_limit_lateral_small_slip_and_slow_ego():
+    v = np.array([10.0, 0.3])  # slip atan(0.03): the line ahead rises 0.03 m per metre
+    out = limit_lateral(_straight(10.0), 0.5, v, 2.0)
+    base = 10.0 * T * 0.03
+    np.testing.assert_allclose(out[:, 1], base - np.minimum(base, T ** 2))
+    # slower than 0.5 m/s the direction of motion is unknown: the line is the heading (y = 0), nothing moves
+    slow = limit_lateral(_straight(10.0), 0.5, np.array([0.3, 0.3]), 2.0)
+    np.testing.assert_array_equal(slow, _straight(10.0))
+
+
+def test_limit_lateral_headings_of_moved_and_kept_poses():
+    poses = np.stack([10.0 * T, 3.0 * T ** 2, np.full(8, 0.1)], axis=1)  # curving away at 6 m/s^2
+    out = limit_lateral(poses, 0.5, np.array([20.0, 0.0]), 2.0)
+    np.testing.assert_allclose(out[:, 1], T ** 2)  # every pose beyond the 2 m/s^2 reach: all moved
+    pts = np.vstack([np.zeros(2), out[:, :2]])
+    central = np.arctan2(pts[2:, 1] - pts[:-2, 1], pts[2:, 0] - pts[:-2, 0])  # poses 1..7: neighbours' chord
+    np.testing.assert_allclose(out[:-1, 2], central)
+    last = math.atan2(pts[-1, 1] - pts[-2, 1], pts[-1, 0] - pts[-2, 0])  # the last: its own segment's direction
+    assert out[-1, 2] == pytest.approx(last)
+    kept = _jump(20.0)
+    kept[:, 2] = 0.1
+    out = limit_lateral(kept, 0.5, np.array([20.0, 0.0]), 2.0)
+    np.testing.assert_array_equal(out[3:, 2], 0.1)  # within reach from 2 s on: heading as planned
