@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import numpy as np
+from validation_closed_loop import parse_seeds  # scripts/ is on the path of a script run as scripts/<name>.py
 
 
 class _Recorder:
@@ -37,9 +38,7 @@ class _Recorder:
 def _episodes(args: argparse.Namespace) -> list[tuple[str, int]]:
     items = [(s, int(n)) for s, n in (e.split(":") for e in args.episodes)]
     if args.scenarios:
-        lo, _, hi = args.seeds.partition("-")
-        seeds = range(int(lo), int(hi or lo) + 1)
-        items += [(sc, seed) for sc in args.scenarios.split(",") for seed in seeds]
+        items += [(sc, seed) for sc in args.scenarios.split(",") for seed in parse_seeds(args.seeds)]
     return items
 
 
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("episodes", nargs="*", help="scenario:seed")
     ap.add_argument("--scenarios", default="", help="comma-separated, with --seeds")
-    ap.add_argument("--seeds", default="30000-30002", help="e.g. 30000-30002 (validation seeds)")
+    ap.add_argument("--seeds", default="30000-30002", help="e.g. 30000-30002 or 30000,30004 (validation seeds)")
     ap.add_argument("--method", default="student", help="fusion of the planner variant (student|none|teacher)")
     ap.add_argument("--checkpoints", default="checkpoints/edge")
     ap.add_argument("--worst", type=int, default=3, help="print this many worst plans per episode")
@@ -63,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from latentvla_ros.apps.eval_methods import variant_agent
-    from latentvla_ros.core.obstacle_guard import PLAN_CHECK_HORIZON_S
-    from latentvla_ros.core.plan_check import plan_lateral_acceleration
+    from latentvla_ros.core.plan_check import PLAN_CHECK_HORIZON_S, plan_lateral_acceleration
     from latentvla_ros.evaluation.closed_loop import HighwayClosedLoopEnv, run_episode
     from latentvla_ros.evaluation.drivers import AgentDriver, episode_stamp_base
 

@@ -72,9 +72,6 @@ from latentvla_ros.core.plan_check import limit_lateral, plan_lateral_accelerati
 from latentvla_ros.core.route import resample_route
 from latentvla_ros.core.types import EgoState, Trajectory
 
-PLAN_CHECK_HORIZON_S = 2.0
-"""The plan check reads the lateral acceleration a plan asks for over its first this long [s]."""
-
 
 @dataclass
 class GuardConfig(ConfigBase):
@@ -349,7 +346,7 @@ class ObstacleGuard:
         (``core.plan_check``), the same plan moved sideways within what ``plan_limit_lateral_accel_mps2`` can
         reach from the ego's present motion. Returns (plan, whether it was moved)."""
         cfg = self.config
-        need = plan_lateral_acceleration(trajectory.poses, trajectory.interval_s, ego.velocity, PLAN_CHECK_HORIZON_S)
+        need = plan_lateral_acceleration(trajectory.poses, trajectory.interval_s, ego.velocity)  # first 2 s
         if need <= cfg.max_plan_lateral_accel_mps2 or not ego.is_finite():
             return trajectory, False
         poses = limit_lateral(trajectory.poses, trajectory.interval_s, ego.velocity, cfg.plan_limit_lateral_accel_mps2)

@@ -28,16 +28,16 @@ import math
 
 import numpy as np
 
+from latentvla_ros.core.lanes import wrap_angle
+
+PLAN_CHECK_HORIZON_S = 2.0
+"""The plan check reads the lateral acceleration a plan asks for over its first this long [s]."""
 MIN_MOVING_MPS = 0.5
 """Slower than this the ego's direction of motion is not known; the check starts at the first segment."""
 
 
-def _wrap(angle: np.ndarray | float) -> np.ndarray | float:
-    return (angle + math.pi) % (2.0 * math.pi) - math.pi
-
-
-def plan_lateral_acceleration(poses: np.ndarray, interval_s: float, velocity: np.ndarray, horizon_s: float = 2.0,
-                              min_segment_m: float = 0.5) -> float:
+def plan_lateral_acceleration(poses: np.ndarray, interval_s: float, velocity: np.ndarray,
+                              horizon_s: float = PLAN_CHECK_HORIZON_S, min_segment_m: float = 0.5) -> float:
     """The largest lateral acceleration [m/s^2] the plan ``poses`` ((N, >=2) ego frame, ``interval_s`` apart,
     from the origin at t = 0) asks for within ``horizon_s``, from an ego moving at ``velocity`` (ego-frame vx, vy).
 
@@ -63,7 +63,7 @@ def plan_lateral_acceleration(poses: np.ndarray, interval_s: float, velocity: np
             continue
         t_mid = (k + 0.5) * interval_s
         if last is not None:
-            rate = abs(float(_wrap(direction[k] - last[0]))) / (t_mid - last[1])
+            rate = abs(float(wrap_angle(direction[k] - last[0]))) / (t_mid - last[1])
             worst = max(worst, rate * length[k] / interval_s)
         last = (float(direction[k]), t_mid)
     return worst
