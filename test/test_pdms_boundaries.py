@@ -265,6 +265,26 @@ def test_progress_is_centre_path_along_route_clipped_at_zero():
     np.testing.assert_allclose(res.progress_m, [40.0, 0.0], atol=1e-9)
 
 
+def test_progress_stays_on_the_part_of_a_route_that_passes_beside_itself():
+    """A hairpin route (a roundabout's entry beside its exit): out along y = 0 to x = 60, a half circle of
+    radius 2.5 m, back along y = 5. A vehicle that drives 10 m along y = 0 and swerves to y = 3.2 ends nearer
+    the return leg (1.8 m) than its own (3.2 m): projected onto the whole route it would have made
+    60 + 2.5 pi + 50 = 117.9 m of progress; it made 10 m (its end projects onto the outgoing leg at x = 10)."""
+    arc = np.linspace(-np.pi / 2, np.pi / 2, 33)
+    turn = np.stack([60.0 + 2.5 * np.cos(arc), 2.5 + 2.5 * np.sin(arc)], axis=1)
+    route = np.vstack([[[-20.0, 0.0]], turn, [[-20.0, 5.0]]])
+    scene = _scene(half_width=8.0)
+    scene = Scene(ego_pose=scene.ego_pose, ego=scene.ego, map=scene.map, agent_frames=[], ego_length_m=5.0,
+                  ego_width_m=2.0, route_centerline=route)
+    swerve = _states(x=np.linspace(0.0, 10.0, T), vx=2.5)
+    swerve[0, :, Y] = np.linspace(0.0, 3.2, T)
+    straight = _states(x=np.linspace(0.0, 10.0, T), vx=2.5)
+    res = score_states(scene, np.concatenate([swerve, straight]))
+    np.testing.assert_allclose(res.progress_m, [10.0, 10.0], atol=0.05)
+    whole = scene.route.project(np.array([[10.0, 3.2]]))[0] - scene.route.project(np.zeros((1, 2)))[0]
+    assert whole > 100.0  # what the whole-route projection gives
+
+
 def test_normalized_progress_threshold_by_hand():
     thr = CFG.progress_distance_threshold
     # max exactly at the threshold: not above it, so EP = 1 except where NC * DAC = 0

@@ -395,9 +395,7 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
     dac = np.where(np.any(off_road, axis=-1), 0.0, 1.0)
 
     # --- progress along the route centreline (box centre), clipped at 0
-    route = scene.route
-    s = route.project(centers[:, [0, -1]])  # (B, 2)
-    progress = np.maximum(s[:, 1] - s[:, 0], 0.0)
+    progress = route_progress(scene.route, centers)
 
     checks = comfort_checks(states, SIM_DT_S, config)
     comfort = np.all(checks, axis=-1).astype(np.float64)
@@ -414,6 +412,28 @@ def score_states(scene: Scene, states: np.ndarray, config: PdmsConfig = PdmsConf
         off_road=off_road,
         collided_tracks=collided,
     )
+
+
+PROGRESS_WINDOW_MARGIN_M = 5.0
+"""``route_progress``: how far before the start's projection and past the distance driven the end may project."""
+
+
+def route_progress(route: Polyline, centers: np.ndarray) -> np.ndarray:
+    """Progress [m] (B,) along ``route`` of paths ``centers`` (B, T, 2), clipped at 0: the end's arc length minus
+    the start's. The end is projected onto the route near the start only (from ``PROGRESS_WINDOW_MARGIN_M``
+    before the start's projection to the distance the path drove past it, plus that margin), as the closed-loop
+    progress follows the route: a route that passes close to itself (a roundabout's entry beside its exit, the
+    ring) must not hand a vehicle waiting at the entry the arc length of the ring's far side. NAVSIM projects
+    onto the whole centreline; its routes do not pass close to themselves, where the two agree."""
+    centers = np.asarray(centers, dtype=np.float64)
+    s0 = route.project(centers[:, 0])
+    driven = np.sqrt((np.diff(centers, axis=1) ** 2).sum(-1)).sum(-1)
+    out = np.zeros(len(centers))
+    for b in range(len(centers)):
+        lo = max(float(s0[b]) - PROGRESS_WINDOW_MARGIN_M, 0.0)
+        local = route.substring(lo, float(s0[b]) + float(driven[b]) + PROGRESS_WINDOW_MARGIN_M)
+        out[b] = max(lo + float(local.project(centers[b, -1][None])[0]) - float(s0[b]), 0.0)
+    return out
 
 
 def normalized_progress(raw_multiplied: np.ndarray, multiplicative: np.ndarray, threshold: float) -> np.ndarray:
