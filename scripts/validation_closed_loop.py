@@ -9,6 +9,11 @@ how the episode ended.
     python scripts/validation_closed_loop.py --out /tmp/val --methods latentvla_student,latentvla_student_unguarded,expert \
         --scenarios intersection,roundabout --seeds 30000-30011
 
+``--open-loop`` runs the open-loop suite instead (PDMS per method and scenario on held-out logs of the validation
+seeds, generated once under ``<out>/logs``; the reference planner and the expert always run):
+
+    python scripts/validation_closed_loop.py --open-loop --out /tmp/val_ol --methods latentvla_student --seeds 30000-30004
+
 ``--guard-param KEY=VALUE`` changes a ``GuardConfig`` field of every guarded agent and ``--tracker-param KEY=VALUE``
 a field of the tracker every method drives with (``highway_tracker_config``), both repeatable: the experiments of
 docs/operations.md, e.g. ``--guard-param yield_moving=true --guard-param yield_min_speed_mps=15`` or
@@ -55,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenarios", default="", help="comma-separated (default: all)")
     ap.add_argument("--seeds", default="", help="e.g. 30000-30011 (default: data/splits.py VALIDATION_CLOSED_LOOP_SEEDS)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--per-episode", action="store_true", help="also print one row per episode")
+    ap.add_argument("--per-episode", action="store_true", help="also print one row per episode (scene with --open-loop)")
+    ap.add_argument("--open-loop", action="store_true", help="the open-loop suite on logs of --seeds instead")
+    ap.add_argument("--logs", default="", help="--open-loop: where the validation logs are generated once and kept "
+                    "(default <out>/logs; share it between runs)")
     ap.add_argument("--guard-param", action="append", default=[], metavar="KEY=VALUE",
                     help="a GuardConfig field for every guarded agent (repeatable)")
     ap.add_argument("--tracker-param", action="append", default=[], metavar="KEY=VALUE",
@@ -82,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seeds must be reserved and outside the test seeds: {seeds}", file=sys.stderr)
         return 2
     methods = tuple(args.methods.split(","))
+    if args.open_loop:
+        return open_loop(args, methods, seeds, guard)
     methods += () if "expert" in methods else ("expert",)  # EP's reference
     plan = EvalPlan(run_open_loop=False, closed_loop_seeds=seeds,
                     closed_loop_scenarios=tuple(args.scenarios.split(",")) if args.scenarios else None,
@@ -99,6 +109,39 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([e['route_completion'] for e in eps]):6.2f} {np.mean([e['c'] or 0.0 for e in eps]):7.3f}")
     if args.per_episode:
         print_episodes(groups)
+    return 0
+
+
+def open_loop(args: argparse.Namespace, methods: tuple[str, ...], seeds: tuple[int, ...],
+              guard: tuple[tuple[str, object], ...]) -> int:
+    """The open-loop suite of ``latentvla evaluate`` on logs of the validation ``seeds``: PDMS and sub-metrics
+    per method and scenario (and per scene with ``--per-episode``)."""
+    from latentvla_ros.apps.evaluate import EvalPlan, run_evaluation
+
+    methods += tuple(m for m in ("pdm_closed", "expert") if m not in methods)  # EP's reference; the ceiling
+    plan = EvalPlan(run_closed_loop=False, open_loop_seeds=seeds, open_loop_methods=methods,
+                    closed_loop_methods=(), ros_subset_seeds=(), failure_pictures=False, bootstrap_samples=200,
+                    guard_overrides=guard, scenarios=tuple(args.scenarios.split(",")) if args.scenarios else EvalPlan.scenarios)
+    out = Path(args.out)
+    logs = Path(args.logs) if args.logs else out / "logs"
+    scores = run_evaluation(plan, out, Path(args.checkpoints), args.workers, test_data=logs, train_data=None,
+                            verbose=False)
+    groups: dict[tuple[str, str], list[dict]] = collections.defaultdict(list)
+    for scene in scores["open_loop"]["scenes"]:
+        groups[(scene["method"], scene["scenario"])].append(scene)
+    keys = ("pdms", "nc", "dac", "ttc", "ep", "c")
+    print(f"{'method':32s} {'scenario':12s} {'n':>3s} " + " ".join(f"{k:>6s}" for k in keys))
+    for (method, scenario), rows in sorted(groups.items()):
+        print(f"{method:32s} {scenario:12s} {len(rows):3d} "
+              + " ".join(f"{100 * np.mean([r[k] for r in rows]):6.1f}" for k in keys))
+    for method in sorted({m for m, _ in groups}):
+        rows = [r for (m, _), rs in groups.items() if m == method for r in rs]
+        print(f"{method:32s} {'all':12s} {len(rows):3d} " + " ".join(f"{100 * np.mean([r[k] for r in rows]):6.1f}" for k in keys))
+    if args.per_episode:
+        for (method, scenario), rows in sorted(groups.items()):
+            for r in sorted(rows, key=lambda r: r["token"]):
+                print(f"{method:32s} {r['token']:22s} " + " ".join(f"{k}={r[k]:.2f}" for k in keys)
+                      + f" progress={r['progress_m']:.1f} m")
     return 0
 
 

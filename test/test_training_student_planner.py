@@ -421,3 +421,37 @@ def test_student_consistency_script_tunes_only_the_student(tmp_path, capsys):
     assert tuned.config == shipped.config and not (out / "student" / "model.onnx").exists()
     moved = max(float((a - b).abs().max()) for a, b in zip(tuned.parameters(), shipped.parameters()))
     assert 0 < moved < 1e-2
+
+
+def test_init_from_a_single_mode_run_grows_modes_and_trains_them(data, tmp_path):
+    """A multi-modal fine-tune of a shipped single-mode planner (scripts/finetune_planner.py
+    --planner-param num_modes=3): with lr ~0 the middle mode is the old planner's trajectory; the stage
+    logs the winner-takes-all terms; a multi-modal run cannot start a run of other modes."""
+    from latentvla_ros.models.configuration_planner import PlannerConfig
+
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=2e-3, warmup_steps=1, seed=0)
+    first = tmp_path / "single"
+    train_planner(data, first, "edge", "none", cfg, holdout_fraction=0.25, show_progress=False)
+    frozen = TrainConfig(epochs=1, batch_size=8, lr=1e-12, warmup_steps=0, seed=7)
+    multi = tmp_path / "multi"
+    three = PlannerConfig.preset("edge", num_modes=3)
+    train_planner(data, multi, "edge", "none", frozen, holdout_fraction=0.25, show_progress=False, init_from=first,
+                  planner_config=three)
+    old, new = E2EPlanner.from_pretrained(first), E2EPlanner.from_pretrained(multi)
+    assert new.planner.config.num_modes == 3
+    # parameters only (BatchNorm statistics move with every training forward pass): every mode's output
+    # layer is the old one, the middle mode's bias too
+    w_old, w_new = old.planner.head[2].weight, new.planner.head[2].weight.reshape(3, *old.planner.head[2].weight.shape)
+    assert all((w_new[k] - w_old).abs().max() < 1e-6 for k in range(3))
+    b_new = new.planner.head[2].bias.reshape(3, -1)
+    assert (b_new[1] - old.planner.head[2].bias).abs().max() < 1e-6
+    assert (b_new[2] - b_new[1]).abs().max() > 1.0  # the fast mode starts 16 m ahead at 4 s
+    with torch.no_grad():
+        poses, logits = new(torch.stack([data[i]["image"] for i in range(4)]), torch.stack([data[i]["lidar_bev"] for i in range(4)]),
+                            torch.stack([data[i]["ego_status"] for i in range(4)]), all_modes=True)
+    assert poses.shape == (4, 3, 8, 3) and logits.shape == (4, 3)
+    header = read_metrics(multi / "metrics.csv")[0]
+    assert {"l1_best", "mode_ce", "mode_hit"} <= {k.split("/")[-1] for k in header}
+    with pytest.raises(ConfigError, match="init_from"):
+        train_planner(data, tmp_path / "two", "edge", "none", frozen, holdout_fraction=0.25, show_progress=False,
+                      init_from=multi, planner_config=PlannerConfig.preset("edge", num_modes=2))

@@ -109,6 +109,18 @@ class PlannerConfig(ConfigBase):
     the student's actions that small input changes cause in closed loop, and keeps what they say
     consistently. 0: the planner of before."""
 
+    num_modes: int = 1
+    """Trajectories the decoder proposes (issue 12, "it averages yield and go"): with 1 one regression
+    head, whose L1 fit to situations where the expert sometimes waits and sometimes goes is a plan in
+    between; with K > 1 the head gives K trajectories and K mode logits, training fits the mode closest
+    to the logged trajectory (winner takes all) and teaches the logits which mode that was
+    (``mode_loss_weight``), and the planner outputs the most likely mode's trajectory (VADv2,
+    Hydra-MDP and TransFuser-style multi-modal heads do the same). Checkpoints written before this
+    field existed have 1."""
+    mode_loss_weight: float = 1.0
+    """Training only, ``num_modes`` > 1: weight of the mode classification loss (cross-entropy of the
+    mode logits against the winning mode) beside the trajectory L1 (weighted 10)."""
+
     @property
     def trajectory_sampling(self) -> TrajectorySampling:
         """How this planner samples its output (``core.sizes.TrajectorySampling``)."""
@@ -142,8 +154,10 @@ class PlannerConfig(ConfigBase):
         require(0.0 <= self.route_dropout <= 1.0, "route_dropout", "must be in [0, 1]")
         require(0.0 <= self.action_dropout <= 1.0, "action_dropout", "must be in [0, 1]")
         require(0.0 <= self.action_jitter <= 1.0, "action_jitter", "must be in [0, 1]")
+        require(1 <= self.num_modes <= 64, "num_modes", "must be in [1, 64]")
+        require(self.mode_loss_weight >= 0.0, "mode_loss_weight", "must be >= 0")
 
-    TRAINING_ONLY = ("route_dropout", "action_dropout", "action_jitter")  # (not a field) a fine-tune may change them
+    TRAINING_ONLY = ("route_dropout", "action_dropout", "action_jitter", "mode_loss_weight")  # (not a field) a fine-tune may change them
 
     def architecture(self) -> dict:
         """The config without its training-only fields: what two planners must share for weights to load."""

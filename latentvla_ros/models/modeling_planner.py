@@ -18,7 +18,9 @@ route (B,R,2) | None, route_valid (B,) | None) -> poses (B, num_poses, 3)``:
    ``num_poses x 3``; x, y are scaled by ``xy_scale_m`` and added to an anchor
    (``constant_velocity_prior``, ``anchor_xy``): with a route (``anchor='route_speed'``, the
    presets) along the route at the ego's speed, else straight ahead along the heading at the
-   ego's speed; heading = tanh * pi.
+   ego's speed; heading = tanh * pi. With ``num_modes`` K > 1 the head gives K such trajectories
+   and a linear layer K mode logits; ``forward`` returns the most likely mode's trajectory
+   (``select_mode``), ``forward_modes`` all of them (training: winner takes all).
 
 ``E2EPlanner`` = ``BevBackbone`` + ``FusedPlanner`` for end-to-end imitation.
 """
@@ -132,13 +134,19 @@ class FusedPlanner(PretrainedModel):
             CrossAttentionBlock(d, cfg.num_heads, cfg.ffn_dim, cfg.dropout, self_attention=False) for _ in range(cfg.num_layers)
         )
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.ReLU(inplace=True), nn.Linear(cfg.ffn_dim, cfg.num_poses * 3))
+        self.head = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.ReLU(inplace=True),
+                                  nn.Linear(cfg.ffn_dim, cfg.num_modes * cfg.num_poses * 3))
         times = cfg.pose_interval_s * torch.arange(1, cfg.num_poses + 1, dtype=torch.float32)
         self.register_buffer("pose_times", times.view(1, -1, 1), persistent=False)
         # created last, and only with a route input: a route_points=0 planner has exactly the
         # parameters (and the same random initialisation) of the planner before the route input
         self.route = nn.Sequential(nn.Linear(2 * cfg.route_points + 1, d), nn.ReLU(inplace=True),
                                    nn.Linear(d, d)) if cfg.uses_route else None
+        # likewise only with several modes: a num_modes=1 planner is the single-trajectory planner of before
+        self.mode_head = nn.Linear(d, cfg.num_modes) if cfg.num_modes > 1 else None
+        if self.mode_head is not None:
+            with torch.no_grad():
+                self.head[2].bias.add_(mode_offsets(cfg).flatten())
 
     def route_token(self, route: torch.Tensor | None, route_valid: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """(B, 1, d) from route (B, R, 2) [m] and route_valid (B,); None = no route (all invalid)."""
@@ -153,8 +161,10 @@ class FusedPlanner(PretrainedModel):
         flat = route.flatten(1).to(like.dtype) / cfg.xy_scale_m * valid
         return self.route(torch.cat([flat, valid], dim=1)).unsqueeze(1)
 
-    def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None,
-                route: torch.Tensor | None = None, route_valid: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_modes(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None,
+                      route: torch.Tensor | None = None,
+                      route_valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(poses (B, K, num_poses, 3), mode logits (B, K)); K = ``num_modes`` (logits all 0 for K = 1)."""
         cfg = self.config
         bev = self.bev_proj(bev_tokens) + self.bev_pos
         if self.fusion is not None:
@@ -170,15 +180,59 @@ class FusedPlanner(PretrainedModel):
         q = self.query.expand(bev_tokens.shape[0], -1, -1)
         for block in self.decoder:
             q = block(q, memory)
-        raw = self.head(self.norm(q[:, 0])).reshape(-1, cfg.num_poses, 3)
+        hidden = self.norm(q[:, 0])
+        raw = self.head(hidden).reshape(-1, cfg.num_modes, cfg.num_poses, 3)
         xy = raw[..., :2] * cfg.xy_scale_m
         if cfg.constant_velocity_prior:
             if self.route is not None and route is not None and route_valid is None:
                 route_valid = route.new_ones(route.shape[0])
-            xy = xy + anchor_xy(ego_status, self.pose_times, cfg.anchor, route, route_valid)
+            xy = xy + anchor_xy(ego_status, self.pose_times, cfg.anchor, route, route_valid).unsqueeze(1)
         heading = torch.tanh(raw[..., 2:]) * math.pi
-        return torch.cat([xy, heading], dim=-1)
+        logits = self.mode_head(hidden) if self.mode_head is not None else hidden.new_zeros(hidden.shape[0], 1)
+        return torch.cat([xy, heading], dim=-1), logits
 
+    def forward(self, bev_tokens: torch.Tensor, ego_status: torch.Tensor, context: torch.Tensor | None = None,
+                route: torch.Tensor | None = None, route_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, num_poses, 3): the most likely mode's trajectory."""
+        poses, logits = self.forward_modes(bev_tokens, ego_status, context, route, route_valid)
+        return poses[:, 0] if self.mode_head is None else select_mode(poses, logits)
+
+
+def select_mode(poses: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The trajectory (B, P, 3) of the highest logit among poses (B, K, P, 3); ties average. Element-wise
+    ops only (ONNX-exportable, no gather)."""
+    best = (logits >= logits.max(dim=1, keepdim=True).values).to(poses.dtype)
+    best = best / best.sum(dim=1, keepdim=True)
+    return (best[:, :, None, None] * poses).sum(dim=1)
+
+
+MODE_SPEED_SPREAD_MPS = 4.0
+"""Initial spread of the modes' speeds (``mode_offsets``)."""
+
+
+def mode_offsets(cfg: PlannerConfig) -> torch.Tensor:
+    """Initial offsets (K, num_poses, 3) of the modes' raw head outputs: mode k starts moving
+    ``MODE_SPEED_SPREAD_MPS`` x (k - (K - 1) / 2) m/s faster along x than the anchor, so that winner-takes-all
+    training has distinct modes to assign the logged trajectories to (identical modes would all go to
+    mode 0); the learned weights take over from there."""
+    k = cfg.num_modes
+    speed = MODE_SPEED_SPREAD_MPS * (torch.arange(k, dtype=torch.float32) - (k - 1) / 2.0)
+    times = cfg.pose_interval_s * torch.arange(1, cfg.num_poses + 1, dtype=torch.float32)
+    out = torch.zeros(k, cfg.num_poses, 3)
+    out[:, :, 0] = speed[:, None] * times[None, :] / cfg.xy_scale_m
+    return out
+
+
+def expand_modes(state: dict[str, torch.Tensor], cfg: PlannerConfig, fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A single-mode planner's ``state`` (its ``state_dict``) for the ``num_modes`` = K planner ``cfg``: every
+    mode starts as the single trajectory plus ``mode_offsets``; the mode logits start from ``fresh`` (the new
+    planner's own initialisation). Used to fine-tune a shipped single-mode planner into a multi-modal one."""
+    out = dict(state)
+    w, b = state["head.2.weight"], state["head.2.bias"]
+    out["head.2.weight"] = w.repeat(cfg.num_modes, 1)
+    out["head.2.bias"] = b.repeat(cfg.num_modes) + mode_offsets(cfg).flatten().to(b.dtype)
+    out["mode_head.weight"], out["mode_head.bias"] = fresh["mode_head.weight"], fresh["mode_head.bias"]
+    return out
 
 
 def check_compatible(bev: BevBackboneConfig, planner: PlannerConfig) -> None:
@@ -205,8 +259,13 @@ class E2EPlanner(nn.Module):
 
     def forward(self, image: torch.Tensor, lidar_bev: torch.Tensor, ego_status: torch.Tensor,
                 context: torch.Tensor | None = None, route: torch.Tensor | None = None,
-                route_valid: torch.Tensor | None = None) -> torch.Tensor:
-        return self.planner(self.backbone(image, lidar_bev, ego_status), ego_status, context, route, route_valid)
+                route_valid: torch.Tensor | None = None, all_modes: bool = False):
+        """(B, num_poses, 3); ``all_modes``: ``FusedPlanner.forward_modes``'s (poses (B, K, P, 3), logits (B, K))
+        (a keyword of forward, not a method, so that a DistributedDataParallel wrapper syncs its gradients)."""
+        tokens = self.backbone(image, lidar_bev, ego_status)
+        if all_modes:
+            return self.planner.forward_modes(tokens, ego_status, context, route, route_valid)
+        return self.planner(tokens, ego_status, context, route, route_valid)
 
     def save_pretrained(self, root: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Writes ``<root>/bev_backbone/`` and ``<root>/planner/``."""

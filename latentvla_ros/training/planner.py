@@ -1,7 +1,10 @@
 """Planner stage: end-to-end imitation of the logged trajectory (BEV backbone + fused planner).
 
 Loss: L1 over the 8 poses (x, y, heading) x 10, as TransFuser weights its
-trajectory term. Context for the fusion module:
+trajectory term; a multi-modal planner (``num_modes`` > 1) takes that L1 of the mode closest to
+the logged trajectory (winner takes all) plus ``mode_loss_weight`` x the cross-entropy of its mode
+logits against that mode (``mode_losses``); ``init_from`` a single-mode run grows the modes from
+its one trajectory (``modeling_planner.expand_modes``). Context for the fusion module:
 
 - ``fusion='none'``: none (the TransFuser-style E2E baseline);
 - ``fusion='student'``: the frozen student (``student_checkpoint``) runs on the
@@ -41,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from latentvla_ros.core.config_base import ConfigError
 from latentvla_ros.models.configuration_bev import BevBackboneConfig
 from latentvla_ros.models.configuration_planner import FUSION_MODES, PlannerConfig
-from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, E2EPlanner
+from latentvla_ros.models.modeling_planner import BEV_SUBDIR, PLANNER_SUBDIR, E2EPlanner, expand_modes, select_mode
 from latentvla_ros.models.modeling_student import LatentStudent
 from latentvla_ros.training.common import TrainConfig, train_loop
 from latentvla_ros.training.student import (
@@ -131,20 +134,42 @@ def batch_route(batch: dict[str, torch.Tensor], route_dropout: float = 0.0) -> t
     return route, valid
 
 
+def mode_losses(poses: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample winner-takes-all terms of a multi-modal plan: poses (B, K, P, 3), logits (B, K), target
+    (B, P, 3) -> ``l1_best`` (L1 of the mode closest to the target: the one trained), ``mode_ce``
+    (cross-entropy of the logits against that mode), ``mode_hit`` (1 where the most likely mode is it)."""
+    per_mode = (poses - target[:, None]).abs().mean(dim=(2, 3))  # (B, K)
+    winner = per_mode.argmin(dim=1)
+    return {
+        "l1_best": per_mode.gather(1, winner[:, None])[:, 0],
+        "mode_ce": torch.nn.functional.cross_entropy(logits, winner, reduction="none"),
+        "mode_hit": (logits.argmax(dim=1) == winner).to(poses.dtype),
+    }
+
+
 def make_planner_loss(fusion: str, student: FrozenStudentContext | None, image_size: tuple[int, int],
-                      route_dropout: float = 0.0, action_dropout: float = 0.0, action_jitter: float = 0.0):
+                      route_dropout: float = 0.0, action_dropout: float = 0.0, action_jitter: float = 0.0,
+                      num_modes: int = 1, mode_loss_weight: float = 1.0):
+    """Loss of the planner stage (module doc); with ``num_modes`` > 1 winner takes all: the L1 of the mode
+    closest to the logged trajectory + ``mode_loss_weight`` x the mode cross-entropy (``mode_losses``)."""
     def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         image = resize_image(batch["image"].float(), image_size)
         context = batch_context(fusion, {**batch, "image": image}, student, action_dropout, action_jitter)
         route, route_valid = batch_route(batch, route_dropout)
-        pred = model(image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
+        inputs = (image, batch["lidar_bev"].float(), batch["ego_status"].float(), context, route, route_valid)
         target = torch.nan_to_num(batch["trajectory"].float())
         weight = _valid_mask(batch).float()
-        errors = trajectory_errors(pred, target)
         denom = weight.sum().clamp_min(1.0)
-        l1 = (errors["l1"] * weight).sum() / denom
+        if num_modes > 1:
+            poses, logits = model(*inputs, all_modes=True)
+            terms = mode_losses(poses, logits, target)
+            errors = {**trajectory_errors(select_mode(poses, logits), target), **terms}
+            loss = TRAJECTORY_LOSS_WEIGHT * terms["l1_best"] + mode_loss_weight * terms["mode_ce"]
+        else:
+            errors = trajectory_errors(model(*inputs), target)
+            loss = TRAJECTORY_LOSS_WEIGHT * errors["l1"]
         metrics = {k: float((v.detach() * weight).sum() / denom) for k, v in errors.items()}
-        return TRAJECTORY_LOSS_WEIGHT * l1, metrics
+        return (loss * weight).sum() / denom, metrics
 
     return loss_fn
 
@@ -260,10 +285,20 @@ def train_planner(
     model = E2EPlanner(bev_cfg, plan_cfg)
     if init_from is not None:
         previous = E2EPlanner.from_pretrained(init_from)
-        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or previous.planner.config.architecture() != plan_cfg.architecture():
+        before = previous.planner.config
+        expand = before.num_modes == 1 and plan_cfg.num_modes > 1  # a single-mode planner grows modes
+        if previous.backbone.config.to_dict() != bev_cfg.to_dict() or {**before.architecture(), "num_modes": 0} != {
+                **plan_cfg.architecture(), "num_modes": 0} or (before.num_modes != plan_cfg.num_modes and not expand):
             raise ConfigError(f"init_from={init_from}: its backbone/planner configs differ from this run's "
                               f"(fusion={fusion!r}, preset={preset!r})")
-        model.load_state_dict(previous.state_dict())
+        state = previous.state_dict()
+        if expand:
+            fresh = model.planner.state_dict()
+            planner_state = expand_modes({k[len("planner."):]: v for k, v in state.items() if k.startswith("planner.")},
+                                         plan_cfg, fresh)
+            state = {**{k: v for k, v in state.items() if not k.startswith("planner.")},
+                     **{f"planner.{k}": v for k, v in planner_state.items()}}
+        model.load_state_dict(state)
     meta = {
         "stage": "planner",
         "preset": preset,
@@ -289,7 +324,8 @@ def train_planner(
         model=model,
         dataset=train_ds,
         loss_fn=make_planner_loss(fusion, student, bev_cfg.image_size, plan_cfg.route_dropout if plan_cfg.uses_route else 0.0,
-                                  plan_cfg.action_dropout, plan_cfg.action_jitter),
+                                  plan_cfg.action_dropout, plan_cfg.action_jitter, plan_cfg.num_modes,
+                                  plan_cfg.mode_loss_weight),
         cfg=train_cfg,
         out_dir=out_dir,
         save_fn=save_fn,
