@@ -87,8 +87,8 @@ class EvalPlan:
     graph_mode: str = "composed"  # or "processes": the node graph as separate processes
     bootstrap_samples: int = 2000
     bootstrap_seed: int = 0
-    # experiments on the direct closed-loop path only (scripts/validation_closed_loop.py --guard-param /
-    # --tracker-param): GuardConfig fields for every guarded agent, highway_tracker_config fields for every method
+    # experiments (scripts/validation_closed_loop.py --guard-param / --tracker-param): GuardConfig fields for every
+    # guarded agent (open loop and the direct closed-loop path), highway_tracker_config fields for every method
     guard_overrides: tuple[tuple[str, Any], ...] = ()
     tracker_overrides: tuple[tuple[str, Any], ...] = ()
     num_examples: int = 4
@@ -353,7 +353,8 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         logs = ensure_test_logs(Path(test_data), plan, workers)
         timings["test_logs_s"] = time.perf_counter() - t0
         say(f"{len(logs)} held-out logs ready ({timings['test_logs_s']:.0f} s)")
-        active = [specs[m] for m in plan.open_loop_methods if specs[m].available]
+        active = [replace(specs[m], guard=dict(plan.guard_overrides)) if specs[m].guard and plan.guard_overrides
+                  else specs[m] for m in plan.open_loop_methods if specs[m].available]
         t0 = time.perf_counter()
         seen_scenarios: set[str] = set()
         calls = []
