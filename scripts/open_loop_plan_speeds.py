@@ -7,10 +7,15 @@ guard) [m/s], and each plan's last pose (x forward, y left) [m]. Used to see whe
 (docs/evaluation.md, "Where the learned planner loses open loop").
 
     python scripts/open_loop_plan_speeds.py roundabout:10001:10 intersection:10002:50
+
+A multi-modal planner (``PlannerConfig.num_modes`` > 1) also prints each mode's speeds and probability (the
+row the planner drives is the most likely mode's). ``--test-data`` / ``--seeds`` read other held-out logs, e.g.
+the validation logs of ``scripts/validation_closed_loop.py --open-loop --logs DIR --seeds 30000-30004``.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", default="checkpoints/edge")
     ap.add_argument("--test-data", default="data/highway_test")
     ap.add_argument("--methods", default="latentvla_student_unguarded,latentvla_none")
+    ap.add_argument("--seeds", default="", help="the logs' seeds, e.g. 30000-30004 (default: the open-loop test seeds)")
     args = ap.parse_args(argv)
+
+    import torch
 
     from latentvla_ros.apps.evaluate import EvalPlan, build_open_loop_agent, ensure_test_logs, resolve_methods
     from latentvla_ros.core.agent import agent_input_of
@@ -36,8 +44,24 @@ def main(argv: list[str] | None = None) -> int:
     from latentvla_ros.data.log_format import DrivingLog
     from latentvla_ros.data.route import log_route_ego
     from latentvla_ros.evaluation.scenes import scene_from_log
+    from latentvla_ros.models.modeling_planner import FusedPlanner
 
-    plan = EvalPlan()
+    seen: list[tuple[np.ndarray, np.ndarray]] = []  # (modes (K, P, 3), probabilities (K,)) of the last planner call
+
+    def record_modes(module, args, kwargs, output):  # every FusedPlanner call: its modes beside the driven plan
+        if isinstance(module, FusedPlanner) and module.config.num_modes > 1:
+            with torch.no_grad():
+                poses, logits = module.forward_modes(*args, **kwargs)
+            seen.append((poses[0].numpy(), torch.softmax(logits[0], dim=0).numpy()))
+
+    torch.nn.modules.module.register_module_forward_hook(record_modes, with_kwargs=True)
+    if args.seeds:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from validation_closed_loop import parse_seeds
+
+        plan = EvalPlan(open_loop_seeds=parse_seeds(args.seeds))
+    else:
+        plan = EvalPlan()
     logs = {d.name: d for d in ensure_test_logs(Path(args.test_data), plan, workers=1)}  # generated once
     specs = resolve_methods(args.checkpoints, False, None)
     agents = {name: build_open_loop_agent(specs[name]) for name in args.methods.split(",")}
@@ -57,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, agent in agents.items():
             if hasattr(agent, "reset"):
                 agent.reset()
+            seen.clear()
             rows.append((name, np.asarray(agent.compute_trajectory(agent_input_of(frame, route=route)).poses)))
+            if seen:
+                modes, prob = seen[-1]
+                rows += [(f"  mode {k} (p {prob[k]:.2f})", modes[k]) for k in range(len(prob))]
         for name, poses in rows:
             print(f"  {name:30s} speeds {segment_speeds(poses)}  last pose {poses[-1, :2]}")
     return 0
