@@ -301,6 +301,17 @@ def test_validation_overrides_reach_the_guard_and_the_tracker(monkeypatch):
     assert not build_agent_from_graph(_student_graph()).guard.config.yield_moving
     defaults = closed_loop_methods(specs, EvalPlan(closed_loop_methods=("latentvla_student", "expert")))
     assert defaults["latentvla_student"].graph["guard"] is True and "tracker" not in defaults["expert"].options
+    # open loop too: the guarded agent's open-loop twin gets the same guard, an unguarded one none
+    from latentvla_ros.apps.evaluate import open_loop_specs
+    from latentvla_ros.evaluation.agents import build_agent
+
+    specs["latentvla_student_unguarded"] = MethodSpec(name="latentvla_student_unguarded", kind="agent", fusion="student",
+                                                      guard=False)
+    ol = {s.name: s for s in open_loop_specs(specs, EvalPlan(open_loop_methods=tuple(specs), guard_overrides=guard))}
+    assert ol["latentvla_student"].guard == {"yield_moving": True, "yield_min_speed_mps": 12.5}
+    assert ol["latentvla_student_unguarded"].guard is False and ol["expert"].guard is True
+    assert build_agent("student", guard=ol["latentvla_student"].guard).guard.config.yield_min_speed_mps == 12.5
+    assert open_loop_specs(specs, EvalPlan(open_loop_methods=tuple(specs)))[0].guard is True
 
     used = []
     monkeypatch.setattr(drivers, "run_episode", lambda env, driver, tracker=None: used.append(tracker) or env.close())

@@ -209,6 +209,14 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
 
 
 # ----------------------------------------------------------------------------- closed-loop methods
+def open_loop_specs(specs: dict[str, MethodSpec], plan: EvalPlan) -> list[MethodSpec]:
+    """The available open-loop methods of ``plan``; a guarded agent with ``plan.guard_overrides`` gets a guard
+    with those ``GuardConfig`` fields changed (as ``closed_loop_methods`` gives its closed-loop twin)."""
+    return [replace(specs[m], guard=dict(plan.guard_overrides))
+            if specs[m].kind == "agent" and specs[m].guard and plan.guard_overrides else specs[m]
+            for m in plan.open_loop_methods if specs[m].available]
+
+
 def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[str, Any]:
     """ClosedLoopMethod per available method (ours through the ROS graph)."""
     from latentvla_ros.evaluation.drivers import ClosedLoopMethod
@@ -353,8 +361,7 @@ def run_evaluation(plan: EvalPlan, out: str | Path, checkpoints: str | Path = "c
         logs = ensure_test_logs(Path(test_data), plan, workers)
         timings["test_logs_s"] = time.perf_counter() - t0
         say(f"{len(logs)} held-out logs ready ({timings['test_logs_s']:.0f} s)")
-        active = [replace(specs[m], guard=dict(plan.guard_overrides)) if specs[m].guard and plan.guard_overrides
-                  else specs[m] for m in plan.open_loop_methods if specs[m].available]
+        active = open_loop_specs(specs, plan)
         t0 = time.perf_counter()
         seen_scenarios: set[str] = set()
         calls = []
