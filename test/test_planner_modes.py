@@ -87,3 +87,25 @@ def test_winner_takes_all_drives_the_likely_mode_where_one_regression_averages()
     assert ends == pytest.approx([0.0, 40.0], abs=1.5)  # one mode stops, one goes
     assert plan[0, -1, 0].item() == pytest.approx(40.0, abs=1.5)  # and the likelier one is driven
     assert torch.softmax(logits, dim=1).max().item() == pytest.approx(0.6, abs=0.05)
+
+
+def test_a_multi_modal_planner_exports_to_onnx_and_drives_the_same_mode(tmp_path):
+    """The runtime's onnxruntime backend runs the exported planner: the most likely mode, as torch picks it."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from latentvla_ros.runtime.backends import export_onnx
+    from latentvla_ros.runtime.registry import example_inputs
+
+    torch.manual_seed(0)
+    cfg = PlannerConfig.preset("edge", num_modes=3)
+    planner = FusedPlanner(cfg).eval()
+    with torch.no_grad():
+        planner.mode_head.bias.copy_(torch.tensor([0.0, 2.0, 1.0]))  # mode 1 the most likely
+    inputs = example_inputs("planner", cfg)
+    session = ort.InferenceSession(str(export_onnx("planner", planner, tmp_path / "planner.onnx")))
+    out = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    with torch.no_grad():
+        poses, logits = planner.forward_modes(**inputs)
+    assert int(logits.argmax(dim=1)[0]) == 1
+    np.testing.assert_allclose(out, poses[:, 1].numpy(), atol=1e-4)
