@@ -209,11 +209,15 @@ def open_loop_log_task(log_dir: str, specs: list[MethodSpec], scene_stride: int,
 
 
 # ----------------------------------------------------------------------------- closed-loop methods
+def agent_guard(spec: MethodSpec, plan: EvalPlan) -> bool | dict:
+    """The guard a learned agent of ``spec`` drives with: none, the shipped one, or (a guarded agent with
+    ``plan.guard_overrides``) one with those ``GuardConfig`` fields changed; open and closed loop alike."""
+    return dict(plan.guard_overrides) if spec.guard and plan.guard_overrides else spec.guard
+
+
 def open_loop_specs(specs: dict[str, MethodSpec], plan: EvalPlan) -> list[MethodSpec]:
-    """The available open-loop methods of ``plan``; a guarded agent with ``plan.guard_overrides`` gets a guard
-    with those ``GuardConfig`` fields changed (as ``closed_loop_methods`` gives its closed-loop twin)."""
-    return [replace(specs[m], guard=dict(plan.guard_overrides))
-            if specs[m].kind == "agent" and specs[m].guard and plan.guard_overrides else specs[m]
+    """The available open-loop methods of ``plan``, a learned agent's with ``agent_guard``."""
+    return [replace(specs[m], guard=agent_guard(specs[m], plan)) if specs[m].kind == "agent" else specs[m]
             for m in plan.open_loop_methods if specs[m].available]
 
 
@@ -232,9 +236,8 @@ def closed_loop_methods(specs: dict[str, MethodSpec], plan: EvalPlan) -> dict[st
             graph = dict(name=name, fusion=spec.fusion, bev_checkpoint=spec.bev, planner_checkpoint=spec.planner,
                          student_checkpoint=spec.student, teacher_path=spec.teacher, preset=spec.preset,
                          allow_untrained=bool(spec.untrained))  # the ROS twin's planner drives them, flagged
-            guard = dict(plan.guard_overrides) if spec.guard and plan.guard_overrides else spec.guard
             out[name] = ClosedLoopMethod(name=name, kind="agent", graph={**graph, "ablation": spec.ablation,
-                                                                          "guard": guard})
+                                                                          "guard": agent_guard(spec, plan)})
         elif spec.kind == "pdm_closed":
             out[name] = ClosedLoopMethod(name=name, kind="reference", replan_every=plan.reference_replan_every,
                                          options={"reference": {"lateral_offsets": plan.reference_lateral_offsets_closed_loop}})

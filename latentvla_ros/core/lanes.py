@@ -82,6 +82,13 @@ class Polyline:
         idx, t, _ = self._closest(points)
         return self.cum[idx] + t * self.seg_len[idx]
 
+    def project_within(self, point: np.ndarray, s_start: float, s_end: float) -> float:
+        """Arc length of the closest point to ``point`` (2,) on the part of the polyline between arc lengths
+        ``s_start`` and ``s_end`` (clipped to the polyline): projecting near a known position, so a polyline
+        that passes close to itself (a roundabout route) does not send the point to its other pass."""
+        lo = float(np.clip(s_start, 0.0, self.length))
+        return lo + float(self.substring(lo, s_end).project(np.asarray(point, dtype=np.float64).reshape(1, 2))[0])
+
     def distance(self, points: np.ndarray) -> np.ndarray:
         """Euclidean distance from points (..., 2) to the polyline."""
         return self._closest(points)[2]

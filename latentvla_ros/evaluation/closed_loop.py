@@ -431,9 +431,7 @@ class HighwayClosedLoopEnv:
         pose = self._pose_now()
         # progress: projection onto the route near the previous arc length (no jumps
         # to other parts of a route that passes close to itself)
-        lo = max(self._s - 20.0, 0.0)
-        local = self.route.substring(lo, self._s + 60.0)
-        self._s = lo + float(local.project(pose[None, :2])[0])
+        self._s = self.route.project_within(pose[:2], self._s - 20.0, self._s + 60.0)
         self.progress_m = max(self._s - self._s0, 0.0)
         done = self._s >= self._goal_s
         self._obs = self._observe()

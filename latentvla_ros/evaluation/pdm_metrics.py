@@ -428,12 +428,9 @@ def route_progress(route: Polyline, centers: np.ndarray) -> np.ndarray:
     centers = np.asarray(centers, dtype=np.float64)
     s0 = route.project(centers[:, 0])
     driven = np.sqrt((np.diff(centers, axis=1) ** 2).sum(-1)).sum(-1)
-    out = np.zeros(len(centers))
-    for b in range(len(centers)):
-        lo = max(float(s0[b]) - PROGRESS_WINDOW_MARGIN_M, 0.0)
-        local = route.substring(lo, float(s0[b]) + float(driven[b]) + PROGRESS_WINDOW_MARGIN_M)
-        out[b] = max(lo + float(local.project(centers[b, -1][None])[0]) - float(s0[b]), 0.0)
-    return out
+    end = [route.project_within(centers[b, -1], s0[b] - PROGRESS_WINDOW_MARGIN_M,
+                                s0[b] + driven[b] + PROGRESS_WINDOW_MARGIN_M) for b in range(len(centers))]
+    return np.maximum(np.asarray(end, dtype=np.float64) - s0, 0.0)
 
 
 def normalized_progress(raw_multiplied: np.ndarray, multiplicative: np.ndarray, threshold: float) -> np.ndarray:

@@ -291,14 +291,11 @@ def train_planner(
                 **plan_cfg.architecture(), "num_modes": 0} or (before.num_modes != plan_cfg.num_modes and not expand):
             raise ConfigError(f"init_from={init_from}: its backbone/planner configs differ from this run's "
                               f"(fusion={fusion!r}, preset={preset!r})")
-        state = previous.state_dict()
+        model.backbone.load_state_dict(previous.backbone.state_dict())
+        planner_state = previous.planner.state_dict()
         if expand:
-            fresh = model.planner.state_dict()
-            planner_state = expand_modes({k[len("planner."):]: v for k, v in state.items() if k.startswith("planner.")},
-                                         plan_cfg, fresh)
-            state = {**{k: v for k, v in state.items() if not k.startswith("planner.")},
-                     **{f"planner.{k}": v for k, v in planner_state.items()}}
-        model.load_state_dict(state)
+            planner_state = expand_modes(planner_state, plan_cfg, model.planner.state_dict())
+        model.planner.load_state_dict(planner_state)
     meta = {
         "stage": "planner",
         "preset": preset,
