@@ -268,3 +268,27 @@ def test_float32_inputs_are_computed_in_float64():
     assert d32.dtype == np.float64
     assert wrap_angle(np.float32(3.5)).dtype == np.float64
     assert wrap_angle(np.float32(3.5)) == pytest.approx(float(np.float32(3.5)) - 2 * math.pi, abs=1e-12)
+
+
+def test_arc_lengths_by_hand():
+    from latentvla_ros.core.lanes import arc_lengths
+
+    # 3-4-5 triangle legs: 0, 5 (from (0,0) to (3,4)), 5 + 2 (then 2 along x)
+    np.testing.assert_allclose(arc_lengths(np.array([[0.0, 0.0], [3.0, 4.0], [5.0, 4.0]])), [0.0, 5.0, 7.0])
+    np.testing.assert_allclose(arc_lengths(np.array([[1.0, 2.0, 0.3]])), [0.0])  # extra columns ignored
+
+
+def test_project_within_keeps_to_the_window_on_a_route_that_passes_beside_itself():
+    """A hairpin: out along y = 0 to x = 50 (arc 0..50), back along y = 4 (arc 54..104 after the 4 m turn).
+    The point (10, 2.5) is nearer the return leg (1.5 m, arc 94) than the outgoing one (2.5 m, arc 10)."""
+    from latentvla_ros.core.lanes import Polyline
+
+    line = Polyline(np.array([[0.0, 0.0], [50.0, 0.0], [50.0, 4.0], [0.0, 4.0]]))
+    p = np.array([10.0, 2.5])
+    assert line.project(p[None])[0] == pytest.approx(94.0)
+    assert line.project_within(p, 0.0, 30.0) == pytest.approx(10.0)
+    assert line.project_within(p, 5.0, 12.0) == pytest.approx(10.0)
+    assert line.project_within(p, 12.0, 30.0) == pytest.approx(12.0)  # the window's start: the nearest it has
+    assert line.project_within(p, -20.0, 8.0) == pytest.approx(8.0)  # a start before 0 is clipped to 0
+    assert line.project_within(p, 60.0, 200.0) == pytest.approx(94.0)  # a window over the return leg
+    assert line.project_within(p, 150.0, 200.0) == pytest.approx(104.0)  # past the end: the end
